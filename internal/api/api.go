@@ -1,0 +1,98 @@
+// Package api holds Ember's public wire types: JSON bodies, the error
+// envelope and header names. It has no logic.
+package api
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Response headers set on invocations.
+const (
+	HeaderColdStart    = "Ember-Cold-Start"
+	HeaderInstance     = "Ember-Instance"
+	HeaderQueueMs      = "Ember-Queue-Ms"
+	HeaderServerTiming = "Server-Timing"
+	HeaderRoute        = "Ember-Route"
+	HeaderCost         = "Ember-Cost-USD"
+)
+
+// Instance states.
+const (
+	StateStarting = "starting"
+	StateReady    = "ready"
+	StateStopping = "stopping"
+	StateFailed   = "failed"
+)
+
+// Error is the body of every non-2xx answer Ember itself produces.
+type Error struct {
+	Error ErrorBody `json:"error"`
+}
+
+// ErrorBody says what went wrong; Code is a stable machine-readable word.
+type ErrorBody struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Instance is one instance of a function as GET /v1/functions/{name}/instances shows it.
+type Instance struct {
+	ID        string     `json:"id"`
+	Function  string     `json:"function"`
+	State     string     `json:"state"`
+	Addr      string     `json:"addr,omitempty"`
+	StartedAt time.Time  `json:"started_at"`
+	ReadyAt   *time.Time `json:"ready_at,omitempty"`
+	// Phases maps each start phase to milliseconds since the previous one
+	// (spawned is measured from the start request).
+	Phases   map[string]float64 `json:"phases"`
+	InFlight int                `json:"in_flight"`
+	Served   int64              `json:"served"`
+	// IdleSince is set while the instance is ready with nothing in flight;
+	// ExpiresAt is when keep-warm ends if nothing arrives.
+	IdleSince *time.Time `json:"idle_since,omitempty"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	ExitError string     `json:"exit_error,omitempty"`
+	LastLogs  []string   `json:"last_logs,omitempty"`
+}
+
+// Function is a deployed function with its live status.
+type Function struct {
+	Spec      json.RawMessage `json:"spec"`
+	Name      string          `json:"name"`
+	Runtime   string          `json:"runtime"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+	Version   int64           `json:"version"`
+	Status    FunctionStatus  `json:"status"`
+}
+
+// FunctionStatus is the live state of a function's pool.
+type FunctionStatus struct {
+	Ready          int     `json:"ready"`
+	Starting       int     `json:"starting"`
+	Failed         int     `json:"failed"`
+	InFlight       int     `json:"in_flight"`
+	Queued         int     `json:"queued"`
+	Desired        int     `json:"desired"`
+	MinNow         int     `json:"min_now"`
+	Panic          bool    `json:"panic"`
+	Reason         string  `json:"reason,omitempty"`
+	LastError      string  `json:"last_error,omitempty"`
+	ColdStarts     int64   `json:"cold_starts"`
+	Requests       int64   `json:"requests"`
+	ColdStartP50Ms float64 `json:"cold_start_p50_ms,omitempty"`
+}
+
+// DeployResult answers a deploy.
+type DeployResult struct {
+	Function Function `json:"function"`
+	Created  bool     `json:"created"`
+}
+
+// LogLine is one line of an instance's output.
+type LogLine struct {
+	Instance string `json:"instance"`
+	Line     string `json:"line"`
+}

@@ -1,0 +1,363 @@
+// Package spec defines the Function spec: its fields, defaults, decoding from
+// YAML or JSON, and validation with errors that name the field and the reason.
+package spec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Runtimes Ember knows how to start.
+const (
+	RuntimeProcess = "process"
+	RuntimeONNX    = "onnx"
+)
+
+// Defaults applied by (*Function).Default. They are the documented values of
+// the spec reference in README.md.
+const (
+	DefaultHealth       = "/health"
+	DefaultPredictPath  = "/predict"
+	DefaultMax          = 4
+	DefaultTarget       = 0.7
+	DefaultIdleTimeout  = 120 * time.Second
+	DefaultTimeout      = 300 * time.Second
+	DefaultStartTimeout = 60 * time.Second
+	DefaultQueue        = 1000
+	// DefaultMaxBodyBytes bounds request bodies the gateway accepts for a
+	// function unless the spec says otherwise.
+	DefaultMaxBodyBytes = 32 << 20
+)
+
+// Function is one deployable unit: a model server plus its scaling policy.
+type Function struct {
+	// Name is [a-z0-9][a-z0-9-]*, optionally namespaced owner/name.
+	Name string `json:"name"`
+	// Runtime is "process" (any HTTP server started as a local process) or "onnx".
+	Runtime string `json:"runtime"`
+	// Command is the argv of the instance; ${PORT} is expanded.
+	Command []string `json:"command,omitempty"`
+	// Env is added to the instance's environment.
+	Env map[string]string `json:"env,omitempty"`
+	// Workdir is the instance's working directory (relative to the server's).
+	Workdir string `json:"workdir,omitempty"`
+	// Health is the readiness path: ready when GET returns 2xx.
+	Health string `json:"health,omitempty"`
+	// PredictPath is where async jobs POST their input.
+	PredictPath string `json:"predict_path,omitempty"`
+	// Task and Model configure the built-in onnx runtime.
+	Task  string `json:"task,omitempty"`
+	Model string `json:"model,omitempty"`
+
+	Scaling Scaling `json:"scaling"`
+	// Timeout bounds one request, queue wait included.
+	Timeout Duration `json:"timeout,omitempty"`
+	// StartTimeout bounds an instance's start until ready.
+	StartTimeout Duration `json:"start_timeout,omitempty"`
+	// Retries is for idempotent or async work.
+	Retries int `json:"retries,omitempty"`
+	// MaxBodyBytes bounds the request body accepted for this function.
+	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+	// Resources names the hardware class an instance occupies (for metering).
+	Resources *Resources `json:"resources,omitempty"`
+}
+
+// Resources describes what one instance occupies.
+type Resources struct {
+	CPU    float64 `json:"cpu,omitempty"`
+	Memory string  `json:"memory,omitempty"`
+	GPU    *GPU    `json:"gpu,omitempty"`
+}
+
+// GPU is an accelerator request.
+type GPU struct {
+	Type  string `json:"type"`
+	Count int    `json:"count"`
+}
+
+// Scaling is the per-function scaling policy.
+type Scaling struct {
+	// Min instances are kept ready at all times (provisioned).
+	Min int `json:"min"`
+	// Max bounds the number of instances.
+	Max int `json:"max"`
+	// Concurrency is the hard cap of in-flight requests per instance (0 = unlimited).
+	Concurrency int `json:"concurrency"`
+	// Target is the utilisation of Concurrency the autoscaler aims for.
+	Target float64 `json:"target,omitempty"`
+	// IdleTimeout is the keep-warm window before an idle instance is stopped.
+	IdleTimeout Duration `json:"idle_timeout,omitempty"`
+	// Buffer spare ready instances are kept while traffic flows.
+	Buffer int `json:"buffer,omitempty"`
+	// Queue bounds the requests waiting for a slot.
+	Queue int `json:"queue,omitempty"`
+	// Schedule windows raise Min ahead of known peaks.
+	Schedule []Window `json:"schedule,omitempty"`
+}
+
+// Window raises the minimum to Min for Duration after each firing of Cron.
+type Window struct {
+	Cron     string   `json:"cron"`
+	Duration Duration `json:"duration"`
+	Min      int      `json:"min"`
+}
+
+// Duration is a time.Duration that reads "120s" or a number of seconds and
+// writes the string form.
+type Duration time.Duration
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// MarshalJSON writes the duration as a Go duration string ("2m0s").
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON accepts "120s", "2m", or a number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		v, err := time.ParseDuration(s)
+		if err != nil {
+			return fmt.Errorf("invalid duration %q (want e.g. \"30s\", \"2m\")", s)
+		}
+		*d = Duration(v)
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("invalid duration %s (want e.g. \"30s\" or seconds)", b)
+	}
+	*d = Duration(f * float64(time.Second))
+	return nil
+}
+
+// Parse decodes a spec from YAML or JSON (JSON is YAML), rejecting unknown
+// fields, applies defaults and validates it.
+func Parse(data []byte) (*Function, error) {
+	var f Function
+	if err := yaml.UnmarshalStrict(data, &f); err != nil {
+		return nil, fmt.Errorf("spec: %w", cleanYAMLError(err))
+	}
+	f.Default()
+	if err := f.Validate(); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+func cleanYAMLError(err error) error {
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "error unmarshaling JSON: while decoding JSON: ")
+	msg = strings.TrimPrefix(msg, "error converting YAML to JSON: ")
+	msg = strings.ReplaceAll(msg, "json: unknown field", "unknown field")
+	msg = strings.ReplaceAll(msg, "Go struct field ", "")
+	return errors.New(msg)
+}
+
+// Default fills unset fields with their documented defaults.
+func (f *Function) Default() {
+	if f.Runtime == "" {
+		f.Runtime = RuntimeProcess
+	}
+	if f.Health == "" {
+		f.Health = DefaultHealth
+	}
+	if f.PredictPath == "" {
+		f.PredictPath = DefaultPredictPath
+	}
+	s := &f.Scaling
+	if s.Max == 0 {
+		s.Max = max(DefaultMax, s.Min)
+	}
+	if s.Target == 0 {
+		s.Target = DefaultTarget
+	}
+	if s.IdleTimeout == 0 {
+		s.IdleTimeout = Duration(DefaultIdleTimeout)
+	}
+	if s.Queue == 0 {
+		s.Queue = DefaultQueue
+	}
+	if f.Timeout == 0 {
+		f.Timeout = Duration(DefaultTimeout)
+	}
+	if f.StartTimeout == 0 {
+		f.StartTimeout = Duration(DefaultStartTimeout)
+	}
+	if f.MaxBodyBytes == 0 {
+		f.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+}
+
+var (
+	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*(/[a-z0-9][a-z0-9-]*)?$`)
+	pathRE = regexp.MustCompile(`^/[^\s?#]*$`)
+)
+
+// FieldError names the field at fault and why.
+type FieldError struct {
+	Field  string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// ValidationError lists every problem found in a spec.
+type ValidationError struct {
+	Function string
+	Errs     []*FieldError
+}
+
+func (e *ValidationError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid spec")
+	if e.Function != "" {
+		b.WriteString(" for " + strconv.Quote(e.Function))
+	}
+	for i, fe := range e.Errs {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(fe.Error())
+	}
+	return b.String()
+}
+
+// ValidName reports whether name is a valid function name.
+func ValidName(name string) bool { return len(name) <= 127 && nameRE.MatchString(name) }
+
+// Validate checks a defaulted spec. The error is a *ValidationError that
+// lists every field at fault.
+func (f *Function) Validate() error {
+	var errs []*FieldError
+	add := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
+	}
+	switch {
+	case f.Name == "":
+		add("name", "required")
+	case !ValidName(f.Name):
+		add("name", "must match [a-z0-9][a-z0-9-]* optionally as owner/name, at most 127 characters (got %q)", f.Name)
+	}
+	switch f.Runtime {
+	case RuntimeProcess:
+		if len(f.Command) == 0 || f.Command[0] == "" {
+			add("command", "required for runtime %q (argv of the instance, e.g. [\"./server\", \"--port\", \"${PORT}\"])", f.Runtime)
+		}
+	case RuntimeONNX:
+		if f.Model == "" {
+			add("model", "required for runtime %q (npm:<package>@<version> or a local directory)", f.Runtime)
+		}
+		switch f.Task {
+		case "":
+			add("task", "required for runtime %q", f.Runtime)
+		case "ocr":
+		default:
+			add("task", "unsupported task %q (supported: ocr)", f.Task)
+		}
+	default:
+		add("runtime", "unknown runtime %q (supported: process, onnx)", f.Runtime)
+	}
+	for k := range f.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			add("env", "invalid variable name %q", k)
+		}
+	}
+	if !pathRE.MatchString(f.Health) {
+		add("health", "must be an absolute path such as /health (got %q)", f.Health)
+	}
+	if !pathRE.MatchString(f.PredictPath) {
+		add("predict_path", "must be an absolute path such as /predict (got %q)", f.PredictPath)
+	}
+	s := f.Scaling
+	if s.Min < 0 {
+		add("scaling.min", "must be ≥ 0 (got %d)", s.Min)
+	}
+	if s.Max < 1 {
+		add("scaling.max", "must be ≥ 1 (got %d)", s.Max)
+	}
+	if s.Max < s.Min {
+		add("scaling.max", "must be ≥ scaling.min (got %d < %d)", s.Max, s.Min)
+	}
+	if s.Concurrency < 0 {
+		add("scaling.concurrency", "must be ≥ 0, 0 meaning unlimited (got %d)", s.Concurrency)
+	}
+	if s.Target <= 0 || s.Target > 1 {
+		add("scaling.target", "must be in (0, 1] (got %g)", s.Target)
+	}
+	if s.IdleTimeout < 0 {
+		add("scaling.idle_timeout", "must be ≥ 0 (got %s)", s.IdleTimeout.D())
+	}
+	if s.Buffer < 0 {
+		add("scaling.buffer", "must be ≥ 0 (got %d)", s.Buffer)
+	}
+	if s.Queue < 0 {
+		add("scaling.queue", "must be ≥ 0 (got %d)", s.Queue)
+	}
+	for i, w := range s.Schedule {
+		field := fmt.Sprintf("scaling.schedule[%d]", i)
+		if _, err := ParseCron(w.Cron); err != nil {
+			add(field+".cron", "%v", err)
+		}
+		if w.Duration <= 0 {
+			add(field+".duration", "must be > 0 (got %s)", w.Duration.D())
+		}
+		if w.Min < 0 || w.Min > s.Max {
+			add(field+".min", "must be in [0, scaling.max=%d] (got %d)", s.Max, w.Min)
+		}
+	}
+	if f.Timeout <= 0 {
+		add("timeout", "must be > 0 (got %s)", f.Timeout.D())
+	}
+	if f.StartTimeout <= 0 {
+		add("start_timeout", "must be > 0 (got %s)", f.StartTimeout.D())
+	}
+	if f.Retries < 0 || f.Retries > 100 {
+		add("retries", "must be in [0, 100] (got %d)", f.Retries)
+	}
+	if f.MaxBodyBytes < 0 {
+		add("max_body_bytes", "must be ≥ 0 (got %d)", f.MaxBodyBytes)
+	}
+	if r := f.Resources; r != nil {
+		if r.CPU < 0 {
+			add("resources.cpu", "must be ≥ 0 (got %g)", r.CPU)
+		}
+		if r.GPU != nil {
+			if r.GPU.Type == "" {
+				add("resources.gpu.type", "required when resources.gpu is set")
+			}
+			if r.GPU.Count < 1 {
+				add("resources.gpu.count", "must be ≥ 1 (got %d)", r.GPU.Count)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return &ValidationError{Function: f.Name, Errs: errs}
+	}
+	return nil
+}
+
+// HardwareClass names the hardware an instance of f occupies, for metering
+// and pricing: the GPU type when one is requested, else "cpu".
+func (f *Function) HardwareClass() string {
+	if f.Resources != nil && f.Resources.GPU != nil && f.Resources.GPU.Type != "" {
+		return strings.ToLower(f.Resources.GPU.Type)
+	}
+	return "cpu"
+}
