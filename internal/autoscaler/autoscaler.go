@@ -4,7 +4,26 @@
 // starts no goroutines and never reads the clock; time arrives as a parameter.
 package autoscaler
 
-import "time"
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// Defaults for zero-valued Params fields.
+const (
+	DefaultStableWindow   = 60 * time.Second
+	DefaultPanicWindow    = 6 * time.Second
+	DefaultPanicThreshold = 2.0
+	DefaultTarget         = 0.7
+	// UnlimitedConcurrency stands in for Concurrency 0 (no hard cap) when
+	// sizing: an uncapped instance is assumed to serve 100 requests at once.
+	UnlimitedConcurrency = 100
+)
+
+// maxInstances bounds the demand-derived count before Max is applied, so
+// absurd observations (Inf, 1e300) cannot overflow int.
+const maxInstances = 1 << 30
 
 // Params are the scaling inputs for one function at one moment.
 type Params struct {
@@ -28,6 +47,12 @@ type Params struct {
 	PanicThreshold float64
 	// Ready is the number of instances ready or starting now.
 	Ready int
+
+	// PanicSince and PanicDesired are the panic memory: the controller feeds
+	// back the previous Decision's fields of the same names (zero at first).
+	// Passing them in keeps Decide pure.
+	PanicSince   time.Time
+	PanicDesired int
 }
 
 // Decision is the decider's answer.
@@ -41,4 +66,136 @@ type Decision struct {
 	PanicDemand  float64
 	// Reason explains the decision in a few words, for logs and status.
 	Reason string
+	// PanicSince is when panic was last triggered (zero when not in panic)
+	// and PanicDesired the highest count panic has asked for, before Buffer
+	// and bounds. Feed both back into the next Params.
+	PanicSince   time.Time
+	PanicDesired int
+}
+
+// Decide returns how many instances the function should have at now. It is
+// pure: it reads w (never modifies it) and p, and returns the panic memory
+// the caller must feed back through the next Params.
+//
+// The count follows Knative's KPA. Demand (average concurrency) over the
+// stable window, divided by what one instance should carry
+// (Concurrency×Target), gives the stable count. The same over the short panic
+// window reacts to bursts: when it reaches PanicThreshold× the ready count,
+// panic mode starts, uses the panic count and never scales down until a whole
+// stable window passes without a new trigger.
+//
+// E.g. Concurrency 4, Target 0.7 → 2.8 per instance. Ready 1 and a burst to
+// 20 over the last 6s → panic count ceil(20/2.8) = 8 ≥ 2×1: panic, desired 8
+// even though the 60s average may still read 3 (→ 2 instances).
+//
+// Idle wins over panic: once traffic stops for IdleTimeout the count falls to
+// Min and the panic memory is dropped. The window's span must cover
+// StableWindow, or the stable average covers only the span.
+//
+// pre: 0 <= Min <= Max. Should Max < Min anyway, Max wins: it is the cost cap.
+func Decide(p Params, w *Window, now time.Time) Decision {
+	p = withDefaults(p)
+	per := float64(p.Concurrency) * p.Target
+	if p.Concurrency == 0 {
+		per = UnlimitedConcurrency * p.Target
+	}
+	d := Decision{
+		StableDemand: w.Average(now, p.StableWindow),
+		PanicDemand:  w.Average(now, p.PanicWindow),
+	}
+
+	if !flowing(w, now, p.IdleTimeout) {
+		d.Desired = clamp(p.Min, p.Min, p.Max)
+		d.Reason = "idle"
+		return d
+	}
+
+	stableN := max(instances(d.StableDemand, per), 1)
+	panicN := max(instances(d.PanicDemand, per), 1)
+	ready := max(p.Ready, 1)
+	triggered := float64(panicN) >= p.PanicThreshold*float64(ready) && panicN > p.Ready
+
+	desired := stableN
+	d.Reason = fmt.Sprintf("stable demand %.1f / %.1f per instance", d.StableDemand, per)
+	since := p.PanicSince
+	if triggered {
+		since = now // entering, or re-triggering, restarts the hold
+	}
+	if !since.IsZero() && now.Sub(since) < p.StableWindow {
+		prev := 0
+		if !p.PanicSince.IsZero() {
+			prev = p.PanicDesired
+		}
+		desired = max(panicN, prev)
+		d.Panic, d.PanicSince, d.PanicDesired = true, since, desired
+		if triggered {
+			d.Reason = fmt.Sprintf("panic: demand %.1f ≥ %g×capacity", d.PanicDemand, p.PanicThreshold)
+		} else {
+			d.Reason = fmt.Sprintf("panic since %s: demand %.1f / %.1f per instance, holding %d",
+				since.Format(time.TimeOnly), d.PanicDemand, per, desired)
+		}
+	}
+
+	if p.Buffer > 0 {
+		desired += p.Buffer
+		d.Reason += fmt.Sprintf(" + buffer %d", p.Buffer)
+	}
+	d.Desired = clamp(desired, p.Min, p.Max)
+	switch {
+	case d.Desired < desired:
+		d.Reason += fmt.Sprintf(" (capped at max %d)", p.Max)
+	case d.Desired > desired:
+		d.Reason += fmt.Sprintf(" (raised to min %d)", p.Min)
+	}
+	return d
+}
+
+// withDefaults fills zero (or nonsensical) knobs with their defaults.
+func withDefaults(p Params) Params {
+	if p.StableWindow <= 0 {
+		p.StableWindow = DefaultStableWindow
+	}
+	if p.PanicWindow <= 0 {
+		p.PanicWindow = DefaultPanicWindow
+	}
+	if !(p.PanicThreshold > 0) { // also catches NaN
+		p.PanicThreshold = DefaultPanicThreshold
+	}
+	if !(p.Target > 0) || math.IsInf(p.Target, 0) {
+		p.Target = DefaultTarget
+	}
+	if p.Concurrency < 0 {
+		p.Concurrency = 0
+	}
+	return p
+}
+
+// flowing reports whether traffic still flows: the newest non-zero sample
+// lies within idle of now. With idle 0 only a non-zero newest sample counts.
+func flowing(w *Window, now time.Time, idle time.Duration) bool {
+	last := w.LastActive()
+	if last.IsZero() {
+		return false
+	}
+	if idle <= 0 {
+		return !last.Before(w.latest)
+	}
+	return now.Sub(last) <= idle
+}
+
+// instances is ceil(demand/per), kept within [0, maxInstances] whatever the
+// float inputs (NaN and negative demand count as none). The small epsilon
+// keeps float noise from adding an instance: averaging can turn an exact 2
+// into 2.0000000000000004, which must stay 2.
+func instances(demand, per float64) int {
+	n := math.Ceil(demand/per - 1e-9)
+	if !(n > 0) {
+		return 0
+	}
+	return int(min(n, maxInstances))
+}
+
+// clamp bounds n to [lo, hi], and to 0 at the bottom; hi wins over lo.
+func clamp(n, lo, hi int) int {
+	return max(min(max(n, lo), hi), 0)
 }

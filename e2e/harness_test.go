@@ -1,0 +1,268 @@
+// Package e2e runs Ember end to end: the real ember binary serving on a
+// loopback port, real instance processes (examples/sim), real HTTP.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/client"
+)
+
+// bins holds the binaries built once for the whole package.
+var bins struct {
+	ember, sim string
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ember-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins.ember = filepath.Join(dir, "ember")
+	bins.sim = filepath.Join(dir, "sim")
+	for _, b := range []struct{ out, pkg string }{{bins.ember, "../cmd/ember"}, {bins.sim, "../examples/sim"}} {
+		cmd := exec.Command("go", "build", "-o", b.out, b.pkg)
+		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n", b.pkg, err)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// server is one running `ember serve`.
+type server struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	addr    string
+	dataDir string
+	url     string
+	c       *client.Client
+	logs    *syncBuffer
+	done    chan struct{}
+	exitErr error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServer starts ember serve on dataDir ("" for a fresh one) and waits
+// until it answers /readyz.
+func startServer(t *testing.T, dataDir string, extra ...string) *server {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	s := &server{t: t, addr: freeAddr(t), dataDir: dataDir, logs: &syncBuffer{}, done: make(chan struct{})}
+	s.url = "http://" + s.addr
+	args := append([]string{"serve", "--addr", s.addr, "--data-dir", dataDir, "--tick", "100ms", "--grace", "10s", "--log-level", "debug"}, extra...)
+	s.cmd = exec.Command(bins.ember, args...)
+	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		s.exitErr = s.cmd.Wait()
+		close(s.done)
+	}()
+	t.Cleanup(func() {
+		s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(20 * time.Second):
+			s.cmd.Process.Kill()
+			<-s.done
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.logs.String())
+		}
+	})
+	s.c = client.New(s.url, "")
+	s.c.HTTP = &http.Client{}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(s.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return s
+			}
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("server exited early: %v\n%s", s.exitErr, s.logs.String())
+		case <-time.After(5 * time.Millisecond): // polling readiness with a deadline
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("server not ready:\n%s", s.logs.String())
+		}
+	}
+}
+
+// deploy deploys a sim function from a YAML spec fragment.
+func (s *server) deploy(yaml string) api.Function {
+	s.t.Helper()
+	res, err := s.c.Deploy(context.Background(), []byte(yaml))
+	if err != nil {
+		s.t.Fatalf("deploy: %v", err)
+	}
+	return res.Function
+}
+
+func simSpec(name, scaling string, extra ...string) string {
+	return fmt.Sprintf("name: %s\ncommand: [%q]\nscaling: %s\n%s", name, bins.sim, scaling, strings.Join(extra, "\n"))
+}
+
+type result struct {
+	status  int
+	header  http.Header
+	body    []byte
+	elapsed time.Duration
+}
+
+func (s *server) call(method, path, body string) result {
+	s.t.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.url+path, r)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return result{resp.StatusCode, resp.Header, b, time.Since(start)}
+}
+
+func (s *server) instances(name string) []api.Instance {
+	s.t.Helper()
+	ins, err := s.c.Instances(context.Background(), name)
+	if err != nil {
+		s.t.Fatalf("instances: %v", err)
+	}
+	return ins
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+// children returns the pids whose parent is pid.
+func children(pid int) []int {
+	var out []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		var p int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &p); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...; comm may contain spaces, so cut at ')'.
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		var state string
+		var ppid int
+		if _, err := fmt.Sscanf(s[i+1:], " %s %d", &state, &ppid); err == nil && ppid == pid && state != "Z" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && !strings.HasPrefix(strings.TrimSpace(s[i+1:]), "Z")
+}
+
+func decode(t *testing.T, b []byte, v any) {
+	t.Helper()
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("decode %q: %v", b, err)
+	}
+}
+
+// sseLines reads SSE data lines from r, sending each with its arrival time.
+func sseLines(r io.Reader) <-chan [2]any {
+	ch := make(chan [2]any)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			if line := sc.Text(); strings.HasPrefix(line, "data:") {
+				ch <- [2]any{strings.TrimSpace(strings.TrimPrefix(line, "data:")), time.Now()}
+			}
+		}
+	}()
+	return ch
+}
+
+func osWriteFile(path string, b []byte) error { return os.WriteFile(path, b, 0o644) }

@@ -1,0 +1,473 @@
+// Command sim is a simulated model server: a small, dependency-free HTTP
+// server that behaves like an inference server (slow start, model load,
+// predictions, token streaming, crashes on demand) without a model. Ember's
+// end-to-end tests and the README tour run it as a function, and it is a
+// template for wrapping a real model:
+//
+//	name: sim
+//	runtime: process
+//	command: ["./sim", "--port", "${PORT}"]
+//
+// Behaviour is set with flags or, for each flag, an environment variable
+// (the flag wins):
+//
+//	--port         PORT                port to listen on, on 127.0.0.1
+//	--start-delay  SIM_START_DELAY     wait before listening (simulates process boot), e.g. 2s
+//	--load-delay   SIM_LOAD_DELAY      wait between listening and /health answering 200
+//	                                   (simulates loading weights), e.g. 500ms
+//	--fail-start   SIM_FAIL_START      exit 1 before listening (true/1; any other
+//	                                   non-boolean value is used as the error message)
+//	--ignore-term  SIM_IGNORE_SIGTERM  ignore SIGTERM (simulates a server that hangs on shutdown)
+//
+// Endpoints:
+//
+//	GET  /health               200 "ok" once loaded, 503 before
+//	POST /predict              {"sleep_ms":N,"echo":any,"fail":bool,"crash":bool}
+//	                           -> {"output":...,"instance":...,"in_flight":n}
+//	POST /v1/chat/completions  OpenAI-style; "stream":true streams one word per SSE event
+//	                           ("interval_ms" sets the pace)
+//	GET  /stream?n=5&interval_ms=100
+//	                           n SSE events, then "data: [DONE]"
+//	GET  /stats                {"max_in_flight":N,"in_flight":n,"served":m}
+//	any other                  echoes method, path, query, headers and body (?sleep_ms=N)
+//
+// When it becomes ready it prints "EMBER_SIM_READY <unix nanoseconds>" so a
+// harness can measure how quickly the platform noticed.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "sim:", err)
+		os.Exit(1)
+	}
+}
+
+// config holds the simulation knobs.
+type config struct {
+	port       string
+	startDelay time.Duration
+	loadDelay  time.Duration
+	failStart  string // "" means start normally; otherwise the error to exit with
+	ignoreTerm bool
+}
+
+func parseConfig(args []string) (config, error) {
+	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
+	var c config
+	var startDelay, loadDelay, failStart, ignoreTerm string
+	fs.StringVar(&c.port, "port", os.Getenv("PORT"), "port to listen on (env PORT)")
+	fs.StringVar(&startDelay, "start-delay", os.Getenv("SIM_START_DELAY"), "delay before listening (env SIM_START_DELAY)")
+	fs.StringVar(&loadDelay, "load-delay", os.Getenv("SIM_LOAD_DELAY"), "delay between listening and ready (env SIM_LOAD_DELAY)")
+	fs.StringVar(&failStart, "fail-start", os.Getenv("SIM_FAIL_START"), "exit 1 before listening (env SIM_FAIL_START)")
+	fs.StringVar(&ignoreTerm, "ignore-term", os.Getenv("SIM_IGNORE_SIGTERM"), "ignore SIGTERM (env SIM_IGNORE_SIGTERM)")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.port == "" {
+		return c, errors.New("no port: set PORT or --port")
+	}
+	var err error
+	if c.startDelay, err = parseDelay("start-delay", startDelay); err != nil {
+		return c, err
+	}
+	if c.loadDelay, err = parseDelay("load-delay", loadDelay); err != nil {
+		return c, err
+	}
+	// A boolean turns the failure on or off; anything else is the message,
+	// so a test can check that the platform shows the instance's own words.
+	if on, err := strconv.ParseBool(failStart); err == nil {
+		if on {
+			c.failStart = "simulated start failure (SIM_FAIL_START)"
+		}
+	} else if failStart != "" {
+		c.failStart = failStart
+	}
+	c.ignoreTerm, _ = strconv.ParseBool(ignoreTerm)
+	return c, nil
+}
+
+func parseDelay(name, v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", name, err)
+	}
+	return d, nil
+}
+
+func run(args []string) error {
+	c, err := parseConfig(args)
+	if err != nil {
+		return err
+	}
+	stopSignals := []os.Signal{syscall.SIGINT, syscall.SIGTERM}
+	if c.ignoreTerm {
+		stopSignals = stopSignals[:1]
+		signal.Ignore(syscall.SIGTERM)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals...)
+	defer stop()
+
+	if !sleepCtx(ctx, c.startDelay) {
+		return nil // stopped while "booting"
+	}
+	if c.failStart != "" {
+		return errors.New(c.failStart)
+	}
+
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", c.port))
+	if err != nil {
+		return err
+	}
+	s := &server{
+		instance: os.Getenv("EMBER_INSTANCE"),
+		log:      log.New(os.Stdout, "sim: ", log.Ltime|log.Lmicroseconds),
+	}
+	s.log.Printf("pid %d listening on %s (load delay %s)", os.Getpid(), ln.Addr(), c.loadDelay)
+
+	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	// Model "load": listening but not ready, as a real server that binds
+	// its port before its weights are in memory.
+	if sleepCtx(ctx, c.loadDelay) {
+		readyAt := time.Now() // taken before the flag flips, so a probe can never beat it
+		s.ready.Store(true)
+		fmt.Printf("EMBER_SIM_READY %d\n", readyAt.UnixNano())
+	}
+
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	s.log.Printf("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdownCtx)
+}
+
+// sleepCtx waits for d and reports whether ctx was still live afterwards.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// server is the simulated model server's state.
+type server struct {
+	instance string
+	log      *log.Logger
+	ready    atomic.Bool
+
+	// Concurrency accounting, so tests can check that the platform never
+	// sent more concurrent requests than the function allows.
+	inFlight    atomic.Int64
+	maxInFlight atomic.Int64
+	served      atomic.Int64
+}
+
+func (s *server) routes() http.Handler {
+	mux := http.NewServeMux()
+	// Health and stats are the platform's and the test's, not load: they
+	// are not counted as requests.
+	mux.HandleFunc("GET /health", s.health)
+	mux.HandleFunc("GET /stats", s.stats)
+	mux.Handle("POST /predict", s.counted(s.predict))
+	mux.Handle("POST /v1/chat/completions", s.counted(s.chat))
+	mux.Handle("GET /stream", s.counted(s.stream))
+	mux.Handle("/", s.counted(s.echo))
+	return s.logged(mux)
+}
+
+// logged writes one line per request to stdout. Health checks are left
+// out: the platform probes every few milliseconds while an instance loads,
+// and those lines would push the useful ones out of its log tail.
+func (s *server) logged(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/health" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		s.log.Printf("%s %s %d %s", r.Method, r.URL.RequestURI(), rec.status, time.Since(start).Round(time.Microsecond))
+	})
+}
+
+// counted tracks concurrent requests and the maximum seen.
+func (s *server) counted(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := s.inFlight.Add(1)
+		for {
+			m := s.maxInFlight.Load()
+			if n <= m || s.maxInFlight.CompareAndSwap(m, n) {
+				break
+			}
+		}
+		defer func() {
+			s.inFlight.Add(-1)
+			s.served.Add(1)
+		}()
+		h(w, r)
+	})
+}
+
+func (s *server) health(w http.ResponseWriter, r *http.Request) {
+	if !s.ready.Load() {
+		http.Error(w, "loading", http.StatusServiceUnavailable)
+		return
+	}
+	io.WriteString(w, "ok")
+}
+
+func (s *server) stats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]int64{
+		"max_in_flight": s.maxInFlight.Load(),
+		"in_flight":     s.inFlight.Load(),
+		"served":        s.served.Load(),
+	})
+}
+
+// predictRequest is the body of POST /predict.
+type predictRequest struct {
+	SleepMS int             `json:"sleep_ms"`
+	Echo    json.RawMessage `json:"echo"`
+	Fail    bool            `json:"fail"`
+	Crash   bool            `json:"crash"`
+}
+
+func (s *server) predict(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	var req predictRequest
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid JSON: " + err.Error()})
+			return
+		}
+	}
+	if req.Crash {
+		// Die mid-request, with no response, as a server hit by an
+		// out-of-memory kill or a segfault would.
+		s.log.Printf("crashing as requested")
+		os.Exit(2)
+	}
+	if !sleepCtx(r.Context(), time.Duration(req.SleepMS)*time.Millisecond) {
+		return // the client went away
+	}
+	if req.Fail {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": "requested failure"})
+		return
+	}
+	output := req.Echo
+	if output == nil {
+		output = json.RawMessage(body)
+	}
+	if len(output) == 0 {
+		output = json.RawMessage("null")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"output":    output,
+		"instance":  s.instance,
+		"in_flight": s.inFlight.Load(),
+	})
+}
+
+// echo answers any other request with what it received.
+func (s *server) echo(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+		return
+	}
+	if ms, err := strconv.Atoi(r.URL.Query().Get("sleep_ms")); err == nil {
+		if !sleepCtx(r.Context(), time.Duration(ms)*time.Millisecond) {
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"method":   r.Method,
+		"path":     r.URL.Path,
+		"query":    r.URL.Query(),
+		"headers":  r.Header,
+		"body":     string(body),
+		"instance": s.instance,
+	})
+}
+
+// stream sends n server-sent events, one per interval, flushing each so
+// the client sees them as they are produced.
+func (s *server) stream(w http.ResponseWriter, r *http.Request) {
+	n := queryInt(r, "n", 5)
+	interval := time.Duration(queryInt(r, "interval_ms", 100)) * time.Millisecond
+	sse := startSSE(w)
+	for i := range n {
+		if i > 0 && !sleepCtx(r.Context(), interval) {
+			return
+		}
+		sse.send(map[string]int64{"i": int64(i), "t": time.Now().UnixNano()})
+	}
+	sse.done()
+}
+
+// chatRequest is the part of an OpenAI chat completion request sim reads.
+type chatRequest struct {
+	Model    string `json:"model"`
+	Messages []struct {
+		Role    string `json:"role"`
+		Content any    `json:"content"`
+	} `json:"messages"`
+	Stream     bool `json:"stream"`
+	IntervalMS int  `json:"interval_ms"` // sim extension: pause between streamed words
+}
+
+func (s *server) chat(w http.ResponseWriter, r *http.Request) {
+	var req chatRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		writeJSON(w, http.StatusBadRequest, map[string]any{
+			"error": map[string]string{"message": "invalid JSON: " + err.Error(), "type": "invalid_request_error"},
+		})
+		return
+	}
+	if req.Model == "" {
+		req.Model = "sim"
+	}
+	// The "model" answers by repeating the last user message.
+	prompt := ""
+	for _, m := range req.Messages {
+		if text, ok := m.Content.(string); ok && m.Role == "user" {
+			prompt = text
+		}
+	}
+	reply := "You said: " + prompt
+	id := fmt.Sprintf("chatcmpl-sim-%d", time.Now().UnixNano())
+	created := time.Now().Unix()
+	words := strings.Fields(reply)
+
+	if !req.Stream {
+		writeJSON(w, http.StatusOK, map[string]any{
+			"id": id, "object": "chat.completion", "created": created, "model": req.Model,
+			"choices": []map[string]any{{
+				"index":         0,
+				"message":       map[string]string{"role": "assistant", "content": reply},
+				"finish_reason": "stop",
+			}},
+			"usage": map[string]int{
+				"prompt_tokens":     len(strings.Fields(prompt)),
+				"completion_tokens": len(words),
+				"total_tokens":      len(strings.Fields(prompt)) + len(words),
+			},
+		})
+		return
+	}
+
+	chunk := func(delta map[string]string, finish any) map[string]any {
+		return map[string]any{
+			"id": id, "object": "chat.completion.chunk", "created": created, "model": req.Model,
+			"choices": []map[string]any{{"index": 0, "delta": delta, "finish_reason": finish}},
+		}
+	}
+	interval := time.Duration(req.IntervalMS) * time.Millisecond
+	sse := startSSE(w)
+	for i, word := range words {
+		if i > 0 {
+			word = " " + word
+			if !sleepCtx(r.Context(), interval) {
+				return
+			}
+		}
+		delta := map[string]string{"content": word}
+		if i == 0 {
+			delta["role"] = "assistant"
+		}
+		sse.send(chunk(delta, nil))
+	}
+	sse.send(chunk(map[string]string{}, "stop"))
+	sse.done()
+}
+
+// sseWriter writes server-sent events and flushes after each one.
+type sseWriter struct {
+	w  http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func startSSE(w http.ResponseWriter) sseWriter {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	return sseWriter{w: w, rc: http.NewResponseController(w)}
+}
+
+func (s sseWriter) send(v any) {
+	b, _ := json.Marshal(v)
+	fmt.Fprintf(s.w, "data: %s\n\n", b)
+	s.rc.Flush()
+}
+
+func (s sseWriter) done() {
+	io.WriteString(s.w, "data: [DONE]\n\n")
+	s.rc.Flush()
+}
+
+func queryInt(r *http.Request, name string, def int) int {
+	if v, err := strconv.Atoi(r.URL.Query().Get(name)); err == nil && v >= 0 {
+		return v
+	}
+	return def
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// statusRecorder remembers the status code for the request log. Unwrap
+// lets http.ResponseController reach the real writer to flush streams.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.status = code
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -1,0 +1,332 @@
+// Package activator holds requests while no instance slot is free. Each
+// function has a bounded FIFO queue; a request that finds no free slot asks
+// for capacity at once (scale from zero without waiting for an autoscaler
+// tick) and waits until a slot frees, an instance becomes ready, its start
+// fails, or its deadline passes.
+package activator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ember-run/ember/internal/spec"
+)
+
+// Errors returned by Try. The gateway maps them to HTTP statuses.
+var (
+	ErrQueueFull       = errors.New("queue full")
+	ErrUnknownFunction = errors.New("unknown function")
+	ErrStartFailed     = errors.New("instance failed to start")
+)
+
+// StartFailedError carries the reason an instance could not be started and
+// when the next attempt is allowed.
+type StartFailedError struct {
+	Err     error
+	RetryAt time.Time
+}
+
+func (e *StartFailedError) Error() string { return fmt.Sprintf("%v: %v", ErrStartFailed, e.Err) }
+func (e *StartFailedError) Unwrap() []error { return []error{ErrStartFailed, e.Err} }
+
+// QueueFullError says how long the queue is.
+type QueueFullError struct{ Limit int }
+
+func (e *QueueFullError) Error() string {
+	return fmt.Sprintf("%v: %d requests already waiting", ErrQueueFull, e.Limit)
+}
+func (e *QueueFullError) Unwrap() error { return ErrQueueFull }
+
+// Capacity is what the activator needs from the instance manager.
+type Capacity interface {
+	Function(name string) (*spec.Function, bool)
+	// TryAcquire takes a slot on the least-loaded ready instance.
+	TryAcquire(fn string) (id, addr string, readyAt time.Time, release func(), ok bool)
+	// EnsureCapacity starts instances for demand (in flight + queued)
+	// without waiting; it errs while starts back off after failures.
+	EnsureCapacity(fn string, demand int) (started int, err error)
+	// Health reports live (ready or starting) instances and, while starts
+	// back off, the last start error and when the next try is allowed.
+	Health(fn string) (live int, failing error, retryAt time.Time)
+}
+
+// Slot is a held place on an instance, valid while Try's callback runs.
+type Slot struct {
+	Instance string
+	Addr     string
+	// Cold is true when the request waited for an instance that became
+	// ready after it arrived.
+	Cold    bool
+	Arrived time.Time
+	Queue   time.Duration
+}
+
+// Activator dispatches requests to instance slots.
+type Activator struct {
+	cap Capacity
+	now func() time.Time
+
+	mu     sync.RWMutex // guards queues
+	queues map[string]*queue
+}
+
+type queue struct {
+	mu       sync.Mutex // guards the following
+	waiters  []*waiter
+	inFlight int
+	// Time-weighted concurrency (in flight + queued) since the last Stats call.
+	level    int
+	integral float64 // level × seconds
+	last     time.Time
+	since    time.Time
+	peak     int
+	requests int64
+}
+
+type waiter struct {
+	ch      chan grant // buffered: the dispatcher never blocks
+	arrived time.Time
+	granted bool
+}
+
+type grant struct {
+	id, addr string
+	readyAt  time.Time
+	release  func()
+	err      error
+}
+
+// New returns an Activator over cap.
+func New(cap Capacity) *Activator {
+	return &Activator{cap: cap, now: time.Now, queues: make(map[string]*queue)}
+}
+
+func (a *Activator) queue(fn string) *queue {
+	a.mu.RLock()
+	q := a.queues[fn]
+	a.mu.RUnlock()
+	if q != nil {
+		return q
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if q = a.queues[fn]; q == nil {
+		now := a.now()
+		q = &queue{last: now, since: now}
+		a.queues[fn] = q
+	}
+	return q
+}
+
+// moveLocked records a change of concurrency level; q.mu must be held.
+func (q *queue) moveLocked(now time.Time, delta int) {
+	q.integral += float64(q.level) * now.Sub(q.last).Seconds()
+	q.last = now
+	q.level += delta
+	q.peak = max(q.peak, q.level)
+}
+
+// Try runs f on a slot of an instance of fn, waiting in fn's queue (and
+// starting instances) when none is free. The slot is held exactly while f
+// runs. Errors: ErrUnknownFunction, *QueueFullError, *StartFailedError, or
+// ctx's error when the wait outlives it.
+func (a *Activator) Try(ctx context.Context, fn string, f func(Slot) error) error {
+	sp, ok := a.cap.Function(fn)
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknownFunction, fn)
+	}
+	q := a.queue(fn)
+	arrived := a.now()
+
+	q.mu.Lock()
+	q.requests++
+	if len(q.waiters) == 0 {
+		if id, addr, readyAt, release, ok := a.cap.TryAcquire(fn); ok {
+			q.inFlight++
+			q.moveLocked(arrived, +1)
+			q.mu.Unlock()
+			return a.run(q, grant{id: id, addr: addr, readyAt: readyAt, release: release}, arrived, arrived, f)
+		}
+	}
+	if len(q.waiters) >= sp.Scaling.Queue {
+		q.mu.Unlock()
+		return &QueueFullError{Limit: sp.Scaling.Queue}
+	}
+	w := &waiter{ch: make(chan grant, 1), arrived: arrived}
+	q.waiters = append(q.waiters, w)
+	q.moveLocked(arrived, +1)
+	demand := q.inFlight + len(q.waiters)
+	q.mu.Unlock()
+
+	if _, err := a.cap.EnsureCapacity(fn, demand); err != nil {
+		if live, failing, retryAt := a.cap.Health(fn); live == 0 && failing != nil {
+			if a.abandon(q, w) {
+				return &StartFailedError{Err: failing, RetryAt: retryAt}
+			}
+		}
+	}
+
+	select {
+	case g := <-w.ch:
+		if g.err != nil {
+			return g.err
+		}
+		return a.run(q, g, arrived, a.now(), f)
+	case <-ctx.Done():
+		if !a.abandon(q, w) {
+			// Granted while we gave up: hand the slot back.
+			if g := <-w.ch; g.release != nil {
+				a.done(q, g)
+			}
+		}
+		return ctx.Err()
+	}
+}
+
+// abandon removes w from q; it reports false when w was already granted.
+func (a *Activator) abandon(q *queue, w *waiter) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if w.granted {
+		return false
+	}
+	for i, x := range q.waiters {
+		if x == w {
+			q.waiters = append(q.waiters[:i], q.waiters[i+1:]...)
+			break
+		}
+	}
+	w.granted = true
+	q.moveLocked(a.now(), -1)
+	return true
+}
+
+func (a *Activator) run(q *queue, g grant, arrived, acquired time.Time, f func(Slot) error) error {
+	defer a.done(q, g)
+	return f(Slot{
+		Instance: g.id, Addr: g.addr,
+		Cold:    g.readyAt.After(arrived),
+		Arrived: arrived, Queue: acquired.Sub(arrived),
+	})
+}
+
+func (a *Activator) done(q *queue, g grant) {
+	q.mu.Lock()
+	q.inFlight--
+	q.moveLocked(a.now(), -1)
+	q.mu.Unlock()
+	g.release() // the manager calls Notify, which dispatches waiters
+}
+
+// Notify hands free slots of fn to waiters in arrival order. The instance
+// manager calls it whenever capacity may have changed. When waiters remain
+// and no instance is live because starts keep failing, they get the reason.
+func (a *Activator) Notify(fn string) {
+	a.mu.RLock()
+	q := a.queues[fn]
+	a.mu.RUnlock()
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	for len(q.waiters) > 0 {
+		id, addr, readyAt, release, ok := a.cap.TryAcquire(fn)
+		if !ok {
+			break
+		}
+		w := q.waiters[0]
+		q.waiters[0] = nil
+		q.waiters = q.waiters[1:]
+		w.granted = true
+		q.inFlight++ // level unchanged: queued becomes in flight
+		w.ch <- grant{id: id, addr: addr, readyAt: readyAt, release: release}
+	}
+	if len(q.waiters) == 0 {
+		q.mu.Unlock()
+		return
+	}
+	demand := q.inFlight + len(q.waiters)
+	_, startErr := a.cap.EnsureCapacity(fn, demand)
+	if live, failing, retryAt := a.cap.Health(fn); live == 0 && (failing != nil || startErr != nil) {
+		if failing == nil {
+			failing = startErr
+		}
+		now := a.now()
+		for _, w := range q.waiters {
+			w.granted = true
+			w.ch <- grant{err: &StartFailedError{Err: failing, RetryAt: retryAt}}
+			q.moveLocked(now, -1)
+		}
+		q.waiters = nil
+	}
+	q.mu.Unlock()
+}
+
+// Stats is fn's demand since the previous call: the time-weighted average
+// concurrency (in flight + queued), the peak, and the current counts.
+type Stats struct {
+	Average  float64
+	Peak     int
+	InFlight int
+	Queued   int
+	Requests int64
+}
+
+// Sample returns fn's Stats and starts a new averaging period.
+func (a *Activator) Sample(fn string) Stats {
+	q := a.queue(fn)
+	now := a.now()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.moveLocked(now, 0)
+	s := Stats{InFlight: q.inFlight, Queued: len(q.waiters), Peak: q.peak, Requests: q.requests}
+	if d := now.Sub(q.since).Seconds(); d > 0 {
+		s.Average = q.integral / d
+	} else {
+		s.Average = float64(q.level)
+	}
+	q.integral, q.since, q.peak = 0, now, q.level
+	return s
+}
+
+// Forget drops fn's queue after the function is removed, failing waiters.
+func (a *Activator) Forget(fn string) {
+	a.mu.Lock()
+	q := a.queues[fn]
+	delete(a.queues, fn)
+	a.mu.Unlock()
+	if q == nil {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, w := range q.waiters {
+		w.granted = true
+		w.ch <- grant{err: fmt.Errorf("%w %q (removed while waiting)", ErrUnknownFunction, fn)}
+	}
+	q.waiters = nil
+}
+
+// Demand returns fn's time-weighted average concurrency (in flight +
+// queued) since the previous call and the current level; the controller
+// feeds it to the autoscaler each tick.
+func (a *Activator) Demand(fn string) (average float64, current int) {
+	s := a.Sample(fn)
+	return s.Average, s.InFlight + s.Queued
+}
+
+// Queued returns how many requests wait for a slot of fn.
+func (a *Activator) Queued(fn string) int {
+	a.mu.RLock()
+	q := a.queues[fn]
+	a.mu.RUnlock()
+	if q == nil {
+		return 0
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.waiters)
+}

@@ -1,0 +1,251 @@
+package activator
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ember-run/ember/internal/spec"
+)
+
+// fakeCapacity is a pool of slots the test opens and closes by hand.
+type fakeCapacity struct {
+	mu      sync.Mutex
+	fn      *spec.Function
+	free    int
+	readyAt time.Time
+	started int
+	failing error
+	live    int
+	notify  func(string)
+}
+
+func (f *fakeCapacity) Function(name string) (*spec.Function, bool) {
+	return f.fn, name == f.fn.Name
+}
+
+func (f *fakeCapacity) TryAcquire(fn string) (string, string, time.Time, func(), bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.free == 0 {
+		return "", "", time.Time{}, nil, false
+	}
+	f.free--
+	return "i1", "127.0.0.1:1", f.readyAt, func() {
+		f.mu.Lock()
+		f.free++
+		f.mu.Unlock()
+		f.notify(fn)
+	}, true
+}
+
+func (f *fakeCapacity) EnsureCapacity(fn string, demand int) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failing != nil {
+		return 0, f.failing
+	}
+	f.started++
+	f.live = 1
+	return 1, nil
+}
+
+func (f *fakeCapacity) Health(fn string) (int, error, time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.live, f.failing, time.Time{}
+}
+
+// open adds n free slots, as an instance becoming ready does.
+func (f *fakeCapacity) open(n int, at time.Time) {
+	f.mu.Lock()
+	f.free += n
+	f.readyAt = at
+	f.mu.Unlock()
+	f.notify(f.fn.Name)
+}
+
+func newTest(t *testing.T, queue int) (*Activator, *fakeCapacity) {
+	t.Helper()
+	fn := &spec.Function{Name: "f", Command: []string{"x"}}
+	fn.Default()
+	fn.Scaling.Queue = queue
+	c := &fakeCapacity{fn: fn}
+	a := New(c)
+	c.notify = a.Notify
+	return a, c
+}
+
+// waitQueued blocks until n requests wait in f's queue.
+func waitQueued(t *testing.T, a *Activator, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		q := a.queue("f")
+		q.mu.Lock()
+		got := len(q.waiters)
+		q.mu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("queued = %d, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+func TestFastPathWhenSlotFree(t *testing.T) {
+	a, c := newTest(t, 10)
+	c.free = 1
+	err := a.Try(context.Background(), "f", func(s Slot) error {
+		if s.Cold || s.Queue != 0 {
+			t.Errorf("slot = %+v, want warm with no queue time", s)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.started != 0 {
+		t.Errorf("started %d instances, want 0 on the fast path", c.started)
+	}
+}
+
+func TestQueuedRequestsAreServedInOrderWhenCapacityArrives(t *testing.T) {
+	a, c := newTest(t, 10)
+	var mu sync.Mutex
+	var order []int
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := a.Try(context.Background(), "f", func(s Slot) error {
+				if !s.Cold {
+					t.Errorf("request %d: Cold = false, want true (it waited for a start)", i)
+				}
+				mu.Lock()
+				order = append(order, i)
+				mu.Unlock()
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+		waitQueued(t, a, i+1) // fixes arrival order
+	}
+	c.mu.Lock()
+	started := c.started
+	c.mu.Unlock()
+	if started == 0 {
+		t.Fatal("no instance start requested for queued demand")
+	}
+	c.open(1, time.Now())
+	wg.Wait()
+	if len(order) != 3 || order[0] != 0 || order[1] != 1 || order[2] != 2 {
+		t.Errorf("service order = %v, want [0 1 2]", order)
+	}
+}
+
+func TestQueueFull(t *testing.T) {
+	a, _ := newTest(t, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- a.Try(ctx, "f", func(Slot) error { return nil }) }()
+	waitQueued(t, a, 1)
+	err := a.Try(context.Background(), "f", func(Slot) error { return nil })
+	var qf *QueueFullError
+	if !errors.As(err, &qf) || !errors.Is(err, ErrQueueFull) {
+		t.Errorf("err = %v, want *QueueFullError", err)
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("waiter err = %v, want context.Canceled", err)
+	}
+	waitQueued(t, a, 0)
+}
+
+func TestDeadlineWhileQueued(t *testing.T) {
+	a, _ := newTest(t, 10)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	err := a.Try(ctx, "f", func(Slot) error { t.Error("callback ran"); return nil })
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err = %v, want DeadlineExceeded", err)
+	}
+	waitQueued(t, a, 0)
+}
+
+func TestStartFailureFailsWaiters(t *testing.T) {
+	a, c := newTest(t, 10)
+	done := make(chan error)
+	go func() { done <- a.Try(context.Background(), "f", func(Slot) error { return nil }) }()
+	waitQueued(t, a, 1)
+	c.mu.Lock()
+	c.failing, c.live = errors.New("exited with status 1 before becoming ready"), 0
+	c.mu.Unlock()
+	a.Notify("f")
+	err := <-done
+	var sf *StartFailedError
+	if !errors.As(err, &sf) || !errors.Is(err, ErrStartFailed) {
+		t.Fatalf("err = %v, want *StartFailedError", err)
+	}
+	if got, want := err.Error(), "instance failed to start: exited with status 1 before becoming ready"; got != want {
+		t.Errorf("err = %q, want %q", got, want)
+	}
+	// While starts back off, new requests fail at once with the reason.
+	err = a.Try(context.Background(), "f", func(Slot) error { return nil })
+	if !errors.As(err, &sf) {
+		t.Errorf("err during backoff = %v, want *StartFailedError", err)
+	}
+}
+
+func TestUnknownFunction(t *testing.T) {
+	a, _ := newTest(t, 10)
+	if err := a.Try(context.Background(), "nope", nil); !errors.Is(err, ErrUnknownFunction) {
+		t.Errorf("err = %v, want ErrUnknownFunction", err)
+	}
+}
+
+func TestDemandIsTimeWeighted(t *testing.T) {
+	a, c := newTest(t, 10)
+	var nowNS atomic.Int64
+	nowNS.Store(time.Unix(1000, 0).UnixNano())
+	a.now = func() time.Time { return time.Unix(0, nowNS.Load()) }
+	c.free = 2
+	a.Sample("f") // start a period at t=1000
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go a.Try(context.Background(), "f", func(Slot) error { close(held); <-release; return nil })
+	<-held
+	nowNS.Add(int64(3 * time.Second)) // one request in flight for 3s
+	avg, cur := a.Demand("f")
+	if avg != 1 || cur != 1 {
+		t.Errorf("Demand = %v, %d; want 1, 1", avg, cur)
+	}
+	close(release)
+	waitIdle(t, a)
+}
+
+func waitIdle(t *testing.T, a *Activator) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		q := a.queue("f")
+		q.mu.Lock()
+		n := q.inFlight
+		q.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("in flight = %d, want 0", n)
+		}
+		time.Sleep(time.Millisecond) // polling a condition with a deadline
+	}
+}

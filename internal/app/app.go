@@ -1,0 +1,128 @@
+// Package app is Ember's composition root: it reads the server config,
+// opens the store, picks drivers, wires the instance manager, activator,
+// controller, gateway and telemetry, runs them, and drains them in order on
+// shutdown. It is the only package that imports adapters (driver/*, store/*,
+// telemetry).
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ember-run/ember/internal/activator"
+	"github.com/ember-run/ember/internal/config"
+	"github.com/ember-run/ember/internal/controller"
+	"github.com/ember-run/ember/internal/driver/process"
+	"github.com/ember-run/ember/internal/gateway"
+	"github.com/ember-run/ember/internal/instance"
+	"github.com/ember-run/ember/internal/proxy"
+	"github.com/ember-run/ember/internal/store/sqlite"
+	"github.com/ember-run/ember/internal/telemetry"
+)
+
+// NewLogger builds the server's logger from the config.
+func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// Serve runs the server until ctx ends, then drains: readiness fails, the
+// listener closes after DrainDelay, in-flight requests get up to Grace to
+// finish, and every instance is stopped. ready, if not nil, receives the
+// bound address once the server accepts connections.
+func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func(addr string)) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	dbPath := filepath.Join(cfg.DataDir, "ember.db")
+	db, err := sqlite.Open(ctx, dbPath)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	drv := process.New(logger.With("component", "driver"), process.Options{})
+	var metrics *telemetry.Metrics
+	mgr := instance.New(drv, logger.With("component", "instance"), instance.Options{
+		LogDir: filepath.Join(cfg.DataDir, "logs"),
+	})
+	metrics = telemetry.New(mgr)
+	mgr.SetObserver(metrics)
+	act := activator.New(mgr)
+	mgr.SetNotify(act.Notify)
+	ctl := controller.New(db, mgr, act, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick})
+	if err := ctl.Load(ctx); err != nil {
+		return err
+	}
+	px := proxy.New()
+	defer px.Close()
+	gw := gateway.New(act, ctl, mgr, px, metrics, logger.With("component", "gateway"))
+	gw.Handle("GET /metrics", metrics.Handler())
+
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
+	}
+	srv := &http.Server{
+		Handler:           gw,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
+	}
+	logger.Info("ember serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "database", dbPath)
+	if ready != nil {
+		ready(ln.Addr().String())
+	}
+
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	g, gctx := errgroup.WithContext(runCtx)
+	g.Go(func() error { return ctl.Run(gctx) })
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve: %w", err)
+		}
+		return nil
+	})
+
+	select {
+	case <-ctx.Done():
+	case <-gctx.Done(): // a component failed
+	}
+	logger.Info("draining", "grace", cfg.Grace)
+	gw.SetReady(false)
+	if cfg.DrainDelay > 0 {
+		time.Sleep(cfg.DrainDelay) // let load balancers see /readyz fail
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.Grace)
+	defer cancel()
+	if err := srv.Shutdown(shutCtx); err != nil {
+		logger.Warn("in-flight requests cut at the end of the grace period", "err", err)
+		srv.Close()
+	}
+	stopRun()
+	stopCtx, cancelStop := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancelStop()
+	mgr.Shutdown(stopCtx)
+	err = g.Wait()
+	logger.Info("ember stopped")
+	return err
+}

@@ -1,0 +1,323 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/client"
+)
+
+func newDeployCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "deploy FILE",
+		Short: "Create or update a function from a YAML or JSON spec ('-' reads stdin)",
+		Long: `Create or update a function. An update replaces instances without failing
+requests in flight: old instances drain and stop once idle.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var body []byte
+			var err error
+			if args[0] == "-" {
+				body, err = io.ReadAll(cmd.InOrStdin())
+			} else {
+				body, err = os.ReadFile(args[0])
+			}
+			if err != nil {
+				return err
+			}
+			res, err := g.client().Deploy(cmd.Context(), body)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			verb := "updated"
+			if res.Created {
+				verb = "created"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "function %s %s (version %d)\n", res.Function.Name, verb, res.Function.Version)
+			return nil
+		},
+	}
+}
+
+func newLsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "ls",
+		Short: "List deployed functions with their instance counts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fns, err := g.client().Functions(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), fns)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tRUNTIME\tVERSION\tREADY\tSTARTING\tIN-FLIGHT\tDESIRED\tCOLD STARTS\tUPDATED")
+			for _, f := range fns {
+				s := f.Status
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", f.Name, f.Runtime, f.Version, s.Ready, s.Starting,
+					s.InFlight, s.Desired, s.ColdStarts, f.UpdatedAt.Local().Format(time.DateTime))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func newDescribeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "describe NAME",
+		Short: "Show a function's spec, scaling state and instances with cold-start phases",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c := g.client()
+			f, err := c.Function(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			ins, err := c.Instances(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), struct {
+					api.Function
+					Instances []api.Instance `json:"instances"`
+				}{f, ins})
+			}
+			return describe(cmd.OutOrStdout(), f, ins)
+		},
+	}
+}
+
+func describe(w io.Writer, f api.Function, ins []api.Instance) error {
+	s := f.Status
+	fmt.Fprintf(w, "Name:        %s\nRuntime:     %s\nVersion:     %d\nUpdated:     %s\n", f.Name, f.Runtime, f.Version, f.UpdatedAt.Local().Format(time.RFC3339))
+	fmt.Fprintf(w, "Instances:   %d ready, %d starting, %d failed (desired %d, min now %d)\n", s.Ready, s.Starting, s.Failed, s.Desired, s.MinNow)
+	fmt.Fprintf(w, "In flight:   %d\nCold starts: %d\n", s.InFlight, s.ColdStarts)
+	if s.Reason != "" {
+		fmt.Fprintf(w, "Autoscaler:  %s", s.Reason)
+		if s.Panic {
+			fmt.Fprint(w, " [panic mode]")
+		}
+		fmt.Fprintln(w)
+	}
+	if s.LastError != "" {
+		fmt.Fprintf(w, "Last error:  %s\n", s.LastError)
+	}
+	var spec bytes.Buffer
+	if err := jsonIndent(&spec, f.Spec); err == nil {
+		fmt.Fprintf(w, "Spec:\n%s", indent(spec.String(), "  "))
+	}
+	fmt.Fprintln(w, "\nInstances:")
+	if len(ins) == 0 {
+		fmt.Fprintln(w, "  (none: the function is scaled to zero)")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  ID\tSTATE\tIN-FLIGHT\tSERVED\tSTARTED\tCOLD START PHASES (ms)")
+	for _, in := range ins {
+		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\n", in.ID, in.State, in.InFlight, in.Served,
+			in.StartedAt.Local().Format(time.TimeOnly), phases(in.Phases))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, in := range ins {
+		if in.ExitError == "" {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s failed: %s\n", in.ID, in.ExitError)
+		for _, l := range in.LastLogs {
+			fmt.Fprintf(w, "  | %s\n", l)
+		}
+	}
+	return nil
+}
+
+// phases renders phase durations in start order, then any finer ones.
+func phases(p map[string]float64) string {
+	order := []string{"spawned", "listening", "ready"}
+	var parts []string
+	seen := map[string]bool{}
+	total := 0.0
+	for _, k := range order {
+		if v, ok := p[k]; ok {
+			parts = append(parts, fmt.Sprintf("%s %.1f", k, v))
+			seen[k] = true
+			total += v
+		}
+	}
+	var rest []string
+	for k := range p {
+		if !seen[k] {
+			rest = append(rest, k)
+		}
+	}
+	sort.Strings(rest)
+	for _, k := range rest {
+		parts = append(parts, fmt.Sprintf("%s %.1f", k, p[k]))
+		total += p[k]
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ") + fmt.Sprintf(" (total %.1f)", total)
+}
+
+func newRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm NAME",
+		Short: "Remove a function (in-flight requests finish first)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := g.client().Delete(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "function %s removed\n", args[0])
+			return nil
+		},
+	}
+}
+
+func newLogsCmd(g *globals) *cobra.Command {
+	var tail int
+	cmd := &cobra.Command{
+		Use:   "logs NAME",
+		Short: "Print the last lines of a function's instance logs",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lines, err := g.client().Logs(cmd.Context(), args[0], tail)
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), lines)
+			}
+			for _, l := range lines {
+				fmt.Fprintf(cmd.OutOrStdout(), "[%s] %s\n", l.Instance, l.Line)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntVarP(&tail, "tail", "n", 100, "number of lines")
+	return cmd
+}
+
+func newRunCmd(g *globals) *cobra.Command {
+	var path, data, method string
+	var headers []string
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "run NAME",
+		Short: "Invoke a function and print its response",
+		Long: `Invoke a function through Ember, exactly as POST /v1/run/NAME/PATH does,
+and stream its response to stdout. --data takes the body inline or @file
+('@-' reads stdin). -v prints Ember's response headers (cold start, instance,
+queue time, Server-Timing) to stderr.`,
+		Example: `  ember run sim --path /predict --data '{"echo": "hi"}'
+  ember run sim --path /stream -X GET`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var body io.Reader
+			if data != "" {
+				switch {
+				case data == "@-":
+					body = cmd.InOrStdin()
+				case strings.HasPrefix(data, "@"):
+					b, err := os.ReadFile(data[1:])
+					if err != nil {
+						return err
+					}
+					body = bytes.NewReader(b)
+				default:
+					body = strings.NewReader(data)
+				}
+			}
+			if method == "" {
+				method = http.MethodPost
+				if body == nil {
+					method = http.MethodGet
+				}
+			}
+			h := http.Header{}
+			if body != nil {
+				h.Set("Content-Type", "application/json")
+			}
+			for _, kv := range headers {
+				k, v, ok := strings.Cut(kv, ":")
+				if !ok {
+					return fmt.Errorf("header %q: want 'Name: value'", kv)
+				}
+				h.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+			}
+			resp, err := g.client().Run(cmd.Context(), args[0], method, path, body, h)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if verbose || resp.StatusCode >= 300 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "HTTP %d", resp.StatusCode)
+				for _, k := range []string{api.HeaderColdStart, api.HeaderInstance, api.HeaderQueueMs, api.HeaderServerTiming} {
+					if v := resp.Header.Get(k); v != "" {
+						fmt.Fprintf(cmd.ErrOrStderr(), "  %s: %s", k, v)
+					}
+				}
+				fmt.Fprintln(cmd.ErrOrStderr())
+			}
+			if resp.StatusCode >= 300 && resp.Header.Get(api.HeaderInstance) == "" {
+				return &exitError{code: 1, msg: client.ErrorFrom(resp).Error()}
+			}
+			if err := copyFlushing(cmd.OutOrStdout(), resp.Body); err != nil {
+				return err
+			}
+			if resp.StatusCode >= 300 {
+				return &exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&path, "path", "", "path on the instance, e.g. /predict")
+	f.StringVarP(&data, "data", "d", "", "request body: inline, @file, or @- for stdin")
+	f.StringVarP(&method, "request", "X", "", "HTTP method (default POST with --data, else GET)")
+	f.StringArrayVarP(&headers, "header", "H", nil, "extra request header 'Name: value' (repeatable)")
+	f.BoolVarP(&verbose, "verbose", "v", false, "print Ember's response headers to stderr")
+	return cmd
+}
+
+// copyFlushing copies line by line so streamed output appears as it comes.
+func copyFlushing(w io.Writer, r io.Reader) error {
+	br := bufio.NewReader(r)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			if _, werr := w.Write(line); werr != nil {
+				return werr
+			}
+			if f, ok := w.(interface{ Sync() error }); ok {
+				_ = f.Sync()
+			}
+		}
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}

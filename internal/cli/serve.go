@@ -1,0 +1,74 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/ember-run/ember/internal/app"
+	"github.com/ember-run/ember/internal/config"
+)
+
+func newServeCmd() *cobra.Command {
+	cfg := config.Default()
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the Ember server (API, activator, autoscaler) on embedded defaults",
+		Long: `Run the Ember server. State lives in an embedded SQLite database under
+--data-dir; deployed functions survive a restart. SIGTERM or Ctrl-C drains:
+/readyz fails, the listener closes, in-flight requests get --grace to finish,
+and every instance is stopped.
+
+Every flag can also be set with the environment variable shown.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := applyEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			logger := app.NewLogger(cfg, cmd.ErrOrStderr())
+			return app.Serve(ctx, cfg, logger, nil)
+		},
+	}
+	f := cmd.Flags()
+	help := map[string]string{}
+	env := map[string]string{}
+	for _, k := range config.Knobs() {
+		help[k.Flag], env[k.Flag] = k.Help, k.Env
+	}
+	h := func(flag string) string { return fmt.Sprintf("%s (env %s)", help[flag], env[flag]) }
+	f.StringVar(&cfg.Addr, "addr", cfg.Addr, h("addr"))
+	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, h("data-dir"))
+	f.DurationVar(&cfg.Grace, "grace", cfg.Grace, h("grace"))
+	f.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, h("drain-delay"))
+	f.DurationVar(&cfg.Tick, "tick", cfg.Tick, h("tick"))
+	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, h("log-level"))
+	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, h("log-format"))
+	f.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, h("read-header-timeout"))
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, h("idle-timeout"))
+	return cmd
+}
+
+// applyEnv sets every flag not given on the command line from its
+// environment variable, so flags win over the environment.
+func applyEnv(fs *pflag.FlagSet) error {
+	for _, k := range config.Knobs() {
+		fl := fs.Lookup(k.Flag)
+		if fl == nil || fl.Changed {
+			continue
+		}
+		if v, ok := os.LookupEnv(k.Env); ok && strings.TrimSpace(v) != "" {
+			if err := fl.Value.Set(v); err != nil {
+				return fmt.Errorf("%s=%q: %w", k.Env, v, err)
+			}
+		}
+	}
+	return nil
+}
+

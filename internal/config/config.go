@@ -1,0 +1,100 @@
+// Package config is the server's configuration: one struct, its defaults,
+// the environment variables that override them, and validation that names
+// the field at fault.
+package config
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// Config is everything `ember serve` can be told.
+type Config struct {
+	// Addr is the listen address of the API.
+	Addr string
+	// DataDir holds the database, instance logs and the model cache.
+	DataDir string
+	// Grace bounds the drain on SIGTERM: in-flight requests get this long.
+	Grace time.Duration
+	// DrainDelay is how long readiness fails before the listener closes,
+	// so load balancers stop sending first.
+	DrainDelay time.Duration
+	// Tick is the controller's decision interval.
+	Tick time.Duration
+	// LogLevel is debug, info, warn or error.
+	LogLevel string
+	// LogFormat is text or json.
+	LogFormat string
+	// ReadHeaderTimeout cuts off clients that send headers too slowly.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections.
+	IdleTimeout time.Duration
+}
+
+// Default returns the documented defaults.
+func Default() Config {
+	return Config{
+		Addr:              "127.0.0.1:8080",
+		DataDir:           "./.ember",
+		Grace:             30 * time.Second,
+		DrainDelay:        0,
+		Tick:              500 * time.Millisecond,
+		LogLevel:          "info",
+		LogFormat:         "text",
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+	}
+}
+
+// Knob documents one setting for --help and the README.
+type Knob struct {
+	Flag, Env, Help string
+}
+
+// Knobs lists every setting with its flag and environment variable.
+func Knobs() []Knob {
+	return []Knob{
+		{"addr", "EMBER_ADDR", "listen address of the API"},
+		{"data-dir", "EMBER_DATA_DIR", "directory for the database, instance logs and model cache"},
+		{"grace", "EMBER_GRACE", "how long in-flight requests may run after SIGTERM"},
+		{"drain-delay", "EMBER_DRAIN_DELAY", "how long /readyz fails before the listener closes on SIGTERM"},
+		{"tick", "EMBER_TICK", "autoscaler decision interval"},
+		{"log-level", "EMBER_LOG_LEVEL", "debug, info, warn or error"},
+		{"log-format", "EMBER_LOG_FORMAT", "text or json"},
+		{"read-header-timeout", "EMBER_READ_HEADER_TIMEOUT", "cut off clients that send headers slower than this"},
+		{"idle-timeout", "EMBER_IDLE_TIMEOUT", "close idle client keep-alive connections after this"},
+	}
+}
+
+// Validate checks c and names the field at fault.
+func (c Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("addr: %q is not host:port: %w", c.Addr, err)
+	}
+	if strings.TrimSpace(c.DataDir) == "" {
+		return fmt.Errorf("data-dir: must not be empty")
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+		min  time.Duration
+	}{{"grace", c.Grace, 0}, {"drain-delay", c.DrainDelay, 0}, {"tick", c.Tick, 10 * time.Millisecond},
+		{"read-header-timeout", c.ReadHeaderTimeout, time.Millisecond}, {"idle-timeout", c.IdleTimeout, time.Millisecond}} {
+		if d.v < d.min {
+			return fmt.Errorf("%s: must be ≥ %s (got %s)", d.name, d.min, d.v)
+		}
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log-level: want debug, info, warn or error (got %q)", c.LogLevel)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("log-format: want text or json (got %q)", c.LogFormat)
+	}
+	return nil
+}

@@ -1,0 +1,247 @@
+// Package controller keeps the set of deployed functions and runs the loop
+// that applies scaling decisions: each tick it samples every function's
+// demand, asks the pure autoscaler for a desired instance count, and has the
+// instance manager reconcile toward it (start up to desired; stop instances
+// idle past their keep-warm window beyond it).
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/autoscaler"
+	"github.com/ember-run/ember/internal/spec"
+)
+
+// ErrNotFound is returned for a function that is not deployed.
+var ErrNotFound = errors.New("function not found")
+
+// Store persists function specs.
+type Store interface {
+	// PutFunction creates or replaces a spec and returns the stored record.
+	PutFunction(ctx context.Context, name string, specJSON []byte, now time.Time) (fn api.Function, created bool, err error)
+	DeleteFunction(ctx context.Context, name string) (existed bool, err error)
+	ListFunctions(ctx context.Context) ([]api.Function, error)
+}
+
+// Scaler applies decisions to instances (instance.Manager).
+type Scaler interface {
+	Put(fn *spec.Function, version int64)
+	Remove(ctx context.Context, name string)
+	Reconcile(fn string, desired int, now time.Time)
+	Health(fn string) (live int, failing error, retryAt time.Time)
+}
+
+// Demand reports a function's demand (activator).
+type Demand interface {
+	// Demand returns the time-weighted average concurrency (in flight +
+	// queued) since the previous call, and the current level.
+	Demand(fn string) (average float64, current int)
+	Forget(fn string)
+}
+
+// Options tune the loop.
+type Options struct {
+	Tick time.Duration // default 500ms
+}
+
+// Controller owns deployed functions and their scaling loop.
+type Controller struct {
+	store  Store
+	scaler Scaler
+	demand Demand
+	logger *slog.Logger
+	opts   Options
+	now    func() time.Time
+
+	mu    sync.Mutex // guards funcs
+	funcs map[string]*function
+}
+
+type function struct {
+	rec      api.Function
+	spec     *spec.Function
+	window   *autoscaler.Window
+	decision autoscaler.Decision
+}
+
+// New returns a Controller.
+func New(store Store, scaler Scaler, demand Demand, logger *slog.Logger, opts Options) *Controller {
+	if opts.Tick <= 0 {
+		opts.Tick = 500 * time.Millisecond
+	}
+	return &Controller{store: store, scaler: scaler, demand: demand, logger: logger, opts: opts,
+		now: time.Now, funcs: make(map[string]*function)}
+}
+
+// Load restores deployed functions from the store.
+func (c *Controller) Load(ctx context.Context) error {
+	recs, err := c.store.ListFunctions(ctx)
+	if err != nil {
+		return fmt.Errorf("load functions: %w", err)
+	}
+	for _, rec := range recs {
+		var f spec.Function
+		if err := json.Unmarshal(rec.Spec, &f); err != nil {
+			return fmt.Errorf("load function %q: %w", rec.Name, err)
+		}
+		f.Default()
+		if err := f.Validate(); err != nil {
+			c.logger.Error("stored spec no longer valid; skipping", "function", rec.Name, "err", err)
+			continue
+		}
+		c.install(rec, &f)
+	}
+	c.logger.Info("functions loaded", "count", len(recs))
+	return nil
+}
+
+func (c *Controller) install(rec api.Function, f *spec.Function) {
+	c.mu.Lock()
+	fn := c.funcs[f.Name]
+	if fn == nil {
+		fn = &function{window: autoscaler.NewWindow(time.Second, 60*time.Second)}
+		c.funcs[f.Name] = fn
+	}
+	fn.rec, fn.spec = rec, f
+	c.mu.Unlock()
+	c.scaler.Put(f, rec.Version)
+}
+
+// Deploy validates, stores and (re)starts a function.
+func (c *Controller) Deploy(ctx context.Context, f *spec.Function) (api.Function, bool, error) {
+	f.Default()
+	if err := f.Validate(); err != nil {
+		return api.Function{}, false, err
+	}
+	body, err := json.Marshal(f)
+	if err != nil {
+		return api.Function{}, false, fmt.Errorf("encode spec: %w", err)
+	}
+	rec, created, err := c.store.PutFunction(ctx, f.Name, body, c.now())
+	if err != nil {
+		return api.Function{}, false, fmt.Errorf("store function %q: %w", f.Name, err)
+	}
+	c.install(rec, f)
+	c.logger.Info("function deployed", "function", f.Name, "version", rec.Version, "created", created)
+	c.tickOne(f.Name, c.now()) // provision min instances without waiting a tick
+	return rec, created, nil
+}
+
+// Delete removes a function, stopping its instances after in-flight
+// requests finish (bounded by ctx).
+func (c *Controller) Delete(ctx context.Context, name string) error {
+	existed, err := c.store.DeleteFunction(ctx, name)
+	if err != nil {
+		return fmt.Errorf("delete function %q: %w", name, err)
+	}
+	c.mu.Lock()
+	_, live := c.funcs[name]
+	delete(c.funcs, name)
+	c.mu.Unlock()
+	if !existed && !live {
+		return fmt.Errorf("%w: %q", ErrNotFound, name)
+	}
+	c.scaler.Remove(ctx, name)
+	c.demand.Forget(name)
+	c.logger.Info("function removed", "function", name)
+	return nil
+}
+
+// Get returns a deployed function with its last decision.
+func (c *Controller) Get(name string) (api.Function, autoscaler.Decision, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fn := c.funcs[name]
+	if fn == nil {
+		return api.Function{}, autoscaler.Decision{}, false
+	}
+	return fn.rec, fn.decision, true
+}
+
+// List returns deployed functions sorted by name.
+func (c *Controller) List() []api.Function {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]api.Function, 0, len(c.funcs))
+	for _, fn := range c.funcs {
+		out = append(out, fn.rec)
+	}
+	slices.SortFunc(out, func(a, b api.Function) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Run ticks until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	t := time.NewTicker(c.opts.Tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			c.tick(c.now())
+		}
+	}
+}
+
+func (c *Controller) tick(now time.Time) {
+	c.mu.Lock()
+	names := make([]string, 0, len(c.funcs))
+	for n := range c.funcs {
+		names = append(names, n)
+	}
+	c.mu.Unlock()
+	for _, n := range names {
+		c.tickOne(n, now)
+	}
+}
+
+// tickOne samples, decides and reconciles one function. A panic in one
+// function's decision is logged and does not stop the loop.
+func (c *Controller) tickOne(name string, now time.Time) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.logger.Error("controller tick panicked", "function", name, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	avg, _ := c.demand.Demand(name)
+	live, _, _ := c.scaler.Health(name)
+	c.mu.Lock()
+	fn := c.funcs[name]
+	if fn == nil {
+		c.mu.Unlock()
+		return
+	}
+	fn.window.Record(now, avg)
+	s := fn.spec.Scaling
+	d := autoscaler.Decide(autoscaler.Params{
+		Min: s.EffectiveMin(now), Max: s.Max, Buffer: s.Buffer,
+		Concurrency: s.Concurrency, Target: s.Target, IdleTimeout: s.IdleTimeout.D(),
+		Ready:        live,
+		PanicSince:   fn.decision.PanicSince,
+		PanicDesired: fn.decision.PanicDesired,
+	}, fn.window, now)
+	if d.Desired != fn.decision.Desired || d.Panic != fn.decision.Panic {
+		c.logger.Debug("scaling decision", "function", name, "desired", d.Desired, "panic", d.Panic, "reason", d.Reason)
+	}
+	fn.decision = d
+	c.mu.Unlock()
+	c.scaler.Reconcile(name, d.Desired, now)
+}

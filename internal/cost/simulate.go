@@ -1,0 +1,369 @@
+package cost
+
+import (
+	"container/heap"
+	"math"
+	"time"
+
+	"github.com/ember-run/ember/internal/autoscaler"
+)
+
+// tickInterval is how often the simulated controller samples concurrency
+// (once per window bucket: an unsampled bucket would count as zero demand)
+// and asks the decider, as the platform's controller does.
+const tickInterval = 1.0
+
+// simEpoch anchors simulated seconds to a time.Time for the decider; any
+// fixed instant works, since the decider only compares times.
+var simEpoch = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// Simulate computes a month of usage by replaying arrivals (generated from
+// the shape with the seed, or the trace) through a model of Ember's instance
+// manager that asks the real autoscaler decider how many instances to keep.
+//
+// What it models, as the platform does it: a request goes to the ready
+// instance with the fewest in flight (ties to the oldest) that has a free
+// slot; failing that it waits for a starting instance with a free slot, or
+// starts one (a cold start) when below Max, or queues. Every tick the
+// controller records in-flight plus queued concurrency and calls Decide; it
+// starts instances up to Decision.Desired, and stops an instance idle for
+// IdleTimeout only while the count is above Desired (newest first).
+func Simulate(in Inputs) (Usage, error) {
+	in = in.withDefaults()
+	if err := in.validate(); err != nil {
+		return Usage{}, err
+	}
+	var arrivals, durations []float64
+	var horizon float64
+	if in.Trace != nil {
+		arrivals, durations = in.Trace.Arrivals, in.Trace.Durations
+		// Leave time for the last requests and the keep-warm tail to finish.
+		horizon = in.Trace.Span
+	} else {
+		horizon = simHorizon(in)
+		arrivals = generate(in, horizon)
+	}
+	s := newSim(in)
+	u := s.run(arrivals, durations, horizon)
+	// Scale to a month by rate: the simulated span stands for the month.
+	return u.scale(Month.Seconds() / horizon), nil
+}
+
+type evKind uint8
+
+const (
+	evReady evKind = iota
+	evComplete
+	evExpire
+	evTick
+)
+
+type event struct {
+	at    float64
+	kind  evKind
+	inst  *simInstance
+	stamp float64 // evExpire: the idle-since it was armed for
+	seq   uint64  // FIFO among equal times, for determinism
+}
+
+type eventQueue []event
+
+func (q eventQueue) Len() int { return len(q) }
+func (q eventQueue) Less(i, j int) bool {
+	if q[i].at != q[j].at {
+		return q[i].at < q[j].at
+	}
+	return q[i].seq < q[j].seq
+}
+func (q eventQueue) Swap(i, j int) { q[i], q[j] = q[j], q[i] }
+func (q *eventQueue) Push(x any)   { *q = append(*q, x.(event)) }
+func (q *eventQueue) Pop() any {
+	old := *q
+	e := old[len(old)-1]
+	*q = old[:len(old)-1]
+	return e
+}
+
+type simInstance struct {
+	id        int
+	ready     bool
+	stopped   bool
+	inflight  int
+	waiting   []float64 // service times of requests waiting for this starting instance
+	startedAt float64
+	since     float64 // last accounting point
+	idleSince float64
+	busyFrom  float64
+}
+
+type sim struct {
+	in       Inputs
+	c        int
+	idle     float64 // idle timeout seconds
+	q        eventQueue
+	seq      uint64
+	nextID   int
+	insts    []*simInstance // alive, oldest first
+	queued   []float64      // service times waiting for any slot (Max reached)
+	inflight int
+	waiting  int // requests waiting on starting instances
+
+	window   *autoscaler.Window
+	decision autoscaler.Decision
+	ticking  bool
+
+	u        Usage
+	peak     int
+	busySegs []float64
+	lifeSegs []float64
+}
+
+func newSim(in Inputs) *sim {
+	return &sim{
+		in:     in,
+		c:      max(in.Concurrency, 1),
+		idle:   in.IdleTimeout.Seconds(),
+		window: autoscaler.NewWindow(time.Second, autoscaler.DefaultStableWindow),
+		u:      Usage{Engine: EngineSimulate},
+	}
+}
+
+func (s *sim) push(e event) {
+	s.seq++
+	e.seq = s.seq
+	heap.Push(&s.q, e)
+}
+
+func (s *sim) at(t float64) time.Time {
+	return simEpoch.Add(time.Duration(t * float64(time.Second)))
+}
+
+// account closes inst's current state up to now.
+func (s *sim) account(inst *simInstance, now float64) {
+	d := now - inst.since
+	inst.since = now
+	switch {
+	case !inst.ready:
+		s.u.Seconds.Loading += d
+	case inst.inflight > 0:
+		s.u.Seconds.Busy += d
+	default:
+		s.u.Seconds.Idle += d
+	}
+}
+
+func (s *sim) run(arrivals, durations []float64, horizon float64) Usage {
+	for i := 0; i < s.in.Min; i++ {
+		inst := s.start(0)
+		inst.ready = true // provisioned before the period starts
+	}
+	if s.in.Min > 0 {
+		s.ensureTicking(0)
+	}
+	i := 0
+	for {
+		nextArr := math.Inf(1)
+		if i < len(arrivals) {
+			nextArr = arrivals[i]
+		}
+		nextEv := math.Inf(1)
+		if len(s.q) > 0 {
+			nextEv = s.q[0].at
+		}
+		now := min(nextArr, nextEv)
+		if now >= horizon || math.IsInf(now, 1) {
+			break
+		}
+		if nextArr <= nextEv {
+			d := s.in.SecondsPerRequest
+			if durations != nil {
+				d = durations[i]
+			}
+			i++
+			s.arrive(now, d)
+			continue
+		}
+		e := heap.Pop(&s.q).(event)
+		switch e.kind {
+		case evReady:
+			s.onReady(e.inst, now)
+		case evComplete:
+			s.onComplete(e.inst, now)
+		case evExpire:
+			if !e.inst.stopped && e.inst.ready && e.inst.inflight == 0 && e.inst.idleSince == e.stamp {
+				s.expire(now)
+			}
+		case evTick:
+			s.tick(now)
+		}
+	}
+	for _, inst := range s.insts {
+		s.account(inst, horizon)
+		if inst.inflight > 0 {
+			s.busySegs = append(s.busySegs, horizon-inst.busyFrom)
+		}
+		s.lifeSegs = append(s.lifeSegs, horizon-inst.startedAt)
+	}
+	s.u.PeakInstances = s.peak
+	s.u.BusyPeriods = float64(len(s.busySegs))
+	s.u.busySegs, s.u.lifeSegs, s.u.segScale = s.busySegs, s.lifeSegs, 1
+	if s.u.Requests > 0 {
+		s.u.ColdStartRate = s.u.ColdStarts / s.u.Requests
+	}
+	return s.u
+}
+
+func (s *sim) concurrency() float64 {
+	return float64(s.inflight + s.waiting + len(s.queued))
+}
+
+func (s *sim) arrive(now, d float64) {
+	s.u.Requests++
+	s.ensureTicking(now)
+	defer func() { s.window.Record(s.at(now), s.concurrency()) }()
+
+	// Least-loaded ready instance with a free slot; ties to the oldest,
+	// which comes first in s.insts.
+	var best *simInstance
+	for _, inst := range s.insts {
+		if inst.ready && inst.inflight < s.c && (best == nil || inst.inflight < best.inflight) {
+			best = inst
+		}
+	}
+	if best != nil {
+		s.begin(best, now, d)
+		return
+	}
+	// A request with no free slot waits on a cold start: an instance already
+	// starting with room, or a new one.
+	s.u.ColdStarts++
+	for _, inst := range s.insts {
+		if !inst.ready && len(inst.waiting) < s.c {
+			inst.waiting = append(inst.waiting, d)
+			s.waiting++
+			return
+		}
+	}
+	if len(s.insts) < s.in.Max {
+		inst := s.start(now)
+		inst.waiting = append(inst.waiting, d)
+		s.waiting++
+		return
+	}
+	s.queued = append(s.queued, d)
+}
+
+// start begins a new instance's cold start at now.
+func (s *sim) start(now float64) *simInstance {
+	s.nextID++
+	inst := &simInstance{id: s.nextID, startedAt: now, since: now}
+	s.insts = append(s.insts, inst)
+	s.peak = max(s.peak, len(s.insts))
+	s.u.Starts++
+	s.push(event{at: now + s.in.ColdStart.Seconds(), kind: evReady, inst: inst})
+	return inst
+}
+
+func (s *sim) begin(inst *simInstance, now, d float64) {
+	s.account(inst, now)
+	if inst.inflight == 0 {
+		inst.busyFrom = now
+	}
+	inst.inflight++
+	s.inflight++
+	s.push(event{at: now + d, kind: evComplete, inst: inst})
+}
+
+func (s *sim) onReady(inst *simInstance, now float64) {
+	if inst.stopped {
+		return
+	}
+	s.account(inst, now)
+	inst.ready = true
+	for _, d := range inst.waiting {
+		s.waiting--
+		s.begin(inst, now, d)
+	}
+	inst.waiting = nil
+	s.fill(inst, now)
+	if inst.inflight == 0 {
+		s.goIdle(inst, now)
+	}
+}
+
+// fill gives inst's free slots to requests queued for any slot.
+func (s *sim) fill(inst *simInstance, now float64) {
+	for inst.inflight < s.c && len(s.queued) > 0 {
+		d := s.queued[0]
+		s.queued = s.queued[1:]
+		s.begin(inst, now, d)
+	}
+}
+
+func (s *sim) onComplete(inst *simInstance, now float64) {
+	s.account(inst, now)
+	inst.inflight--
+	s.inflight--
+	if inst.inflight == 0 {
+		s.busySegs = append(s.busySegs, now-inst.busyFrom)
+	}
+	s.fill(inst, now)
+	if inst.inflight == 0 {
+		s.goIdle(inst, now)
+	}
+}
+
+func (s *sim) goIdle(inst *simInstance, now float64) {
+	inst.idleSince = now
+	s.push(event{at: now + s.idle, kind: evExpire, inst: inst, stamp: now})
+}
+
+func (s *sim) ensureTicking(now float64) {
+	if s.ticking {
+		return
+	}
+	s.ticking = true
+	// Ticks sit on a fixed grid, as a controller's ticker would.
+	next := math.Floor(now/tickInterval)*tickInterval + tickInterval
+	s.push(event{at: next, kind: evTick})
+}
+
+func (s *sim) tick(now float64) {
+	t := s.at(now)
+	s.window.Record(t, s.concurrency())
+	s.decision = autoscaler.Decide(autoscaler.Params{
+		Min:          s.in.Min,
+		Max:          s.in.Max,
+		Concurrency:  s.c,
+		Target:       s.in.Target,
+		IdleTimeout:  s.in.IdleTimeout,
+		Ready:        len(s.insts),
+		PanicSince:   s.decision.PanicSince,
+		PanicDesired: s.decision.PanicDesired,
+	}, s.window, t)
+	for len(s.insts) < s.decision.Desired {
+		s.start(now)
+	}
+	s.expire(now)
+	if len(s.insts) == 0 && s.concurrency() == 0 {
+		s.ticking = false
+		s.decision = autoscaler.Decision{}
+		return
+	}
+	s.push(event{at: now + tickInterval, kind: evTick})
+}
+
+// expire stops instances idle for the idle timeout, newest first, while
+// there are more than the decider wants.
+func (s *sim) expire(now float64) {
+	for j := len(s.insts) - 1; j >= 0 && len(s.insts) > s.decision.Desired; j-- {
+		inst := s.insts[j]
+		if !inst.ready || inst.inflight > 0 || now-inst.idleSince < s.idle-1e-9 {
+			continue
+		}
+		s.account(inst, now)
+		inst.stopped = true
+		s.lifeSegs = append(s.lifeSegs, now-inst.startedAt)
+		s.insts = append(s.insts[:j], s.insts[j+1:]...)
+	}
+}

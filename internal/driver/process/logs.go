@@ -1,0 +1,78 @@
+package process
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"sync"
+)
+
+const (
+	// ringLines is how many output lines an instance keeps for Tail.
+	ringLines = 200
+	// maxLineBytes caps one kept line, so a process that prints a huge
+	// blob cannot make the ring hold megabytes.
+	maxLineBytes = 2 << 10
+)
+
+// copyOutput reads the instance's combined stdout and stderr until EOF,
+// passing each line to out (if any) and keeping it in logs. Whole lines go
+// to out, so output from many instances sharing one writer interleaves by
+// line, not mid-line.
+func copyOutput(r io.Reader, out io.Writer, logs *ring) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(line) > 0 {
+			if out != nil {
+				// A failing log sink must not stall or stop the
+				// instance; its lines are still in the ring.
+				_, _ = out.Write(line)
+			}
+			logs.add(line)
+		}
+		if err == bufio.ErrBufferFull {
+			continue // a very long line: kept as several
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// ring keeps the last lines written to it.
+type ring struct {
+	mu    sync.Mutex // guards the following
+	lines []string   // circular once full; next is the oldest
+	next  int
+}
+
+func newRing(size int) *ring { return &ring{lines: make([]string, 0, size)} }
+
+func (r *ring) add(b []byte) {
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) > maxLineBytes {
+		b = append(b[:maxLineBytes:maxLineBytes], "…"...)
+	}
+	s := string(b)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.lines) < cap(r.lines) {
+		r.lines = append(r.lines, s)
+		return
+	}
+	r.lines[r.next] = s
+	r.next = (r.next + 1) % len(r.lines)
+}
+
+// last returns up to n of the newest lines, oldest first.
+func (r *ring) last(n int) []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n = min(max(n, 0), len(r.lines))
+	out := make([]string, 0, n)
+	for k := len(r.lines) - n; k < len(r.lines); k++ {
+		out = append(out, r.lines[(r.next+k)%len(r.lines)])
+	}
+	return out
+}

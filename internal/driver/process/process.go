@@ -1,0 +1,326 @@
+// Package process runs instances as local child processes: one process group
+// per instance, a free loopback port passed in as $PORT, a readiness probe with
+// tight exponential backoff, and a ring buffer of the instance's last output.
+//
+// Instances never outlive the server. A graceful stop signals the whole
+// process group (the instance and anything it forked). If the server itself
+// dies, even by SIGKILL, the kernel sends the instance SIGKILL through
+// PR_SET_PDEATHSIG.
+//
+// Linux caveat: the parent-death signal fires when the OS thread that forked
+// the child exits, not when the process does. The Go runtime keeps its
+// threads for the life of the process, with one exception: a goroutine that
+// exits while locked to its thread (runtime.LockOSThread) takes the thread
+// with it. A caller of Start might be such a goroutine, so the fork runs on
+// the instance's own reaper goroutine, which is never locked; its thread
+// lives until the server exits. Grandchildren get no parent-death signal of
+// their own: a server killed by SIGKILL takes down the instance, but
+// children the instance forked survive unless the instance stops them.
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/ember-run/ember/internal/driver"
+)
+
+// Options configures a Driver. The zero value gives the defaults.
+type Options struct {
+	// ProbeInitial is the first pause between readiness probes; it doubles
+	// after each failed probe up to ProbeMax. Default 200µs. Small values
+	// cost little (a probe is a loopback connect) and cut cold-start lag.
+	ProbeInitial time.Duration
+	// ProbeMax caps the pause between probes, and so bounds how late a
+	// long start is noticed. Default 10ms.
+	ProbeMax time.Duration
+	// ProbeTimeout bounds one health request, for a server that accepts
+	// connections but does not answer. Default 1s.
+	ProbeTimeout time.Duration
+	// Host is the address instances listen on and are reached at.
+	// Default "127.0.0.1".
+	Host string
+	// Env is the environment instances inherit, before the driver's own
+	// variables and the StartSpec's. Nil means os.Environ() at New.
+	Env []string
+}
+
+// Default option values.
+const (
+	DefaultProbeInitial = 200 * time.Microsecond
+	DefaultProbeMax     = 10 * time.Millisecond
+	DefaultProbeTimeout = time.Second
+	DefaultHost         = "127.0.0.1"
+)
+
+// tailOnFailure is how many output lines a StartError carries.
+const tailOnFailure = 20
+
+// Driver starts instances as local processes. It is safe for concurrent use.
+type Driver struct {
+	logger *slog.Logger
+	opts   Options
+	probe  *http.Client
+
+	mu    sync.Mutex   // guards the following
+	ports map[int]bool // ports handed to instances that have not exited
+}
+
+// New returns a Driver. A nil logger discards logs.
+func New(logger *slog.Logger, opts Options) *Driver {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.ProbeInitial <= 0 {
+		opts.ProbeInitial = DefaultProbeInitial
+	}
+	if opts.ProbeMax <= 0 {
+		opts.ProbeMax = DefaultProbeMax
+	}
+	opts.ProbeMax = max(opts.ProbeMax, opts.ProbeInitial)
+	if opts.ProbeTimeout <= 0 {
+		opts.ProbeTimeout = DefaultProbeTimeout
+	}
+	if opts.Host == "" {
+		opts.Host = DefaultHost
+	}
+	if opts.Env == nil {
+		opts.Env = os.Environ()
+	}
+	return &Driver{
+		logger: logger,
+		opts:   opts,
+		// Keep-alives are off: a probe connection would otherwise sit
+		// in the pool of a client that never uses it again, and each
+		// probe must see whether the server accepts new connections.
+		probe: &http.Client{
+			Timeout: opts.ProbeTimeout,
+			Transport: &http.Transport{
+				Proxy:             nil, // instances are local; never probe through a proxy
+				DisableKeepAlives: true,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		ports: map[int]bool{},
+	}
+}
+
+// Start starts an instance and returns once its health check passes. On
+// failure it returns a *driver.StartError that says why (exit status, last
+// output lines); when ctx ends first, the process group is killed and the
+// StartError wraps ctx.Err().
+func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance, error) {
+	if len(s.Command) == 0 || s.Command[0] == "" {
+		return nil, &driver.StartError{Reason: "no command to run", Err: errors.New("process: empty command")}
+	}
+	port, err := d.reservePort()
+	if err != nil {
+		return nil, &driver.StartError{Reason: "no free port", Err: err}
+	}
+	portStr := strconv.Itoa(port)
+	expand := func(v string) string { return strings.ReplaceAll(v, "${PORT}", portStr) }
+
+	args := make([]string, len(s.Command))
+	for i, a := range s.Command {
+		args[i] = expand(a)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = s.Workdir
+	cmd.Env = d.environ(s, portStr, expand)
+	// Setpgid puts the instance in its own group, so Stop reaches what it
+	// forks; Pdeathsig kills it if the server dies (see the package doc).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+
+	// stdout and stderr share one pipe, so lines keep their order.
+	r, w, err := os.Pipe()
+	if err != nil {
+		d.releasePort(port)
+		return nil, &driver.StartError{Reason: "cannot create output pipe", Err: err}
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+
+	inst := &Instance{
+		function: s.Function,
+		id:       s.InstanceID,
+		addr:     net.JoinHostPort(d.opts.Host, portStr),
+		onPhase:  s.OnPhase,
+		done:     make(chan struct{}),
+		logs:     newRing(ringLines),
+	}
+	started := make(chan error, 1)
+	go inst.run(cmd, r, w, s.Output, started, func() { d.releasePort(port) })
+	if err := <-started; err != nil {
+		return nil, &driver.StartError{Reason: "cannot start " + args[0], Err: err}
+	}
+	inst.phase(driver.PhaseSpawned)
+	logger := d.logger.With("instance", inst)
+	logger.Debug("instance spawned")
+
+	if err := d.waitReady(ctx, inst, s.HealthPath); err != nil {
+		inst.kill()
+		<-inst.done // the reaper has collected the process and its output
+		var se *driver.StartError
+		if errors.As(err, &se) {
+			se.Tail = inst.Tail(tailOnFailure)
+		}
+		logger.Debug("instance failed to start", "err", err)
+		return nil, err
+	}
+	logger.Debug("instance ready", "phases", inst.Phases())
+	return inst, nil
+}
+
+// environ builds the instance's environment: inherited, then the driver's
+// variables, then the spec's, so a spec can override anything. exec keeps
+// the last value of a duplicated name.
+func (d *Driver) environ(s driver.StartSpec, port string, expand func(string) string) []string {
+	env := slices.Clip(d.opts.Env)
+	env = append(env,
+		"PORT="+port,
+		"EMBER_FUNCTION="+s.Function,
+		"EMBER_INSTANCE="+s.InstanceID,
+	)
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
+		env = append(env, k+"="+expand(s.Env[k]))
+	}
+	return env
+}
+
+// waitReady probes inst until its port accepts connections (PhaseListening)
+// and then until GET healthPath answers 2xx (PhaseReady). The pause between
+// probes starts at ProbeInitial and doubles up to ProbeMax, restarting at
+// each phase: most servers are ready moments after they listen. An empty
+// healthPath means listening is ready.
+func (d *Driver) waitReady(ctx context.Context, inst *Instance, healthPath string) error {
+	start := time.Now()
+	url := ""
+	if healthPath != "" {
+		if !strings.HasPrefix(healthPath, "/") {
+			healthPath = "/" + healthPath
+		}
+		url = "http://" + inst.addr + healthPath
+	}
+	dialer := net.Dialer{Timeout: d.opts.ProbeTimeout}
+	listening := false
+	lastProbe := "port not open"
+	pause := d.opts.ProbeInitial
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+
+	for {
+		if !listening {
+			if conn, err := dialer.DialContext(ctx, "tcp", inst.addr); err == nil {
+				conn.Close()
+				listening = true
+				inst.phase(driver.PhaseListening)
+				if url == "" {
+					inst.phase(driver.PhaseReady)
+					return nil
+				}
+				pause = d.opts.ProbeInitial
+				continue // probe health at once
+			}
+		} else {
+			ok, status := d.checkHealth(ctx, url)
+			if ok {
+				inst.phase(driver.PhaseReady)
+				return nil
+			}
+			lastProbe = status
+		}
+
+		timer.Reset(pause)
+		select {
+		case <-timer.C:
+		case <-inst.done:
+			return &driver.StartError{Reason: inst.Err().Error() + " before becoming ready", Err: inst.Err()}
+		case <-ctx.Done():
+			phase := "waiting for port " + inst.addr
+			if listening {
+				phase = "listening, health check " + healthPath + ": " + lastProbe
+			}
+			return &driver.StartError{
+				Reason: fmt.Sprintf("not ready after %s (%s)", time.Since(start).Round(time.Millisecond), phase),
+				Err:    ctx.Err(),
+			}
+		}
+		pause = min(2*pause, d.opts.ProbeMax)
+	}
+}
+
+// checkHealth makes one health request and reports whether it passed and,
+// if not, what it got, for the error a user sees.
+func (d *Driver) checkHealth(ctx context.Context, url string) (bool, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := d.probe.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	return resp.StatusCode >= 200 && resp.StatusCode < 300, resp.Status
+}
+
+// reservePort picks a free port on Host. The kernel chooses it; the
+// listener is closed before the instance binds it, so another program
+// could take it in between. The reservation at least stops this driver
+// handing one port to two live instances.
+func (d *Driver) reservePort() (int, error) {
+	const attempts = 16
+	var held []net.Listener // ports we skipped stay bound until we decide
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for range attempts {
+		l, err := net.Listen("tcp", net.JoinHostPort(d.opts.Host, "0"))
+		if err != nil {
+			return 0, fmt.Errorf("process: picking a port: %w", err)
+		}
+		held = append(held, l)
+		port := l.Addr().(*net.TCPAddr).Port
+		d.mu.Lock()
+		taken := d.ports[port]
+		if !taken {
+			d.ports[port] = true
+		}
+		d.mu.Unlock()
+		if !taken {
+			return port, nil
+		}
+	}
+	return 0, fmt.Errorf("process: no free port after %d attempts", attempts)
+}
+
+func (d *Driver) releasePort(port int) {
+	d.mu.Lock()
+	delete(d.ports, port)
+	d.mu.Unlock()
+}
+
+// Interface guards.
+var (
+	_ driver.Driver    = (*Driver)(nil)
+	_ driver.Instance  = (*Instance)(nil)
+	_ driver.LogTailer = (*Instance)(nil)
+	_ slog.LogValuer   = (*Instance)(nil)
+)

@@ -1,0 +1,352 @@
+// Package gateway is Ember's public HTTP API: function management, status,
+// and invocation through the activator to an instance.
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/ember-run/ember/internal/activator"
+	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/autoscaler"
+	"github.com/ember-run/ember/internal/instance"
+	"github.com/ember-run/ember/internal/proxy"
+	"github.com/ember-run/ember/internal/spec"
+)
+
+// Invoker runs a callback on an instance slot (activator).
+type Invoker interface {
+	Try(ctx context.Context, fn string, f func(activator.Slot) error) error
+	Queued(fn string) int
+}
+
+// Registry manages deployed functions (controller).
+type Registry interface {
+	Deploy(ctx context.Context, f *spec.Function) (api.Function, bool, error)
+	Delete(ctx context.Context, name string) error
+	Get(name string) (api.Function, autoscaler.Decision, bool)
+	List() []api.Function
+}
+
+// Instances answers questions about running instances (instance manager).
+type Instances interface {
+	Function(name string) (*spec.Function, bool)
+	Instances(fn string) ([]api.Instance, bool)
+	Instance(id string) (api.Instance, bool)
+	Summary(fn string, now time.Time) (instance.Summary, bool)
+	Exited(id string, wait time.Duration) (error, bool)
+	Logs(fn string, tail int) ([]api.LogLine, error)
+}
+
+// Forwarder proxies a request to an instance (proxy).
+type Forwarder interface {
+	Forward(w http.ResponseWriter, r *http.Request, addr, path string) error
+}
+
+// Observer records request metrics.
+type Observer interface {
+	Request(fn string, status int, d, queue time.Duration, cold bool)
+}
+
+// Gateway is the HTTP API.
+type Gateway struct {
+	inv       Invoker
+	reg       Registry
+	instances Instances
+	fwd       Forwarder
+	obs       Observer
+	logger    *slog.Logger
+	now       func() time.Time
+	ready     atomic.Bool
+	// Extra lets app mount more handlers (metrics, jobs, ...) on the mux.
+	mux *http.ServeMux
+}
+
+// Options configure the Gateway.
+type Options struct {
+	// MaxSpecBytes bounds deploy bodies.
+	MaxSpecBytes int64
+}
+
+// New builds the gateway.
+func New(inv Invoker, reg Registry, instances Instances, fwd Forwarder, obs Observer, logger *slog.Logger) *Gateway {
+	g := &Gateway{inv: inv, reg: reg, instances: instances, fwd: fwd, obs: obs, logger: logger, now: time.Now, mux: http.NewServeMux()}
+	g.ready.Store(true)
+	g.routes()
+	return g
+}
+
+// Handle mounts an extra handler (metrics, jobs, ...) on the gateway's mux.
+func (g *Gateway) Handle(pattern string, h http.Handler) { g.mux.Handle(pattern, h) }
+
+// SetReady flips readiness (fails /readyz during drain).
+func (g *Gateway) SetReady(ok bool) { g.ready.Store(ok) }
+
+// ServeHTTP serves the API.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (g *Gateway) wrap(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			g.writeError(w, r, err)
+		}
+	})
+}
+
+func (g *Gateway) routes() {
+	m := g.mux
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	m.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !g.ready.Load() {
+			http.Error(w, "draining", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
+	m.Handle("POST /v1/functions", g.wrap(g.deploy))
+	m.Handle("GET /v1/functions", g.wrap(g.list))
+	m.Handle("GET /v1/functions/{rest...}", g.wrap(g.getFunction))
+	m.Handle("DELETE /v1/functions/{rest...}", g.wrap(g.deleteFunction))
+	m.HandleFunc("/v1/run/{rest...}", g.run)
+	m.Handle("/", g.wrap(func(w http.ResponseWriter, r *http.Request) error {
+		return &httpError{Status: http.StatusNotFound, Code: "not_found", Msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
+	}))
+}
+
+func (g *Gateway) deploy(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if len(strings.TrimSpace(string(body))) == 0 {
+		return badRequest("empty spec: send the function spec as YAML or JSON", nil)
+	}
+	f, err := spec.Parse(body)
+	if err != nil {
+		var ve *spec.ValidationError
+		if errors.As(err, &ve) {
+			return err
+		}
+		return badRequest(err.Error(), nil)
+	}
+	rec, created, err := g.reg.Deploy(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, api.DeployResult{Function: g.withStatus(rec), Created: created})
+	return nil
+}
+
+func (g *Gateway) list(w http.ResponseWriter, r *http.Request) error {
+	fns := g.reg.List()
+	for i := range fns {
+		fns[i] = g.withStatus(fns[i])
+	}
+	writeJSON(w, http.StatusOK, fns)
+	return nil
+}
+
+// splitFunction finds the deployed function named by the leading one or
+// two segments of rest (names may be owner/name) and returns the remainder.
+func (g *Gateway) splitFunction(rest string) (name, remainder string, ok bool) {
+	parts := strings.SplitN(rest, "/", 3)
+	if len(parts) >= 2 {
+		if _, ok := g.instances.Function(parts[0] + "/" + parts[1]); ok {
+			if len(parts) == 3 {
+				return parts[0] + "/" + parts[1], "/" + parts[2], true
+			}
+			return parts[0] + "/" + parts[1], "", true
+		}
+	}
+	if _, ok := g.instances.Function(parts[0]); ok {
+		return parts[0], strings.TrimPrefix(rest, parts[0]), true
+	}
+	return parts[0], "", false
+}
+
+func unknown(name string) error {
+	return &httpError{Status: http.StatusNotFound, Code: "unknown_function", Msg: fmt.Sprintf("unknown function %q: deploy it first (ember deploy FILE)", name)}
+}
+
+func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) error {
+	name, sub, ok := g.splitFunction(r.PathValue("rest"))
+	if !ok {
+		return unknown(name)
+	}
+	switch sub {
+	case "", "/":
+		rec, _, ok := g.reg.Get(name)
+		if !ok {
+			return unknown(name)
+		}
+		writeJSON(w, http.StatusOK, g.withStatus(rec))
+	case "/instances":
+		ins, _ := g.instances.Instances(name)
+		writeJSON(w, http.StatusOK, ins)
+	case "/logs":
+		tail := 100
+		if v := r.URL.Query().Get("tail"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return badRequest(fmt.Sprintf("tail: want a non-negative integer, got %q", v), nil)
+			}
+			tail = n
+		}
+		lines, err := g.instances.Logs(name, tail)
+		if err != nil {
+			return err
+		}
+		if lines == nil {
+			lines = []api.LogLine{}
+		}
+		writeJSON(w, http.StatusOK, lines)
+	default:
+		return &httpError{Status: http.StatusNotFound, Code: "not_found", Msg: fmt.Sprintf("no route for GET /v1/functions/%s%s", name, sub)}
+	}
+	return nil
+}
+
+func (g *Gateway) deleteFunction(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("rest")
+	if err := g.reg.Delete(r.Context(), name); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (g *Gateway) withStatus(rec api.Function) api.Function {
+	now := g.now()
+	if s, ok := g.instances.Summary(rec.Name, now); ok {
+		rec.Status = api.FunctionStatus{Ready: s.Ready, Starting: s.Starting, Failed: s.Failed,
+			InFlight: s.InFlight, MinNow: s.MinNow, LastError: s.LastError, ColdStarts: s.ColdStarts}
+	}
+	rec.Status.Queued = g.inv.Queued(rec.Name)
+	if _, d, ok := g.reg.Get(rec.Name); ok {
+		rec.Status.Desired, rec.Status.Panic, rec.Status.Reason = d.Desired, d.Panic, d.Reason
+	}
+	return rec
+}
+
+// run forwards any method on /v1/run/{name}/{path...} to an instance.
+func (g *Gateway) run(w http.ResponseWriter, r *http.Request) {
+	start := g.now()
+	name, path, ok := g.splitFunction(r.PathValue("rest"))
+	status, queue, cold := 0, time.Duration(0), false
+	defer func() {
+		if g.obs != nil && ok {
+			g.obs.Request(name, status, g.now().Sub(start), queue, cold)
+		}
+	}()
+	if !ok {
+		status = g.writeError(w, r, unknown(name))
+		return
+	}
+	f, _ := g.instances.Function(name)
+	if path == "" {
+		path = "/"
+	}
+	if r.ContentLength > f.MaxBodyBytes {
+		status = g.writeError(w, r, &http.MaxBytesError{Limit: f.MaxBodyBytes})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, f.MaxBodyBytes)
+	ctx, cancel := context.WithTimeout(r.Context(), f.Timeout.D())
+	defer cancel()
+	r = r.WithContext(ctx)
+	var instanceID string
+	sw := &statusWriter{ResponseWriter: w}
+	err := g.inv.Try(ctx, name, func(s activator.Slot) error {
+		instanceID, queue, cold = s.Instance, s.Queue, s.Cold
+		h := w.Header()
+		h.Set(api.HeaderColdStart, strconv.FormatBool(s.Cold))
+		h.Set(api.HeaderInstance, s.Instance)
+		h.Set(api.HeaderQueueMs, strconv.FormatFloat(float64(s.Queue.Microseconds())/1000, 'f', 3, 64))
+		h.Set(api.HeaderServerTiming, g.serverTiming(s))
+		return g.fwd.Forward(sw, r, s.Addr, path)
+	})
+	if err == nil {
+		status = sw.status
+		return
+	}
+	if sw.status != 0 {
+		// Headers already went out; the stream was cut. Nothing more to say.
+		status = sw.status
+		return
+	}
+	w.Header().Del(api.HeaderServerTiming)
+	var ue *proxy.UpstreamError
+	if errors.As(err, &ue) && instanceID != "" {
+		// Say why the instance failed when it died under us.
+		if exitErr, dead := g.instances.Exited(instanceID, 250*time.Millisecond); dead {
+			err = &httpError{Status: http.StatusBadGateway, Code: "instance_exited",
+				Msg: fmt.Sprintf("instance %s exited mid-request: %v; the next request starts a fresh instance", instanceID, exitErr), Err: err}
+		}
+	}
+	status = g.writeError(w, r, err)
+}
+
+func (g *Gateway) serverTiming(s activator.Slot) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "queue;dur=%.3f", float64(s.Queue.Microseconds())/1000)
+	if s.Cold {
+		if in, ok := g.instances.Instance(s.Instance); ok {
+			for _, ph := range []string{"spawned", "listening", "ready"} {
+				if ms, ok := in.Phases[ph]; ok {
+					fmt.Fprintf(&b, ", %s;dur=%.3f", ph, ms)
+				}
+			}
+			for ph, ms := range in.Phases {
+				if ph != "spawned" && ph != "listening" && ph != "ready" {
+					fmt.Fprintf(&b, ", %s;dur=%.3f", ph, ms)
+				}
+			}
+		}
+	}
+	return b.String()
+}
+
+// statusWriter remembers the status written, so the gateway knows whether
+// the response has started.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.status == 0 {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush on the real writer.
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Flush flushes the underlying writer (streaming responses).
+func (s *statusWriter) Flush() {
+	if f, ok := s.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

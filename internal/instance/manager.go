@@ -1,0 +1,665 @@
+// Package instance owns the lifecycle of function instances: starting them
+// through a driver, in-flight accounting, keep-warm expiry, restart backoff
+// after failures and cold-start phase timestamps.
+//
+// Lifecycle: starting → ready → stopping → (removed) | failed.
+// A ready instance of the current spec version takes requests; an instance
+// of an older version drains (takes none) and stops when its last request
+// ends, so an update never fails a request in flight.
+package instance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/driver"
+	"github.com/ember-run/ember/internal/spec"
+)
+
+// Observer receives lifecycle events for metrics and metering. Methods are
+// called without locks held and must not block.
+type Observer interface {
+	// Phase reports one cold-start phase of a newly ready instance.
+	Phase(fn, phase string, d time.Duration)
+	// StateChange reports an instance moving from one state to another
+	// ("" for created or removed).
+	StateChange(fn, id, from, to string, at time.Time)
+	// Busy reports an instance's in-flight count going from 0 to 1 (busy=true)
+	// or from 1 to 0 (busy=false).
+	Busy(fn, id string, busy bool, at time.Time)
+}
+
+// Options configure a Manager.
+type Options struct {
+	// LogDir receives one log file per instance under LogDir/<function>/.
+	LogDir string
+	// KeepFailed is how many failed instances per function stay visible.
+	KeepFailed int
+	// BackoffBase and BackoffMax bound the delay before restarting after
+	// consecutive failed starts.
+	BackoffBase, BackoffMax time.Duration
+	// Notify is called (without locks) whenever capacity of fn may have
+	// changed: a slot freed, an instance became ready, or a start failed.
+	Notify   func(fn string)
+	Observer Observer
+}
+
+// ErrUnknownFunction is returned for a function the manager does not know.
+var ErrUnknownFunction = errors.New("unknown function")
+
+// Manager runs the instances of every deployed function.
+type Manager struct {
+	drv    driver.Driver
+	logger *slog.Logger
+	opts   Options
+	now    func() time.Time
+
+	ctx    context.Context // ends when the manager shuts down; parent of starts
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // start and stop goroutines
+
+	mu    sync.Mutex // guards the following
+	pools map[string]*pool
+	byID  map[string]*Instance
+}
+
+// pool is one function's set of instances. Manager.mu guards it.
+type pool struct {
+	fn      *spec.Function
+	version int64
+	// instances in creation order: the least-loaded pick breaks ties toward
+	// the oldest, so excess instances fall idle and expire under light load.
+	instances []*Instance
+	failed    []*Instance // most recent last, at most KeepFailed
+
+	failures  int       // consecutive failed starts
+	nextStart time.Time // earliest next start after a failure
+	lastErr   error     // why the last start failed
+	lastErrAt time.Time
+
+	coldStarts int64
+}
+
+// Instance is one instance of a function. Manager.mu guards the mutable fields.
+type Instance struct {
+	id, fn    string
+	version   int64
+	state     string
+	draining  bool
+	startedAt time.Time
+	readyAt   time.Time
+	phases    []driver.Phase
+	inFlight  int
+	served    int64
+	idleSince time.Time
+	exitErr   error
+	tail      []string
+	drv       driver.Instance
+	logFile   *os.File
+}
+
+// LogValue lets an instance log itself.
+func (i *Instance) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", i.id), slog.String("function", i.fn), slog.String("state", i.state))
+}
+
+// New returns a Manager that starts instances with drv.
+func New(drv driver.Driver, logger *slog.Logger, opts Options) *Manager {
+	if opts.KeepFailed == 0 {
+		opts.KeepFailed = 3
+	}
+	if opts.BackoffBase == 0 {
+		opts.BackoffBase = 500 * time.Millisecond
+	}
+	if opts.BackoffMax == 0 {
+		opts.BackoffMax = 30 * time.Second
+	}
+	if opts.Notify == nil {
+		opts.Notify = func(string) {}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{
+		drv: drv, logger: logger, opts: opts, now: time.Now,
+		ctx: ctx, cancel: cancel,
+		pools: make(map[string]*pool), byID: make(map[string]*Instance),
+	}
+}
+
+// SetNotify sets the capacity callback; call before the first request.
+func (m *Manager) SetNotify(f func(fn string)) { m.opts.Notify = f }
+
+// Put installs or updates a function's spec. Instances of the previous
+// version stop taking requests and stop once idle.
+func (m *Manager) Put(fn *spec.Function, version int64) {
+	var stop []*Instance
+	m.mu.Lock()
+	p, ok := m.pools[fn.Name]
+	if !ok {
+		p = &pool{}
+		m.pools[fn.Name] = p
+	}
+	p.fn, p.version = fn, version
+	p.failures, p.nextStart, p.lastErr = 0, time.Time{}, nil
+	for _, in := range p.instances {
+		if in.version != version && !in.draining {
+			in.draining = true
+			if in.inFlight == 0 && in.state == api.StateReady {
+				stop = append(stop, in)
+			}
+		}
+	}
+	m.mu.Unlock()
+	for _, in := range stop {
+		m.stopAsync(in, "replaced by a new version")
+	}
+	m.opts.Notify(fn.Name)
+}
+
+// Remove stops every instance of fn and forgets it; in-flight requests finish
+// first, bounded by ctx.
+func (m *Manager) Remove(ctx context.Context, name string) {
+	m.mu.Lock()
+	p, ok := m.pools[name]
+	if ok {
+		delete(m.pools, name)
+	}
+	var all []*Instance
+	if ok {
+		all = slices.Clone(p.instances)
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, in := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.stop(ctx, in, "function removed")
+		}()
+	}
+	wg.Wait()
+	if ok {
+		m.opts.Notify(name)
+	}
+}
+
+// Function returns the current spec of fn.
+func (m *Manager) Function(name string) (*spec.Function, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.pools[name]
+	if !ok {
+		return nil, false
+	}
+	return p.fn, true
+}
+
+// TryAcquire takes a slot on the ready instance of fn with the fewest
+// requests in flight, never above the spec's concurrency. release must be
+// called exactly once when the request ends.
+func (m *Manager) TryAcquire(fn string) (id, addr string, readyAt time.Time, release func(), ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.pools[fn]
+	if p == nil {
+		return "", "", time.Time{}, nil, false
+	}
+	limit := p.fn.Scaling.Concurrency
+	var best *Instance
+	for _, in := range p.instances {
+		if in.state != api.StateReady || in.draining || (limit > 0 && in.inFlight >= limit) {
+			continue
+		}
+		if best == nil || in.inFlight < best.inFlight {
+			best = in
+		}
+	}
+	if best == nil {
+		return "", "", time.Time{}, nil, false
+	}
+	best.inFlight++
+	best.served++
+	if best.inFlight == 1 {
+		best.idleSince = time.Time{}
+		if o := m.opts.Observer; o != nil {
+			o.Busy(fn, best.id, true, m.now())
+		}
+	}
+	var once sync.Once
+	in := best
+	return in.id, in.drv.Addr(), in.readyAt, func() { once.Do(func() { m.release(in) }) }, true
+}
+
+func (m *Manager) release(in *Instance) {
+	m.mu.Lock()
+	in.inFlight--
+	idle := in.inFlight == 0
+	now := m.now()
+	var stop bool
+	if idle {
+		in.idleSince = now
+		stop = in.draining && in.state == api.StateReady
+	}
+	m.mu.Unlock()
+	if idle {
+		if o := m.opts.Observer; o != nil {
+			o.Busy(in.fn, in.id, false, now)
+		}
+	}
+	if stop {
+		m.stopAsync(in, "replaced by a new version")
+	}
+	m.opts.Notify(in.fn)
+}
+
+// Load reports fn's instances that can take requests now or soon: ready
+// ones with their free slots, and starting ones. free is -1 when
+// concurrency is unlimited and an instance is ready.
+type Load struct {
+	Ready, Starting, InFlight, Free int
+	// Failing is set while starts are backing off after a failure.
+	Failing   error
+	RetryAt   time.Time
+	Unlimited bool
+}
+
+// Load returns fn's current capacity picture.
+func (m *Manager) Load(fn string) (Load, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.pools[fn]
+	if p == nil {
+		return Load{}, false
+	}
+	return m.loadLocked(p), true
+}
+
+// loadLocked computes p's load; m.mu must be held.
+func (m *Manager) loadLocked(p *pool) Load {
+	var l Load
+	limit := p.fn.Scaling.Concurrency
+	l.Unlimited = limit == 0
+	for _, in := range p.instances {
+		if in.draining {
+			continue
+		}
+		switch in.state {
+		case api.StateStarting:
+			l.Starting++
+		case api.StateReady:
+			l.Ready++
+			l.InFlight += in.inFlight
+			if limit > 0 {
+				l.Free += limit - in.inFlight
+			}
+		}
+	}
+	if p.lastErr != nil && m.now().Before(p.nextStart) {
+		l.Failing, l.RetryAt = p.lastErr, p.nextStart
+	}
+	return l
+}
+
+// EnsureCapacity starts instances of fn so that ready plus starting
+// capacity covers demand (requests in flight plus queued), within
+// scaling.max. It never waits for the start. It returns the number started
+// and, while starts are backing off after failures, the last start error.
+func (m *Manager) EnsureCapacity(fn string, demand int) (started int, err error) {
+	m.mu.Lock()
+	p := m.pools[fn]
+	if p == nil {
+		m.mu.Unlock()
+		return 0, fmt.Errorf("%w %q", ErrUnknownFunction, fn)
+	}
+	l := m.loadLocked(p)
+	want := l.Ready + l.Starting
+	if per := p.fn.Scaling.Concurrency; per > 0 {
+		need := demand - (l.Ready+l.Starting)*per + l.InFlight
+		if need > 0 {
+			want += (need + per - 1) / per
+		}
+	} else if want == 0 && demand > 0 {
+		want = 1
+	}
+	var ins []*Instance
+	ins, err = m.growLocked(p, want)
+	m.mu.Unlock()
+	m.launch(ins)
+	return len(ins), err
+}
+
+// Reconcile drives fn toward desired instances at now: it starts instances
+// up to desired, and stops instances that have been idle for the keep-warm
+// window while more than desired are ready. Instances still starting are
+// never stopped for idleness.
+func (m *Manager) Reconcile(fn string, desired int, now time.Time) {
+	m.mu.Lock()
+	p := m.pools[fn]
+	if p == nil {
+		m.mu.Unlock()
+		return
+	}
+	ins, _ := m.growLocked(p, desired)
+	var stop []*Instance
+	l := m.loadLocked(p)
+	excess := l.Ready + l.Starting - max(desired, 0)
+	idle := p.fn.Scaling.IdleTimeout.D()
+	// Newest idle instances go first: load packs onto the oldest.
+	for i := len(p.instances) - 1; i >= 0 && excess > 0; i-- {
+		in := p.instances[i]
+		if in.state == api.StateReady && !in.draining && in.inFlight == 0 && !in.idleSince.IsZero() && now.Sub(in.idleSince) >= idle {
+			in.state = api.StateStopping
+			stop = append(stop, in)
+			excess--
+		}
+	}
+	m.mu.Unlock()
+	m.launch(ins)
+	for _, in := range stop {
+		m.stopAsync(in, fmt.Sprintf("idle for %s", idle))
+	}
+}
+
+// growLocked creates starting instances until p has want (bounded by max),
+// unless starts are backing off. m.mu must be held; the caller launches them.
+func (m *Manager) growLocked(p *pool, want int) ([]*Instance, error) {
+	want = min(want, p.fn.Scaling.Max)
+	l := m.loadLocked(p)
+	have := l.Ready + l.Starting
+	if have >= want {
+		return nil, nil
+	}
+	if l.Failing != nil {
+		return nil, l.Failing
+	}
+	var ins []*Instance
+	now := m.now()
+	for ; have < want; have++ {
+		in := &Instance{
+			id: newID(p.fn.Name), fn: p.fn.Name, version: p.version,
+			state: api.StateStarting, startedAt: now,
+		}
+		p.instances = append(p.instances, in)
+		m.byID[in.id] = in
+		ins = append(ins, in)
+	}
+	return ins, nil
+}
+
+func newID(fn string) string {
+	const letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+	b := make([]byte, 6)
+	for i := range b {
+		b[i] = letters[rand.IntN(len(letters))]
+	}
+	return strings.ReplaceAll(fn, "/", "-") + "-" + string(b)
+}
+
+func (m *Manager) launch(ins []*Instance) {
+	for _, in := range ins {
+		if o := m.opts.Observer; o != nil {
+			o.StateChange(in.fn, in.id, "", api.StateStarting, in.startedAt)
+		}
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.start(in)
+		}()
+	}
+}
+
+// start runs one instance's start to ready or failure.
+func (m *Manager) start(in *Instance) {
+	m.mu.Lock()
+	p := m.pools[in.fn]
+	if p == nil || p.version != in.version {
+		m.forgetLocked(in)
+		m.mu.Unlock()
+		return
+	}
+	fn := p.fn
+	m.mu.Unlock()
+
+	logger := m.logger.With("function", in.fn, "instance", in.id)
+	var out io.Writer
+	if m.opts.LogDir != "" {
+		dir := filepath.Join(m.opts.LogDir, strings.ReplaceAll(in.fn, "/", "-"))
+		if err := os.MkdirAll(dir, 0o755); err == nil {
+			if f, err := os.OpenFile(filepath.Join(dir, in.id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+				in.logFile, out = f, f
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(m.ctx, fn.StartTimeout.D())
+	defer cancel()
+	workdir := fn.Workdir
+	di, err := m.drv.Start(ctx, driver.StartSpec{
+		Function: in.fn, InstanceID: in.id,
+		Command: fn.Command, Env: fn.Env, Workdir: workdir,
+		HealthPath: fn.Health, Output: out,
+	})
+	now := m.now()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && m.ctx.Err() == nil {
+			err = fmt.Errorf("not ready within start_timeout %s: %w", fn.StartTimeout.D(), err)
+		}
+		m.fail(in, err, now, logger)
+		return
+	}
+
+	m.mu.Lock()
+	in.drv = di
+	in.phases = di.Phases()
+	in.readyAt = now
+	in.idleSince = now
+	stopNow := m.pools[in.fn] == nil || in.state == api.StateStopping || in.draining
+	if !stopNow {
+		in.state = api.StateReady
+		p.failures, p.lastErr = 0, nil
+		p.coldStarts++
+	}
+	m.mu.Unlock()
+	if stopNow {
+		m.stopAsync(in, "no longer wanted")
+		return
+	}
+	logger.Info("instance ready", "cold_start", now.Sub(in.startedAt).Round(time.Microsecond))
+	if o := m.opts.Observer; o != nil {
+		prev := in.startedAt
+		for _, ph := range in.phases {
+			o.Phase(in.fn, ph.Name, ph.At.Sub(prev))
+			prev = ph.At
+		}
+		o.Phase(in.fn, "total", now.Sub(in.startedAt))
+		o.StateChange(in.fn, in.id, api.StateStarting, api.StateReady, now)
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.watch(in, di, logger)
+	}()
+	m.opts.Notify(in.fn)
+}
+
+// fail records a failed start or an unexpected exit and arms the backoff.
+func (m *Manager) fail(in *Instance, err error, now time.Time, logger *slog.Logger) {
+	var tail []string
+	var se *driver.StartError
+	if errors.As(err, &se) {
+		tail = se.Tail
+	} else if lt, ok := in.drv.(driver.LogTailer); ok && in.drv != nil {
+		tail = lt.Tail(20)
+	}
+	m.mu.Lock()
+	from := in.state
+	in.state = api.StateFailed
+	in.exitErr = err
+	in.tail = tail
+	m.closeLogLocked(in)
+	if p := m.pools[in.fn]; p != nil && p.version == in.version {
+		p.instances = slices.DeleteFunc(p.instances, func(x *Instance) bool { return x == in })
+		p.failed = append(p.failed, in)
+		if len(p.failed) > m.opts.KeepFailed {
+			delete(m.byID, p.failed[0].id)
+			p.failed = p.failed[1:]
+		}
+		if from == api.StateStarting {
+			p.failures++
+			backoff := m.opts.BackoffBase << min(p.failures-1, 16)
+			p.nextStart = now.Add(min(backoff, m.opts.BackoffMax))
+		}
+		p.lastErr, p.lastErrAt = err, now
+	} else {
+		delete(m.byID, in.id)
+	}
+	m.mu.Unlock()
+	logger.Error("instance failed", "state", from, "err", err)
+	if o := m.opts.Observer; o != nil {
+		o.StateChange(in.fn, in.id, from, api.StateFailed, now)
+	}
+	m.opts.Notify(in.fn)
+}
+
+// watch waits for an unexpected exit of a ready instance.
+func (m *Manager) watch(in *Instance, di driver.Instance, logger *slog.Logger) {
+	<-di.Done()
+	m.mu.Lock()
+	expected := in.state == api.StateStopping
+	m.mu.Unlock()
+	if expected {
+		return
+	}
+	err := di.Err()
+	if err == nil {
+		err = driver.ErrExited
+	}
+	m.fail(in, fmt.Errorf("exited while ready: %w", err), m.now(), logger)
+}
+
+// Exited waits up to d for instance id to be known dead and returns why.
+func (m *Manager) Exited(id string, d time.Duration) (error, bool) {
+	m.mu.Lock()
+	in := m.byID[id]
+	var di driver.Instance
+	if in != nil {
+		di = in.drv
+	}
+	m.mu.Unlock()
+	if di == nil {
+		return nil, false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-di.Done():
+		err := di.Err()
+		if err == nil {
+			err = driver.ErrExited
+		}
+		return err, true
+	case <-t.C:
+		return nil, false
+	}
+}
+
+func (m *Manager) stopAsync(in *Instance, why string) {
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		m.stop(ctx, in, why)
+	}()
+}
+
+// stop stops one instance and forgets it.
+func (m *Manager) stop(ctx context.Context, in *Instance, why string) {
+	m.mu.Lock()
+	from := in.state
+	if from == api.StateFailed {
+		m.mu.Unlock()
+		return
+	}
+	in.state = api.StateStopping
+	di := in.drv
+	m.mu.Unlock()
+	if di != nil {
+		if err := di.Stop(ctx); err != nil {
+			m.logger.Warn("stop instance", "instance", in.id, "err", err)
+		}
+	}
+	m.mu.Lock()
+	m.forgetLocked(in)
+	m.closeLogLocked(in)
+	m.mu.Unlock()
+	m.logger.Info("instance stopped", "function", in.fn, "instance", in.id, "reason", why)
+	if o := m.opts.Observer; o != nil {
+		now := m.now()
+		o.StateChange(in.fn, in.id, from, api.StateStopping, now)
+		o.StateChange(in.fn, in.id, api.StateStopping, "", now)
+	}
+	m.opts.Notify(in.fn)
+}
+
+// forgetLocked removes in from its pool; m.mu must be held.
+func (m *Manager) forgetLocked(in *Instance) {
+	delete(m.byID, in.id)
+	if p := m.pools[in.fn]; p != nil {
+		p.instances = slices.DeleteFunc(p.instances, func(x *Instance) bool { return x == in })
+	}
+}
+
+func (m *Manager) closeLogLocked(in *Instance) {
+	if in.logFile != nil {
+		in.logFile.Close()
+		in.logFile = nil
+	}
+}
+
+// Shutdown stops every instance (in parallel, bounded by ctx) and waits for
+// the manager's goroutines.
+func (m *Manager) Shutdown(ctx context.Context) {
+	m.cancel() // abandons starts in progress
+	m.mu.Lock()
+	var all []*Instance
+	for _, p := range m.pools {
+		all = append(all, p.instances...)
+	}
+	m.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, in := range all {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.stop(ctx, in, "server shutting down")
+		}()
+	}
+	wg.Wait()
+	m.wg.Wait()
+}
+
+// Health reports fn's live (ready or starting) instances and, while starts
+// back off after failures, the last start error and the next allowed try.
+func (m *Manager) Health(fn string) (live int, failing error, retryAt time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.pools[fn]
+	if p == nil {
+		return 0, fmt.Errorf("%w %q", ErrUnknownFunction, fn), time.Time{}
+	}
+	l := m.loadLocked(p)
+	return l.Ready + l.Starting, l.Failing, l.RetryAt
+}
+
+// SetObserver sets the lifecycle observer; call before the first start.
+func (m *Manager) SetObserver(o Observer) { m.opts.Observer = o }

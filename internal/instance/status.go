@@ -1,0 +1,186 @@
+package instance
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/driver"
+)
+
+// Instances returns fn's instances, live ones first (oldest first), then
+// the most recent failures.
+func (m *Manager) Instances(fn string) ([]api.Instance, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.pools[fn]
+	if p == nil {
+		return nil, false
+	}
+	out := make([]api.Instance, 0, len(p.instances)+len(p.failed))
+	for _, in := range p.instances {
+		out = append(out, m.viewLocked(p, in))
+	}
+	for i := len(p.failed) - 1; i >= 0; i-- {
+		out = append(out, m.viewLocked(p, p.failed[i]))
+	}
+	return out, true
+}
+
+// Instance returns one instance by id.
+func (m *Manager) Instance(id string) (api.Instance, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	in := m.byID[id]
+	if in == nil {
+		return api.Instance{}, false
+	}
+	return m.viewLocked(m.pools[in.fn], in), true
+}
+
+// viewLocked renders in; m.mu must be held (p may be nil).
+func (m *Manager) viewLocked(p *pool, in *Instance) api.Instance {
+	v := api.Instance{
+		ID: in.id, Function: in.fn, State: in.state, StartedAt: in.startedAt,
+		Phases: PhaseMillis(in.startedAt, in.phases), InFlight: in.inFlight, Served: in.served,
+	}
+	if in.state == api.StateReady && in.draining {
+		v.State = api.StateStopping
+	}
+	if in.drv != nil {
+		v.Addr = in.drv.Addr()
+	}
+	if !in.readyAt.IsZero() {
+		t := in.readyAt
+		v.ReadyAt = &t
+	}
+	if in.state == api.StateReady && in.inFlight == 0 && !in.idleSince.IsZero() {
+		t := in.idleSince
+		v.IdleSince = &t
+		if p != nil {
+			e := t.Add(p.fn.Scaling.IdleTimeout.D())
+			v.ExpiresAt = &e
+		}
+	}
+	if in.exitErr != nil {
+		v.ExitError = in.exitErr.Error()
+		v.LastLogs = in.tail
+	}
+	return v
+}
+
+// PhaseMillis turns phase timestamps into milliseconds spent in each phase,
+// the first measured from start.
+func PhaseMillis(start time.Time, phases []driver.Phase) map[string]float64 {
+	out := make(map[string]float64, len(phases))
+	prev := start
+	for _, ph := range phases {
+		out[ph.Name] = float64(ph.At.Sub(prev).Microseconds()) / 1000
+		prev = ph.At
+	}
+	return out
+}
+
+// Summary is fn's pool state for status displays.
+type Summary struct {
+	Ready, Starting, Failed, InFlight int
+	ColdStarts                        int64
+	LastError                         string
+	MinNow                            int
+}
+
+// Summary returns fn's pool summary at now.
+func (m *Manager) Summary(fn string, now time.Time) (Summary, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.pools[fn]
+	if p == nil {
+		return Summary{}, false
+	}
+	l := m.loadLocked(p)
+	s := Summary{Ready: l.Ready, Starting: l.Starting, Failed: len(p.failed), InFlight: l.InFlight,
+		ColdStarts: p.coldStarts, MinNow: p.fn.Scaling.EffectiveMin(now)}
+	if p.lastErr != nil {
+		s.LastError = p.lastErr.Error()
+	}
+	return s, true
+}
+
+// CountByState counts live instances of all functions by state.
+func (m *Manager) CountByState() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := map[string]int{api.StateStarting: 0, api.StateReady: 0, api.StateStopping: 0, api.StateFailed: 0}
+	for _, p := range m.pools {
+		for _, in := range p.instances {
+			st := in.state
+			if st == api.StateReady && in.draining {
+				st = api.StateStopping
+			}
+			out[st]++
+		}
+		out[api.StateFailed] += len(p.failed)
+	}
+	return out
+}
+
+// Names lists the functions the manager runs.
+func (m *Manager) Names() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]string, 0, len(m.pools))
+	for n := range m.pools {
+		out = append(out, n)
+	}
+	return out
+}
+
+// Logs returns up to tail last lines of fn's instance logs, newest
+// instance last, from the log files under Options.LogDir.
+func (m *Manager) Logs(fn string, tail int) ([]api.LogLine, error) {
+	if m.opts.LogDir == "" {
+		return nil, nil
+	}
+	dir := filepath.Join(m.opts.LogDir, strings.ReplaceAll(fn, "/", "-"))
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read logs of %q: %w", fn, err)
+	}
+	type file struct {
+		name string
+		mod  time.Time
+	}
+	var files []file
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".log") {
+			files = append(files, file{e.Name(), info.ModTime()})
+		}
+	}
+	slices.SortFunc(files, func(a, b file) int { return a.mod.Compare(b.mod) })
+	var out []api.LogLine
+	for _, f := range files {
+		b, err := os.ReadFile(filepath.Join(dir, f.name))
+		if err != nil {
+			continue
+		}
+		id := strings.TrimSuffix(f.name, ".log")
+		for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+			if line != "" {
+				out = append(out, api.LogLine{Instance: id, Line: line})
+			}
+		}
+	}
+	if tail > 0 && len(out) > tail {
+		out = out[len(out)-tail:]
+	}
+	return out, nil
+}

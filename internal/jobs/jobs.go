@@ -1,0 +1,283 @@
+// Package jobs is Ember's durable job engine: predictions submitted
+// asynchronously are committed to the store before the submit returns, are
+// dispatched through the same activator queue as synchronous requests (so
+// they count as demand and scale functions from zero), are retried with
+// backoff, cancelled, streamed, and announced by signed webhooks from a
+// persistent outbox. After a crash, unfinished jobs are recovered and each
+// reaches a terminal state exactly once in the record.
+package jobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/ember-run/ember/internal/spec"
+)
+
+// Errors returned by the Service. The predictions API maps them to statuses.
+var (
+	// ErrUnknownFunction: the job names no deployed function (404).
+	ErrUnknownFunction = errors.New("unknown function")
+	// ErrNotFound: no such prediction (404).
+	ErrNotFound = errors.New("prediction not found")
+	// ErrExpired: the prediction existed but retention removed it (410).
+	ErrExpired = errors.New("prediction expired")
+	// ErrInvalid: the request is malformed (400).
+	ErrInvalid = errors.New("invalid prediction request")
+	// ErrClosed: the service is shutting down (503).
+	ErrClosed = errors.New("job service is shutting down")
+	// ErrQueueFull is what an Invoker should wrap when the activator's queue
+	// is full: the job stays queued and is retried without spending an
+	// attempt.
+	ErrQueueFull = errors.New("queue full")
+)
+
+// ExpiredError says when a prediction's data was removed.
+type ExpiredError struct {
+	ID        string
+	ExpiredAt time.Time
+	Retention time.Duration
+}
+
+func (e *ExpiredError) Error() string {
+	return fmt.Sprintf("prediction %s expired at %s: results are kept for %s after completion",
+		e.ID, e.ExpiredAt.UTC().Format(time.RFC3339), e.Retention)
+}
+
+func (e *ExpiredError) Unwrap() error { return ErrExpired }
+
+// Invoker sends r to an instance of fn through the activator (queueing and
+// scaling from zero like sync calls). r's URL carries only the path
+// (the function's predict_path); the Invoker sets scheme and host of the
+// instance it picks. onAcquire is called when a slot is acquired
+// (coldStart tells whether this request waited for a new instance); handle
+// runs while the slot is held and reads the response. Errors before a
+// response was received are returned (the activator's errors, e.g. queue
+// full (wrap ErrQueueFull), start failed, ctx done); handle's error is
+// returned as is.
+type Invoker interface {
+	Invoke(ctx context.Context, fn string, r *http.Request, onAcquire func(coldStart bool), handle func(*http.Response) error) error
+}
+
+// Functions looks up a deployed function's spec (retries, timeout,
+// predict_path). It returns an error wrapping ErrUnknownFunction when the
+// function is absent.
+type Functions interface {
+	Function(ctx context.Context, name string) (*spec.Function, error)
+}
+
+// Record is a job as the store keeps it. Zero times mean "not yet".
+type Record struct {
+	ID       string
+	Function string
+	Version  string
+	Status   string
+	Input    json.RawMessage
+	// Output is the JSON output; nil until the job succeeds.
+	Output json.RawMessage
+	Error  string
+	Logs   string
+	// Attempts counts attempts started (slot acquired or start failed);
+	// it is persisted before the attempt's outcome so a crash spends it.
+	Attempts    int
+	ColdStart   bool
+	CreatedAt   time.Time
+	StartedAt   time.Time
+	CompletedAt time.Time
+	// PredictTime is the last attempt's time on the instance.
+	PredictTime time.Duration
+	// Deadline is Cancel-After's absolute deadline.
+	Deadline       time.Time
+	Webhook        string
+	WebhookEvents  []string
+	IdempotencyKey string
+	// Events is the JSON array of stream events, persisted at completion so
+	// late subscribers can replay them.
+	Events      json.RawMessage
+	DataRemoved bool
+}
+
+// Webhook is one outbox entry: a signed POST still to deliver.
+type Webhook struct {
+	ID        int64
+	JobID     string
+	Event     string
+	URL       string
+	Body      []byte
+	Attempts  int
+	NextAt    time.Time
+	CreatedAt time.Time
+}
+
+// ListQuery selects a page of jobs, newest first.
+type ListQuery struct {
+	// Before is an exclusive cursor: only jobs with a smaller ID (IDs sort
+	// by creation time).
+	Before string
+	// Function filters by function when set.
+	Function string
+	Limit    int
+}
+
+// Store persists jobs and the webhook outbox. All writes go through Update
+// so that one goroutine can group many writes into one transaction.
+type Store interface {
+	// Update runs fn in one write transaction and commits it when fn
+	// returns nil.
+	Update(ctx context.Context, fn func(Tx) error) error
+	// Get returns a job or an error wrapping ErrNotFound.
+	Get(ctx context.Context, id string) (*Record, error)
+	List(ctx context.Context, q ListQuery) ([]*Record, error)
+	// Unfinished returns the jobs not yet terminal (crash recovery).
+	Unfinished(ctx context.Context) ([]*Record, error)
+	// DueWebhooks returns, for up to limit jobs, the oldest undelivered
+	// webhook if it is due at now (so deliveries per job stay in order).
+	DueWebhooks(ctx context.Context, now time.Time, limit int) ([]*Webhook, error)
+	// WebhookSecret returns the stored signing secret, storing
+	// generate's result first if there is none.
+	WebhookSecret(ctx context.Context, generate func() (string, error)) (string, error)
+}
+
+// Tx is the write side of one store transaction.
+type Tx interface {
+	// Insert adds a job. When r.IdempotencyKey names a job created at or
+	// after keySince, nothing is inserted and that job's ID is returned.
+	Insert(r *Record, keySince time.Time) (existingID string, err error)
+	// Progress writes status, attempts, started_at, cold_start and logs of a
+	// job that is not terminal; false when it is terminal already.
+	Progress(r *Record) (bool, error)
+	// Finish records r's terminal state (status, output, error, logs,
+	// completed_at, predict time, events) only if the job is not terminal
+	// yet: a job is completed at most once. False when it was.
+	Finish(r *Record) (bool, error)
+	AddWebhook(w *Webhook) error
+	// WebhookDone removes a delivered (or abandoned) webhook.
+	WebhookDone(id int64) error
+	WebhookRetry(id int64, attempts int, next time.Time, lastErr string) error
+	// Sweep removes input, output, logs and events of jobs completed before
+	// purgeBefore, deletes the remaining records of jobs completed before
+	// deleteBefore and idempotency keys created before keysBefore.
+	Sweep(purgeBefore, deleteBefore, keysBefore time.Time) (purged int, err error)
+}
+
+// SubmitRequest is one prediction to create.
+type SubmitRequest struct {
+	// Function is the function name (the API's model or version).
+	Function string
+	Version  string
+	Input    json.RawMessage
+	Webhook  string
+	// WebhookEvents filters webhook events (start, output, logs,
+	// completed); empty means all.
+	WebhookEvents []string
+	// CancelAfter, when positive, aborts the job if it has not started by
+	// then and cancels it if it is still running.
+	CancelAfter time.Duration
+	// IdempotencyKey returns the original prediction for a repeated key
+	// within 24 hours.
+	IdempotencyKey string
+}
+
+// ListOptions selects a page of predictions.
+type ListOptions struct {
+	Cursor   string
+	Function string
+	// Limit defaults to 100, at most 1000.
+	Limit int
+}
+
+// Event is one stream event: output (a chunk), logs (a line of text),
+// error (the failure message) or done (data {} or {"reason": ...}).
+type Event struct {
+	ID   int64           `json:"id"`
+	Type string          `json:"event"`
+	Data json.RawMessage `json:"data"`
+}
+
+// Options configure the Service. Zero values take the defaults noted.
+type Options struct {
+	// BaseURL prefixes the urls of a prediction, e.g.
+	// "http://127.0.0.1:8080" (default "").
+	BaseURL string
+	// Retention keeps terminal predictions this long (default 7 days).
+	Retention time.Duration
+	// MaxInFlight bounds jobs dispatched at once across functions
+	// (default 2048). Per function the bound is
+	// max(1,scaling.max)*max(1,scaling.concurrency) + scaling.queue/2, which
+	// leaves half the activator queue to synchronous requests.
+	MaxInFlight int
+	// RetryBackoff is the first retry delay, doubled per attempt up to
+	// MaxRetryBackoff (defaults 1s and 1m).
+	RetryBackoff    time.Duration
+	MaxRetryBackoff time.Duration
+	// DrainTimeout is how long Run waits for running jobs at shutdown before
+	// cancelling them; cancelled ones are retried at the next start without
+	// spending an attempt (default 10s).
+	DrainTimeout time.Duration
+	// WebhookClient sends webhooks (default: a client with WebhookTimeout).
+	WebhookClient *http.Client
+	// WebhookTimeout bounds one delivery (default 10s).
+	WebhookTimeout time.Duration
+	// WebhookWorkers bounds concurrent deliveries (default 16).
+	WebhookWorkers int
+	// WebhookBackoff is the first redelivery delay, doubled up to
+	// MaxWebhookBackoff (defaults 1s and 10m); a webhook is abandoned after
+	// WebhookMaxAttempts (default 20, about 2.5 h of retrying).
+	WebhookBackoff     time.Duration
+	MaxWebhookBackoff  time.Duration
+	WebhookMaxAttempts int
+	// WebhookThrottle spaces output and logs webhooks of one job
+	// (default 500ms).
+	WebhookThrottle time.Duration
+	// SweepInterval is how often retention runs (default 1m).
+	SweepInterval time.Duration
+	// MaxOutputBytes bounds one job's output (default 32 MiB).
+	MaxOutputBytes int64
+}
+
+func (o Options) withDefaults() Options {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&o.Retention, 7*24*time.Hour)
+	def(&o.RetryBackoff, time.Second)
+	def(&o.MaxRetryBackoff, time.Minute)
+	def(&o.DrainTimeout, 10*time.Second)
+	def(&o.WebhookTimeout, 10*time.Second)
+	def(&o.WebhookBackoff, time.Second)
+	def(&o.MaxWebhookBackoff, 10*time.Minute)
+	def(&o.WebhookThrottle, 500*time.Millisecond)
+	def(&o.SweepInterval, time.Minute)
+	if o.MaxInFlight <= 0 {
+		o.MaxInFlight = 2048
+	}
+	if o.WebhookWorkers <= 0 {
+		o.WebhookWorkers = 16
+	}
+	if o.WebhookMaxAttempts <= 0 {
+		o.WebhookMaxAttempts = 20
+	}
+	if o.MaxOutputBytes <= 0 {
+		o.MaxOutputBytes = 32 << 20
+	}
+	if o.WebhookClient == nil {
+		o.WebhookClient = &http.Client{Timeout: o.WebhookTimeout}
+	}
+	return o
+}
+
+// backoff returns base·2^(n-1) capped at max, for n ≥ 1.
+// E.g. base=1s, max=1m: 1s, 2s, 4s, … 32s, 1m, 1m.
+func backoff(base, max time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < max; i++ {
+		d *= 2
+	}
+	return min(d, max)
+}

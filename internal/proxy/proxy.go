@@ -1,0 +1,102 @@
+// Package proxy is the reverse-proxy hop from the gateway to one instance.
+// Responses stream through unbuffered: chunked bodies and text/event-stream
+// are flushed as each write arrives (httputil.ReverseProxy does this for
+// unknown-length and SSE responses).
+package proxy
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"time"
+)
+
+// UpstreamError is a failure to get a response from the instance. Nothing
+// has been written to the client when it is returned.
+type UpstreamError struct {
+	Addr string
+	// Dial is true when the connection could not be made: nothing was sent,
+	// so trying another instance is safe.
+	Dial bool
+	Err  error
+}
+
+func (e *UpstreamError) Error() string {
+	if e.Dial {
+		return "cannot connect to instance at " + e.Addr + ": " + e.Err.Error()
+	}
+	return "instance at " + e.Addr + " failed before responding: " + e.Err.Error()
+}
+
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+// Proxy forwards requests to instances over pooled keep-alive connections.
+type Proxy struct {
+	rp *httputil.ReverseProxy
+}
+
+type ctxKey struct{}
+
+type target struct {
+	addr, path, rawQuery string
+	err                  error
+}
+
+// New returns a Proxy.
+func New() *Proxy {
+	tr := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		DisableCompression:    true,
+		ExpectContinueTimeout: time.Second,
+	}
+	p := &Proxy{}
+	p.rp = &httputil.ReverseProxy{
+		Transport: tr,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			t := pr.In.Context().Value(ctxKey{}).(*target)
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = t.addr
+			pr.Out.URL.Path = t.path
+			pr.Out.URL.RawPath = ""
+			pr.Out.URL.RawQuery = t.rawQuery
+			pr.Out.Host = t.addr
+			pr.SetXForwarded()
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			t := r.Context().Value(ctxKey{}).(*target)
+			var op *net.OpError
+			t.err = &UpstreamError{Addr: t.addr, Dial: errors.As(err, &op) && op.Op == "dial", Err: err}
+		},
+		ErrorLog: nil,
+	}
+	return p
+}
+
+// Forward sends r to the instance at addr, at path, and streams the
+// response to w. It returns an *UpstreamError when no response came (the
+// caller writes the error), the request context's error when the client
+// went away first, or nil.
+func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, addr, path string) error {
+	t := &target{addr: addr, path: path, rawQuery: r.URL.RawQuery}
+	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, t))
+	p.rp.ServeHTTP(w, r)
+	if t.err != nil {
+		if err := r.Context().Err(); err != nil {
+			return err
+		}
+		return t.err
+	}
+	return nil
+}
+
+// Close drops idle connections.
+func (p *Proxy) Close() {
+	if tr, ok := p.rp.Transport.(*http.Transport); ok {
+		tr.CloseIdleConnections()
+	}
+}

@@ -1,0 +1,104 @@
+// Package telemetry exports Ember's Prometheus metrics. It owns its own
+// registry (no global state) and implements the observer interfaces that
+// the gateway and the instance manager declare.
+package telemetry
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// InstanceCounter counts live instances by state (instance manager).
+type InstanceCounter interface {
+	CountByState() map[string]int
+}
+
+// Metrics holds the registry and Ember's collectors.
+type Metrics struct {
+	Registry   *prometheus.Registry
+	coldStart  *prometheus.HistogramVec
+	requests   *prometheus.CounterVec
+	duration   *prometheus.HistogramVec
+	queueWait  *prometheus.HistogramVec
+	coldReqs   *prometheus.CounterVec
+	transition *prometheus.CounterVec
+}
+
+// New registers Ember's metrics; instances feeds the ember_instances gauge.
+func New(instances InstanceCounter) *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	fine := []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120}
+	m := &Metrics{
+		Registry: reg,
+		coldStart: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ember_cold_start_seconds", Help: "Time spent in each cold-start phase of new instances (phase=total for start to ready).",
+			Buckets: fine}, []string{"function", "phase"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ember_requests_total", Help: "Invocations by function and HTTP status."}, []string{"function", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ember_request_duration_seconds", Help: "Invocation latency through Ember, queue wait included.",
+			Buckets: fine}, []string{"function"}),
+		queueWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ember_queue_wait_seconds", Help: "Time invocations waited for an instance slot.",
+			Buckets: fine}, []string{"function"}),
+		coldReqs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ember_cold_requests_total", Help: "Invocations that waited for an instance to start."}, []string{"function"}),
+		transition: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ember_instance_transitions_total", Help: "Instance state transitions."}, []string{"function", "to"}),
+	}
+	reg.MustRegister(m.coldStart, m.requests, m.duration, m.queueWait, m.coldReqs, m.transition)
+	if instances != nil {
+		reg.MustRegister(&instanceCollector{src: instances, desc: prometheus.NewDesc(
+			"ember_instances", "Instances by state.", []string{"state"}, nil)})
+	}
+	return m
+}
+
+// Handler serves /metrics.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}
+
+// Request records one invocation (gateway.Observer).
+func (m *Metrics) Request(fn string, status int, d, queue time.Duration, cold bool) {
+	m.requests.WithLabelValues(fn, strconv.Itoa(status)).Inc()
+	m.duration.WithLabelValues(fn).Observe(d.Seconds())
+	m.queueWait.WithLabelValues(fn).Observe(queue.Seconds())
+	if cold {
+		m.coldReqs.WithLabelValues(fn).Inc()
+	}
+}
+
+// Phase records one cold-start phase (instance.Observer).
+func (m *Metrics) Phase(fn, phase string, d time.Duration) {
+	m.coldStart.WithLabelValues(fn, phase).Observe(d.Seconds())
+}
+
+// StateChange counts transitions (instance.Observer).
+func (m *Metrics) StateChange(fn, id, from, to string, at time.Time) {
+	if to != "" {
+		m.transition.WithLabelValues(fn, to).Inc()
+	}
+}
+
+// Busy is part of instance.Observer; metering consumes it, metrics do not.
+func (m *Metrics) Busy(fn, id string, busy bool, at time.Time) {}
+
+type instanceCollector struct {
+	src  InstanceCounter
+	desc *prometheus.Desc
+}
+
+func (c *instanceCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *instanceCollector) Collect(ch chan<- prometheus.Metric) {
+	for state, n := range c.src.CountByState() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), state)
+	}
+}
