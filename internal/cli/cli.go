@@ -70,7 +70,7 @@ and call it with 'ember run NAME' or HTTP on /v1/run/NAME.`,
 	pf.BoolVar(&g.json, "json", false, "print JSON instead of tables")
 
 	root.AddCommand(
-		newServeCmd(),
+		newServeCmd(), newDemoCmd(),
 		newDeployCmd(g), newLsCmd(g), newDescribeCmd(g), newRmCmd(g), newLogsCmd(g), newRunCmd(g),
 	)
 	for _, extra := range extraCommands(g) {
