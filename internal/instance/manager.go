@@ -46,6 +46,8 @@ type Options struct {
 	LogDir string
 	// KeepFailed is how many failed instances per function stay visible.
 	KeepFailed int
+	// KeepLogs is how many instance log files per function are kept.
+	KeepLogs int
 	// BackoffBase and BackoffMax bound the delay before restarting after
 	// consecutive failed starts.
 	BackoffBase, BackoffMax time.Duration
@@ -118,6 +120,9 @@ func (i *Instance) LogValue() slog.Value {
 func New(drv driver.Driver, logger *slog.Logger, opts Options) *Manager {
 	if opts.KeepFailed == 0 {
 		opts.KeepFailed = 3
+	}
+	if opts.KeepLogs == 0 {
+		opts.KeepLogs = 50
 	}
 	if opts.BackoffBase == 0 {
 		opts.BackoffBase = 500 * time.Millisecond
@@ -438,6 +443,7 @@ func (m *Manager) start(in *Instance) {
 			if f, err := os.OpenFile(filepath.Join(dir, in.id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
 				in.logFile, out = f, f
 			}
+			pruneLogs(dir, m.opts.KeepLogs)
 		}
 	}
 	ctx, cancel := context.WithTimeout(m.ctx, fn.StartTimeout.D())
@@ -663,3 +669,25 @@ func (m *Manager) Health(fn string) (live int, failing error, retryAt time.Time)
 
 // SetObserver sets the lifecycle observer; call before the first start.
 func (m *Manager) SetObserver(o Observer) { m.opts.Observer = o }
+
+// pruneLogs deletes all but the keep newest log files in dir.
+func pruneLogs(dir string, keep int) {
+	entries, err := os.ReadDir(dir)
+	if err != nil || len(entries) <= keep {
+		return
+	}
+	type file struct {
+		name string
+		mod  time.Time
+	}
+	files := make([]file, 0, len(entries))
+	for _, e := range entries {
+		if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".log") {
+			files = append(files, file{e.Name(), info.ModTime()})
+		}
+	}
+	slices.SortFunc(files, func(a, b file) int { return b.mod.Compare(a.mod) })
+	for _, f := range files[min(keep, len(files)):] {
+		os.Remove(filepath.Join(dir, f.name))
+	}
+}
