@@ -1,0 +1,101 @@
+package controller
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ember-run/ember/internal/spec"
+	"github.com/ember-run/ember/internal/store/sqlite"
+)
+
+type recordingScaler struct {
+	mu      sync.Mutex
+	desired map[string]int
+	puts    map[string]int64
+	live    int
+}
+
+func (s *recordingScaler) Put(fn *spec.Function, version int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.puts[fn.Name] = version
+}
+func (s *recordingScaler) Remove(ctx context.Context, name string) {}
+func (s *recordingScaler) Reconcile(fn string, desired int, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.desired[fn] = desired
+}
+func (s *recordingScaler) Health(fn string) (int, error, time.Time) { return s.live, nil, time.Time{} }
+
+type fixedDemand struct{ avg float64 }
+
+func (d *fixedDemand) Demand(fn string) (float64, int) { return d.avg, int(d.avg) }
+func (d *fixedDemand) Forget(fn string)                {}
+
+func newController(t *testing.T) (*Controller, *recordingScaler, *fixedDemand, *sqlite.DB) {
+	t.Helper()
+	db, err := sqlite.Open(context.Background(), ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	sc := &recordingScaler{desired: map[string]int{}, puts: map[string]int64{}}
+	dm := &fixedDemand{}
+	return New(db, sc, dm, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{}), sc, dm, db
+}
+
+func TestScheduleWindowRaisesMin(t *testing.T) {
+	c, sc, _, _ := newController(t)
+	f, err := spec.Parse([]byte(`{name: office, command: [x], scaling: {min: 0, max: 5, schedule: [{cron: "0 9 * * 1-5", duration: 10h, min: 2}]}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.Deploy(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	monday := func(h int) time.Time { return time.Date(2026, 11, 23, h, 0, 0, 0, time.Local) }
+	for _, tt := range []struct {
+		at   time.Time
+		want int
+	}{{monday(8), 0}, {monday(9), 2}, {monday(18), 2}, {monday(19), 0}} {
+		c.tickOne("office", tt.at)
+		if got := sc.desired["office"]; got != tt.want {
+			t.Errorf("desired at %s = %d, want %d", tt.at.Format("15:04"), got, tt.want)
+		}
+	}
+}
+
+func TestDemandScalesAndDeploysPersist(t *testing.T) {
+	c, sc, dm, db := newController(t)
+	f, _ := spec.Parse([]byte(`{name: busy, command: [x], scaling: {max: 8, concurrency: 4, target: 0.5, idle_timeout: 30s}}`))
+	if _, created, err := c.Deploy(context.Background(), f); err != nil || !created {
+		t.Fatalf("deploy: %v created=%v", err, created)
+	}
+	dm.avg = 6 // 6 concurrent / (4 × 0.5) per instance → 3
+	now := time.Now()
+	for i := range 5 {
+		c.tickOne("busy", now.Add(time.Duration(i)*time.Second))
+	}
+	if got := sc.desired["busy"]; got != 3 {
+		t.Errorf("desired = %d, want 3", got)
+	}
+	// A second controller over the same store sees the function.
+	c2 := New(db, sc, dm, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})
+	if err := c2.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if fns := c2.List(); len(fns) != 1 || fns[0].Name != "busy" {
+		t.Errorf("loaded functions = %v, want [busy]", fns)
+	}
+	if err := c2.Delete(context.Background(), "busy"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c2.Delete(context.Background(), "busy"); err == nil {
+		t.Error("second delete succeeded, want ErrNotFound")
+	}
+}
