@@ -29,7 +29,7 @@ type StartFailedError struct {
 	RetryAt time.Time
 }
 
-func (e *StartFailedError) Error() string { return fmt.Sprintf("%v: %v", ErrStartFailed, e.Err) }
+func (e *StartFailedError) Error() string   { return fmt.Sprintf("%v: %v", ErrStartFailed, e.Err) }
 func (e *StartFailedError) Unwrap() []error { return []error{ErrStartFailed, e.Err} }
 
 // QueueFullError says how long the queue is.

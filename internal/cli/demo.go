@@ -209,4 +209,3 @@ func (d *demo) instanceCount(ctx context.Context, fn string) int {
 	}
 	return n
 }
-

@@ -71,4 +71,3 @@ func applyEnv(fs *pflag.FlagSet) error {
 	}
 	return nil
 }
-
