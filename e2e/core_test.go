@@ -315,7 +315,7 @@ func queued(s *server, name string) int {
 func TestStreamingArrivesEventByEvent(t *testing.T) {
 	s := startServer(t, "")
 	s.deploy(simSpec("streamer", "{min: 1, max: 1}"))
-	resp, err := http.Get(s.url + "/v1/run/streamer/stream?n=5&interval_ms=200")
+	resp, err := s.get("/v1/run/streamer/stream?n=5&interval_ms=200")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +383,7 @@ func TestCLI(t *testing.T) {
 	specFile := dir + "/sim.yaml"
 	writeFile(t, specFile, simSpec("clisim", "{min: 0, max: 1, idle_timeout: 30s}"))
 	ember := func(args ...string) (string, string, error) {
-		cmd := exec.Command(bins.ember, append([]string{"--server", s.url}, args...)...)
+		cmd := exec.Command(bins.ember, append([]string{"--server", s.url, "--key-file", s.dataDir + "/admin.key"}, args...)...)
 		var out, errb strings.Builder
 		cmd.Stdout, cmd.Stderr = &out, &errb
 		err := cmd.Run()

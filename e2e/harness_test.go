@@ -61,6 +61,7 @@ type server struct {
 	logs    *syncBuffer
 	done    chan struct{}
 	exitErr error
+	key     string // the admin key the server wrote
 }
 
 type syncBuffer struct {
@@ -121,14 +122,21 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 			t.Logf("server log:\n%s", s.logs.String())
 		}
 	})
-	s.c = client.New(s.url, "")
-	s.c.HTTP = &http.Client{}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(s.url + "/readyz")
-		if err == nil {
-			resp.Body.Close()
+		if s.key == "" {
+			if b, err := os.ReadFile(filepath.Join(dataDir, "admin.key")); err == nil {
+				s.key = strings.TrimSpace(string(b))
+			}
+		}
+		req, _ := http.NewRequest("GET", s.url+"/readyz", nil)
+		req.Header.Set("Authorization", "Bearer "+s.key)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil && s.key != "" {
 			if resp.StatusCode == 200 {
+				resp.Body.Close()
+				s.c = client.New(s.url, s.key)
+				s.c.HTTP = &http.Client{}
 				return s
 			}
 		}
@@ -139,6 +147,9 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("server not ready:\n%s", s.logs.String())
+		}
+		if resp != nil {
+			resp.Body.Close()
 		}
 	}
 }
@@ -176,6 +187,9 @@ func (s *server) call(method, path, body string) result {
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if s.key != "" {
+		req.Header.Set("Authorization", "Bearer "+s.key)
 	}
 	start := time.Now()
 	resp, err := http.DefaultClient.Do(req)
@@ -266,3 +280,13 @@ func sseLines(r io.Reader) <-chan [2]any {
 }
 
 func osWriteFile(path string, b []byte) error { return os.WriteFile(path, b, 0o644) }
+
+// get is an authenticated GET whose body the caller reads.
+func (s *server) get(path string) (*http.Response, error) {
+	req, err := http.NewRequest("GET", s.url+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+s.key)
+	return http.DefaultClient.Do(req)
+}

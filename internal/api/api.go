@@ -34,6 +34,9 @@ type Error struct {
 type ErrorBody struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Type is the OpenAI error class ("invalid_request_error", ...); it is
+	// set where OpenAI clients read the answer and on auth failures.
+	Type string `json:"type,omitempty"`
 }
 
 // Instance is one instance of a function as GET /v1/functions/{name}/instances shows it.

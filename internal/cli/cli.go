@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/client"
 )
 
@@ -43,9 +44,10 @@ func (e *exitError) Error() string { return e.msg }
 
 // globals are the flags every client command shares.
 type globals struct {
-	server string
-	key    string
-	json   bool
+	server  string
+	key     string
+	keyFile string
+	json    bool
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -67,6 +69,7 @@ and call it with 'ember run NAME' or HTTP on /v1/run/NAME.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.server, "server", envOr("EMBER_URL", "http://127.0.0.1:8080"), "Ember server URL (env EMBER_URL)")
 	pf.StringVar(&g.key, "api-key", os.Getenv("EMBER_API_KEY"), "API key (env EMBER_API_KEY)")
+	pf.StringVar(&g.keyFile, "key-file", envOr("EMBER_KEY_FILE", "./.ember/admin.key"), "file holding the API key, used when --api-key is not set (env EMBER_KEY_FILE)")
 	pf.BoolVar(&g.json, "json", false, "print JSON instead of tables")
 
 	root.AddCommand(
@@ -86,8 +89,16 @@ func envOr(key, def string) string {
 	return def
 }
 
+// client returns an API client. The key comes from --api-key or
+// EMBER_API_KEY, else from the key file that `ember serve` writes.
 func (g *globals) client() *client.Client {
-	return client.New(g.server, g.key)
+	key := g.key
+	if key == "" && g.keyFile != "" {
+		if k, err := auth.ReadKeyFile(g.keyFile); err == nil {
+			key = k
+		}
+	}
+	return client.New(g.server, key)
 }
 
 func printJSON(w io.Writer, v any) error {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/app"
+	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/client"
 	"github.com/ember-run/ember/internal/config"
 )
@@ -89,7 +90,11 @@ func (d *demo) run(ctx context.Context) error {
 	case err := <-served:
 		return err
 	}
-	d.c = client.New(d.url, "")
+	key, err := auth.ReadKeyFile(filepath.Join(d.dataDir, auth.AdminKeyFile))
+	if err != nil {
+		return err
+	}
+	d.c = client.New(d.url, key)
 	d.say("▶ Ember serving on %s (data in %s)\n", d.url, d.dataDir)
 	steps := append([]demoStep{demoScaleFromZero}, d.steps...)
 	var stepErr error

@@ -52,6 +52,11 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, h("log-format"))
 	f.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, h("read-header-timeout"))
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, h("idle-timeout"))
+	f.BoolVar(&cfg.Auth, "auth", cfg.Auth, h("auth"))
+	f.BoolVar(&cfg.OpenMetrics, "open-metrics", cfg.OpenMetrics, h("open-metrics"))
+	f.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, h("cache-dir"))
+	f.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, h("tls-cert"))
+	f.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, h("tls-key"))
 	return cmd
 }
 

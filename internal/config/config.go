@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -31,6 +32,15 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes idle keep-alive connections.
 	IdleTimeout time.Duration
+	// Auth requires an API key on every request. Off only for local
+	// experiments: anyone who reaches the port can then run anything.
+	Auth bool
+	// OpenMetrics serves /metrics, /healthz and /readyz without a key.
+	OpenMetrics bool
+	// CacheDir holds pulled models and runtimes ("" = <DataDir>/cache).
+	CacheDir string
+	// TLSCert and TLSKey, when both set, serve HTTPS.
+	TLSCert, TLSKey string
 }
 
 // Default returns the documented defaults.
@@ -45,6 +55,7 @@ func Default() Config {
 		LogFormat:         "text",
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		Auth:              true,
 	}
 }
 
@@ -65,6 +76,11 @@ func Knobs() []Knob {
 		{"log-format", "EMBER_LOG_FORMAT", "text or json"},
 		{"read-header-timeout", "EMBER_READ_HEADER_TIMEOUT", "cut off clients that send headers slower than this"},
 		{"idle-timeout", "EMBER_IDLE_TIMEOUT", "close idle client keep-alive connections after this"},
+		{"auth", "EMBER_AUTH", "require API keys (an admin key is written to <data-dir>/admin.key on first start); false only for local experiments"},
+		{"open-metrics", "EMBER_OPEN_METRICS", "serve /metrics, /healthz and /readyz without a key"},
+		{"cache-dir", "EMBER_CACHE_DIR", "model and runtime cache (default <data-dir>/cache)"},
+		{"tls-cert", "EMBER_TLS_CERT", "TLS certificate file (with --tls-key: serve HTTPS)"},
+		{"tls-key", "EMBER_TLS_KEY", "TLS private key file"},
 	}
 }
 
@@ -86,6 +102,9 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s: must be ≥ %s (got %s)", d.name, d.min, d.v)
 		}
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return fmt.Errorf("tls-cert and tls-key: set both or neither")
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -97,4 +116,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("log-format: want text or json (got %q)", c.LogFormat)
 	}
 	return nil
+}
+
+// Cache returns the model cache directory.
+func (c Config) Cache() string {
+	if c.CacheDir != "" {
+		return c.CacheDir
+	}
+	return filepath.Join(c.DataDir, "cache")
 }

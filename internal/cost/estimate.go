@@ -223,7 +223,7 @@ func notes(in Inputs, res *Result) []string {
 		n = append(n, fmt.Sprintf("engine %s: %.1f%% cold starts, instance-seconds loading %.0f / busy %.0f / idle %.0f (%+.1f%% vs %s)",
 			o.Engine, 100*o.ColdStartRate, o.Seconds.Loading, o.Seconds.Busy, o.Seconds.Idle, 100*diff, u.Engine))
 		if math.Abs(diff) > 0.05 {
-			n = append(n, "the engines differ by more than 5%: the closed forms are exact only for Poisson arrivals, concurrency 1; trust the simulation, which runs the real autoscaler")
+			n = append(n, "the engines differ by more than 5%: the closed forms assume Poisson arrivals and do not model the decider's panic spares or least-loaded spreading at concurrency > 1; trust the simulation, which runs the real autoscaler")
 		}
 	}
 	if in.Concurrency == 1 && in.Target < 1 && in.SecondsPerRequest >= in.Target*6 {
@@ -231,10 +231,18 @@ func notes(in Inputs, res *Result) []string {
 			in.Target, 1/in.Target))
 	}
 	for _, o := range res.Options {
+		if o.Kind == KindHosted && o.BilledSeconds > 0 {
+			per := o.MonthlyUSD / o.BilledSeconds
+			n = append(n, fmt.Sprintf("%s: compute (busy) %s + cold-start loading %s + keep-warm idle %s, computed from idle timeout %s and cold start %s (the seed instead adds a guessed $%d to $150 of compute)",
+				o.Name, usd(o.Seconds.Busy*per), usd(o.Seconds.Loading*per), usd(o.Seconds.Idle*per), in.IdleTimeout, in.ColdStart, seedColdStartGuessUSD))
+		}
 		if o.Units > 0 && o.GPUUtilization < o.Utilization-1e-12 {
 			n = append(n, fmt.Sprintf("%s: a unit holds more GPUs than the model uses; the instances are %.1f%% busy but the GPUs paid for only %.2f%%",
 				o.Name, 100*o.Utilization, 100*o.GPUUtilization))
 		}
+	}
+	if in.Hardware == "a100-40gb" {
+		n = append(n, SeedNotes()...)
 	}
 	if in.Trace != nil {
 		n = append(n, fmt.Sprintf("trace: %d requests over %.0f s (%.0f requests/day); the closed forms see it as Poisson at that mean rate",

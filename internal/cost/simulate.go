@@ -153,12 +153,13 @@ func (s *sim) account(inst *simInstance, now float64) {
 }
 
 func (s *sim) run(arrivals, durations []float64, horizon float64) Usage {
+	// The function was deployed before the period: its controller has been
+	// sampling (zeros), so the first request is not averaged over a window
+	// that starts with it.
+	s.window.Record(s.at(-autoscaler.DefaultStableWindow.Seconds()), 0)
 	for i := 0; i < s.in.Min; i++ {
 		inst := s.start(0)
 		inst.ready = true // provisioned before the period starts
-	}
-	if s.in.Min > 0 {
-		s.ensureTicking(0)
 	}
 	i := 0
 	for {
@@ -190,8 +191,16 @@ func (s *sim) run(arrivals, durations []float64, horizon float64) Usage {
 		case evComplete:
 			s.onComplete(e.inst, now)
 		case evExpire:
-			if !e.inst.stopped && e.inst.ready && e.inst.inflight == 0 && e.inst.idleSince == e.stamp {
-				s.expire(now)
+			inst := e.inst
+			if inst.stopped || !inst.ready || inst.inflight > 0 || inst.idleSince != e.stamp {
+				continue
+			}
+			s.decide(now)
+			s.expire(now)
+			if !inst.stopped && len(s.insts) > s.in.Min {
+				// Held by the decider (traffic still flows): look again in a
+				// second, as the controller's next tick would.
+				s.push(event{at: now + tickInterval, kind: evExpire, inst: inst, stamp: e.stamp})
 			}
 		case evTick:
 			s.tick(now)
@@ -328,9 +337,25 @@ func (s *sim) ensureTicking(now float64) {
 	s.push(event{at: next, kind: evTick})
 }
 
+// tick samples concurrency and asks the decider. Ticks run only while
+// requests are in flight or queued: a bucket with no sample averages as 0,
+// exactly like a sample of 0, so skipping quiet seconds changes no decision,
+// and expiry events ask the decider themselves.
 func (s *sim) tick(now float64) {
-	t := s.at(now)
-	s.window.Record(t, s.concurrency())
+	s.window.Record(s.at(now), s.concurrency())
+	s.decide(now)
+	for len(s.insts) < s.decision.Desired {
+		s.start(now)
+	}
+	s.expire(now)
+	if s.concurrency() == 0 {
+		s.ticking = false
+		return
+	}
+	s.push(event{at: now + tickInterval, kind: evTick})
+}
+
+func (s *sim) decide(now float64) {
 	s.decision = autoscaler.Decide(autoscaler.Params{
 		Min:          s.in.Min,
 		Max:          s.in.Max,
@@ -340,17 +365,7 @@ func (s *sim) tick(now float64) {
 		Ready:        len(s.insts),
 		PanicSince:   s.decision.PanicSince,
 		PanicDesired: s.decision.PanicDesired,
-	}, s.window, t)
-	for len(s.insts) < s.decision.Desired {
-		s.start(now)
-	}
-	s.expire(now)
-	if len(s.insts) == 0 && s.concurrency() == 0 {
-		s.ticking = false
-		s.decision = autoscaler.Decision{}
-		return
-	}
-	s.push(event{at: now + tickInterval, kind: evTick})
+	}, s.window, s.at(now))
 }
 
 // expire stops instances idle for the idle timeout, newest first, while

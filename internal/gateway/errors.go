@@ -12,8 +12,10 @@ import (
 
 	"github.com/ember-run/ember/internal/activator"
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/controller"
 	"github.com/ember-run/ember/internal/proxy"
+	"github.com/ember-run/ember/internal/ratelimit"
 	"github.com/ember-run/ember/internal/spec"
 )
 
@@ -25,6 +27,7 @@ type httpError struct {
 	Msg        string
 	RetryAfter time.Duration
 	Err        error
+	limit      *ratelimit.Decision // sets RateLimit-* headers
 }
 
 func (e *httpError) Error() string {
@@ -52,7 +55,13 @@ func classify(err error, now time.Time) *httpError {
 	var sf *activator.StartFailedError
 	var ue *proxy.UpstreamError
 	var mbe *http.MaxBytesError
+	var ae *auth.Error
+	var le *ratelimit.Error
 	switch {
+	case errors.As(err, &ae):
+		return &httpError{Status: ae.Status, Code: ae.Code, Msg: ae.Message}
+	case errors.As(err, &le):
+		return &httpError{Status: http.StatusTooManyRequests, Code: "rate_limited", Msg: le.Error(), RetryAfter: le.Decision.RetryAfter, limit: &le.Decision}
 	case errors.As(err, &he):
 		return he
 	case errors.As(err, &mbe):
@@ -80,7 +89,10 @@ func classify(err error, now time.Time) *httpError {
 // writeError renders err as the JSON error envelope.
 func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, err error) int {
 	he := classify(err, g.now())
-	if he.RetryAfter > 0 {
+	if he.limit != nil {
+		he.limit.SetHeaders(w.Header())
+	}
+	if he.RetryAfter > 0 && w.Header().Get("Retry-After") == "" {
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(he.RetryAfter.Seconds()))))
 	}
 	level := slog.LevelInfo

@@ -16,9 +16,11 @@ import (
 
 	"github.com/ember-run/ember/internal/activator"
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/autoscaler"
 	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/proxy"
+	"github.com/ember-run/ember/internal/ratelimit"
 	"github.com/ember-run/ember/internal/spec"
 )
 
@@ -66,6 +68,10 @@ type Gateway struct {
 	logger    *slog.Logger
 	now       func() time.Time
 	ready     atomic.Bool
+	// authOn makes handlers check the caller's key scope (the
+	// authenticator middleware in front has already identified it).
+	authOn  bool
+	limiter *ratelimit.Limiter
 	// Extra lets app mount more handlers (metrics, jobs, ...) on the mux.
 	mux *http.ServeMux
 }
@@ -78,7 +84,7 @@ type Options struct {
 
 // New builds the gateway.
 func New(inv Invoker, reg Registry, instances Instances, fwd Forwarder, obs Observer, logger *slog.Logger) *Gateway {
-	g := &Gateway{inv: inv, reg: reg, instances: instances, fwd: fwd, obs: obs, logger: logger, now: time.Now, mux: http.NewServeMux()}
+	g := &Gateway{inv: inv, reg: reg, instances: instances, fwd: fwd, obs: obs, logger: logger, now: time.Now, mux: http.NewServeMux(), limiter: ratelimit.New()}
 	g.ready.Store(true)
 	g.routes()
 	return g
@@ -86,6 +92,42 @@ func New(inv Invoker, reg Registry, instances Instances, fwd Forwarder, obs Obse
 
 // Handle mounts an extra handler (metrics, jobs, ...) on the gateway's mux.
 func (g *Gateway) Handle(pattern string, h http.Handler) { g.mux.Handle(pattern, h) }
+
+// RequireAuth makes every handler check the caller's key (admin scope for
+// management, invoke rights for calls).
+func (g *Gateway) RequireAuth() { g.authOn = true }
+
+// Limiter is the gateway's rate limiter, shared with per-key middleware.
+func (g *Gateway) Limiter() *ratelimit.Limiter { return g.limiter }
+
+// admin requires admin scope when auth is on.
+func (g *Gateway) admin(r *http.Request) error {
+	if !g.authOn {
+		return nil
+	}
+	return auth.Check(r.Context(), auth.ScopeAdmin)
+}
+
+// AllowInvoke checks that the caller may invoke fn, and applies fn's rate
+// limit; release must be called when the call ends.
+func (g *Gateway) AllowInvoke(r *http.Request, fn string) (release func(), err error) {
+	if g.authOn {
+		if err := auth.AllowFunction(auth.FromContext(r.Context()), fn); err != nil {
+			return nil, err
+		}
+	}
+	f, ok := g.instances.Function(fn)
+	if !ok || f.RateLimit == nil {
+		return func() {}, nil
+	}
+	rate, _ := f.RateLimit.PerSecond() // validated at deploy
+	d, release := g.limiter.Acquire(g.now(), ratelimit.Spec{Key: "fn:" + fn, Name: fmt.Sprintf("function %q", fn),
+		Limit: ratelimit.Limit{Rate: rate, Burst: f.RateLimit.Burst, MaxConcurrency: f.RateLimit.MaxConcurrency}})
+	if err := d.Err(); err != nil {
+		return nil, err
+	}
+	return release, nil
+}
 
 // SetReady flips readiness (fails /readyz during drain).
 func (g *Gateway) SetReady(ok bool) { g.ready.Store(ok) }
@@ -124,6 +166,9 @@ func (g *Gateway) routes() {
 }
 
 func (g *Gateway) deploy(w http.ResponseWriter, r *http.Request) error {
+	if err := g.admin(r); err != nil {
+		return err
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err != nil {
 		return err
@@ -152,6 +197,9 @@ func (g *Gateway) deploy(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (g *Gateway) list(w http.ResponseWriter, r *http.Request) error {
+	if err := g.admin(r); err != nil {
+		return err
+	}
 	fns := g.reg.List()
 	for i := range fns {
 		fns[i] = g.withStatus(fns[i])
@@ -183,6 +231,9 @@ func unknown(name string) error {
 }
 
 func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) error {
+	if err := g.admin(r); err != nil {
+		return err
+	}
 	name, sub, ok := g.splitFunction(r.PathValue("rest"))
 	if !ok {
 		return unknown(name)
@@ -221,6 +272,9 @@ func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (g *Gateway) deleteFunction(w http.ResponseWriter, r *http.Request) error {
+	if err := g.admin(r); err != nil {
+		return err
+	}
 	name := r.PathValue("rest")
 	if err := g.reg.Delete(r.Context(), name); err != nil {
 		return err
@@ -256,6 +310,12 @@ func (g *Gateway) run(w http.ResponseWriter, r *http.Request) {
 		status = g.writeError(w, r, unknown(name))
 		return
 	}
+	allowed, err := g.AllowInvoke(r, name)
+	if err != nil {
+		status = g.writeError(w, r, err)
+		return
+	}
+	defer allowed()
 	f, _ := g.instances.Function(name)
 	if path == "" {
 		path = "/"
@@ -270,7 +330,7 @@ func (g *Gateway) run(w http.ResponseWriter, r *http.Request) {
 	r = r.WithContext(ctx)
 	var instanceID string
 	sw := &statusWriter{ResponseWriter: w}
-	err := g.inv.Try(ctx, name, func(s activator.Slot) error {
+	err = g.inv.Try(ctx, name, func(s activator.Slot) error {
 		instanceID, queue, cold = s.Instance, s.Queue, s.Cold
 		h := w.Header()
 		h.Set(api.HeaderColdStart, strconv.FormatBool(s.Cold))

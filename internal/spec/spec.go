@@ -68,6 +68,31 @@ type Function struct {
 	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
 	// Resources names the hardware class an instance occupies (for metering).
 	Resources *Resources `json:"resources,omitempty"`
+	// Budget limits what the function may spend per UTC day, metered.
+	Budget *Budget `json:"budget,omitempty"`
+	// RateLimit bounds calls to this function across all callers.
+	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+}
+
+// Budget actions.
+const (
+	BudgetWarn        = "warn"
+	BudgetCap         = "cap"
+	BudgetScaleToZero = "scale-to-zero"
+)
+
+// Budget is a per-function daily spending limit, checked by the controller
+// against metered usage. At least one limit must be set; the budget is over
+// when any set limit is reached.
+type Budget struct {
+	// USDPerDay limits the metered cost (instance-seconds at the hardware
+	// class's price) per UTC day.
+	USDPerDay float64 `json:"usd_per_day,omitempty"`
+	// GPUSecondsPerDay limits instance-seconds × GPUs per UTC day.
+	GPUSecondsPerDay float64 `json:"gpu_seconds_per_day,omitempty"`
+	// Action when over: warn (log and metric; the default), cap (at most
+	// one instance) or scale-to-zero (stop and start none), until the day ends.
+	Action string `json:"action,omitempty"`
 }
 
 // Resources describes what one instance occupies.
@@ -200,6 +225,9 @@ func (f *Function) Default() {
 	}
 	if f.MaxBodyBytes == 0 {
 		f.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if f.Budget != nil && f.Budget.Action == "" {
+		f.Budget.Action = BudgetWarn
 	}
 }
 
@@ -347,6 +375,36 @@ func (f *Function) Validate() error {
 			}
 		}
 	}
+	if b := f.Budget; b != nil {
+		if b.USDPerDay < 0 {
+			add("budget.usd_per_day", "must be ≥ 0 (got %g)", b.USDPerDay)
+		}
+		if b.GPUSecondsPerDay < 0 {
+			add("budget.gpu_seconds_per_day", "must be ≥ 0 (got %g)", b.GPUSecondsPerDay)
+		}
+		if b.USDPerDay <= 0 && b.GPUSecondsPerDay <= 0 {
+			add("budget", "set usd_per_day or gpu_seconds_per_day (or both)")
+		}
+		if b.GPUSecondsPerDay > 0 && (f.Resources == nil || f.Resources.GPU == nil) {
+			add("budget.gpu_seconds_per_day", "needs resources.gpu (a CPU function uses no GPU-seconds)")
+		}
+		switch b.Action {
+		case BudgetWarn, BudgetCap, BudgetScaleToZero:
+		default:
+			add("budget.action", "must be warn, cap or scale-to-zero (got %q)", b.Action)
+		}
+	}
+	if rl := f.RateLimit; rl != nil {
+		if _, err := rl.PerSecond(); err != nil {
+			add("rate_limit.rate", "%v", err)
+		}
+		if rl.Burst < 0 {
+			add("rate_limit.burst", "must be ≥ 0 (got %d)", rl.Burst)
+		}
+		if rl.MaxConcurrency < 0 {
+			add("rate_limit.max_concurrency", "must be ≥ 0 (got %d)", rl.MaxConcurrency)
+		}
+	}
 	if len(errs) > 0 {
 		return &ValidationError{Function: f.Name, Errs: errs}
 	}
@@ -360,4 +418,34 @@ func (f *Function) HardwareClass() string {
 		return strings.ToLower(f.Resources.GPU.Type)
 	}
 	return "cpu"
+}
+
+// RateLimit is a token bucket plus a concurrency cap for one function.
+type RateLimit struct {
+	// Rate is "20/s", "600/m" or "1000/h".
+	Rate  string `json:"rate,omitempty"`
+	Burst int    `json:"burst,omitempty"`
+	// MaxConcurrency caps calls in flight (0 = no cap beyond scaling).
+	MaxConcurrency int `json:"max_concurrency,omitempty"`
+}
+
+// PerSecond parses Rate ("20/s", "600/m", "1000/h") into events per second.
+func (r *RateLimit) PerSecond() (float64, error) {
+	if r == nil || r.Rate == "" {
+		return 0, nil
+	}
+	num, unit, ok := strings.Cut(r.Rate, "/")
+	v, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if !ok || err != nil || v <= 0 {
+		return 0, fmt.Errorf("invalid rate %q (want e.g. \"20/s\", \"600/m\")", r.Rate)
+	}
+	switch strings.TrimSpace(unit) {
+	case "s":
+		return v, nil
+	case "m":
+		return v / 60, nil
+	case "h":
+		return v / 3600, nil
+	}
+	return 0, fmt.Errorf("invalid rate %q: unit must be s, m or h", r.Rate)
 }

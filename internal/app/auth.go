@@ -1,0 +1,53 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/ember-run/ember/internal/auth"
+	"github.com/ember-run/ember/internal/config"
+	"github.com/ember-run/ember/internal/gateway"
+	"github.com/ember-run/ember/internal/ratelimit"
+	"github.com/ember-run/ember/internal/store/sqlite"
+)
+
+// secure puts API-key authentication and per-key limits in front of the
+// gateway (outermost first: authenticate, then per-key rate and concurrency
+// limits, then the gateway's own scope checks and per-function limits), and
+// makes sure an admin key exists.
+func secure(ctx context.Context, cfg config.Config, db *sqlite.DB, gw *gateway.Gateway, logger *slog.Logger) (http.Handler, error) {
+	if !cfg.Auth {
+		logger.Warn("authentication is OFF (--auth=false): anyone who can reach " + cfg.Addr + " can deploy and run anything")
+		return gw, nil
+	}
+	var open []string
+	if cfg.OpenMetrics {
+		open = []string{"/metrics", "/healthz", "/readyz"}
+	}
+	a := auth.New(db, auth.Options{Open: open, Logger: logger.With("component", "auth")})
+	path, created, err := auth.EnsureAdminKey(ctx, db, cfg.DataDir, time.Now())
+	if err != nil {
+		return nil, fmt.Errorf("admin key: %w", err)
+	}
+	if created {
+		logger.Info("created an admin API key; the CLI reads it from this file (or set EMBER_API_KEY)", "path", path)
+	} else {
+		logger.Info("admin API key file", "path", path)
+	}
+	gw.RequireAuth()
+	keys := a.KeysHandler()
+	gw.Handle("/v1/keys", keys)
+	gw.Handle("/v1/keys/", keys)
+	perKey := gw.Limiter().Middleware(time.Now, func(r *http.Request) []ratelimit.Spec {
+		p := auth.FromContext(r.Context())
+		if p == nil || (p.RatePerSec == 0 && p.MaxConcurrency == 0) {
+			return nil
+		}
+		return []ratelimit.Spec{{Key: "key:" + p.KeyID, Name: fmt.Sprintf("API key %q", p.Name),
+			Limit: ratelimit.Limit{Rate: p.RatePerSec, Burst: p.Burst, MaxConcurrency: p.MaxConcurrency}}}
+	})
+	return a.Middleware(perKey(gw)), nil
+}

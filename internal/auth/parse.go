@@ -1,0 +1,56 @@
+package auth
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ParseRate reads a request rate: "20/s", "600/m", "1000/h", or a bare
+// number of requests per second. "" and "0" mean unlimited (0).
+func ParseRate(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	num, unit, hasUnit := strings.Cut(s, "/")
+	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid rate %q (want e.g. 20/s, 600/m, 1000/h)", s)
+	}
+	per := time.Second
+	if hasUnit {
+		switch strings.TrimSpace(unit) {
+		case "s", "sec", "second":
+		case "m", "min", "minute":
+			per = time.Minute
+		case "h", "hour":
+			per = time.Hour
+		default:
+			return 0, fmt.Errorf("invalid rate %q: unit must be s, m or h", s)
+		}
+	}
+	return n / per.Seconds(), nil
+}
+
+// ParseTTL reads a lifetime: a Go duration ("12h", "90m") or a number of
+// days ("30d"). "" means never (0).
+func ParseTTL(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return 0, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseFloat(days, 64)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("invalid lifetime %q (want e.g. 30d, 12h)", s)
+		}
+		return time.Duration(n * float64(24*time.Hour)), nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("invalid lifetime %q (want e.g. 30d, 12h)", s)
+	}
+	return d, nil
+}

@@ -1,0 +1,236 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ember-run/ember/internal/cost"
+)
+
+// costFlags are the workload flags shared by `ember cost` and `ember advise`.
+type costFlags struct {
+	in          cost.Inputs
+	idleTimeout time.Duration
+	coldStart   time.Duration
+	trace       string
+	prices      string
+	engine      string
+	json, csv   bool
+}
+
+func (f *costFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.Float64Var(&f.in.RequestsPerDay, "requests-per-day", 0, "mean requests per day (taken from --trace when omitted)")
+	fl.Float64Var(&f.in.SecondsPerRequest, "seconds-per-request", 0, "service seconds per request once an instance is ready")
+	fl.StringVar(&f.in.Hardware, "hardware", "a100-40gb", "hardware class, as listed by ember prices")
+	fl.IntVar(&f.in.GPUsPerInstance, "gpus", 0, "GPUs per instance (default 1; 0 for cpu)")
+	fl.IntVar(&f.in.Concurrency, "concurrency", 1, "in-flight requests per instance")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", cost.DefaultIdleTimeout, "keep-warm window before an idle instance stops")
+	fl.IntVar(&f.in.Min, "min", 0, "instances kept warm always")
+	fl.IntVar(&f.in.Max, "max", 0, "most instances (default 1000)")
+	fl.DurationVar(&f.coldStart, "cold-start", cost.DefaultColdStart, "instance start-to-ready time")
+	fl.StringVar(&f.in.Shape, "shape", cost.ShapePoisson, "arrival shape: poisson, diurnal or bursty")
+	fl.Float64Var(&f.in.Target, "target", cost.DefaultTarget, "target utilisation for sizing and autoscaling")
+	fl.Uint64Var(&f.in.Seed, "seed", cost.DefaultSeed, "random seed of the simulation")
+	fl.StringVar(&f.trace, "trace", "", "arrival trace file (CSV with TIMESTAMP column, or unix seconds per line [,duration])")
+	fl.StringVar(&f.prices, "prices", "", "price catalogue YAML merged over the defaults")
+}
+
+// inputs resolves file flags into cost inputs and the catalogue.
+func (f *costFlags) inputs() (cost.Inputs, *cost.Catalogue, error) {
+	in := f.in
+	in.IdleTimeout = f.idleTimeout
+	if f.idleTimeout == 0 {
+		in.IdleTimeout = -1 // explicit 0s: stop as soon as idle
+	}
+	in.ColdStart = f.coldStart
+	if f.coldStart == 0 {
+		in.ColdStart = -1
+	}
+	cat, err := loadCatalogue(f.prices)
+	if err != nil {
+		return in, nil, err
+	}
+	if f.trace != "" {
+		fh, err := os.Open(f.trace)
+		if err != nil {
+			return in, nil, fmt.Errorf("--trace: %w", err)
+		}
+		defer fh.Close()
+		tr, err := cost.ParseTrace(fh)
+		if err != nil {
+			return in, nil, fmt.Errorf("--trace %s: %w", f.trace, err)
+		}
+		in.Trace = tr
+	}
+	if in.SecondsPerRequest == 0 && in.Trace.MeanDuration() == 0 {
+		return in, nil, errors.New("--seconds-per-request is required (the trace has no durations)")
+	}
+	return in, cat, nil
+}
+
+func loadCatalogue(path string) (*cost.Catalogue, error) {
+	cat, err := cost.DefaultCatalogue()
+	if err != nil {
+		return nil, err
+	}
+	if path == "" {
+		return cat, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--prices: %w", err)
+	}
+	return cat.Merge(b)
+}
+
+func newCostCmd() *cobra.Command {
+	var f costFlags
+	cmd := &cobra.Command{
+		Use:   "cost",
+		Short: "Compare always-on, Ember serverless and hosted offers for a workload",
+		Long: `Estimate a month (30 days) of running one model: always-on fleets, Ember
+serverless (busy + cold-start + keep-warm idle seconds) and each hosted offer
+under its own billing rules, with utilisation, savings and the crossover
+requests/day of each pair.
+
+  ember cost --requests-per-day 1000 --seconds-per-request 5 --hardware a100-40gb`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			in, cat, err := f.inputs()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if f.csv {
+				names, rows := cost.Sweep(in, cat, cost.LogLevels(100, 1_000_000, 41))
+				return cost.WriteCSV(out, names, rows)
+			}
+			res, err := cost.Estimate(in, cat, f.engine)
+			if err != nil {
+				return err
+			}
+			if f.json {
+				return writeJSON(out, res)
+			}
+			if err := cost.WriteTable(out, res); err != nil {
+				return err
+			}
+			fmt.Fprintln(out, "\nCOST BY REQUESTS/DAY (closed forms)")
+			names, rows := cost.Sweep(in, cat, cost.SeedLevels)
+			return writeSweepRows(out, names, rows)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&f.engine, "engine", cost.EngineAnalytic, "analytic, simulate (replays arrivals through the real autoscaler) or both")
+	cmd.Flags().BoolVar(&f.json, "json", false, "print one JSON object with options and crossovers")
+	cmd.Flags().BoolVar(&f.csv, "csv", false, "print chart-ready monthly cost vs requests/day for each option")
+	return cmd
+}
+
+func writeSweepRows(w io.Writer, names []string, rows []cost.SweepRow) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "REQUESTS/DAY\t")
+	for _, n := range names {
+		fmt.Fprintf(tw, "%s\t", n)
+	}
+	fmt.Fprintln(tw)
+	for _, r := range rows {
+		fmt.Fprintf(tw, "%.0f\t", r.RequestsPerDay)
+		for _, v := range r.MonthlyUSD {
+			fmt.Fprintf(tw, "%.2f\t", v)
+		}
+		fmt.Fprintln(tw)
+	}
+	return tw.Flush()
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newPricesCmd() *cobra.Command {
+	var prices string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "prices",
+		Short: "List the price catalogue (defaults merged with --prices)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cat, err := loadCatalogue(prices)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return writeJSON(out, cat)
+			}
+			tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tKIND\tHARDWARE\tGPUS\tUSD/HOUR\tUSD/SECOND\tBILLED\tINCREMENT\tAS OF\tSOURCE")
+			for _, o := range cat.Offers {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.4f\t%.7f\t%v\t%gs\t%s\t%s\n", o.ID, o.Kind, o.Hardware, o.GPUsPerUnit,
+					o.PerSecond()*3600, o.PerSecond(), o.Billing.BilledStates, o.Billing.MinIncrementSeconds, o.AsOf, o.Source)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&prices, "prices", "", "price catalogue YAML merged over the defaults")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the catalogue as JSON")
+	return cmd
+}
+
+func newAdviseCmd() *cobra.Command {
+	var f costFlags
+	var (
+		function string
+		peakQPS  float64
+		latency  time.Duration
+		modelGB  float64
+	)
+	cmd := &cobra.Command{
+		Use:   "advise",
+		Short: "Recommend serverless, provisioned, always-on or async for a workload",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if function != "" {
+				// TODO(#6): read the function's measured traffic from metering
+				// (GET /v1/usage) once live metering lands.
+				return fmt.Errorf("advise --function %s: advice from live metering is not implemented yet; pass the workload with --requests-per-day and --seconds-per-request", function)
+			}
+			in, cat, err := f.inputs()
+			if err != nil {
+				return err
+			}
+			recs, err := cost.Advise(cost.AdviceInputs{Workload: in, PeakQPS: peakQPS, LatencyBudget: latency, ModelGB: modelGB, Catalogue: cat})
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if f.json {
+				return writeJSON(out, map[string]any{"recommendations": recs})
+			}
+			for _, r := range recs {
+				fmt.Fprintf(out, "%s → %s\n  %s\n  monthly %.2f USD (vs %s %.2f USD)\n", r.Rule, r.Mode, r.Why, r.MonthlyUSD, r.Alternative, r.AlternativeUSD)
+				ch, _ := json.Marshal(r.Change)
+				fmt.Fprintf(out, "  spec change: %s\n", ch)
+			}
+			return nil
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&function, "function", "", "advise a deployed function from its metered traffic (not yet available)")
+	cmd.Flags().Float64Var(&peakQPS, "peak-qps", 0, "peak requests per second")
+	cmd.Flags().DurationVar(&latency, "latency-budget", 0, "response-time budget, e.g. 80ms")
+	cmd.Flags().Float64Var(&modelGB, "model-gb", 0, "model size in GB")
+	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON")
+	return cmd
+}

@@ -1,0 +1,73 @@
+package cost
+
+import (
+	"testing"
+	"time"
+)
+
+func TestAdvise(t *testing.T) {
+	cat := mustCatalogue(t)
+	tests := []struct {
+		name    string
+		ai      AdviceInputs
+		rule    string
+		mode    string
+		wantMin int // -1: no scaling.min change expected
+	}{
+		{"seed traffic", AdviceInputs{Workload: seedInputs()}, "default", ModeServerless, 0},
+		{"busy", AdviceInputs{Workload: Inputs{RequestsPerDay: 20 * 86400, SecondsPerRequest: 0.5}}, "average QPS > 10", ModeAlwaysOn, 15},
+		{"bursty", AdviceInputs{Workload: seedInputs(), PeakQPS: 150}, "bursty: idle to 100+ QPS", ModeServerless, 0},
+		{"tight latency", AdviceInputs{Workload: seedInputs(), LatencyBudget: 80 * time.Millisecond}, "latency budget < 100 ms", ModeProvisioned, 1},
+		{"big model", AdviceInputs{Workload: seedInputs(), ModelGB: 40}, "model > 10 GB", ModeServerless, -1},
+		{"long job", AdviceInputs{Workload: Inputs{RequestsPerDay: 10, SecondsPerRequest: 20 * 60}}, "inference > 15 min", ModeAsync, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.ai.Catalogue = cat
+			recs, err := Advise(tt.ai)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got *Recommendation
+			for i := range recs {
+				if recs[i].Rule == tt.rule {
+					got = &recs[i]
+				}
+			}
+			if got == nil {
+				t.Fatalf("rule %q did not fire; got %+v", tt.rule, recs)
+			}
+			if got.Mode != tt.mode {
+				t.Errorf("mode = %s, want %s", got.Mode, tt.mode)
+			}
+			if got.MonthlyUSD <= 0 || got.AlternativeUSD <= 0 {
+				t.Errorf("cost figures missing: %+v", got)
+			}
+			if tt.wantMin >= 0 {
+				if got.Change.ScalingMin == nil || *got.Change.ScalingMin != tt.wantMin {
+					t.Errorf("scaling.min change = %v, want %d", got.Change.ScalingMin, tt.wantMin)
+				}
+			}
+			if got.Change.RoutePolicy == "" {
+				t.Errorf("no route policy in %+v", got.Change)
+			}
+		})
+	}
+}
+
+// A warm instance costs more than scale-from-zero at the seed's traffic:
+// the latency rule must show that price.
+func TestAdviseProvisionedCostsMore(t *testing.T) {
+	recs, err := Advise(AdviceInputs{Workload: seedInputs(), LatencyBudget: 50 * time.Millisecond, Catalogue: mustCatalogue(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One A100 warm all month at $0.001/s is $2,592, plus a second
+	// instance kept warm after overlapping requests.
+	if got := recs[0].MonthlyUSD; got < 2592 || got > 1.2*2592 {
+		t.Errorf("provisioned monthly = %.2f, want in [2592, 3110]", got)
+	}
+	if recs[0].MonthlyUSD <= recs[0].AlternativeUSD/10 {
+		t.Errorf("provisioned %.2f should be dearer than scale-from-zero", recs[0].MonthlyUSD)
+	}
+}

@@ -1,0 +1,211 @@
+// Package openai serves OpenAI-compatible endpoints: it reads the "model" of
+// each request and hands the request, body intact and path preserved, to a
+// Resolver that forwards it to the function or route of that name.
+package openai
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"github.com/ember-run/ember/internal/api"
+)
+
+// Paths served.
+const (
+	PathChatCompletions = "/v1/chat/completions"
+	PathCompletions     = "/v1/completions"
+	PathEmbeddings      = "/v1/embeddings"
+	PathModels          = "/v1/models"
+)
+
+// DefaultMaxBodyBytes bounds the request body read to find "model".
+const DefaultMaxBodyBytes = 32 << 20
+
+// ErrUnknownModel is what a Resolver returns (wrapped) for a model that is
+// neither a function nor a route; it becomes 404 model_not_found.
+var ErrUnknownModel = errors.New("openai: model not found")
+
+// Resolver forwards requests to what a model name names. The gateway
+// implements it by proxying to the function or route.
+type Resolver interface {
+	// Forward sends r (its body re-readable, its path unchanged) to model
+	// and streams the answer to w. It returns an error only if it wrote
+	// nothing to w; once the answer has started, failures are its own to
+	// report (or to cut the stream).
+	Forward(w http.ResponseWriter, r *http.Request, model string) error
+	// Models lists the model names the caller may use (ctx is the
+	// request's, with its principal).
+	Models(ctx context.Context) ([]string, error)
+}
+
+// Options configure the Handler.
+type Options struct {
+	// MaxBodyBytes bounds request bodies (DefaultMaxBodyBytes when 0).
+	MaxBodyBytes int64
+	// Classify maps a Resolver error to the status, code and message the
+	// client sees; the gateway passes its own error classifier here. When
+	// nil or when it returns status 0, the defaults apply:
+	// ErrUnknownModel → 404, anything else → 502.
+	Classify func(err error) (status int, code, message string)
+	// Header, when set, adds headers to an error answer (e.g. Retry-After
+	// for a 429 or 503 from the gateway's classifier).
+	Header func(err error, h http.Header)
+	Logger *slog.Logger
+}
+
+// Handler serves the OpenAI-compatible endpoints.
+type Handler struct {
+	res    Resolver
+	opts   Options
+	logger *slog.Logger
+	mux    *http.ServeMux
+}
+
+// New returns a Handler over res. Mount it on the paths above (see
+// Patterns); it answers every other path with an OpenAI-shaped 404.
+func New(res Resolver, opts Options) *Handler {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	h := &Handler{res: res, opts: opts, logger: opts.Logger, mux: http.NewServeMux()}
+	if h.logger == nil {
+		h.logger = slog.New(slog.DiscardHandler)
+	}
+	for _, p := range []string{PathChatCompletions, PathCompletions, PathEmbeddings} {
+		h.mux.HandleFunc("POST "+p, h.forward)
+	}
+	h.mux.HandleFunc("GET "+PathModels, h.models)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		WriteError(w, http.StatusNotFound, "invalid_request_error", "not_found",
+			fmt.Sprintf("%s %s is not an OpenAI-compatible endpoint of Ember", r.Method, r.URL.Path))
+	})
+	return h
+}
+
+// Patterns are the ServeMux patterns to mount the Handler on.
+func Patterns() []string {
+	return []string{PathChatCompletions, PathCompletions, PathEmbeddings, PathModels}
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.opts.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			WriteError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "body_too_large",
+				"request body too large: limit is "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
+			return
+		}
+		WriteError(w, http.StatusBadRequest, "invalid_request_error", "bad_request", "reading request body: "+err.Error())
+		return
+	}
+	var head struct {
+		Model *string `json:"model"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		WriteError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json", "request body is not valid JSON: "+err.Error())
+		return
+	}
+	if head.Model == nil || *head.Model == "" {
+		WriteError(w, http.StatusBadRequest, "invalid_request_error", "missing_model",
+			`request body needs "model": the name of an Ember function or route`)
+		return
+	}
+	// Hand the body on as if unread, re-readable for a retry on another target.
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	r.Header.Del("Transfer-Encoding")
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+
+	if err := h.res.Forward(w, r, *head.Model); err != nil {
+		h.writeResolverError(w, r, *head.Model, err)
+	}
+}
+
+func (h *Handler) writeResolverError(w http.ResponseWriter, r *http.Request, model string, err error) {
+	status, code, msg := 0, "", ""
+	if h.opts.Classify != nil {
+		status, code, msg = h.opts.Classify(err)
+	}
+	if status == 0 {
+		switch {
+		case errors.Is(err, ErrUnknownModel):
+			status, code, msg = http.StatusNotFound, "model_not_found",
+				fmt.Sprintf("the model %q does not exist: deploy a function or apply a route of that name", model)
+		default:
+			status, code, msg = http.StatusBadGateway, "upstream_error", "model "+strconv.Quote(model)+" failed: "+err.Error()
+		}
+	}
+	if status >= 500 {
+		h.logger.ErrorContext(r.Context(), "openai: forward failed", "model", model, "path", r.URL.Path, "status", status, "err", err)
+	}
+	if h.opts.Header != nil {
+		h.opts.Header(err, w.Header())
+	}
+	WriteError(w, status, errorType(status), code, msg)
+}
+
+// errorType is OpenAI's error class for a status.
+func errorType(status int) string {
+	switch {
+	case status == http.StatusUnauthorized:
+		return "authentication_error"
+	case status == http.StatusForbidden:
+		return "permission_error"
+	case status == http.StatusTooManyRequests:
+		return "rate_limit_error"
+	case status >= 500:
+		return "server_error"
+	default:
+		return "invalid_request_error"
+	}
+}
+
+// WriteError answers in OpenAI's error shape,
+// {"error": {"message", "type", "code"}}.
+func WriteError(w http.ResponseWriter, status int, typ, code, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(api.Error{Error: api.ErrorBody{Message: message, Type: typ, Code: code}})
+}
+
+// Model is one entry of GET /v1/models.
+type Model struct {
+	ID     string `json:"id"`
+	Object string `json:"object"`
+	// Created is 0: functions are versioned, not dated, and clients only
+	// need the field to exist.
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+// ModelList is the body of GET /v1/models.
+type ModelList struct {
+	Object string  `json:"object"`
+	Data   []Model `json:"data"`
+}
+
+func (h *Handler) models(w http.ResponseWriter, r *http.Request) {
+	names, err := h.res.Models(r.Context())
+	if err != nil {
+		h.writeResolverError(w, r, "", err)
+		return
+	}
+	out := ModelList{Object: "list", Data: make([]Model, 0, len(names))}
+	for _, n := range names {
+		out.Data = append(out.Data, Model{ID: n, Object: "model", OwnedBy: "ember"})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}

@@ -1,0 +1,100 @@
+package ratelimit
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ember-run/ember/internal/api"
+)
+
+// Header names (IETF draft "RateLimit header fields for HTTP").
+const (
+	HeaderLimit     = "RateLimit-Limit"
+	HeaderRemaining = "RateLimit-Remaining"
+	HeaderReset     = "RateLimit-Reset"
+)
+
+// seconds rounds up to whole seconds: a client told "0" would retry at once
+// and be refused again.
+func seconds(d time.Duration) int {
+	return int(math.Ceil(d.Seconds()))
+}
+
+// SetHeaders writes the RateLimit-* headers (when a rate applies) and, for
+// a refusal, Retry-After (at least 1 second).
+func (d Decision) SetHeaders(h http.Header) {
+	if d.Limit > 0 {
+		h.Set(HeaderLimit, strconv.Itoa(d.Limit))
+		h.Set(HeaderRemaining, strconv.Itoa(d.Remaining))
+		h.Set(HeaderReset, strconv.Itoa(seconds(d.Reset)))
+	}
+	if !d.Allowed {
+		h.Set("Retry-After", strconv.Itoa(max(1, seconds(d.RetryAfter))))
+	}
+}
+
+// Error is a refusal as an error, for handlers that return errors; the
+// gateway's renderer maps it with errors.As to 429 + Decision.SetHeaders.
+type Error struct{ Decision Decision }
+
+func (e *Error) Error() string {
+	what := "rate limit"
+	if e.Decision.Reason == "concurrency" {
+		what = "concurrency limit"
+	}
+	name := e.Decision.Name
+	if name == "" {
+		name = "request"
+	}
+	return fmt.Sprintf("%s of %s exceeded; retry in %ds", what, name, max(1, seconds(e.Decision.RetryAfter)))
+}
+
+// Err returns nil when d allowed the request, else an *Error.
+func (d Decision) Err() error {
+	if d.Allowed {
+		return nil
+	}
+	return &Error{Decision: d}
+}
+
+// WriteTooMany answers 429 with the headers of d and a JSON error body
+// (Ember's envelope, which OpenAI clients also read).
+func WriteTooMany(w http.ResponseWriter, d Decision) {
+	d.SetHeaders(w.Header())
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusTooManyRequests)
+	code := "rate_limited"
+	if d.Reason == "concurrency" {
+		code = "concurrency_limited"
+	}
+	_ = json.NewEncoder(w).Encode(api.Error{Error: api.ErrorBody{
+		Code: code, Message: (&Error{Decision: d}).Error(), Type: "rate_limit_error"}})
+}
+
+// Middleware limits each request by the specs that specs returns for it
+// (nil or none: unlimited). Allowed requests get the RateLimit-* headers
+// and hold their concurrency slots until the handler returns; refused ones
+// get WriteTooMany. now is the clock (time.Now in production).
+func (l *Limiter) Middleware(now func() time.Time, specs func(*http.Request) []Spec) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			ss := specs(r)
+			if len(ss) == 0 {
+				next.ServeHTTP(w, r)
+				return
+			}
+			d, release := l.Acquire(now(), ss...)
+			if !d.Allowed {
+				WriteTooMany(w, d)
+				return
+			}
+			defer release()
+			d.SetHeaders(w.Header())
+			next.ServeHTTP(w, r)
+		})
+	}
+}

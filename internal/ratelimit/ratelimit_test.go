@@ -1,0 +1,228 @@
+package ratelimit
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func TestTokenBucket(t *testing.T) {
+	tests := []struct {
+		name  string
+		limit Limit
+		// steps: wait, then expect allowed/retry-after
+		steps []step
+	}{
+		{
+			name:  "burst then refill",
+			limit: Limit{Rate: 1, Burst: 2},
+			steps: []step{
+				{allowed: true, remaining: 1},
+				{allowed: true, remaining: 0},
+				{allowed: false, retry: time.Second},
+				{wait: 500 * time.Millisecond, allowed: false, retry: 500 * time.Millisecond},
+				{wait: 500 * time.Millisecond, allowed: true, remaining: 0},
+			},
+		},
+		{
+			name:  "slow rate gives long retry",
+			limit: Limit{Rate: 0.5, Burst: 1},
+			steps: []step{
+				{allowed: true},
+				{allowed: false, retry: 2 * time.Second},
+				{wait: 2 * time.Second, allowed: true},
+			},
+		},
+		{
+			name:  "default burst is one second of rate",
+			limit: Limit{Rate: 3},
+			steps: []step{
+				{allowed: true, remaining: 2}, {allowed: true, remaining: 1}, {allowed: true, remaining: 0},
+				{allowed: false, retry: time.Second / 3},
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				l := New()
+				for i, s := range tc.steps {
+					time.Sleep(s.wait)
+					d, release := l.Acquire(time.Now(), Spec{Key: "k", Name: "key", Limit: tc.limit})
+					if d.Allowed != s.allowed {
+						t.Fatalf("step %d: allowed = %v, want %v (%+v)", i, d.Allowed, s.allowed, d)
+					}
+					if s.allowed {
+						release()
+						if d.Remaining != s.remaining {
+							t.Errorf("step %d: remaining = %d, want %d", i, d.Remaining, s.remaining)
+						}
+						continue
+					}
+					if release != nil {
+						t.Errorf("step %d: refused with a release func", i)
+					}
+					if d.RetryAfter != s.retry || d.Reason != "rate" {
+						t.Errorf("step %d: retry after %v (%s), want %v (rate)", i, d.RetryAfter, d.Reason, s.retry)
+					}
+				}
+			})
+		})
+	}
+}
+
+type step struct {
+	wait      time.Duration
+	allowed   bool
+	remaining int
+	retry     time.Duration
+}
+
+func TestConcurrencyCap(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := New()
+		spec := Spec{Key: "fn:echo", Name: `function "echo"`, Limit: Limit{MaxConcurrency: 2}}
+		_, r1 := l.Acquire(time.Now(), spec)
+		_, r2 := l.Acquire(time.Now(), spec)
+		d, r3 := l.Acquire(time.Now(), spec)
+		if d.Allowed || r3 != nil || d.Reason != "concurrency" || d.RetryAfter != ConcurrencyRetryAfter {
+			t.Fatalf("third request: %+v, want refused for concurrency", d)
+		}
+		r1()
+		r1() // twice is harmless: must not free r2's slot
+		if d, _ := l.Acquire(time.Now(), spec); !d.Allowed {
+			t.Fatalf("after one release: %+v, want allowed", d)
+		}
+		if d, _ := l.Acquire(time.Now(), spec); d.Allowed {
+			t.Fatalf("double release freed two slots: %+v", d)
+		}
+		r2()
+	})
+}
+
+func TestAllSpecsMustAllow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := New()
+		key := Spec{Key: "key:a", Name: `API key "a"`, Limit: Limit{Rate: 10, Burst: 10}}
+		fn := Spec{Key: "fn:echo", Name: `function "echo"`, Limit: Limit{Rate: 1, Burst: 1}}
+		if d, _ := l.Acquire(time.Now(), key, fn); !d.Allowed || d.Name != fn.Name {
+			t.Fatalf("first: %+v, want allowed, headers from the tighter function bucket", d)
+		}
+		d, _ := l.Acquire(time.Now(), key, fn)
+		if d.Allowed || d.Name != fn.Name {
+			t.Fatalf("second: %+v, want refused by the function", d)
+		}
+		// The function's refusal must not have cost the key a token: 9 left.
+		if d, _ := l.Acquire(time.Now(), key); !d.Allowed || d.Remaining != 8 {
+			t.Errorf("key alone: %+v, want allowed with 8 remaining", d)
+		}
+	})
+}
+
+func TestSweepKeepsState(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := New()
+		busy := Spec{Key: "busy", Limit: Limit{Rate: 1, Burst: 1}}
+		idle := Spec{Key: "idle", Limit: Limit{Rate: 1, Burst: 5}}
+		l.Acquire(time.Now(), busy)
+		l.Acquire(time.Now(), idle)
+		time.Sleep(2 * time.Second) // busy refilled to 1 = full; idle at 5 = full
+		l.Acquire(time.Now(), busy)
+		if got, want := l.Sweep(time.Now()), 1; got != want {
+			t.Fatalf("after sweep %d subjects, want %d (only the half-empty bucket)", got, want)
+		}
+		if d, _ := l.Acquire(time.Now(), busy); d.Allowed {
+			t.Error("sweep forgot a spent bucket")
+		}
+	})
+}
+
+// clock is a settable time source for the HTTP test.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func TestMiddleware429(t *testing.T) {
+	c := &clock{now: time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)}
+	l := New()
+	h := l.Middleware(c.Now, func(r *http.Request) []Spec {
+		if r.URL.Path == "/free" {
+			return nil
+		}
+		return []Spec{{Key: "key:" + r.Header.Get("X-Key"), Name: `API key "` + r.Header.Get("X-Key") + `"`,
+			Limit: Limit{Rate: 0.25, Burst: 2}}}
+	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	get := func(path, key string) *http.Response {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		req.Header.Set("X-Key", key)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp
+	}
+	tests := []struct {
+		name                             string
+		path, key                        string
+		advance                          time.Duration
+		status                           int
+		retryAfter, limit, remain, reset string
+	}{
+		{name: "first", path: "/x", key: "a", status: 200, limit: "2", remain: "1", reset: "4"},
+		{name: "second", path: "/x", key: "a", status: 200, limit: "2", remain: "0", reset: "8"},
+		{name: "refused", path: "/x", key: "a", status: 429, retryAfter: "4", limit: "2", remain: "0", reset: "8"},
+		{name: "other key unaffected", path: "/x", key: "b", status: 200, limit: "2", remain: "1", reset: "4"},
+		{name: "unlimited path", path: "/free", key: "a", status: 200},
+		{name: "partly refilled", path: "/x", key: "a", advance: 3 * time.Second, status: 429, retryAfter: "1", limit: "2", remain: "0", reset: "5"},
+		{name: "refilled", path: "/x", key: "a", advance: time.Second, status: 200, limit: "2", remain: "0", reset: "8"},
+	}
+	for _, tc := range tests {
+		c.Add(tc.advance)
+		resp := get(tc.path, tc.key)
+		h := resp.Header
+		if resp.StatusCode != tc.status {
+			t.Errorf("%s: status %d, want %d", tc.name, resp.StatusCode, tc.status)
+		}
+		for _, hv := range []struct{ name, got, want string }{
+			{"Retry-After", h.Get("Retry-After"), tc.retryAfter},
+			{HeaderLimit, h.Get(HeaderLimit), tc.limit},
+			{HeaderRemaining, h.Get(HeaderRemaining), tc.remain},
+			{HeaderReset, h.Get(HeaderReset), tc.reset},
+		} {
+			if hv.got != hv.want {
+				t.Errorf("%s: %s = %q, want %q", tc.name, hv.name, hv.got, hv.want)
+			}
+		}
+		if tc.status == 429 && !strings.Contains(resp.Header.Get("Content-Type"), "json") {
+			t.Errorf("%s: 429 without a JSON body", tc.name)
+		}
+	}
+}
+
+func TestErrorMessage(t *testing.T) {
+	d := Decision{Name: `API key "ci"`, Reason: "rate", RetryAfter: 1500 * time.Millisecond}
+	if got, want := d.Err().Error(), `rate limit of API key "ci" exceeded; retry in 2s`; got != want {
+		t.Errorf("Err() = %q, want %q", got, want)
+	}
+	if (Decision{Allowed: true}).Err() != nil {
+		t.Error("allowed decision has an error")
+	}
+}
