@@ -25,6 +25,7 @@ import (
 	"github.com/ember-run/ember/internal/driver/process"
 	"github.com/ember-run/ember/internal/gateway"
 	"github.com/ember-run/ember/internal/instance"
+	"github.com/ember-run/ember/internal/metering"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/store/sqlite"
 	"github.com/ember-run/ember/internal/telemetry"
@@ -65,7 +66,16 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		LogDir: filepath.Join(cfg.DataDir, "logs"),
 	})
 	metrics = telemetry.New(mgr)
-	mgr.SetObserver(metrics)
+	// --- metering (issue #6): usage accounting beside the metrics ---
+	prices, err := loadPrices(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	meter := metering.New(sqlite.NewUsage(db, sqlite.UsageOptions{}), meterProfiles(mgr, prices),
+		logger.With("component", "metering"), metering.Options{})
+	obs := observers{metrics: metrics, meter: meter}
+	mgr.SetObserver(obs)
+	// --- end metering ---
 	act := activator.New(mgr)
 	mgr.SetNotify(act.Notify)
 	ctl := controller.New(db, mgr, act, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick})
@@ -74,15 +84,20 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	}
 	px := proxy.New()
 	defer px.Close()
-	gw := gateway.New(act, ctl, mgr, px, metrics, logger.With("component", "gateway"))
+	gw := gateway.New(act, ctl, mgr, px, obs, logger.With("component", "gateway"))
 	gw.Handle("GET /metrics", metrics.Handler())
+	handler, err := secure(ctx, cfg, db, gw, logger)
+	if err != nil {
+		return err
+	}
+	gw.Handle("GET /v1/usage", gateway.NewUsageHandler(meter, mgr, prices)) // metering (issue #6)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
 	srv := &http.Server{
-		Handler:           gw,
+		Handler:           gateway.CostHeader(handler, meter), // metering (issue #6): Ember-Cost-USD
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
@@ -96,8 +111,13 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	defer stopRun()
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return ctl.Run(gctx) })
+	g.Go(func() error { return meter.Run(gctx) }) // metering (issue #6)
 	g.Go(func() error {
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return srv.Serve(ln) }
+		if cfg.TLSCert != "" {
+			serve = func() error { return srv.ServeTLS(ln, cfg.TLSCert, cfg.TLSKey) }
+		}
+		if err := serve(); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve: %w", err)
 		}
 		return nil
@@ -123,6 +143,10 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	defer cancelStop()
 	mgr.Shutdown(stopCtx)
 	err = g.Wait()
+	// metering (issue #6): the instances stopped above end their accounting now.
+	if ferr := meter.Close(stopCtx); ferr != nil {
+		logger.Error("metering: last flush", "err", ferr)
+	}
 	logger.Info("ember stopped")
 	return err
 }

@@ -15,7 +15,7 @@ func extraCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newCostCmd(), newPricesCmd(), newAdviseCmd(),
 		newKeysCmd(g), newRouteCmd(g),
-		newModelsCmd(), newWorkerCmd(),
+		newModelsCmd(), newWorkerCmd(), newUsageCmd(g),
 	}
 }
 

@@ -1,0 +1,101 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/ember-run/ember/internal/cost"
+	"github.com/ember-run/ember/internal/instance"
+	"github.com/ember-run/ember/internal/metering"
+	"github.com/ember-run/ember/internal/telemetry"
+)
+
+// observers fans the instance manager's and the gateway's events out to
+// metrics and metering.
+type observers struct {
+	metrics *telemetry.Metrics
+	meter   *metering.Meter
+}
+
+func (o observers) Phase(fn, phase string, d time.Duration) {
+	o.metrics.Phase(fn, phase, d)
+	o.meter.Phase(fn, phase, d)
+}
+
+func (o observers) StateChange(fn, id, from, to string, at time.Time) {
+	o.metrics.StateChange(fn, id, from, to, at)
+	o.meter.StateChange(fn, id, from, to, at)
+}
+
+func (o observers) Busy(fn, id string, busy bool, at time.Time) {
+	o.metrics.Busy(fn, id, busy, at)
+	o.meter.Busy(fn, id, busy, at)
+}
+
+func (o observers) Request(fn string, status int, d, queue time.Duration, cold bool) {
+	o.metrics.Request(fn, status, d, queue, cold)
+	o.meter.Request(fn, status, d, queue, cold)
+}
+
+// loadPrices returns the embedded price catalogue merged with
+// <data-dir>/prices.yaml when that file exists.
+func loadPrices(dataDir string) (*cost.Catalogue, error) {
+	cat, err := cost.DefaultCatalogue()
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dataDir, "prices.yaml")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return cat, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("prices: %w", err)
+	}
+	cat, err = cat.Merge(b)
+	if err != nil {
+		return nil, fmt.Errorf("prices %s: %w", path, err)
+	}
+	return cat, nil
+}
+
+// hostedPerSecond is the price of one instance-second of hw with gpus GPUs
+// on Ember's own hardware: the first hosted offer for hw in the catalogue,
+// times the units an instance occupies. 0 when the class has no price.
+func hostedPerSecond(cat *cost.Catalogue, hw string, gpus int) float64 {
+	for _, o := range cat.ForHardware(hw) {
+		if o.Kind != cost.KindHosted {
+			continue
+		}
+		units := 1.0
+		if o.GPUsPerUnit > 0 && gpus > 0 {
+			units = float64(gpus) / float64(o.GPUsPerUnit)
+		}
+		return o.PerSecond() * units
+	}
+	return 0
+}
+
+// meterProfiles resolves a function's hardware class, price and budget from
+// its current spec.
+func meterProfiles(mgr *instance.Manager, cat *cost.Catalogue) metering.Profiles {
+	return metering.ProfileFunc(func(fn string) (metering.Profile, bool) {
+		f, ok := mgr.Function(fn)
+		if !ok {
+			return metering.Profile{}, false
+		}
+		p := metering.Profile{Hardware: f.HardwareClass()}
+		if f.Resources != nil && f.Resources.GPU != nil {
+			p.GPUs = f.Resources.GPU.Count
+		}
+		p.PerSecondUSD = hostedPerSecond(cat, p.Hardware, p.GPUs)
+		if b := f.Budget; b != nil {
+			p.Budget = &metering.Budget{USDPerDay: b.USDPerDay, GPUSecondsPerDay: b.GPUSecondsPerDay, Action: b.Action}
+		}
+		return p, true
+	})
+}

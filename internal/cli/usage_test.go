@@ -1,0 +1,32 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ember-run/ember/internal/api"
+)
+
+func TestWriteUsage(t *testing.T) {
+	h := time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)
+	fig := api.UsageFigures{Seconds: api.UsageSeconds{Loading: 0.3, Busy: 2, Idle: 1.7}, Requests: 5, ColdStarts: 1,
+		ColdStartShare: 0.2, Utilization: 0.5, CostUSD: 0.004}
+	rep := api.UsageReport{From: h, To: h.Add(time.Hour), By: "hour", Total: fig, Functions: []api.FunctionUsage{{
+		Function: "sim", Hardware: "a100-40gb", UsageFigures: fig,
+		Periods:      []api.UsagePeriod{{Start: h, UsageFigures: fig}},
+		Alternatives: []api.UsageAlternative{{Name: "always-on aws-p4d.24xlarge", CostUSD: 32, Note: "1 instance(s) for the whole 1h0m0s"}},
+		Budget:       &api.BudgetStatus{SpentUSD: 0.004, USDPerDay: 0.001, Action: "cap", Over: true},
+	}}}
+	var b bytes.Buffer
+	if err := writeUsage(&b, rep); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"sim on a100-40gb", "20.0%", "$0.004000", "always-on aws-p4d.24xlarge  $32.00",
+		"OVER (cap)", "Total: 5 requests, 1 cold (20.0%), 4.0 instance-seconds (2.0 busy)"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, b.String())
+		}
+	}
+}

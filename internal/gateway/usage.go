@@ -1,0 +1,320 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/cost"
+	"github.com/ember-run/ember/internal/metering"
+	"github.com/ember-run/ember/internal/spec"
+)
+
+// UsageSource reads metered usage (metering.Meter).
+type UsageSource interface {
+	Usage(ctx context.Context, q metering.Query, now time.Time) ([]metering.Bucket, error)
+	Budget(fn string, now time.Time) metering.BudgetStatus
+}
+
+// SpecSource finds a deployed function's spec (instance manager).
+type SpecSource interface {
+	Function(name string) (*spec.Function, bool)
+}
+
+// UsageHandler serves GET /v1/usage.
+type UsageHandler struct {
+	src   UsageSource
+	specs SpecSource
+	cat   *cost.Catalogue
+	now   func() time.Time
+}
+
+// NewUsageHandler returns the handler; cat prices the alternatives (nil
+// for none).
+func NewUsageHandler(src UsageSource, specs SpecSource, cat *cost.Catalogue) *UsageHandler {
+	return &UsageHandler{src: src, specs: specs, cat: cat, now: time.Now}
+}
+
+// ServeHTTP answers GET /v1/usage?function=&from=&to=&by=hour|day.
+//
+// from and to take RFC 3339 times, dates (2006-01-02, UTC) or durations
+// meaning that long before now ("24h"); the defaults are the last 24 hours
+// up to now.
+func (h *UsageHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := h.now()
+	rep, err := h.report(r, now)
+	if err != nil {
+		status, code := http.StatusInternalServerError, "internal"
+		var he *httpError
+		if errors.As(err, &he) {
+			status, code = he.Status, he.Code
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(api.Error{Error: api.ErrorBody{Code: code, Message: err.Error()}})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(rep)
+}
+
+func (h *UsageHandler) report(r *http.Request, now time.Time) (*api.UsageReport, error) {
+	q := r.URL.Query()
+	by, err := metering.ParseBy(q.Get("by"))
+	if err != nil {
+		return nil, badRequest(err.Error(), nil)
+	}
+	from, err := parseUsageTime(q.Get("from"), now, now.Add(-24*time.Hour))
+	if err != nil {
+		return nil, badRequest("from: "+err.Error(), nil)
+	}
+	to, err := parseUsageTime(q.Get("to"), now, now)
+	if err != nil {
+		return nil, badRequest("to: "+err.Error(), nil)
+	}
+	if !to.After(from) {
+		return nil, badRequest(fmt.Sprintf("to (%s) must be after from (%s)", to.Format(time.RFC3339), from.Format(time.RFC3339)), nil)
+	}
+	fn := q.Get("function")
+	if fn != "" && !spec.ValidName(fn) {
+		return nil, badRequest(fmt.Sprintf("function: invalid name %q", fn), nil)
+	}
+	buckets, err := h.src.Usage(r.Context(), metering.Query{Function: fn, From: from, To: to, By: by}, now)
+	if err != nil {
+		return nil, err
+	}
+	rep := &api.UsageReport{From: from.UTC(), To: to.UTC(), By: by, Functions: []api.FunctionUsage{}}
+	// The span always-on alternatives pay for: the asked window, up to now.
+	end := to
+	if end.After(now) {
+		end = now
+	}
+	span := end.Sub(from).Seconds()
+
+	type key struct{ fn, hw string }
+	groups := map[key][]metering.Bucket{}
+	var keys []key
+	for _, b := range buckets {
+		k := key{b.Function, b.Hardware}
+		if groups[k] == nil {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], b)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].fn != keys[j].fn {
+			return keys[i].fn < keys[j].fn
+		}
+		return keys[i].hw < keys[j].hw
+	})
+	var all metering.Bucket
+	for _, k := range keys {
+		var sum metering.Bucket
+		fu := api.FunctionUsage{Function: k.fn, Hardware: k.hw, Periods: []api.UsagePeriod{}}
+		for _, b := range groups[k] {
+			sum.Merge(b)
+			fu.Periods = append(fu.Periods, api.UsagePeriod{Start: b.Start, UsageFigures: figures(b)})
+		}
+		all.Merge(sum)
+		fu.UsageFigures = figures(sum)
+		var f *spec.Function
+		if h.specs != nil {
+			f, _ = h.specs.Function(k.fn)
+		}
+		fu.Alternatives = alternatives(h.cat, k.hw, f, sum, span)
+		if f != nil && f.Budget != nil {
+			st := h.src.Budget(k.fn, now)
+			fu.Budget = &api.BudgetStatus{Day: st.Day, SpentUSD: st.SpentUSD, GPUSeconds: st.GPUSeconds,
+				USDPerDay: st.USDPerDay, GPUSecondsPerDay: st.GPUSecondsPerDay, Action: st.Action, Over: st.Over}
+		}
+		rep.Functions = append(rep.Functions, fu)
+	}
+	rep.Total = figures(all)
+	if h.cat != nil {
+		for _, k := range keys {
+			if len(h.cat.ForHardware(k.hw)) == 0 {
+				rep.Notes = append(rep.Notes, fmt.Sprintf("%s: no offer for hardware %q in the price catalogue; its cost is 0", k.fn, k.hw))
+			}
+		}
+	}
+	return rep, nil
+}
+
+// parseUsageTime reads an RFC 3339 time, a date, or a duration before now.
+func parseUsageTime(s string, now, def time.Time) (time.Time, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return def, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.DateOnly, s); err == nil {
+		return t, nil
+	}
+	if d, err := time.ParseDuration(strings.TrimPrefix(s, "-")); err == nil {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("want an RFC 3339 time, a date (2006-01-02) or a duration before now (24h), got %q", s)
+}
+
+func figures(b metering.Bucket) api.UsageFigures {
+	f := api.UsageFigures{
+		Seconds:    api.UsageSeconds{Loading: b.Seconds.Loading, Busy: b.Seconds.Busy, Idle: b.Seconds.Idle},
+		GPUSeconds: b.GPUSeconds, Starts: b.Starts, Requests: b.Requests, Errors: b.Errors,
+		ColdStarts: b.ColdStarts, CostUSD: b.CostUSD,
+	}
+	if b.Requests > 0 {
+		n := float64(b.Requests)
+		f.ColdStartShare = float64(b.ColdStarts) / n
+		f.MeanDurationMs = 1000 * b.DurationSeconds / n
+		f.MeanQueueMs = 1000 * b.QueueSeconds / n
+	}
+	if t := b.Seconds.Total(); t > 0 {
+		f.Utilization = b.Seconds.Busy / t
+	}
+	return f
+}
+
+// alternatives prices the metered usage u of one function on hw under each
+// offer in cat, over span seconds. Always-on fleets are sized as package
+// cost sizes them: enough instances for the mean busy load at the spec's
+// target utilisation (at least one, at least scaling.min), paid for the
+// whole span. Per-second offers bill the metered seconds of the states they
+// charge, rounding each segment (instance lives, or busy periods for
+// active-time offers) by their increments.
+func alternatives(cat *cost.Catalogue, hw string, f *spec.Function, u metering.Bucket, span float64) []api.UsageAlternative {
+	out := []api.UsageAlternative{}
+	if cat == nil || span <= 0 {
+		return out
+	}
+	target, minN, gpi := cost.DefaultTarget, 0, 0.0
+	if f != nil {
+		target, minN = f.Scaling.Target, f.Scaling.Min
+		if f.Resources != nil && f.Resources.GPU != nil {
+			gpi = float64(f.Resources.GPU.Count)
+		}
+	}
+	if gpi == 0 && hw != "cpu" {
+		gpi = 1
+	}
+	for _, o := range cat.ForHardware(hw) {
+		per := 1.0 // priced units per instance
+		if o.GPUsPerUnit > 0 && gpi > 0 {
+			per = gpi / float64(o.GPUsPerUnit)
+		}
+		switch o.Kind {
+		case cost.KindAlwaysOn:
+			n := max(1, minN, int(math.Ceil(u.Seconds.Busy/span/target-1e-9)))
+			units := n
+			if o.GPUsPerUnit > 0 && gpi > 0 {
+				units = int(math.Ceil(float64(n)*gpi/float64(o.GPUsPerUnit) - 1e-9))
+			}
+			out = append(out, api.UsageAlternative{
+				Name: "always-on " + o.ID, Offer: o.ID, Kind: o.Kind, Units: units,
+				BilledSeconds: float64(units) * span,
+				CostUSD:       float64(units) * span * o.PerSecond(),
+				Note:          fmt.Sprintf("%d instance(s) for the whole %s", n, time.Duration(span*float64(time.Second)).Round(time.Second)),
+			})
+		default:
+			b := o.Billing
+			var total float64
+			for _, st := range b.BilledStates {
+				switch st {
+				case cost.StateLoading:
+					total += u.Seconds.Loading
+				case cost.StateBusy:
+					total += u.Seconds.Busy
+				case cost.StateIdle:
+					total += u.Seconds.Idle
+				}
+			}
+			segments := float64(u.Starts)
+			if !b.Bills(cost.StateIdle) {
+				segments = float64(u.BusyPeriods)
+			}
+			billed := b.SecondsApprox(segments, total) * per
+			name := "serverless " + o.ID
+			if o.Kind == cost.KindHosted {
+				name = "ember " + o.ID
+			}
+			out = append(out, api.UsageAlternative{
+				Name: name, Offer: o.ID, Kind: o.Kind,
+				BilledSeconds: billed, CostUSD: billed * o.PerSecond(),
+				Note: "bills " + strings.Join(b.BilledStates, "+"),
+			})
+		}
+	}
+	return out
+}
+
+// CostHeader wraps next (the gateway) so that invocation responses carry
+// Ember-Cost-USD: the cost of the request's time on its instance up to the
+// moment the response headers go out. For a non-streaming model server that
+// is the whole request; a stream's later tokens are not in it (the usage
+// API has the exact figures). It reads the instance and queue wait from the
+// headers the gateway sets (Ember-Instance, Ember-Queue-Ms).
+func CostHeader(next http.Handler, costs RequestCoster) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/v1/run/") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(&costWriter{ResponseWriter: w, costs: costs, start: time.Now()}, r)
+	})
+}
+
+// RequestCoster prices a request's service time on an instance (metering.Meter).
+type RequestCoster interface {
+	RequestCostByInstance(id string, service time.Duration) (usd float64, ok bool)
+}
+
+type costWriter struct {
+	http.ResponseWriter
+	costs   RequestCoster
+	start   time.Time
+	written bool
+}
+
+func (c *costWriter) WriteHeader(code int) {
+	if !c.written {
+		c.written = true
+		h := c.Header()
+		if id := h.Get(api.HeaderInstance); id != "" {
+			var queueMs float64
+			fmt.Sscanf(h.Get(api.HeaderQueueMs), "%g", &queueMs)
+			service := time.Since(c.start) - time.Duration(queueMs*float64(time.Millisecond))
+			if usd, ok := c.costs.RequestCostByInstance(id, max(service, 0)); ok {
+				h.Set(api.HeaderCost, fmt.Sprintf("%.9f", usd))
+			}
+		}
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *costWriter) Write(b []byte) (int, error) {
+	if !c.written {
+		c.WriteHeader(http.StatusOK)
+	}
+	return c.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush on the real writer.
+func (c *costWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+// Flush flushes the underlying writer (streaming responses).
+func (c *costWriter) Flush() {
+	if !c.written {
+		c.WriteHeader(http.StatusOK)
+	}
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}

@@ -1,0 +1,112 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/cost"
+	"github.com/ember-run/ember/internal/metering"
+	"github.com/ember-run/ember/internal/spec"
+)
+
+type fakeUsage struct {
+	q  metering.Query
+	bs []metering.Bucket
+}
+
+func (f *fakeUsage) Usage(ctx context.Context, q metering.Query, now time.Time) ([]metering.Bucket, error) {
+	f.q = q
+	return f.bs, nil
+}
+
+func (f *fakeUsage) Budget(fn string, now time.Time) metering.BudgetStatus {
+	return metering.BudgetStatus{Function: fn, SpentUSD: 2, USDPerDay: 1, Action: "cap", Over: true}
+}
+
+type fakeSpecs map[string]*spec.Function
+
+func (f fakeSpecs) Function(name string) (*spec.Function, bool) { s, ok := f[name]; return s, ok }
+
+func TestUsageHandler(t *testing.T) {
+	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+	h0 := now.Add(-2 * time.Hour)
+	src := &fakeUsage{bs: []metering.Bucket{
+		{Function: "llm", Hardware: "a100-40gb", Start: h0, Seconds: metering.Seconds{Loading: 10, Busy: 100, Idle: 50},
+			Requests: 40, ColdStarts: 2, Starts: 2, BusyPeriods: 20, CostUSD: 0.16},
+		{Function: "llm", Hardware: "a100-40gb", Start: h0.Add(time.Hour), Seconds: metering.Seconds{Busy: 20},
+			Requests: 10, BusyPeriods: 10, CostUSD: 0.02},
+	}}
+	f := &spec.Function{Name: "llm", Command: []string{"x"}, Resources: &spec.Resources{GPU: &spec.GPU{Type: "a100-40gb", Count: 1}},
+		Budget: &spec.Budget{USDPerDay: 1, Action: "cap"}}
+	f.Default()
+	cat, err := cost.DefaultCatalogue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewUsageHandler(src, fakeSpecs{"llm": f}, cat)
+	h.now = func() time.Time { return now }
+
+	tests := []struct {
+		name, query string
+		status      int
+	}{
+		{"defaults", "", 200},
+		{"by day with dates", "?by=day&from=2026-01-01&to=2026-01-03&function=llm", 200},
+		{"bad by", "?by=week", 400},
+		{"bad from", "?from=yesterday", 400},
+		{"to before from", "?from=1h&to=2h", 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/usage"+tt.query, nil))
+			if rec.Code != tt.status {
+				t.Fatalf("status = %d, want %d: %s", rec.Code, tt.status, rec.Body)
+			}
+		})
+	}
+
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/usage?from=4h", nil))
+	var rep api.UsageReport
+	if err := json.Unmarshal(rec.Body.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if !src.q.From.Equal(now.Add(-4*time.Hour)) || src.q.By != "hour" {
+		t.Errorf("query = %+v, want from now-4h by hour", src.q)
+	}
+	fu := rep.Functions[0]
+	if len(fu.Periods) != 2 || fu.Requests != 50 || fu.ColdStartShare != 2.0/50 || math.Abs(fu.CostUSD-0.18) > 1e-12 {
+		t.Errorf("function usage = %+v", fu.UsageFigures)
+	}
+	if fu.Budget == nil || !fu.Budget.Over || fu.Budget.Action != "cap" {
+		t.Errorf("budget = %+v, want over, cap", fu.Budget)
+	}
+	alt := map[string]api.UsageAlternative{}
+	for _, a := range fu.Alternatives {
+		alt[a.Offer] = a
+	}
+	span := 4 * 3600.0
+	for _, c := range []struct {
+		offer string
+		usd   float64
+	}{
+		// One p4d (8 GPUs, one used) for the 4 hours asked.
+		{"aws-p4d.24xlarge", 32 * 4},
+		{"gcp-a2-highgpu-1g", 3.67 / 3600 * span},
+		// Container lifetime: all 180 s at $0.001.
+		{"modal-like-a100-40gb", 180 * 0.001},
+		// Active time only: 120 busy seconds over 30 busy periods, whole seconds.
+		{"replicate-like-a100-40gb", 120 * 0.0023},
+		{"ember-a100-40gb", 180 * 0.001},
+	} {
+		if a, ok := alt[c.offer]; !ok || math.Abs(a.CostUSD-c.usd) > 1e-9 {
+			t.Errorf("%s = %+v, want $%g", c.offer, a, c.usd)
+		}
+	}
+}

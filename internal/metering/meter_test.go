@@ -1,0 +1,359 @@
+package metering
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+// memStore is an in-memory Store: hourly rollups keyed like the SQL tables.
+type memStore struct {
+	mu   sync.Mutex
+	rows map[bucketKey]*Bucket
+	reqs []Request
+	fail error
+}
+
+func newMemStore() *memStore { return &memStore{rows: map[bucketKey]*Bucket{}} }
+
+func (s *memStore) AddUsage(ctx context.Context, bs []Bucket, reqs []Request) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail != nil {
+		return s.fail
+	}
+	for _, b := range bs {
+		k := bucketKey{b.Function, b.Hardware, b.Start.Unix()}
+		if s.rows[k] == nil {
+			c := Bucket{Function: b.Function, Hardware: b.Hardware, Start: b.Start}
+			s.rows[k] = &c
+		}
+		s.rows[k].add(b)
+	}
+	s.reqs = append(s.reqs, reqs...)
+	return nil
+}
+
+func (s *memStore) Usage(ctx context.Context, q Query) ([]Bucket, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	agg := map[bucketKey]*Bucket{}
+	for _, b := range s.rows {
+		if q.Function != "" && b.Function != q.Function {
+			continue
+		}
+		start := Truncate(b.Start, q.By)
+		if (!q.From.IsZero() && start.Before(q.From)) || (!q.To.IsZero() && !start.Before(q.To)) {
+			continue
+		}
+		k := bucketKey{b.Function, b.Hardware, start.Unix()}
+		if agg[k] == nil {
+			agg[k] = &Bucket{Function: b.Function, Hardware: b.Hardware, Start: start}
+		}
+		agg[k].add(*b)
+	}
+	var out []Bucket
+	for _, b := range agg {
+		out = append(out, *b)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+	return out, nil
+}
+
+// total sums every stored bucket of fn.
+func (s *memStore) total(fn string) Bucket {
+	bs, _ := s.Usage(context.Background(), Query{Function: fn, By: ByDay})
+	var t Bucket
+	for _, b := range bs {
+		t.add(b)
+	}
+	return t
+}
+
+var t0 = time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+
+func at(sec float64) time.Time { return t0.Add(time.Duration(sec * float64(time.Second))) }
+
+func profiles(m map[string]Profile) Profiles {
+	return ProfileFunc(func(fn string) (Profile, bool) { p, ok := m[fn]; return p, ok })
+}
+
+const a100 = 0.001
+
+func newTestMeter(store Store, now *time.Time) *Meter {
+	return New(store, profiles(map[string]Profile{
+		"llm": {Hardware: "a100-40gb", GPUs: 1, PerSecondUSD: a100,
+			Budget: &Budget{USDPerDay: 0.05, Action: ActionCap}},
+		"ocr": {Hardware: "cpu", PerSecondUSD: 0.0000125},
+	}), nil, Options{Now: func() time.Time { return *now }})
+}
+
+// event is one scripted observer call.
+type event struct {
+	at       float64
+	id       string
+	from, to string // a state change when to or from is set
+	busy     *bool
+}
+
+var yes, no = true, false
+
+func play(m *Meter, fn string, evs []event) {
+	for _, e := range evs {
+		if e.busy != nil {
+			m.Busy(fn, e.id, *e.busy, at(e.at))
+		} else {
+			m.StateChange(fn, e.id, e.from, e.to, at(e.at))
+		}
+	}
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) < 1e-9 }
+
+func TestAccounting(t *testing.T) {
+	tests := []struct {
+		name      string
+		fn        string
+		events    []event
+		want      Seconds
+		wantStart int64
+		wantBusyP int64
+		price     float64
+		gpus      float64
+	}{
+		{
+			name: "cold start, two busy periods, keep-warm, stop",
+			fn:   "llm",
+			events: []event{
+				{at: 0, id: "a", to: "starting"},
+				{at: 2, id: "a", from: "starting", to: "ready"},
+				{at: 3, id: "a", busy: &yes},
+				{at: 5, id: "a", busy: &no},
+				{at: 6, id: "a", busy: &yes},
+				{at: 7, id: "a", busy: &no},
+				{at: 10, id: "a", from: "stopping", to: "stopping"},
+				{at: 10, id: "a", from: "stopping", to: ""},
+			},
+			want: Seconds{Loading: 2, Busy: 3, Idle: 5}, wantStart: 1, wantBusyP: 2, price: a100, gpus: 1,
+		},
+		{
+			name: "failed while starting bills the loading time",
+			fn:   "llm",
+			events: []event{
+				{at: 0, id: "a", to: "starting"},
+				{at: 4.5, id: "a", from: "starting", to: "failed"},
+			},
+			want: Seconds{Loading: 4.5}, wantStart: 1, price: a100, gpus: 1,
+		},
+		{
+			name: "crash while busy ends the busy period at the failure",
+			fn:   "ocr",
+			events: []event{
+				{at: 0, id: "a", to: "starting"},
+				{at: 1, id: "a", from: "starting", to: "ready"},
+				{at: 1, id: "a", busy: &yes},
+				{at: 4, id: "a", from: "ready", to: "failed"},
+				{at: 5, id: "a", busy: &no}, // release after the crash: ignored
+			},
+			want: Seconds{Loading: 1, Busy: 3}, wantStart: 1, wantBusyP: 1, price: 0.0000125,
+		},
+		{
+			name: "two instances overlap and events arrive slightly out of order",
+			fn:   "ocr",
+			events: []event{
+				{at: 0, id: "a", to: "starting"},
+				{at: 1, id: "b", to: "starting"},
+				{at: 2, id: "a", from: "starting", to: "ready"},
+				{at: 2, id: "a", busy: &yes},
+				{at: 3, id: "b", from: "starting", to: "ready"},
+				{at: 4, id: "a", busy: &no},
+				{at: 3.9, id: "a", busy: &yes}, // reported late: counts from 4
+				{at: 5, id: "a", busy: &no},
+				{at: 8, id: "a", from: "stopping", to: ""},
+				{at: 8, id: "b", from: "stopping", to: ""},
+			},
+			want: Seconds{Loading: 4, Busy: 3, Idle: 3 + 5}, wantStart: 2, wantBusyP: 2, price: 0.0000125,
+		},
+		{
+			name: "an instance unknown to the meter is ignored",
+			fn:   "ocr",
+			events: []event{
+				{at: 1, id: "x", busy: &yes},
+				{at: 2, id: "x", from: "ready", to: ""},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := at(100)
+			st := newMemStore()
+			m := newTestMeter(st, &now)
+			play(m, tt.fn, tt.events)
+			if err := m.Flush(context.Background(), now); err != nil {
+				t.Fatal(err)
+			}
+			got := st.total(tt.fn)
+			if diff := cmp.Diff(tt.want, got.Seconds, cmpopts.EquateApprox(0, 1e-9)); diff != "" {
+				t.Errorf("seconds (-want +got):\n%s", diff)
+			}
+			if got.Starts != tt.wantStart || got.BusyPeriods != tt.wantBusyP {
+				t.Errorf("starts, busy periods = %d, %d; want %d, %d", got.Starts, got.BusyPeriods, tt.wantStart, tt.wantBusyP)
+			}
+			if want := tt.want.Total() * tt.price; !near(got.CostUSD, want) {
+				t.Errorf("cost = %g, want price × seconds = %g", got.CostUSD, want)
+			}
+			if want := tt.want.Total() * tt.gpus; !near(got.GPUSeconds, want) {
+				t.Errorf("gpu seconds = %g, want %g", got.GPUSeconds, want)
+			}
+			if n := len(m.instances); n != 0 {
+				t.Errorf("%d instances still open after their end", n)
+			}
+		})
+	}
+}
+
+func TestHourBoundarySplits(t *testing.T) {
+	now := t0.Add(3 * time.Hour)
+	st := newMemStore()
+	m := newTestMeter(st, &now)
+	start := t0.Add(59 * time.Minute)
+	m.StateChange("llm", "a", "", "starting", start)
+	m.StateChange("llm", "a", "starting", "ready", start.Add(30*time.Second))
+	m.StateChange("llm", "a", "stopping", "", start.Add(2*time.Minute))
+	if err := m.Flush(context.Background(), now); err != nil {
+		t.Fatal(err)
+	}
+	bs, _ := st.Usage(context.Background(), Query{Function: "llm", By: ByHour})
+	want := []Bucket{
+		{Function: "llm", Hardware: "a100-40gb", Start: t0, Seconds: Seconds{Loading: 30, Idle: 30}, GPUSeconds: 60, CostUSD: 60 * a100, Starts: 1},
+		{Function: "llm", Hardware: "a100-40gb", Start: t0.Add(time.Hour), Seconds: Seconds{Idle: 60}, GPUSeconds: 60, CostUSD: 60 * a100},
+	}
+	if diff := cmp.Diff(want, bs, cmpopts.EquateApprox(0, 1e-9)); diff != "" {
+		t.Errorf("hourly buckets (-want +got):\n%s", diff)
+	}
+	days, _ := st.Usage(context.Background(), Query{Function: "llm", By: ByDay})
+	if len(days) != 1 || !near(days[0].Seconds.Total(), 120) {
+		t.Errorf("day rollup = %+v, want one day of 120 s", days)
+	}
+}
+
+func TestFlushCheckpointsLiveInstancesAndRetries(t *testing.T) {
+	now := at(0)
+	st := newMemStore()
+	m := newTestMeter(st, &now)
+	ctx := context.Background()
+	m.StateChange("ocr", "a", "", "starting", at(0))
+	m.StateChange("ocr", "a", "starting", "ready", at(1))
+
+	// A flush while the instance lives counts it up to the flush.
+	if err := m.Flush(ctx, at(5)); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.total("ocr").Seconds; !near(got.Idle, 4) || !near(got.Loading, 1) {
+		t.Fatalf("after first flush seconds = %+v, want loading 1 idle 4", got)
+	}
+	// A failing store keeps the deltas for the next flush.
+	st.fail = errors.New("disk full")
+	m.Busy("ocr", "a", true, at(6))
+	m.Busy("ocr", "a", false, at(8))
+	if err := m.Flush(ctx, at(9)); err == nil {
+		t.Fatal("flush with a failing store returned nil")
+	}
+	st.fail = nil
+	m.StateChange("ocr", "a", "stopping", "", at(10))
+	if err := m.Flush(ctx, at(20)); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(Seconds{Loading: 1, Busy: 2, Idle: 7}, st.total("ocr").Seconds, cmpopts.EquateApprox(0, 1e-9)); diff != "" {
+		t.Errorf("seconds after retry (-want +got):\n%s", diff)
+	}
+}
+
+func TestRequestAttribution(t *testing.T) {
+	tests := []struct {
+		name     string
+		parallel int // requests sharing one busy second
+		wantUSD  float64
+	}{
+		{"alone pays its busy second", 1, a100},
+		{"four side by side share it", 4, a100 / 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := at(10)
+			st := newMemStore()
+			m := newTestMeter(st, &now)
+			m.StateChange("llm", "a", "", "starting", at(0))
+			m.StateChange("llm", "a", "starting", "ready", at(1))
+			m.Busy("llm", "a", true, at(2))
+			m.Busy("llm", "a", false, at(3))
+			for range tt.parallel {
+				m.Request("llm", 200, 1500*time.Millisecond, 500*time.Millisecond, false)
+			}
+			if err := m.Flush(context.Background(), now); err != nil {
+				t.Fatal(err)
+			}
+			got := st.total("llm")
+			last := st.reqs[len(st.reqs)-1]
+			if !near(last.CostUSD, tt.wantUSD) {
+				t.Errorf("last request cost = %g, want %g", last.CostUSD, tt.wantUSD)
+			}
+			if got.Requests != int64(tt.parallel) || !near(got.QueueSeconds, 0.5*float64(tt.parallel)) {
+				t.Errorf("requests, queue = %d, %g", got.Requests, got.QueueSeconds)
+			}
+			if est := m.RequestCost("llm", time.Second); !near(est, tt.wantUSD) {
+				t.Errorf("RequestCost(1s) = %g, want %g", est, tt.wantUSD)
+			}
+		})
+	}
+}
+
+func TestBudget(t *testing.T) {
+	now := at(0)
+	st := newMemStore()
+	m := newTestMeter(st, &now)
+	m.StateChange("llm", "a", "", "starting", at(0))
+	m.StateChange("llm", "a", "starting", "ready", at(10))
+
+	steps := []struct {
+		at         time.Time
+		wantAction string
+		wantUSD    float64
+	}{
+		{at(20), "", 20 * a100},
+		// 0.05 USD/day at 0.001/s: over at 50 s, counting the live instance.
+		{at(50), ActionCap, 50 * a100},
+		{at(60), ActionCap, 60 * a100},
+		// A new UTC day starts from zero.
+		{t0.Add(14*time.Hour + 20*time.Second), "", 20 * a100},
+	}
+	for _, s := range steps {
+		action, spent := m.OverBudget("llm", s.at)
+		if action != s.wantAction || !near(spent, s.wantUSD) {
+			t.Errorf("OverBudget at %s = %q, %g; want %q, %g", s.at.Format(time.TimeOnly), action, spent, s.wantAction, s.wantUSD)
+		}
+	}
+	if action, _ := m.OverBudget("ocr", at(60)); action != "" {
+		t.Errorf("function without a budget: action %q, want none", action)
+	}
+}
+
+func TestRunLoadsTodaysSpend(t *testing.T) {
+	now := at(0)
+	st := newMemStore()
+	st.AddUsage(context.Background(), []Bucket{{Function: "llm", Hardware: "a100-40gb", Start: t0, CostUSD: 0.06}}, nil)
+	m := newTestMeter(st, &now)
+	if err := m.loadToday(context.Background(), now); err != nil {
+		t.Fatal(err)
+	}
+	if action, spent := m.OverBudget("llm", now); action != ActionCap || !near(spent, 0.06) {
+		t.Errorf("after restart OverBudget = %q, %g; want cap, 0.06", action, spent)
+	}
+}

@@ -1,0 +1,108 @@
+package ocr_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ember-run/ember/internal/ocr"
+	"github.com/ember-run/ember/internal/ocr/ocrtest"
+)
+
+// loadEngine loads the real PaddleOCR models on the real runtime.
+func loadEngine(t testing.TB, opts ocr.Options) *ocr.Engine {
+	t.Helper()
+	lib, dir := ocrtest.Assets(t)
+	if err := ocr.InitRuntime(lib); err != nil {
+		t.Fatal(err)
+	}
+	e, err := ocr.Load(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+func TestRecognizeRendered(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the real model")
+	}
+	e := loadEngine(t, ocr.Options{Classify: true})
+	tests := []struct {
+		name  string
+		image func(t *testing.T) []byte
+		want  string
+		// ignoreSpaces compares without spaces: in CJK-font text the
+		// rendered word gaps are narrow and the model's space signal weak.
+		ignoreSpaces bool
+	}{
+		{"english png", func(t *testing.T) []byte { return ocrtest.Hello(t, "png") }, "Hello Ember 2026", false},
+		{"english jpeg", func(t *testing.T) []byte { return ocrtest.Hello(t, "jpg") }, "Hello Ember 2026", false},
+		{"chinese", func(t *testing.T) []byte {
+			return ocrtest.Render(t, "你好世界，欢迎使用", ocrtest.CJKFont(t), 600, 80, 36, 55, "png")
+		}, "你好世界，欢迎使用", false},
+		{"chinese and english", func(t *testing.T) []byte {
+			return ocrtest.Render(t, "模型推理服务 Ember 2026", ocrtest.CJKFont(t), 700, 80, 36, 55, "png")
+		}, "模型推理服务 Ember 2026", true},
+		{"two lines", func(t *testing.T) []byte {
+			return ocrtest.Render(t, "Serverless inference\nscales to zero", "", 700, 140, 36, 50, "png")
+		}, "Serverless inference\nscales to zero", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			img, err := ocr.Decode(tt.image(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := e.Recognize(context.Background(), img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, want := res.Text, tt.want
+			if tt.ignoreSpaces {
+				got, want = strings.ReplaceAll(got, " ", ""), strings.ReplaceAll(want, " ", "")
+			}
+			if got != want {
+				t.Errorf("text = %q, want %q (lines %+v)", res.Text, tt.want, res.Lines)
+			}
+			for _, l := range res.Lines {
+				if l.Score < 0.5 || l.Score > 1 {
+					t.Errorf("line %q score %v outside [0.5, 1]", l.Text, l.Score)
+				}
+			}
+		})
+	}
+}
+
+func TestOptimizedCache(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the real model")
+	}
+	lib, dir := ocrtest.Assets(t)
+	if err := ocr.InitRuntime(lib); err != nil {
+		t.Fatal(err)
+	}
+	cache := t.TempDir()
+	img, err := ocr.Decode(ocrtest.Hello(t, "png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first load writes the optimised models; the second starts from them.
+	for _, pass := range []string{"first", "cached"} {
+		e, err := ocr.Load(dir, ocr.Options{OptimizedDir: cache})
+		if err != nil {
+			t.Fatalf("%s load: %v", pass, err)
+		}
+		res, err := e.Recognize(context.Background(), img)
+		e.Close()
+		if err != nil || res.Text != "Hello Ember 2026" {
+			t.Errorf("%s load: text = %q, %v; want %q", pass, res.Text, err, "Hello Ember 2026")
+		}
+		files, _ := filepath.Glob(filepath.Join(cache, "*.ext.onnx"))
+		if len(files) != 2 {
+			t.Errorf("%s load: cache holds %v, want det and rec", pass, files)
+		}
+	}
+}

@@ -1,0 +1,3 @@
+package ocr
+
+const mapPopulate = 0

@@ -1,0 +1,5 @@
+package ocr
+
+import "syscall"
+
+const mapPopulate = syscall.MAP_POPULATE

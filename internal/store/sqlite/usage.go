@@ -1,0 +1,195 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ember-run/ember/internal/metering"
+)
+
+// UsageOptions configure the usage store.
+type UsageOptions struct {
+	// KeepRequests is how long per-request records are kept (default 7
+	// days); the hourly and daily rollups are kept.
+	KeepRequests time.Duration
+}
+
+// Usage is the metering.Store on this database.
+type Usage struct {
+	db   *DB
+	opts UsageOptions
+}
+
+var _ metering.Store = (*Usage)(nil)
+
+// NewUsage returns the usage store on db.
+func NewUsage(db *DB, opts UsageOptions) *Usage {
+	if opts.KeepRequests <= 0 {
+		opts.KeepRequests = 7 * 24 * time.Hour
+	}
+	return &Usage{db: db, opts: opts}
+}
+
+const usageColumns = `loading_s, busy_s, idle_s, gpu_s, cost_usd, starts, requests, errors, cold_starts,
+	duration_s, queue_s, attributed_usd, busy_periods`
+
+// usageUpsert adds a delta to a rollup row, creating it if needed.
+func usageUpsert(table string) string {
+	var set []string
+	for _, c := range strings.Split(usageColumns, ",") {
+		c = strings.TrimSpace(c)
+		set = append(set, c+" = "+c+" + excluded."+c)
+	}
+	return `INSERT INTO ` + table + ` (function, hardware, start, ` + usageColumns + `)
+		VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+		ON CONFLICT(function, hardware, start) DO UPDATE SET ` + strings.Join(set, ", ")
+}
+
+var (
+	upsertHourly = usageUpsert("usage_hourly")
+	upsertDaily  = usageUpsert("usage_daily")
+)
+
+// AddUsage adds hourly deltas to the hourly and daily rollups and appends
+// request records, in one transaction; then it drops request records older
+// than KeepRequests.
+func (u *Usage) AddUsage(ctx context.Context, buckets []metering.Bucket, reqs []metering.Request) error {
+	tx, err := u.db.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("usage: begin: %w", err)
+	}
+	defer tx.Rollback() // no-op after Commit
+	hourly, err := tx.PrepareContext(ctx, upsertHourly)
+	if err != nil {
+		return fmt.Errorf("usage: %w", err)
+	}
+	defer hourly.Close()
+	daily, err := tx.PrepareContext(ctx, upsertDaily)
+	if err != nil {
+		return fmt.Errorf("usage: %w", err)
+	}
+	defer daily.Close()
+	for _, b := range buckets {
+		args := func(start time.Time) []any {
+			return []any{b.Function, b.Hardware, start.Unix(),
+				b.Seconds.Loading, b.Seconds.Busy, b.Seconds.Idle, b.GPUSeconds, b.CostUSD,
+				b.Starts, b.Requests, b.Errors, b.ColdStarts, b.DurationSeconds, b.QueueSeconds, b.AttributedUSD, b.BusyPeriods}
+		}
+		if _, err := hourly.ExecContext(ctx, args(metering.Truncate(b.Start, metering.ByHour))...); err != nil {
+			return fmt.Errorf("usage: hourly rollup: %w", err)
+		}
+		if _, err := daily.ExecContext(ctx, args(metering.Truncate(b.Start, metering.ByDay))...); err != nil {
+			return fmt.Errorf("usage: daily rollup: %w", err)
+		}
+	}
+	if len(reqs) > 0 {
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO usage_requests
+			(function, hardware, at, status, duration_ns, queue_ns, cold, cost_usd) VALUES (?,?,?,?,?,?,?,?)`)
+		if err != nil {
+			return fmt.Errorf("usage: %w", err)
+		}
+		defer ins.Close()
+		var latest time.Time
+		for _, r := range reqs {
+			if _, err := ins.ExecContext(ctx, r.Function, r.Hardware, r.At.UnixNano(), r.Status,
+				int64(r.Duration), int64(r.Queue), r.Cold, r.CostUSD); err != nil {
+				return fmt.Errorf("usage: request record: %w", err)
+			}
+			if r.At.After(latest) {
+				latest = r.At
+			}
+		}
+		// Retention rides on writes, measured from the newest record: no
+		// clock and no extra goroutine.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM usage_requests WHERE at < ?`,
+			latest.Add(-u.opts.KeepRequests).UnixNano()); err != nil {
+			return fmt.Errorf("usage: request retention: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("usage: commit: %w", err)
+	}
+	return nil
+}
+
+// Usage returns the rollups q selects, ordered by period start, function
+// and hardware.
+func (u *Usage) Usage(ctx context.Context, q metering.Query) ([]metering.Bucket, error) {
+	by, err := metering.ParseBy(q.By)
+	if err != nil {
+		return nil, fmt.Errorf("usage: %w", err)
+	}
+	table := "usage_hourly"
+	if by == metering.ByDay {
+		table = "usage_daily"
+	}
+	var where []string
+	var args []any
+	if q.Function != "" {
+		where, args = append(where, "function = ?"), append(args, q.Function)
+	}
+	if !q.From.IsZero() {
+		// A period that starts before From but overlaps it is included.
+		where, args = append(where, "start >= ?"), append(args, metering.Truncate(q.From, by).Unix())
+	}
+	if !q.To.IsZero() {
+		where, args = append(where, "start < ?"), append(args, q.To.Unix())
+	}
+	query := `SELECT function, hardware, start, ` + usageColumns + ` FROM ` + table
+	if len(where) > 0 {
+		query += " WHERE " + strings.Join(where, " AND ")
+	}
+	query += " ORDER BY start, function, hardware"
+	rows, err := u.db.SQL.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("usage: %w", err)
+	}
+	defer rows.Close()
+	var out []metering.Bucket
+	for rows.Next() {
+		var b metering.Bucket
+		var start int64
+		if err := rows.Scan(&b.Function, &b.Hardware, &start,
+			&b.Seconds.Loading, &b.Seconds.Busy, &b.Seconds.Idle, &b.GPUSeconds, &b.CostUSD,
+			&b.Starts, &b.Requests, &b.Errors, &b.ColdStarts, &b.DurationSeconds, &b.QueueSeconds, &b.AttributedUSD, &b.BusyPeriods); err != nil {
+			return nil, fmt.Errorf("usage: %w", err)
+		}
+		b.Start = time.Unix(start, 0).UTC()
+		out = append(out, b)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("usage: %w", err)
+	}
+	return out, nil
+}
+
+// Requests returns up to limit request records of fn (all functions when
+// empty) that ended in [from, to), newest first.
+func (u *Usage) Requests(ctx context.Context, fn string, from, to time.Time, limit int) ([]metering.Request, error) {
+	query := `SELECT function, hardware, at, status, duration_ns, queue_ns, cold, cost_usd FROM usage_requests WHERE at >= ? AND at < ?`
+	args := []any{from.UnixNano(), to.UnixNano()}
+	if fn != "" {
+		query += " AND function = ?"
+		args = append(args, fn)
+	}
+	query += " ORDER BY at DESC LIMIT ?"
+	args = append(args, limit)
+	rows, err := u.db.SQL.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("usage: requests: %w", err)
+	}
+	defer rows.Close()
+	var out []metering.Request
+	for rows.Next() {
+		var r metering.Request
+		var at, d, q int64
+		if err := rows.Scan(&r.Function, &r.Hardware, &at, &r.Status, &d, &q, &r.Cold, &r.CostUSD); err != nil {
+			return nil, fmt.Errorf("usage: requests: %w", err)
+		}
+		r.At, r.Duration, r.Queue = time.Unix(0, at).UTC(), time.Duration(d), time.Duration(q)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
