@@ -49,9 +49,11 @@ type Instance struct {
 	ReadyAt   *time.Time `json:"ready_at,omitempty"`
 	// Phases maps each start phase to milliseconds since the previous one
 	// (spawned is measured from the start request).
-	Phases   map[string]float64 `json:"phases"`
-	InFlight int                `json:"in_flight"`
-	Served   int64              `json:"served"`
+	Phases map[string]float64 `json:"phases"`
+	// PhaseOrder lists the keys of Phases in the order they happened.
+	PhaseOrder []string `json:"phase_order"`
+	InFlight   int      `json:"in_flight"`
+	Served     int64    `json:"served"`
 	// IdleSince is set while the instance is ready with nothing in flight;
 	// ExpiresAt is when keep-warm ends if nothing arrives.
 	IdleSince *time.Time `json:"idle_since,omitempty"`

@@ -22,7 +22,6 @@ import (
 	"github.com/ember-run/ember/internal/activator"
 	"github.com/ember-run/ember/internal/config"
 	"github.com/ember-run/ember/internal/controller"
-	"github.com/ember-run/ember/internal/driver/process"
 	"github.com/ember-run/ember/internal/gateway"
 	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/metering"
@@ -60,7 +59,12 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	}
 	defer db.Close()
 
-	drv := process.New(logger.With("component", "driver"), process.Options{})
+	drv, err := newRuntimes(cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer drv.onnx.Close(context.Background())
+	prep := &preparer{cfg: cfg, rt: drv, logger: logger.With("component", "prepare")}
 	var metrics *telemetry.Metrics
 	mgr := instance.New(drv, logger.With("component", "instance"), instance.Options{
 		LogDir: filepath.Join(cfg.DataDir, "logs"),
@@ -78,9 +82,15 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	// --- end metering ---
 	act := activator.New(mgr)
 	mgr.SetNotify(act.Notify)
-	ctl := controller.New(db, mgr, act, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick})
+	ctl := controller.New(db, mgr, act, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick, Prepare: prep.Prepare})
 	if err := ctl.Load(ctx); err != nil {
 		return err
+	}
+	for _, f := range ctl.List() {
+		if f.Runtime == "onnx" {
+			drv.onnx.Warm() // restarted with onnx functions: refill the worker pool
+			break
+		}
 	}
 	px := proxy.New()
 	defer px.Close()

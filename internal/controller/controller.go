@@ -24,6 +24,9 @@ import (
 // ErrNotFound is returned for a function that is not deployed.
 var ErrNotFound = errors.New("function not found")
 
+// ErrPrepare wraps a failure to fetch what a function needs at deploy.
+var ErrPrepare = errors.New("cannot prepare function")
+
 // Store persists function specs.
 type Store interface {
 	// PutFunction creates or replaces a spec and returns the stored record.
@@ -51,6 +54,10 @@ type Demand interface {
 // Options tune the loop.
 type Options struct {
 	Tick time.Duration // default 500ms
+	// Prepare, if set, runs before a deploy is stored: it fetches what the
+	// function needs (models, runtimes), so the first cold start does not
+	// pay for a download. A failure rejects the deploy.
+	Prepare func(ctx context.Context, f *spec.Function) error
 }
 
 // Controller owns deployed functions and their scaling loop.
@@ -121,6 +128,11 @@ func (c *Controller) Deploy(ctx context.Context, f *spec.Function) (api.Function
 	f.Default()
 	if err := f.Validate(); err != nil {
 		return api.Function{}, false, err
+	}
+	if c.opts.Prepare != nil {
+		if err := c.opts.Prepare(ctx, f); err != nil {
+			return api.Function{}, false, fmt.Errorf("%w %q: %w", ErrPrepare, f.Name, err)
+		}
 	}
 	body, err := json.Marshal(f)
 	if err != nil {

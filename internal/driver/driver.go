@@ -29,6 +29,11 @@ type Phase struct {
 type StartSpec struct {
 	Function   string
 	InstanceID string
+	// Runtime names the kind of instance ("process", "onnx"); Task and
+	// Model configure built-in runtimes.
+	Runtime string
+	Task    string
+	Model   string
 	// Command is the argv; ${PORT} is expanded by the driver.
 	Command []string
 	// Env is added to the inherited environment, after PORT, EMBER_FUNCTION

@@ -71,6 +71,8 @@ func classify(err error, now time.Time) *httpError {
 		return &httpError{Status: http.StatusBadRequest, Code: "invalid_spec", Msg: ve.Error()}
 	case errors.Is(err, activator.ErrUnknownFunction), errors.Is(err, controller.ErrNotFound):
 		return &httpError{Status: http.StatusNotFound, Code: "unknown_function", Msg: err.Error()}
+	case errors.Is(err, controller.ErrPrepare):
+		return &httpError{Status: http.StatusBadGateway, Code: "prepare_failed", Msg: err.Error()}
 	case errors.As(err, &qf):
 		return &httpError{Status: http.StatusServiceUnavailable, Code: "queue_full", Msg: err.Error(), RetryAfter: time.Second}
 	case errors.As(err, &sf):

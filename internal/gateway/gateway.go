@@ -365,15 +365,8 @@ func (g *Gateway) serverTiming(s activator.Slot) string {
 	fmt.Fprintf(&b, "queue;dur=%.3f", float64(s.Queue.Microseconds())/1000)
 	if s.Cold {
 		if in, ok := g.instances.Instance(s.Instance); ok {
-			for _, ph := range []string{"spawned", "listening", "ready"} {
-				if ms, ok := in.Phases[ph]; ok {
-					fmt.Fprintf(&b, ", %s;dur=%.3f", ph, ms)
-				}
-			}
-			for ph, ms := range in.Phases {
-				if ph != "spawned" && ph != "listening" && ph != "ready" {
-					fmt.Fprintf(&b, ", %s;dur=%.3f", ph, ms)
-				}
+			for _, ph := range in.PhaseOrder {
+				fmt.Fprintf(&b, ", %s;dur=%.3f", ph, in.Phases[ph])
 			}
 		}
 	}

@@ -451,6 +451,7 @@ func (m *Manager) start(in *Instance) {
 	workdir := fn.Workdir
 	di, err := m.drv.Start(ctx, driver.StartSpec{
 		Function: in.fn, InstanceID: in.id,
+		Runtime: fn.Runtime, Task: fn.Task, Model: fn.Model,
 		Command: fn.Command, Env: fn.Env, Workdir: workdir,
 		HealthPath: fn.Health, Output: out,
 	})

@@ -50,6 +50,9 @@ func (m *Manager) viewLocked(p *pool, in *Instance) api.Instance {
 		ID: in.id, Function: in.fn, State: in.state, StartedAt: in.startedAt,
 		Phases: PhaseMillis(in.startedAt, in.phases), InFlight: in.inFlight, Served: in.served,
 	}
+	for _, ph := range in.phases {
+		v.PhaseOrder = append(v.PhaseOrder, ph.Name)
+	}
 	if in.state == api.StateReady && in.draining {
 		v.State = api.StateStopping
 	}

@@ -1,0 +1,91 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+
+	"github.com/ember-run/ember/internal/config"
+	"github.com/ember-run/ember/internal/driver"
+	"github.com/ember-run/ember/internal/driver/onnx"
+	"github.com/ember-run/ember/internal/driver/process"
+	"github.com/ember-run/ember/internal/models"
+	"github.com/ember-run/ember/internal/spec"
+)
+
+// runtimes dispatches starts to the driver of each spec runtime.
+type runtimes struct {
+	process *process.Driver
+	onnx    *onnx.Driver
+}
+
+func (r *runtimes) Start(ctx context.Context, s driver.StartSpec) (driver.Instance, error) {
+	switch s.Runtime {
+	case spec.RuntimeONNX:
+		return r.onnx.Start(ctx, s)
+	case spec.RuntimeProcess, "":
+		return r.process.Start(ctx, s)
+	}
+	return nil, &driver.StartError{Reason: fmt.Sprintf("unknown runtime %q", s.Runtime)}
+}
+
+var _ driver.Driver = (*runtimes)(nil)
+
+func newRuntimes(cfg config.Config, logger *slog.Logger) (*runtimes, error) {
+	proc := process.New(logger.With("component", "driver"), process.Options{})
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("locate the ember binary for onnx workers: %w", err)
+	}
+	on := onnx.New(proc, logger.With("component", "onnx"), onnx.Options{
+		Executable: exe, CacheDir: cfg.Cache(), ORTLib: cfg.ORTLib, PoolSize: cfg.ONNXPool,
+	})
+	return &runtimes{process: proc, onnx: on}, nil
+}
+
+// preparer fetches an onnx function's model and the ONNX Runtime library
+// at deploy, so no cold start pays for a download, then warms the pool.
+type preparer struct {
+	cfg    config.Config
+	rt     *runtimes
+	logger *slog.Logger
+	mu     sync.Mutex // one download at a time
+}
+
+func (p *preparer) Prepare(ctx context.Context, f *spec.Function) error {
+	if f.Runtime != spec.RuntimeONNX {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	progress := &logWriter{logger: p.logger.With("function", f.Name)}
+	c := &models.Client{}
+	if _, err := c.RuntimeLibrary(ctx, p.cfg.Cache(), p.cfg.ORTLib, progress); err != nil {
+		return fmt.Errorf("onnx runtime: %w", err)
+	}
+	if _, err := c.Pull(ctx, f.Model, p.cfg.Cache(), progress); err != nil {
+		return fmt.Errorf("model %s: %w", f.Model, err)
+	}
+	p.rt.onnx.Warm()
+	return nil
+}
+
+// logWriter turns progress lines into log records.
+type logWriter struct {
+	logger *slog.Logger
+}
+
+func (w *logWriter) Write(b []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			w.logger.Info("fetch", "progress", line)
+		}
+	}
+	return len(b), nil
+}
+
+var _ io.Writer = (*logWriter)(nil)

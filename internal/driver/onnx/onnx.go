@@ -1,0 +1,270 @@
+// Package onnx is the built-in ONNX runtime driver. An onnx instance is a
+// separate process — the ember binary itself in worker mode (`ember worker
+// onnx`) — started through the process driver, so a crash in a model cannot
+// take the server down and the instance is metered like any other.
+//
+// Two things cut its cold start:
+//   - a pool of pre-started workers with ONNX Runtime initialised and no
+//     model loaded (Options.PoolSize); a start takes one, POSTs /load, and
+//     pays only for model loading; the pool refills in the background;
+//   - the worker maps model files (mmap) and caches graph-optimised models,
+//     so loading reads from the page cache.
+//
+// Either way the worker's finer phases (runtime_loaded, sessions_created,
+// warmup_done, ...) are merged into the instance's phases.
+package onnx
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ember-run/ember/internal/driver"
+)
+
+// Options configure the driver.
+type Options struct {
+	// Executable is the ember binary that runs `worker onnx`.
+	Executable string
+	// CacheDir is the model and runtime cache the workers use.
+	CacheDir string
+	// ORTLib, if set, is the ONNX Runtime library (no download).
+	ORTLib string
+	// PoolSize pre-started, model-less workers are kept ready (0 = none).
+	PoolSize int
+	// Threads per ONNX Runtime session (0 = one per core).
+	Threads int
+}
+
+// Driver starts onnx instances.
+type Driver struct {
+	proc   driver.Driver
+	opts   Options
+	logger *slog.Logger
+	client *http.Client
+
+	ctx    context.Context // ends on Close; parent of pool starts
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex // guards the following
+	pool    []driver.Instance
+	filling int
+	serial  int
+}
+
+// New returns a driver that starts workers through proc.
+func New(proc driver.Driver, logger *slog.Logger, opts Options) *Driver {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Driver{proc: proc, opts: opts, logger: logger, ctx: ctx, cancel: cancel,
+		client: &http.Client{Timeout: 5 * time.Minute}}
+}
+
+func (d *Driver) baseArgs() []string {
+	args := []string{d.opts.Executable, "worker", "onnx", "--port", "${PORT}"}
+	if d.opts.CacheDir != "" {
+		args = append(args, "--cache-dir", d.opts.CacheDir)
+	}
+	if d.opts.ORTLib != "" {
+		args = append(args, "--ort-lib", d.opts.ORTLib)
+	}
+	if d.opts.Threads > 0 {
+		args = append(args, "--threads", strconv.Itoa(d.opts.Threads))
+	}
+	return args
+}
+
+// Start starts (or specialises a pooled) worker for s.Task and s.Model.
+func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance, error) {
+	if s.Task == "" || s.Model == "" {
+		return nil, &driver.StartError{Reason: "onnx runtime needs task and model"}
+	}
+	begin := time.Now()
+	if w := d.take(); w != nil {
+		defer d.refill()
+		in, err := d.specialise(ctx, w, s, begin)
+		if err == nil {
+			return in, nil
+		}
+		d.logger.Warn("pooled worker failed to load; starting a fresh one", "function", s.Function, "err", err)
+		w.Stop(context.WithoutCancel(ctx))
+	}
+	s.Command = append(d.baseArgs(), "--task", s.Task, "--model-dir", s.Model)
+	s.HealthPath = "/health"
+	in, err := d.proc.Start(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	return d.withWorkerPhases(ctx, in, nil, false), nil
+}
+
+// specialise loads the model into a pooled worker.
+func (d *Driver) specialise(ctx context.Context, w driver.Instance, s driver.StartSpec, begin time.Time) (driver.Instance, error) {
+	body, _ := json.Marshal(map[string]string{"task": s.Task, "model_dir": s.Model})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+w.Addr()+"/load", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("load model into pooled worker: %w", err)
+	}
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("load model into pooled worker: HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	pre := []driver.Phase{{Name: "pool_acquired", At: begin}}
+	return d.withWorkerPhases(ctx, w, pre, true), nil
+}
+
+// phased is an instance whose phases include the worker's own.
+type phased struct {
+	driver.Instance
+	phases []driver.Phase
+}
+
+func (p *phased) Phases() []driver.Phase { return p.phases }
+
+// Tail passes through the process instance's log tail.
+func (p *phased) Tail(n int) []string {
+	if lt, ok := p.Instance.(driver.LogTailer); ok {
+		return lt.Tail(n)
+	}
+	return nil
+}
+
+// withWorkerPhases merges GET /phases into the instance's phases: the
+// driver's spawned and listening, the worker's runtime and model phases,
+// and ready last. A pooled worker keeps only what happened after pre.
+func (d *Driver) withWorkerPhases(ctx context.Context, in driver.Instance, pre []driver.Phase, pooled bool) driver.Instance {
+	var wp []struct {
+		Name string `json:"name"`
+		At   int64  `json:"at"`
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+in.Addr()+"/phases", nil)
+	if resp, err := d.client.Do(req); err == nil {
+		json.NewDecoder(resp.Body).Decode(&wp)
+		resp.Body.Close()
+	}
+	now := time.Now()
+	phases := slices.Clone(pre)
+	if !pooled {
+		for _, p := range in.Phases() {
+			if p.Name != driver.PhaseReady {
+				phases = append(phases, p)
+			}
+		}
+	}
+	for _, p := range wp {
+		switch p.Name {
+		case "process_start", "listening":
+			continue // the driver's spawned/listening say the same from outside
+		case "runtime_loaded":
+			if pooled {
+				continue // paid before this start
+			}
+		}
+		phases = append(phases, driver.Phase{Name: p.Name, At: time.Unix(0, p.At)})
+	}
+	phases = append(phases, driver.Phase{Name: driver.PhaseReady, At: now})
+	slices.SortStableFunc(phases, func(a, b driver.Phase) int { return a.At.Compare(b.At) })
+	return &phased{Instance: in, phases: phases}
+}
+
+// take removes a live pooled worker, or returns nil.
+func (d *Driver) take() driver.Instance {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for len(d.pool) > 0 {
+		w := d.pool[0]
+		d.pool = d.pool[1:]
+		select {
+		case <-w.Done():
+			continue // died while waiting
+		default:
+			return w
+		}
+	}
+	return nil
+}
+
+// Warm fills the pool up to PoolSize in the background. The app calls it
+// once an onnx function exists, so servers without one pay nothing.
+func (d *Driver) Warm() { d.refill() }
+
+func (d *Driver) refill() {
+	d.mu.Lock()
+	need := d.opts.PoolSize - len(d.pool) - d.filling
+	d.filling += max(need, 0)
+	d.mu.Unlock()
+	for range max(need, 0) {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			w, err := d.startPooled()
+			d.mu.Lock()
+			d.filling--
+			if err == nil {
+				if d.ctx.Err() == nil {
+					d.pool = append(d.pool, w)
+					w = nil
+				}
+			}
+			d.mu.Unlock()
+			if err != nil && d.ctx.Err() == nil {
+				d.logger.Warn("could not pre-start a pooled onnx worker", "err", err)
+			}
+			if w != nil {
+				w.Stop(context.Background())
+			}
+		}()
+	}
+}
+
+func (d *Driver) startPooled() (driver.Instance, error) {
+	d.mu.Lock()
+	d.serial++
+	id := fmt.Sprintf("onnx-pool-%d", d.serial)
+	d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(d.ctx, 5*time.Minute)
+	defer cancel()
+	return d.proc.Start(ctx, driver.StartSpec{
+		Function: "(pool)", InstanceID: id, Runtime: "onnx",
+		Command:    append(d.baseArgs(), "--pool"),
+		HealthPath: "/live",
+	})
+}
+
+// Close stops the pooled workers.
+func (d *Driver) Close(ctx context.Context) {
+	d.cancel()
+	d.wg.Wait()
+	d.mu.Lock()
+	pool := d.pool
+	d.pool = nil
+	d.mu.Unlock()
+	for _, w := range pool {
+		w.Stop(ctx)
+	}
+}
+
+// PoolReady reports how many pooled workers wait.
+func (d *Driver) PoolReady() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.pool)
+}
+
+var _ driver.Driver = (*Driver)(nil)
+var _ driver.LogTailer = (*phased)(nil)
