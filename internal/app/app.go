@@ -82,7 +82,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	// --- end metering ---
 	act := activator.New(mgr)
 	mgr.SetNotify(act.Notify)
-	ctl := controller.New(db, mgr, act, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick, Prepare: prep.Prepare})
+	ctl := controller.New(db, mgr, act, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick, Prepare: prep.Prepare, Budgets: meter})
 	if err := ctl.Load(ctx); err != nil {
 		return err
 	}

@@ -41,6 +41,7 @@ type Scaler interface {
 	Remove(ctx context.Context, name string)
 	Reconcile(fn string, desired int, now time.Time)
 	Health(fn string) (live int, failing error, retryAt time.Time)
+	Limit(fn string, n int, why string)
 }
 
 // Demand reports a function's demand (activator).
@@ -58,6 +59,14 @@ type Options struct {
 	// function needs (models, runtimes), so the first cold start does not
 	// pay for a download. A failure rejects the deploy.
 	Prepare func(ctx context.Context, f *spec.Function) error
+	// Budgets, if set, says which functions are over their daily budget.
+	Budgets Budgets
+}
+
+// Budgets reports a function over budget (metering): action is "" within
+// budget, else warn, cap or scale-to-zero.
+type Budgets interface {
+	OverBudget(fn string, now time.Time) (action string, spentUSD float64)
 }
 
 // Controller owns deployed functions and their scaling loop.
@@ -253,7 +262,33 @@ func (c *Controller) tickOne(name string, now time.Time) {
 	if d.Desired != fn.decision.Desired || d.Panic != fn.decision.Panic {
 		c.logger.Debug("scaling decision", "function", name, "desired", d.Desired, "panic", d.Panic, "reason", d.Reason)
 	}
+	budget := fn.spec.Budget
+	c.mu.Unlock()
+	if c.opts.Budgets != nil && budget != nil {
+		d = c.applyBudget(name, d, now)
+	}
+	c.mu.Lock()
 	fn.decision = d
 	c.mu.Unlock()
 	c.scaler.Reconcile(name, d.Desired, now)
+}
+
+// applyBudget caps the decision of a function over its daily budget: cap
+// keeps at most one instance, scale-to-zero none (callers are refused);
+// warn only logs (metering logs once a day).
+func (c *Controller) applyBudget(name string, d autoscaler.Decision, now time.Time) autoscaler.Decision {
+	action, spent := c.opts.Budgets.OverBudget(name, now)
+	switch action {
+	case spec.BudgetCap:
+		c.scaler.Limit(name, 1, fmt.Sprintf("daily budget spent ($%.4f); capped at 1 instance until 00:00 UTC", spent))
+		d.Desired = min(d.Desired, 1)
+		d.Reason += fmt.Sprintf("; over budget ($%.4f): capped at 1", spent)
+	case spec.BudgetScaleToZero:
+		c.scaler.Limit(name, 0, fmt.Sprintf("daily budget spent ($%.4f); scaled to zero until 00:00 UTC", spent))
+		d.Desired = 0
+		d.Reason += fmt.Sprintf("; over budget ($%.4f): scaled to zero", spent)
+	default:
+		c.scaler.Limit(name, -1, "")
+	}
+	return d
 }

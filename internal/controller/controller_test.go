@@ -16,6 +16,7 @@ type recordingScaler struct {
 	mu      sync.Mutex
 	desired map[string]int
 	puts    map[string]int64
+	limits  map[string]int
 	live    int
 }
 
@@ -31,6 +32,11 @@ func (s *recordingScaler) Reconcile(fn string, desired int, now time.Time) {
 	s.desired[fn] = desired
 }
 func (s *recordingScaler) Health(fn string) (int, error, time.Time) { return s.live, nil, time.Time{} }
+func (s *recordingScaler) Limit(fn string, n int, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.limits[fn] = n
+}
 
 type fixedDemand struct{ avg float64 }
 
@@ -44,7 +50,7 @@ func newController(t *testing.T) (*Controller, *recordingScaler, *fixedDemand, *
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	sc := &recordingScaler{desired: map[string]int{}, puts: map[string]int64{}}
+	sc := &recordingScaler{desired: map[string]int{}, puts: map[string]int64{}, limits: map[string]int{}}
 	dm := &fixedDemand{}
 	return New(db, sc, dm, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{}), sc, dm, db
 }
@@ -97,5 +103,33 @@ func TestDemandScalesAndDeploysPersist(t *testing.T) {
 	}
 	if err := c2.Delete(context.Background(), "busy"); err == nil {
 		t.Error("second delete succeeded, want ErrNotFound")
+	}
+}
+
+type fakeBudgets struct{ action string }
+
+func (b *fakeBudgets) OverBudget(fn string, now time.Time) (string, float64) { return b.action, 1.5 }
+
+func TestBudgetActions(t *testing.T) {
+	c, sc, dm, _ := newController(t)
+	b := &fakeBudgets{}
+	c.opts.Budgets = b
+	f, _ := spec.Parse([]byte(`{name: spendy, command: [x], scaling: {min: 2, max: 8}, budget: {usd_per_day: 1, action: cap}}`))
+	if _, _, err := c.Deploy(context.Background(), f); err != nil {
+		t.Fatal(err)
+	}
+	dm.avg = 0
+	for _, tt := range []struct {
+		action       string
+		desired, cap int
+	}{{"", 2, -1}, {"warn", 2, -1}, {"cap", 1, 1}, {"scale-to-zero", 0, 0}, {"", 2, -1}} {
+		b.action = tt.action
+		c.tickOne("spendy", time.Now())
+		if got := sc.desired["spendy"]; got != tt.desired {
+			t.Errorf("action %q: desired = %d, want %d", tt.action, got, tt.desired)
+		}
+		if got := sc.limits["spendy"]; got != tt.cap {
+			t.Errorf("action %q: limit = %d, want %d", tt.action, got, tt.cap)
+		}
 	}
 }

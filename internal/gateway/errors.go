@@ -14,6 +14,7 @@ import (
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/controller"
+	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/ratelimit"
 	"github.com/ember-run/ember/internal/spec"
@@ -75,6 +76,8 @@ func classify(err error, now time.Time) *httpError {
 		return &httpError{Status: http.StatusBadGateway, Code: "prepare_failed", Msg: err.Error()}
 	case errors.As(err, &qf):
 		return &httpError{Status: http.StatusServiceUnavailable, Code: "queue_full", Msg: err.Error(), RetryAfter: time.Second}
+	case errors.Is(err, instance.ErrBudgetExceeded):
+		return &httpError{Status: http.StatusTooManyRequests, Code: "budget_exceeded", Msg: err.Error(), RetryAfter: time.Minute}
 	case errors.As(err, &sf):
 		ra := max(sf.RetryAt.Sub(now), time.Second)
 		return &httpError{Status: http.StatusServiceUnavailable, Code: "start_failed", Msg: err.Error(), RetryAfter: ra}

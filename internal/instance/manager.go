@@ -60,6 +60,9 @@ type Options struct {
 // ErrUnknownFunction is returned for a function the manager does not know.
 var ErrUnknownFunction = errors.New("unknown function")
 
+// ErrBudgetExceeded is returned while a budget forces a function to zero.
+var ErrBudgetExceeded = errors.New("budget exceeded")
+
 // Manager runs the instances of every deployed function.
 type Manager struct {
 	drv    driver.Driver
@@ -91,6 +94,11 @@ type pool struct {
 	lastErrAt time.Time
 
 	coldStarts int64
+
+	// limit caps instances below scaling.max while a budget says so
+	// (-1: no cap); limitWhy says which budget.
+	limit    int
+	limitWhy string
 }
 
 // Instance is one instance of a function. Manager.mu guards the mutable fields.
@@ -151,10 +159,11 @@ func (m *Manager) Put(fn *spec.Function, version int64) {
 	m.mu.Lock()
 	p, ok := m.pools[fn.Name]
 	if !ok {
-		p = &pool{}
+		p = &pool{limit: -1}
 		m.pools[fn.Name] = p
 	}
 	p.fn, p.version = fn, version
+	p.limit, p.limitWhy = -1, "" // the controller re-applies a budget cap next tick
 	p.failures, p.nextStart, p.lastErr = 0, time.Time{}, nil
 	for _, in := range p.instances {
 		if in.version != version && !in.draining {
@@ -359,6 +368,10 @@ func (m *Manager) Reconcile(fn string, desired int, now time.Time) {
 	l := m.loadLocked(p)
 	excess := l.Ready + l.Starting - max(desired, 0)
 	idle := p.fn.Scaling.IdleTimeout.D()
+	if p.limit >= 0 && l.Ready+l.Starting > p.limit {
+		idle = 0 // a budget cap: no keep-warm beyond it
+		excess = max(excess, l.Ready+l.Starting-p.limit)
+	}
 	// Newest idle instances go first: load packs onto the oldest.
 	for i := len(p.instances) - 1; i >= 0 && excess > 0; i-- {
 		in := p.instances[i]
@@ -379,9 +392,15 @@ func (m *Manager) Reconcile(fn string, desired int, now time.Time) {
 // unless starts are backing off. m.mu must be held; the caller launches them.
 func (m *Manager) growLocked(p *pool, want int) ([]*Instance, error) {
 	want = min(want, p.fn.Scaling.Max)
+	if p.limit >= 0 {
+		want = min(want, p.limit)
+	}
 	l := m.loadLocked(p)
 	have := l.Ready + l.Starting
 	if have >= want {
+		if p.limit == 0 && have == 0 {
+			return nil, fmt.Errorf("%w: %s", ErrBudgetExceeded, p.limitWhy)
+		}
 		return nil, nil
 	}
 	if l.Failing != nil {
@@ -665,7 +684,20 @@ func (m *Manager) Health(fn string) (live int, failing error, retryAt time.Time)
 		return 0, fmt.Errorf("%w %q", ErrUnknownFunction, fn), time.Time{}
 	}
 	l := m.loadLocked(p)
+	if l.Failing == nil && p.limit == 0 {
+		l.Failing = fmt.Errorf("%w: %s", ErrBudgetExceeded, p.limitWhy)
+	}
 	return l.Ready + l.Starting, l.Failing, l.RetryAt
+}
+
+// Limit caps fn's instances at n below scaling.max (n < 0 lifts the cap);
+// why is shown to callers refused because of it.
+func (m *Manager) Limit(fn string, n int, why string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if p := m.pools[fn]; p != nil {
+		p.limit, p.limitWhy = n, why
+	}
 }
 
 // SetObserver sets the lifecycle observer; call before the first start.
