@@ -23,7 +23,9 @@ import (
 	"github.com/ember-run/ember/internal/config"
 	"github.com/ember-run/ember/internal/controller"
 	"github.com/ember-run/ember/internal/gateway"
+	"github.com/ember-run/ember/internal/gateway/replicate"
 	"github.com/ember-run/ember/internal/instance"
+	"github.com/ember-run/ember/internal/jobs"
 	"github.com/ember-run/ember/internal/metering"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/store/sqlite"
@@ -106,6 +108,27 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.Addr, err)
 	}
+	defer ln.Close()
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	// Async jobs (Replicate-compatible predictions) go through the same
+	// activator as sync calls.
+	jobStore, err := sqlite.NewJobs(ctx, db)
+	if err != nil {
+		return err
+	}
+	jobSvc := jobs.New(jobStore, &jobInvoker{act: act, client: px.Client()}, jobFunctions{mgr},
+		jobs.Options{BaseURL: scheme + "://" + ln.Addr().String()}, logger.With("component", "jobs"))
+	predictions := replicate.New(authorizedJobs{Service: jobSvc, on: cfg.Auth}, logger.With("component", "predictions"))
+	for _, p := range replicate.Patterns {
+		gw.Handle(p, predictions)
+	}
+	jobsCtx, stopJobs := context.WithCancel(context.Background())
+	defer stopJobs()
+	jobsDone := make(chan error, 1)
+	go func() { jobsDone <- jobSvc.Run(jobsCtx) }()
 	srv := &http.Server{
 		Handler:           gateway.CostHeader(handler, meter), // metering (issue #6): Ember-Cost-USD
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -147,6 +170,12 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	if err := srv.Shutdown(shutCtx); err != nil {
 		logger.Warn("in-flight requests cut at the end of the grace period", "err", err)
 		srv.Close()
+	}
+	// Jobs stop before instances: a running attempt is handed back (and
+	// retried after a restart) rather than cut by its instance stopping.
+	stopJobs()
+	if err := <-jobsDone; err != nil {
+		logger.Error("jobs", "err", err)
 	}
 	stopRun()
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), 15*time.Second)

@@ -16,6 +16,7 @@ func extraCommands(g *globals) []*cobra.Command {
 		newCostCmd(), newPricesCmd(), newAdviseCmd(),
 		newKeysCmd(g), newRouteCmd(g),
 		newModelsCmd(), newWorkerCmd(), newUsageCmd(g),
+		newSpawnCmd(g), newGetCmd(g), newCancelCmd(g), newWebhooksCmd(g),
 	}
 }
 

@@ -23,12 +23,24 @@ import (
 type httpInvoker struct {
 	addr   string
 	client *http.Client
-	gates  map[string]chan struct{}
 	cold   atomic.Bool
+
+	mu    sync.Mutex // guards gates
+	gates map[string]chan struct{}
+}
+
+// gate makes fn's calls wait for a slot until open is closed (nil: no gate).
+func (h *httpInvoker) gate(fn string, open chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.gates[fn] = open
 }
 
 func (h *httpInvoker) Invoke(ctx context.Context, fn string, r *http.Request, onAcquire func(bool), handle func(*http.Response) error) error {
-	if g := h.gates[fn]; g != nil {
+	h.mu.Lock()
+	g := h.gates[fn]
+	h.mu.Unlock()
+	if g != nil {
 		select {
 		case <-g:
 		case <-ctx.Done():

@@ -1,7 +1,6 @@
 package jobs_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -61,6 +60,7 @@ func allFunctions() functions {
 	for _, name := range []string{"echo", "text", "sse", "sseobj", "fail", "block", "gated", "stream"} {
 		fs[name] = fn(name, nil)
 	}
+	fs["gated"].PredictPath = "/echo"
 	fs["crashy"] = fn("crashy", func(f *spec.Function) { f.Retries = 2 })
 	fs["timeout"] = fn("block", func(f *spec.Function) { f.Name = "timeout"; f.Timeout = spec.Duration(100 * time.Millisecond) })
 	return fs
@@ -148,6 +148,7 @@ func TestCancelRunningJobPropagates(t *testing.T) {
 	started, canceled := make(chan struct{}), make(chan struct{})
 	m := instanceMux()
 	m.HandleFunc("POST /block", func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body) // the server watches for a closed connection only once the body is read
 		close(started)
 		<-r.Context().Done() // the instance sees the cancel as a closed request
 		close(canceled)
@@ -174,11 +175,12 @@ func TestCancelAfter(t *testing.T) {
 	started := make(chan struct{}, 1)
 	m := instanceMux()
 	m.HandleFunc("POST /block", func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
 		started <- struct{}{}
 		<-r.Context().Done()
 	})
 	e := newEnv(t, m, allFunctions(), jobs.Options{})
-	e.inv.gates["gated"] = make(chan struct{}) // never gets a slot
+	e.inv.gate("gated", make(chan struct{})) // never gets a slot
 	tests := []struct{ fn, want string }{
 		{"gated", api.PredictionAborted}, // never started
 		{"block", api.PredictionCanceled},
@@ -197,6 +199,7 @@ func TestTimeout(t *testing.T) {
 	canceled := make(chan struct{})
 	m := instanceMux()
 	m.HandleFunc("POST /block", func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
 		<-r.Context().Done()
 		close(canceled)
 	})
@@ -446,6 +449,7 @@ func TestRestartRecovery(t *testing.T) {
 	arrived := make(chan string, 100)
 	m := instanceMux()
 	m.HandleFunc("POST /block", func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
 		if r.Header.Get("Ember-Attempt") == "1" {
 			arrived <- r.Header.Get("Ember-Prediction-Id")
 			<-r.Context().Done()
@@ -457,7 +461,7 @@ func TestRestartRecovery(t *testing.T) {
 	fs["block"].Retries = 1
 	fs["fragile"] = fn("fragile", func(f *spec.Function) { f.PredictPath = "/block" }) // retries: 0
 	e := newEnv(t, m, fs, jobs.Options{})
-	e.inv.gates["gated"] = make(chan struct{}) // queued, never started
+	e.inv.gate("gated", make(chan struct{})) // queued, never started
 
 	var fast, slow, queued []string
 	for range 5 {
@@ -477,7 +481,7 @@ func TestRestartRecovery(t *testing.T) {
 	e.wait(t, e.submit(t, jobs.SubmitRequest{Function: "echo"}).ID)
 
 	e.store.crashed.Store(true) // nothing more reaches the database
-	delete(e.inv.gates, "gated")
+	e.inv.gate("gated", nil)
 	e.restart(t)
 
 	check := func(ids []string, status string, attempts int) {
@@ -485,7 +489,7 @@ func TestRestartRecovery(t *testing.T) {
 		for _, id := range ids {
 			p := e.wait(t, id)
 			if p.Status != status || p.Attempts != attempts {
-				t.Errorf("%s: %s after %d attempts (%v), want %s after %d", id, p.Status, p.Attempts, p.Error, status, attempts)
+				t.Errorf("%s: %s after %d attempts (%s), want %s after %d", id, p.Status, p.Attempts, deref(p.Error), status, attempts)
 			}
 			if b := before[id]; b != nil && !b.CompletedAt.Equal(*p.CompletedAt) {
 				t.Errorf("%s completed again: %v then %v", id, b.CompletedAt, p.CompletedAt)
@@ -542,5 +546,9 @@ func TestListAndExpiry(t *testing.T) {
 	}
 }
 
-// Ensure the SSE parser in this file's helpers matches what it claims.
-var _ = bufio.NewReader
+func deref(s *string) string {
+	if s == nil {
+		return "<nil>"
+	}
+	return *s
+}

@@ -94,7 +94,8 @@ func New(store Store, inv Invoker, fns Functions, opts Options, logger *slog.Log
 // ones, cancels the rest (they resume at the next start), flushes pending
 // writes and returns. Run may be called once.
 func (s *Service) Run(ctx context.Context) error {
-	recovered, err := s.store.Unfinished(ctx)
+	// Recovery completes even if ctx is already done: Run then drains at once.
+	recovered, err := s.store.Unfinished(context.WithoutCancel(ctx))
 	if err != nil {
 		return fmt.Errorf("jobs: recover unfinished jobs: %w", err)
 	}
@@ -428,7 +429,11 @@ func (s *Service) liveJob(id string) *job {
 }
 
 // toPrediction renders a record.
-func (s *Service) toPrediction(r *Record) *api.Prediction {
+func (s *Service) toPrediction(rec *Record) *api.Prediction {
+	// Durations come from wall-clock readings only, so a live job and its
+	// stored record (which has no monotonic reading) render the same.
+	r := *rec
+	r.CreatedAt, r.StartedAt, r.CompletedAt = r.CreatedAt.Round(0), r.StartedAt.Round(0), r.CompletedAt.Round(0)
 	base := strings.TrimRight(s.opts.BaseURL, "/") + "/v1/predictions/" + r.ID
 	p := &api.Prediction{
 		ID:          r.ID,

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"sync"
 	"time"
 )
 
@@ -56,7 +57,8 @@ func New() *Proxy {
 	}
 	p := &Proxy{}
 	p.rp = &httputil.ReverseProxy{
-		Transport: tr,
+		Transport:  tr,
+		BufferPool: newBufferPool(),
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			t := pr.In.Context().Value(ctxKey{}).(*target)
 			pr.Out.URL.Scheme = "http"
@@ -94,9 +96,24 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, addr, path strin
 	return nil
 }
 
+// Client returns an HTTP client over the proxy's pooled connections, for
+// callers that read the instance's response themselves (async jobs).
+func (p *Proxy) Client() *http.Client { return &http.Client{Transport: p.rp.Transport} }
+
 // Close drops idle connections.
 func (p *Proxy) Close() {
 	if tr, ok := p.rp.Transport.(*http.Transport); ok {
 		tr.CloseIdleConnections()
 	}
 }
+
+// bufferPool reuses copy buffers: without it ReverseProxy allocates and
+// zeroes 32 KiB per response, the largest allocation on the warm path.
+type bufferPool struct{ p sync.Pool }
+
+func newBufferPool() *bufferPool {
+	return &bufferPool{p: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+}
+
+func (b *bufferPool) Get() []byte  { return *(b.p.Get().(*[]byte)) }
+func (b *bufferPool) Put(x []byte) { b.p.Put(&x) }

@@ -1,0 +1,171 @@
+package sqlite_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ember-run/ember/internal/jobs"
+	"github.com/ember-run/ember/internal/store/sqlite"
+)
+
+func openJobs(t *testing.T) *sqlite.Jobs {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ember.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	st, err := sqlite.NewJobs(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+func update(t *testing.T, st *sqlite.Jobs, fn func(jobs.Tx) error) {
+	t.Helper()
+	if err := st.Update(context.Background(), fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
+
+func rec(id, key string) *jobs.Record {
+	return &jobs.Record{ID: id, Function: "f", Status: "starting", Input: json.RawMessage(`{}`), CreatedAt: t0, IdempotencyKey: key,
+		WebhookEvents: []string{"start", "completed"}}
+}
+
+func TestFinishAtMostOnce(t *testing.T) {
+	st := openJobs(t)
+	ctx := context.Background()
+	update(t, st, func(tx jobs.Tx) error { _, err := tx.Insert(rec("a", ""), t0); return err })
+	var results []bool
+	for _, status := range []string{"succeeded", "failed", "canceled"} {
+		update(t, st, func(tx jobs.Tx) error {
+			r := rec("a", "")
+			r.Status, r.CompletedAt, r.Output = status, t0.Add(time.Second), json.RawMessage(`"`+status+`"`)
+			ok, err := tx.Finish(r)
+			results = append(results, ok)
+			return err
+		})
+	}
+	if want := []bool{true, false, false}; results[0] != want[0] || results[1] || results[2] {
+		t.Errorf("Finish results = %v, want %v", results, want)
+	}
+	var progressed bool
+	update(t, st, func(tx jobs.Tx) (err error) {
+		progressed, err = tx.Progress(&jobs.Record{ID: "a", Status: "processing", Attempts: 9})
+		return err
+	})
+	got, err := st.Get(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if progressed || got.Status != "succeeded" || string(got.Output) != `"succeeded"` || got.Attempts != 0 {
+		t.Errorf("after late writes: progressed=%v %s %s attempts %d", progressed, got.Status, got.Output, got.Attempts)
+	}
+	if len(got.WebhookEvents) != 2 || !got.CreatedAt.Equal(t0) || !got.CompletedAt.Equal(t0.Add(time.Second)) {
+		t.Errorf("round trip: %+v", got)
+	}
+	if _, err := st.Get(ctx, "nope"); !errors.Is(err, jobs.ErrNotFound) {
+		t.Errorf("Get(nope) = %v", err)
+	}
+}
+
+func TestIdempotencyWindow(t *testing.T) {
+	st := openJobs(t)
+	tests := []struct {
+		name, id string
+		since    time.Time
+		want     string
+	}{
+		{"first use inserts", "a", t0, ""},
+		{"repeat within window returns original", "b", t0, "a"},
+		{"after the window inserts anew", "c", t0.Add(time.Hour), ""},
+		{"then the new one is the original", "d", t0, "c"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got string
+			update(t, st, func(tx jobs.Tx) (err error) { got, err = tx.Insert(rec(tt.id, "k"), tt.since); return err })
+			if got != tt.want {
+				t.Errorf("Insert = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestWebhookOutboxOrder(t *testing.T) {
+	st := openJobs(t)
+	ctx := context.Background()
+	update(t, st, func(tx jobs.Tx) error {
+		for _, w := range []jobs.Webhook{{JobID: "a", Event: "start"}, {JobID: "b", Event: "start"}, {JobID: "a", Event: "completed"}} {
+			w.URL, w.Body, w.NextAt, w.CreatedAt = "http://x", []byte(`{}`), t0, t0
+			if err := tx.AddWebhook(&w); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	due, err := st.DueWebhooks(ctx, t0, 10)
+	if err != nil || len(due) != 2 {
+		t.Fatalf("due = %d, %v; want one per job", len(due), err)
+	}
+	for _, w := range due {
+		if w.Event != "start" {
+			t.Errorf("job %s: first due is %s, want start", w.JobID, w.Event)
+		}
+	}
+	// a's start fails and backs off: its completed waits behind it.
+	update(t, st, func(tx jobs.Tx) error { return tx.WebhookRetry(due[0].ID, 1, t0.Add(time.Minute), "down") })
+	update(t, st, func(tx jobs.Tx) error { return tx.WebhookDone(due[1].ID) })
+	if due, _ := st.DueWebhooks(ctx, t0, 10); len(due) != 0 {
+		t.Errorf("due while backing off = %+v", due)
+	}
+	due, _ = st.DueWebhooks(ctx, t0.Add(time.Minute), 10)
+	if len(due) != 1 || due[0].Event != "start" || due[0].Attempts != 1 {
+		t.Errorf("due after backoff = %+v", due)
+	}
+}
+
+func TestSweepAndSecret(t *testing.T) {
+	st := openJobs(t)
+	ctx := context.Background()
+	update(t, st, func(tx jobs.Tx) error {
+		for i, id := range []string{"old", "new"} {
+			if _, err := tx.Insert(rec(id, ""), t0); err != nil {
+				return err
+			}
+			r := rec(id, "")
+			r.Status, r.Output, r.CompletedAt = "succeeded", json.RawMessage(`1`), t0.Add(time.Duration(i)*time.Hour)
+			if _, err := tx.Finish(r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	var n int
+	update(t, st, func(tx jobs.Tx) (err error) {
+		n, err = tx.Sweep(t0.Add(time.Minute), t0.Add(-time.Hour), t0)
+		return err
+	})
+	old, _ := st.Get(ctx, "old")
+	fresh, _ := st.Get(ctx, "new")
+	if n != 1 || !old.DataRemoved || old.Output != nil || fresh.DataRemoved {
+		t.Errorf("sweep: n=%d old=%+v new removed=%v", n, old, fresh.DataRemoved)
+	}
+	calls := 0
+	gen := func() (string, error) { calls++; return "whsec_c2VjcmV0", nil }
+	a, err := st.WebhookSecret(ctx, gen)
+	b, _ := st.WebhookSecret(ctx, gen)
+	if err != nil || a != "whsec_c2VjcmV0" || b != a || calls != 1 {
+		t.Errorf("secret %q %q (%v), generated %d times", a, b, err, calls)
+	}
+}
