@@ -50,7 +50,7 @@ type Capacity interface {
 	EnsureCapacity(fn string, demand int) (started int, err error)
 	// Health reports live (ready or starting) instances and, while starts
 	// back off, the last start error and when the next try is allowed.
-	Health(fn string) (live int, failing error, retryAt time.Time)
+	Health(fn string) (live int, retryAt time.Time, failing error)
 }
 
 // Slot is a held place on an instance, valid while Try's callback runs.
@@ -162,7 +162,7 @@ func (a *Activator) Try(ctx context.Context, fn string, f func(Slot) error) erro
 	q.mu.Unlock()
 
 	if _, err := a.cap.EnsureCapacity(fn, demand); err != nil {
-		if live, failing, retryAt := a.cap.Health(fn); live == 0 && failing != nil {
+		if live, retryAt, failing := a.cap.Health(fn); live == 0 && failing != nil {
 			if a.abandon(q, w) {
 				return &StartFailedError{Err: failing, RetryAt: retryAt}
 			}
@@ -250,7 +250,7 @@ func (a *Activator) Notify(fn string) {
 	}
 	demand := q.inFlight + len(q.waiters)
 	_, startErr := a.cap.EnsureCapacity(fn, demand)
-	if live, failing, retryAt := a.cap.Health(fn); live == 0 && (failing != nil || startErr != nil) {
+	if live, retryAt, failing := a.cap.Health(fn); live == 0 && (failing != nil || startErr != nil) {
 		if failing == nil {
 			failing = startErr
 		}

@@ -53,10 +53,10 @@ func (f *fakeCapacity) EnsureCapacity(fn string, demand int) (int, error) {
 	return 1, nil
 }
 
-func (f *fakeCapacity) Health(fn string) (int, error, time.Time) {
+func (f *fakeCapacity) Health(fn string) (int, time.Time, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.live, f.failing, time.Time{}
+	return f.live, time.Time{}, f.failing
 }
 
 // open adds n free slots, as an instance becoming ready does.

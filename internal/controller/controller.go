@@ -40,7 +40,7 @@ type Scaler interface {
 	Put(fn *spec.Function, version int64)
 	Remove(ctx context.Context, name string)
 	Reconcile(fn string, desired int, now time.Time)
-	Health(fn string) (live int, failing error, retryAt time.Time)
+	Health(fn string) (live int, retryAt time.Time, failing error)
 	Limit(fn string, n int, why string)
 }
 

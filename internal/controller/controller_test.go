@@ -31,7 +31,7 @@ func (s *recordingScaler) Reconcile(fn string, desired int, now time.Time) {
 	defer s.mu.Unlock()
 	s.desired[fn] = desired
 }
-func (s *recordingScaler) Health(fn string) (int, error, time.Time) { return s.live, nil, time.Time{} }
+func (s *recordingScaler) Health(fn string) (int, time.Time, error) { return s.live, time.Time{}, nil }
 func (s *recordingScaler) Limit(fn string, n int, why string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -676,18 +676,18 @@ func (m *Manager) Shutdown(ctx context.Context) {
 
 // Health reports fn's live (ready or starting) instances and, while starts
 // back off after failures, the last start error and the next allowed try.
-func (m *Manager) Health(fn string) (live int, failing error, retryAt time.Time) {
+func (m *Manager) Health(fn string) (live int, retryAt time.Time, failing error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := m.pools[fn]
 	if p == nil {
-		return 0, fmt.Errorf("%w %q", ErrUnknownFunction, fn), time.Time{}
+		return 0, time.Time{}, fmt.Errorf("%w %q", ErrUnknownFunction, fn)
 	}
 	l := m.loadLocked(p)
 	if l.Failing == nil && p.limit == 0 {
 		l.Failing = fmt.Errorf("%w: %s", ErrBudgetExceeded, p.limitWhy)
 	}
-	return l.Ready + l.Starting, l.Failing, l.RetryAt
+	return l.Ready + l.Starting, l.RetryAt, l.Failing
 }
 
 // Limit caps fn's instances at n below scaling.max (n < 0 lifts the cap);

@@ -179,7 +179,7 @@ func TestFailedStartBacksOff(t *testing.T) {
 	m.EnsureCapacity("f", 1)
 	waitFor(t, "failed", func() bool { return m.count(api.StateFailed) == 1 })
 	<-notified
-	live, failing, retryAt := m.Health("f")
+	live, retryAt, failing := m.Health("f")
 	if live != 0 || failing == nil || !retryAt.After(time.Now()) {
 		t.Fatalf("Health = %d, %v, %v; want 0 live, an error, a future retry", live, failing, retryAt)
 	}

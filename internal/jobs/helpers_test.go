@@ -91,7 +91,6 @@ func (c *crashStore) Update(ctx context.Context, f func(jobs.Tx) error) error {
 }
 
 type env struct {
-	t     *testing.T
 	path  string
 	db    *sqlite.DB
 	store *crashStore
