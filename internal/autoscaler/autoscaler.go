@@ -84,7 +84,7 @@ type Decision struct {
 // panic mode starts, uses the panic count and never scales down until a whole
 // stable window passes without a new trigger.
 //
-// E.g. Concurrency 4, Target 0.7 → 2.8 per instance. Ready 1 and a burst to
+// E.g. Concurrency 4, Target 0.7 → 2.8 per instance (never below 1). Ready 1 and a burst to
 // 20 over the last 6s → panic count ceil(20/2.8) = 8 ≥ 2×1: panic, desired 8
 // even though the 60s average may still read 3 (→ 2 instances).
 //
@@ -99,6 +99,11 @@ func Decide(p Params, w *Window, now time.Time) Decision {
 	if p.Concurrency == 0 {
 		per = UnlimitedConcurrency * p.Target
 	}
+	// A request occupies a whole slot: with Concurrency 1 a target below 1
+	// would keep a spare instance per request (two GPUs for one call), so
+	// headroom never goes below one request per instance. Use Buffer for
+	// deliberate spares.
+	per = max(per, 1)
 	d := Decision{
 		StableDemand: w.Average(now, p.StableWindow),
 		PanicDemand:  w.Average(now, p.PanicWindow),

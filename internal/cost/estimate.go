@@ -226,10 +226,6 @@ func notes(in Inputs, res *Result) []string {
 			n = append(n, "the engines differ by more than 5%: the closed forms assume Poisson arrivals and do not model the decider's panic spares or least-loaded spreading at concurrency > 1; trust the simulation, which runs the real autoscaler")
 		}
 	}
-	if in.Concurrency == 1 && in.Target < 1 && in.SecondsPerRequest >= in.Target*6 {
-		n = append(n, fmt.Sprintf("with concurrency 1 and target %.2g, one request in flight reads as %.2g instances' demand: the real decider's panic mode starts a spare instance on lone requests; only --engine simulate counts it",
-			in.Target, 1/in.Target))
-	}
 	for _, o := range res.Options {
 		if o.Kind == KindHosted && o.BilledSeconds > 0 {
 			per := o.MonthlyUSD / o.BilledSeconds
