@@ -413,6 +413,10 @@ func TestCLI(t *testing.T) {
 	if _, errs, err := ember("run", "missing"); err == nil || !strings.Contains(errs, `unknown function "missing"`) {
 		t.Errorf("run missing: %v %q", err, errs)
 	}
+	out, errs, err = ember("advise", "--function", "clisim")
+	if err != nil || !strings.Contains(out, "measured clisim over") || !strings.Contains(out, "requests/day") || !strings.Contains(out, "spec change:") {
+		t.Errorf("advise --function: %v %q %q", err, out, errs)
+	}
 	if out, _, err := ember("rm", "clisim"); err != nil || !strings.Contains(out, "removed") {
 		t.Errorf("rm: %v %q", err, out)
 	}

@@ -11,7 +11,10 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/client"
 	"github.com/ember-run/ember/internal/cost"
+	"github.com/ember-run/ember/internal/spec"
 )
 
 // costFlags are the workload flags shared by `ember cost` and `ember advise`.
@@ -188,8 +191,9 @@ func newPricesCmd() *cobra.Command {
 	return cmd
 }
 
-func newAdviseCmd() *cobra.Command {
+func newAdviseCmd(g *globals) *cobra.Command {
 	var f costFlags
+	var window time.Duration
 	var (
 		function string
 		peakQPS  float64
@@ -202,9 +206,33 @@ func newAdviseCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if function != "" {
-				// TODO(#6): read the function's measured traffic from metering
-				// (GET /v1/usage) once live metering lands.
-				return fmt.Errorf("advise --function %s: advice from live metering is not implemented yet; pass the workload with --requests-per-day and --seconds-per-request", function)
+				measured, err := measuredWorkload(cmd, g, function, window)
+				if err != nil {
+					return err
+				}
+				fl := cmd.Flags()
+				for name, set := range map[string]func(){
+					"requests-per-day":    func() { f.in.RequestsPerDay = measured.in.RequestsPerDay },
+					"seconds-per-request": func() { f.in.SecondsPerRequest = measured.in.SecondsPerRequest },
+					"hardware":            func() { f.in.Hardware = measured.in.Hardware },
+					"concurrency":         func() { f.in.Concurrency = measured.in.Concurrency },
+					"min":                 func() { f.in.Min = measured.in.Min },
+					"max":                 func() { f.in.Max = measured.in.Max },
+					"idle-timeout":        func() { f.idleTimeout = measured.in.IdleTimeout },
+					"cold-start":          func() { f.coldStart = measured.in.ColdStart },
+				} {
+					if !fl.Changed(name) {
+						set()
+					}
+				}
+				if !fl.Changed("peak-qps") {
+					peakQPS = measured.peakQPS
+				}
+				if !f.json {
+					fmt.Fprintf(cmd.OutOrStdout(), "measured %s over %s: %.0f requests/day, %.3fs per request, %.1f%% cold starts, cold start %.2fs, peak %.2f req/s (hourly mean), on %s\n\n",
+						function, measured.span.Round(time.Minute), f.in.RequestsPerDay, f.in.SecondsPerRequest, 100*measured.coldShare,
+						f.coldStart.Seconds(), peakQPS, f.in.Hardware)
+				}
 			}
 			in, cat, err := f.inputs()
 			if err != nil {
@@ -227,10 +255,69 @@ func newAdviseCmd() *cobra.Command {
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&function, "function", "", "advise a deployed function from its metered traffic (not yet available)")
+	cmd.Flags().StringVar(&function, "function", "", "advise a deployed function from its metered traffic (flags given explicitly override the measurements)")
+	cmd.Flags().DurationVar(&window, "window", 7*24*time.Hour, "with --function: how much metered history to use")
 	cmd.Flags().Float64Var(&peakQPS, "peak-qps", 0, "peak requests per second")
 	cmd.Flags().DurationVar(&latency, "latency-budget", 0, "response-time budget, e.g. 80ms")
 	cmd.Flags().Float64Var(&modelGB, "model-gb", 0, "model size in GB")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON")
 	return cmd
+}
+
+// measured is a deployed function's workload as metering saw it.
+type measured struct {
+	in        cost.Inputs
+	span      time.Duration
+	peakQPS   float64
+	coldShare float64
+}
+
+// measuredWorkload reads a function's spec and metered usage from the
+// server and turns them into cost-model inputs.
+func measuredWorkload(cmd *cobra.Command, g *globals, function string, window time.Duration) (measured, error) {
+	ctx := cmd.Context()
+	c := g.client()
+	fn, err := c.Function(ctx, function)
+	if err != nil {
+		return measured{}, err
+	}
+	var sp spec.Function
+	if err := json.Unmarshal(fn.Spec, &sp); err != nil {
+		return measured{}, fmt.Errorf("spec of %s: %w", function, err)
+	}
+	from := time.Now().Add(-window)
+	if fn.CreatedAt.After(from) {
+		from = fn.CreatedAt
+	}
+	rep, err := c.Usage(ctx, client.UsageQuery{Function: function, From: from.UTC().Format(time.RFC3339), By: "hour"})
+	if err != nil {
+		return measured{}, err
+	}
+	var u api.UsageFigures
+	var periods []api.UsagePeriod
+	for _, fu := range rep.Functions {
+		if fu.Function == function {
+			u, periods = fu.UsageFigures, fu.Periods
+		}
+	}
+	if u.Requests == 0 {
+		return measured{}, fmt.Errorf("advise --function %s: no metered requests since %s; pass the workload with --requests-per-day and --seconds-per-request", function, from.Format(time.RFC3339))
+	}
+	// Rates over minutes say little about a day: count at least an hour.
+	span := max(time.Since(from), time.Hour)
+	m := measured{span: span, coldShare: u.ColdStartShare}
+	m.in.RequestsPerDay = float64(u.Requests) / span.Hours() * 24
+	m.in.SecondsPerRequest = max(u.MeanDurationMs-u.MeanQueueMs, 1) / 1000
+	m.in.Hardware = sp.HardwareClass()
+	m.in.Concurrency = max(sp.Scaling.Concurrency, 1)
+	m.in.Min, m.in.Max = sp.Scaling.Min, sp.Scaling.Max
+	m.in.IdleTimeout = sp.Scaling.IdleTimeout.D()
+	m.in.ColdStart = cost.DefaultColdStart
+	if u.Starts > 0 && u.Seconds.Loading > 0 {
+		m.in.ColdStart = time.Duration(u.Seconds.Loading / float64(u.Starts) * float64(time.Second))
+	}
+	for _, p := range periods {
+		m.peakQPS = max(m.peakQPS, float64(p.Requests)/3600)
+	}
+	return m, nil
 }

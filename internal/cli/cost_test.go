@@ -136,7 +136,6 @@ func TestCostErrors(t *testing.T) {
 		{"no seconds", newCostCmd, []string{"--requests-per-day", "10"}, "--seconds-per-request"},
 		{"unknown hardware", newCostCmd, []string{"--requests-per-day", "10", "--seconds-per-request", "1", "--hardware", "tpu"}, "no offer for hardware"},
 		{"missing trace", newCostCmd, []string{"--trace", "/nonexistent/x.csv", "--seconds-per-request", "1"}, "--trace"},
-		{"advise function later", newAdviseCmd, []string{"--function", "ocr"}, "not implemented yet"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -149,7 +148,7 @@ func TestCostErrors(t *testing.T) {
 }
 
 func TestAdviseParams(t *testing.T) {
-	out, err := runCmd(t, newAdviseCmd(), "--requests-per-day", "1000", "--seconds-per-request", "5", "--latency-budget", "50ms", "--json")
+	out, err := runCmd(t, newAdviseCmd(&globals{}), "--requests-per-day", "1000", "--seconds-per-request", "5", "--latency-budget", "50ms", "--json")
 	if err != nil {
 		t.Fatal(err)
 	}

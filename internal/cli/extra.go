@@ -13,7 +13,7 @@ import (
 // extraCommands are the commands of the feature areas beyond the core.
 func extraCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
-		newCostCmd(), newPricesCmd(), newAdviseCmd(),
+		newCostCmd(), newPricesCmd(), newAdviseCmd(g),
 		newKeysCmd(g), newRouteCmd(g),
 		newModelsCmd(), newWorkerCmd(), newUsageCmd(g),
 		newSpawnCmd(g), newGetCmd(g), newCancelCmd(g), newWebhooksCmd(g),
