@@ -234,6 +234,7 @@ func startEmber(ctx context.Context, dataDir string, tick time.Duration) (*ember
 	cfg.Addr = "127.0.0.1:0"
 	cfg.DataDir = dataDir
 	cfg.LogLevel = "warn"
+	cfg.Auth = false // this bench measures the data path; the gateway section measures auth
 	cfg.Grace = 5 * time.Second
 	cfg.Tick = tick
 	logger := app.NewLogger(cfg, io.Discard)
