@@ -26,7 +26,7 @@
 //	                           -> {"output":...,"instance":...,"in_flight":n}
 //	POST /v1/chat/completions  OpenAI-style; "stream":true streams one word per SSE event
 //	                           ("interval_ms" sets the pace)
-//	GET  /stream?n=5&interval_ms=100
+//	GET  /stream?n=5&interval_ms=100 (any method; async jobs POST here)
 //	                           n SSE events, then "data: [DONE]"
 //	GET  /stats                {"max_in_flight":N,"in_flight":n,"served":m}
 //	any other                  echoes method, path, query, headers and body (?sleep_ms=N)
@@ -205,7 +205,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /stats", s.stats)
 	mux.Handle("POST /predict", s.counted(s.predict))
 	mux.Handle("POST /v1/chat/completions", s.counted(s.chat))
-	mux.Handle("GET /stream", s.counted(s.stream))
+	mux.Handle("/stream", s.counted(s.stream)) // any method: async jobs POST to it
 	mux.Handle("/", s.counted(s.echo))
 	return s.logged(mux)
 }

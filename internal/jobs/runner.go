@@ -390,7 +390,7 @@ func (s *Service) readResponse(j *job, resp *http.Response) (json.RawMessage, er
 
 // readStream reads a text/event-stream answer: default and "output"
 // events are output chunks, "logs" events are log text, an "error" event
-// fails the attempt, "done" ends it.
+// fails the attempt, "done" (or OpenAI's "data: [DONE]") ends it.
 func (s *Service) readStream(j *job, body io.Reader) (json.RawMessage, error) {
 	br := bufio.NewReaderSize(body, 64<<10)
 	var typ string
@@ -415,16 +415,18 @@ func (s *Service) readStream(j *job, body io.Reader) (json.RawMessage, error) {
 		// A blank line (or the end) dispatches the event.
 		if (line == "" || eof) && data != nil {
 			text := strings.Join(data, "\n")
-			switch typ {
-			case "", "output":
+			switch {
+			case (typ == "" || typ == "output") && strings.TrimSpace(text) == "[DONE]":
+				eof = true // OpenAI-style end-of-stream sentinel, not output
+			case typ == "" || typ == "output":
 				if err := s.addChunk(j, chunk(text)); err != nil {
 					return nil, err
 				}
-			case "logs":
+			case typ == "logs":
 				s.addLogs(j, text)
-			case "error":
+			case typ == "error":
 				return nil, &attemptError{msg: text}
-			case "done":
+			case typ == "done":
 				eof = true
 			}
 			typ, data = "", nil
