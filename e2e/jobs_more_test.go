@@ -196,3 +196,37 @@ func TestJobStreamAndWebhooks(t *testing.T) {
 		t.Errorf("resume after event %s gave %d outputs, want the last 2", third, rest)
 	}
 }
+
+// TestJobsScaleFromZero: queued jobs count as demand, so 50 jobs for a
+// function at zero scale it up to max (and never past it).
+func TestJobsScaleFromZero(t *testing.T) {
+	s := startServer(t, "")
+	s.deploy(simSpec("fanout", "{min: 0, max: 4, concurrency: 1, idle_timeout: 30s}"))
+	ids := make([]string, 50)
+	for i := range ids {
+		ids[i] = submit(t, s, "fanout", `{"sleep_ms": 300}`, client.PredictionOptions{}).ID
+	}
+	peak := 0
+	eventually(t, 60*time.Second, "all 50 jobs done", func() bool {
+		live := 0
+		for _, in := range s.instances("fanout") {
+			if in.State != api.StateFailed {
+				live++
+			}
+		}
+		peak = max(peak, live)
+		if peak > 4 {
+			t.Fatalf("%d instances, want ≤ max 4", peak)
+		}
+		p, err := s.c.Prediction(context.Background(), ids[len(ids)-1], 0)
+		return err == nil && p.Status == api.PredictionSucceeded
+	})
+	for _, id := range ids {
+		if p := waitJob(t, s, id); p.Status != api.PredictionSucceeded {
+			t.Errorf("job %s = %s", id, p.Status)
+		}
+	}
+	if peak != 4 {
+		t.Errorf("peak instances = %d, want the queued jobs to scale the function to max 4", peak)
+	}
+}
