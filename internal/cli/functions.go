@@ -39,15 +39,7 @@ requests in flight: old instances drain and stop once idle.`,
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return printJSON(cmd.OutOrStdout(), res)
-			}
-			verb := "updated"
-			if res.Created {
-				verb = "created"
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "function %s %s (version %d)\n", res.Function.Name, verb, res.Function.Version)
-			return nil
+			return printApplied(cmd, g, res, "function", res.Function.Name, res.Created, res.Function.Version)
 		},
 	}
 }
@@ -303,4 +295,17 @@ func copyFlushing(w io.Writer, r io.Reader) error {
 			return err
 		}
 	}
+}
+
+// printApplied reports a create-or-update (deploy, route apply).
+func printApplied(cmd *cobra.Command, g *globals, res any, kind, name string, created bool, version int64) error {
+	if g.json {
+		return printJSON(cmd.OutOrStdout(), res)
+	}
+	verb := "updated"
+	if created {
+		verb = "created"
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s (version %d)\n", kind, name, verb, version)
+	return nil
 }

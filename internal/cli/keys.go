@@ -207,15 +207,7 @@ func newRouteApplyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json {
-				return printJSON(cmd.OutOrStdout(), res)
-			}
-			verb := "updated"
-			if res.Created {
-				verb = "created"
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "route %s %s (version %d)\n", res.Route.Name, verb, res.Route.Version)
-			return nil
+			return printApplied(cmd, g, res, "route", res.Route.Name, res.Created, res.Route.Version)
 		},
 	}
 }

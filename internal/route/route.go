@@ -126,20 +126,11 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	var b strings.Builder
-	b.WriteString("invalid route")
+	head := "invalid route"
 	if e.Route != "" {
-		b.WriteString(" " + strconv.Quote(e.Route))
+		head += " " + strconv.Quote(e.Route)
 	}
-	for i, fe := range e.Errs {
-		if i == 0 {
-			b.WriteString(": ")
-		} else {
-			b.WriteString("; ")
-		}
-		b.WriteString(fe.Error())
-	}
-	return b.String()
+	return spec.JoinFieldErrors(head, e.Errs)
 }
 
 // Validate checks a defaulted route; the error is a *ValidationError.

@@ -251,12 +251,19 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	var b strings.Builder
-	b.WriteString("invalid spec")
+	head := "invalid spec"
 	if e.Function != "" {
-		b.WriteString(" for " + strconv.Quote(e.Function))
+		head += " for " + strconv.Quote(e.Function)
 	}
-	for i, fe := range e.Errs {
+	return JoinFieldErrors(head, e.Errs)
+}
+
+// JoinFieldErrors renders "head: field: reason; field: reason", the one
+// format of every validation error (function specs, routes).
+func JoinFieldErrors(head string, errs []*FieldError) string {
+	var b strings.Builder
+	b.WriteString(head)
+	for i, fe := range errs {
 		if i == 0 {
 			b.WriteString(": ")
 		} else {
