@@ -2,6 +2,7 @@ package ocr_test
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -104,5 +105,89 @@ func TestOptimizedCache(t *testing.T) {
 		if len(files) != 2 {
 			t.Errorf("%s load: cache holds %v, want det and rec", pass, files)
 		}
+	}
+}
+
+// TestLoadModes loads the real models in each way Load can build sessions
+// (concurrently by default, one after another, read instead of mmap, with
+// the classifier as a third session) and checks each engine reads the image.
+func TestLoadModes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the real model")
+	}
+	lib, dir := ocrtest.Assets(t)
+	if err := ocr.InitRuntime(lib); err != nil {
+		t.Fatal(err)
+	}
+	img, err := ocr.Decode(ocrtest.Hello(t, "png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		opts      ocr.Options
+		wantFiles int
+	}{
+		{"concurrent mmap", ocr.Options{}, 2},
+		{"serial with spinning", ocr.Options{SerialLoad: true, Spin: true}, 2},
+		{"concurrent read", ocr.Options{LoadMode: ocr.LoadRead}, 2},
+		{"concurrent with classifier", ocr.Options{Classify: true}, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e, err := ocr.Load(dir, tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer e.Close()
+			if err := e.Warmup(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			st := e.Stats()
+			if len(st.Files) != tt.wantFiles || st.Bytes <= 0 || st.Session <= 0 {
+				t.Errorf("stats = %+v, want %d files, bytes and session time", st, tt.wantFiles)
+			}
+			res, err := e.Recognize(context.Background(), img)
+			if err != nil || res.Text != "Hello Ember 2026" {
+				t.Errorf("text = %q, %v; want %q", res.Text, err, "Hello Ember 2026")
+			}
+		})
+	}
+}
+
+// TestLoadBadModel: when one of the concurrently built sessions fails, Load
+// reports that file and returns no engine.
+func TestLoadBadModel(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the real runtime")
+	}
+	lib, dir := ocrtest.Assets(t)
+	if err := ocr.InitRuntime(lib); err != nil {
+		t.Fatal(err)
+	}
+	files, err := ocr.FindModelFiles(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := t.TempDir()
+	for name, src := range map[string]string{"rec.onnx": files.Rec, "keys.txt": files.Dict} {
+		if err := os.Symlink(src, filepath.Join(bad, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	det := filepath.Join(bad, "det.onnx")
+	// A graph whose input x and output y our name parser finds, but with no
+	// nodes, opset or IR version: ONNX Runtime refuses it.
+	model := []byte{0x3a, 10, 0x5a, 3, 0x0a, 1, 'x', 0x62, 3, 0x0a, 1, 'y'}
+	if err := os.WriteFile(det, model, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e, err := ocr.Load(bad, ocr.Options{})
+	if err == nil {
+		e.Close()
+		t.Fatal("Load of a corrupt detector succeeded")
+	}
+	if !strings.Contains(err.Error(), det) {
+		t.Errorf("error %q does not name %s", err, det)
 	}
 }

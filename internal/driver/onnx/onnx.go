@@ -90,7 +90,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	}
 	begin := time.Now()
 	if w := d.take(); w != nil {
-		defer d.refill()
+		defer d.refillSoon()
 		in, err := d.specialise(ctx, w, s, begin)
 		if err == nil {
 			return in, nil
@@ -202,6 +202,26 @@ func (d *Driver) take() driver.Instance {
 // Warm fills the pool up to PoolSize in the background. The app calls it
 // once an onnx function exists, so servers without one pay nothing.
 func (d *Driver) Warm() { d.refill() }
+
+// refillSoon refills the pool after a pause: a replacement worker starting
+// at once would compete for CPU with the instance just specialised and its
+// first request, which is what the pool is there to make fast.
+func (d *Driver) refillSoon() {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		t := time.NewTimer(RefillDelay)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			d.refill()
+		case <-d.ctx.Done():
+		}
+	}()
+}
+
+// RefillDelay is how long the pool waits before replacing a taken worker.
+const RefillDelay = 2 * time.Second
 
 func (d *Driver) refill() {
 	d.mu.Lock()
