@@ -74,6 +74,7 @@ type options struct {
 	sim        string
 	verbose    bool
 	tick       time.Duration
+	auth       bool // (c): added cost of auth + rate limiting (auth.go)
 }
 
 func main() {
@@ -102,6 +103,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.sim, "sim", "", "a prebuilt examples/sim binary (default: go build it into a temp dir)")
 	fs.BoolVar(&o.verbose, "v", false, "print every cold-start iteration")
 	fs.DurationVar(&o.tick, "tick", config.Default().Tick, "Ember's controller tick")
+	fs.BoolVar(&o.auth, "auth", false, "also measure (c): the warm path with and without API-key auth + rate limiting (a second in-process Ember with auth on)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -136,7 +138,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer func() { fmt.Fprintf(out, "load average at the end: %s\n", loadavg()) }()
 
-	srv, err := startEmber(ctx, filepath.Join(tmp, "data"), o.tick)
+	srv, err := startEmber(ctx, filepath.Join(tmp, "data"), o.tick, false)
 	if err != nil {
 		return err
 	}
@@ -193,6 +195,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 		cold.print(out, directWarm, o.verbose)
 	}
+	if o.auth {
+		var ar *authResult
+		pprof.Do(ctx, pprof.Labels("role", "loadgen"), func(ctx context.Context) {
+			ar, err = benchAuth(ctx, o, hc, ec, srv.url, filepath.Join(tmp, "data-auth"), sim)
+		})
+		if err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
+		ar.print(out, o)
+	}
 	return nil
 }
 
@@ -229,12 +241,12 @@ type ember struct {
 	stop func()
 }
 
-func startEmber(ctx context.Context, dataDir string, tick time.Duration) (*ember, error) {
+func startEmber(ctx context.Context, dataDir string, tick time.Duration, auth bool) (*ember, error) {
 	cfg := config.Default()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.DataDir = dataDir
 	cfg.LogLevel = "warn"
-	cfg.Auth = false // this bench measures the data path; the gateway section measures auth
+	cfg.Auth = auth // off for (a) and (b), which measure the data path; (c) compares
 	cfg.Grace = 5 * time.Second
 	cfg.Tick = tick
 	logger := app.NewLogger(cfg, io.Discard)
@@ -279,11 +291,19 @@ func simSpec(name, sim, scaling string) []byte {
 
 // call sends one predict request and reads the whole answer.
 func call(ctx context.Context, hc *http.Client, url string) (time.Duration, http.Header, error) {
+	return callKey(ctx, hc, url, "")
+}
+
+// callKey is call with an API key ("" for none).
+func callKey(ctx context.Context, hc *http.Client, url, key string) (time.Duration, http.Header, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(predictBody))
 	if err != nil {
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
 	start := time.Now()
 	resp, err := hc.Do(req)
 	if err != nil {
@@ -305,6 +325,7 @@ func call(ctx context.Context, hc *http.Client, url string) (time.Duration, http
 
 type target struct {
 	name, url string
+	key       string // API key sent as a bearer token; "" for none
 }
 
 // sample is a set of latencies with the time they took to collect.
@@ -388,8 +409,8 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		time.Sleep(10 * time.Millisecond) // polling readiness with a deadline
 	}
 	targets := [2]target{
-		{"ember", base + "/v1/run/sim/predict"},
-		{"direct", "http://" + in.Addr + "/predict"},
+		{name: "ember", url: base + "/v1/run/sim/predict"},
+		{name: "direct", url: "http://" + in.Addr + "/predict"},
 	}
 	// Both paths must reach the very same instance.
 	if _, h, err := call(ctx, hc, targets[0].url); err != nil {
@@ -413,7 +434,7 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		res.open[i], res.closed[i] = &sample{}, &sample{}
 		// Warm up: fill the connection pools on both hops, let the
 		// runtime size its heaps.
-		w := closedLoop(ctx, hc, targets[i].url, o.workers, o.warmup)
+		w := closedLoop(ctx, hc, targets[i], o.workers, o.warmup)
 		res.sent += len(w.lat) + w.errs + w.cut
 	}
 	order := func(k int) [2]int { // ABBA...
@@ -424,7 +445,7 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 	}
 	for k := range o.slices {
 		for _, i := range order(k) {
-			s := measure(func() *sample { return openLoop(ctx, hc, targets[i].url, o.rate, o.rateDur/time.Duration(o.slices)) })
+			s := measure(func() *sample { return openLoop(ctx, hc, targets[i], o.rate, o.rateDur/time.Duration(o.slices)) })
 			res.open[i].add(s)
 			res.sent += len(s.lat) + s.errs
 		}
@@ -432,7 +453,7 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 	for k := range o.slices {
 		for _, i := range order(k) {
 			s := measure(func() *sample {
-				return closedLoop(ctx, hc, targets[i].url, o.workers, o.tputDur/time.Duration(o.slices))
+				return closedLoop(ctx, hc, targets[i], o.workers, o.tputDur/time.Duration(o.slices))
 			})
 			res.closed[i].add(s)
 			res.sent += len(s.lat) + s.errs + s.cut
@@ -523,7 +544,7 @@ func childPID(exe string) int {
 
 // openLoop sends at a fixed rate regardless of how fast answers come, each
 // request on its own goroutine, and measures each from its actual send.
-func openLoop(ctx context.Context, hc *http.Client, url string, rate int, d time.Duration) *sample {
+func openLoop(ctx context.Context, hc *http.Client, t target, rate int, d time.Duration) *sample {
 	n := int(float64(rate) * d.Seconds())
 	interval := time.Second / time.Duration(rate)
 	lat := make([]time.Duration, n)
@@ -542,7 +563,7 @@ func openLoop(ctx context.Context, hc *http.Client, url string, rate int, d time
 			break
 		}
 		wg.Go(func() {
-			l, _, err := call(ctx, hc, url)
+			l, _, err := callKey(ctx, hc, t.url, t.key)
 			lat[i], ok[i] = l, err == nil
 		})
 	}
@@ -560,7 +581,7 @@ func openLoop(ctx context.Context, hc *http.Client, url string, rate int, d time
 
 // closedLoop runs workers that each send the next request as soon as the
 // previous answer is read.
-func closedLoop(ctx context.Context, hc *http.Client, url string, workers int, d time.Duration) *sample {
+func closedLoop(ctx context.Context, hc *http.Client, t target, workers int, d time.Duration) *sample {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	per := make([]*sample, workers)
@@ -571,7 +592,7 @@ func closedLoop(ctx context.Context, hc *http.Client, url string, workers int, d
 		wg.Go(func() {
 			s := per[w]
 			for ctx.Err() == nil {
-				l, _, err := call(ctx, hc, url)
+				l, _, err := callKey(ctx, hc, t.url, t.key)
 				switch {
 				case err == nil:
 					s.lat = append(s.lat, l)

@@ -98,6 +98,12 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	defer px.Close()
 	gw := gateway.New(act, ctl, mgr, px, obs, logger.With("component", "gateway"))
 	gw.Handle("GET /metrics", metrics.Handler())
+	// --- hybrid routes (issue #5): stored routes, decisions counted in metrics ---
+	if err := gw.EnableRoutes(ctx, db, metrics); err != nil {
+		return err
+	}
+	defer gw.Close()
+	// --- end hybrid routes ---
 	handler, err := secure(ctx, cfg, db, gw, logger)
 	if err != nil {
 		return err

@@ -25,6 +25,7 @@ import (
 type httpError struct {
 	Status     int
 	Code       string
+	Type       string // OpenAI error class, set where OpenAI clients read it (auth, limits)
 	Msg        string
 	RetryAfter time.Duration
 	Err        error
@@ -60,9 +61,13 @@ func classify(err error, now time.Time) *httpError {
 	var le *ratelimit.Error
 	switch {
 	case errors.As(err, &ae):
-		return &httpError{Status: ae.Status, Code: ae.Code, Msg: ae.Message}
+		typ := "authentication_error"
+		if ae.Status == http.StatusForbidden {
+			typ = "permission_error"
+		}
+		return &httpError{Status: ae.Status, Code: ae.Code, Type: typ, Msg: ae.Message}
 	case errors.As(err, &le):
-		return &httpError{Status: http.StatusTooManyRequests, Code: "rate_limited", Msg: le.Error(), RetryAfter: le.Decision.RetryAfter, limit: &le.Decision}
+		return &httpError{Status: http.StatusTooManyRequests, Code: "rate_limited", Type: "rate_limit_error", Msg: le.Error(), RetryAfter: le.Decision.RetryAfter, limit: &le.Decision}
 	case errors.As(err, &he):
 		return he
 	case errors.As(err, &mbe):
@@ -105,7 +110,7 @@ func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		level = slog.LevelWarn
 	}
 	g.logger.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", he.Status, "err", err)
-	writeJSON(w, he.Status, api.Error{Error: api.ErrorBody{Code: he.Code, Message: he.Msg}})
+	writeJSON(w, he.Status, api.Error{Error: api.ErrorBody{Code: he.Code, Message: he.Msg, Type: he.Type}})
 	return he.Status
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/autoscaler"
+	"github.com/ember-run/ember/internal/gateway/openai"
 	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/ratelimit"
@@ -74,6 +75,12 @@ type Gateway struct {
 	limiter *ratelimit.Limiter
 	// Extra lets app mount more handlers (metrics, jobs, ...) on the mux.
 	mux *http.ServeMux
+
+	// Hybrid routes (routes.go): nil routeStore until EnableRoutes.
+	routeTab   *routeTable
+	routeStore RouteStore
+	routeObs   RouteObserver
+	urls       *urlProxy
 }
 
 // Options configure the Gateway.
@@ -84,11 +91,15 @@ type Options struct {
 
 // New builds the gateway.
 func New(inv Invoker, reg Registry, instances Instances, fwd Forwarder, obs Observer, logger *slog.Logger) *Gateway {
-	g := &Gateway{inv: inv, reg: reg, instances: instances, fwd: fwd, obs: obs, logger: logger, now: time.Now, mux: http.NewServeMux(), limiter: ratelimit.New()}
+	g := &Gateway{inv: inv, reg: reg, instances: instances, fwd: fwd, obs: obs, logger: logger, now: time.Now, mux: http.NewServeMux(), limiter: ratelimit.New(),
+		routeTab: &routeTable{m: map[string]*liveRoute{}}, urls: newURLProxy()}
 	g.ready.Store(true)
 	g.routes()
 	return g
 }
+
+// Close drops idle connections to external route targets.
+func (g *Gateway) Close() { g.urls.close() }
 
 // Handle mounts an extra handler (metrics, jobs, ...) on the gateway's mux.
 func (g *Gateway) Handle(pattern string, h http.Handler) { g.mux.Handle(pattern, h) }
@@ -116,6 +127,12 @@ func (g *Gateway) AllowInvoke(r *http.Request, fn string) (release func(), err e
 			return nil, err
 		}
 	}
+	return g.limitFunction(fn)
+}
+
+// limitFunction applies fn's own rate limit (spec rate_limit), whoever
+// calls: a key, or a route that chose fn.
+func (g *Gateway) limitFunction(fn string) (release func(), err error) {
 	f, ok := g.instances.Function(fn)
 	if !ok || f.RateLimit == nil {
 		return func() {}, nil
@@ -160,6 +177,15 @@ func (g *Gateway) routes() {
 	m.Handle("GET /v1/functions/{rest...}", g.wrap(g.getFunction))
 	m.Handle("DELETE /v1/functions/{rest...}", g.wrap(g.deleteFunction))
 	m.HandleFunc("/v1/run/{rest...}", g.run)
+	// Hybrid routes (routes.go) and the OpenAI-compatible endpoints (models.go).
+	m.Handle("POST /v1/routes", g.wrap(g.applyRoute))
+	m.Handle("GET /v1/routes", g.wrap(g.listRoutes))
+	m.Handle("GET /v1/routes/{name...}", g.wrap(g.getRoute))
+	m.Handle("DELETE /v1/routes/{name...}", g.wrap(g.deleteRoute))
+	oai := g.newOpenAI()
+	for _, p := range openai.Patterns() {
+		m.Handle(p, oai)
+	}
 	m.Handle("/", g.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return &httpError{Status: http.StatusNotFound, Code: "not_found", Msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
 	}))
@@ -183,6 +209,10 @@ func (g *Gateway) deploy(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return badRequest(err.Error(), nil)
+	}
+	if g.routeTab.get(f.Name) != nil {
+		return &httpError{Status: http.StatusConflict, Code: "name_conflict",
+			Msg: fmt.Sprintf("a route is named %q; a function needs a name of its own (ember route rm %s first)", f.Name, f.Name)}
 	}
 	rec, created, err := g.reg.Deploy(r.Context(), f)
 	if err != nil {
@@ -296,33 +326,62 @@ func (g *Gateway) withStatus(rec api.Function) api.Function {
 	return rec
 }
 
-// run forwards any method on /v1/run/{name}/{path...} to an instance.
+// run forwards any method on /v1/run/{name}/{path...} to an instance, or,
+// when name is a route, to the target the route chooses.
 func (g *Gateway) run(w http.ResponseWriter, r *http.Request) {
+	rest := r.PathValue("rest")
+	name, path, ok := g.splitFunction(rest)
+	var err error
+	switch {
+	case ok:
+		err = g.invoke(w, r, name, path, true)
+	default:
+		if lr, rpath, found := g.splitRoute(rest); found {
+			err = g.callRoute(w, r, lr, rpath)
+		} else {
+			err = unknown(name)
+		}
+	}
+	if err != nil {
+		g.writeError(w, r, err)
+	}
+}
+
+// invoke calls function name at path through the activator and streams the
+// answer to w. It returns an error only when nothing was written to w, so
+// the caller may render it or try another target. checkKey says whether the
+// caller's key must cover name (false when a route the key covers chose
+// it); the function's own rate limit applies either way.
+func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path string, checkKey bool) (err error) {
 	start := g.now()
-	name, path, ok := g.splitFunction(r.PathValue("rest"))
 	status, queue, cold := 0, time.Duration(0), false
 	defer func() {
-		if g.obs != nil && ok {
-			g.obs.Request(name, status, g.now().Sub(start), queue, cold)
+		if g.obs == nil {
+			return
 		}
+		if err != nil {
+			status = classify(err, g.now()).Status
+		}
+		g.obs.Request(name, status, g.now().Sub(start), queue, cold)
 	}()
-	if !ok {
-		status = g.writeError(w, r, unknown(name))
-		return
+	allowed := g.limitFunction
+	if checkKey {
+		allowed = func(fn string) (func(), error) { return g.AllowInvoke(r, fn) }
 	}
-	allowed, err := g.AllowInvoke(r, name)
+	release, err := allowed(name)
 	if err != nil {
-		status = g.writeError(w, r, err)
-		return
+		return err
 	}
-	defer allowed()
-	f, _ := g.instances.Function(name)
+	defer release()
+	f, ok := g.instances.Function(name)
+	if !ok {
+		return unknown(name)
+	}
 	if path == "" {
 		path = "/"
 	}
 	if r.ContentLength > f.MaxBodyBytes {
-		status = g.writeError(w, r, &http.MaxBytesError{Limit: f.MaxBodyBytes})
-		return
+		return &http.MaxBytesError{Limit: f.MaxBodyBytes}
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, f.MaxBodyBytes)
 	ctx, cancel := context.WithTimeout(r.Context(), f.Timeout.D())
@@ -339,14 +398,11 @@ func (g *Gateway) run(w http.ResponseWriter, r *http.Request) {
 		h.Set(api.HeaderServerTiming, g.serverTiming(s))
 		return g.fwd.Forward(sw, r, s.Addr, path)
 	})
-	if err == nil {
+	if err == nil || sw.status != 0 {
+		// Done, or headers already went out and the stream was cut:
+		// nothing more to say.
 		status = sw.status
-		return
-	}
-	if sw.status != 0 {
-		// Headers already went out; the stream was cut. Nothing more to say.
-		status = sw.status
-		return
+		return nil
 	}
 	w.Header().Del(api.HeaderServerTiming)
 	var ue *proxy.UpstreamError
@@ -357,7 +413,7 @@ func (g *Gateway) run(w http.ResponseWriter, r *http.Request) {
 				Msg: fmt.Sprintf("instance %s exited mid-request: %v; the next request starts a fresh instance", instanceID, exitErr), Err: err}
 		}
 	}
-	status = g.writeError(w, r, err)
+	return err
 }
 
 func (g *Gateway) serverTiming(s activator.Slot) string {

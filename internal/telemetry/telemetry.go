@@ -27,6 +27,9 @@ type Metrics struct {
 	queueWait  *prometheus.HistogramVec
 	coldReqs   *prometheus.CounterVec
 	transition *prometheus.CounterVec
+	// Hybrid routes (gateway.RouteObserver).
+	routeDecisions *prometheus.CounterVec
+	routeRequests  *prometheus.CounterVec
 }
 
 // New registers Ember's metrics; instances feeds the ember_instances gauge.
@@ -51,8 +54,14 @@ func New(instances InstanceCounter) *Metrics {
 			Name: "ember_cold_requests_total", Help: "Invocations that waited for an instance to start."}, []string{"function"}),
 		transition: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ember_instance_transitions_total", Help: "Instance state transitions."}, []string{"function", "to"}),
+		routeDecisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ember_route_decisions_total", Help: "Routing decisions (at most about one a second per route while it is called) by route, chosen pool and reason."},
+			[]string{"route", "choice", "reason"}),
+		routeRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ember_route_requests_total", Help: "Calls to routes by the pool that took them; fallback=true when the chosen pool was down."},
+			[]string{"route", "choice", "fallback"}),
 	}
-	reg.MustRegister(m.coldStart, m.requests, m.duration, m.queueWait, m.coldReqs, m.transition)
+	reg.MustRegister(m.coldStart, m.requests, m.duration, m.queueWait, m.coldReqs, m.transition, m.routeDecisions, m.routeRequests)
 	if instances != nil {
 		reg.MustRegister(&instanceCollector{src: instances, desc: prometheus.NewDesc(
 			"ember_instances", "Instances by state.", []string{"state"}, nil)})
@@ -73,6 +82,16 @@ func (m *Metrics) Request(fn string, status int, d, queue time.Duration, cold bo
 	if cold {
 		m.coldReqs.WithLabelValues(fn).Inc()
 	}
+}
+
+// RouteDecision counts one routing decision (gateway.RouteObserver).
+func (m *Metrics) RouteDecision(route, choice, reason string) {
+	m.routeDecisions.WithLabelValues(route, choice, reason).Inc()
+}
+
+// RouteRequest counts one routed call (gateway.RouteObserver).
+func (m *Metrics) RouteRequest(route, choice string, fallback bool) {
+	m.routeRequests.WithLabelValues(route, choice, strconv.FormatBool(fallback)).Inc()
 }
 
 // Phase records one cold-start phase (instance.Observer).

@@ -1,0 +1,92 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/ember-run/ember/internal/proxy"
+)
+
+// urlProxy forwards routed calls to external base URLs (an existing vLLM
+// cluster, a hosted endpoint). Unlike the instance hop it speaks https and
+// sends the target's own Host, and it never passes the caller's Ember key
+// on: that key is Ember's, not the external service's.
+type urlProxy struct {
+	rp *httputil.ReverseProxy
+	tr *http.Transport
+}
+
+type urlCall struct {
+	base *url.URL
+	path string
+	err  error
+}
+
+type urlCallKey struct{}
+
+func newURLProxy() *urlProxy {
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          256,
+		MaxIdleConnsPerHost:   64,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	}
+	p := &urlProxy{tr: tr}
+	p.rp = &httputil.ReverseProxy{
+		Transport: tr,
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			c := pr.In.Context().Value(urlCallKey{}).(*urlCall)
+			pr.Out.URL.Scheme = c.base.Scheme
+			pr.Out.URL.Host = c.base.Host
+			pr.Out.URL.Path = strings.TrimSuffix(c.base.Path, "/") + c.path
+			pr.Out.URL.RawPath = ""
+			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+			pr.Out.Host = ""
+			pr.Out.Header.Del("Authorization")
+			pr.SetXForwarded()
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			c := r.Context().Value(urlCallKey{}).(*urlCall)
+			var op *net.OpError
+			c.err = &proxy.UpstreamError{Addr: c.base.Host, Dial: errors.As(err, &op) && op.Op == "dial", Err: err}
+		},
+	}
+	return p
+}
+
+// forward sends r to base+path and streams the answer to w. It returns an
+// error (a *proxy.UpstreamError, or the client's context error) only when
+// nothing was written to w.
+func (p *urlProxy) forward(w http.ResponseWriter, r *http.Request, base, path string) error {
+	u, err := url.Parse(base)
+	if err != nil {
+		return err // validated at apply; unreachable
+	}
+	if path == "" {
+		path = "/"
+	}
+	c := &urlCall{base: u, path: path}
+	r = r.WithContext(context.WithValue(r.Context(), urlCallKey{}, c))
+	sw := &statusWriter{ResponseWriter: w}
+	p.rp.ServeHTTP(sw, r)
+	if c.err != nil && sw.status == 0 {
+		if err := r.Context().Err(); err != nil {
+			return err
+		}
+		return c.err
+	}
+	return nil
+}
+
+// close drops idle connections.
+func (p *urlProxy) close() { p.tr.CloseIdleConnections() }
