@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -82,6 +83,10 @@ func TestOCRFunction(t *testing.T) {
 		if r.status != 400 || !strings.Contains(e.Error, tt.want) {
 			t.Errorf("%s: %d %s, want 400 mentioning %q", tt.name, r.status, r.body, tt.want)
 		}
+	}
+	out2, err := exec.Command(bins.ember, "--server", s.url, "--key-file", s.dataDir+"/admin.key", "describe", "ocr").CombinedOutput()
+	if err != nil || !strings.Contains(string(out2), "model loaded (read + sessions)") || !strings.Contains(string(out2), "runtime + dependencies ready") {
+		t.Errorf("describe ocr lacks the measured cold-start table: %v\n%s", err, out2)
 	}
 	warm := post(img, "image/png")
 	if warm.status != 200 || warm.header.Get(api.HeaderColdStart) != "false" || warm.header.Get(api.HeaderInstance) != id {

@@ -128,6 +128,7 @@ func describe(w io.Writer, f api.Function, ins []api.Instance) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	coldStartTable(w, ins)
 	for _, in := range ins {
 		if in.ExitError == "" {
 			continue
@@ -308,4 +309,49 @@ func printApplied(cmd *cobra.Command, g *globals, res any, kind, name string, cr
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "%s %s %s (version %d)\n", kind, name, verb, version)
 	return nil
+}
+
+// seedTerms maps measured phases onto the usual cold-start formula
+// (container init + runtime + dependencies + model load), plus the first
+// inference and Ember's readiness signal.
+var seedTerms = []struct {
+	term   string
+	phases []string
+}{
+	{"process start (container init)", []string{"pool_acquired", "spawned", "listening"}},
+	{"runtime + dependencies ready", []string{"runtime_loaded", "load_requested"}},
+	{"model loaded (read + sessions)", []string{"model_read", "sessions_created"}},
+	{"first inference (warm-up)", []string{"warmup_done"}},
+	{"ready signal seen by Ember", []string{"ready"}},
+}
+
+// coldStartTable prints the latest instance's cold start as the formula's
+// terms, for runtimes that report finer phases than the process runtime.
+func coldStartTable(w io.Writer, ins []api.Instance) {
+	var latest *api.Instance
+	for i := range ins {
+		in := &ins[i]
+		if _, fine := in.Phases["sessions_created"]; fine && (latest == nil || in.StartedAt.After(latest.StartedAt)) {
+			latest = in
+		}
+	}
+	if latest == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nCold start of %s, measured (ms):\n", latest.ID)
+	total := 0.0
+	for _, t := range seedTerms {
+		sum, seen := 0.0, false
+		for _, ph := range t.phases {
+			if v, ok := latest.Phases[ph]; ok {
+				sum, seen = sum+v, true
+			}
+		}
+		if !seen {
+			continue
+		}
+		total += sum
+		fmt.Fprintf(w, "  %-34s %8.1f\n", t.term, sum)
+	}
+	fmt.Fprintf(w, "  %-34s %8.1f\n", "total", total)
 }
