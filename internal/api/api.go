@@ -88,6 +88,8 @@ type FunctionStatus struct {
 	ColdStarts     int64   `json:"cold_starts"`
 	Requests       int64   `json:"requests"`
 	ColdStartP50Ms float64 `json:"cold_start_p50_ms,omitempty"`
+	// Budget is today's spend against the function's budget, if it has one.
+	Budget *BudgetStatus `json:"budget,omitempty"`
 }
 
 // DeployResult answers a deploy.

@@ -98,6 +98,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	defer px.Close()
 	gw := gateway.New(act, ctl, mgr, px, obs, logger.With("component", "gateway"))
 	gw.Handle("GET /metrics", metrics.Handler())
+	gw.SetBudgets(meter)
 	// --- hybrid routes (issue #5): stored routes, decisions counted in metrics ---
 	if err := gw.EnableRoutes(ctx, db, metrics); err != nil {
 		return err

@@ -110,6 +110,18 @@ func describe(w io.Writer, f api.Function, ins []api.Instance) error {
 	if s.LastError != "" {
 		fmt.Fprintf(w, "Last error:  %s\n", s.LastError)
 	}
+	if b := s.Budget; b != nil {
+		limit := fmt.Sprintf("$%.2f/day", b.USDPerDay)
+		spent := fmt.Sprintf("$%.4f", b.SpentUSD)
+		if b.USDPerDay == 0 {
+			limit, spent = fmt.Sprintf("%.0f GPU-s/day", b.GPUSecondsPerDay), fmt.Sprintf("%.1f GPU-s", b.GPUSeconds)
+		}
+		state := "within budget"
+		if b.Over {
+			state = "OVER budget: " + b.Action
+		}
+		fmt.Fprintf(w, "Budget:      %s of %s today (UTC), %s (action %s)\n", spent, limit, state, b.Action)
+	}
 	var spec bytes.Buffer
 	if err := jsonIndent(&spec, f.Spec); err == nil {
 		fmt.Fprintf(w, "Spec:\n%s", indent(spec.String(), "  "))

@@ -73,6 +73,7 @@ type Gateway struct {
 	// authenticator middleware in front has already identified it).
 	authOn  bool
 	limiter *ratelimit.Limiter
+	budgets Budgets
 	// Extra lets app mount more handlers (metrics, jobs, ...) on the mux.
 	mux *http.ServeMux
 
@@ -103,6 +104,9 @@ func (g *Gateway) Close() { g.urls.close() }
 
 // Handle mounts an extra handler (metrics, jobs, ...) on the gateway's mux.
 func (g *Gateway) Handle(pattern string, h http.Handler) { g.mux.Handle(pattern, h) }
+
+// SetBudgets lets function status show today's spend against budgets.
+func (g *Gateway) SetBudgets(b Budgets) { g.budgets = b }
 
 // RequireAuth makes every handler check the caller's key (admin scope for
 // management, invoke rights for calls).
@@ -320,6 +324,9 @@ func (g *Gateway) withStatus(rec api.Function) api.Function {
 			InFlight: s.InFlight, MinNow: s.MinNow, LastError: s.LastError, ColdStarts: s.ColdStarts}
 	}
 	rec.Status.Queued = g.inv.Queued(rec.Name)
+	if f, ok := g.instances.Function(rec.Name); ok && f.Budget != nil && g.budgets != nil {
+		rec.Status.Budget = budgetStatus(g.budgets.Budget(rec.Name, now))
+	}
 	if _, d, ok := g.reg.Get(rec.Name); ok {
 		rec.Status.Desired, rec.Status.Panic, rec.Status.Reason = d.Desired, d.Panic, d.Reason
 	}

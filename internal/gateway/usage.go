@@ -130,9 +130,7 @@ func (h *UsageHandler) report(r *http.Request, now time.Time) (*api.UsageReport,
 		}
 		fu.Alternatives = alternatives(h.cat, k.hw, f, sum, span)
 		if f != nil && f.Budget != nil {
-			st := h.src.Budget(k.fn, now)
-			fu.Budget = &api.BudgetStatus{Day: st.Day, SpentUSD: st.SpentUSD, GPUSeconds: st.GPUSeconds,
-				USDPerDay: st.USDPerDay, GPUSecondsPerDay: st.GPUSecondsPerDay, Action: st.Action, Over: st.Over}
+			fu.Budget = budgetStatus(h.src.Budget(k.fn, now))
 		}
 		rep.Functions = append(rep.Functions, fu)
 	}
@@ -317,4 +315,15 @@ func (c *costWriter) Flush() {
 	if f, ok := c.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// budgetStatus is the wire form of a function's budget today.
+func budgetStatus(st metering.BudgetStatus) *api.BudgetStatus {
+	return &api.BudgetStatus{Day: st.Day, SpentUSD: st.SpentUSD, GPUSeconds: st.GPUSeconds,
+		USDPerDay: st.USDPerDay, GPUSecondsPerDay: st.GPUSecondsPerDay, Action: st.Action, Over: st.Over}
+}
+
+// Budgets reports functions' spend against their budgets (metering).
+type Budgets interface {
+	Budget(fn string, now time.Time) metering.BudgetStatus
 }
