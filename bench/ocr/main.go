@@ -33,10 +33,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"image"
-	"image/color"
-	"image/draw"
-	"image/png"
 	"io"
 	"net/http"
 	"os"
@@ -49,11 +45,6 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
-
-	"golang.org/x/image/font"
-	"golang.org/x/image/font/gofont/goregular"
-	"golang.org/x/image/font/opentype"
-	"golang.org/x/image/math/fixed"
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/app"
@@ -142,7 +133,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	printMachine(out, lib)
-	img, err := renderText(wantText)
+	img, err := ocr.SampleImage(wantText)
 	if err != nil {
 		return err
 	}
@@ -592,30 +583,6 @@ func startEmber(ctx context.Context, dataDir, cache string, pool int, tick time.
 }
 
 // ---- helpers ----
-
-// renderText draws text in black on a white 600×80 canvas, like
-// `convert -size 600x80 xc:white -pointsize 36 -annotate +10+55 TEXT`
-// (the same renderer as `ember demo`), so the bench needs no ImageMagick.
-func renderText(text string) ([]byte, error) {
-	f, err := opentype.Parse(goregular.TTF)
-	if err != nil {
-		return nil, err
-	}
-	face, err := opentype.NewFace(f, &opentype.FaceOptions{Size: 36, DPI: 72, Hinting: font.HintingFull})
-	if err != nil {
-		return nil, err
-	}
-	defer face.Close()
-	img := image.NewRGBA(image.Rect(0, 0, 600, 80))
-	draw.Draw(img, img.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
-	d := &font.Drawer{Dst: img, Src: image.NewUniform(color.Black), Face: face, Dot: fixed.P(10, 55)}
-	d.DrawString(text)
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
 
 func printMachine(out io.Writer, lib string) {
 	model := "unknown"

