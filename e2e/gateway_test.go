@@ -330,7 +330,10 @@ policy: {type: qps, window: 2s, threshold: 5, hysteresis: 0.8, hold: 1s}
 		if back.header.Get(api.HeaderRoute) == "serverless" {
 			return true
 		}
-		time.Sleep(200 * time.Millisecond) // pacing the probe calls: ~4 qps would keep the route persistent
+		// Pace the probes well under the 4 qps exit level (threshold 5 ×
+		// hysteresis 0.8): probes at ~5 qps would themselves hold the
+		// route on persistent.
+		time.Sleep(500 * time.Millisecond)
 		return false
 	})
 	t.Logf("back to serverless %s after the load stopped", time.Since(stopped).Round(time.Millisecond))

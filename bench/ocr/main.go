@@ -7,16 +7,19 @@
 // without the pre-started worker pool (onnx-pool 0) and with it (onnx-pool
 // 1). Both servers run side by side; iterations alternate between them
 // (ABBA). Before each measured start the function has scaled to zero (idle
-// timeout 1s) and, after a settle pause, the pool has refilled. Reported:
+// timeout 1s), the pooled worker answers /live (found among this process's
+// children in /proc), and a settle pause has passed. Every pool-mode start
+// must have taken the pooled worker (phase pool_acquired). Reported:
 // the first request's latency (send → full OCR answer) and the instance's
 // start phases from GET /v1/functions/ocr/instances, as medians.
 //
 // (b) Model load against raw read, in this process: the detector and
 // recogniser files that a worker loads (the graph-optimised copies in the
 // cache) are read with os.ReadFile first (page cache warm), then loaded with
-// ocr.Load in both load modes. "Bytes → memory" is the model bytes only
-// (mmap with prefault, or read); "session creation" is ONNX Runtime parsing
-// the graph and building the sessions; both are compared to the raw read.
+// ocr.Load in both load modes, and from the portable optimised cache.
+// "Bytes → memory" is the model bytes only (mmap with prefault, or read);
+// "session creation" is ONNX Runtime parsing the graph and building the
+// sessions; both are compared to the raw read.
 //
 // (c) Warm latency and throughput: a fixed image rendered in Go is posted to
 // POST /v1/run/ocr by 1 and then 2 closed-loop clients against one warm
@@ -96,7 +99,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.loadIters, "load", 7, "model load iterations per load mode")
 	fs.DurationVar(&o.warmDur, "warm-duration", 5*time.Second, "closed-loop time per client count for warm latency")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured closed-loop time before each warm measurement")
-	fs.DurationVar(&o.settle, "settle", time.Second, "pause after scale-to-zero before a cold start (the pool refills, the machine quiets)")
+	fs.DurationVar(&o.settle, "settle", time.Second, "pause before a cold start once the function is at zero and the pooled worker is live (the machine quiets)")
 	fs.DurationVar(&o.idle, "idle", time.Second, "the function's idle_timeout (how fast it scales back to zero)")
 	fs.DurationVar(&o.tick, "tick", config.Default().Tick, "Ember's controller tick")
 	fs.IntVar(&o.threads, "threads", 0, "ONNX Runtime intra-op threads for the in-process load measurement (0: one per core, as workers)")
@@ -174,14 +177,18 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 func benchLoad(out io.Writer, dir, cache string, o options) error {
 	opts := ocr.Options{OptimizedDir: filepath.Join(cache, "optimized"), Threads: o.threads}
-	// The first load fills the optimised-model cache if it is empty, and
-	// tells us which files a worker loads.
-	e, err := ocr.Load(dir, opts)
-	if err != nil {
-		return err
+	// The first loads fill the optimised-model caches (CPU-specific and
+	// portable) if they are empty; the next tells us which files a worker
+	// loads.
+	var files []string
+	for _, o := range []ocr.Options{opts, withPortable(opts), opts} {
+		e, err := ocr.Load(dir, o)
+		if err != nil {
+			return err
+		}
+		files = e.Stats().Files
+		e.Close()
 	}
-	files := e.Stats().Files
-	e.Close()
 	var size int64
 	for _, f := range files {
 		fi, err := os.Stat(f)
@@ -202,9 +209,10 @@ func benchLoad(out io.Writer, dir, cache string, o options) error {
 	if _, err := rawRead(); err != nil { // warm the page cache
 		return err
 	}
-	// Three configurations, interleaved: the default (mmap, sessions built
-	// concurrently, no spinning), the read load mode, and the way it was
-	// before (sessions one after another, ONNX Runtime's spinning threads).
+	// Four configurations, interleaved: the default (mmap, the CPU-specific
+	// fully optimised cache, sessions built concurrently, no spinning), the
+	// read load mode, the portable cache, and the way it was first
+	// (portable cache, sessions one after another, spinning threads).
 	type conf struct {
 		name string
 		opts ocr.Options
@@ -212,7 +220,8 @@ func benchLoad(out io.Writer, dir, cache string, o options) error {
 	confs := []conf{
 		{"mmap", opts},
 		{"read", withMode(opts, ocr.LoadRead)},
-		{"mmap, serial + spin (before)", withSerialSpin(opts)},
+		{"mmap, portable cache", withPortable(opts)},
+		{"mmap, portable, serial + spin", withSerialSpin(withPortable(opts))},
 	}
 	type samples struct{ bytes, sess, warm []time.Duration }
 	got := make([]samples, len(confs))
@@ -243,7 +252,8 @@ func benchLoad(out io.Writer, dir, cache string, o options) error {
 	}
 	rawMed := median(raw)
 	fmt.Fprintf(out, "\n(b) Model load vs raw read, in-process, %d iterations (interleaved), medians\n", o.loadIters)
-	fmt.Fprintf(out, "    files: %s\n    (%.1f MB, the graph-optimised copies a worker loads, page cache warm)\n", baseNames(files), float64(size)/1e6)
+	fmt.Fprintf(out, "    files: %s\n    (%.1f MB, the graph-optimised copies a worker loads, page cache warm;\n", baseNames(files), float64(size)/1e6)
+	fmt.Fprintln(out, "    the portable rows load the .ext.onnx copies of about the same size)")
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "    load	bytes → memory ms	× raw read	sessions ms	bytes+sessions × raw	warm-up ms	")
 	fmt.Fprintf(tw, "    raw read (os.ReadFile)	%.2f	1.00				\n", msf(rawMed))
@@ -261,6 +271,11 @@ func benchLoad(out io.Writer, dir, cache string, o options) error {
 
 func withMode(o ocr.Options, mode string) ocr.Options {
 	o.LoadMode = mode
+	return o
+}
+
+func withPortable(o ocr.Options) ocr.Options {
+	o.PortableCache = true
 	return o
 }
 
@@ -304,6 +319,11 @@ func benchCold(ctx context.Context, out io.Writer, srvs [2]*ember, hc *http.Clie
 			if err := waitZero(ctx, s); err != nil {
 				return err
 			}
+			// Both modes start with the other server's pool filled and idle:
+			// the pooled worker is live (runtime loaded, waiting for /load).
+			if err := waitPoolLive(ctx, hc); err != nil {
+				return err
+			}
 			if err := sleep(ctx, o.settle); err != nil {
 				return err
 			}
@@ -329,6 +349,9 @@ func benchCold(ctx context.Context, out io.Writer, srvs [2]*ember, hc *http.Clie
 			}
 			if in == nil {
 				return fmt.Errorf("cold start (pool %d): instance %s not listed", s.pool, hdr.Get(api.HeaderInstance))
+			}
+			if _, pooled := in.Phases["pool_acquired"]; pooled != (s.pool > 0) {
+				return fmt.Errorf("cold start (pool %d): phases %v: pooled worker used = %v", s.pool, in.PhaseOrder, pooled)
 			}
 			samples[s.pool] = append(samples[s.pool], coldSample{first: d, phases: in.Phases, order: in.PhaseOrder})
 			orders[s.pool] = mergeOrder(orders[s.pool], in.PhaseOrder)
@@ -415,6 +438,65 @@ func waitZero(ctx context.Context, s *ember) error {
 			return err
 		}
 	}
+}
+
+// waitPoolLive waits until a pooled onnx worker (a child of this process
+// started with --pool: only the ONNXPool=1 server has one) answers /live.
+// Ember does not expose its pool, so the bench finds the worker in /proc.
+func waitPoolLive(ctx context.Context, hc *http.Client) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		for _, port := range pooledWorkerPorts() {
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://127.0.0.1:"+port+"/live", nil)
+			if err != nil {
+				return err
+			}
+			if resp, err := hc.Do(req); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return errors.New("no pooled onnx worker became live within a minute")
+		}
+		if err := sleep(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// pooledWorkerPorts lists the --port of this process's children running
+// `worker onnx ... --pool`.
+func pooledWorkerPorts() []string {
+	self := fmt.Sprint(os.Getpid())
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	var ports []string
+	for _, d := range dirs {
+		stat, err := os.ReadFile(filepath.Join(d, "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so cut at the last ')'.
+		i := bytes.LastIndexByte(stat, ')')
+		if f := strings.Fields(string(stat[i+1:])); i < 0 || len(f) < 2 || f[1] != self {
+			continue
+		}
+		raw, err := os.ReadFile(filepath.Join(d, "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+		if len(args) < 3 || args[1] != "worker" || args[2] != "onnx" || !slices.Contains(args, "--pool") {
+			continue
+		}
+		if k := slices.Index(args, "--port"); k > 0 && k+1 < len(args) {
+			ports = append(ports, args[k+1])
+		}
+	}
+	return ports
 }
 
 func sleep(ctx context.Context, d time.Duration) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -85,26 +86,50 @@ func TestOptimizedCache(t *testing.T) {
 	if err := ocr.InitRuntime(lib); err != nil {
 		t.Fatal(err)
 	}
-	cache := t.TempDir()
 	img, err := ocr.Decode(ocrtest.Hello(t, "png"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first load writes the optimised models; the second starts from them.
-	for _, pass := range []string{"first", "cached"} {
-		e, err := ocr.Load(dir, ocr.Options{OptimizedDir: cache})
-		if err != nil {
-			t.Fatalf("%s load: %v", pass, err)
-		}
-		res, err := e.Recognize(context.Background(), img)
-		e.Close()
-		if err != nil || res.Text != "Hello Ember 2026" {
-			t.Errorf("%s load: text = %q, %v; want %q", pass, res.Text, err, "Hello Ember 2026")
-		}
-		files, _ := filepath.Glob(filepath.Join(cache, "*.ext.onnx"))
-		if len(files) != 2 {
-			t.Errorf("%s load: cache holds %v, want det and rec", pass, files)
-		}
+	// By default the cache holds CPU-specific, fully optimised graphs where
+	// the CPU can be identified (Linux: /proc/cpuinfo).
+	full := "*.ext.onnx"
+	if _, err := os.Stat("/proc/cpuinfo"); err == nil {
+		full = "*.all.onnx"
+	}
+	tests := []struct {
+		name     string
+		portable bool
+		want     string // glob of the two cached files
+	}{
+		{"default", false, full},
+		{"portable", true, "*.ext.onnx"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cache := t.TempDir()
+			// The first load writes the optimised models; the second starts
+			// from them.
+			for _, pass := range []string{"first", "cached"} {
+				e, err := ocr.Load(dir, ocr.Options{OptimizedDir: cache, PortableCache: tt.portable})
+				if err != nil {
+					t.Fatalf("%s load: %v", pass, err)
+				}
+				res, err := e.Recognize(context.Background(), img)
+				loaded := e.Stats().Files
+				e.Close()
+				if err != nil || res.Text != "Hello Ember 2026" {
+					t.Errorf("%s load: text = %q, %v; want %q", pass, res.Text, err, "Hello Ember 2026")
+				}
+				files, _ := filepath.Glob(filepath.Join(cache, tt.want))
+				all, _ := filepath.Glob(filepath.Join(cache, "*"))
+				if len(files) != 2 || len(all) != 2 {
+					t.Errorf("%s load: cache holds %v, want det and rec matching %s", pass, all, tt.want)
+				}
+				if pass == "cached" && !slices.Equal(loaded, files) {
+					t.Errorf("cached load read %v, want the cached copies %v", loaded, files)
+				}
+			}
+		})
 	}
 }
 
