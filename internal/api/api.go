@@ -41,8 +41,13 @@ type ErrorBody struct {
 
 // Instance is one instance of a function as GET /v1/functions/{name}/instances shows it.
 type Instance struct {
-	ID        string     `json:"id"`
-	Function  string     `json:"function"`
+	ID       string `json:"id"`
+	Function string `json:"function"`
+	// Version is the function spec version the instance runs; Outdated
+	// marks one of an older version that serves until a new-version
+	// instance is ready.
+	Version   int64      `json:"version"`
+	Outdated  bool       `json:"outdated,omitempty"`
 	State     string     `json:"state"`
 	Addr      string     `json:"addr,omitempty"`
 	StartedAt time.Time  `json:"started_at"`

@@ -150,7 +150,11 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	g, gctx := errgroup.WithContext(runCtx)
-	g.Go(func() error { return ctl.Run(gctx) })
+	ctlDone := make(chan struct{})
+	g.Go(func() error {
+		defer close(ctlDone)
+		return ctl.Run(gctx)
+	})
 	g.Go(func() error { return meter.Run(gctx) }) // metering (issue #6)
 	g.Go(func() error {
 		serve := func() error { return srv.Serve(ln) }
@@ -185,6 +189,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		logger.Error("jobs", "err", err)
 	}
 	stopRun()
+	<-ctlDone // no scaling decision may start an instance behind Shutdown
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancelStop()
 	mgr.Shutdown(stopCtx)

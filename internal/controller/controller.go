@@ -171,8 +171,11 @@ func (c *Controller) Delete(ctx context.Context, name string) error {
 	if !existed && !live {
 		return fmt.Errorf("%w: %q", ErrNotFound, name)
 	}
-	c.scaler.Remove(ctx, name)
+	// Waiters first: they get "unknown function" (404) now instead of
+	// waiting for instances that are going away and failing with 503.
 	c.demand.Forget(name)
+	c.scaler.Remove(ctx, name)
+	c.demand.Forget(name) // a request that slipped in while instances drained
 	c.logger.Info("function removed", "function", name)
 	return nil
 }

@@ -409,6 +409,9 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 		// Done, or headers already went out and the stream was cut:
 		// nothing more to say.
 		status = sw.status
+		if status == 0 {
+			status = http.StatusOK // nothing written: net/http sends 200
+		}
 		return nil
 	}
 	w.Header().Del(api.HeaderServerTiming)

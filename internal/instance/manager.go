@@ -3,9 +3,13 @@
 // after failures and cold-start phase timestamps.
 //
 // Lifecycle: starting → ready → stopping → (removed) | failed.
-// A ready instance of the current spec version takes requests; an instance
-// of an older version drains (takes none) and stops when its last request
-// ends, so an update never fails a request in flight.
+//
+// Updates roll out safely: after a new spec version, ready instances of the
+// old version keep serving ("outdated") while one instance of the new
+// version starts beside them, even at scaling.max. Once it is ready, the old
+// ones drain (take no new requests) and stop when their last request ends,
+// so an update never fails a request in flight, and a version that cannot
+// start never takes a serving function down.
 package instance
 
 import (
@@ -27,8 +31,10 @@ import (
 	"github.com/ember-run/ember/internal/spec"
 )
 
-// Observer receives lifecycle events for metrics and metering. Methods are
-// called without locks held and must not block.
+// Observer receives lifecycle events for metrics and metering. Methods must
+// be quick and must not call back into the Manager: Busy is called with the
+// manager's lock held, so that one instance's busy/idle events arrive in the
+// order they happened; Phase and StateChange are called without it.
 type Observer interface {
 	// Phase reports one cold-start phase of a newly ready instance.
 	Phase(fn, phase string, d time.Duration)
@@ -74,9 +80,10 @@ type Manager struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // start and stop goroutines
 
-	mu    sync.Mutex // guards the following
-	pools map[string]*pool
-	byID  map[string]*Instance
+	mu     sync.Mutex // guards the following
+	pools  map[string]*pool
+	byID   map[string]*Instance
+	closed bool // Shutdown has begun: no new starts
 }
 
 // pool is one function's set of instances. Manager.mu guards it.
@@ -107,6 +114,7 @@ type Instance struct {
 	version   int64
 	state     string
 	draining  bool
+	outdated  bool // older version, still serving until the new one is ready
 	startedAt time.Time
 	readyAt   time.Time
 	phases    []driver.Phase
@@ -117,6 +125,14 @@ type Instance struct {
 	tail      []string
 	drv       driver.Instance
 	logFile   *os.File
+
+	// cancelStart abandons the start in progress (stop of a starting
+	// instance); gone is closed once the instance has left its pool,
+	// stopped or failed.
+	cancelStart context.CancelFunc
+	startCtx    context.Context
+	gone        chan struct{}
+	retired     bool
 }
 
 // LogValue lets an instance log itself.
@@ -152,8 +168,9 @@ func New(drv driver.Driver, logger *slog.Logger, opts Options) *Manager {
 // SetNotify sets the capacity callback; call before the first request.
 func (m *Manager) SetNotify(f func(fn string)) { m.opts.Notify = f }
 
-// Put installs or updates a function's spec. Instances of the previous
-// version stop taking requests and stop once idle.
+// Put installs or updates a function's spec. Ready instances of the
+// previous version keep serving until an instance of this version is ready
+// (see the package doc); those still starting are abandoned.
 func (m *Manager) Put(fn *spec.Function, version int64) {
 	var stop []*Instance
 	m.mu.Lock()
@@ -166,45 +183,108 @@ func (m *Manager) Put(fn *spec.Function, version int64) {
 	p.limit, p.limitWhy = -1, "" // the controller re-applies a budget cap next tick
 	p.failures, p.nextStart, p.lastErr = 0, time.Time{}, nil
 	for _, in := range p.instances {
-		if in.version != version && !in.draining {
+		if in.version == version || in.draining {
+			continue
+		}
+		if in.state == api.StateReady {
+			in.outdated = true
+		} else {
+			in.draining = true
+			stop = append(stop, in)
+		}
+	}
+	ins := m.rolloutLocked(p)
+	m.mu.Unlock()
+	for _, in := range stop {
+		m.stopAsync(in, "replaced by a new version")
+	}
+	m.launch(ins)
+	m.opts.Notify(fn.Name)
+}
+
+// rolloutLocked starts the first instance of p's current version while
+// outdated instances still serve, unless one is already live or starts are
+// backing off. It may go one above scaling.max: the old instances leave as
+// soon as it is ready. m.mu must be held; the caller launches the result.
+func (m *Manager) rolloutLocked(p *pool) []*Instance {
+	if m.closed {
+		return nil
+	}
+	outdated, current := false, false
+	for _, in := range p.instances {
+		switch {
+		case in.outdated && !in.draining:
+			outdated = true
+		case in.version == p.version && !in.draining && (in.state == api.StateReady || in.state == api.StateStarting):
+			current = true
+		}
+	}
+	if !outdated || current || m.now().Before(p.nextStart) {
+		return nil
+	}
+	return []*Instance{m.newInstanceLocked(p, m.now())}
+}
+
+// retireOutdatedLocked drains p's outdated instances once an instance of
+// the current version is ready; it returns the idle ones to stop now (busy
+// ones stop when their last request ends). m.mu must be held.
+func (m *Manager) retireOutdatedLocked(p *pool) []*Instance {
+	var stop []*Instance
+	for _, in := range p.instances {
+		if in.outdated && !in.draining {
 			in.draining = true
 			if in.inFlight == 0 && in.state == api.StateReady {
 				stop = append(stop, in)
 			}
 		}
 	}
-	m.mu.Unlock()
-	for _, in := range stop {
-		m.stopAsync(in, "replaced by a new version")
-	}
-	m.opts.Notify(fn.Name)
+	return stop
 }
 
-// Remove stops every instance of fn and forgets it; in-flight requests finish
-// first, bounded by ctx.
+// Remove stops every instance of fn and forgets it. Idle and starting
+// instances stop at once; busy ones take no new requests and stop when
+// their last request ends, or when ctx ends, whichever is first.
 func (m *Manager) Remove(ctx context.Context, name string) {
 	m.mu.Lock()
 	p, ok := m.pools[name]
-	if ok {
-		delete(m.pools, name)
+	if !ok {
+		m.mu.Unlock()
+		return
 	}
-	var all []*Instance
-	if ok {
-		all = slices.Clone(p.instances)
+	delete(m.pools, name)
+	var now, busy []*Instance
+	for _, in := range p.instances {
+		in.draining = true
+		if in.state == api.StateReady && in.inFlight > 0 {
+			busy = append(busy, in) // release stops it when it falls idle
+		} else {
+			now = append(now, in)
+		}
 	}
 	m.mu.Unlock()
 	var wg sync.WaitGroup
-	for _, in := range all {
+	for _, in := range now {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			m.stop(ctx, in, "function removed")
 		}()
 	}
-	wg.Wait()
-	if ok {
-		m.opts.Notify(name)
+	for _, in := range busy {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-in.gone:
+			case <-ctx.Done():
+				stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				m.stop(stopCtx, in, "function removed; requests still in flight were cut")
+			}
+		}()
 	}
+	wg.Wait()
+	m.opts.Notify(name)
 }
 
 // Function returns the current spec of fn.
@@ -258,20 +338,23 @@ func (m *Manager) release(in *Instance) {
 	m.mu.Lock()
 	in.inFlight--
 	idle := in.inFlight == 0
-	now := m.now()
 	var stop bool
 	if idle {
+		now := m.now()
 		in.idleSince = now
 		stop = in.draining && in.state == api.StateReady
-	}
-	m.mu.Unlock()
-	if idle {
 		if o := m.opts.Observer; o != nil {
 			o.Busy(in.fn, in.id, false, now)
 		}
 	}
+	_, removed := m.pools[in.fn]
+	m.mu.Unlock()
 	if stop {
-		m.stopAsync(in, "replaced by a new version")
+		why := "replaced by a new version"
+		if !removed {
+			why = "function removed"
+		}
+		m.stopAsync(in, why)
 	}
 	m.opts.Notify(in.fn)
 }
@@ -338,7 +421,9 @@ func (m *Manager) EnsureCapacity(fn string, demand int) (started int, err error)
 	l := m.loadLocked(p)
 	want := l.Ready + l.Starting
 	if per := p.fn.Scaling.Concurrency; per > 0 {
-		need := demand - (l.Ready+l.Starting)*per + l.InFlight
+		// demand already counts the requests in flight, which occupy
+		// slots of the ready instances.
+		need := demand - (l.Ready+l.Starting)*per
 		if need > 0 {
 			want += (need + per - 1) / per
 		}
@@ -364,6 +449,7 @@ func (m *Manager) Reconcile(fn string, desired int, now time.Time) {
 		return
 	}
 	ins, _ := m.growLocked(p, desired)
+	ins = append(ins, m.rolloutLocked(p)...) // retry a failed rollout after its backoff
 	var stop []*Instance
 	l := m.loadLocked(p)
 	excess := l.Ready + l.Starting - max(desired, 0)
@@ -391,6 +477,9 @@ func (m *Manager) Reconcile(fn string, desired int, now time.Time) {
 // growLocked creates starting instances until p has want (bounded by max),
 // unless starts are backing off. m.mu must be held; the caller launches them.
 func (m *Manager) growLocked(p *pool, want int) ([]*Instance, error) {
+	if m.closed {
+		return nil, nil
+	}
 	want = min(want, p.fn.Scaling.Max)
 	if p.limit >= 0 {
 		want = min(want, p.limit)
@@ -409,15 +498,22 @@ func (m *Manager) growLocked(p *pool, want int) ([]*Instance, error) {
 	var ins []*Instance
 	now := m.now()
 	for ; have < want; have++ {
-		in := &Instance{
-			id: newID(p.fn.Name), fn: p.fn.Name, version: p.version,
-			state: api.StateStarting, startedAt: now,
-		}
-		p.instances = append(p.instances, in)
-		m.byID[in.id] = in
-		ins = append(ins, in)
+		ins = append(ins, m.newInstanceLocked(p, now))
 	}
 	return ins, nil
+}
+
+// newInstanceLocked adds a starting instance of p's current version; m.mu
+// must be held and the caller launches it.
+func (m *Manager) newInstanceLocked(p *pool, now time.Time) *Instance {
+	in := &Instance{
+		id: newID(p.fn.Name), fn: p.fn.Name, version: p.version,
+		state: api.StateStarting, startedAt: now, gone: make(chan struct{}),
+	}
+	in.startCtx, in.cancelStart = context.WithCancel(m.ctx)
+	p.instances = append(p.instances, in)
+	m.byID[in.id] = in
+	return in
 }
 
 func newID(fn string) string {
@@ -444,11 +540,16 @@ func (m *Manager) launch(ins []*Instance) {
 
 // start runs one instance's start to ready or failure.
 func (m *Manager) start(in *Instance) {
+	defer in.cancelStart()
 	m.mu.Lock()
 	p := m.pools[in.fn]
-	if p == nil || p.version != in.version {
+	if p == nil || p.version != in.version || in.state != api.StateStarting {
+		stopped := in.state == api.StateStopping // stop has accounted for it
 		m.forgetLocked(in)
 		m.mu.Unlock()
+		if o := m.opts.Observer; o != nil && !stopped {
+			o.StateChange(in.fn, in.id, api.StateStarting, "", m.now())
+		}
 		return
 	}
 	fn := p.fn
@@ -460,12 +561,14 @@ func (m *Manager) start(in *Instance) {
 		dir := filepath.Join(m.opts.LogDir, strings.ReplaceAll(in.fn, "/", "-"))
 		if err := os.MkdirAll(dir, 0o755); err == nil {
 			if f, err := os.OpenFile(filepath.Join(dir, in.id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+				m.mu.Lock()
 				in.logFile, out = f, f
+				m.mu.Unlock()
 			}
 			pruneLogs(dir, m.opts.KeepLogs)
 		}
 	}
-	ctx, cancel := context.WithTimeout(m.ctx, fn.StartTimeout.D())
+	ctx, cancel := context.WithTimeout(in.startCtx, fn.StartTimeout.D())
 	defer cancel()
 	workdir := fn.Workdir
 	di, err := m.drv.Start(ctx, driver.StartSpec{
@@ -476,6 +579,12 @@ func (m *Manager) start(in *Instance) {
 	})
 	now := m.now()
 	if err != nil {
+		m.mu.Lock()
+		stopped := in.state == api.StateStopping
+		m.mu.Unlock()
+		if stopped {
+			return // stopped while starting: stop has accounted for it
+		}
 		if errors.Is(err, context.DeadlineExceeded) && m.ctx.Err() == nil {
 			err = fmt.Errorf("not ready within start_timeout %s: %w", fn.StartTimeout.D(), err)
 		}
@@ -484,20 +593,35 @@ func (m *Manager) start(in *Instance) {
 	}
 
 	m.mu.Lock()
+	if in.retired {
+		// Stopped (and accounted for) while its start was finishing.
+		m.mu.Unlock()
+		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := di.Stop(stopCtx); err != nil {
+			logger.Warn("stop instance", "err", err)
+		}
+		return
+	}
 	in.drv = di
 	in.phases = di.Phases()
 	in.readyAt = now
 	in.idleSince = now
 	stopNow := m.pools[in.fn] == nil || in.state == api.StateStopping || in.draining
+	var replaced []*Instance
 	if !stopNow {
 		in.state = api.StateReady
 		p.failures, p.lastErr = 0, nil
 		p.coldStarts++
+		replaced = m.retireOutdatedLocked(p)
 	}
 	m.mu.Unlock()
 	if stopNow {
 		m.stopAsync(in, "no longer wanted")
 		return
+	}
+	for _, old := range replaced {
+		m.stopAsync(old, "replaced by a new version")
 	}
 	logger.Info("instance ready", "cold_start", now.Sub(in.startedAt).Round(time.Microsecond))
 	if o := m.opts.Observer; o != nil {
@@ -532,8 +656,12 @@ func (m *Manager) fail(in *Instance, err error, now time.Time, logger *slog.Logg
 	in.exitErr = err
 	in.tail = tail
 	m.closeLogLocked(in)
-	if p := m.pools[in.fn]; p != nil && p.version == in.version {
+	m.retireLocked(in)
+	p := m.pools[in.fn]
+	if p != nil {
 		p.instances = slices.DeleteFunc(p.instances, func(x *Instance) bool { return x == in })
+	}
+	if p != nil && p.version == in.version {
 		p.failed = append(p.failed, in)
 		if len(p.failed) > m.opts.KeepFailed {
 			delete(m.byID, p.failed[0].id)
@@ -612,7 +740,7 @@ func (m *Manager) stopAsync(in *Instance, why string) {
 func (m *Manager) stop(ctx context.Context, in *Instance, why string) {
 	m.mu.Lock()
 	from := in.state
-	if from == api.StateFailed {
+	if from == api.StateFailed || in.retired {
 		m.mu.Unlock()
 		return
 	}
@@ -623,8 +751,14 @@ func (m *Manager) stop(ctx context.Context, in *Instance, why string) {
 		if err := di.Stop(ctx); err != nil {
 			m.logger.Warn("stop instance", "instance", in.id, "err", err)
 		}
+	} else if in.cancelStart != nil {
+		in.cancelStart() // the driver abandons the start and cleans up
 	}
 	m.mu.Lock()
+	if in.retired { // a concurrent stop got here first
+		m.mu.Unlock()
+		return
+	}
 	m.forgetLocked(in)
 	m.closeLogLocked(in)
 	m.mu.Unlock()
@@ -643,6 +777,17 @@ func (m *Manager) forgetLocked(in *Instance) {
 	if p := m.pools[in.fn]; p != nil {
 		p.instances = slices.DeleteFunc(p.instances, func(x *Instance) bool { return x == in })
 	}
+	m.retireLocked(in)
+}
+
+// retireLocked marks in as gone for good; m.mu must be held.
+func (m *Manager) retireLocked(in *Instance) {
+	if !in.retired {
+		in.retired = true
+		if in.gone != nil {
+			close(in.gone)
+		}
+	}
 }
 
 func (m *Manager) closeLogLocked(in *Instance) {
@@ -657,9 +802,12 @@ func (m *Manager) closeLogLocked(in *Instance) {
 func (m *Manager) Shutdown(ctx context.Context) {
 	m.cancel() // abandons starts in progress
 	m.mu.Lock()
+	m.closed = true
+	// byID, not the pools: it also holds draining instances of removed
+	// functions.
 	var all []*Instance
-	for _, p := range m.pools {
-		all = append(all, p.instances...)
+	for _, in := range m.byID {
+		all = append(all, in)
 	}
 	m.mu.Unlock()
 	var wg sync.WaitGroup

@@ -18,10 +18,12 @@ import (
 // fakeDriver starts instances that exist only in memory; the end-to-end
 // tests cover real processes. Starts block until the test releases them.
 type fakeDriver struct {
-	mu      sync.Mutex
-	fail    error
-	gate    chan struct{} // nil: start at once
-	started int
+	mu        sync.Mutex
+	fail      error
+	gate      chan struct{} // nil: start at once
+	started   int
+	abandoned int // starts that ended because their context did
+	insts     []*fakeInstance
 }
 
 type fakeInstance struct {
@@ -51,13 +53,35 @@ func (d *fakeDriver) Start(ctx context.Context, s driver.StartSpec) (driver.Inst
 		select {
 		case <-gate:
 		case <-ctx.Done():
+			d.mu.Lock()
+			d.abandoned++
+			d.mu.Unlock()
 			return nil, ctx.Err()
 		}
 	}
 	if fail != nil {
 		return nil, &driver.StartError{Reason: "exited with status 1 before becoming ready", Tail: []string{"boom"}, Err: fail}
 	}
-	return &fakeInstance{addr: fmt.Sprintf("127.0.0.1:%d", 10000+n), done: make(chan struct{})}, nil
+	in := &fakeInstance{addr: fmt.Sprintf("127.0.0.1:%d", 10000+n), done: make(chan struct{})}
+	d.mu.Lock()
+	d.insts = append(d.insts, in)
+	d.mu.Unlock()
+	return in, nil
+}
+
+func (d *fakeDriver) instance(i int) *fakeInstance {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.insts[i]
+}
+
+func (f *fakeInstance) stopped() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
 }
 
 func newManager(t *testing.T, d *fakeDriver, scaling string) (*Manager, chan string) {
@@ -192,25 +216,200 @@ func TestFailedStartBacksOff(t *testing.T) {
 	}
 }
 
-func TestUpdateDrainsOldVersion(t *testing.T) {
-	m, _ := newManager(t, &fakeDriver{}, "{max: 2}")
+func TestUpdateServesOldVersionUntilNewIsReady(t *testing.T) {
+	d := &fakeDriver{}
+	m, _ := newManager(t, d, "{max: 1}")
 	m.EnsureCapacity("f", 1)
 	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
 	oldID, _, _, release, ok := m.TryAcquire("f")
 	if !ok {
 		t.Fatal("no slot")
 	}
-	f2, _ := spec.Parse([]byte("name: f\ncommand: [y]\nscaling: {max: 2}"))
+	d.mu.Lock()
+	d.gate = make(chan struct{}) // the new version's start waits
+	gate := d.gate
+	d.mu.Unlock()
+	f2, _ := spec.Parse([]byte("name: f\ncommand: [y]\nscaling: {max: 1}"))
 	m.Put(f2, 2)
-	if _, _, _, _, ok := m.TryAcquire("f"); ok {
-		t.Error("old-version instance took a new request after the update")
+
+	// While v2 starts (one above max), v1 keeps taking requests.
+	if n := m.count(api.StateStarting); n != 1 {
+		t.Fatalf("starting after update = %d, want 1 new-version instance", n)
 	}
-	if n := m.count(api.StateStopping); n != 1 {
-		t.Errorf("draining instances = %d, want 1 (still serving its request)", n)
+	id, _, _, release2, ok := m.TryAcquire("f")
+	if !ok || id != oldID {
+		t.Fatalf("TryAcquire during rollout = %q, %v; want the old instance %s", id, ok, oldID)
 	}
-	release()
+	release2()
+	if in, _ := m.Instance(oldID); !in.Outdated || in.Version != 1 {
+		t.Errorf("old instance = %+v, want version 1 outdated", in)
+	}
+
+	close(gate)
+	waitFor(t, "old instance draining", func() bool { in, _ := m.Instance(oldID); return in.State == api.StateStopping })
+	if id, _, _, r, ok := m.TryAcquire("f"); !ok || id == oldID {
+		t.Errorf("TryAcquire after v2 is ready = %q, %v; want the new instance", id, ok)
+	} else {
+		r()
+	}
+	release() // the old instance's request ends: it stops
 	waitFor(t, "old instance gone", func() bool {
 		_, ok := m.Instance(oldID)
 		return !ok
+	})
+}
+
+func TestFailedUpdateKeepsOldVersionServing(t *testing.T) {
+	d := &fakeDriver{}
+	m, notified := newManager(t, d, "{max: 2}")
+	m.EnsureCapacity("f", 1)
+	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
+	old, _ := m.Instances("f")
+	d.mu.Lock()
+	d.fail = errors.New("exit status 1")
+	d.mu.Unlock()
+	bad, _ := spec.Parse([]byte("name: f\ncommand: [bad]\nscaling: {max: 2}"))
+	m.Put(bad, 2)
+	waitFor(t, "new version failed", func() bool { return m.count(api.StateFailed) == 1 })
+	for len(notified) > 0 {
+		<-notified
+	}
+	id, _, _, release, ok := m.TryAcquire("f")
+	if !ok || id != old[0].ID {
+		t.Fatalf("TryAcquire after a failed update = %q, %v; want the old instance %s still serving", id, ok, old[0].ID)
+	}
+	release()
+	if live, _, failing := m.Health("f"); live != 1 || failing == nil {
+		t.Errorf("Health = %d live, %v; want 1 live and the failed start's error", live, failing)
+	}
+
+	// A fixed version rolls out and replaces it.
+	d.mu.Lock()
+	d.fail = nil
+	d.mu.Unlock()
+	good, _ := spec.Parse([]byte("name: f\ncommand: [good]\nscaling: {max: 2}"))
+	m.Put(good, 3)
+	waitFor(t, "old instance gone", func() bool { _, ok := m.Instance(old[0].ID); return !ok })
+	ins, _ := m.Instances("f")
+	if len(ins) == 0 || ins[0].Version != 3 || ins[0].State != api.StateReady {
+		t.Errorf("instances after the fix = %+v, want a ready version-3 instance first", ins)
+	}
+}
+
+func TestEnsureCapacityCountsInFlightOnce(t *testing.T) {
+	m, _ := newManager(t, &fakeDriver{}, "{max: 4, concurrency: 1}")
+	m.EnsureCapacity("f", 1)
+	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
+	if _, _, _, _, ok := m.TryAcquire("f"); !ok {
+		t.Fatal("no slot on the ready instance")
+	}
+	// Demand 2 = the request in flight + one queued: one more instance.
+	if started, err := m.EnsureCapacity("f", 2); started != 1 || err != nil {
+		t.Errorf("EnsureCapacity(2) with 1 busy instance = %d, %v; want 1 started", started, err)
+	}
+}
+
+func TestRemoveDrainsBusyInstances(t *testing.T) {
+	d := &fakeDriver{}
+	m, _ := newManager(t, d, "{max: 2, concurrency: 1}")
+	m.EnsureCapacity("f", 2)
+	waitFor(t, "2 ready", func() bool { return m.count(api.StateReady) == 2 })
+	_, addr, _, release, ok := m.TryAcquire("f")
+	if !ok {
+		t.Fatal("no slot")
+	}
+	busy, idle := d.instance(0), d.instance(1)
+	if busy.addr != addr {
+		busy, idle = idle, busy
+	}
+	removed := make(chan struct{})
+	go func() {
+		m.Remove(context.Background(), "f")
+		close(removed)
+	}()
+	waitFor(t, "function forgotten", func() bool { _, ok := m.Function("f"); return !ok })
+	waitFor(t, "idle instance stopped", idle.stopped)
+	if busy.stopped() {
+		t.Fatal("Remove stopped an instance with a request in flight")
+	}
+	select {
+	case <-removed:
+		t.Fatal("Remove returned before the request in flight ended")
+	default:
+	}
+	release()
+	<-removed
+	if !busy.stopped() {
+		t.Error("busy instance still running after its request ended and Remove returned")
+	}
+}
+
+func TestRemoveCutsBusyInstancesWhenContextEnds(t *testing.T) {
+	d := &fakeDriver{}
+	m, _ := newManager(t, d, "{max: 1}")
+	m.EnsureCapacity("f", 1)
+	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
+	_, _, _, release, _ := m.TryAcquire("f")
+	defer release()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	m.Remove(ctx, "f")
+	if !d.instance(0).stopped() {
+		t.Error("busy instance still running after Remove's context ended")
+	}
+}
+
+func TestRemoveAbandonsStartingInstances(t *testing.T) {
+	d := &fakeDriver{gate: make(chan struct{})}
+	m, _ := newManager(t, d, "{max: 1}")
+	m.EnsureCapacity("f", 1)
+	waitFor(t, "driver start entered", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.started == 1
+	})
+	m.Remove(context.Background(), "f")
+	waitFor(t, "start abandoned", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.abandoned == 1
+	})
+	if _, ok := m.Instances("f"); ok {
+		t.Error("removed function still listed")
+	}
+}
+
+func TestNoStartsAfterShutdown(t *testing.T) {
+	d := &fakeDriver{}
+	m, _ := newManager(t, d, "{max: 2}")
+	m.Shutdown(context.Background())
+	if started, _ := m.EnsureCapacity("f", 2); started != 0 {
+		t.Errorf("EnsureCapacity after Shutdown started %d instances", started)
+	}
+	m.Reconcile("f", 2, time.Now())
+	if ins, _ := m.Instances("f"); len(ins) != 0 {
+		t.Errorf("instances after Shutdown = %d, want 0", len(ins))
+	}
+}
+
+func TestOldVersionCrashLeavesPool(t *testing.T) {
+	d := &fakeDriver{}
+	m, _ := newManager(t, d, "{max: 2}")
+	m.EnsureCapacity("f", 1)
+	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
+	oldID, _, _, release, _ := m.TryAcquire("f") // keeps the old version draining
+	defer release()
+	f2, _ := spec.Parse([]byte("name: f\ncommand: [y]\nscaling: {max: 2}"))
+	m.Put(f2, 2)
+	waitFor(t, "old instance draining", func() bool { in, _ := m.Instance(oldID); return in.State == api.StateStopping })
+	d.instance(0).Stop(context.Background()) // the draining instance crashes
+	waitFor(t, "crashed old instance gone", func() bool {
+		ins, _ := m.Instances("f")
+		for _, in := range ins {
+			if in.ID == oldID {
+				return false
+			}
+		}
+		return true
 	})
 }

@@ -47,7 +47,8 @@ func (m *Manager) Instance(id string) (api.Instance, bool) {
 // viewLocked renders in; m.mu must be held (p may be nil).
 func (m *Manager) viewLocked(p *pool, in *Instance) api.Instance {
 	v := api.Instance{
-		ID: in.id, Function: in.fn, State: in.state, StartedAt: in.startedAt,
+		ID: in.id, Function: in.fn, Version: in.version, Outdated: in.outdated,
+		State: in.state, StartedAt: in.startedAt,
 		Phases: PhaseMillis(in.startedAt, in.phases), InFlight: in.inFlight, Served: in.served,
 	}
 	for _, ph := range in.phases {

@@ -89,7 +89,14 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		return nil, &driver.StartError{Reason: "onnx runtime needs task and model"}
 	}
 	begin := time.Now()
-	if w := d.take(); w != nil {
+	// A running worker cannot take another environment or directory, so a
+	// function that sets either always gets a fresh one.
+	poolable := len(s.Env) == 0 && s.Workdir == ""
+	var w driver.Instance
+	if poolable {
+		w = d.take()
+	}
+	if w != nil {
 		defer d.refillSoon()
 		in, err := d.specialise(ctx, w, s, begin)
 		if err == nil {
@@ -107,8 +114,14 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	return d.withWorkerPhases(ctx, in, nil, false), nil
 }
 
+// redirector is a process instance whose output can be re-pointed.
+type redirector interface{ Redirect(w io.Writer) }
+
 // specialise loads the model into a pooled worker.
 func (d *Driver) specialise(ctx context.Context, w driver.Instance, s driver.StartSpec, begin time.Time) (driver.Instance, error) {
+	if r, ok := w.(redirector); ok {
+		r.Redirect(s.Output) // from here on its lines are this instance's log
+	}
 	body, _ := json.Marshal(map[string]string{"task": s.Task, "model_dir": s.Model})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+w.Addr()+"/load", bytes.NewReader(body))
 	if err != nil {

@@ -27,6 +27,7 @@ type Instance struct {
 	addr     string
 	onPhase  func(driver.Phase)
 	logs     *ring
+	output   *switchWriter
 
 	// pid is set by the reaper before Start learns the process started,
 	// and never changes after.
@@ -38,6 +39,11 @@ type Instance struct {
 	mu     sync.Mutex // guards the following
 	phases []driver.Phase
 }
+
+// Redirect sends the instance's output lines from now on to w (nil: only
+// the in-memory tail). A pre-started worker uses it when it is handed to a
+// function, so its output lands in that instance's log.
+func (i *Instance) Redirect(w io.Writer) { i.output.set(w) }
 
 // Addr is the host:port the instance serves HTTP on.
 func (i *Instance) Addr() string { return i.addr }

@@ -76,3 +76,24 @@ func (r *ring) last(n int) []string {
 	}
 	return out
 }
+
+// switchWriter is an output sink that can be replaced while lines flow.
+type switchWriter struct {
+	mu sync.Mutex // guards w; held across a write so a swap never splits one
+	w  io.Writer
+}
+
+func (s *switchWriter) set(w io.Writer) {
+	s.mu.Lock()
+	s.w = w
+	s.mu.Unlock()
+}
+
+func (s *switchWriter) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w == nil {
+		return len(b), nil
+	}
+	return s.w.Write(b)
+}

@@ -164,9 +164,10 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		onPhase:  s.OnPhase,
 		done:     make(chan struct{}),
 		logs:     newRing(ringLines),
+		output:   &switchWriter{w: s.Output},
 	}
 	started := make(chan error, 1)
-	go inst.run(cmd, r, w, s.Output, started, func() { d.releasePort(port) })
+	go inst.run(cmd, r, w, inst.output, started, func() { d.releasePort(port) })
 	if err := <-started; err != nil {
 		return nil, &driver.StartError{Reason: "cannot start " + args[0], Err: err}
 	}

@@ -664,3 +664,31 @@ func TestInstanceDiesWithServer(t *testing.T) {
 	helper.Wait()
 	waitFor(t, fmt.Sprintf("instance %d to die with its server", pid), func() bool { return !alive(pid) })
 }
+
+// A pre-started instance handed to a function sends its later output to the
+// function's log, and nothing after the switch to the first sink.
+func TestRedirectOutput(t *testing.T) {
+	needSim(t)
+	t.Parallel()
+	var first, second syncBuffer
+	inst := start(t, driver.StartSpec{Function: "sim", InstanceID: "sim-r", Command: []string{simBin}, Output: &first})
+	get := func(path string) {
+		t.Helper()
+		resp, err := http.Get("http://" + inst.Addr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	get("/before")
+	waitFor(t, "first request logged to the first sink", func() bool { return strings.Contains(first.String(), "/before") })
+	inst.Redirect(&second)
+	get("/after")
+	waitFor(t, "second request logged to the new sink", func() bool { return strings.Contains(second.String(), "/after") })
+	if strings.Contains(first.String(), "/after") {
+		t.Errorf("first sink got output after Redirect:\n%s", first.String())
+	}
+	if tail := strings.Join(inst.Tail(10), "\n"); !strings.Contains(tail, "/before") || !strings.Contains(tail, "/after") {
+		t.Errorf("tail should keep lines from both sides of the switch, got:\n%s", tail)
+	}
+}
