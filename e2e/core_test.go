@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -363,6 +364,14 @@ func TestUpdateDoesNotFailInFlight(t *testing.T) {
 	if r.status != 200 || r.header.Get(api.HeaderInstance) != old {
 		t.Errorf("in-flight request across update: %d from %s, want 200 from %s", r.status, r.header.Get(api.HeaderInstance), old)
 	}
+	eventually(t, 10*time.Second, "a version-2 instance ready", func() bool {
+		for _, in := range s.instances("rolling") {
+			if in.Version == 2 && in.State == api.StateReady {
+				return true
+			}
+		}
+		return false
+	})
 	next := s.call("POST", "/v1/run/rolling/predict", `{}`)
 	if next.status != 200 || next.header.Get(api.HeaderInstance) == old {
 		t.Errorf("request after update: %d from %s, want a new-version instance", next.status, next.header.Get(api.HeaderInstance))
@@ -375,6 +384,65 @@ func TestUpdateDoesNotFailInFlight(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// An update whose new version cannot start leaves the old version serving
+// and says why; the next good update replaces it.
+func TestBadUpdateKeepsServing(t *testing.T) {
+	s := startServer(t, "")
+	s.deploy(simSpec("steady", "{min: 1, max: 1}"))
+	eventually(t, 10*time.Second, "ready", func() bool { ins := s.instances("steady"); return len(ins) == 1 && ins[0].State == api.StateReady })
+	old := s.instances("steady")[0].ID
+
+	bad := "name: steady\ncommand: [\"/bin/sh\", \"-c\", \"echo model file missing >&2; exit 3\"]\nscaling: {min: 1, max: 1}\n"
+	s.deploy(bad)
+	eventually(t, 10*time.Second, "the new version's start failed", func() bool {
+		f, err := s.c.Function(context.Background(), "steady")
+		return err == nil && strings.Contains(f.Status.LastError, "status 3")
+	})
+	for range 3 {
+		r := s.call("POST", "/v1/run/steady/predict", `{}`)
+		if r.status != 200 || r.header.Get(api.HeaderInstance) != old {
+			t.Fatalf("call after a bad update: %d from %s (%s), want 200 from the old instance %s", r.status, r.header.Get(api.HeaderInstance), r.body, old)
+		}
+	}
+	var logs []string
+	for _, in := range s.instances("steady") {
+		if in.State == api.StateFailed {
+			logs = append(logs, in.LastLogs...)
+		}
+	}
+	if !strings.Contains(strings.Join(logs, "\n"), "model file missing") {
+		t.Errorf("failed new-version instance logs = %q, want its stderr", logs)
+	}
+
+	s.deploy(simSpec("steady", "{min: 1, max: 1}", "env: {VERSION: \"3\"}"))
+	eventually(t, 10*time.Second, "old instance replaced", func() bool {
+		ins := s.instances("steady")
+		return len(ins) > 0 && ins[0].ID != old && ins[0].Version == 3 && ins[0].State == api.StateReady &&
+			!slices.ContainsFunc(ins, func(in api.Instance) bool { return in.ID == old })
+	})
+}
+
+// Removing a function lets a request in flight finish, and answers the
+// next call 404 at once.
+func TestRemoveFinishesInFlight(t *testing.T) {
+	s := startServer(t, "")
+	s.deploy(simSpec("leaving", "{min: 1, max: 1}"))
+	eventually(t, 10*time.Second, "ready", func() bool { ins := s.instances("leaving"); return len(ins) == 1 && ins[0].State == api.StateReady })
+	done := make(chan result)
+	go func() { done <- s.call("POST", "/v1/run/leaving/predict", `{"sleep_ms": 500, "echo": "last"}`) }()
+	eventually(t, 5*time.Second, "in flight", func() bool { return s.instances("leaving")[0].InFlight == 1 })
+	if err := s.c.Delete(context.Background(), "leaving"); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	r := <-done
+	if r.status != 200 || !strings.Contains(string(r.body), "last") {
+		t.Errorf("request in flight across removal: %d %s, want 200 with its answer", r.status, r.body)
+	}
+	if r := s.call("POST", "/v1/run/leaving/predict", `{}`); r.status != 404 {
+		t.Errorf("call after removal: %d %s, want 404", r.status, r.body)
+	}
 }
 
 func TestCLI(t *testing.T) {
