@@ -523,3 +523,73 @@ policy: {threshold: 1000}
 		}
 	})
 }
+
+// The cost policy prices both targets at the measured traffic: an external
+// cluster at its listed $/h, the serverless function with Ember's cost
+// model on its spec, its CPU class's price and its measured service time.
+func TestRouteCostPolicy(t *testing.T) {
+	s := startServer(t, "")
+	s.deploy(simSpec("svl", "{min: 0, max: 8, concurrency: 1, idle_timeout: 2s}"))
+	ext := startExternal(t)
+	// The catalogue's cpu class costs $0.045 per instance-hour, so $0.12/h
+	// for the cluster sits between the one or two warm instances of quiet
+	// traffic (≤ 2 qps: about $0.07/h, under the $0.096/h leave level of
+	// hysteresis 0.8) and the several that 20 qps × 100 ms needs with
+	// concurrency 1.
+	if _, err := s.c.ApplyRoute(context.Background(), []byte(`
+name: costly
+targets:
+  persistent: {url: "`+ext+`", usd_per_hour: 0.12}
+  serverless: {function: svl}
+policy: {type: cost, window: 2s, hold: 1ms}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	const path = "/v1/run/costly/work?sleep_ms=100"
+	first := s.call("POST", path, `{}`)
+	if first.status != 200 || first.header.Get(api.HeaderRoute) != "serverless" || first.header.Get(api.HeaderRouteReason) != "cost_unavailable" {
+		t.Fatalf("first call: %d route %q reason %q %s; want serverless, cost_unavailable (nothing measured yet)",
+			first.status, first.header.Get(api.HeaderRoute), first.header.Get(api.HeaderRouteReason), first.body)
+	}
+	routeStatus := func() api.RouteStatus {
+		routes, err := s.c.Routes(context.Background())
+		if err != nil || len(routes) != 1 || routes[0].Status == nil {
+			t.Fatalf("routes = %+v, %v", routes, err)
+		}
+		return *routes[0].Status
+	}
+	eventually(t, 10*time.Second, "a priced decision while quiet", func() bool {
+		r := s.call("POST", path, `{}`)
+		time.Sleep(400 * time.Millisecond) // pacing: a quiet caller
+		return r.header.Get(api.HeaderRouteReason) == "cheaper" && r.header.Get(api.HeaderRoute) == "serverless"
+	})
+	quiet := routeStatus()
+	if !strings.Contains(quiet.Reason, "persistent costs $0.12/h") {
+		t.Errorf("quiet status reason %q, want both hourly costs", quiet.Reason)
+	}
+	t.Logf("quiet: %+v", quiet)
+
+	stop := make(chan struct{})
+	wg := loadGen(s, path, 20, stop, make(chan string, 1))
+	eventually(t, 15*time.Second, "route to go persistent under load", func() bool {
+		r := s.call("POST", path, `{}`)
+		return r.header.Get(api.HeaderRoute) == "persistent" && r.header.Get(api.HeaderRouteReason) == "cheaper"
+	})
+	t.Logf("under load: %+v", routeStatus())
+	close(stop)
+	wg.Wait()
+	eventually(t, 15*time.Second, "route to return to serverless", func() bool {
+		r := s.call("POST", path, `{}`)
+		time.Sleep(500 * time.Millisecond)
+		return r.header.Get(api.HeaderRoute) == "serverless"
+	})
+	m := string(s.call("GET", "/metrics", "").body)
+	for _, want := range []string{
+		`ember_route_decisions_total{choice="persistent",reason="cheaper",route="costly"}`,
+		`ember_route_decisions_total{choice="serverless",reason="cheaper",route="costly"}`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}

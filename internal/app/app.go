@@ -100,7 +100,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	gw.Handle("GET /metrics", metrics.Handler())
 	gw.SetBudgets(meter)
 	// --- hybrid routes (issue #5): stored routes, decisions counted in metrics ---
-	if err := gw.EnableRoutes(ctx, db, metrics); err != nil {
+	if err := gw.EnableRoutes(ctx, db, metrics, routeCosts{mgr: mgr, meter: meter, cat: prices}); err != nil {
 		return err
 	}
 	defer gw.Close()

@@ -22,6 +22,7 @@ import (
 	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/ratelimit"
+	"github.com/ember-run/ember/internal/route"
 	"github.com/ember-run/ember/internal/spec"
 )
 
@@ -81,6 +82,7 @@ type Gateway struct {
 	routeTab   *routeTable
 	routeStore RouteStore
 	routeObs   RouteObserver
+	routeCost  route.CostComparer
 	urls       *urlProxy
 }
 

@@ -66,12 +66,12 @@ type liveRoute struct {
 
 // pickLocked returns the route's choice at now, deciding again when the
 // last decision is older than decideEvery. lr.mu must be held.
-func (lr *liveRoute) pickLocked(now time.Time, obs RouteObserver) (route.Choice, route.Reason) {
+func (lr *liveRoute) pickLocked(now time.Time, obs RouteObserver, cost route.CostComparer) (route.Choice, route.Reason) {
 	if !lr.decidedAt.IsZero() && now.Sub(lr.decidedAt) < decideEvery {
 		return lr.state.Choice, lr.reason
 	}
 	lr.qps = lr.win.QPS(now)
-	c, why := lr.spec.Decide(now, route.Observations{QPS: lr.qps, State: lr.state})
+	c, why := lr.spec.Decide(now, route.Observations{QPS: lr.qps, State: lr.state, Cost: cost})
 	lr.state = lr.state.Apply(now, c)
 	lr.reason, lr.decidedAt = why, now
 	if obs != nil {
@@ -81,22 +81,22 @@ func (lr *liveRoute) pickLocked(now time.Time, obs RouteObserver) (route.Choice,
 }
 
 // call records one call at now and returns the route spec and its choice.
-func (lr *liveRoute) call(now time.Time, obs RouteObserver) (*route.Route, route.Choice, route.Reason) {
+func (lr *liveRoute) call(now time.Time, obs RouteObserver, cost route.CostComparer) (*route.Route, route.Choice, route.Reason) {
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	lr.win.Record(now, 1)
-	c, why := lr.pickLocked(now, obs)
+	c, why := lr.pickLocked(now, obs, cost)
 	return lr.spec, c, why
 }
 
 // wire is the route as the API shows it, with its live status: what a
 // call at now would get. Reading it decides nothing (no caching, no
 // metric), so a status poll neither delays nor counts as a decision.
-func (lr *liveRoute) wire(now time.Time) api.Route {
+func (lr *liveRoute) wire(now time.Time, cost route.CostComparer) api.Route {
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	qps := lr.win.QPS(now)
-	c, why := lr.spec.Decide(now, route.Observations{QPS: qps, State: lr.state})
+	c, why := lr.spec.Decide(now, route.Observations{QPS: qps, State: lr.state, Cost: cost})
 	rec := lr.rec
 	rec.Status = &api.RouteStatus{Choice: string(c), Reason: why.String(), QPS: qps, Since: lr.state.Apply(now, c).Since}
 	return rec
@@ -154,7 +154,9 @@ func (t *routeTable) remove(name string) {
 
 // EnableRoutes loads the stored routes and turns on the route API and
 // routed calls. Call it before serving.
-func (g *Gateway) EnableRoutes(ctx context.Context, store RouteStore, obs RouteObserver) error {
+// cost prices targets for routes with the cost policy (nil: they decide
+// by QPS and say cost_unavailable).
+func (g *Gateway) EnableRoutes(ctx context.Context, store RouteStore, obs RouteObserver, cost route.CostComparer) error {
 	recs, err := store.ListRoutes(ctx)
 	if err != nil {
 		return fmt.Errorf("load routes: %w", err)
@@ -168,7 +170,7 @@ func (g *Gateway) EnableRoutes(ctx context.Context, store RouteStore, obs RouteO
 		}
 		g.routeTab.put(rt, rec, now)
 	}
-	g.routeStore, g.routeObs = store, obs
+	g.routeStore, g.routeObs, g.routeCost = store, obs, cost
 	return nil
 }
 
@@ -224,7 +226,7 @@ func (g *Gateway) applyRoute(w http.ResponseWriter, r *http.Request) error {
 	}
 	g.logger.Info("route applied", "route", rt.Name, "persistent", rt.Targets.Persistent.String(),
 		"serverless", rt.Targets.Serverless.String(), "policy", rt.Policy.Type, "version", rec.Version)
-	writeJSON(w, status, api.RouteApplyResult{Route: g.routeTab.get(rt.Name).wire(now), Created: created})
+	writeJSON(w, status, api.RouteApplyResult{Route: g.routeTab.get(rt.Name).wire(now, g.routeCost), Created: created})
 	return nil
 }
 
@@ -237,7 +239,7 @@ func (g *Gateway) listRoutes(w http.ResponseWriter, r *http.Request) error {
 	now := g.now()
 	for _, n := range g.routeTab.names() {
 		if lr := g.routeTab.get(n); lr != nil {
-			out = append(out, lr.wire(now))
+			out = append(out, lr.wire(now, g.routeCost))
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -253,7 +255,7 @@ func (g *Gateway) getRoute(w http.ResponseWriter, r *http.Request) error {
 	if lr == nil {
 		return unknownRoute(name)
 	}
-	writeJSON(w, http.StatusOK, lr.wire(g.now()))
+	writeJSON(w, http.StatusOK, lr.wire(g.now(), g.routeCost))
 	return nil
 }
 
@@ -313,7 +315,7 @@ func (g *Gateway) callRoute(w http.ResponseWriter, r *http.Request, lr *liveRout
 			return err
 		}
 	}
-	rt, choice, why := lr.call(g.now(), g.routeObs)
+	rt, choice, why := lr.call(g.now(), g.routeObs, g.routeCost)
 	if err := bufferBody(w, r, maxRouteBody); err != nil {
 		return err
 	}

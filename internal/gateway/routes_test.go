@@ -35,7 +35,7 @@ func TestLiveRouteDecidesAtMostOnceASecond(t *testing.T) {
 	// 20 calls in the first 950 ms: the first decides (1 call over 2 s:
 	// serverless); the rest reuse that decision.
 	for i := range 20 {
-		if _, c, _ := lr.call(t0.Add(time.Duration(i)*50*time.Millisecond), obs); c != route.Serverless {
+		if _, c, _ := lr.call(t0.Add(time.Duration(i)*50*time.Millisecond), obs, nil); c != route.Serverless {
 			t.Fatalf("call %d went %s, want serverless (decision cached for 1 s)", i, c)
 		}
 	}
@@ -43,18 +43,18 @@ func TestLiveRouteDecidesAtMostOnceASecond(t *testing.T) {
 		t.Fatalf("decisions in the first second = %d (%v), want 1", got, obs.decisions)
 	}
 	// At 1 s the window holds 20 calls over 2 s = 10 qps > 5: persistent.
-	_, c, why := lr.call(t0.Add(time.Second), obs)
+	_, c, why := lr.call(t0.Add(time.Second), obs, nil)
 	if c != route.Persistent || why.Code != route.ReasonAboveThreshold {
 		t.Errorf("at 1s: %s %s, want persistent above_threshold", c, why)
 	}
 	// A status read shows what the next call would get without deciding.
-	st := lr.wire(t0.Add(1500 * time.Millisecond)).Status
+	st := lr.wire(t0.Add(1500*time.Millisecond), nil).Status
 	if st.Choice != "persistent" || len(obs.decisions) != 2 {
 		t.Errorf("status %+v after %v decisions, want persistent and no new decision", st, obs.decisions)
 	}
 	// Quiet: after the window drains, serverless again (the hold of 1 s
 	// has passed).
-	_, c, why = lr.call(t0.Add(5*time.Second), obs)
+	_, c, why = lr.call(t0.Add(5*time.Second), obs, nil)
 	if c != route.Serverless || why.Code != route.ReasonBelowThreshold {
 		t.Errorf("at 5s: %s %s, want serverless below_threshold", c, why)
 	}

@@ -101,6 +101,7 @@ type pool struct {
 	lastErrAt time.Time
 
 	coldStarts int64
+	startSum   time.Duration // start-to-ready time of those starts
 
 	// limit caps instances below scaling.max while a budget says so
 	// (-1: no cap); limitWhy says which budget.
@@ -613,6 +614,7 @@ func (m *Manager) start(in *Instance) {
 		in.state = api.StateReady
 		p.failures, p.lastErr = 0, nil
 		p.coldStarts++
+		p.startSum += now.Sub(in.startedAt)
 		replaced = m.retireOutdatedLocked(p)
 	}
 	m.mu.Unlock()

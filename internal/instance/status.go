@@ -95,8 +95,10 @@ func PhaseMillis(start time.Time, phases []driver.Phase) map[string]float64 {
 type Summary struct {
 	Ready, Starting, Failed, InFlight int
 	ColdStarts                        int64
-	LastError                         string
-	MinNow                            int
+	// MeanColdStart is the mean start-to-ready time of those starts.
+	MeanColdStart time.Duration
+	LastError     string
+	MinNow        int
 }
 
 // Summary returns fn's pool summary at now.
@@ -110,6 +112,9 @@ func (m *Manager) Summary(fn string, now time.Time) (Summary, bool) {
 	l := m.loadLocked(p)
 	s := Summary{Ready: l.Ready, Starting: l.Starting, Failed: len(p.failed), InFlight: l.InFlight,
 		ColdStarts: p.coldStarts, MinNow: p.fn.Scaling.EffectiveMin(now)}
+	if p.coldStarts > 0 {
+		s.MeanColdStart = p.startSum / time.Duration(p.coldStarts)
+	}
 	if p.lastErr != nil {
 		s.LastError = p.lastErr.Error()
 	}

@@ -110,6 +110,11 @@ type funcTotals struct {
 
 	busy, service float64 // since the meter started
 
+	// okService and okServed give the mean service time of answered
+	// requests (status < 500), for pricing by the cost model.
+	okService float64
+	okServed  int64
+
 	// lastHW and lastPrice price requests that end after the function's
 	// last instance stopped.
 	lastHW    string
@@ -201,6 +206,11 @@ func (m *Meter) Request(fn string, status int, d, queue time.Duration, cold bool
 	defer m.mu.Unlock()
 	r := Request{Function: fn, At: now, Status: status, Duration: d, Queue: queue, Cold: cold}
 	r.Hardware, r.CostUSD = m.requestCostLocked(fn, max(d-queue, 0), true)
+	if status > 0 && status < 500 {
+		t := m.totalsLocked(fn)
+		t.okService += max(d-queue, 0).Seconds()
+		t.okServed++
+	}
 	b := m.bucketLocked(fn, r.Hardware, now)
 	b.Requests++
 	if status >= 500 || status == 0 {
@@ -216,6 +226,19 @@ func (m *Meter) Request(fn string, status int, d, queue time.Duration, cold bool
 		m.requests = m.requests[1:]
 	}
 	m.requests = append(m.requests, r)
+}
+
+// ServiceTime returns fn's mean time on an instance per answered request
+// (status < 500, queue excluded) since the meter started, and how many
+// requests that is over.
+func (m *Meter) ServiceTime(fn string) (mean time.Duration, n int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.funcs[fn]
+	if t == nil || t.okServed == 0 {
+		return 0, 0
+	}
+	return time.Duration(t.okService / float64(t.okServed) * float64(time.Second)), t.okServed
 }
 
 // RequestCost estimates what a request of fn that has spent service on an
@@ -272,7 +295,7 @@ func (m *Meter) requestCostLocked(fn string, service time.Duration, record bool)
 
 // accountLocked charges in's current state from in.since to at, split at
 // hour boundaries, and moves in.since to at. Events may arrive slightly out
-// of order (observers are called after the manager's lock is released), so
+// of order (state changes are reported after the manager's lock is released), so
 // a time before in.since counts as in.since. m.mu must be held.
 func (m *Meter) accountLocked(id string, in *instance, at time.Time) {
 	if !at.After(in.since) {

@@ -315,6 +315,20 @@ func TestRequestAttribution(t *testing.T) {
 	}
 }
 
+func TestServiceTime(t *testing.T) {
+	now := at(10)
+	m := newTestMeter(newMemStore(), &now)
+	if mean, n := m.ServiceTime("llm"); n != 0 || mean != 0 {
+		t.Errorf("ServiceTime before any request = %s over %d, want 0 over 0", mean, n)
+	}
+	m.Request("llm", 200, 1500*time.Millisecond, 500*time.Millisecond, false) // 1 s on the instance
+	m.Request("llm", 200, 3*time.Second, 0, true)                             // 3 s
+	m.Request("llm", 503, 10*time.Millisecond, 0, false)                      // refused: not service
+	if mean, n := m.ServiceTime("llm"); n != 2 || mean != 2*time.Second {
+		t.Errorf("ServiceTime = %s over %d, want 2s over 2 (the 503 left out)", mean, n)
+	}
+}
+
 func TestBudget(t *testing.T) {
 	now := at(0)
 	st := newMemStore()

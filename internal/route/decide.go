@@ -64,12 +64,13 @@ func (s State) Apply(now time.Time, c Choice) State {
 }
 
 // CostComparer prices the two targets of a route for a traffic level. The
-// cost model (package cost) implements it once metering lands; Decide
+// composition root implements it with Ember's cost model and metering
+// (function targets) and the targets' listed prices (URL targets); Decide
 // calls it for the cost policy only.
 type CostComparer interface {
 	// HourlyCosts returns the expected cost per hour, in one currency, of
-	// serving qps on the route's persistent and serverless targets.
-	HourlyCosts(route string, qps float64) (persistent, serverless float64, err error)
+	// serving qps on r's persistent and serverless targets.
+	HourlyCosts(r *Route, qps float64) (persistent, serverless float64, err error)
 }
 
 // Observations are the inputs of one decision.
@@ -114,12 +115,12 @@ func (r *Route) want(obs Observations) (Choice, Reason) {
 			c, why := r.byQPS(obs)
 			return c, Reason{Code: ReasonCostUnavailable, Detail: "no cost model; " + why.Detail}
 		}
-		pc, sc, err := obs.Cost.HourlyCosts(r.Name, obs.QPS)
+		pc, sc, err := obs.Cost.HourlyCosts(r, obs.QPS)
 		if err != nil || pc < 0 || sc < 0 {
 			c, why := r.byQPS(obs)
 			return c, Reason{Code: ReasonCostUnavailable, Detail: fmt.Sprintf("cost model failed (%v); %s", err, why.Detail)}
 		}
-		costs := fmt.Sprintf("at %.3g qps persistent costs %.4g/h, serverless %.4g/h", obs.QPS, pc, sc)
+		costs := fmt.Sprintf("at %.3g qps persistent costs $%.4g/h, serverless $%.4g/h", obs.QPS, pc, sc)
 		if obs.State.Choice == Persistent {
 			if sc < pc*p.Hysteresis {
 				return Serverless, Reason{Code: ReasonCheaper, Detail: costs}

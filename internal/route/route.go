@@ -55,6 +55,18 @@ type Target struct {
 	Function string `json:"function,omitempty"`
 	// URL is an http(s) base URL; the request path is appended to it.
 	URL string `json:"url,omitempty"`
+	// USDPerHour and USDPerRequest price a URL target for the cost
+	// policy: what the external pool costs per hour whatever the traffic
+	// (a reserved cluster) and per call (a hosted API). A function
+	// target is priced by Ember's cost model from its spec, its hardware
+	// class in the price catalogue and its measured service time.
+	USDPerHour    float64 `json:"usd_per_hour,omitempty"`
+	USDPerRequest float64 `json:"usd_per_request,omitempty"`
+}
+
+// ListedHourlyCost is a URL target's cost per hour at qps, from its prices.
+func (t Target) ListedHourlyCost(qps float64) float64 {
+	return t.USDPerHour + t.USDPerRequest*qps*3600
 }
 
 // String names the target for logs and headers.
@@ -163,6 +175,14 @@ func (r *Route) Validate() error {
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				add(t.field+".url", "must be an http(s) base URL (got %q)", t.t.URL)
 			}
+		}
+		switch {
+		case t.t.USDPerHour < 0 || t.t.USDPerRequest < 0:
+			add(t.field, "usd_per_hour and usd_per_request must be ≥ 0 (got %g, %g)", t.t.USDPerHour, t.t.USDPerRequest)
+		case t.t.Function != "" && (t.t.USDPerHour != 0 || t.t.USDPerRequest != 0):
+			add(t.field, "usd_per_hour and usd_per_request price url targets; a function is priced from its hardware class in the price catalogue")
+		case t.t.URL != "" && r.Policy.Type == PolicyCost && t.t.USDPerHour == 0 && t.t.USDPerRequest == 0:
+			add(t.field, "the cost policy needs usd_per_hour or usd_per_request for a url target")
 		}
 	}
 	if r.Targets.Persistent == r.Targets.Serverless && r.Targets.Persistent != (Target{}) {

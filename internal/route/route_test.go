@@ -48,6 +48,10 @@ targets:
 		{`{name: x, targets: {persistent: {function: a}, serverless: {function: b}}, policy: {type: latency, hysteresis: 1.5, window: 10ms}}`,
 			[]string{"policy.type: must be qps or cost", "policy.hysteresis: must be in (0, 1]", "policy.window: must be ≥ 1s"}},
 		{`{name: x, targets: {persistent: {function: a}, serverless: {function: b}}, polcy: {}}`, []string{`unknown field "polcy"`}},
+		{`{name: x, targets: {persistent: {url: "http://h"}, serverless: {function: b}}, policy: {type: cost}}`,
+			[]string{"targets.persistent: the cost policy needs usd_per_hour or usd_per_request for a url target"}},
+		{`{name: x, targets: {persistent: {url: "http://h", usd_per_hour: -1}, serverless: {function: b, usd_per_hour: 2}}}`,
+			[]string{"targets.persistent: usd_per_hour and usd_per_request must be ≥ 0 (got -1, 0)", "targets.serverless: usd_per_hour and usd_per_request price url targets"}},
 	}
 	for _, tc := range bad {
 		_, err := Parse([]byte(tc.yaml))
@@ -113,7 +117,7 @@ type fakeCost struct {
 	err          error
 }
 
-func (f fakeCost) HourlyCosts(_ string, qps float64) (float64, float64, error) {
+func (f fakeCost) HourlyCosts(_ *Route, qps float64) (float64, float64, error) {
 	return f.flat, f.perQPS * qps, f.err
 }
 
@@ -269,4 +273,11 @@ func TestSyntheticLoad(t *testing.T) {
 			t.Errorf("switches at %v: flapping", switches)
 		}
 	})
+}
+
+func TestListedHourlyCost(t *testing.T) {
+	tg := Target{URL: "http://h", USDPerHour: 2, USDPerRequest: 0.001}
+	if got, want := tg.ListedHourlyCost(0.5), 2+0.001*0.5*3600; got != want {
+		t.Errorf("ListedHourlyCost(0.5) = %g, want %g", got, want)
+	}
 }
