@@ -593,3 +593,43 @@ policy: {type: cost, window: 2s, hold: 1ms}
 		}
 	}
 }
+
+// A URL target carries its own credentials from the server's environment;
+// the caller's Ember key never leaves.
+func TestRouteURLTargetHeaders(t *testing.T) {
+	t.Setenv("EMBER_E2E_UPSTREAM_KEY", "sk-upstream-123") // inherited by ember serve
+	s := startServer(t, "")
+	s.deploy(simSpec("spare", "{min: 0, max: 1}"))
+	ext := startExternal(t)
+	if r := s.call("POST", "/v1/routes", `{"name": "authd", "targets": {"persistent": {"url": "`+ext+`", "headers": {"Authorization": "Bearer ${EMBER_E2E_NOT_SET}"}}, "serverless": {"function": "spare"}}}`); r.status != 400 ||
+		!strings.Contains(string(r.body), "targets.persistent.headers.Authorization: ${EMBER_E2E_NOT_SET} is not set in the server's environment") {
+		t.Errorf("route naming an unset variable: %d %s, want 400 naming it", r.status, r.body)
+	}
+	if _, err := s.c.ApplyRoute(context.Background(), []byte(`
+name: authd
+targets:
+  persistent: {url: "`+ext+`", headers: {Authorization: "Bearer ${EMBER_E2E_UPSTREAM_KEY}", X-Team: ml}}
+  serverless: {function: spare}
+policy: {window: 2s, threshold: 0.1, hold: 1ms}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	r := s.call("POST", "/v1/run/authd/anything", `{}`)
+	if r.status != 200 || r.header.Get(api.HeaderRoute) != "persistent" {
+		t.Fatalf("call: %d route %q %s", r.status, r.header.Get(api.HeaderRoute), r.body)
+	}
+	var echo struct {
+		Headers map[string][]string `json:"headers"`
+	}
+	decode(t, r.body, &echo)
+	if got := echo.Headers["Authorization"]; len(got) != 1 || got[0] != "Bearer sk-upstream-123" {
+		t.Errorf("external target got Authorization %q, want only the target's own credential", got)
+	}
+	if got := echo.Headers["X-Team"]; len(got) != 1 || got[0] != "ml" {
+		t.Errorf("external target got X-Team %q, want ml", got)
+	}
+	routes, _ := s.c.Routes(context.Background())
+	if len(routes) != 1 || strings.Contains(string(routes[0].Spec), "sk-upstream-123") {
+		t.Errorf("the stored route shows the secret: %s", routes[0].Spec)
+	}
+}

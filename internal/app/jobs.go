@@ -66,9 +66,13 @@ type authorizedJobs struct {
 
 func (a authorizedJobs) SubmitBatch(ctx context.Context, reqs []jobs.SubmitRequest) ([]*api.Prediction, error) {
 	if a.on {
-		for _, r := range reqs {
-			if err := auth.AllowFunction(auth.FromContext(ctx), r.Function); err != nil {
+		p := auth.FromContext(ctx)
+		for i, r := range reqs {
+			if err := auth.AllowFunction(p, r.Function); err != nil {
 				return nil, err
+			}
+			if p != nil {
+				reqs[i].Owner = p.KeyID
 			}
 		}
 	}

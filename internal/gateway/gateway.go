@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -83,6 +84,7 @@ type Gateway struct {
 	routeStore RouteStore
 	routeObs   RouteObserver
 	routeCost  route.CostComparer
+	lookupEnv  func(string) (string, bool) // expands URL targets' headers
 	urls       *urlProxy
 }
 
@@ -94,7 +96,7 @@ type Options struct {
 
 // New builds the gateway.
 func New(inv Invoker, reg Registry, instances Instances, fwd Forwarder, obs Observer, logger *slog.Logger) *Gateway {
-	g := &Gateway{inv: inv, reg: reg, instances: instances, fwd: fwd, obs: obs, logger: logger, now: time.Now, mux: http.NewServeMux(), limiter: ratelimit.New(),
+	g := &Gateway{inv: inv, reg: reg, instances: instances, fwd: fwd, obs: obs, logger: logger, now: time.Now, lookupEnv: os.LookupEnv, mux: http.NewServeMux(), limiter: ratelimit.New(),
 		routeTab: &routeTable{m: map[string]*liveRoute{}}, urls: newURLProxy()}
 	g.ready.Store(true)
 	g.routes()

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -204,6 +206,9 @@ func (g *Gateway) applyRoute(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return &httpError{Status: http.StatusBadRequest, Code: "invalid_route", Msg: err.Error()}
 	}
+	if err := g.checkHeaderEnv(rt); err != nil {
+		return err
+	}
 	if _, ok := g.instances.Function(rt.Name); ok {
 		return &httpError{Status: http.StatusConflict, Code: "name_conflict",
 			Msg: fmt.Sprintf("a function is named %q; a route needs a name of its own", rt.Name)}
@@ -351,7 +356,48 @@ func (g *Gateway) callTarget(w http.ResponseWriter, r *http.Request, t route.Tar
 	if t.Function != "" {
 		return g.invoke(w, r, t.Function, path, false)
 	}
-	return g.urls.forward(w, r, t.URL, path)
+	return g.urls.forward(w, r, t.URL, path, g.targetHeaders(t))
+}
+
+// targetHeaders expands ${NAME} in t's headers from the server's
+// environment at call time.
+func (g *Gateway) targetHeaders(t route.Target) map[string]string {
+	if len(t.Headers) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(t.Headers))
+	for k, v := range t.Headers {
+		out[k] = os.Expand(v, func(name string) string {
+			val, _ := g.lookupEnv(name)
+			return val
+		})
+	}
+	return out
+}
+
+// checkHeaderEnv refuses a route whose headers name a variable the
+// server's environment lacks: the call would otherwise go out with an
+// empty credential and fail far from its cause.
+func (g *Gateway) checkHeaderEnv(rt *route.Route) error {
+	var errs []string
+	for _, tt := range []struct {
+		field string
+		t     route.Target
+	}{{"targets.persistent", rt.Targets.Persistent}, {"targets.serverless", rt.Targets.Serverless}} {
+		for _, name := range slices.Sorted(maps.Keys(tt.t.Headers)) {
+			os.Expand(tt.t.Headers[name], func(v string) string {
+				if _, ok := g.lookupEnv(v); !ok {
+					errs = append(errs, fmt.Sprintf("%s.headers.%s: ${%s} is not set in the server's environment", tt.field, name, v))
+				}
+				return ""
+			})
+		}
+	}
+	if len(errs) > 0 {
+		return &httpError{Status: http.StatusBadRequest, Code: "invalid_route",
+			Msg: fmt.Sprintf("route %q: %s", rt.Name, strings.Join(errs, "; "))}
+	}
+	return nil
 }
 
 // targetDown reports whether err says a target could not take the call at

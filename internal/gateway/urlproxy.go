@@ -16,16 +16,18 @@ import (
 // urlProxy forwards routed calls to external base URLs (an existing vLLM
 // cluster, a hosted endpoint). Unlike the instance hop it speaks https and
 // sends the target's own Host, and it never passes the caller's Ember key
-// on: that key is Ember's, not the external service's.
+// on: that key is Ember's, not the external service's. A target's own
+// credentials go in its headers.
 type urlProxy struct {
 	rp *httputil.ReverseProxy
 	tr *http.Transport
 }
 
 type urlCall struct {
-	base *url.URL
-	path string
-	err  error
+	base    *url.URL
+	path    string
+	headers map[string]string // the target's own, e.g. its credentials
+	err     error
 }
 
 type urlCallKey struct{}
@@ -53,6 +55,9 @@ func newURLProxy() *urlProxy {
 			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 			pr.Out.Host = ""
 			pr.Out.Header.Del("Authorization")
+			for k, v := range c.headers {
+				pr.Out.Header.Set(k, v)
+			}
 			pr.SetXForwarded()
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -67,7 +72,8 @@ func newURLProxy() *urlProxy {
 // forward sends r to base+path and streams the answer to w. It returns an
 // error (a *proxy.UpstreamError, or the client's context error) only when
 // nothing was written to w.
-func (p *urlProxy) forward(w http.ResponseWriter, r *http.Request, base, path string) error {
+// headers are set on the outgoing request, over the caller's.
+func (p *urlProxy) forward(w http.ResponseWriter, r *http.Request, base, path string, headers map[string]string) error {
 	u, err := url.Parse(base)
 	if err != nil {
 		return err // validated at apply; unreachable
@@ -75,7 +81,7 @@ func (p *urlProxy) forward(w http.ResponseWriter, r *http.Request, base, path st
 	if path == "" {
 		path = "/"
 	}
-	c := &urlCall{base: u, path: path}
+	c := &urlCall{base: u, path: path, headers: headers}
 	r = r.WithContext(context.WithValue(r.Context(), urlCallKey{}, c))
 	sw := &statusWriter{ResponseWriter: w}
 	p.rp.ServeHTTP(sw, r)

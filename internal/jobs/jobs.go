@@ -180,6 +180,10 @@ type SubmitRequest struct {
 	// IdempotencyKey returns the original prediction for a repeated key
 	// within 24 hours.
 	IdempotencyKey string
+	// Owner scopes IdempotencyKey (the caller's API key id): the same key
+	// sent by two owners names two jobs, so one caller can neither reach
+	// nor block another's job by guessing its key.
+	Owner string
 }
 
 // ListOptions selects a page of predictions.

@@ -263,6 +263,14 @@ func TestIdempotencyKey(t *testing.T) {
 	if ps[0].ID != ps[1].ID {
 		t.Errorf("same key in one batch gave %s and %s", ps[0].ID, ps[1].ID)
 	}
+
+	// Keys are per owner: another caller's same key is another job.
+	x := e.submit(t, jobs.SubmitRequest{Function: "echo", IdempotencyKey: "k9", Owner: "key-a"})
+	y := e.submit(t, jobs.SubmitRequest{Function: "echo", IdempotencyKey: "k9", Owner: "key-b"})
+	z := e.submit(t, jobs.SubmitRequest{Function: "echo", IdempotencyKey: "k9", Owner: "key-a"})
+	if x.ID == y.ID || z.ID != x.ID {
+		t.Errorf("owners a, b, a with one key gave %s, %s, %s; want a's twice and b's apart", x.ID, y.ID, z.ID)
+	}
 }
 
 func TestStreamReplayAndResume(t *testing.T) {

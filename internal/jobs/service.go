@@ -285,6 +285,10 @@ func (s *Service) newRecord(req SubmitRequest, now time.Time) (*Record, error) {
 		WebhookEvents:  req.WebhookEvents,
 		IdempotencyKey: req.IdempotencyKey,
 	}
+	if req.IdempotencyKey != "" && req.Owner != "" {
+		// The unit separator cannot appear in a header value's key.
+		r.IdempotencyKey = req.Owner + "\x1f" + req.IdempotencyKey
+	}
 	if r.Version == "" {
 		r.Version = r.Function
 	}

@@ -5,7 +5,9 @@ package route
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,6 +64,11 @@ type Target struct {
 	// class in the price catalogue and its measured service time.
 	USDPerHour    float64 `json:"usd_per_hour,omitempty"`
 	USDPerRequest float64 `json:"usd_per_request,omitempty"`
+	// Headers are sent to a URL target on every call, e.g. the external
+	// service's own credentials: {Authorization: "Bearer ${VLLM_API_KEY}"}.
+	// ${NAME} is read from the server's environment when the call is
+	// sent, so secrets stay out of the stored route.
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 // ListedHourlyCost is a URL target's cost per hour at qps, from its prices.
@@ -176,6 +183,14 @@ func (r *Route) Validate() error {
 				add(t.field+".url", "must be an http(s) base URL (got %q)", t.t.URL)
 			}
 		}
+		if len(t.t.Headers) > 0 && t.t.URL == "" {
+			add(t.field+".headers", "only a url target takes headers")
+		}
+		for _, name := range slices.Sorted(maps.Keys(t.t.Headers)) {
+			if !validHeaderName(name) || strings.EqualFold(name, "Host") {
+				add(t.field+".headers", "not a header name Ember can send (got %q)", name)
+			}
+		}
 		switch {
 		case t.t.USDPerHour < 0 || t.t.USDPerRequest < 0:
 			add(t.field, "usd_per_hour and usd_per_request must be ≥ 0 (got %g, %g)", t.t.USDPerHour, t.t.USDPerRequest)
@@ -185,7 +200,7 @@ func (r *Route) Validate() error {
 			add(t.field, "the cost policy needs usd_per_hour or usd_per_request for a url target")
 		}
 	}
-	if r.Targets.Persistent == r.Targets.Serverless && r.Targets.Persistent != (Target{}) {
+	if pt, st := r.Targets.Persistent, r.Targets.Serverless; pt.Function == st.Function && pt.URL == st.URL && (pt.Function != "" || pt.URL != "") {
 		add("targets", "persistent and serverless are the same target")
 	}
 	p := r.Policy
@@ -208,4 +223,17 @@ func (r *Route) Validate() error {
 		return &ValidationError{Route: r.Name, Errs: errs}
 	}
 	return nil
+}
+
+// validHeaderName reports whether name is an HTTP token (RFC 9110 5.1).
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }
