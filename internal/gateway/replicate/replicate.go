@@ -47,20 +47,29 @@ const (
 
 // Handler serves the predictions API.
 type Handler struct {
-	jobs Jobs
-	log  *slog.Logger
-	mux  *http.ServeMux
+	jobs      Jobs
+	log       *slog.Logger
+	mux       *http.ServeMux
+	keepAlive time.Duration
 }
+
+// DefaultKeepAlive is how often a quiet prediction stream sends an SSE
+// comment, so proxies and load balancers do not close it as idle while a
+// long job runs.
+const DefaultKeepAlive = 15 * time.Second
 
 // New returns the handler; logger may be nil.
 func New(j Jobs, logger *slog.Logger) *Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	h := &Handler{jobs: j, log: logger, mux: http.NewServeMux()}
+	h := &Handler{jobs: j, log: logger, mux: http.NewServeMux(), keepAlive: DefaultKeepAlive}
 	h.Register(h.mux)
 	return h
 }
+
+// SetKeepAlive sets the stream keep-alive interval; call before serving.
+func (h *Handler) SetKeepAlive(d time.Duration) { h.keepAlive = d }
 
 // ServeHTTP serves the routes registered by Register.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
@@ -383,9 +392,18 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) error {
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	for {
-		ev, err := st.Next(r.Context())
+		ctx, cancel := context.WithTimeout(r.Context(), h.keepAlive)
+		ev, err := st.Next(ctx)
+		cancel()
 		if err == io.EOF {
 			return nil
+		}
+		if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
+				return nil
+			}
+			_ = rc.Flush()
+			continue
 		}
 		if err != nil {
 			return nil // the client went away

@@ -47,7 +47,7 @@ func (f functions) Function(ctx context.Context, name string) (*spec.Function, e
 
 // server starts an instance server, a job service on a real database and
 // the predictions API, and returns the API's base URL.
-func server(t *testing.T, opts jobs.Options) string {
+func server(t *testing.T, opts jobs.Options, configure ...func(*replicate.Handler)) string {
 	t.Helper()
 	inst := http.NewServeMux()
 	inst.HandleFunc("POST /predict", func(w http.ResponseWriter, r *http.Request) {
@@ -89,7 +89,11 @@ func server(t *testing.T, opts jobs.Options) string {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- svc.Run(runCtx) }()
-	api.Config.Handler = replicate.New(svc, nil)
+	h := replicate.New(svc, nil)
+	for _, c := range configure {
+		c(h)
+	}
+	api.Config.Handler = h
 	api.Start()
 	t.Cleanup(func() {
 		api.Close()
@@ -276,6 +280,41 @@ func TestStreamSSE(t *testing.T) {
 	}
 	if diff := cmp.Diff(all[2:], read("2")); diff != "" {
 		t.Errorf("resume after 2 (-want +got):\n%s", diff)
+	}
+}
+
+// A quiet stream sends SSE comments so that proxies keep it open, and
+// events still follow.
+func TestStreamKeepAlive(t *testing.T) {
+	base := server(t, jobs.Options{}, func(h *replicate.Handler) { h.SetKeepAlive(20 * time.Millisecond) })
+	var p api.Prediction
+	if code := call(t, "POST", base+"/v1/predictions", `{"model":"block","input":{}}`, nil, &p); code != http.StatusCreated {
+		t.Fatalf("create: %d", code)
+	}
+	resp, err := http.Get(p.URLs.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	keepAlives := 0
+	for keepAlives < 2 && sc.Scan() {
+		if sc.Text() == ": keep-alive" {
+			keepAlives++
+		}
+	}
+	if keepAlives < 2 {
+		t.Fatalf("stream ended before two keep-alives: %v", sc.Err())
+	}
+	call(t, "POST", p.URLs.Cancel, "", nil, nil)
+	var events []string
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "event: ") {
+			events = append(events, strings.TrimPrefix(sc.Text(), "event: "))
+		}
+	}
+	if len(events) == 0 || events[len(events)-1] != "done" {
+		t.Errorf("events after the keep-alives = %v, want the stream to end with done", events)
 	}
 }
 
