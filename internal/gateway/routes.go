@@ -9,7 +9,6 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -169,6 +168,10 @@ func (g *Gateway) EnableRoutes(ctx context.Context, store RouteStore, obs RouteO
 		if err != nil {
 			g.logger.Warn("skipping a stored route that no longer validates", "route", rec.Name, "err", err)
 			continue
+		}
+		if err := g.checkHeaderEnv(rt); err != nil {
+			// Kept: the variable may be set before the next restart.
+			g.logger.Warn("a stored route's headers name unset variables; its calls will send them empty", "route", rec.Name, "err", err)
 		}
 		g.routeTab.put(rt, rec, now)
 	}
@@ -367,12 +370,33 @@ func (g *Gateway) targetHeaders(t route.Target) map[string]string {
 	}
 	out := make(map[string]string, len(t.Headers))
 	for k, v := range t.Headers {
-		out[k] = os.Expand(v, func(name string) string {
+		out[k] = expandBraced(v, func(name string) string {
 			val, _ := g.lookupEnv(name)
 			return val
 		})
 	}
 	return out
+}
+
+// expandBraced replaces each ${NAME} in s with get(NAME). Unlike
+// os.Expand it leaves a bare $ alone, so a header value can hold one.
+func expandBraced(s string, get func(string) string) string {
+	var b strings.Builder
+	for {
+		i := strings.Index(s, "${")
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(s[i+2:], '}')
+		if j < 0 {
+			break
+		}
+		b.WriteString(s[:i])
+		b.WriteString(get(s[i+2 : i+2+j]))
+		s = s[i+2+j+1:]
+	}
+	b.WriteString(s)
+	return b.String()
 }
 
 // checkHeaderEnv refuses a route whose headers name a variable the
@@ -385,7 +409,7 @@ func (g *Gateway) checkHeaderEnv(rt *route.Route) error {
 		t     route.Target
 	}{{"targets.persistent", rt.Targets.Persistent}, {"targets.serverless", rt.Targets.Serverless}} {
 		for _, name := range slices.Sorted(maps.Keys(tt.t.Headers)) {
-			os.Expand(tt.t.Headers[name], func(v string) string {
+			expandBraced(tt.t.Headers[name], func(v string) string {
 				if _, ok := g.lookupEnv(v); !ok {
 					errs = append(errs, fmt.Sprintf("%s.headers.%s: ${%s} is not set in the server's environment", tt.field, name, v))
 				}

@@ -88,3 +88,19 @@ func TestTargetDown(t *testing.T) {
 		})
 	}
 }
+
+func TestExpandBraced(t *testing.T) {
+	env := map[string]string{"KEY": "sk-1", "EMPTY": ""}
+	get := func(n string) string { return env[n] }
+	for in, want := range map[string]string{
+		"Bearer ${KEY}":      "Bearer sk-1",
+		"${KEY}:${KEY}":      "sk-1:sk-1",
+		"price $5 ${EMPTY}x": "price $5 x",
+		"$KEY ${UNSET}":      "$KEY ",
+		"open ${KEY":         "open ${KEY",
+	} {
+		if got := expandBraced(in, get); got != want {
+			t.Errorf("expandBraced(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -4,12 +4,13 @@
 //
 // Lifecycle: starting → ready → stopping → (removed) | failed.
 //
-// Updates roll out safely: after a new spec version, ready instances of the
-// old version keep serving ("outdated") while one instance of the new
-// version starts beside them, even at scaling.max. Once it is ready, the old
-// ones drain (take no new requests) and stop when their last request ends,
-// so an update never fails a request in flight, and a version that cannot
-// start never takes a serving function down.
+// Updates roll out safely, one instance at a time: after a new spec
+// version, ready instances of the old version keep serving ("outdated")
+// while an instance of the new version starts beside them, even at
+// scaling.max. Each time one is ready, one old instance drains (takes no new
+// requests, stops when its last request ends) and the next new one starts,
+// so an update never fails a request in flight, capacity never dips, and a
+// version that cannot start never takes a serving function down.
 package instance
 
 import (
@@ -194,7 +195,7 @@ func (m *Manager) Put(fn *spec.Function, version int64) {
 			stop = append(stop, in)
 		}
 	}
-	ins := m.rolloutLocked(p)
+	ins := m.nextRolloutLocked(p)
 	m.mu.Unlock()
 	for _, in := range stop {
 		m.stopAsync(in, "replaced by a new version")
@@ -203,43 +204,55 @@ func (m *Manager) Put(fn *spec.Function, version int64) {
 	m.opts.Notify(fn.Name)
 }
 
-// rolloutLocked starts the first instance of p's current version while
-// outdated instances still serve, unless one is already live or starts are
-// backing off. It may go one above scaling.max: the old instances leave as
-// soon as it is ready. m.mu must be held; the caller launches the result.
-func (m *Manager) rolloutLocked(p *pool) []*Instance {
-	if m.closed {
+// nextRolloutLocked starts the next instance of p's current version while
+// outdated instances still serve and none of the current version is
+// starting, unless starts are backing off or a budget holds the function at
+// zero. It may go one above scaling.max (or a budget cap): an outdated
+// instance leaves as each new one is ready. m.mu must be held; the caller
+// launches the result.
+func (m *Manager) nextRolloutLocked(p *pool) []*Instance {
+	if m.closed || p.limit == 0 {
 		return nil
 	}
-	outdated, current := false, false
-	for _, in := range p.instances {
-		switch {
-		case in.outdated && !in.draining:
-			outdated = true
-		case in.version == p.version && !in.draining && (in.state == api.StateReady || in.state == api.StateStarting):
-			current = true
-		}
-	}
-	if !outdated || current || m.now().Before(p.nextStart) {
+	if outdated, starting := rolloutProgressLocked(p); !outdated || starting > 0 || m.now().Before(p.nextStart) {
 		return nil
 	}
 	return []*Instance{m.newInstanceLocked(p, m.now())}
 }
 
-// retireOutdatedLocked drains p's outdated instances once an instance of
-// the current version is ready; it returns the idle ones to stop now (busy
-// ones stop when their last request ends). m.mu must be held.
-func (m *Manager) retireOutdatedLocked(p *pool) []*Instance {
-	var stop []*Instance
+// rolloutProgressLocked reports whether outdated instances of p still serve, and
+// how many of the current version are starting. m.mu must be held.
+func rolloutProgressLocked(p *pool) (outdated bool, starting int) {
 	for _, in := range p.instances {
-		if in.outdated && !in.draining {
-			in.draining = true
-			if in.inFlight == 0 && in.state == api.StateReady {
-				stop = append(stop, in)
-			}
+		switch {
+		case in.outdated && !in.draining:
+			outdated = true
+		case in.version == p.version && !in.draining && in.state == api.StateStarting:
+			starting++
 		}
 	}
-	return stop
+	return outdated, starting
+}
+
+// retireOutdatedLocked drains one outdated instance of p, now that an
+// instance of the current version is ready: the idlest, so capacity moves
+// over one for one. It returns it when it is idle, to stop now; a busy one
+// stops when its last request ends. m.mu must be held.
+func (m *Manager) retireOutdatedLocked(p *pool) []*Instance {
+	var pick *Instance
+	for _, in := range p.instances {
+		if in.outdated && !in.draining && (pick == nil || in.inFlight < pick.inFlight) {
+			pick = in
+		}
+	}
+	if pick == nil {
+		return nil
+	}
+	pick.draining = true
+	if pick.inFlight == 0 && pick.state == api.StateReady {
+		return []*Instance{pick}
+	}
+	return nil
 }
 
 // Remove stops every instance of fn and forgets it. Idle and starting
@@ -450,10 +463,16 @@ func (m *Manager) Reconcile(fn string, desired int, now time.Time) {
 		return
 	}
 	ins, _ := m.growLocked(p, desired)
-	ins = append(ins, m.rolloutLocked(p)...) // retry a failed rollout after its backoff
+	ins = append(ins, m.nextRolloutLocked(p)...) // retry a failed rollout after its backoff
 	var stop []*Instance
 	l := m.loadLocked(p)
 	excess := l.Ready + l.Starting - max(desired, 0)
+	// While a rollout runs, its starting instance is not capacity yet: the
+	// outdated one it will replace must not be stopped for idleness in
+	// favour of an instance that may never become ready.
+	if outdated, starting := rolloutProgressLocked(p); outdated {
+		excess -= starting
+	}
 	idle := p.fn.Scaling.IdleTimeout.D()
 	if p.limit >= 0 && l.Ready+l.Starting > p.limit {
 		idle = 0 // a budget cap: no keep-warm beyond it
@@ -563,6 +582,12 @@ func (m *Manager) start(in *Instance) {
 		if err := os.MkdirAll(dir, 0o755); err == nil {
 			if f, err := os.OpenFile(filepath.Join(dir, in.id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
 				m.mu.Lock()
+				if in.retired || in.state == api.StateStopping {
+					// Stopped (and accounted for) before the driver ran.
+					m.mu.Unlock()
+					f.Close()
+					return
+				}
 				in.logFile, out = f, f
 				m.mu.Unlock()
 			}
@@ -580,12 +605,6 @@ func (m *Manager) start(in *Instance) {
 	})
 	now := m.now()
 	if err != nil {
-		m.mu.Lock()
-		stopped := in.state == api.StateStopping
-		m.mu.Unlock()
-		if stopped {
-			return // stopped while starting: stop has accounted for it
-		}
 		if errors.Is(err, context.DeadlineExceeded) && m.ctx.Err() == nil {
 			err = fmt.Errorf("not ready within start_timeout %s: %w", fn.StartTimeout.D(), err)
 		}
@@ -594,8 +613,10 @@ func (m *Manager) start(in *Instance) {
 	}
 
 	m.mu.Lock()
-	if in.retired {
-		// Stopped (and accounted for) while its start was finishing.
+	if in.retired || in.state == api.StateStopping {
+		// A stop (which reports the events) caught the start before the
+		// driver handed over the instance: it cannot stop what it never
+		// saw, so it is stopped here.
 		m.mu.Unlock()
 		stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -609,13 +630,14 @@ func (m *Manager) start(in *Instance) {
 	in.readyAt = now
 	in.idleSince = now
 	stopNow := m.pools[in.fn] == nil || in.state == api.StateStopping || in.draining
-	var replaced []*Instance
+	var replaced, next []*Instance
 	if !stopNow {
 		in.state = api.StateReady
 		p.failures, p.lastErr = 0, nil
 		p.coldStarts++
 		p.startSum += now.Sub(in.startedAt)
 		replaced = m.retireOutdatedLocked(p)
+		next = m.nextRolloutLocked(p)
 	}
 	m.mu.Unlock()
 	if stopNow {
@@ -625,6 +647,7 @@ func (m *Manager) start(in *Instance) {
 	for _, old := range replaced {
 		m.stopAsync(old, "replaced by a new version")
 	}
+	m.launch(next)
 	logger.Info("instance ready", "cold_start", now.Sub(in.startedAt).Round(time.Microsecond))
 	if o := m.opts.Observer; o != nil {
 		prev := in.startedAt
@@ -653,6 +676,12 @@ func (m *Manager) fail(in *Instance, err error, now time.Time, logger *slog.Logg
 		tail = lt.Tail(20)
 	}
 	m.mu.Lock()
+	if in.retired || in.state == api.StateStopping {
+		// A stop got there first: the exit or failed start is its doing,
+		// and it reports the events.
+		m.mu.Unlock()
+		return
+	}
 	from := in.state
 	in.state = api.StateFailed
 	in.exitErr = err

@@ -24,6 +24,9 @@ type fakeDriver struct {
 	started   int
 	abandoned int // starts that ended because their context did
 	insts     []*fakeInstance
+	// readyOnCancel makes a gated start succeed when its context ends,
+	// as a real start that completes just as it is cancelled.
+	readyOnCancel bool
 }
 
 type fakeInstance struct {
@@ -55,8 +58,11 @@ func (d *fakeDriver) Start(ctx context.Context, s driver.StartSpec) (driver.Inst
 		case <-ctx.Done():
 			d.mu.Lock()
 			d.abandoned++
+			late := d.readyOnCancel
 			d.mu.Unlock()
-			return nil, ctx.Err()
+			if !late {
+				return nil, ctx.Err()
+			}
 		}
 	}
 	if fail != nil {
@@ -412,4 +418,86 @@ func TestOldVersionCrashLeavesPool(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// A start that completes just as a stop cancels it must not leave its
+// instance running unowned.
+func TestStopRacingStartStopsTheInstance(t *testing.T) {
+	d := &fakeDriver{gate: make(chan struct{}), readyOnCancel: true}
+	m, _ := newManager(t, d, "{max: 1}")
+	m.EnsureCapacity("f", 1)
+	waitFor(t, "driver start entered", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.started == 1
+	})
+	m.Remove(context.Background(), "f")
+	waitFor(t, "the late instance stopped", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return len(d.insts) == 1 && d.insts[0].stopped()
+	})
+}
+
+// An update replaces instances one for one: capacity never drops below
+// what was serving.
+func TestRolloutReplacesOneForOne(t *testing.T) {
+	d := &fakeDriver{}
+	m, _ := newManager(t, d, "{min: 2, max: 2}")
+	m.Reconcile("f", 2, time.Now())
+	waitFor(t, "2 ready", func() bool { return m.count(api.StateReady) == 2 })
+	d.mu.Lock()
+	d.gate = make(chan struct{})
+	gate := d.gate
+	d.mu.Unlock()
+	f2, _ := spec.Parse([]byte("name: f\ncommand: [y]\nscaling: {min: 2, max: 2}"))
+	m.Put(f2, 2)
+	if n := m.count(api.StateStarting); n != 1 {
+		t.Fatalf("starting after update = %d, want 1 (one at a time)", n)
+	}
+	gate <- struct{}{} // the first new instance is ready
+	waitFor(t, "one old instance retired and the next new one starting", func() bool {
+		ins, _ := m.Instances("f")
+		old, newReady, newStarting := 0, 0, 0
+		for _, in := range ins {
+			switch {
+			case in.Version == 1:
+				old++
+			case in.State == api.StateReady:
+				newReady++
+			case in.State == api.StateStarting:
+				newStarting++
+			}
+		}
+		return old == 1 && newReady == 1 && newStarting == 1
+	})
+	close(gate)
+	waitFor(t, "all on version 2", func() bool {
+		ins, _ := m.Instances("f")
+		for _, in := range ins {
+			if in.Version != 2 || in.State != api.StateReady {
+				return false
+			}
+		}
+		return len(ins) == 2
+	})
+}
+
+// While the new version starts, keep-warm does not stop the old instance
+// it is to replace: if the new version fails, the old one still serves.
+func TestRolloutKeepsOldInstanceThroughIdleExpiry(t *testing.T) {
+	d := &fakeDriver{}
+	m, _ := newManager(t, d, "{min: 1, max: 1, idle_timeout: 1s}")
+	m.EnsureCapacity("f", 1)
+	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
+	old, _ := m.Instances("f")
+	d.mu.Lock()
+	d.gate = make(chan struct{})
+	d.mu.Unlock()
+	f2, _ := spec.Parse([]byte("name: f\ncommand: [y]\nscaling: {min: 1, max: 1, idle_timeout: 1s}"))
+	m.Put(f2, 2)
+	m.Reconcile("f", 1, time.Now().Add(time.Hour)) // long idle, new version still starting
+	if in, ok := m.Instance(old[0].ID); !ok || in.State != api.StateReady {
+		t.Errorf("old instance after an idle reconcile during the rollout = %+v, %v; want still ready", in, ok)
+	}
 }

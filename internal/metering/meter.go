@@ -111,7 +111,7 @@ type funcTotals struct {
 	busy, service float64 // since the meter started
 
 	// okService and okServed give the mean service time of answered
-	// requests (status < 500), for pricing by the cost model.
+	// requests (2xx/3xx), for pricing by the cost model.
 	okService float64
 	okServed  int64
 
@@ -173,7 +173,11 @@ func (m *Meter) StateChange(fn, id, from, to string, at time.Time) {
 		// Created before the meter was attached: nothing to account.
 	case to == instReady:
 		m.accountLocked(id, in, at)
-		in.state = StateIdle
+		if in.state == StateLoading {
+			// Not when a first request's Busy came in ahead of this event
+			// (busy events are sent under the manager's lock, this is not).
+			in.state = StateIdle
+		}
 	case to == "" || to == instFailed:
 		m.accountLocked(id, in, at)
 		delete(m.instances, id)
@@ -206,7 +210,7 @@ func (m *Meter) Request(fn string, status int, d, queue time.Duration, cold bool
 	defer m.mu.Unlock()
 	r := Request{Function: fn, At: now, Status: status, Duration: d, Queue: queue, Cold: cold}
 	r.Hardware, r.CostUSD = m.requestCostLocked(fn, max(d-queue, 0), true)
-	if status > 0 && status < 500 {
+	if status >= 200 && status < 400 { // answered by an instance; gateway refusals are 4xx/5xx
 		t := m.totalsLocked(fn)
 		t.okService += max(d-queue, 0).Seconds()
 		t.okServed++
@@ -229,8 +233,9 @@ func (m *Meter) Request(fn string, status int, d, queue time.Duration, cold bool
 }
 
 // ServiceTime returns fn's mean time on an instance per answered request
-// (status < 500, queue excluded) since the meter started, and how many
-// requests that is over.
+// (2xx or 3xx, queue excluded) since the meter started, and how many
+// requests that is over. Refusals (401, 404, 429, a caller that gave up
+// while queued...) never reached an instance and are left out.
 func (m *Meter) ServiceTime(fn string) (mean time.Duration, n int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -315,6 +315,24 @@ func TestRequestAttribution(t *testing.T) {
 	}
 }
 
+// A first request's busy event can arrive before its instance's ready
+// event; the busy time is still busy.
+func TestBusyBeforeReadyEvent(t *testing.T) {
+	now := at(10)
+	st := newMemStore()
+	m := newTestMeter(st, &now)
+	m.StateChange("llm", "a", "", "starting", at(0))
+	m.Busy("llm", "a", true, at(2))
+	m.StateChange("llm", "a", "starting", "ready", at(2)) // reported after the busy event
+	m.Busy("llm", "a", false, at(5))
+	if err := m.Flush(context.Background(), now); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.total("llm").Seconds; !near(got.Busy, 3) || !near(got.Loading, 2) {
+		t.Errorf("seconds = %+v, want loading 2, busy 3", got)
+	}
+}
+
 func TestServiceTime(t *testing.T) {
 	now := at(10)
 	m := newTestMeter(newMemStore(), &now)
@@ -324,8 +342,10 @@ func TestServiceTime(t *testing.T) {
 	m.Request("llm", 200, 1500*time.Millisecond, 500*time.Millisecond, false) // 1 s on the instance
 	m.Request("llm", 200, 3*time.Second, 0, true)                             // 3 s
 	m.Request("llm", 503, 10*time.Millisecond, 0, false)                      // refused: not service
+	m.Request("llm", 429, time.Millisecond, 0, false)                         // rate limited
+	m.Request("llm", 499, 30*time.Second, 0, false)                           // gave up while queued
 	if mean, n := m.ServiceTime("llm"); n != 2 || mean != 2*time.Second {
-		t.Errorf("ServiceTime = %s over %d, want 2s over 2 (the 503 left out)", mean, n)
+		t.Errorf("ServiceTime = %s over %d, want 2s over 2 (refusals left out)", mean, n)
 	}
 }
 
