@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -250,6 +251,16 @@ func newAdviseCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(out, "%s → %s\n  %s\n  monthly %.2f USD (vs %s %.2f USD)\n", r.Rule, r.Mode, r.Why, r.MonthlyUSD, r.Alternative, r.AlternativeUSD)
 				ch, _ := json.Marshal(r.Change)
 				fmt.Fprintf(out, "  spec change: %s\n", ch)
+				name := function
+				if name == "" {
+					name = "my-model"
+				}
+				if rs := r.Change.RouteSpec(name); rs != "" {
+					fmt.Fprintf(out, "  and a route in front (ember route apply FILE; %s-serverless is a min-0 copy of %s):\n", name, name)
+					for _, line := range strings.Split(strings.TrimSuffix(rs, "\n"), "\n") {
+						fmt.Fprintf(out, "    %s\n", line)
+					}
+				}
 			}
 			return nil
 		},

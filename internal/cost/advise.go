@@ -43,8 +43,28 @@ type SpecChange struct {
 	ScalingMin  *int   `json:"scaling.min,omitempty"`
 	ScalingMax  *int   `json:"scaling.max,omitempty"`
 	IdleTimeout string `json:"scaling.idle_timeout,omitempty"`
+	// RoutePolicy, when set, is the policy of a hybrid route to put in
+	// front: the function at ScalingMin as its persistent target, a min-0
+	// copy as its serverless one (ember route apply; docs/gateway.md).
 	RoutePolicy string `json:"route_policy,omitempty"`
-	Timeout     string `json:"timeout,omitempty"`
+	// Invoke says how to call the function when not synchronously:
+	// "async" means submit jobs (POST /v1/predictions, ember spawn).
+	Invoke  string `json:"invoke,omitempty"`
+	Timeout string `json:"timeout,omitempty"`
+}
+
+// qpsRoutePolicy is the seed's own rule as a route policy: persistent above
+// 10 average QPS, serverless below.
+const qpsRoutePolicy = "{type: qps, window: 5m, threshold: 10}"
+
+// RouteSpec renders a route that applies c.RoutePolicy to fn: fn (at
+// c.ScalingMin) as the persistent target, fn+"-serverless" (a min-0 copy)
+// as the serverless one. "" when c has no route policy.
+func (c SpecChange) RouteSpec(fn string) string {
+	if c.RoutePolicy == "" {
+		return ""
+	}
+	return fmt.Sprintf("name: %[1]s-route\ntargets:\n  persistent: {function: %[1]s}\n  serverless: {function: %[1]s-serverless}\npolicy: %[2]s\n", fn, c.RoutePolicy)
 }
 
 // Recommendation is one rule of the decision tree that fired.
@@ -120,23 +140,23 @@ func Advise(ai AdviceInputs) ([]Recommendation, error) {
 	if in.SecondsPerRequest > asyncAfter.Seconds() {
 		out = append(out, rec("inference > 15 min", ModeAsync,
 			fmt.Sprintf("each request runs %.0f s: submit it as an async job and poll or take a webhook instead of holding a connection", in.SecondsPerRequest),
-			SpecChange{RoutePolicy: "async", Timeout: (time.Duration(in.SecondsPerRequest*1.5) * time.Second).String()}))
+			SpecChange{Invoke: "async", Timeout: (time.Duration(in.SecondsPerRequest*1.5) * time.Second).String()}))
 	}
 	if avgQPS > alwaysOnQPS {
 		out = append(out, rec("average QPS > 10", ModeAlwaysOn,
 			fmt.Sprintf("%.1f requests/s on average keeps %d instance(s) busy around the clock; always-on costs %s vs %s serverless", avgQPS, fleet, usd(alwaysOn.MonthlyUSD), usd(ember.MonthlyUSD)),
-			SpecChange{ScalingMin: ptr(fleet), RoutePolicy: "always-on"}))
+			SpecChange{ScalingMin: ptr(fleet), RoutePolicy: qpsRoutePolicy}))
 	}
 	if ai.PeakQPS >= burstPeakQPS && avgQPS <= alwaysOnQPS {
 		peakFleet := max(1, int(math.Ceil(ai.PeakQPS*in.SecondsPerRequest/(c*in.Target)-1e-9)))
 		out = append(out, rec("bursty: idle to 100+ QPS", ModeServerless,
 			fmt.Sprintf("peaks of %.0f requests/s over an average of %.2f: pay for bursts only, scale from zero up to %d instance(s)", ai.PeakQPS, avgQPS, peakFleet),
-			SpecChange{ScalingMin: ptr(0), ScalingMax: ptr(peakFleet), IdleTimeout: in.IdleTimeout.String(), RoutePolicy: "serverless"}))
+			SpecChange{ScalingMin: ptr(0), ScalingMax: ptr(peakFleet), IdleTimeout: in.IdleTimeout.String()}))
 	}
 	if ai.LatencyBudget > 0 && ai.LatencyBudget < latencyBudgetMin {
-		mode, route := ModeProvisioned, "serverless"
+		mode, route := ModeProvisioned, ""
 		if avgQPS > alwaysOnQPS {
-			mode, route = ModeAlwaysOn, "always-on"
+			mode, route = ModeAlwaysOn, qpsRoutePolicy
 		}
 		r := rec("latency budget < 100 ms", mode,
 			fmt.Sprintf("a %s budget cannot absorb a %s cold start (%.1f%% of requests would wait for one): keep %d instance(s) warm", ai.LatencyBudget, in.ColdStart, 100*res.Usage.ColdStartRate, fleet),
@@ -158,12 +178,12 @@ func Advise(ai AdviceInputs) ([]Recommendation, error) {
 		idle := max(in.IdleTimeout, 10*time.Minute)
 		out = append(out, rec("model > 10 GB", ModeServerless,
 			fmt.Sprintf("a %.0f GB model needs a GPU and loads slowly: run it as GPU serverless and keep it warm longer between requests", ai.ModelGB),
-			SpecChange{IdleTimeout: idle.String(), RoutePolicy: "serverless"}))
+			SpecChange{IdleTimeout: idle.String()}))
 	}
 	if len(out) == 0 {
 		out = append(out, rec("default", ModeServerless,
 			fmt.Sprintf("%.2f requests/s on average uses %.1f%% of one always-on instance: scale from zero (%s vs %s always-on)", avgQPS, 100*alwaysOn.Utilization, usd(ember.MonthlyUSD), usd(alwaysOn.MonthlyUSD)),
-			SpecChange{ScalingMin: ptr(0), IdleTimeout: in.IdleTimeout.String(), RoutePolicy: "serverless"}))
+			SpecChange{ScalingMin: ptr(0), IdleTimeout: in.IdleTimeout.String()}))
 	}
 	return out, nil
 }

@@ -1,8 +1,11 @@
 package cost
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/ember-run/ember/internal/route"
 )
 
 func TestAdvise(t *testing.T) {
@@ -13,13 +16,14 @@ func TestAdvise(t *testing.T) {
 		rule    string
 		mode    string
 		wantMin int // -1: no scaling.min change expected
+		route   bool
 	}{
-		{"seed traffic", AdviceInputs{Workload: seedInputs()}, "default", ModeServerless, 0},
-		{"busy", AdviceInputs{Workload: Inputs{RequestsPerDay: 20 * 86400, SecondsPerRequest: 0.5}}, "average QPS > 10", ModeAlwaysOn, 15},
-		{"bursty", AdviceInputs{Workload: seedInputs(), PeakQPS: 150}, "bursty: idle to 100+ QPS", ModeServerless, 0},
-		{"tight latency", AdviceInputs{Workload: seedInputs(), LatencyBudget: 80 * time.Millisecond}, "latency budget < 100 ms", ModeProvisioned, 1},
-		{"big model", AdviceInputs{Workload: seedInputs(), ModelGB: 40}, "model > 10 GB", ModeServerless, -1},
-		{"long job", AdviceInputs{Workload: Inputs{RequestsPerDay: 10, SecondsPerRequest: 20 * 60}}, "inference > 15 min", ModeAsync, -1},
+		{"seed traffic", AdviceInputs{Workload: seedInputs()}, "default", ModeServerless, 0, false},
+		{"busy", AdviceInputs{Workload: Inputs{RequestsPerDay: 20 * 86400, SecondsPerRequest: 0.5}}, "average QPS > 10", ModeAlwaysOn, 15, true},
+		{"bursty", AdviceInputs{Workload: seedInputs(), PeakQPS: 150}, "bursty: idle to 100+ QPS", ModeServerless, 0, false},
+		{"tight latency", AdviceInputs{Workload: seedInputs(), LatencyBudget: 80 * time.Millisecond}, "latency budget < 100 ms", ModeProvisioned, 1, false},
+		{"big model", AdviceInputs{Workload: seedInputs(), ModelGB: 40}, "model > 10 GB", ModeServerless, -1, false},
+		{"long job", AdviceInputs{Workload: Inputs{RequestsPerDay: 10, SecondsPerRequest: 20 * 60}}, "inference > 15 min", ModeAsync, -1, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -48,8 +52,16 @@ func TestAdvise(t *testing.T) {
 					t.Errorf("scaling.min change = %v, want %d", got.Change.ScalingMin, tt.wantMin)
 				}
 			}
-			if got.Change.RoutePolicy == "" {
-				t.Errorf("no route policy in %+v", got.Change)
+			if tt.route {
+				spec := got.Change.RouteSpec("llm")
+				if _, err := route.Parse([]byte(spec)); err != nil || !strings.Contains(spec, "persistent: {function: llm}") {
+					t.Errorf("route to apply:\n%s\nwant a valid route with llm as its persistent target (%v)", spec, err)
+				}
+			} else if got.Change.RoutePolicy != "" {
+				t.Errorf("route policy %q for a rule that needs no route", got.Change.RoutePolicy)
+			}
+			if (tt.mode == ModeAsync) != (got.Change.Invoke == "async") {
+				t.Errorf("invoke = %q for mode %s", got.Change.Invoke, tt.mode)
 			}
 		})
 	}
