@@ -132,13 +132,22 @@ func describe(w io.Writer, f api.Function, ins []api.Instance) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "  ID\tSTATE\tIN-FLIGHT\tSERVED\tSTARTED\tCOLD START PHASES (ms)")
+	fmt.Fprintln(tw, "  ID\tVERSION\tSTATE\tIN-FLIGHT\tSERVED\tSTARTED\tCOLD START PHASES (ms)")
+	outdated := 0
 	for _, in := range ins {
-		fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\n", in.ID, in.State, in.InFlight, in.Served,
+		state := in.State
+		if in.Outdated && in.State == api.StateReady {
+			state = "ready (outdated)"
+			outdated++
+		}
+		fmt.Fprintf(tw, "  %s\t%d\t%s\t%d\t%d\t%s\t%s\n", in.ID, in.Version, state, in.InFlight, in.Served,
 			in.StartedAt.Local().Format(time.TimeOnly), phases(in))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if outdated > 0 {
+		fmt.Fprintf(w, "  Rollout: %d instance(s) of an older version serve until instances of the current version are ready.\n", outdated)
 	}
 	coldStartTable(w, ins)
 	for _, in := range ins {
