@@ -81,6 +81,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		logger.With("component", "metering"), metering.Options{})
 	obs := observers{metrics: metrics, meter: meter}
 	mgr.SetObserver(obs)
+	drv.onnx.SetObserver(obs) // pooled workers are metered while they wait
 	// --- end metering ---
 	act := activator.New(mgr)
 	mgr.SetNotify(act.Notify)
@@ -193,6 +194,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancelStop()
 	mgr.Shutdown(stopCtx)
+	drv.onnx.Close(stopCtx) // before the last metering flush, which then has the pool's seconds
 	err = g.Wait()
 	// metering (issue #6): the instances stopped above end their accounting now.
 	if ferr := meter.Close(stopCtx); ferr != nil {

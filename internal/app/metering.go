@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/cost"
+	"github.com/ember-run/ember/internal/driver/onnx"
 	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/metering"
 	"github.com/ember-run/ember/internal/telemetry"
@@ -84,6 +85,10 @@ func hostedPerSecond(cat *cost.Catalogue, hw string, gpus int) float64 {
 // its current spec.
 func meterProfiles(mgr *instance.Manager, cat *cost.Catalogue) metering.Profiles {
 	return metering.ProfileFunc(func(fn string) (metering.Profile, bool) {
+		if fn == onnx.PoolFunction {
+			// Waiting workers run on the server's own CPU.
+			return metering.Profile{Hardware: "cpu", PerSecondUSD: hostedPerSecond(cat, "cpu", 0)}, true
+		}
 		f, ok := mgr.Function(fn)
 		if !ok {
 			return metering.Profile{}, false

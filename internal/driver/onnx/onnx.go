@@ -45,6 +45,17 @@ type Options struct {
 	Threads int
 }
 
+// PoolFunction is the name pooled workers are reported under while they
+// wait: no function owns them yet, and the colon keeps it apart from every
+// function name. Once taken, a worker is its function's instance.
+const PoolFunction = "ember:onnx-pool"
+
+// PoolObserver is told of pooled workers' lifecycle (metering, metrics),
+// with the states and conventions of instance.Observer's StateChange.
+type PoolObserver interface {
+	StateChange(fn, id, from, to string, at time.Time)
+}
+
 // Driver starts onnx instances.
 type Driver struct {
 	proc   driver.Driver
@@ -56,10 +67,27 @@ type Driver struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	obs PoolObserver // nil: none
+
 	mu      sync.Mutex // guards the following
-	pool    []driver.Instance
+	pool    []pooled
 	filling int
 	serial  int
+}
+
+// pooled is a waiting worker and the id it is reported under.
+type pooled struct {
+	driver.Instance
+	id string
+}
+
+// SetObserver sets the pool's lifecycle observer; call before Warm.
+func (d *Driver) SetObserver(o PoolObserver) { d.obs = o }
+
+func (d *Driver) report(id, from, to string) {
+	if d.obs != nil {
+		d.obs.StateChange(PoolFunction, id, from, to, time.Now())
+	}
 }
 
 // New returns a driver that starts workers through proc.
@@ -204,9 +232,11 @@ func (d *Driver) take() driver.Instance {
 		d.pool = d.pool[1:]
 		select {
 		case <-w.Done():
-			continue // died while waiting
+			d.report(w.id, "ready", "failed") // died while waiting
+			continue
 		default:
-			return w
+			d.report(w.id, "ready", "") // from now on its function's instance
+			return w.Instance
 		}
 	}
 	return nil
@@ -251,32 +281,40 @@ func (d *Driver) refill() {
 			if err == nil {
 				if d.ctx.Err() == nil {
 					d.pool = append(d.pool, w)
-					w = nil
+					w.Instance = nil
 				}
 			}
 			d.mu.Unlock()
 			if err != nil && d.ctx.Err() == nil {
 				d.logger.Warn("could not pre-start a pooled onnx worker", "err", err)
 			}
-			if w != nil {
+			if w.Instance != nil {
 				w.Stop(context.Background())
+				d.report(w.id, "ready", "")
 			}
 		}()
 	}
 }
 
-func (d *Driver) startPooled() (driver.Instance, error) {
+func (d *Driver) startPooled() (pooled, error) {
 	d.mu.Lock()
 	d.serial++
 	id := fmt.Sprintf("onnx-pool-%d", d.serial)
 	d.mu.Unlock()
 	ctx, cancel := context.WithTimeout(d.ctx, 5*time.Minute)
 	defer cancel()
-	return d.proc.Start(ctx, driver.StartSpec{
-		Function: "(pool)", InstanceID: id, Runtime: "onnx",
+	d.report(id, "", "starting")
+	w, err := d.proc.Start(ctx, driver.StartSpec{
+		Function: PoolFunction, InstanceID: id, Runtime: "onnx",
 		Command:    append(d.baseArgs(), "--pool"),
 		HealthPath: "/live",
 	})
+	if err != nil {
+		d.report(id, "starting", "failed")
+		return pooled{id: id}, err
+	}
+	d.report(id, "starting", "ready")
+	return pooled{Instance: w, id: id}, nil
 }
 
 // Close stops the pooled workers.
@@ -289,6 +327,7 @@ func (d *Driver) Close(ctx context.Context) {
 	d.mu.Unlock()
 	for _, w := range pool {
 		w.Stop(ctx)
+		d.report(w.id, "ready", "")
 	}
 }
 

@@ -1,7 +1,92 @@
 package onnx
 
-import "github.com/ember-run/ember/internal/driver/process"
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ember-run/ember/internal/driver"
+	"github.com/ember-run/ember/internal/driver/process"
+)
 
 // Pooled workers are process instances; specialise re-points their output
 // through this interface, which would otherwise fail silently if it drifted.
 var _ redirector = (*process.Instance)(nil)
+
+// stubProc stands in for the process driver: its instances answer no HTTP
+// (the worker protocol is covered with real workers in internal/worker and
+// e2e), which makes a pooled worker's /load fail and the start fall back
+// to a fresh worker.
+type stubProc struct{}
+
+type stubInstance struct {
+	done chan struct{}
+	once sync.Once
+}
+
+func (s *stubInstance) Addr() string           { return "127.0.0.1:1" }
+func (s *stubInstance) Phases() []driver.Phase { return nil }
+func (s *stubInstance) Done() <-chan struct{}  { return s.done }
+func (s *stubInstance) Err() error             { return nil }
+func (s *stubInstance) Stop(context.Context) error {
+	s.once.Do(func() { close(s.done) })
+	return nil
+}
+
+func (stubProc) Start(ctx context.Context, s driver.StartSpec) (driver.Instance, error) {
+	return &stubInstance{done: make(chan struct{})}, nil
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (r *recorder) StateChange(fn, id, from, to string, at time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, fn+" "+id+" "+from+"→"+to)
+}
+
+func (r *recorder) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.events...)
+}
+
+// A waiting worker is reported under PoolFunction from its start until it
+// is taken (then it is its function's instance) or the pool closes.
+func TestPoolReportsWaitingWorkers(t *testing.T) {
+	d := New(stubProc{}, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{PoolSize: 1})
+	rec := &recorder{}
+	d.SetObserver(rec)
+	d.Warm()
+	deadline := time.Now().Add(5 * time.Second)
+	for d.PoolReady() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("pool never filled")
+		}
+		time.Sleep(time.Millisecond) // polling a condition with a deadline
+	}
+	if _, err := d.Start(context.Background(), driver.StartSpec{Function: "ocr", Task: "ocr", Model: "/m"}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close(context.Background())
+	want := []string{
+		PoolFunction + " onnx-pool-1 →starting",
+		PoolFunction + " onnx-pool-1 starting→ready",
+		PoolFunction + " onnx-pool-1 ready→", // taken
+	}
+	got := rec.list()
+	if len(got) != len(want) {
+		t.Fatalf("events = %q, want %q", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("event %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+}
