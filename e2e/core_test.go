@@ -182,26 +182,43 @@ func TestCrashMidRequestGives502AndRecovers(t *testing.T) {
 	}
 }
 
+// Killing the server with SIGKILL leaves nothing behind: not its
+// instances (Pdeathsig), not what they started themselves (the guard kills
+// their process groups), not the guard.
 func TestServerSIGKILLLeavesNoInstance(t *testing.T) {
 	s := startServer(t, "")
 	s.deploy(simSpec("orphan", "{min: 2, max: 2}"))
-	eventually(t, 10*time.Second, "two ready instances", func() bool {
+	// A shell that stays the sim's parent: the sim is the server's
+	// grandchild, out of reach of the shell's parent-death signal.
+	s.deploy(fmt.Sprintf("name: wrapped\ncommand: [\"/bin/sh\", \"-c\", \"%s; true\"]\nscaling: {min: 1, max: 1}\n", bins.sim))
+	eventually(t, 10*time.Second, "three ready instances", func() bool {
 		ready := 0
-		for _, in := range s.instances("orphan") {
-			if in.State == api.StateReady {
-				ready++
+		for _, fn := range []string{"orphan", "wrapped"} {
+			for _, in := range s.instances(fn) {
+				if in.State == api.StateReady {
+					ready++
+				}
 			}
 		}
-		return ready == 2
+		return ready == 3
 	})
-	kids := children(s.cmd.Process.Pid)
-	if len(kids) != 2 {
-		t.Fatalf("server has %d child processes, want 2 instances", len(kids))
+	all := descendants(s.cmd.Process.Pid)
+	var sims, guards int
+	for _, pid := range all {
+		switch comm(pid) {
+		case "sim":
+			sims++
+		case "ember":
+			guards++
+		}
+	}
+	if sims != 3 || guards != 1 {
+		t.Fatalf("server's descendants: %d sim, %d ember (guard); want 3 and 1 (%d processes in all)", sims, guards, len(all))
 	}
 	s.cmd.Process.Kill()
 	<-s.done
-	eventually(t, 5*time.Second, "instances to die with the server", func() bool {
-		for _, pid := range kids {
+	eventually(t, 5*time.Second, "instances, their children and the guard to die with the server", func() bool {
+		for _, pid := range all {
 			if alive(pid) {
 				return false
 			}

@@ -61,7 +61,11 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	}
 	defer db.Close()
 
-	drv, err := newRuntimes(cfg, logger)
+	guard := startGuard(cfg, logger)
+	if guard != nil {
+		defer guard.Close() // last: every instance is stopped by then
+	}
+	drv, err := newRuntimes(cfg, logger, guard)
 	if err != nil {
 		return err
 	}

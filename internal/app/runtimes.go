@@ -35,8 +35,8 @@ func (r *runtimes) Start(ctx context.Context, s driver.StartSpec) (driver.Instan
 
 var _ driver.Driver = (*runtimes)(nil)
 
-func newRuntimes(cfg config.Config, logger *slog.Logger) (*runtimes, error) {
-	proc := process.New(logger.With("component", "driver"), process.Options{})
+func newRuntimes(cfg config.Config, logger *slog.Logger, guard *process.Guard) (*runtimes, error) {
+	proc := process.New(logger.With("component", "driver"), process.Options{Guard: guard})
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("locate the ember binary for onnx workers: %w", err)
@@ -89,3 +89,20 @@ func (w *logWriter) Write(b []byte) (int, error) {
 }
 
 var _ io.Writer = (*logWriter)(nil)
+
+// startGuard starts the helper that kills instances' process groups if the
+// server dies (process.Guard); nil, with a warning, when there is none.
+func startGuard(cfg config.Config, logger *slog.Logger) *process.Guard {
+	if len(cfg.GuardCommand) == 0 {
+		return nil
+	}
+	g, err := process.StartGuard(cfg.GuardCommand)
+	if err != nil {
+		logger.Warn("no instance guard: if the server is killed, processes that instances started may outlive it (the instances themselves still die)", "err", err)
+		return nil
+	}
+	return g
+}
+
+// RunGuard is `ember worker guard`: the helper's side of process.Guard.
+func RunGuard(stdin io.Reader) error { return process.RunGuard(stdin, process.KillGroup) }

@@ -89,6 +89,7 @@ func (d *demo) run(ctx context.Context) error {
 	ready := make(chan string, 1)
 	served := make(chan error, 1)
 	go func() {
+		cfg.GuardCommand = guardCommand()
 		served <- app.Serve(ctx, cfg, app.NewLogger(cfg, os.Stderr), func(addr string) { ready <- addr })
 	}()
 	select {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ember-run/ember/internal/app"
 	"github.com/ember-run/ember/internal/models"
 	"github.com/ember-run/ember/internal/worker"
 )
@@ -26,6 +27,14 @@ func newWorkerCmd() *cobra.Command {
 		Short:  "Run a built-in runtime worker (started by the server as an instance)",
 		Hidden: true,
 	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "guard",
+		Short: "Kill registered instance process groups when stdin (the server) closes",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return app.RunGuard(cmd.InOrStdin())
+		},
+	})
 	cmd.AddCommand(&cobra.Command{
 		Use:                "onnx [flags]",
 		Short:              "Serve an ONNX model over HTTP (ember worker onnx --help)",

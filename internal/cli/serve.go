@@ -33,6 +33,7 @@ Every flag can also be set with the environment variable shown.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
 			logger := app.NewLogger(cfg, cmd.ErrOrStderr())
+			cfg.GuardCommand = guardCommand()
 			return app.Serve(ctx, cfg, logger, nil)
 		},
 	}
@@ -77,4 +78,14 @@ func applyEnv(fs *pflag.FlagSet) error {
 		}
 	}
 	return nil
+}
+
+// guardCommand is `ember worker guard` run from this executable, or nil
+// when it cannot be located.
+func guardCommand() []string {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil
+	}
+	return []string{exe, "worker", "guard"}
 }

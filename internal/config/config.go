@@ -46,6 +46,11 @@ type Config struct {
 	ORTLib string
 	// TLSCert and TLSKey, when both set, serve HTTPS.
 	TLSCert, TLSKey string
+	// GuardCommand is the argv of the helper that kills instances' whole
+	// process groups if the server dies (process.Guard). The CLI sets it
+	// to `ember worker guard`; empty (in-process embedders, benchmarks)
+	// runs without one. Not a flag.
+	GuardCommand []string
 }
 
 // Default returns the documented defaults.

@@ -28,6 +28,7 @@ type Instance struct {
 	onPhase  func(driver.Phase)
 	logs     *ring
 	output   *switchWriter
+	guard    *Guard // nil: none
 
 	// pid is set by the reaper before Start learns the process started,
 	// and never changes after.
@@ -153,6 +154,9 @@ func (i *Instance) run(cmd *exec.Cmd, r, w *os.File, output io.Writer, started c
 		return
 	}
 	i.pid = cmd.Process.Pid
+	if i.guard != nil {
+		i.guard.Track(i.pid) // its group is its pid (Setpgid)
+	}
 	started <- nil
 
 	waitErr := cmd.Wait()
@@ -160,6 +164,9 @@ func (i *Instance) run(cmd *exec.Cmd, r, w *os.File, output io.Writer, started c
 	// behind would keep holding its port, its memory and the output pipe,
 	// so it goes with the leader.
 	_ = syscall.Kill(-i.pid, syscall.SIGKILL)
+	if i.guard != nil {
+		i.guard.Untrack(i.pid)
+	}
 	drain := time.NewTimer(drainTimeout)
 	select {
 	case <-copied:

@@ -58,6 +58,9 @@ type Options struct {
 	// Env is the environment instances inherit, before the driver's own
 	// variables and the StartSpec's. Nil means os.Environ() at New.
 	Env []string
+	// Guard, if set, kills each instance's whole process group when the
+	// server dies, which Pdeathsig alone does not (see Guard).
+	Guard *Guard
 }
 
 // Default option values.
@@ -165,6 +168,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		done:     make(chan struct{}),
 		logs:     newRing(ringLines),
 		output:   &switchWriter{w: s.Output},
+		guard:    d.opts.Guard,
 	}
 	started := make(chan error, 1)
 	go inst.run(cmd, r, w, inst.output, started, func() { d.releasePort(port) })

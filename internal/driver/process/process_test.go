@@ -34,11 +34,19 @@ const (
 	helperEnv    = "EMBER_PROCESS_TEST_HELPER"
 	helperSimEnv = "EMBER_PROCESS_TEST_SIM"
 	helperPIDTag = "INSTANCE_PID"
+	// guardEnv switches the test binary into the guard helper.
+	guardEnv = "EMBER_PROCESS_TEST_GUARD"
 )
 
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) != "" {
 		os.Exit(helperMain())
+	}
+	if os.Getenv(guardEnv) != "" {
+		if err := RunGuard(os.Stdin, KillGroup); err != nil {
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
 	dir, err := os.MkdirTemp("", "ember-process-test-")
 	if err != nil {
@@ -690,5 +698,68 @@ func TestRedirectOutput(t *testing.T) {
 	}
 	if tail := strings.Join(inst.Tail(10), "\n"); !strings.Contains(tail, "/before") || !strings.Contains(tail, "/after") {
 		t.Errorf("tail should keep lines from both sides of the switch, got:\n%s", tail)
+	}
+}
+
+// startGroup starts `sh -c script` as the leader of its own process group.
+func startGroup(t *testing.T, script string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL); cmd.Wait() })
+	return cmd
+}
+
+// groupAlive reports whether a live (not zombie) process is in group
+// pgid; zombies wait for whoever reaps orphans, which varies by machine.
+func groupAlive(pgid int) bool {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		var state string
+		var ppid, pgrp int
+		if _, err := fmt.Sscanf(s[i+1:], " %s %d %d", &state, &ppid, &pgrp); err == nil && pgrp == pgid && state != "Z" {
+			return true
+		}
+	}
+	return false
+}
+
+// When the server's end of the guard's pipe closes (as it does when the
+// server dies, SIGKILL included) the guard kills every registered group,
+// grandchildren too, and leaves unregistered ones alone.
+func TestGuardKillsRegisteredGroups(t *testing.T) {
+	t.Setenv(guardEnv, "1")
+	g, err := StartGuard([]string{os.Args[0]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The shell stays the parent of a grandchild, which Pdeathsig on the
+	// shell would not reach.
+	tracked := startGroup(t, "sleep 300 & sleep 300; true")
+	released := startGroup(t, "sleep 300; true")
+	g.Track(tracked.Process.Pid)
+	g.Track(released.Process.Pid)
+	g.Untrack(released.Process.Pid)
+	if err := g.Close(); err != nil {
+		t.Fatalf("guard exit: %v", err)
+	}
+	waitFor(t, "the tracked group, grandchild included, to die", func() bool {
+		tracked.Process.Wait() // reap the leader so it does not linger as a zombie
+		return !groupAlive(tracked.Process.Pid)
+	})
+	if !groupAlive(released.Process.Pid) {
+		t.Error("the guard killed a group that was unregistered")
+	}
+	if err := g.Err(); err != nil {
+		t.Errorf("guard write error: %v", err)
 	}
 }
