@@ -633,3 +633,28 @@ policy: {window: 2s, threshold: 0.1, hold: 1ms}
 		t.Errorf("the stored route shows the secret: %s", routes[0].Spec)
 	}
 }
+
+// A URL target that does not answer within the route's timeout gets the
+// caller a 504 that says so, not a hang.
+func TestRouteURLTargetTimeout(t *testing.T) {
+	s := startServer(t, "")
+	s.deploy(simSpec("spare2", "{min: 0, max: 1}"))
+	ext := startExternal(t)
+	if _, err := s.c.ApplyRoute(context.Background(), []byte(`
+name: slowext
+targets:
+  persistent: {url: "`+ext+`"}
+  serverless: {function: spare2}
+policy: {window: 2s, threshold: 0.1, hold: 1ms}
+timeout: 300ms
+`)); err != nil {
+		t.Fatal(err)
+	}
+	r := s.call("POST", "/v1/run/slowext/slow?sleep_ms=5000", `{}`)
+	if r.status != 504 || !strings.Contains(string(r.body), "did not answer within the route's timeout 300ms") {
+		t.Errorf("slow URL target: %d %s, want 504 naming the route's timeout", r.status, r.body)
+	}
+	if fast := s.call("POST", "/v1/run/slowext/fast", `{}`); fast.status != 200 {
+		t.Errorf("fast call: %d %s", fast.status, fast.body)
+	}
+}

@@ -330,7 +330,7 @@ func (g *Gateway) callRoute(w http.ResponseWriter, r *http.Request, lr *liveRout
 	h := w.Header()
 	h.Set(api.HeaderRoute, string(choice))
 	h.Set(api.HeaderRouteReason, why.Code)
-	err := g.callTarget(w, r, rt.Target(choice), path)
+	err := g.callTarget(w, r, rt, choice, path)
 	if err == nil || !targetDown(err) {
 		g.observeRoute(rt.Name, choice, false)
 		return err
@@ -345,7 +345,7 @@ func (g *Gateway) callRoute(w http.ResponseWriter, r *http.Request, lr *liveRout
 		}
 	}
 	g.observeRoute(rt.Name, other, true)
-	return g.callTarget(w, r, rt.Target(other), path)
+	return g.callTarget(w, r, rt, other, path)
 }
 
 func (g *Gateway) observeRoute(name string, c route.Choice, fallback bool) {
@@ -354,12 +354,21 @@ func (g *Gateway) observeRoute(name string, c route.Choice, fallback bool) {
 	}
 }
 
-// callTarget calls one target of a route.
-func (g *Gateway) callTarget(w http.ResponseWriter, r *http.Request, t route.Target, path string) error {
+// callTarget calls one target of a route: a function with its own
+// timeout, a URL bounded by the route's.
+func (g *Gateway) callTarget(w http.ResponseWriter, r *http.Request, rt *route.Route, c route.Choice, path string) error {
+	t := rt.Target(c)
 	if t.Function != "" {
 		return g.invoke(w, r, t.Function, path, false)
 	}
-	return g.urls.forward(w, r, t.URL, path, g.targetHeaders(t))
+	ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout.D())
+	defer cancel()
+	err := g.urls.forward(w, r.WithContext(ctx), t.URL, path, g.targetHeaders(t))
+	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+		return &httpError{Status: http.StatusGatewayTimeout, Code: "timeout",
+			Msg: fmt.Sprintf("route %q: %s did not answer within the route's timeout %s", rt.Name, t.URL, rt.Timeout.D()), Err: err}
+	}
+	return err
 }
 
 // targetHeaders expands ${NAME} in t's headers from the server's

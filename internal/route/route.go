@@ -33,6 +33,8 @@ const (
 	// window fills after a start, so the first requests do not read as a
 	// flood.
 	DefaultWarmup = 30 * time.Second
+	// DefaultTimeout bounds a call to a URL target.
+	DefaultTimeout = 5 * time.Minute
 )
 
 // Route sends calls for Name to one of two targets.
@@ -42,6 +44,10 @@ type Route struct {
 	Name    string  `json:"name"`
 	Targets Targets `json:"targets"`
 	Policy  Policy  `json:"policy"`
+	// Timeout bounds a call to a URL target, streamed answer included
+	// (default 5m, as a function's timeout); beyond it the caller gets 504.
+	// A function target keeps its own timeout.
+	Timeout spec.Duration `json:"timeout,omitempty"`
 }
 
 // Targets are the two pools.
@@ -120,6 +126,9 @@ func Parse(data []byte) (*Route, error) {
 
 // Default fills unset policy fields.
 func (r *Route) Default() {
+	if r.Timeout == 0 {
+		r.Timeout = spec.Duration(DefaultTimeout)
+	}
 	p := &r.Policy
 	if p.Type == "" {
 		p.Type = PolicyQPS
@@ -215,6 +224,9 @@ func (r *Route) Validate() error {
 	}
 	if p.Hysteresis <= 0 || p.Hysteresis > 1 {
 		add("policy.hysteresis", "must be in (0, 1] (got %g)", p.Hysteresis)
+	}
+	if r.Timeout.D() < 0 {
+		add("timeout", "must be ≥ 0 (got %s)", r.Timeout.D())
 	}
 	if p.Hold.D() < 0 {
 		add("policy.hold", "must be ≥ 0 (got %s)", p.Hold.D())

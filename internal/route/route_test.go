@@ -30,7 +30,8 @@ targets:
 			Persistent: Target{URL: "http://vllm.internal:8000"},
 			Serverless: Target{Function: "llama-sl"},
 		},
-		Policy: Policy{Type: PolicyQPS, Window: spec.Duration(5 * time.Minute), Threshold: 10, Hysteresis: 0.8, Hold: spec.Duration(time.Minute)},
+		Policy:  Policy{Type: PolicyQPS, Window: spec.Duration(5 * time.Minute), Threshold: 10, Hysteresis: 0.8, Hold: spec.Duration(time.Minute)},
+		Timeout: spec.Duration(DefaultTimeout),
 	}
 	if d := cmp.Diff(want, r); d != "" {
 		t.Errorf("Parse (-want +got):\n%s", d)
