@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ember-run/ember/internal/activator"
@@ -355,20 +356,56 @@ func (g *Gateway) observeRoute(name string, c route.Choice, fallback bool) {
 }
 
 // callTarget calls one target of a route: a function with its own
-// timeout, a URL bounded by the route's.
+// timeout; a URL whose answer must start within the route's timeout (a
+// stream that has started runs as long as it lasts).
 func (g *Gateway) callTarget(w http.ResponseWriter, r *http.Request, rt *route.Route, c route.Choice, path string) error {
 	t := rt.Target(c)
 	if t.Function != "" {
 		return g.invoke(w, r, t.Function, path, false)
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), rt.Timeout.D())
+	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	err := g.urls.forward(w, r.WithContext(ctx), t.URL, path, g.targetHeaders(t))
-	if errors.Is(err, context.DeadlineExceeded) && r.Context().Err() == nil {
+	fw := &firstByteWriter{ResponseWriter: w}
+	var late atomic.Bool
+	timer := time.AfterFunc(rt.Timeout.D(), func() {
+		if !fw.started.Load() {
+			late.Store(true)
+			cancel()
+		}
+	})
+	defer timer.Stop()
+	err := g.urls.forward(fw, r.WithContext(ctx), t.URL, path, g.targetHeaders(t))
+	if err != nil && late.Load() && r.Context().Err() == nil {
 		return &httpError{Status: http.StatusGatewayTimeout, Code: "timeout",
 			Msg: fmt.Sprintf("route %q: %s did not answer within the route's timeout %s", rt.Name, t.URL, rt.Timeout.D()), Err: err}
 	}
 	return err
+}
+
+// firstByteWriter notes when a response starts.
+type firstByteWriter struct {
+	http.ResponseWriter
+	started atomic.Bool
+}
+
+func (f *firstByteWriter) WriteHeader(code int) {
+	f.started.Store(true)
+	f.ResponseWriter.WriteHeader(code)
+}
+
+func (f *firstByteWriter) Write(b []byte) (int, error) {
+	f.started.Store(true)
+	return f.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush on the real writer.
+func (f *firstByteWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
+
+// Flush flushes the underlying writer (streaming responses).
+func (f *firstByteWriter) Flush() {
+	if fl, ok := f.ResponseWriter.(http.Flusher); ok {
+		fl.Flush()
+	}
 }
 
 // targetHeaders expands ${NAME} in t's headers from the server's

@@ -44,9 +44,10 @@ type Route struct {
 	Name    string  `json:"name"`
 	Targets Targets `json:"targets"`
 	Policy  Policy  `json:"policy"`
-	// Timeout bounds a call to a URL target, streamed answer included
-	// (default 5m, as a function's timeout); beyond it the caller gets 504.
-	// A function target keeps its own timeout.
+	// Timeout bounds how long a URL target may take to start its answer
+	// (default 5m); beyond it the caller gets 504. A stream that has
+	// started runs as long as it lasts. A function target keeps its own
+	// timeout.
 	Timeout spec.Duration `json:"timeout,omitempty"`
 }
 
