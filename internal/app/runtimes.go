@@ -96,7 +96,7 @@ func startGuard(cfg config.Config, logger *slog.Logger) *process.Guard {
 	if len(cfg.GuardCommand) == 0 {
 		return nil
 	}
-	g, err := process.StartGuard(cfg.GuardCommand)
+	g, err := process.StartGuard(cfg.GuardCommand, logger.With("component", "guard"))
 	if err != nil {
 		logger.Warn("no instance guard: if the server is killed, processes that instances started may outlive it (the instances themselves still die)", "err", err)
 		return nil
@@ -105,4 +105,7 @@ func startGuard(cfg config.Config, logger *slog.Logger) *process.Guard {
 }
 
 // RunGuard is `ember worker guard`: the helper's side of process.Guard.
-func RunGuard(stdin io.Reader) error { return process.RunGuard(stdin, process.KillGroup) }
+func RunGuard(stdin io.Reader) error {
+	process.IgnoreStopSignals()
+	return process.RunGuard(stdin, process.KillGroup)
+}

@@ -256,7 +256,7 @@ func newAdviseCmd(g *globals) *cobra.Command {
 					name = "my-model"
 				}
 				if rs := r.Change.RouteSpec(name); rs != "" {
-					fmt.Fprintf(out, "  and a route in front (ember route apply FILE; %s-serverless is a min-0 copy of %s):\n", name, name)
+					fmt.Fprintf(out, "  and a route in front (ember route apply FILE; %s-serverless is a min-0 copy of %s; callers then call %s-route):\n", name, name, name)
 					for _, line := range strings.Split(strings.TrimSuffix(rs, "\n"), "\n") {
 						fmt.Fprintf(out, "    %s\n", line)
 					}

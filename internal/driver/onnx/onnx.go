@@ -78,7 +78,8 @@ type Driver struct {
 // pooled is a waiting worker and the id it is reported under.
 type pooled struct {
 	driver.Instance
-	id string
+	id    string
+	taken chan struct{} // closed when it leaves the pool alive
 }
 
 // SetObserver sets the pool's lifecycle observer; call before Warm.
@@ -226,20 +227,48 @@ func (d *Driver) withWorkerPhases(ctx context.Context, in driver.Instance, pre [
 // take removes a live pooled worker, or returns nil.
 func (d *Driver) take() driver.Instance {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	for len(d.pool) > 0 {
-		w := d.pool[0]
+	var w pooled
+	for len(d.pool) > 0 && w.Instance == nil {
+		w = d.pool[0]
 		d.pool = d.pool[1:]
 		select {
 		case <-w.Done():
-			d.report(w.id, "ready", "failed") // died while waiting
-			continue
+			w = pooled{} // died while waiting: its watcher reports it
 		default:
-			d.report(w.id, "ready", "") // from now on its function's instance
-			return w.Instance
+			close(w.taken)
 		}
 	}
-	return nil
+	d.mu.Unlock()
+	if w.Instance == nil {
+		return nil
+	}
+	d.report(w.id, "ready", "") // from now on its function's instance
+	return w.Instance
+}
+
+// watch reports a waiting worker that dies, drops it from the pool and
+// starts a replacement; it ends when the worker is taken or the pool
+// closes.
+func (d *Driver) watch(w pooled) {
+	select {
+	case <-w.Done():
+	case <-w.taken:
+		return
+	case <-d.ctx.Done():
+		return
+	}
+	d.mu.Lock()
+	select {
+	case <-w.taken: // taken as it died; its function's instance now
+		d.mu.Unlock()
+		return
+	default:
+	}
+	d.pool = slices.DeleteFunc(d.pool, func(p pooled) bool { return p.id == w.id })
+	d.mu.Unlock()
+	d.logger.Warn("a pooled onnx worker exited while waiting; replacing it", "worker", w.id, "err", w.Err())
+	d.report(w.id, "ready", "failed")
+	d.refillSoon()
 }
 
 // Warm fills the pool up to PoolSize in the background. The app calls it
@@ -281,6 +310,11 @@ func (d *Driver) refill() {
 			if err == nil {
 				if d.ctx.Err() == nil {
 					d.pool = append(d.pool, w)
+					d.wg.Add(1)
+					go func(w pooled) {
+						defer d.wg.Done()
+						d.watch(w)
+					}(w)
 					w.Instance = nil
 				}
 			}
@@ -299,7 +333,7 @@ func (d *Driver) refill() {
 func (d *Driver) startPooled() (pooled, error) {
 	d.mu.Lock()
 	d.serial++
-	id := fmt.Sprintf("onnx-pool-%d", d.serial)
+	id := fmt.Sprintf("%s-%d", PoolFunction, d.serial)
 	d.mu.Unlock()
 	ctx, cancel := context.WithTimeout(d.ctx, 5*time.Minute)
 	defer cancel()
@@ -314,7 +348,7 @@ func (d *Driver) startPooled() (pooled, error) {
 		return pooled{id: id}, err
 	}
 	d.report(id, "starting", "ready")
-	return pooled{Instance: w, id: id}, nil
+	return pooled{Instance: w, id: id, taken: make(chan struct{})}, nil
 }
 
 // Close stops the pooled workers.

@@ -20,7 +20,10 @@ var _ redirector = (*process.Instance)(nil)
 // (the worker protocol is covered with real workers in internal/worker and
 // e2e), which makes a pooled worker's /load fail and the start fall back
 // to a fresh worker.
-type stubProc struct{}
+type stubProc struct {
+	mu    sync.Mutex
+	insts []*stubInstance
+}
 
 type stubInstance struct {
 	done chan struct{}
@@ -36,8 +39,12 @@ func (s *stubInstance) Stop(context.Context) error {
 	return nil
 }
 
-func (stubProc) Start(ctx context.Context, s driver.StartSpec) (driver.Instance, error) {
-	return &stubInstance{done: make(chan struct{})}, nil
+func (p *stubProc) Start(ctx context.Context, s driver.StartSpec) (driver.Instance, error) {
+	in := &stubInstance{done: make(chan struct{})}
+	p.mu.Lock()
+	p.insts = append(p.insts, in)
+	p.mu.Unlock()
+	return in, nil
 }
 
 type recorder struct {
@@ -60,27 +67,59 @@ func (r *recorder) list() []string {
 // A waiting worker is reported under PoolFunction from its start until it
 // is taken (then it is its function's instance) or the pool closes.
 func TestPoolReportsWaitingWorkers(t *testing.T) {
-	d := New(stubProc{}, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{PoolSize: 1})
+	d := New(&stubProc{}, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{PoolSize: 1})
 	rec := &recorder{}
 	d.SetObserver(rec)
 	d.Warm()
-	deadline := time.Now().Add(5 * time.Second)
-	for d.PoolReady() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("pool never filled")
-		}
-		time.Sleep(time.Millisecond) // polling a condition with a deadline
-	}
+	waitFor(t, "pool filled", func() bool { return d.PoolReady() == 1 })
 	if _, err := d.Start(context.Background(), driver.StartSpec{Function: "ocr", Task: "ocr", Model: "/m"}); err != nil {
 		t.Fatal(err)
 	}
 	d.Close(context.Background())
 	want := []string{
-		PoolFunction + " onnx-pool-1 →starting",
-		PoolFunction + " onnx-pool-1 starting→ready",
-		PoolFunction + " onnx-pool-1 ready→", // taken
+		PoolFunction + " " + PoolFunction + "-1 →starting",
+		PoolFunction + " " + PoolFunction + "-1 starting→ready",
+		PoolFunction + " " + PoolFunction + "-1 ready→", // taken
 	}
-	got := rec.list()
+	checkEvents(t, rec.list(), want)
+}
+
+// A waiting worker that dies is reported failed and leaves the pool.
+func TestPoolWorkerDyingWhileWaiting(t *testing.T) {
+	proc := &stubProc{}
+	d := New(proc, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{PoolSize: 1})
+	rec := &recorder{}
+	d.SetObserver(rec)
+	d.Warm()
+	waitFor(t, "pool filled", func() bool { return d.PoolReady() == 1 })
+	proc.mu.Lock()
+	proc.insts[0].Stop(context.Background()) // the worker exits on its own
+	proc.mu.Unlock()
+	waitFor(t, "the dead worker reported", func() bool { return len(rec.list()) == 3 })
+	if n := d.PoolReady(); n != 0 {
+		t.Errorf("pool holds %d workers after its only one died, want 0 until the refill", n)
+	}
+	d.Close(context.Background())
+	checkEvents(t, rec.list()[:3], []string{
+		PoolFunction + " " + PoolFunction + "-1 →starting",
+		PoolFunction + " " + PoolFunction + "-1 starting→ready",
+		PoolFunction + " " + PoolFunction + "-1 ready→failed",
+	})
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+func checkEvents(t *testing.T, got, want []string) {
+	t.Helper()
 	if len(got) != len(want) {
 		t.Fatalf("events = %q, want %q", got, want)
 	}

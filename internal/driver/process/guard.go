@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strconv"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Guard makes instances' whole process groups die with the server, however
@@ -24,16 +26,26 @@ import (
 // once the driver has reaped it, so a recycled group id is not at risk
 // while the server lives.
 type Guard struct {
-	cmd *exec.Cmd
+	cmd    *exec.Cmd
+	logger *slog.Logger
+	exited chan struct{} // closed once the helper has been reaped
+	runErr error         // the helper's exit; valid after exited
 
-	mu   sync.Mutex // guards w and failed
+	mu   sync.Mutex // guards w and werr
 	w    *os.File
-	werr error // first write failure: the helper is gone
+	werr error // first write failure: the helper is gone or stuck
 }
 
+// guardWriteTimeout bounds one registration: a helper that stopped reading
+// (stopped by a signal, say) must not stall instance starts.
+const guardWriteTimeout = time.Second
+
 // StartGuard starts the helper: argv runs RunGuard on its stdin (argv[0]
-// is normally the server's own executable).
-func StartGuard(argv []string) (*Guard, error) {
+// is normally the server's own executable). logger may be nil.
+func StartGuard(argv []string, logger *slog.Logger) (*Guard, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("guard: %w", err)
@@ -50,7 +62,12 @@ func StartGuard(argv []string) (*Guard, error) {
 		return nil, fmt.Errorf("guard: start %s: %w", argv[0], err)
 	}
 	r.Close() // the helper holds the read end; the server only writes
-	return &Guard{cmd: cmd, w: w}, nil
+	g := &Guard{cmd: cmd, logger: logger, w: w, exited: make(chan struct{})}
+	go func() { // reaps the helper whenever it exits; ends with it
+		g.runErr = cmd.Wait()
+		close(g.exited)
+	}()
+	return g, nil
 }
 
 // Track registers process group pgid.
@@ -66,8 +83,10 @@ func (g *Guard) send(op byte, pgid int) {
 		return
 	}
 	// One write of a short line is atomic on a pipe (< PIPE_BUF).
+	_ = g.w.SetWriteDeadline(time.Now().Add(guardWriteTimeout))
 	if _, err := g.w.Write([]byte(string(op) + strconv.Itoa(pgid) + "\n")); err != nil {
-		g.werr = err // Pdeathsig still covers each instance's own process
+		g.werr = err
+		g.logger.Warn("the instance guard stopped listening: if the server is killed now, processes that instances started may outlive it (the instances themselves still die)", "err", err)
 	}
 }
 
@@ -79,7 +98,8 @@ func (g *Guard) Err() error {
 }
 
 // Close ends the helper as the server's death would: it kills the groups
-// still registered (none after an orderly shutdown) and exits.
+// still registered (none after an orderly shutdown) and exits. A helper
+// that has not exited 5 s later is killed.
 func (g *Guard) Close() error {
 	g.mu.Lock()
 	w := g.w
@@ -89,15 +109,25 @@ func (g *Guard) Close() error {
 		return nil
 	}
 	w.Close()
-	return g.cmd.Wait()
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case <-g.exited:
+		return g.runErr
+	case <-t.C:
+		_ = g.cmd.Process.Kill()
+		<-g.exited
+		return fmt.Errorf("guard: did not exit after its pipe closed; killed")
+	}
 }
 
 // RunGuard is the helper's main loop: it reads +PGID and -PGID lines from
-// r until EOF, then calls kill for each group still registered. It ignores
-// the terminal's and supervisors' stop signals, so only EOF ends it.
+// r until EOF, then calls kill for each group still registered. The helper
+// process should call IgnoreStopSignals first, so only EOF ends it.
 func RunGuard(r io.Reader, kill func(pgid int)) error {
-	signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	groups := make(map[int]bool)
+	// Counts, not a set: a late -P for an instance whose pid a new instance
+	// already reuses must not unregister the new one.
+	groups := make(map[int]int)
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		line := sc.Text()
@@ -110,9 +140,11 @@ func RunGuard(r io.Reader, kill func(pgid int)) error {
 		}
 		switch line[0] {
 		case '+':
-			groups[pgid] = true
+			groups[pgid]++
 		case '-':
-			delete(groups, pgid)
+			if groups[pgid]--; groups[pgid] <= 0 {
+				delete(groups, pgid)
+			}
 		}
 	}
 	for pgid := range groups {
@@ -123,3 +155,9 @@ func RunGuard(r io.Reader, kill func(pgid int)) error {
 
 // KillGroup SIGKILLs process group pgid (RunGuard's kill in production).
 func KillGroup(pgid int) { _ = syscall.Kill(-pgid, syscall.SIGKILL) }
+
+// IgnoreStopSignals makes the helper deaf to the terminal's and
+// supervisors' stop signals (SIGINT, SIGTERM, SIGHUP), so that only its
+// pipe closing ends it. Only the helper process may call it: ignored
+// signals stay ignored in every process it would start.
+func IgnoreStopSignals() { signal.Ignore(syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP) }

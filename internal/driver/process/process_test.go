@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,7 @@ func TestMain(m *testing.M) {
 		os.Exit(helperMain())
 	}
 	if os.Getenv(guardEnv) != "" {
+		IgnoreStopSignals()
 		if err := RunGuard(os.Stdin, KillGroup); err != nil {
 			os.Exit(1)
 		}
@@ -738,7 +740,7 @@ func groupAlive(pgid int) bool {
 // grandchildren too, and leaves unregistered ones alone.
 func TestGuardKillsRegisteredGroups(t *testing.T) {
 	t.Setenv(guardEnv, "1")
-	g, err := StartGuard([]string{os.Args[0]})
+	g, err := StartGuard([]string{os.Args[0]}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -761,5 +763,24 @@ func TestGuardKillsRegisteredGroups(t *testing.T) {
 	}
 	if err := g.Err(); err != nil {
 		t.Errorf("guard write error: %v", err)
+	}
+}
+
+// The helper's bookkeeping: what is still registered at EOF is killed; a
+// pid registered twice (reused by a new instance before the old one's
+// unregistration arrived) stays registered after one -; junk is ignored.
+func TestRunGuardBookkeeping(t *testing.T) {
+	in := strings.Join([]string{
+		"+100", "+200", "-100", // 100 ended
+		"+300", "+300", "-300", // 300 reused before the old -300 arrived
+		"+1", "+0", "+-5", "x9", "+abc", "", // never init, everything, or junk
+	}, "\n") + "\n"
+	var killed []int
+	if err := RunGuard(strings.NewReader(in), func(pgid int) { killed = append(killed, pgid) }); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(killed)
+	if !slices.Equal(killed, []int{200, 300}) {
+		t.Errorf("killed %v, want [200 300]", killed)
 	}
 }
