@@ -43,6 +43,7 @@ func newRuntimes(cfg config.Config, logger *slog.Logger, guard *process.Guard) (
 	}
 	on := onnx.New(proc, logger.With("component", "onnx"), onnx.Options{
 		Executable: exe, CacheDir: cfg.Cache(), ORTLib: cfg.ORTLib, PoolSize: cfg.ONNXPool,
+		Threads: cfg.ONNXThreads,
 	})
 	return &runtimes{process: proc, onnx: on}, nil
 }

@@ -57,6 +57,7 @@ Every flag can also be set with the environment variable shown.`,
 	f.BoolVar(&cfg.OpenMetrics, "open-metrics", cfg.OpenMetrics, h("open-metrics"))
 	f.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, h("cache-dir"))
 	f.IntVar(&cfg.ONNXPool, "onnx-pool", cfg.ONNXPool, h("onnx-pool"))
+	f.IntVar(&cfg.ONNXThreads, "onnx-threads", cfg.ONNXThreads, h("onnx-threads"))
 	f.StringVar(&cfg.ORTLib, "ort-lib", cfg.ORTLib, h("ort-lib"))
 	f.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, h("tls-cert"))
 	f.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, h("tls-key"))

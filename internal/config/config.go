@@ -42,6 +42,10 @@ type Config struct {
 	// ONNXPool pre-started ONNX workers (runtime loaded, no model) are kept
 	// once an onnx function is deployed; 0 turns the pool off.
 	ONNXPool int
+	// ONNXThreads is ONNX Runtime's intra-op threads per session in each
+	// onnx instance (0 = one per core). Lower it when several instances
+	// share a machine.
+	ONNXThreads int
 	// ORTLib is the ONNX Runtime shared library; "" fetches it.
 	ORTLib string
 	// TLSCert and TLSKey, when both set, serve HTTPS.
@@ -91,6 +95,7 @@ func Knobs() []Knob {
 		{"open-metrics", "EMBER_OPEN_METRICS", "serve /metrics, /healthz and /readyz without a key"},
 		{"cache-dir", "EMBER_CACHE_DIR", "model and runtime cache (default <data-dir>/cache)"},
 		{"onnx-pool", "EMBER_ONNX_POOL", "pre-started ONNX workers (runtime loaded, no model) kept once an onnx function exists; 0 = off"},
+		{"onnx-threads", "EMBER_ONNX_THREADS", "ONNX Runtime intra-op threads per session in each onnx instance; 0 = one per core"},
 		{"ort-lib", "EMBER_ORT_LIB", "ONNX Runtime shared library (default: fetched from npm onnxruntime-node into the cache)"},
 		{"tls-cert", "EMBER_TLS_CERT", "TLS certificate file (with --tls-key: serve HTTPS)"},
 		{"tls-key", "EMBER_TLS_KEY", "TLS private key file"},
@@ -114,6 +119,9 @@ func (c Config) Validate() error {
 		if d.v < d.min {
 			return fmt.Errorf("%s: must be ≥ %s (got %s)", d.name, d.min, d.v)
 		}
+	}
+	if c.ONNXThreads < 0 {
+		return fmt.Errorf("onnx-threads: must be ≥ 0 (got %d)", c.ONNXThreads)
 	}
 	if c.ONNXPool < 0 {
 		return fmt.Errorf("onnx-pool: must be ≥ 0 (got %d)", c.ONNXPool)

@@ -1,0 +1,26 @@
+package cli
+
+import (
+	"strings"
+	"testing"
+)
+
+// Bad server settings are refused before anything starts, naming the flag.
+func TestServeRejectsBadSettings(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--onnx-threads", "-1"}, "onnx-threads: must be ≥ 0 (got -1)"},
+		{[]string{"--onnx-pool", "-2"}, "onnx-pool: must be ≥ 0 (got -2)"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			args := append([]string{"--data-dir", t.TempDir(), "--addr", "127.0.0.1:0"}, tt.args...)
+			_, err := runCmd(t, newServeCmd(), args...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
