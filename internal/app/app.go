@@ -131,8 +131,11 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	if err != nil {
 		return err
 	}
+	whPolicy := webhookPolicy{blockPrivate: cfg.WebhookBlockPrivate}
 	jobSvc := jobs.New(jobStore, &jobInvoker{act: act, client: px.Client()}, jobFunctions{mgr},
-		jobs.Options{BaseURL: scheme + "://" + ln.Addr().String()}, logger.With("component", "jobs"))
+		jobs.Options{BaseURL: scheme + "://" + ln.Addr().String(),
+			WebhookClient: whPolicy.client(10 * time.Second), CheckWebhookAddr: whPolicy.check},
+		logger.With("component", "jobs"))
 	predictions := replicate.New(authorizedJobs{Service: jobSvc, on: cfg.Auth}, logger.With("component", "predictions"))
 	for _, p := range replicate.Patterns {
 		gw.Handle(p, predictions)

@@ -55,6 +55,7 @@ Every flag can also be set with the environment variable shown.`,
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, h("idle-timeout"))
 	f.BoolVar(&cfg.Auth, "auth", cfg.Auth, h("auth"))
 	f.BoolVar(&cfg.OpenMetrics, "open-metrics", cfg.OpenMetrics, h("open-metrics"))
+	f.BoolVar(&cfg.WebhookBlockPrivate, "webhook-block-private", cfg.WebhookBlockPrivate, h("webhook-block-private"))
 	f.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, h("cache-dir"))
 	f.IntVar(&cfg.ONNXPool, "onnx-pool", cfg.ONNXPool, h("onnx-pool"))
 	f.IntVar(&cfg.ONNXThreads, "onnx-threads", cfg.ONNXThreads, h("onnx-threads"))

@@ -37,6 +37,10 @@ type Config struct {
 	Auth bool
 	// OpenMetrics serves /metrics, /healthz and /readyz without a key.
 	OpenMetrics bool
+	// WebhookBlockPrivate refuses webhooks to loopback and private
+	// addresses too (link-local ones, where cloud metadata lives, are
+	// always refused). For servers whose callers are not trusted.
+	WebhookBlockPrivate bool
 	// CacheDir holds pulled models and runtimes ("" = <DataDir>/cache).
 	CacheDir string
 	// ONNXPool pre-started ONNX workers (runtime loaded, no model) are kept
@@ -93,6 +97,7 @@ func Knobs() []Knob {
 		{"idle-timeout", "EMBER_IDLE_TIMEOUT", "close idle client keep-alive connections after this"},
 		{"auth", "EMBER_AUTH", "require API keys (an admin key is written to <data-dir>/admin.key on first start); false only for local experiments"},
 		{"open-metrics", "EMBER_OPEN_METRICS", "serve /metrics, /healthz and /readyz without a key"},
+		{"webhook-block-private", "EMBER_WEBHOOK_BLOCK_PRIVATE", "refuse webhooks to loopback and private addresses too (link-local, e.g. cloud metadata, is always refused)"},
 		{"cache-dir", "EMBER_CACHE_DIR", "model and runtime cache (default <data-dir>/cache)"},
 		{"onnx-pool", "EMBER_ONNX_POOL", "pre-started ONNX workers (runtime loaded, no model) kept once an onnx function exists; 0 = off"},
 		{"onnx-threads", "EMBER_ONNX_THREADS", "ONNX Runtime intra-op threads per session in each onnx instance; 0 = one per core"},

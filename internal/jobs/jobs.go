@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/ember-run/ember/internal/spec"
@@ -226,6 +227,10 @@ type Options struct {
 	WebhookClient *http.Client
 	// WebhookTimeout bounds one delivery (default 10s).
 	WebhookTimeout time.Duration
+	// CheckWebhookAddr, if set, refuses webhook URLs whose host is a
+	// literal IP it rejects, at submit (400). Hostnames are for the
+	// WebhookClient's dialer to check when it connects.
+	CheckWebhookAddr func(netip.Addr) error
 	// WebhookWorkers bounds concurrent deliveries (default 16).
 	WebhookWorkers int
 	// WebhookBackoff is the first redelivery delay, doubled up to

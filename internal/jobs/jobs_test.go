@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -141,6 +142,25 @@ func TestUnknownFunctionAndBadInput(t *testing.T) {
 	}
 	if _, err := e.svc.Get(context.Background(), "0000000000000000000000000a"); !errors.Is(err, jobs.ErrNotFound) {
 		t.Errorf("Get(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+// A webhook to a literal address the server's policy refuses is a 400 at
+// submit, not a delivery that fails twenty times later.
+func TestWebhookAddressRefusedAtSubmit(t *testing.T) {
+	refuse := func(a netip.Addr) error {
+		if a.IsLinkLocalUnicast() {
+			return fmt.Errorf("address %s is link-local: refused", a)
+		}
+		return nil
+	}
+	e := newEnv(t, instanceMux(), allFunctions(), jobs.Options{CheckWebhookAddr: refuse})
+	_, err := e.svc.Submit(context.Background(), jobs.SubmitRequest{Function: "echo", Webhook: "http://169.254.169.254/latest/meta-data"})
+	if !errors.Is(err, jobs.ErrInvalid) || !strings.Contains(err.Error(), "webhook: address 169.254.169.254 is link-local: refused") {
+		t.Errorf("Submit = %v, want ErrInvalid naming the address", err)
+	}
+	if _, err := e.svc.Submit(context.Background(), jobs.SubmitRequest{Function: "echo", Webhook: "http://127.0.0.1:9/hook"}); err != nil {
+		t.Errorf("Submit to an allowed address: %v", err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -259,6 +260,11 @@ func (s *Service) newRecord(req SubmitRequest, now time.Time) (*Record, error) {
 		u, err := url.Parse(req.Webhook)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("%w: webhook must be an absolute http(s) URL (got %q)", ErrInvalid, req.Webhook)
+		}
+		if ip, err := netip.ParseAddr(u.Hostname()); err == nil && s.opts.CheckWebhookAddr != nil {
+			if err := s.opts.CheckWebhookAddr(ip); err != nil {
+				return nil, fmt.Errorf("%w: webhook: %w", ErrInvalid, err)
+			}
 		}
 	}
 	for _, e := range req.WebhookEvents {

@@ -1,0 +1,58 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"syscall"
+	"time"
+)
+
+// webhookPolicy decides which addresses webhooks may be sent to. A caller
+// with an invoke key chooses the webhook URL, so without a policy the
+// server would POST wherever it is told, cloud metadata endpoints
+// (169.254.169.254) included. Link-local, multicast and unspecified
+// addresses are always refused; loopback and private ones only with
+// --webhook-block-private, since self-hosted receivers often live there.
+type webhookPolicy struct {
+	blockPrivate bool
+}
+
+func (p webhookPolicy) check(a netip.Addr) error {
+	a = a.Unmap()
+	switch {
+	case a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast(), a.IsInterfaceLocalMulticast(), a.IsMulticast(), a.IsUnspecified():
+		return fmt.Errorf("address %s is link-local, multicast or unspecified (where cloud metadata endpoints live): refused", a)
+	case p.blockPrivate && (a.IsLoopback() || a.IsPrivate()):
+		return fmt.Errorf("address %s is loopback or private: refused (--webhook-block-private)", a)
+	}
+	return nil
+}
+
+// client is the webhook HTTP client: its dialer checks every address it
+// connects to, after DNS, so a hostname cannot smuggle a refused address.
+func (p webhookPolicy) client(timeout time.Duration) *http.Client {
+	d := &net.Dialer{
+		Timeout: 5 * time.Second,
+		Control: func(network, address string, _ syscall.RawConn) error {
+			ap, err := netip.ParseAddrPort(address)
+			if err != nil {
+				return fmt.Errorf("webhook: %w", err)
+			}
+			return p.check(ap.Addr())
+		},
+	}
+	tr := &http.Transport{
+		Proxy: nil, // a proxy would dial on our behalf, past the check
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return d.DialContext(ctx, network, addr)
+		},
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: timeout,
+	}
+	return &http.Client{Transport: tr, Timeout: timeout}
+}
