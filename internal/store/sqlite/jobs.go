@@ -22,8 +22,13 @@ var _ jobs.Store = (*Jobs)(nil)
 const jobColumns = `id, function, version, status, input, output, error, logs, attempts, cold_start,
 	created_at, started_at, completed_at, predict_ns, deadline, webhook, webhook_events, idempotency_key, events, data_removed`
 
-// Statements prepared once and bound to each write transaction.
+// Statements prepared once (SQLite parses a statement at every unprepared
+// call); the writes are bound to each write transaction.
 var jobStatements = map[string]string{
+	// The webhook deliverer's poll, several times a second.
+	"hookDue": `SELECT id, job_id, event, url, body, attempts, next_at, created_at
+		FROM job_webhooks WHERE id IN (SELECT min(id) FROM job_webhooks GROUP BY job_id) AND next_at <= ?
+		ORDER BY next_at LIMIT ?`,
 	"insert": `INSERT INTO jobs (` + jobColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 	"keyGet": `SELECT job_id, created_at FROM job_idempotency WHERE key = ?`,
 	"keyPut": `INSERT INTO job_idempotency (key, job_id, created_at) VALUES (?, ?, ?)
@@ -207,9 +212,7 @@ func (j *Jobs) Unfinished(ctx context.Context) ([]*jobs.Record, error) {
 
 // DueWebhooks returns each job's oldest undelivered webhook when it is due.
 func (j *Jobs) DueWebhooks(ctx context.Context, now time.Time, limit int) ([]*jobs.Webhook, error) {
-	rows, err := j.db.SQL.QueryContext(ctx, `SELECT id, job_id, event, url, body, attempts, next_at, created_at
-		FROM job_webhooks WHERE id IN (SELECT min(id) FROM job_webhooks GROUP BY job_id) AND next_at <= ?
-		ORDER BY next_at LIMIT ?`, now.UnixNano(), limit)
+	rows, err := j.stmts["hookDue"].QueryContext(ctx, now.UnixNano(), limit)
 	if err != nil {
 		return nil, err
 	}
