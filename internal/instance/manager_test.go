@@ -75,6 +75,16 @@ func (d *fakeDriver) Start(ctx context.Context, s driver.StartSpec) (driver.Inst
 	return in, nil
 }
 
+// waitStarted waits until n starts have reached the driver.
+func (d *fakeDriver) waitStarted(t *testing.T, n int) {
+	t.Helper()
+	waitFor(t, "driver start entered", func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		return d.started == n
+	})
+}
+
 func (d *fakeDriver) instance(i int) *fakeInstance {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -369,11 +379,7 @@ func TestRemoveAbandonsStartingInstances(t *testing.T) {
 	d := &fakeDriver{gate: make(chan struct{})}
 	m, _ := newManager(t, d, "{max: 1}")
 	m.EnsureCapacity("f", 1)
-	waitFor(t, "driver start entered", func() bool {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return d.started == 1
-	})
+	d.waitStarted(t, 1)
 	m.Remove(context.Background(), "f")
 	waitFor(t, "start abandoned", func() bool {
 		d.mu.Lock()
@@ -426,11 +432,7 @@ func TestStopRacingStartStopsTheInstance(t *testing.T) {
 	d := &fakeDriver{gate: make(chan struct{}), readyOnCancel: true}
 	m, _ := newManager(t, d, "{max: 1}")
 	m.EnsureCapacity("f", 1)
-	waitFor(t, "driver start entered", func() bool {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return d.started == 1
-	})
+	d.waitStarted(t, 1)
 	m.Remove(context.Background(), "f")
 	waitFor(t, "the late instance stopped", func() bool {
 		d.mu.Lock()
