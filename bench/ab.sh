@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Before/after of the warm path in one run: builds bench/core at BASE (a git
+# revision, default HEAD~1) and at the working tree, then runs them in turn,
+# ROUNDS times each (A B A B …), so drift on a shared machine hits both
+# alike. Prints each run's "throughput through Ember" line and the medians.
+#
+#   bench/ab.sh [BASE] [ROUNDS] [-- extra bench/core flags]
+#   bench/ab.sh fc7cc74 3 -- -auth
+set -euo pipefail
+cd "$(dirname "$0")/.."
+base=${1:-HEAD~1}
+rounds=${2:-3}
+shift $(( $# >= 2 ? 2 : $# ))
+[ "${1:-}" = "--" ] && shift
+extra=("$@")
+
+tmp=$(mktemp -d)
+trap 'git worktree remove --force "$tmp/base" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+git worktree add -q --detach "$tmp/base" "$base"
+(cd "$tmp/base" && go build -o "$tmp/core-before" ./bench/core)
+go build -o "$tmp/core-after" ./bench/core
+go build -o "$tmp/sim" ./examples/sim
+
+declare -A tput
+for i in $(seq "$rounds"); do
+  for which in before after; do
+    out=$("$tmp/core-$which" -skip-cold -sim "$tmp/sim" "${extra[@]}" 2>&1)
+    # Closed-loop max req/s of the ember row, and the ember/direct ratio.
+    rps=$(awk '$1=="ember"{print $10; exit}' <<<"$out")
+    pct=$(grep -o 'throughput through Ember: [0-9]*%' <<<"$out" | head -1 | grep -o '[0-9]*')
+    p50=$(awk '$1=="added"{print $4; exit}' <<<"$out")
+    echo "round $i $which: ember closed-loop ${rps} req/s, ${pct}% of direct, added p50 ${p50}"
+    tput[$which]+="$pct "
+  done
+done
+for which in before after; do
+  med=$(tr ' ' '\n' <<<"${tput[$which]}" | grep . | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
+  echo "median throughput through Ember, $which: ${med}% of direct"
+done
