@@ -2,6 +2,7 @@ package auth
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -16,7 +17,8 @@ func ParseRate(s string) (float64, error) {
 	}
 	num, unit, hasUnit := strings.Cut(s, "/")
 	n, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-	if err != nil || n < 0 {
+	// NaN and ±Inf parse as floats but limit nothing: refuse them.
+	if err != nil || !(n >= 0) || math.IsInf(n, 0) {
 		return 0, fmt.Errorf("invalid rate %q (want e.g. 20/s, 600/m, 1000/h)", s)
 	}
 	per := time.Second
@@ -34,6 +36,10 @@ func ParseRate(s string) (float64, error) {
 	return n / per.Seconds(), nil
 }
 
+// maxTTLDays bounds key lifetimes (100 years): far beyond any real use,
+// well inside time.Duration's range.
+const maxTTLDays = 36500
+
 // ParseTTL reads a lifetime: a Go duration ("12h", "90m") or a number of
 // days ("30d"). "" means never (0).
 func ParseTTL(s string) (time.Duration, error) {
@@ -43,8 +49,10 @@ func ParseTTL(s string) (time.Duration, error) {
 	}
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.ParseFloat(days, 64)
-		if err != nil || n <= 0 {
-			return 0, fmt.Errorf("invalid lifetime %q (want e.g. 30d, 12h)", s)
+		// !(n > 0) also refuses NaN; the upper bound keeps the conversion
+		// from overflowing into a negative (already expired) duration.
+		if err != nil || !(n > 0) || n > maxTTLDays {
+			return 0, fmt.Errorf("invalid lifetime %q (want e.g. 30d, 12h; at most %dd)", s, maxTTLDays)
 		}
 		return time.Duration(n * float64(24*time.Hour)), nil
 	}

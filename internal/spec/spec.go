@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -443,7 +444,8 @@ func (r *RateLimit) PerSecond() (float64, error) {
 	}
 	num, unit, ok := strings.Cut(r.Rate, "/")
 	v, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
-	if !ok || err != nil || v <= 0 {
+	// !(v > 0) also refuses NaN; +Inf would limit nothing.
+	if !ok || err != nil || !(v > 0) || math.IsInf(v, 0) {
 		return 0, fmt.Errorf("invalid rate %q (want e.g. \"20/s\", \"600/m\")", r.Rate)
 	}
 	switch strings.TrimSpace(unit) {
