@@ -18,6 +18,9 @@
 //	--fail-start   SIM_FAIL_START      exit 1 before listening (true/1; any other
 //	                                   non-boolean value is used as the error message)
 //	--ignore-term  SIM_IGNORE_SIGTERM  ignore SIGTERM (simulates a server that hangs on shutdown)
+//	--json-type    SIM_JSON_TYPE       Content-Type of the non-streaming JSON answers of the
+//	                                   OpenAI endpoints (default application/json; e.g. text/plain
+//	                                   simulates a server that mislabels its JSON)
 //
 // Endpoints:
 //
@@ -26,6 +29,9 @@
 //	                           -> {"output":...,"instance":...,"in_flight":n}
 //	POST /v1/chat/completions  OpenAI-style; "stream":true streams one word per SSE event
 //	                           ("interval_ms" sets the pace)
+//	POST /v1/embeddings        OpenAI-style; each input string s embeds as
+//	                           [runes in s, words in s, index, 0.25]; "encoding_format":
+//	                           "base64" gives little-endian float32s in base64, as OpenAI does
 //	GET  /stream?n=5&interval_ms=100 (any method; async jobs POST here)
 //	                           n SSE events, then "data: [DONE]"
 //	GET  /stats                {"max_in_flight":N,"in_flight":n,"served":m}
@@ -37,12 +43,15 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -68,6 +77,7 @@ type config struct {
 	loadDelay  time.Duration
 	failStart  string // "" means start normally; otherwise the error to exit with
 	ignoreTerm bool
+	jsonType   string // Content-Type of the OpenAI endpoints' JSON answers
 }
 
 func parseConfig(args []string) (config, error) {
@@ -79,6 +89,7 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&loadDelay, "load-delay", os.Getenv("SIM_LOAD_DELAY"), "delay between listening and ready (env SIM_LOAD_DELAY)")
 	fs.StringVar(&failStart, "fail-start", os.Getenv("SIM_FAIL_START"), "exit 1 before listening (env SIM_FAIL_START)")
 	fs.StringVar(&ignoreTerm, "ignore-term", os.Getenv("SIM_IGNORE_SIGTERM"), "ignore SIGTERM (env SIM_IGNORE_SIGTERM)")
+	fs.StringVar(&c.jsonType, "json-type", os.Getenv("SIM_JSON_TYPE"), "Content-Type of the OpenAI endpoints' JSON answers (env SIM_JSON_TYPE)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -102,6 +113,9 @@ func parseConfig(args []string) (config, error) {
 		c.failStart = failStart
 	}
 	c.ignoreTerm, _ = strconv.ParseBool(ignoreTerm)
+	if c.jsonType == "" {
+		c.jsonType = "application/json"
+	}
 	return c, nil
 }
 
@@ -142,6 +156,7 @@ func run(args []string) error {
 	}
 	s := &server{
 		instance: os.Getenv("EMBER_INSTANCE"),
+		jsonType: c.jsonType,
 		log:      log.New(os.Stdout, "sim: ", log.Ltime|log.Lmicroseconds),
 	}
 	s.log.Printf("pid %d listening on %s (load delay %s)", os.Getpid(), ln.Addr(), c.loadDelay)
@@ -187,6 +202,7 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // server is the simulated model server's state.
 type server struct {
 	instance string
+	jsonType string // Content-Type of the OpenAI endpoints' JSON answers
 	log      *log.Logger
 	ready    atomic.Bool
 
@@ -205,6 +221,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /stats", s.stats)
 	mux.Handle("POST /predict", s.counted(s.predict))
 	mux.Handle("POST /v1/chat/completions", s.counted(s.chat))
+	mux.Handle("POST /v1/embeddings", s.counted(s.embeddings))
 	mux.Handle("/stream", s.counted(s.stream)) // any method: async jobs POST to it
 	mux.Handle("/", s.counted(s.echo))
 	return s.logged(mux)
@@ -380,7 +397,7 @@ func (s *server) chat(w http.ResponseWriter, r *http.Request) {
 	words := strings.Fields(reply)
 
 	if !req.Stream {
-		writeJSON(w, http.StatusOK, map[string]any{
+		writeJSONAs(w, s.jsonType, http.StatusOK, map[string]any{
 			"id": id, "object": "chat.completion", "created": created, "model": req.Model,
 			"choices": []map[string]any{{
 				"index":         0,
@@ -421,6 +438,57 @@ func (s *server) chat(w http.ResponseWriter, r *http.Request) {
 	sse.done()
 }
 
+// embeddingsRequest is the part of an OpenAI embeddings request sim reads.
+type embeddingsRequest struct {
+	Model          string          `json:"model"`
+	Input          json.RawMessage `json:"input"`
+	EncodingFormat string          `json:"encoding_format"`
+}
+
+// embeddings answers with a small vector per input that a test can
+// predict: [runes, words, index, 0.25], exact in float32.
+func (s *server) embeddings(w http.ResponseWriter, r *http.Request) {
+	var req embeddingsRequest
+	err := json.NewDecoder(r.Body).Decode(&req)
+	var inputs []string
+	if err == nil {
+		var one string
+		if json.Unmarshal(req.Input, &one) == nil {
+			inputs = []string{one}
+		} else {
+			err = json.Unmarshal(req.Input, &inputs)
+		}
+	}
+	if err != nil || len(inputs) == 0 {
+		writeJSON(w, http.StatusBadRequest, map[string]any{
+			"error": map[string]string{"message": `"input" must be a string or a non-empty list of strings`, "type": "invalid_request_error"},
+		})
+		return
+	}
+	data := make([]map[string]any, len(inputs))
+	words := 0
+	for i, in := range inputs {
+		vec := []float32{float32(len([]rune(in))), float32(len(strings.Fields(in))), float32(i), 0.25}
+		words += len(strings.Fields(in))
+		var emb any = vec
+		if req.EncodingFormat == "base64" {
+			b := make([]byte, 0, 4*len(vec))
+			for _, f := range vec {
+				b = binary.LittleEndian.AppendUint32(b, math.Float32bits(f))
+			}
+			emb = base64.StdEncoding.EncodeToString(b)
+		}
+		data[i] = map[string]any{"object": "embedding", "index": i, "embedding": emb}
+	}
+	if req.Model == "" {
+		req.Model = "sim"
+	}
+	writeJSONAs(w, s.jsonType, http.StatusOK, map[string]any{
+		"object": "list", "data": data, "model": req.Model,
+		"usage": map[string]int{"prompt_tokens": words, "total_tokens": words},
+	})
+}
+
 // sseWriter writes server-sent events and flushes after each one.
 type sseWriter struct {
 	w  http.ResponseWriter
@@ -453,7 +521,13 @@ func queryInt(r *http.Request, name string, def int) int {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	writeJSONAs(w, "application/json", status, v)
+}
+
+// writeJSONAs writes v as JSON labelled with contentType (which a
+// misbehaving server may get wrong).
+func writeJSONAs(w http.ResponseWriter, contentType string, status int, v any) {
+	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(status)
 	json.NewEncoder(w).Encode(v)
 }

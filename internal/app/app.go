@@ -132,10 +132,18 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		return err
 	}
 	whPolicy := webhookPolicy{blockPrivate: cfg.WebhookBlockPrivate}
+	tokens, err := streamTokens(ctx, jobStore)
+	if err != nil {
+		return err
+	}
 	jobSvc := jobs.New(jobStore, &jobInvoker{act: act, client: px.Client()}, jobFunctions{mgr},
 		jobs.Options{BaseURL: scheme + "://" + ln.Addr().String(),
-			WebhookClient: whPolicy.client(10 * time.Second), CheckWebhookAddr: whPolicy.check},
+			WebhookClient: whPolicy.client(10 * time.Second), CheckWebhookAddr: whPolicy.check,
+			StreamToken: func(id string) string { return tokens.Sign(id, time.Now()) }},
 		logger.With("component", "jobs"))
+	if cfg.Auth {
+		handler = streamTokenAuth(tokens, gw, handler)
+	}
 	predictions := replicate.New(authorizedJobs{Service: jobSvc, on: cfg.Auth}, logger.With("component", "predictions"))
 	for _, p := range replicate.Patterns {
 		gw.Handle(p, predictions)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/ember-run/ember/internal/auth"
@@ -50,4 +51,56 @@ func secure(ctx context.Context, cfg config.Config, db *sqlite.DB, gw *gateway.G
 			Limit: ratelimit.Limit{Rate: p.RatePerSec, Burst: p.Burst, MaxConcurrency: p.MaxConcurrency}}}
 	})
 	return a.Middleware(perKey(gw)), nil
+}
+
+// streamTokens loads (creating on first start) the key that signs
+// prediction stream tokens.
+func streamTokens(ctx context.Context, st *sqlite.Jobs) (*auth.StreamTokens, error) {
+	enc, err := st.StreamTokenKey(ctx, auth.GenerateStreamTokenKey)
+	if err != nil {
+		return nil, fmt.Errorf("stream token key: %w", err)
+	}
+	key, err := auth.DecodeStreamTokenKey(enc)
+	if err != nil {
+		return nil, err
+	}
+	return auth.NewStreamTokens(key, auth.DefaultStreamTokenTTL)
+}
+
+// streamTokenAuth lets a request for a prediction's stream that carries
+// no API key but a stream token (urls.stream?token=…) skip key
+// authentication: the token is verified here and the request reaches gw
+// with a capability for that one prediction, which only Subscribe honours.
+// Every other request, and any request with an Authorization header, goes
+// to authed (key authentication and per-key limits).
+func streamTokenAuth(tokens *auth.StreamTokens, gw, authed http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, ok := streamPath(r)
+		if !ok || r.Header.Get("Authorization") != "" || !r.URL.Query().Has("token") {
+			authed.ServeHTTP(w, r)
+			return
+		}
+		if err := tokens.VerifyStreamToken(id, r.URL.Query().Get("token"), time.Now()); err != nil {
+			auth.WriteError(w, err)
+			return
+		}
+		gw.ServeHTTP(w, r.WithContext(auth.WithStreamCapability(r.Context(), id)))
+	})
+}
+
+// streamPath returns the prediction id of GET /v1/predictions/{id}/stream,
+// as the gateway's mux would match it (one clean path segment).
+func streamPath(r *http.Request) (string, bool) {
+	if r.Method != http.MethodGet {
+		return "", false
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, "/v1/predictions/")
+	if !ok {
+		return "", false
+	}
+	id, ok := strings.CutSuffix(rest, "/stream")
+	if !ok || id == "" || id == "." || id == ".." || strings.Contains(id, "/") {
+		return "", false
+	}
+	return id, true
 }

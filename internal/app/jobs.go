@@ -111,7 +111,12 @@ func (a authorizedJobs) Wait(ctx context.Context, id string, d time.Duration) (*
 	return a.Service.Wait(ctx, id, d)
 }
 
+// Subscribe also admits a request that carries a verified stream token for
+// this prediction (see streamTokenAuth): the one right such a token grants.
 func (a authorizedJobs) Subscribe(ctx context.Context, id string, lastEventID int64) (*jobs.Stream, error) {
+	if auth.StreamCapability(ctx, id) {
+		return a.Service.Subscribe(ctx, id, lastEventID)
+	}
 	if err := a.check(ctx, id); err != nil {
 		return nil, err
 	}

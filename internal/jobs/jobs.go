@@ -246,6 +246,11 @@ type Options struct {
 	SweepInterval time.Duration
 	// MaxOutputBytes bounds one job's output (default 32 MiB).
 	MaxOutputBytes int64
+	// StreamToken, if set, returns a capability token for a prediction's
+	// stream; urls.stream then carries it as ?token=, so the stream URL
+	// works without an API key (as Replicate's do). Called at each
+	// rendering of a prediction.
+	StreamToken func(id string) string
 }
 
 func (o Options) withDefaults() Options {

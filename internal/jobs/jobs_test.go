@@ -580,3 +580,16 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+func TestStreamURLCarriesToken(t *testing.T) {
+	e := newEnv(t, instanceMux(), allFunctions(), jobs.Options{BaseURL: "http://ember.test",
+		StreamToken: func(id string) string { return "tok+" + id }})
+	p := e.submit(t, jobs.SubmitRequest{Function: "echo", Input: json.RawMessage(`{}`)})
+	want := "http://ember.test/v1/predictions/" + p.ID + "/stream?token=tok%2B" + p.ID
+	if p.URLs.Stream != want {
+		t.Errorf("urls.stream = %q, want %q", p.URLs.Stream, want)
+	}
+	if p.URLs.Get != "http://ember.test/v1/predictions/"+p.ID || strings.Contains(p.URLs.Cancel, "token") {
+		t.Errorf("only the stream URL carries the token: %+v", p.URLs)
+	}
+}

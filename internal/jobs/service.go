@@ -459,6 +459,9 @@ func (s *Service) toPrediction(rec *Record) *api.Prediction {
 		Attempts:    r.Attempts,
 		URLs:        api.PredictionURLs{Get: base, Cancel: base + "/cancel", Stream: base + "/stream"},
 	}
+	if s.opts.StreamToken != nil {
+		p.URLs.Stream += "?token=" + url.QueryEscape(s.opts.StreamToken(r.ID))
+	}
 	if p.Input == nil {
 		p.Input = json.RawMessage("null")
 	}

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/ember-run/ember/internal/api"
@@ -23,6 +24,8 @@ const (
 	PathCompletions     = "/v1/completions"
 	PathEmbeddings      = "/v1/embeddings"
 	PathModels          = "/v1/models"
+	// PatternModel is GET /v1/models/{id}; ids may hold a slash (owner/name).
+	PatternModel = "GET /v1/models/{id...}"
 )
 
 // DefaultMaxBodyBytes bounds the request body read to find "model".
@@ -82,6 +85,7 @@ func New(res Resolver, opts Options) *Handler {
 		h.mux.HandleFunc("POST "+p, h.forward)
 	}
 	h.mux.HandleFunc("GET "+PathModels, h.models)
+	h.mux.HandleFunc(PatternModel, h.model)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		WriteError(w, http.StatusNotFound, "invalid_request_error", "not_found",
 			fmt.Sprintf("%s %s is not an OpenAI-compatible endpoint of Ember", r.Method, r.URL.Path))
@@ -91,7 +95,7 @@ func New(res Resolver, opts Options) *Handler {
 
 // Patterns are the ServeMux patterns to mount the Handler on.
 func Patterns() []string {
-	return []string{PathChatCompletions, PathCompletions, PathEmbeddings, PathModels}
+	return []string{PathChatCompletions, PathCompletions, PathEmbeddings, PathModels, PatternModel}
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
@@ -109,7 +113,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var head struct {
-		Model *string `json:"model"`
+		Model  *string         `json:"model"`
+		Stream json.RawMessage `json:"stream"` // raw: an odd value is the model server's to judge
 	}
 	if err := json.Unmarshal(body, &head); err != nil {
 		WriteError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json", "request body is not valid JSON: "+err.Error())
@@ -127,9 +132,21 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 	r.Header.Del("Transfer-Encoding")
 	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 
-	if err := h.res.Forward(w, r, *head.Model); err != nil {
-		h.writeResolverError(w, r, *head.Model, err)
+	if string(head.Stream) == "true" {
+		if err := h.res.Forward(w, r, *head.Model); err != nil {
+			h.writeResolverError(w, r, *head.Model, err)
+		}
+		return
 	}
+	// Not streaming: a JSON answer mislabelled by the model server goes
+	// out as application/json (jsontype.go).
+	jw := newJSONTypeWriter(w, MaxRelabelBytes)
+	err = h.res.Forward(jw, r, *head.Model)
+	if err != nil && !jw.started() {
+		h.writeResolverError(w, r, *head.Model, err)
+		return
+	}
+	jw.finish()
 }
 
 func (h *Handler) writeResolverError(w http.ResponseWriter, r *http.Request, model string, err error) {
@@ -194,6 +211,24 @@ type Model struct {
 type ModelList struct {
 	Object string  `json:"object"`
 	Data   []Model `json:"data"`
+}
+
+// model serves GET /v1/models/{id}: the model if the caller's key may use
+// it, else the same 404 as for a model that does not exist (a key learns
+// nothing about what it does not cover).
+func (h *Handler) model(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	names, err := h.res.Models(r.Context())
+	if err != nil {
+		h.writeResolverError(w, r, id, err)
+		return
+	}
+	if !slices.Contains(names, id) {
+		h.writeResolverError(w, r, id, fmt.Errorf("%w: %q", ErrUnknownModel, id))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(Model{ID: id, Object: "model", OwnedBy: "ember"})
 }
 
 func (h *Handler) models(w http.ResponseWriter, r *http.Request) {

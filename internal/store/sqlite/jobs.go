@@ -232,8 +232,20 @@ func (j *Jobs) DueWebhooks(ctx context.Context, now time.Time, limit int) ([]*jo
 
 // WebhookSecret returns the stored secret, storing generate's first.
 func (j *Jobs) WebhookSecret(ctx context.Context, generate func() (string, error)) (string, error) {
+	return j.secret(ctx, "webhook_secret", generate)
+}
+
+// StreamTokenKey returns the key that signs stream tokens (a separate
+// key from the webhook secret, which admins may read), storing
+// generate's first.
+func (j *Jobs) StreamTokenKey(ctx context.Context, generate func() (string, error)) (string, error) {
+	return j.secret(ctx, "stream_token_key", generate)
+}
+
+// secret returns the jobs setting name, storing generate's value first.
+func (j *Jobs) secret(ctx context.Context, name string, generate func() (string, error)) (string, error) {
 	var s string
-	err := j.db.SQL.QueryRowContext(ctx, `SELECT value FROM jobs_settings WHERE key = 'webhook_secret'`).Scan(&s)
+	err := j.db.SQL.QueryRowContext(ctx, `SELECT value FROM jobs_settings WHERE key = ?`, name).Scan(&s)
 	if err == nil {
 		return s, nil
 	}
@@ -245,10 +257,10 @@ func (j *Jobs) WebhookSecret(ctx context.Context, generate func() (string, error
 		return "", err
 	}
 	// INSERT OR IGNORE then read back: two servers racing agree on one.
-	if _, err := j.db.SQL.ExecContext(ctx, `INSERT OR IGNORE INTO jobs_settings (key, value) VALUES ('webhook_secret', ?)`, gen); err != nil {
+	if _, err := j.db.SQL.ExecContext(ctx, `INSERT OR IGNORE INTO jobs_settings (key, value) VALUES (?, ?)`, name, gen); err != nil {
 		return "", err
 	}
-	err = j.db.SQL.QueryRowContext(ctx, `SELECT value FROM jobs_settings WHERE key = 'webhook_secret'`).Scan(&s)
+	err = j.db.SQL.QueryRowContext(ctx, `SELECT value FROM jobs_settings WHERE key = ?`, name).Scan(&s)
 	return s, err
 }
 

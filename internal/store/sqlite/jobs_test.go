@@ -168,4 +168,14 @@ func TestSweepAndSecret(t *testing.T) {
 	if err != nil || a != "whsec_c2VjcmV0" || b != a || calls != 1 {
 		t.Errorf("secret %q %q (%v), generated %d times", a, b, err, calls)
 	}
+	// The stream token key is a separate setting: it never equals the
+	// webhook secret an admin may read.
+	k, err := st.StreamTokenKey(ctx, func() (string, error) { return "c3RyZWFta2V5", nil })
+	k2, _ := st.StreamTokenKey(ctx, func() (string, error) { return "b3RoZXI=", nil })
+	if err != nil || k != "c3RyZWFta2V5" || k2 != k {
+		t.Errorf("stream token key %q %q (%v); want the first generated, kept", k, k2, err)
+	}
+	if a2, _ := st.WebhookSecret(ctx, gen); a2 != a {
+		t.Errorf("webhook secret changed to %q after the stream key was stored", a2)
+	}
 }
