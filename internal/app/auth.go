@@ -15,19 +15,16 @@ import (
 )
 
 // secure puts API-key authentication and per-key limits in front of the
-// gateway (outermost first: authenticate, then per-key rate and concurrency
-// limits, then the gateway's own scope checks and per-function limits), and
+// gateway (outermost first: identify the caller, then per-key rate and
+// concurrency limits, then the gateway's router, which checks each route's
+// right, then handlers' function checks and per-function limits), and
 // makes sure an admin key exists.
 func secure(ctx context.Context, cfg config.Config, db *sqlite.DB, gw *gateway.Gateway, logger *slog.Logger) (http.Handler, error) {
 	if !cfg.Auth {
 		logger.Warn("authentication is OFF (--auth=false): anyone who can reach " + cfg.Addr + " can deploy and run anything")
 		return gw, nil
 	}
-	var open []string
-	if cfg.OpenMetrics {
-		open = []string{"/metrics", "/healthz", "/readyz"}
-	}
-	a := auth.New(db, auth.Options{Open: open, Logger: logger.With("component", "auth")})
+	a := auth.New(db, auth.Options{Logger: logger.With("component", "auth")})
 	path, created, err := auth.EnsureAdminKey(ctx, db, cfg.DataDir, time.Now())
 	if err != nil {
 		return nil, fmt.Errorf("admin key: %w", err)
@@ -37,10 +34,11 @@ func secure(ctx context.Context, cfg config.Config, db *sqlite.DB, gw *gateway.G
 	} else {
 		logger.Info("admin API key file", "path", path)
 	}
-	gw.RequireAuth()
+	gw.RequireAuth(cfg.OpenMetrics)
 	keys := a.KeysHandler()
-	gw.Handle("/v1/keys", keys)
-	gw.Handle("/v1/keys/", keys)
+	for _, p := range auth.KeysPatterns() {
+		gw.Register(p, auth.RightAdmin, keys)
+	}
 	perKey := gw.Limiter().Middleware(time.Now, func(r *http.Request) []ratelimit.Spec {
 		p := auth.FromContext(r.Context())
 		if p == nil || (p.RatePerSec == 0 && p.MaxConcurrency == 0) {
