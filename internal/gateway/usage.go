@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -102,7 +101,13 @@ func (h *UsageHandler) report(r *http.Request, now time.Time) (*api.UsageReport,
 		return nil, err
 	}
 	if p != nil {
-		buckets = slices.DeleteFunc(buckets, func(b metering.Bucket) bool { return !p.MayInvoke(b.Function) })
+		var covered []metering.Bucket // a copy: the source's slice is not ours to change
+		for _, b := range buckets {
+			if p.MayInvoke(b.Function) {
+				covered = append(covered, b)
+			}
+		}
+		buckets = covered
 	}
 	rep := &api.UsageReport{From: from.UTC(), To: to.UTC(), By: by, Functions: []api.FunctionUsage{}}
 	// The span always-on alternatives pay for: the asked window, up to now.
