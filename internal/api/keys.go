@@ -7,8 +7,9 @@ import (
 
 // Key scopes.
 const (
-	ScopeAdmin  = "admin"
-	ScopeInvoke = "invoke"
+	ScopeAdmin   = "admin"
+	ScopeInvoke  = "invoke"
+	ScopeMetrics = "metrics" // reads /metrics only
 )
 
 // Key is an API key as the server lists it. The secret is never listed.

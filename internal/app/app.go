@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/ember-run/ember/internal/activator"
+	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/config"
 	"github.com/ember-run/ember/internal/controller"
 	"github.com/ember-run/ember/internal/gateway"
@@ -48,6 +49,12 @@ func NewLogger(cfg config.Config, w io.Writer) *slog.Logger {
 // finish, and every instance is stopped. ready, if not nil, receives the
 // bound address once the server accepts connections.
 func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func(addr string)) error {
+	return serve(ctx, cfg, logger, ready, nil)
+}
+
+// serve is Serve; routes, if not nil, receives the authorization table
+// (every route with its right) just before ready.
+func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func(addr string), routes func([]auth.Route)) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -102,7 +109,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	px := proxy.New()
 	defer px.Close()
 	gw := gateway.New(act, ctl, mgr, px, obs, logger.With("component", "gateway"))
-	gw.Handle("GET /metrics", metrics.Handler())
+	gw.Register("GET /metrics", auth.RightMetrics, metrics.Handler())
 	gw.SetBudgets(meter)
 	// --- hybrid routes (issue #5): stored routes, decisions counted in metrics ---
 	if err := gw.EnableRoutes(ctx, db, metrics, routeCosts{mgr: mgr, meter: meter, cat: prices}); err != nil {
@@ -114,7 +121,7 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	if err != nil {
 		return err
 	}
-	gw.Handle("GET /v1/usage", gateway.NewUsageHandler(meter, mgr, prices)) // metering (issue #6)
+	gw.Register("GET /v1/usage", auth.RightInvoke, gateway.NewUsageHandler(meter, mgr, prices)) // metering (issue #6)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -141,13 +148,17 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 			WebhookClient: whPolicy.client(10 * time.Second), CheckWebhookAddr: whPolicy.check,
 			StreamToken: func(id string) string { return tokens.Sign(id, time.Now()) }},
 		logger.With("component", "jobs"))
+	var predictionJobs replicate.Jobs = jobSvc
 	if cfg.Auth {
-		handler = streamTokenAuth(tokens, gw, handler)
+		predictionJobs = replicate.Authorize(jobSvc)
 	}
-	predictions := replicate.New(authorizedJobs{Service: jobSvc, on: cfg.Auth}, logger.With("component", "predictions"))
-	for _, p := range replicate.Patterns {
-		gw.Handle(p, predictions)
+	predictions := replicate.New(predictionJobs, logger.With("component", "predictions"))
+	if cfg.Auth {
+		// Stream URLs carry a signed token for their one prediction, so
+		// clients that fetch them without a key (Replicate's) can stream.
+		predictions.SetStreamTokens(tokens)
 	}
+	predictions.Mount(gw)
 	jobsCtx, stopJobs := context.WithCancel(context.Background())
 	defer stopJobs()
 	jobsDone := make(chan error, 1)
@@ -159,6 +170,9 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
 	logger.Info("ember serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "database", dbPath)
+	if routes != nil {
+		routes(gw.Routes())
+	}
 	if ready != nil {
 		ready(ln.Addr().String())
 	}

@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/ember-run/ember/internal/activator"
-	"github.com/ember-run/ember/internal/api"
-	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/jobs"
 	"github.com/ember-run/ember/internal/proxy"
@@ -54,94 +51,4 @@ func (f jobFunctions) Function(ctx context.Context, name string) (*spec.Function
 		return fn, nil
 	}
 	return nil, fmt.Errorf("%w %q", jobs.ErrUnknownFunction, name)
-}
-
-// authorizedJobs checks the caller's key before each job operation: invoke
-// rights on the job's function, admin scope for listing everything and for
-// the webhook secret. With auth off it passes everything through.
-type authorizedJobs struct {
-	*jobs.Service
-	on bool
-}
-
-func (a authorizedJobs) SubmitBatch(ctx context.Context, reqs []jobs.SubmitRequest) ([]*api.Prediction, error) {
-	if a.on {
-		p := auth.FromContext(ctx)
-		for i, r := range reqs {
-			if err := auth.AllowFunction(p, r.Function); err != nil {
-				return nil, err
-			}
-			if p != nil {
-				reqs[i].Owner = p.KeyID
-			}
-		}
-	}
-	return a.Service.SubmitBatch(ctx, reqs)
-}
-
-func (a authorizedJobs) check(ctx context.Context, id string) error {
-	if !a.on {
-		return nil
-	}
-	p, err := a.Service.Get(ctx, id)
-	if err != nil {
-		return err
-	}
-	return auth.AllowFunction(auth.FromContext(ctx), p.Model)
-}
-
-func (a authorizedJobs) Get(ctx context.Context, id string) (*api.Prediction, error) {
-	if err := a.check(ctx, id); err != nil {
-		return nil, err
-	}
-	return a.Service.Get(ctx, id)
-}
-
-func (a authorizedJobs) Cancel(ctx context.Context, id string) (*api.Prediction, error) {
-	if err := a.check(ctx, id); err != nil {
-		return nil, err
-	}
-	return a.Service.Cancel(ctx, id)
-}
-
-func (a authorizedJobs) Wait(ctx context.Context, id string, d time.Duration) (*api.Prediction, error) {
-	if err := a.check(ctx, id); err != nil {
-		return nil, err
-	}
-	return a.Service.Wait(ctx, id, d)
-}
-
-// Subscribe also admits a request that carries a verified stream token for
-// this prediction (see streamTokenAuth): the one right such a token grants.
-func (a authorizedJobs) Subscribe(ctx context.Context, id string, lastEventID int64) (*jobs.Stream, error) {
-	if auth.StreamCapability(ctx, id) {
-		return a.Service.Subscribe(ctx, id, lastEventID)
-	}
-	if err := a.check(ctx, id); err != nil {
-		return nil, err
-	}
-	return a.Service.Subscribe(ctx, id, lastEventID)
-}
-
-func (a authorizedJobs) List(ctx context.Context, o jobs.ListOptions) (*jobs.Page, error) {
-	if a.on {
-		p := auth.FromContext(ctx)
-		if o.Function == "" {
-			if err := auth.Check(ctx, auth.ScopeAdmin); err != nil {
-				return nil, err
-			}
-		} else if err := auth.AllowFunction(p, o.Function); err != nil {
-			return nil, err
-		}
-	}
-	return a.Service.List(ctx, o)
-}
-
-func (a authorizedJobs) WebhookSecret(ctx context.Context) (string, error) {
-	if a.on {
-		if err := auth.Check(ctx, auth.ScopeAdmin); err != nil {
-			return "", err
-		}
-	}
-	return a.Service.WebhookSecret(ctx)
 }

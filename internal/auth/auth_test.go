@@ -178,8 +178,9 @@ func TestParseRateAndTTL(t *testing.T) {
 	}
 }
 
-// server is a real HTTP server with the auth middleware in front of a mux
-// that needs admin for /admin and function rights for /run/{fn}.
+// server is a real HTTP server with the auth middleware in front of a
+// Table: /healthz public, /metrics metrics, /admin admin, and /run/{fn}
+// invoke with the handler's function check.
 type server struct {
 	*httptest.Server
 	auth  *Authenticator
@@ -187,26 +188,28 @@ type server struct {
 	clock *clock
 }
 
-func newServer(t *testing.T, open ...string) *server {
+func newServer(t *testing.T) *server {
 	t.Helper()
 	st := newMemStore()
 	c := &clock{now: t0}
-	a := New(st, Options{Open: open, Now: c.Now})
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
-	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "metrics") })
-	mux.Handle("/admin", Require(ScopeAdmin)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	a := New(st, Options{Now: c.Now})
+	mux := NewTable(nil)
+	mux.Enforce(false)
+	mux.Register("/healthz", RightPublic, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
+	mux.Register("/metrics", RightMetrics, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "metrics") }))
+	mux.Register("/admin", RightAdmin, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "admin ok")
-	})))
-	mux.HandleFunc("/run/{fn...}", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.Register("/run/{fn...}", RightInvoke, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := AllowFunction(FromContext(r.Context()), r.PathValue("fn")); err != nil {
 			WriteError(w, err)
 			return
 		}
 		io.WriteString(w, "hello "+FromContext(r.Context()).Name)
-	})
-	mux.Handle("/v1/keys", a.KeysHandler())
-	mux.Handle("/v1/keys/", a.KeysHandler())
+	}))
+	for _, p := range KeysPatterns() {
+		mux.Register(p, RightAdmin, a.KeysHandler())
+	}
 	srv := httptest.NewServer(a.Middleware(mux))
 	t.Cleanup(srv.Close)
 	return &server{Server: srv, auth: a, store: st, clock: c}
@@ -253,8 +256,9 @@ func (s *server) get(t *testing.T, method, path, authz string, body io.Reader) a
 }
 
 func TestMiddleware(t *testing.T) {
-	s := newServer(t, "/healthz")
+	s := newServer(t)
 	_, admin := s.key(t, NewKey{Name: "root", Scope: ScopeAdmin})
+	_, scraper := s.key(t, NewKey{Name: "prom", Scope: ScopeMetrics})
 	_, invoke := s.key(t, NewKey{Name: "ci", Scope: ScopeInvoke, Functions: []string{"echo", "team/*"}})
 	_, anyFn := s.key(t, NewKey{Name: "all", Scope: ScopeInvoke})
 	revokedKey, revoked := s.key(t, NewKey{Name: "old", Scope: ScopeInvoke})
@@ -290,8 +294,15 @@ func TestMiddleware(t *testing.T) {
 		{name: "invoke on admin", path: "/admin", authz: "Bearer " + invoke, status: 403, code: "insufficient_scope", contains: "needs scope admin"},
 		{name: "admin on admin", path: "/admin", authz: "Bearer " + admin, status: 200, contains: "admin ok"},
 		{name: "admin invokes", path: "/run/other", authz: "Bearer " + admin, status: 200},
-		{name: "open path", path: "/healthz", status: 200, contains: "ok"},
-		{name: "metrics not opened", path: "/metrics", status: 401, code: "missing_api_key"},
+		{name: "public path", path: "/healthz", status: 200, contains: "ok"},
+		{name: "public path, bad key", path: "/healthz", authz: "Bearer nope", status: 401, code: "invalid_api_key"},
+		{name: "metrics without a key", path: "/metrics", status: 401, code: "missing_api_key"},
+		{name: "metrics, invoke key", path: "/metrics", authz: "Bearer " + invoke, status: 403, code: "insufficient_scope", contains: "needs scope metrics"},
+		{name: "metrics, metrics key", path: "/metrics", authz: "Bearer " + scraper, status: 200, contains: "metrics"},
+		{name: "metrics, admin key", path: "/metrics", authz: "Bearer " + admin, status: 200, contains: "metrics"},
+		{name: "metrics key invokes", path: "/run/echo", authz: "Bearer " + scraper, status: 403, code: "insufficient_scope"},
+		{name: "metrics key on admin", path: "/admin", authz: "Bearer " + scraper, status: 403, code: "insufficient_scope"},
+		{name: "unregistered path", path: "/nope", status: 404},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -435,5 +446,78 @@ func TestEnsureAdminKey(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 1 {
 		t.Errorf("data dir holds %d entries, want only admin.key (no temp files)", len(entries))
+	}
+}
+
+func TestTableRights(t *testing.T) {
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+	admin := &Principal{Name: "root", Scope: ScopeAdmin}
+	invoke := &Principal{Name: "ci", Scope: ScopeInvoke}
+	scraper := &Principal{Name: "prom", Scope: ScopeMetrics}
+	tests := []struct {
+		name        string
+		enforce     bool
+		openMetrics bool
+		right       Right
+		p           *Principal
+		status      int
+	}{
+		{"auth off lets admin routes through", false, false, RightAdmin, nil, 200},
+		{"public", true, false, RightPublic, nil, 200},
+		{"capability needs no key", true, false, RightCapability, nil, 200},
+		{"metrics without a key", true, false, RightMetrics, nil, 401},
+		{"metrics opened", true, true, RightMetrics, nil, 200},
+		{"metrics, invoke key", true, false, RightMetrics, invoke, 403},
+		{"metrics, metrics key", true, false, RightMetrics, scraper, 200},
+		{"metrics, admin key", true, false, RightMetrics, admin, 200},
+		{"invoke without a key", true, false, RightInvoke, nil, 401},
+		{"invoke, invoke key", true, false, RightInvoke, invoke, 200},
+		{"invoke, metrics key", true, false, RightInvoke, scraper, 403},
+		{"invoke, admin key", true, false, RightInvoke, admin, 200},
+		{"admin, invoke key", true, false, RightAdmin, invoke, 403},
+		{"admin, admin key", true, false, RightAdmin, admin, 200},
+		{"open metrics does not open admin", true, true, RightAdmin, nil, 401},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tab := NewTable(nil)
+			if tc.enforce {
+				tab.Enforce(tc.openMetrics)
+			}
+			tab.Register("GET /x", tc.right, ok)
+			req := httptest.NewRequest("GET", "/x", nil)
+			if tc.p != nil {
+				req = req.WithContext(NewContext(req.Context(), tc.p))
+			}
+			w := httptest.NewRecorder()
+			tab.ServeHTTP(w, req)
+			if got := w.Code; got != tc.status {
+				t.Errorf("%s with %v = %d %s, want %d", tc.right, tc.p, got, w.Body, tc.status)
+			}
+		})
+	}
+}
+
+func TestTableRegister(t *testing.T) {
+	tab := NewTable(nil)
+	h := http.NotFoundHandler()
+	tab.Register("GET /b", RightAdmin, h)
+	tab.Register("GET /a", RightPublic, h)
+	want := []Route{{"GET /a", RightPublic}, {"GET /b", RightAdmin}}
+	if got := tab.Routes(); !slices.Equal(got, want) {
+		t.Errorf("Routes() = %v, want %v", got, want)
+	}
+	for _, r := range []Right{"", "owner"} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Register with right %q did not panic", r)
+				}
+			}()
+			tab.Register("GET /c", r, h)
+		}()
+	}
+	if got := len(tab.Routes()); got != 2 {
+		t.Errorf("after refused registrations, %d routes, want 2", got)
 	}
 }

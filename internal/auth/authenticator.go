@@ -19,9 +19,6 @@ const DefaultCacheTTL = 10 * time.Second
 
 // Options configure an Authenticator.
 type Options struct {
-	// Open lists exact request paths served without a key (e.g. "/metrics",
-	// "/healthz"). Leave it empty unless the server was told to open them.
-	Open []string
 	// CacheTTL bounds how long a key record is cached; 0 takes
 	// DefaultCacheTTL, negative disables the cache.
 	CacheTTL time.Duration
@@ -36,7 +33,6 @@ type Options struct {
 // Authenticator checks bearer keys against a KeyStore.
 type Authenticator struct {
 	store      KeyStore
-	open       map[string]bool
 	ttl        time.Duration
 	now        func() time.Time
 	logger     *slog.Logger
@@ -54,11 +50,8 @@ type cached struct {
 // New returns an Authenticator over store.
 func New(store KeyStore, opts Options) *Authenticator {
 	a := &Authenticator{
-		store: store, open: map[string]bool{}, ttl: opts.CacheTTL, now: opts.Now,
+		store: store, ttl: opts.CacheTTL, now: opts.Now,
 		logger: opts.Logger, writeError: opts.WriteError, cache: map[string]cached{},
-	}
-	for _, p := range opts.Open {
-		a.open[p] = true
 	}
 	if a.ttl == 0 {
 		a.ttl = DefaultCacheTTL
@@ -75,13 +68,14 @@ func New(store KeyStore, opts Options) *Authenticator {
 	return a
 }
 
-// Middleware authenticates every request except those to Open paths and
-// puts the Principal in the request context (see FromContext). It answers
-// 401 for a missing, unknown, revoked or expired key. Authorisation (scope,
-// functions) is left to Require and AllowFunction, which know the route.
+// Middleware identifies the caller: a request with an Authorization header
+// gets its Principal in the context (see FromContext), or a 401 at once for
+// an unknown, revoked or expired key; a request without one goes on with no
+// Principal. It decides nothing else: each route's right (Table) and the
+// handler's function checks (AllowFunction) refuse what needs a key.
 func (a *Authenticator) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if a.open[r.URL.Path] {
+		if len(r.Header.Values("Authorization")) == 0 {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -17,13 +17,20 @@ import (
 //	GET    /v1/keys        → []api.Key
 //	DELETE /v1/keys/{ref}  revoke by id or unique name → 204
 //
-// Mount it inside Middleware on both "/v1/keys" and "/v1/keys/".
+// Mount it inside Middleware on KeysPatterns() (RightAdmin in a Table), or on
+// both "/v1/keys" and "/v1/keys/". It checks admin scope itself too.
 func (a *Authenticator) KeysHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/keys", a.createKey)
-	mux.HandleFunc("GET /v1/keys", a.listKeys)
-	mux.HandleFunc("DELETE /v1/keys/{ref}", a.revokeKey)
+	p := KeysPatterns()
+	mux.HandleFunc(p[0], a.createKey)
+	mux.HandleFunc(p[1], a.listKeys)
+	mux.HandleFunc(p[2], a.revokeKey)
 	return Require(ScopeAdmin)(mux)
+}
+
+// KeysPatterns are the routes KeysHandler serves.
+func KeysPatterns() []string {
+	return []string{"POST /v1/keys", "GET /v1/keys", "DELETE /v1/keys/{ref}"}
 }
 
 func badRequest(msg string) error {

@@ -1,6 +1,6 @@
 // Package auth is Ember's API-key authentication and authorisation: keys are
 // random secrets shown once, stored only as a SHA-256 hash, and carry a scope
-// (admin or invoke), the functions they may call, limits and an expiry.
+// (admin, invoke or metrics), the functions they may call, limits and an expiry.
 package auth
 
 import (
@@ -25,10 +25,12 @@ const (
 	ScopeAdmin Scope = "admin"
 	// ScopeInvoke may only run the functions (and their jobs) it covers.
 	ScopeInvoke Scope = "invoke"
+	// ScopeMetrics may only read /metrics (a Prometheus scraper's key).
+	ScopeMetrics Scope = "metrics"
 )
 
 // Valid reports whether s is a known scope.
-func (s Scope) Valid() bool { return s == ScopeAdmin || s == ScopeInvoke }
+func (s Scope) Valid() bool { return s == ScopeAdmin || s == ScopeInvoke || s == ScopeMetrics }
 
 // KeyPrefix starts every Ember key so that secret scanners and people can
 // recognise one. A key reads ember_<id>_<secret>: id is 16 hex digits
@@ -101,7 +103,7 @@ func (n *NewKey) Validate() error {
 	case len(n.Name) > 100:
 		return fmt.Errorf("name: at most 100 characters (got %d)", len(n.Name))
 	case !n.Scope.Valid():
-		return fmt.Errorf("scope: must be admin or invoke (got %q)", n.Scope)
+		return fmt.Errorf("scope: must be admin, invoke or metrics (got %q)", n.Scope)
 	case n.RatePerSec < 0:
 		return fmt.Errorf("rate: must be ≥ 0 (got %g)", n.RatePerSec)
 	case n.Burst < 0:

@@ -29,7 +29,7 @@ func principalOf(k *Key) *Principal {
 	}
 }
 
-// Has reports whether p holds scope. Admin implies invoke.
+// Has reports whether p holds scope. Admin implies every other scope.
 func (p *Principal) Has(scope Scope) bool {
 	if p == nil {
 		return false
@@ -70,7 +70,10 @@ func FromContext(ctx context.Context) *Principal {
 // Check returns nil if the request's principal holds scope, else an *Error
 // (401 without a principal, 403 with one).
 func Check(ctx context.Context, scope Scope) error {
-	p := FromContext(ctx)
+	return checkScope(FromContext(ctx), scope)
+}
+
+func checkScope(p *Principal, scope Scope) error {
 	switch {
 	case p == nil:
 		return ErrMissingKey

@@ -34,10 +34,11 @@ func newKeysCreateCmd(g *globals) *cobra.Command {
 	var req api.KeyCreate
 	var functions string
 	cmd := &cobra.Command{
-		Use:   "create --name NAME --scope admin|invoke",
+		Use:   "create --name NAME --scope admin|invoke|metrics",
 		Short: "Create an API key and print it (it is shown only once)",
 		Example: `  ember keys create --name ci --scope invoke --functions echo,team-a/* --rate 20/s --burst 40 --max-concurrency 8 --expires 30d
-  ember keys create --name ops --scope admin`,
+  ember keys create --name ops --scope admin
+  ember keys create --name prometheus --scope metrics`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			for _, f := range strings.Split(functions, ",") {
@@ -60,7 +61,7 @@ func newKeysCreateCmd(g *globals) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.Name, "name", "", "name of the key (required)")
-	f.StringVar(&req.Scope, "scope", api.ScopeInvoke, "admin (everything) or invoke (run covered functions only)")
+	f.StringVar(&req.Scope, "scope", api.ScopeInvoke, "admin (everything), invoke (run covered functions only) or metrics (read /metrics only)")
 	f.StringVar(&functions, "functions", "", "comma-separated functions or routes an invoke key may run (patterns like team-a/*); default all")
 	f.StringVar(&req.Rate, "rate", "", "request rate limit, e.g. 20/s, 600/m, 1000/h (default unlimited)")
 	f.IntVar(&req.Burst, "burst", 0, "requests allowed at once above the rate (default one second of rate)")

@@ -35,7 +35,8 @@ type Config struct {
 	// Auth requires an API key on every request. Off only for local
 	// experiments: anyone who reaches the port can then run anything.
 	Auth bool
-	// OpenMetrics serves /metrics, /healthz and /readyz without a key.
+	// OpenMetrics serves /metrics without a key (/healthz and /readyz never
+	// need one).
 	OpenMetrics bool
 	// WebhookBlockPrivate refuses webhooks to loopback and private
 	// addresses too (link-local ones, where cloud metadata lives, are
@@ -96,7 +97,7 @@ func Knobs() []Knob {
 		{"read-header-timeout", "EMBER_READ_HEADER_TIMEOUT", "cut off clients that send headers slower than this"},
 		{"idle-timeout", "EMBER_IDLE_TIMEOUT", "close idle client keep-alive connections after this"},
 		{"auth", "EMBER_AUTH", "require API keys (an admin key is written to <data-dir>/admin.key on first start); false only for local experiments"},
-		{"open-metrics", "EMBER_OPEN_METRICS", "serve /metrics, /healthz and /readyz without a key"},
+		{"open-metrics", "EMBER_OPEN_METRICS", "serve /metrics without a key (/healthz and /readyz never need one)"},
 		{"webhook-block-private", "EMBER_WEBHOOK_BLOCK_PRIVATE", "refuse webhooks to loopback and private addresses too (link-local, e.g. cloud metadata, is always refused)"},
 		{"cache-dir", "EMBER_CACHE_DIR", "model and runtime cache (default <data-dir>/cache)"},
 		{"onnx-pool", "EMBER_ONNX_POOL", "pre-started ONNX workers (runtime loaded, no model) kept once an onnx function exists; 0 = off"},

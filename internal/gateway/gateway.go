@@ -76,8 +76,8 @@ type Gateway struct {
 	authOn  bool
 	limiter *ratelimit.Limiter
 	budgets Budgets
-	// Extra lets app mount more handlers (metrics, jobs, ...) on the mux.
-	mux *http.ServeMux
+	// table is the router: every route is registered with its right.
+	table *auth.Table
 
 	// Hybrid routes (routes.go): nil routeStore until EnableRoutes.
 	routeTab   *routeTable
@@ -96,8 +96,9 @@ type Options struct {
 
 // New builds the gateway.
 func New(inv Invoker, reg Registry, instances Instances, fwd Forwarder, obs Observer, logger *slog.Logger) *Gateway {
-	g := &Gateway{inv: inv, reg: reg, instances: instances, fwd: fwd, obs: obs, logger: logger, now: time.Now, lookupEnv: os.LookupEnv, mux: http.NewServeMux(), limiter: ratelimit.New(),
+	g := &Gateway{inv: inv, reg: reg, instances: instances, fwd: fwd, obs: obs, logger: logger, now: time.Now, lookupEnv: os.LookupEnv, limiter: ratelimit.New(),
 		routeTab: &routeTable{m: map[string]*liveRoute{}}, urls: newURLProxy()}
+	g.table = auth.NewTable(func(w http.ResponseWriter, r *http.Request, err error) { g.writeError(w, r, err) })
 	g.ready.Store(true)
 	g.routes()
 	return g
@@ -106,36 +107,50 @@ func New(inv Invoker, reg Registry, instances Instances, fwd Forwarder, obs Obse
 // Close drops idle connections to external route targets.
 func (g *Gateway) Close() { g.urls.close() }
 
-// Handle mounts an extra handler (metrics, jobs, ...) on the gateway's mux.
-func (g *Gateway) Handle(pattern string, h http.Handler) { g.mux.Handle(pattern, h) }
+// Register mounts a handler (metrics, jobs, keys, ...) on the gateway's
+// router behind the check of right; it is the only way onto the router.
+func (g *Gateway) Register(pattern string, right auth.Right, h http.Handler) {
+	g.table.Register(pattern, right, h)
+}
+
+// Routes is the authorization table: every route with its right.
+func (g *Gateway) Routes() []auth.Route { return g.table.Routes() }
 
 // SetBudgets lets function status show today's spend against budgets.
 func (g *Gateway) SetBudgets(b Budgets) { g.budgets = b }
 
-// RequireAuth makes every handler check the caller's key (admin scope for
-// management, invoke rights for calls).
-func (g *Gateway) RequireAuth() { g.authOn = true }
+// RequireAuth makes every route check the caller's key against its right,
+// and invocations check that the key covers the function. openMetrics
+// serves /metrics without a key. Call it before serving.
+func (g *Gateway) RequireAuth(openMetrics bool) {
+	g.authOn = true
+	g.table.Enforce(openMetrics)
+}
 
 // Limiter is the gateway's rate limiter, shared with per-key middleware.
 func (g *Gateway) Limiter() *ratelimit.Limiter { return g.limiter }
 
-// admin requires admin scope when auth is on.
-func (g *Gateway) admin(r *http.Request) error {
+// allowKey checks that the caller's key covers fn (a function or route).
+func (g *Gateway) allowKey(r *http.Request, fn string) error {
 	if !g.authOn {
 		return nil
 	}
-	return auth.Check(r.Context(), auth.ScopeAdmin)
+	return auth.AllowFunction(auth.FromContext(r.Context()), fn)
 }
 
-// AllowInvoke checks that the caller may invoke fn, and applies fn's rate
-// limit; release must be called when the call ends.
-func (g *Gateway) AllowInvoke(r *http.Request, fn string) (release func(), err error) {
-	if g.authOn {
-		if err := auth.AllowFunction(auth.FromContext(r.Context()), fn); err != nil {
-			return nil, err
+// mayInvokeAny reports whether the caller's key covers any of names; with
+// auth off, everyone may.
+func (g *Gateway) mayInvokeAny(r *http.Request, names ...string) bool {
+	if !g.authOn {
+		return true
+	}
+	p := auth.FromContext(r.Context())
+	for _, n := range names {
+		if p.MayInvoke(n) {
+			return true
 		}
 	}
-	return g.limitFunction(fn)
+	return false
 }
 
 // limitFunction applies fn's own rate limit (spec rate_limit), whoever
@@ -158,7 +173,7 @@ func (g *Gateway) limitFunction(fn string) (release func(), err error) {
 func (g *Gateway) SetReady(ok bool) { g.ready.Store(ok) }
 
 // ServeHTTP serves the API.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.table.ServeHTTP(w, r) }
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
@@ -170,39 +185,41 @@ func (g *Gateway) wrap(h handlerFunc) http.Handler {
 	})
 }
 
+// routes registers the gateway's own routes. Invoke routes check the
+// function (path or body) against the key in the handler; list answers
+// show only what the key covers. GET /v1/functions stays admin: function
+// records carry specs (env included).
 func (g *Gateway) routes() {
-	m := g.mux
-	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	m.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	m := g.table
+	m.Register("GET /healthz", auth.RightPublic, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") }))
+	m.Register("GET /readyz", auth.RightPublic, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !g.ready.Load() {
 			http.Error(w, "draining", http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ok\n")
-	})
-	m.Handle("POST /v1/functions", g.wrap(g.deploy))
-	m.Handle("GET /v1/functions", g.wrap(g.list))
-	m.Handle("GET /v1/functions/{rest...}", g.wrap(g.getFunction))
-	m.Handle("DELETE /v1/functions/{rest...}", g.wrap(g.deleteFunction))
-	m.HandleFunc("/v1/run/{rest...}", g.run)
+	}))
+	m.Register("POST /v1/functions", auth.RightAdmin, g.wrap(g.deploy))
+	m.Register("GET /v1/functions", auth.RightAdmin, g.wrap(g.list))
+	m.Register("GET /v1/functions/{rest...}", auth.RightAdmin, g.wrap(g.getFunction))
+	m.Register("DELETE /v1/functions/{rest...}", auth.RightAdmin, g.wrap(g.deleteFunction))
+	m.Register("/v1/run/{rest...}", auth.RightInvoke, http.HandlerFunc(g.run))
 	// Hybrid routes (routes.go) and the OpenAI-compatible endpoints (models.go).
-	m.Handle("POST /v1/routes", g.wrap(g.applyRoute))
-	m.Handle("GET /v1/routes", g.wrap(g.listRoutes))
-	m.Handle("GET /v1/routes/{name...}", g.wrap(g.getRoute))
-	m.Handle("DELETE /v1/routes/{name...}", g.wrap(g.deleteRoute))
+	m.Register("POST /v1/routes", auth.RightAdmin, g.wrap(g.applyRoute))
+	m.Register("GET /v1/routes", auth.RightAdmin, g.wrap(g.listRoutes))
+	m.Register("GET /v1/routes/{name...}", auth.RightAdmin, g.wrap(g.getRoute))
+	m.Register("DELETE /v1/routes/{name...}", auth.RightAdmin, g.wrap(g.deleteRoute))
 	oai := g.newOpenAI()
 	for _, p := range openai.Patterns() {
-		m.Handle(p, oai)
+		m.Register(p, auth.RightInvoke, oai)
 	}
-	m.Handle("/", g.wrap(func(w http.ResponseWriter, r *http.Request) error {
+	// Unknown paths: 404 in Ember's shape, to anyone.
+	m.Register("/", auth.RightPublic, g.wrap(func(w http.ResponseWriter, r *http.Request) error {
 		return &httpError{Status: http.StatusNotFound, Code: "not_found", Msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
 	}))
 }
 
 func (g *Gateway) deploy(w http.ResponseWriter, r *http.Request) error {
-	if err := g.admin(r); err != nil {
-		return err
-	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
 	if err != nil {
 		return err
@@ -235,9 +252,6 @@ func (g *Gateway) deploy(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (g *Gateway) list(w http.ResponseWriter, r *http.Request) error {
-	if err := g.admin(r); err != nil {
-		return err
-	}
 	fns := g.reg.List()
 	for i := range fns {
 		fns[i] = g.withStatus(fns[i])
@@ -264,14 +278,20 @@ func (g *Gateway) splitFunction(rest string) (name, remainder string, ok bool) {
 	return parts[0], "", false
 }
 
+// firstTwo is the owner/name candidate at the start of rest.
+func firstTwo(rest string) string {
+	parts := strings.SplitN(rest, "/", 3)
+	if len(parts) < 2 {
+		return parts[0]
+	}
+	return parts[0] + "/" + parts[1]
+}
+
 func unknown(name string) error {
 	return &httpError{Status: http.StatusNotFound, Code: "unknown_function", Msg: fmt.Sprintf("unknown function %q: deploy it first (ember deploy FILE)", name)}
 }
 
 func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) error {
-	if err := g.admin(r); err != nil {
-		return err
-	}
 	name, sub, ok := g.splitFunction(r.PathValue("rest"))
 	if !ok {
 		return unknown(name)
@@ -310,9 +330,6 @@ func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (g *Gateway) deleteFunction(w http.ResponseWriter, r *http.Request) error {
-	if err := g.admin(r); err != nil {
-		return err
-	}
 	name := r.PathValue("rest")
 	if err := g.reg.Delete(r.Context(), name); err != nil {
 		return err
@@ -349,7 +366,9 @@ func (g *Gateway) run(w http.ResponseWriter, r *http.Request) {
 	default:
 		if lr, rpath, found := g.splitRoute(rest); found {
 			err = g.callRoute(w, r, lr, rpath)
-		} else {
+		} else if err = g.allowKey(r, name); err == nil || g.mayInvokeAny(r, firstTwo(rest)) {
+			// A key hears "unknown" only for names it covers; for others
+			// the same 403 whether the function exists or not.
 			err = unknown(name)
 		}
 	}
@@ -364,6 +383,14 @@ func (g *Gateway) run(w http.ResponseWriter, r *http.Request) {
 // caller's key must cover name (false when a route the key covers chose
 // it); the function's own rate limit applies either way.
 func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path string, checkKey bool) (err error) {
+	// A call counts as name's request only once it is authorised: refused
+	// calls stay out of name's metrics and usage, so no key can inflate
+	// another function's numbers.
+	if checkKey {
+		if err := g.allowKey(r, name); err != nil {
+			return err
+		}
+	}
 	start := g.now()
 	status, queue, cold := 0, time.Duration(0), false
 	defer func() {
@@ -375,11 +402,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 		}
 		g.obs.Request(name, status, g.now().Sub(start), queue, cold)
 	}()
-	allowed := g.limitFunction
-	if checkKey {
-		allowed = func(fn string) (func(), error) { return g.AllowInvoke(r, fn) }
-	}
-	release, err := allowed(name)
+	release, err := g.limitFunction(name)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,11 @@ func (res resolver) Forward(w http.ResponseWriter, r *http.Request, model string
 	if lr := g.routeTab.get(model); lr != nil {
 		return g.callRoute(w, r, lr, r.URL.Path)
 	}
+	// The same 403 for a model the key does not cover, whether it exists
+	// or not.
+	if err := g.allowKey(r, model); err != nil {
+		return err
+	}
 	return fmt.Errorf("%w: %q", openai.ErrUnknownModel, model)
 }
 

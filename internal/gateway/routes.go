@@ -18,7 +18,6 @@ import (
 
 	"github.com/ember-run/ember/internal/activator"
 	"github.com/ember-run/ember/internal/api"
-	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/controller"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/route"
@@ -193,9 +192,6 @@ func (g *Gateway) routesEnabled() error {
 
 // applyRoute is POST /v1/routes: create or replace a route from YAML or JSON.
 func (g *Gateway) applyRoute(w http.ResponseWriter, r *http.Request) error {
-	if err := g.admin(r); err != nil {
-		return err
-	}
 	if err := g.routesEnabled(); err != nil {
 		return err
 	}
@@ -241,9 +237,6 @@ func (g *Gateway) applyRoute(w http.ResponseWriter, r *http.Request) error {
 
 // listRoutes is GET /v1/routes, each with its current choice.
 func (g *Gateway) listRoutes(w http.ResponseWriter, r *http.Request) error {
-	if err := g.admin(r); err != nil {
-		return err
-	}
 	out := []api.Route{}
 	now := g.now()
 	for _, n := range g.routeTab.names() {
@@ -256,9 +249,6 @@ func (g *Gateway) listRoutes(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (g *Gateway) getRoute(w http.ResponseWriter, r *http.Request) error {
-	if err := g.admin(r); err != nil {
-		return err
-	}
 	name := r.PathValue("name")
 	lr := g.routeTab.get(name)
 	if lr == nil {
@@ -269,9 +259,6 @@ func (g *Gateway) getRoute(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (g *Gateway) deleteRoute(w http.ResponseWriter, r *http.Request) error {
-	if err := g.admin(r); err != nil {
-		return err
-	}
 	if err := g.routesEnabled(); err != nil {
 		return err
 	}
@@ -317,12 +304,10 @@ func (g *Gateway) splitRoute(rest string) (*liveRoute, string, bool) {
 // chooses, and to the other target if the chosen one is down. Like invoke,
 // it returns an error only when nothing was written to w.
 func (g *Gateway) callRoute(w http.ResponseWriter, r *http.Request, lr *liveRoute, path string) error {
-	if g.authOn {
-		// The key must cover the route; the targets are the route's
-		// business (a key for "llama" need not name "llama-big").
-		if err := auth.AllowFunction(auth.FromContext(r.Context()), lr.name); err != nil {
-			return err
-		}
+	// The key must cover the route; the targets are the route's business
+	// (a key for "llama" need not name "llama-big").
+	if err := g.allowKey(r, lr.name); err != nil {
+		return err
 	}
 	rt, choice, why := lr.call(g.now(), g.routeObs, g.routeCost)
 	if err := bufferBody(w, r, maxRouteBody); err != nil {

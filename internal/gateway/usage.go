@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/cost"
 	"github.com/ember-run/ember/internal/metering"
 	"github.com/ember-run/ember/internal/spec"
@@ -86,9 +87,27 @@ func (h *UsageHandler) report(r *http.Request, now time.Time) (*api.UsageReport,
 	if fn != "" && !spec.ValidName(fn) {
 		return nil, badRequest(fmt.Sprintf("function: invalid name %q", fn), nil)
 	}
+	// An invoke key sees only the functions it covers: asking for another
+	// is refused without saying whether it exists, and the full report
+	// leaves the others out. The route's right (invoke) guarantees a
+	// principal when auth is on; none means auth is off.
+	p := auth.FromContext(r.Context())
+	if fn != "" && p != nil && !p.MayInvoke(fn) {
+		return nil, &httpError{Status: http.StatusForbidden, Code: "function_not_allowed",
+			Msg: fmt.Sprintf("API key %q does not cover the function asked for", p.Name)}
+	}
 	buckets, err := h.src.Usage(r.Context(), metering.Query{Function: fn, From: from, To: to, By: by}, now)
 	if err != nil {
 		return nil, err
+	}
+	if p != nil {
+		var covered []metering.Bucket // a copy: the source's slice is not ours to change
+		for _, b := range buckets {
+			if p.MayInvoke(b.Function) {
+				covered = append(covered, b)
+			}
+		}
+		buckets = covered
 	}
 	rep := &api.UsageReport{From: from.UTC(), To: to.UTC(), By: by, Functions: []api.FunctionUsage{}}
 	// The span always-on alternatives pay for: the asked window, up to now.

@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"math"
 	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/cost"
 	"github.com/ember-run/ember/internal/metering"
 	"github.com/ember-run/ember/internal/spec"
@@ -108,5 +111,64 @@ func TestUsageHandler(t *testing.T) {
 		if a, ok := alt[c.offer]; !ok || math.Abs(a.CostUSD-c.usd) > 1e-9 {
 			t.Errorf("%s = %+v, want $%g", c.offer, a, c.usd)
 		}
+	}
+}
+
+// TestUsageHandlerScopedToKey: an invoke key sees only the functions it
+// covers, and asking for another is refused without saying whether it
+// has usage.
+func TestUsageHandlerScopedToKey(t *testing.T) {
+	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+	src := &fakeUsage{bs: []metering.Bucket{
+		{Function: "mine", Hardware: "cpu", Start: now.Add(-time.Hour), Requests: 1},
+		{Function: "other", Hardware: "cpu", Start: now.Add(-time.Hour), Requests: 7},
+	}}
+	h := NewUsageHandler(src, nil, nil)
+	h.now = func() time.Time { return now }
+	alice := &auth.Principal{KeyID: "a", Name: "alice", Scope: auth.ScopeInvoke, Functions: []string{"mine"}}
+	admin := &auth.Principal{KeyID: "r", Name: "root", Scope: auth.ScopeAdmin}
+	tests := []struct {
+		name   string
+		p      *auth.Principal
+		query  string
+		status int
+		want   []string
+	}{
+		{"invoke key, all", alice, "", 200, []string{"mine"}},
+		{"invoke key, its function", alice, "?function=mine", 200, []string{"mine"}},
+		{"invoke key, another function", alice, "?function=other", 403, nil},
+		{"invoke key, a function that does not exist", alice, "?function=nope", 403, nil},
+		{"admin, all", admin, "", 200, []string{"mine", "other"}},
+		{"auth off, all", nil, "", 200, []string{"mine", "other"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest("GET", "/v1/usage"+tc.query, nil)
+			if tc.p != nil {
+				req = req.WithContext(auth.NewContext(req.Context(), tc.p))
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, req)
+			if w.Code != tc.status {
+				t.Fatalf("status %d %s, want %d", w.Code, w.Body, tc.status)
+			}
+			if tc.status != 200 {
+				if strings.Contains(w.Body.String(), "other") && !strings.Contains(tc.query, "other") {
+					t.Errorf("refusal names another function: %s", w.Body)
+				}
+				return
+			}
+			var rep api.UsageReport
+			if err := json.Unmarshal(w.Body.Bytes(), &rep); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, f := range rep.Functions {
+				got = append(got, f.Function)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("functions = %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

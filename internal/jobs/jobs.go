@@ -96,6 +96,9 @@ type Record struct {
 	Webhook        string
 	WebhookEvents  []string
 	IdempotencyKey string
+	// Owner is the id of the API key that created the job ("" when auth
+	// was off or the job predates owners: only admins see it then).
+	Owner string
 	// Events is the JSON array of stream events, persisted at completion so
 	// late subscribers can replay them.
 	Events      json.RawMessage
@@ -121,7 +124,9 @@ type ListQuery struct {
 	Before string
 	// Function filters by function when set.
 	Function string
-	Limit    int
+	// Owner filters by creator key id when set.
+	Owner string
+	Limit int
 }
 
 // Store persists jobs and the webhook outbox. All writes go through Update
@@ -181,9 +186,10 @@ type SubmitRequest struct {
 	// IdempotencyKey returns the original prediction for a repeated key
 	// within 24 hours.
 	IdempotencyKey string
-	// Owner scopes IdempotencyKey (the caller's API key id): the same key
-	// sent by two owners names two jobs, so one caller can neither reach
-	// nor block another's job by guessing its key.
+	// Owner is the caller's API key id, stored with the job (see
+	// Service.Owner). It also scopes IdempotencyKey: the same key sent by
+	// two owners names two jobs, so one caller can neither reach nor block
+	// another's job by guessing its key.
 	Owner string
 }
 
@@ -191,6 +197,8 @@ type SubmitRequest struct {
 type ListOptions struct {
 	Cursor   string
 	Function string
+	// Owner, when set, lists only the jobs this key id created.
+	Owner string
 	// Limit defaults to 100, at most 1000.
 	Limit int
 }

@@ -290,6 +290,7 @@ func (s *Service) newRecord(req SubmitRequest, now time.Time) (*Record, error) {
 		Webhook:        req.Webhook,
 		WebhookEvents:  req.WebhookEvents,
 		IdempotencyKey: req.IdempotencyKey,
+		Owner:          req.Owner,
 	}
 	if req.IdempotencyKey != "" && req.Owner != "" {
 		// The unit separator cannot appear in a header value's key.
@@ -320,6 +321,17 @@ func (s *Service) Get(ctx context.Context, id string) (*api.Prediction, error) {
 	return s.toPrediction(r), nil
 }
 
+// Owner returns the id of the API key that created prediction id ("" for
+// none), or an error wrapping ErrNotFound. Every job is in the store from
+// its submit on, so this needs no live state.
+func (s *Service) Owner(ctx context.Context, id string) (string, error) {
+	r, err := s.store.Get(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return r.Owner, nil
+}
+
 func (s *Service) expired(r *Record, now time.Time) error {
 	if r.DataRemoved || (!r.CompletedAt.IsZero() && now.Sub(r.CompletedAt) > s.opts.Retention) {
 		return &ExpiredError{ID: r.ID, ExpiredAt: r.CompletedAt.Add(s.opts.Retention), Retention: s.opts.Retention}
@@ -344,7 +356,7 @@ func (s *Service) List(ctx context.Context, o ListOptions) (*Page, error) {
 	if o.Cursor != "" && !validID(o.Cursor) {
 		return nil, fmt.Errorf("%w: invalid cursor %q", ErrInvalid, o.Cursor)
 	}
-	recs, err := s.store.List(ctx, ListQuery{Before: o.Cursor, Function: o.Function, Limit: limit + 1})
+	recs, err := s.store.List(ctx, ListQuery{Before: o.Cursor, Function: o.Function, Owner: o.Owner, Limit: limit + 1})
 	if err != nil {
 		return nil, err
 	}

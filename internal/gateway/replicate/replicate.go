@@ -51,6 +51,7 @@ type Handler struct {
 	log       *slog.Logger
 	mux       *http.ServeMux
 	keepAlive time.Duration
+	tokens    StreamTokenVerifier // nil: streams need a key
 }
 
 // DefaultKeepAlive is how often a quiet prediction stream sends an SSE
@@ -64,51 +65,74 @@ func New(j Jobs, logger *slog.Logger) *Handler {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{jobs: j, log: logger, mux: http.NewServeMux(), keepAlive: DefaultKeepAlive}
-	h.Register(h.mux)
+	h.Mount(muxRegistrar{h.mux})
 	return h
 }
+
+// StreamTokenVerifier checks a stream URL's token for one prediction
+// (*auth.StreamTokens).
+type StreamTokenVerifier interface {
+	VerifyStreamToken(id, token string, now time.Time) error
+}
+
+// SetStreamTokens makes the stream route accept a request without a key
+// that carries a valid token for its prediction; call before serving.
+func (h *Handler) SetStreamTokens(v StreamTokenVerifier) { h.tokens = v }
 
 // SetKeepAlive sets the stream keep-alive interval; call before serving.
 func (h *Handler) SetKeepAlive(d time.Duration) { h.keepAlive = d }
 
-// ServeHTTP serves the routes registered by Register.
+// ServeHTTP serves the routes (without right checks: for tests and servers
+// without authentication; a server mounts them with Mount).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
-// Patterns lists the routes, for mounting on another mux.
-var Patterns = []string{
-	"POST /v1/predictions",
-	"GET /v1/predictions",
-	"GET /v1/predictions/{id}",
-	"POST /v1/predictions/{id}/cancel",
-	"GET /v1/predictions/{id}/stream",
-	"POST /v1/models/{owner}/{name}/predictions",
-	"POST /v1/deployments/{owner}/{name}/predictions",
-	"POST /v1/functions/{name}/batch",
-	"GET /v1/webhooks/default/secret",
+// Registrar mounts a route behind the check of its right (the gateway).
+type Registrar interface {
+	Register(pattern string, right auth.Right, h http.Handler)
 }
 
-// Register mounts the routes on mux.
-func (h *Handler) Register(mux *http.ServeMux) {
-	handlers := map[string]func(http.ResponseWriter, *http.Request) error{
-		"POST /v1/predictions":                            h.create,
-		"GET /v1/predictions":                             h.list,
-		"GET /v1/predictions/{id}":                        h.get,
-		"POST /v1/predictions/{id}/cancel":                h.cancel,
-		"GET /v1/predictions/{id}/stream":                 h.stream,
-		"POST /v1/models/{owner}/{name}/predictions":      h.create,
-		"POST /v1/deployments/{owner}/{name}/predictions": h.create,
-		"POST /v1/functions/{name}/batch":                 h.batch,
-		"GET /v1/webhooks/default/secret":                 h.secret,
+type route struct {
+	pattern string
+	right   auth.Right
+	serve   func(http.ResponseWriter, *http.Request) error
+}
+
+// routes are the predictions API with each route's right. Invoke routes
+// check the function and the prediction's owner in the Jobs that Authorize
+// returns.
+func (h *Handler) routes() []route {
+	return []route{
+		{"POST /v1/predictions", auth.RightInvoke, h.create},
+		{"GET /v1/predictions", auth.RightInvoke, h.list},
+		{"GET /v1/predictions/{id}", auth.RightInvoke, h.get},
+		{"POST /v1/predictions/{id}/cancel", auth.RightInvoke, h.cancel},
+		// A key that sees the prediction, or the signed token of its
+		// stream URL (checked in stream): Replicate's clients fetch
+		// urls.stream without a key.
+		{"GET /v1/predictions/{id}/stream", auth.RightCapability, h.stream},
+		{"POST /v1/models/{owner}/{name}/predictions", auth.RightInvoke, h.create},
+		{"POST /v1/deployments/{owner}/{name}/predictions", auth.RightInvoke, h.create},
+		{"POST /v1/functions/{name}/batch", auth.RightInvoke, h.batch},
+		{"GET /v1/webhooks/default/secret", auth.RightAdmin, h.secret},
 	}
-	for _, p := range Patterns {
-		f := handlers[p]
-		mux.HandleFunc(p, func(w http.ResponseWriter, r *http.Request) {
+}
+
+// Mount registers every route on reg with its right.
+func (h *Handler) Mount(reg Registrar) {
+	for _, rt := range h.routes() {
+		f := rt.serve
+		reg.Register(rt.pattern, rt.right, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if err := f(w, r); err != nil {
 				h.writeError(w, r, err)
 			}
-		})
+		}))
 	}
 }
+
+// muxRegistrar mounts on a plain mux (the Handler's own), rights unchecked.
+type muxRegistrar struct{ *http.ServeMux }
+
+func (m muxRegistrar) Register(pattern string, _ auth.Right, h http.Handler) { m.Handle(pattern, h) }
 
 // httpError is an error the client sees as is.
 type httpError struct {
@@ -381,7 +405,15 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request) error {
 		}
 		last = n
 	}
-	st, err := h.jobs.Subscribe(r.Context(), r.PathValue("id"), last)
+	ctx, id := r.Context(), r.PathValue("id")
+	if tok := r.URL.Query().Get("token"); tok != "" && h.tokens != nil && auth.FromContext(ctx) == nil {
+		// The one right a token grants: this prediction's stream.
+		if err := h.tokens.VerifyStreamToken(id, tok, time.Now()); err != nil {
+			return err
+		}
+		ctx = auth.WithStreamCapability(ctx, id)
+	}
+	st, err := h.jobs.Subscribe(ctx, id, last)
 	if err != nil {
 		return err
 	}

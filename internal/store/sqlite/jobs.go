@@ -20,7 +20,7 @@ type Jobs struct {
 var _ jobs.Store = (*Jobs)(nil)
 
 const jobColumns = `id, function, version, status, input, output, error, logs, attempts, cold_start,
-	created_at, started_at, completed_at, predict_ns, deadline, webhook, webhook_events, idempotency_key, events, data_removed`
+	created_at, started_at, completed_at, predict_ns, deadline, webhook, webhook_events, idempotency_key, events, data_removed, owner`
 
 // Statements prepared once (SQLite parses a statement at every unprepared
 // call); the writes are bound to each write transaction.
@@ -29,7 +29,7 @@ var jobStatements = map[string]string{
 	"hookDue": `SELECT id, job_id, event, url, body, attempts, next_at, created_at
 		FROM job_webhooks WHERE id IN (SELECT min(id) FROM job_webhooks GROUP BY job_id) AND next_at <= ?
 		ORDER BY next_at LIMIT ?`,
-	"insert": `INSERT INTO jobs (` + jobColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	"insert": `INSERT INTO jobs (` + jobColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 	"keyGet": `SELECT job_id, created_at FROM job_idempotency WHERE key = ?`,
 	"keyPut": `INSERT INTO job_idempotency (key, job_id, created_at) VALUES (?, ?, ?)
 		ON CONFLICT(key) DO UPDATE SET job_id = excluded.job_id, created_at = excluded.created_at`,
@@ -116,7 +116,7 @@ func (t *jobTx) Insert(r *jobs.Record, keySince time.Time) (string, error) {
 	_, err := t.stmt("insert").ExecContext(t.ctx, r.ID, r.Function, r.Version, r.Status, text(r.Input), text(r.Output),
 		r.Error, r.Logs, r.Attempts, r.ColdStart, r.CreatedAt.UnixNano(), nanos(r.StartedAt), nanos(r.CompletedAt),
 		int64(r.PredictTime), nanos(r.Deadline), r.Webhook, strings.Join(r.WebhookEvents, ","), r.IdempotencyKey,
-		text(r.Events), r.DataRemoved)
+		text(r.Events), r.DataRemoved, r.Owner)
 	return "", err
 }
 
@@ -187,6 +187,9 @@ func (j *Jobs) List(ctx context.Context, q jobs.ListQuery) ([]*jobs.Record, erro
 	}
 	if q.Function != "" {
 		where, args = append(where, "function = ?"), append(args, q.Function)
+	}
+	if q.Owner != "" {
+		where, args = append(where, "owner = ?"), append(args, q.Owner)
 	}
 	query := `SELECT ` + jobColumns + ` FROM jobs`
 	if len(where) > 0 {
@@ -276,7 +279,7 @@ func scanJobs(rows *sql.Rows) ([]*jobs.Record, error) {
 		var hookEvents string
 		if err := rows.Scan(&r.ID, &r.Function, &r.Version, &r.Status, &input, &output, &r.Error, &r.Logs,
 			&r.Attempts, &r.ColdStart, &created, &started, &completed, &predict, &deadline, &r.Webhook,
-			&hookEvents, &r.IdempotencyKey, &events, &r.DataRemoved); err != nil {
+			&hookEvents, &r.IdempotencyKey, &events, &r.DataRemoved, &r.Owner); err != nil {
 			return nil, err
 		}
 		r.CreatedAt = time.Unix(0, created)

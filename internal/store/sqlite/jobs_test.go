@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -177,5 +178,35 @@ func TestSweepAndSecret(t *testing.T) {
 	}
 	if a2, _ := st.WebhookSecret(ctx, gen); a2 != a {
 		t.Errorf("webhook secret changed to %q after the stream key was stored", a2)
+	}
+}
+
+func TestJobOwner(t *testing.T) {
+	st := openJobs(t)
+	ctx := context.Background()
+	for _, j := range []struct{ id, owner string }{{"a", "alice"}, {"b", "bob"}, {"c", "alice"}, {"d", ""}} {
+		r := rec(j.id, "")
+		r.Owner = j.owner
+		update(t, st, func(tx jobs.Tx) error { _, err := tx.Insert(r, t0); return err })
+	}
+	got, err := st.Get(ctx, "b")
+	if err != nil || got.Owner != "bob" {
+		t.Fatalf("Get(b) = %+v, %v; want owner bob", got, err)
+	}
+	for _, tt := range []struct {
+		owner string
+		want  []string
+	}{{"alice", []string{"c", "a"}}, {"bob", []string{"b"}}, {"", []string{"d", "c", "b", "a"}}, {"carol", nil}} {
+		recs, err := st.List(ctx, jobs.ListQuery{Owner: tt.owner, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, r := range recs {
+			ids = append(ids, r.ID)
+		}
+		if !slices.Equal(ids, tt.want) {
+			t.Errorf("List(owner %q) = %v, want %v", tt.owner, ids, tt.want)
+		}
 	}
 }

@@ -36,7 +36,8 @@ func TestKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	k2, _, _ := auth.Generate(auth.NewKey{Name: "root", Scope: auth.ScopeAdmin}, keyT0.Add(time.Second))
-	for _, k := range []auth.Key{k1, k2} {
+	k3, _, _ := auth.Generate(auth.NewKey{Name: "prom", Scope: auth.ScopeMetrics}, keyT0.Add(2*time.Second))
+	for _, k := range []auth.Key{k1, k2, k3} {
 		if err := db.CreateKey(ctx, k); err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +59,7 @@ func TestKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d := cmp.Diff([]auth.Key{k1, k2}, list); d != "" {
+	if d := cmp.Diff([]auth.Key{k1, k2, k3}, list); d != "" {
 		t.Errorf("ListKeys (-want +got):\n%s", d)
 	}
 
