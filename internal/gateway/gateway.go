@@ -86,6 +86,9 @@ type Gateway struct {
 	routeCost  route.CostComparer
 	lookupEnv  func(string) (string, bool) // expands URL targets' headers
 	urls       *urlProxy
+
+	// Secrets (secrets.go): nil until EnableSecrets.
+	secrets *secrets
 }
 
 // Options configure the Gateway.
@@ -190,6 +193,10 @@ func (g *Gateway) routes() {
 	m.Handle("GET /v1/routes", g.wrap(g.listRoutes))
 	m.Handle("GET /v1/routes/{name...}", g.wrap(g.getRoute))
 	m.Handle("DELETE /v1/routes/{name...}", g.wrap(g.deleteRoute))
+	// Secrets (secrets.go): admin only; no answer holds a value.
+	m.Handle("PUT /v1/secrets/{name}", g.wrap(g.putSecret))
+	m.Handle("GET /v1/secrets", g.wrap(g.listSecrets))
+	m.Handle("DELETE /v1/secrets/{name}", g.wrap(g.deleteSecret))
 	oai := g.newOpenAI()
 	for _, p := range openai.Patterns() {
 		m.Handle(p, oai)
@@ -217,6 +224,9 @@ func (g *Gateway) deploy(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return badRequest(err.Error(), nil)
+	}
+	if err := g.checkSpecSecrets(r.Context(), f); err != nil {
+		return err
 	}
 	if g.routeTab.get(f.Name) != nil {
 		return &httpError{Status: http.StatusConflict, Code: "name_conflict",
