@@ -43,7 +43,7 @@ type StartSpec struct {
 	// name); the driver resolves them at start, so their values live only
 	// in the instance's environment.
 	SecretEnv map[string]string
-	Workdir string
+	Workdir   string
 	// HealthPath is probed with GET until it answers 2xx.
 	HealthPath string
 	// Output receives the instance's stdout and stderr (may be nil).
