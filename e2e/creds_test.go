@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -219,4 +220,128 @@ policy: {window: 2s, threshold: 0.1, hold: 1ms}
 		delete(w.Headers, "X-Upstream-Key") // the one credential it is meant to get
 		checkHeaders(t, "URL target", key, w.Headers, nil)
 	})
+}
+
+// Secrets: set from stdin, listed without values, referred to by a spec's
+// env and a route's header, never shown by describe, get or the server log;
+// a spec naming a missing secret is refused with the variable and secret
+// named.
+func TestSecrets(t *testing.T) {
+	s := startServerEnv(t, "", []string{"EMBER_API_KEY=" + serverAPIKey, "SECRET_TOKEN=" + serverSecretToken})
+	const value = "hf_secret_value_must_stay_hidden"
+	ember := func(stdin string, args ...string) (string, string, error) {
+		cmd := exec.Command(bins.ember, append([]string{"--server", s.url, "--key-file", s.dataDir + "/admin.key"}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		var out, errb strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errb
+		err := cmd.Run()
+		return out.String(), errb.String(), err
+	}
+	if out, errs, err := ember(value+"\n", "secrets", "set", "hf-token"); err != nil || !strings.Contains(out, `secret "hf-token" created`) {
+		t.Fatalf("secrets set: %v %q %q", err, out, errs)
+	}
+	file := t.TempDir() + "/upstream"
+	writeFile(t, file, "sk-from-file")
+	if out, errs, err := ember("", "secrets", "set", "upstream", "--from-file", file); err != nil || !strings.Contains(out, "created") {
+		t.Fatalf("secrets set --from-file: %v %q %q", err, out, errs)
+	}
+	out, _, err := ember("", "secrets", "ls")
+	if err != nil || !strings.Contains(out, "hf-token") || !strings.Contains(out, "upstream") || strings.Contains(out, value) {
+		t.Errorf("secrets ls: %v %q, want both names and no value", err, out)
+	}
+	if out, _, _ := ember("", "secrets", "ls", "--json"); strings.Contains(out, value) || strings.Contains(out, "sk-from-file") {
+		t.Errorf("secrets ls --json shows a value: %s", out)
+	}
+	// Bad input: a name outside the rule, an empty value, an invoke key.
+	if _, errs, err := ember("x", "secrets", "set", "bad/name"); err == nil || !strings.Contains(errs, `secret name: invalid "bad/name"`) {
+		t.Errorf("secrets set bad/name: %v %q, want refused", err, errs)
+	}
+	if _, errs, err := ember("", "secrets", "set", "empty"); err == nil || !strings.Contains(errs, `secret "empty": empty value`) {
+		t.Errorf("secrets set with no value: %v %q", err, errs)
+	}
+	invoke := s.createKey(api.KeyCreate{Name: "caller", Scope: api.ScopeInvoke})
+	if r := s.callAs(invoke, "GET", "/v1/secrets", ""); r.status != 403 {
+		t.Errorf("GET /v1/secrets with an invoke key: %d %s, want 403", r.status, r.body)
+	}
+
+	// A spec naming a missing secret is refused, naming it.
+	if _, err := s.c.Deploy(context.Background(), []byte(simSpec("nosecret", "{min: 0, max: 1}", "env: {HF_TOKEN: {secret: not-there}}"))); err == nil ||
+		!strings.Contains(err.Error(), `env.HF_TOKEN.secret: secret "not-there" does not exist (create it with: ember secrets set not-there)`) {
+		t.Errorf("deploy naming a missing secret: %v", err)
+	}
+
+	s.deploy(simSpec("sec", "{min: 0, max: 1}", "env: {HF_TOKEN: {secret: hf-token}, SPEC_VAR: from-spec}"))
+	r := s.call("POST", "/v1/run/sec/whoami", `{}`)
+	if r.status != 200 {
+		t.Fatalf("call: %d %s", r.status, r.body)
+	}
+	var w whoami
+	decode(t, r.body, &w)
+	if v, _ := w.env("HF_TOKEN"); v != value {
+		t.Errorf("HF_TOKEN = %q, want the secret's value (trailing newline dropped)", v)
+	}
+	checkEnv(t, w, "sec")
+
+	// Nothing shows the value: describe, get, list, the server log.
+	for _, args := range [][]string{{"describe", "sec"}, {"describe", "sec", "--json"}, {"ls", "--json"}} {
+		if out, _, err := ember("", args...); err != nil || strings.Contains(out, value) {
+			t.Errorf("%v: %v, shows the value: %v", args, err, strings.Contains(out, value))
+		}
+	}
+	if r := s.call("GET", "/v1/functions/sec", ""); r.status != 200 || strings.Contains(string(r.body), value) || !strings.Contains(strings.Join(strings.Fields(string(r.body)), ""), `"secret":"hf-token"`) {
+		t.Errorf("GET function: %d, want the reference and not the value: %s", r.status, r.body)
+	}
+
+	// A route's URL target gets a secret in a header.
+	ext := startExternal(t)
+	if r := s.call("POST", "/v1/routes", `{"name": "upr", "targets": {"persistent": {"url": "`+ext+`", "headers": {"Authorization": "Bearer ${secret:nope}"}}, "serverless": {"function": "sec"}}}`); r.status != 400 ||
+		!strings.Contains(string(r.body), `targets.persistent.headers.Authorization: ${secret:nope}: secret \"nope\" does not exist`) {
+		t.Errorf("route naming a missing secret: %d %s, want 400 naming it", r.status, r.body)
+	}
+	if _, err := s.c.ApplyRoute(context.Background(), []byte(`
+name: upr
+targets:
+  persistent: {url: "`+ext+`", headers: {Authorization: "Bearer ${secret:upstream}"}}
+  serverless: {function: sec}
+policy: {window: 2s, threshold: 0.1, hold: 1ms}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	r = s.callWith(invoke, "POST", "/v1/run/upr/whoami", `{}`, spoofHeaders)
+	if r.status != 200 || r.header.Get(api.HeaderRoute) != "persistent" {
+		t.Fatalf("routed call: %d route %q %s", r.status, r.header.Get(api.HeaderRoute), r.body)
+	}
+	decode(t, r.body, &w)
+	if got := w.Headers["Authorization"]; !slices.Equal(got, []string{"Bearer sk-from-file"}) {
+		t.Errorf("URL target got Authorization %q, want only the route's secret", got)
+	}
+	if routes, _ := s.c.Routes(context.Background()); len(routes) != 1 || strings.Contains(string(routes[0].Spec), "sk-from-file") {
+		t.Errorf("the stored route shows the secret's value")
+	}
+
+	// rm: gone from ls; a new instance that needs it cannot start, and
+	// says which secret it lacks.
+	if out, errs, err := ember("", "secrets", "rm", "hf-token"); err != nil || !strings.Contains(out, `secret "hf-token" removed`) {
+		t.Fatalf("secrets rm: %v %q %q", err, out, errs)
+	}
+	if out, _, _ := ember("", "secrets", "ls"); strings.Contains(out, "hf-token") {
+		t.Errorf("secrets ls after rm: %q", out)
+	}
+	if _, errs, err := ember("", "secrets", "rm", "hf-token"); err == nil || !strings.Contains(errs, `unknown secret "hf-token"`) {
+		t.Errorf("secrets rm twice: %v %q", err, errs)
+	}
+	if err := s.c.Delete(context.Background(), "sec"); err != nil {
+		t.Fatal(err)
+	}
+	ember("temporary", "secrets", "set", "tmp")
+	s.deploy(simSpec("sec3", "{min: 0, max: 1}", "env: {TMP: {secret: tmp}}"))
+	ember("", "secrets", "rm", "tmp")
+	if r := s.call("POST", "/v1/run/sec3/whoami", `{}`); r.status != 503 || !strings.Contains(string(r.body), `env TMP: secret \"tmp\" does not exist`) {
+		t.Errorf("call needing a removed secret: %d %s, want 503 naming the secret", r.status, r.body)
+	}
+	for _, v := range []string{value, "sk-from-file"} {
+		if strings.Contains(s.logs.String(), v) {
+			t.Errorf("the server log holds a secret's value")
+		}
+	}
 }
