@@ -95,6 +95,13 @@ func freeAddr(t *testing.T) string {
 // until it answers /readyz.
 func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	t.Helper()
+	return startServerEnv(t, dataDir, nil, extra...)
+}
+
+// startServerEnv is startServer with env added to the server's
+// environment (the test's own is inherited too).
+func startServerEnv(t *testing.T, dataDir string, env []string, extra ...string) *server {
+	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
@@ -102,6 +109,9 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 	s.url = "http://" + s.addr
 	args := append([]string{"serve", "--addr", s.addr, "--data-dir", dataDir, "--tick", "100ms", "--grace", "10s", "--log-level", "debug"}, extra...)
 	s.cmd = exec.Command(bins.ember, args...)
+	if env != nil {
+		s.cmd.Env = append(os.Environ(), env...)
+	}
 	s.cmd.Stdout, s.cmd.Stderr = s.logs, s.logs
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -35,6 +35,8 @@
 //	GET  /stream?n=5&interval_ms=100 (any method; async jobs POST here)
 //	                           n SSE events, then "data: [DONE]"
 //	GET  /stats                {"max_in_flight":N,"in_flight":n,"served":m}
+//	/whoami (any method)       {"headers":{...},"env":["NAME=value",...]}: what reached
+//	                           the process (tests check that nothing of Ember's leaks)
 //	any other                  echoes method, path, query, headers and body (?sleep_ms=N)
 //
 // When it becomes ready it prints "EMBER_SIM_READY <unix nanoseconds>" so a
@@ -223,6 +225,7 @@ func (s *server) routes() http.Handler {
 	mux.Handle("POST /v1/chat/completions", s.counted(s.chat))
 	mux.Handle("POST /v1/embeddings", s.counted(s.embeddings))
 	mux.Handle("/stream", s.counted(s.stream)) // any method: async jobs POST to it
+	mux.Handle("/whoami", s.counted(s.whoami))
 	mux.Handle("/", s.counted(s.echo))
 	return s.logged(mux)
 }
@@ -345,6 +348,12 @@ func (s *server) echo(w http.ResponseWriter, r *http.Request) {
 		"body":     string(body),
 		"instance": s.instance,
 	})
+}
+
+// whoami answers with the request's headers and the process environment.
+func (s *server) whoami(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, r.Body)
+	writeJSON(w, http.StatusOK, map[string]any{"headers": r.Header, "env": os.Environ()})
 }
 
 // stream sends n server-sent events, one per interval, flushing each so

@@ -72,7 +72,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	if guard != nil {
 		defer guard.Close() // last: every instance is stopped by then
 	}
-	drv, err := newRuntimes(cfg, logger, guard)
+	drv, err := newRuntimes(cfg, logger, guard, db)
 	if err != nil {
 		return err
 	}
@@ -111,6 +111,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	gw := gateway.New(act, ctl, mgr, px, obs, logger.With("component", "gateway"))
 	gw.Register("GET /metrics", auth.RightMetrics, metrics.Handler())
 	gw.SetBudgets(meter)
+	gw.EnableSecrets(db) // before routes: stored routes' headers may name secrets
 	// --- hybrid routes (issue #5): stored routes, decisions counted in metrics ---
 	if err := gw.EnableRoutes(ctx, db, metrics, routeCosts{mgr: mgr, meter: meter, cat: prices}); err != nil {
 		return err

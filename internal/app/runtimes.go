@@ -35,8 +35,12 @@ func (r *runtimes) Start(ctx context.Context, s driver.StartSpec) (driver.Instan
 
 var _ driver.Driver = (*runtimes)(nil)
 
-func newRuntimes(cfg config.Config, logger *slog.Logger, guard *process.Guard) (*runtimes, error) {
-	proc := process.New(logger.With("component", "driver"), process.Options{Guard: guard})
+// newRuntimes builds the drivers. Instances start from a minimal
+// environment (process.BaseEnv plus --inherit-env), never the server's
+// whole one, and read the secrets their specs name from secrets.
+func newRuntimes(cfg config.Config, logger *slog.Logger, guard *process.Guard, secrets process.SecretSource) (*runtimes, error) {
+	proc := process.New(logger.With("component", "driver"), process.Options{Guard: guard,
+		Env: process.BaseEnv(os.Environ(), cfg.InheritEnv), Secrets: secrets})
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("locate the ember binary for onnx workers: %w", err)

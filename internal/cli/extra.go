@@ -15,7 +15,7 @@ import (
 func extraCommands(g *globals) []*cobra.Command {
 	return []*cobra.Command{
 		newCostCmd(), newPricesCmd(), newAdviseCmd(g),
-		newKeysCmd(g), newRouteCmd(g),
+		newKeysCmd(g), newRouteCmd(g), newSecretsCmd(g),
 		newModelsCmd(), newWorkerCmd(), newUsageCmd(g),
 		newSpawnCmd(g), newGetCmd(g), newCancelCmd(g), newWebhooksCmd(g),
 	}

@@ -60,6 +60,7 @@ Every flag can also be set with the environment variable shown.`,
 	f.IntVar(&cfg.ONNXPool, "onnx-pool", cfg.ONNXPool, h("onnx-pool"))
 	f.IntVar(&cfg.ONNXThreads, "onnx-threads", cfg.ONNXThreads, h("onnx-threads"))
 	f.StringVar(&cfg.ORTLib, "ort-lib", cfg.ORTLib, h("ort-lib"))
+	f.StringSliceVar(&cfg.InheritEnv, "inherit-env", cfg.InheritEnv, h("inherit-env"))
 	f.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, h("tls-cert"))
 	f.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, h("tls-key"))
 	return cmd

@@ -13,6 +13,8 @@ func TestServeRejectsBadSettings(t *testing.T) {
 	}{
 		{[]string{"--onnx-threads", "-1"}, "onnx-threads: must be ≥ 0 (got -1)"},
 		{[]string{"--onnx-pool", "-2"}, "onnx-pool: must be ≥ 0 (got -2)"},
+		{[]string{"--inherit-env", "HF_HOME,EMBER_API_KEY"}, "inherit-env: EMBER_API_KEY: the server's EMBER_* variables never pass to instances"},
+		{[]string{"--inherit-env", "A=B"}, `inherit-env: invalid variable name "A=B"`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -55,6 +56,10 @@ type Config struct {
 	ORTLib string
 	// TLSCert and TLSKey, when both set, serve HTTPS.
 	TLSCert, TLSKey string
+	// InheritEnv names server environment variables every instance
+	// inherits besides PATH, HOME, LANG and TZ (e.g. LD_LIBRARY_PATH,
+	// HF_HOME). EMBER_* names are refused: the server's own never pass.
+	InheritEnv []string
 	// GuardCommand is the argv of the helper that kills instances' whole
 	// process groups if the server dies (process.Guard). The CLI sets it
 	// to `ember worker guard`; empty (in-process embedders, benchmarks)
@@ -103,6 +108,7 @@ func Knobs() []Knob {
 		{"onnx-pool", "EMBER_ONNX_POOL", "pre-started ONNX workers (runtime loaded, no model) kept once an onnx function exists; 0 = off"},
 		{"onnx-threads", "EMBER_ONNX_THREADS", "ONNX Runtime intra-op threads per session in each onnx instance; 0 = one per core"},
 		{"ort-lib", "EMBER_ORT_LIB", "ONNX Runtime shared library (default: fetched from npm onnxruntime-node into the cache)"},
+		{"inherit-env", "EMBER_INHERIT_ENV", "server environment variables instances inherit besides PATH, HOME, LANG and TZ (comma-separated names; EMBER_* never pass)"},
 		{"tls-cert", "EMBER_TLS_CERT", "TLS certificate file (with --tls-key: serve HTTPS)"},
 		{"tls-key", "EMBER_TLS_KEY", "TLS private key file"},
 	}
@@ -132,6 +138,14 @@ func (c Config) Validate() error {
 	if c.ONNXPool < 0 {
 		return fmt.Errorf("onnx-pool: must be ≥ 0 (got %d)", c.ONNXPool)
 	}
+	for _, name := range c.InheritEnv {
+		switch {
+		case !envNameRE.MatchString(name):
+			return fmt.Errorf("inherit-env: invalid variable name %q (want [A-Za-z_][A-Za-z0-9_]*)", name)
+		case strings.HasPrefix(name, "EMBER_"):
+			return fmt.Errorf("inherit-env: %s: the server's EMBER_* variables never pass to instances", name)
+		}
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("tls-cert and tls-key: set both or neither")
 	}
@@ -147,6 +161,10 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// envNameRE is a portable environment variable name (spec.ValidEnvName's
+// rule; config imports std only).
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Cache returns the model cache directory.
 func (c Config) Cache() string {

@@ -36,10 +36,14 @@ type StartSpec struct {
 	Model   string
 	// Command is the argv; ${PORT} is expanded by the driver.
 	Command []string
-	// Env is added to the inherited environment, after PORT, EMBER_FUNCTION
-	// and EMBER_INSTANCE, which the driver sets.
-	Env     map[string]string
-	Workdir string
+	// Env is added to the instance's minimal base environment; PORT,
+	// EMBER_FUNCTION and EMBER_INSTANCE, which the driver sets, win.
+	Env map[string]string
+	// SecretEnv names secrets to add as variables (variable → secret
+	// name); the driver resolves them at start, so their values live only
+	// in the instance's environment.
+	SecretEnv map[string]string
+	Workdir   string
 	// HealthPath is probed with GET until it answers 2xx.
 	HealthPath string
 	// Output receives the instance's stdout and stderr (may be nil).

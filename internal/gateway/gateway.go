@@ -86,6 +86,9 @@ type Gateway struct {
 	routeCost  route.CostComparer
 	lookupEnv  func(string) (string, bool) // expands URL targets' headers
 	urls       *urlProxy
+
+	// Secrets (secrets.go): nil until EnableSecrets.
+	secrets *secrets
 }
 
 // Options configure the Gateway.
@@ -209,6 +212,10 @@ func (g *Gateway) routes() {
 	m.Register("GET /v1/routes", auth.RightAdmin, g.wrap(g.listRoutes))
 	m.Register("GET /v1/routes/{name...}", auth.RightAdmin, g.wrap(g.getRoute))
 	m.Register("DELETE /v1/routes/{name...}", auth.RightAdmin, g.wrap(g.deleteRoute))
+	// Secrets (secrets.go): admin only; no answer holds a value.
+	m.Register("PUT /v1/secrets/{name}", auth.RightAdmin, g.wrap(g.putSecret))
+	m.Register("GET /v1/secrets", auth.RightAdmin, g.wrap(g.listSecrets))
+	m.Register("DELETE /v1/secrets/{name}", auth.RightAdmin, g.wrap(g.deleteSecret))
 	oai := g.newOpenAI()
 	for _, p := range openai.Patterns() {
 		m.Register(p, auth.RightInvoke, oai)
@@ -234,6 +241,9 @@ func (g *Gateway) deploy(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return badRequest(err.Error(), nil)
+	}
+	if err := g.checkSpecSecrets(r.Context(), f); err != nil {
+		return err
 	}
 	if g.routeTab.get(f.Name) != nil {
 		return &httpError{Status: http.StatusConflict, Code: "name_conflict",

@@ -169,7 +169,7 @@ func (g *Gateway) EnableRoutes(ctx context.Context, store RouteStore, obs RouteO
 			g.logger.Warn("skipping a stored route that no longer validates", "route", rec.Name, "err", err)
 			continue
 		}
-		if err := g.checkHeaderEnv(rt); err != nil {
+		if err := g.checkHeaderEnv(ctx, rt); err != nil {
 			// Kept: the variable may be set before the next restart.
 			g.logger.Warn("a stored route's headers name unset variables; its calls will send them empty", "route", rec.Name, "err", err)
 		}
@@ -206,7 +206,7 @@ func (g *Gateway) applyRoute(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return &httpError{Status: http.StatusBadRequest, Code: "invalid_route", Msg: err.Error()}
 	}
-	if err := g.checkHeaderEnv(rt); err != nil {
+	if err := g.checkHeaderEnv(r.Context(), rt); err != nil {
 		return err
 	}
 	if _, ok := g.instances.Function(rt.Name); ok {
@@ -359,7 +359,11 @@ func (g *Gateway) callTarget(w http.ResponseWriter, r *http.Request, rt *route.R
 		}
 	})
 	defer timer.Stop()
-	err := g.urls.forward(fw, r.WithContext(ctx), t.URL, path, g.targetHeaders(t))
+	headers, err := g.targetHeaders(ctx, rt, t)
+	if err != nil {
+		return err
+	}
+	err = g.urls.forward(fw, r.WithContext(ctx), t.URL, path, headers)
 	if err != nil && late.Load() && r.Context().Err() == nil {
 		return &httpError{Status: http.StatusGatewayTimeout, Code: "timeout",
 			Msg: fmt.Sprintf("route %q: %s did not answer within the route's timeout %s", rt.Name, t.URL, rt.Timeout.D()), Err: err}
@@ -393,20 +397,48 @@ func (f *firstByteWriter) Flush() {
 	}
 }
 
+// secretRef is the prefix of a header reference to a secret:
+// ${secret:hf-token}. Other ${NAME} references read the server's
+// environment.
+const secretRef = "secret:"
+
 // targetHeaders expands ${NAME} in t's headers from the server's
-// environment at call time.
-func (g *Gateway) targetHeaders(t route.Target) map[string]string {
+// environment and ${secret:NAME} from the secret store, at call time. A
+// secret removed since the route was applied fails the call (a credential
+// sent empty would fail far from its cause); the error names the secret,
+// never a value.
+func (g *Gateway) targetHeaders(ctx context.Context, rt *route.Route, t route.Target) (map[string]string, error) {
 	if len(t.Headers) == 0 {
-		return nil
+		return nil, nil
 	}
 	out := make(map[string]string, len(t.Headers))
+	var err error
 	for k, v := range t.Headers {
 		out[k] = expandBraced(v, func(name string) string {
+			if sec, ok := strings.CutPrefix(name, secretRef); ok {
+				val, found, lerr := g.secretValue(ctx, sec)
+				if lerr == nil && !found {
+					lerr = &httpError{Status: http.StatusBadGateway, Code: "unknown_secret",
+						Msg: fmt.Sprintf("route %q: header %s names secret %q, which no longer exists (ember secrets set %s)", rt.Name, k, sec, sec)}
+				}
+				if err == nil {
+					err = lerr
+				}
+				return string(val)
+			}
 			val, _ := g.lookupEnv(name)
 			return val
 		})
 	}
-	return out
+	return out, err
+}
+
+// secretValue reads a secret, or reports it missing when secrets are off.
+func (g *Gateway) secretValue(ctx context.Context, name string) ([]byte, bool, error) {
+	if g.secrets == nil {
+		return nil, false, nil
+	}
+	return g.secrets.store.SecretValue(ctx, name)
 }
 
 // expandBraced replaces each ${NAME} in s with get(NAME). Unlike
@@ -431,9 +463,10 @@ func expandBraced(s string, get func(string) string) string {
 }
 
 // checkHeaderEnv refuses a route whose headers name a variable the
-// server's environment lacks: the call would otherwise go out with an
-// empty credential and fail far from its cause.
-func (g *Gateway) checkHeaderEnv(rt *route.Route) error {
+// server's environment lacks, or a secret that does not exist: the call
+// would otherwise go out with an empty credential and fail far from its
+// cause.
+func (g *Gateway) checkHeaderEnv(ctx context.Context, rt *route.Route) error {
 	var errs []string
 	for _, tt := range []struct {
 		field string
@@ -441,6 +474,15 @@ func (g *Gateway) checkHeaderEnv(rt *route.Route) error {
 	}{{"targets.persistent", rt.Targets.Persistent}, {"targets.serverless", rt.Targets.Serverless}} {
 		for _, name := range slices.Sorted(maps.Keys(tt.t.Headers)) {
 			expandBraced(tt.t.Headers[name], func(v string) string {
+				if sec, ok := strings.CutPrefix(v, secretRef); ok {
+					switch _, found, err := g.secretValue(ctx, sec); {
+					case err != nil:
+						errs = append(errs, fmt.Sprintf("%s.headers.%s: ${%s}: %v", tt.field, name, v, err))
+					case !found:
+						errs = append(errs, fmt.Sprintf("%s.headers.%s: ${%s}: secret %q does not exist (create it with: ember secrets set %s)", tt.field, name, v, sec, sec))
+					}
+					return ""
+				}
 				if _, ok := g.lookupEnv(v); !ok {
 					errs = append(errs, fmt.Sprintf("%s.headers.%s: ${%s} is not set in the server's environment", tt.field, name, v))
 				}

@@ -54,7 +54,7 @@ func newURLProxy() *urlProxy {
 			pr.Out.URL.RawPath = ""
 			pr.Out.URL.RawQuery = pr.In.URL.RawQuery
 			pr.Out.Host = ""
-			pr.Out.Header.Del("Authorization")
+			proxy.FilterHeader(pr.Out.Header) // the caller's Ember key never leaves
 			for k, v := range c.headers {
 				pr.Out.Header.Set(k, v)
 			}
@@ -72,7 +72,8 @@ func newURLProxy() *urlProxy {
 // forward sends r to base+path and streams the answer to w. It returns an
 // error (a *proxy.UpstreamError, or the client's context error) only when
 // nothing was written to w.
-// headers are set on the outgoing request, over the caller's.
+// The caller's headers pass by proxy.ForwardHeader's allow-list; headers
+// are then set on the outgoing request, over the caller's.
 func (p *urlProxy) forward(w http.ResponseWriter, r *http.Request, base, path string, headers map[string]string) error {
 	u, err := url.Parse(base)
 	if err != nil {

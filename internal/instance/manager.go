@@ -600,7 +600,7 @@ func (m *Manager) start(in *Instance) {
 	di, err := m.drv.Start(ctx, driver.StartSpec{
 		Function: in.fn, InstanceID: in.id,
 		Runtime: fn.Runtime, Task: fn.Task, Model: fn.Model,
-		Command: fn.Command, Env: fn.Env, Workdir: workdir,
+		Command: fn.Command, Env: fn.Env.Plain(), SecretEnv: fn.Env.Secrets(), Workdir: workdir,
 		HealthPath: fn.Health, Output: out,
 	})
 	now := m.now()

@@ -1,5 +1,6 @@
 // Package proxy is the reverse-proxy hop from the gateway to one instance.
-// Responses stream through unbuffered: chunked bodies and text/event-stream
+// Request headers pass by allow-list (ForwardHeader), so nothing of
+// Ember's (the caller's key, Ember-* headers) reaches the instance. Responses stream through unbuffered: chunked bodies and text/event-stream
 // are flushed as each write arrives (httputil.ReverseProxy does this for
 // unknown-length and SSE responses).
 package proxy
@@ -67,6 +68,7 @@ func New() *Proxy {
 			pr.Out.URL.RawPath = ""
 			pr.Out.URL.RawQuery = t.rawQuery
 			pr.Out.Host = t.addr
+			FilterHeader(pr.Out.Header)
 			pr.SetXForwarded()
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {

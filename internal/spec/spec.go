@@ -46,8 +46,9 @@ type Function struct {
 	Runtime string `json:"runtime"`
 	// Command is the argv of the instance; ${PORT} is expanded.
 	Command []string `json:"command,omitempty"`
-	// Env is added to the instance's environment.
-	Env map[string]string `json:"env,omitempty"`
+	// Env is added to the instance's environment: literal values, or
+	// {secret: NAME} references resolved when an instance starts.
+	Env Env `json:"env,omitempty"`
 	// Workdir is the instance's working directory (relative to the server's).
 	Workdir string `json:"workdir,omitempty"`
 	// Health is the readiness path: ready when GET returns 2xx.
@@ -310,11 +311,7 @@ func (f *Function) Validate() error {
 	default:
 		add("runtime", "unknown runtime %q (supported: process, onnx)", f.Runtime)
 	}
-	for k := range f.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") {
-			add("env", "invalid variable name %q", k)
-		}
-	}
+	validateEnv(f.Env, add)
 	if !pathRE.MatchString(f.Health) {
 		add("health", "must be an absolute path such as /health (got %q)", f.Health)
 	}

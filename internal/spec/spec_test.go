@@ -41,7 +41,7 @@ func TestParseExample(t *testing.T) {
 	if got, want := f.Health, "/health"; got != want {
 		t.Errorf("health = %q, want %q", got, want)
 	}
-	if got, want := f.Env["KEY"], "value"; got != want {
+	if got, want := f.Env["KEY"].Value, "value"; got != want {
 		t.Errorf("env KEY = %q, want %q", got, want)
 	}
 }

@@ -120,7 +120,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	begin := time.Now()
 	// A running worker cannot take another environment or directory, so a
 	// function that sets either always gets a fresh one.
-	poolable := len(s.Env) == 0 && s.Workdir == ""
+	poolable := len(s.Env) == 0 && len(s.SecretEnv) == 0 && s.Workdir == ""
 	var w driver.Instance
 	if poolable {
 		w = d.take()

@@ -55,12 +55,22 @@ type Options struct {
 	// Host is the address instances listen on and are reached at.
 	// Default "127.0.0.1".
 	Host string
-	// Env is the environment instances inherit, before the driver's own
-	// variables and the StartSpec's. Nil means os.Environ() at New.
+	// Env is the base environment of every instance, before the
+	// StartSpec's variables and the driver's own. Nil means
+	// BaseEnv(os.Environ(), nil) at New: never the server's whole
+	// environment, which holds its credentials.
 	Env []string
+	// Secrets resolves StartSpec.SecretEnv at each start (nil: a spec
+	// that names a secret cannot start).
+	Secrets SecretSource
 	// Guard, if set, kills each instance's whole process group when the
 	// server dies, which Pdeathsig alone does not (see Guard).
 	Guard *Guard
+}
+
+// SecretSource resolves a secret's value by name (store/sqlite).
+type SecretSource interface {
+	SecretValue(ctx context.Context, name string) (value []byte, ok bool, err error)
 }
 
 // Default option values.
@@ -103,7 +113,7 @@ func New(logger *slog.Logger, opts Options) *Driver {
 		opts.Host = DefaultHost
 	}
 	if opts.Env == nil {
-		opts.Env = os.Environ()
+		opts.Env = BaseEnv(os.Environ(), nil)
 	}
 	return &Driver{
 		logger: logger,
@@ -134,6 +144,10 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	if err := ctx.Err(); err != nil {
 		return nil, &driver.StartError{Reason: "not started: " + err.Error(), Err: err}
 	}
+	secrets, err := d.resolveSecrets(ctx, s.SecretEnv)
+	if err != nil {
+		return nil, err
+	}
 	port, err := d.reservePort()
 	if err != nil {
 		return nil, &driver.StartError{Reason: "no free port", Err: err}
@@ -147,7 +161,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	}
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Dir = s.Workdir
-	cmd.Env = d.environ(s, portStr, expand)
+	cmd.Env = d.environ(s, secrets, portStr, expand)
 	// Setpgid puts the instance in its own group, so Stop reaches what it
 	// forks; Pdeathsig kills it if the server dies (see the package doc).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -193,20 +207,70 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	return inst, nil
 }
 
-// environ builds the instance's environment: inherited, then the driver's
-// variables, then the spec's, so a spec can override anything. exec keeps
-// the last value of a duplicated name.
-func (d *Driver) environ(s driver.StartSpec, port string, expand func(string) string) []string {
-	env := slices.Clip(d.opts.Env)
-	env = append(env,
+// environ builds the instance's environment: the base, then the spec's
+// variables and secrets, then the driver's own, which a spec cannot
+// override (spec validation refuses them too). exec keeps the last value
+// of a duplicated name.
+func (d *Driver) environ(s driver.StartSpec, secrets []string, port string, expand func(string) string) []string {
+	env := make([]string, 0, len(d.opts.Env)+len(s.Env)+len(secrets)+3)
+	env = append(env, d.opts.Env...)
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
+		env = append(env, k+"="+expand(s.Env[k]))
+	}
+	env = append(env, secrets...)
+	return append(env,
 		"PORT="+port,
 		"EMBER_FUNCTION="+s.Function,
 		"EMBER_INSTANCE="+s.InstanceID,
 	)
-	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
-		env = append(env, k+"="+expand(s.Env[k]))
+}
+
+// resolveSecrets reads the secrets s names, as NAME=value entries. An
+// error names the variable and the secret, never a value.
+func (d *Driver) resolveSecrets(ctx context.Context, refs map[string]string) ([]string, error) {
+	if len(refs) == 0 {
+		return nil, nil
 	}
-	return env
+	out := make([]string, 0, len(refs))
+	for _, k := range slices.Sorted(maps.Keys(refs)) {
+		name := refs[k]
+		if d.opts.Secrets == nil {
+			return nil, &driver.StartError{Reason: fmt.Sprintf("env %s: secret %q: this server has no secret store", k, name)}
+		}
+		v, ok, err := d.opts.Secrets.SecretValue(ctx, name)
+		switch {
+		case err != nil:
+			return nil, &driver.StartError{Reason: fmt.Sprintf("env %s: cannot read secret %q", k, name), Err: err}
+		case !ok:
+			return nil, &driver.StartError{Reason: fmt.Sprintf("env %s: secret %q does not exist (ember secrets set %s)", k, name, name)}
+		}
+		out = append(out, k+"="+string(v))
+	}
+	return out, nil
+}
+
+// BaseEnv is the environment every instance starts from: the variables of
+// environ (the server's, as os.Environ gives it) named PATH, HOME, LANG or
+// TZ, or listed in inherit. Nothing else of the server's passes, and no
+// EMBER_* variable ever does (the server's EMBER_API_KEY, say), even if
+// inherit names it.
+func BaseEnv(environ, inherit []string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, ok := strings.Cut(kv, "=")
+		if !ok || strings.HasPrefix(name, "EMBER_") {
+			continue
+		}
+		switch name {
+		case "PATH", "HOME", "LANG", "TZ":
+			out = append(out, kv)
+		default:
+			if slices.Contains(inherit, name) {
+				out = append(out, kv)
+			}
+		}
+	}
+	return out
 }
 
 // waitReady probes inst until its port accepts connections (PhaseListening)
