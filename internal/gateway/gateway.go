@@ -86,6 +86,11 @@ type Gateway struct {
 	routeCost  route.CostComparer
 	lookupEnv  func(string) (string, bool) // expands URL targets' headers
 	urls       *urlProxy
+
+	// bodies bound request bodies on the way to instances (body.go);
+	// budget counts the bytes of bodies read before a slot.
+	bodies BodyLimits
+	budget *byteBudget
 }
 
 // Options configure the Gateway.
@@ -98,6 +103,7 @@ type Options struct {
 func New(inv Invoker, reg Registry, instances Instances, fwd Forwarder, obs Observer, logger *slog.Logger) *Gateway {
 	g := &Gateway{inv: inv, reg: reg, instances: instances, fwd: fwd, obs: obs, logger: logger, now: time.Now, lookupEnv: os.LookupEnv, mux: http.NewServeMux(), limiter: ratelimit.New(),
 		routeTab: &routeTable{m: map[string]*liveRoute{}}, urls: newURLProxy()}
+	g.SetBodyLimits(DefaultBodyLimits())
 	g.ready.Store(true)
 	g.routes()
 	return g
@@ -108,6 +114,12 @@ func (g *Gateway) Close() { g.urls.close() }
 
 // Handle mounts an extra handler (metrics, jobs, ...) on the gateway's mux.
 func (g *Gateway) Handle(pattern string, h http.Handler) { g.mux.Handle(pattern, h) }
+
+// SetBodyLimits sets how request bodies travel to instances; call before
+// serving.
+func (g *Gateway) SetBodyLimits(l BodyLimits) {
+	g.bodies, g.budget = l, &byteBudget{max: l.Budget}
+}
 
 // SetBudgets lets function status show today's spend against budgets.
 func (g *Gateway) SetBudgets(b Budgets) { g.budgets = b }
@@ -391,10 +403,13 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 	if path == "" {
 		path = "/"
 	}
-	if r.ContentLength > f.MaxBodyBytes {
-		return &http.MaxBytesError{Limit: f.MaxBodyBytes}
+	// The body is bounded and, when small, read before a slot is taken, so
+	// a slow sender holds no instance slot.
+	body, releaseBody, err := g.prepareBody(w, r, f.MaxBodyBytes)
+	if err != nil {
+		return err
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, f.MaxBodyBytes)
+	defer releaseBody()
 	ctx, cancel := context.WithTimeout(r.Context(), f.Timeout.D())
 	defer cancel()
 	r = r.WithContext(ctx)
@@ -419,6 +434,13 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 		return nil
 	}
 	w.Header().Del(api.HeaderServerTiming)
+	if body != nil {
+		// A streamed body that broke off (too large, too slow) aborted the
+		// instance's request: say why, not what the proxy saw.
+		if berr := body.failure(g.bodies); berr != nil {
+			return berr
+		}
+	}
 	var ue *proxy.UpstreamError
 	if errors.As(err, &ue) && instanceID != "" {
 		// Say why the instance failed when it died under us.
@@ -451,7 +473,9 @@ type statusWriter struct {
 }
 
 func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
+	// 1xx (100 Continue, 103 Early Hints) passed on from the instance
+	// do not start the response: its final status is still to come.
+	if s.status == 0 && code >= 200 {
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)
