@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/ember-run/ember/internal/spec"
 )
 
 // BodyLimits bound how a request body travels to an instance, so that a
@@ -229,3 +231,21 @@ type prefixedBody struct {
 }
 
 func (p *prefixedBody) Read(b []byte) (int, error) { return p.Reader.Read(b) }
+
+// checkInstanceLimit refuses a spec asking for more instances of one
+// function than the server allows, naming the field the author wrote.
+func (g *Gateway) checkInstanceLimit(f *spec.Function) error {
+	limit := g.maxPerFunction
+	if limit <= 0 {
+		return nil
+	}
+	field, n := "scaling.max", f.Scaling.Max
+	if f.Scaling.Min > limit {
+		field, n = "scaling.min", f.Scaling.Min // max then defaults to min
+	}
+	if n <= limit {
+		return nil
+	}
+	return &httpError{Status: http.StatusBadRequest, Code: "invalid_spec",
+		Msg: fmt.Sprintf("invalid spec for %q: %s: %d exceeds this server's limit of %d instances per function (--max-instances-per-function)", f.Name, field, n, limit)}
+}

@@ -91,6 +91,8 @@ type Gateway struct {
 	// budget counts the bytes of bodies read before a slot.
 	bodies BodyLimits
 	budget *byteBudget
+	// maxPerFunction refuses specs asking for more instances (0 = none).
+	maxPerFunction int
 }
 
 // Options configure the Gateway.
@@ -119,6 +121,13 @@ func (g *Gateway) Handle(pattern string, h http.Handler) { g.mux.Handle(pattern,
 // serving.
 func (g *Gateway) SetBodyLimits(l BodyLimits) {
 	g.bodies, g.budget = l, &byteBudget{max: l.Budget}
+}
+
+// SetLimits sets the server's bounds: the most instances one function may
+// ask for (0 = no bound) and how request bodies travel. Call before serving.
+func (g *Gateway) SetLimits(maxPerFunction int, bodies BodyLimits) {
+	g.maxPerFunction = maxPerFunction
+	g.SetBodyLimits(bodies)
 }
 
 // SetBudgets lets function status show today's spend against budgets.
@@ -229,6 +238,9 @@ func (g *Gateway) deploy(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return badRequest(err.Error(), nil)
+	}
+	if err := g.checkInstanceLimit(f); err != nil {
+		return err
 	}
 	if g.routeTab.get(f.Name) != nil {
 		return &httpError{Status: http.StatusConflict, Code: "name_conflict",
