@@ -92,10 +92,10 @@ func Default() Config {
 		Auth:              true,
 		ONNXPool:          1,
 		// One machine: 64 instances of one function and 256 in all keep
-		// processes, threads, ports and pipes far below a default
-		// ulimit (1024 files, ~4k-30k threads), each instance using a few
-		// of each; 16 starts at once keep a burst from forking faster
-		// than instances can report ready.
+		// processes, threads, ports and pipes well short of what a
+		// machine allows (each instance holds a few of each), where
+		// 1,500 forks crashed the server; 16 starts at once keep a burst
+		// from forking faster than instances can report ready.
 		MaxInstancesPerFunction: 64,
 		MaxInstances:            256,
 		MaxConcurrentStarts:     16,

@@ -151,11 +151,11 @@ func (b *bodyReader) failure(l BodyLimits) error {
 // left as it is.
 func (g *Gateway) prepareBody(w http.ResponseWriter, r *http.Request, maxBytes int64) (br *bodyReader, release func(), err error) {
 	release = func() {}
-	if r.Body == nil || r.Body == http.NoBody || r.GetBody != nil {
-		return nil, release, nil
-	}
 	if r.ContentLength > maxBytes {
 		return nil, release, &http.MaxBytesError{Limit: maxBytes}
+	}
+	if r.Body == nil || r.Body == http.NoBody || r.GetBody != nil {
+		return nil, release, nil
 	}
 	l := g.bodies
 	br = &bodyReader{r: http.MaxBytesReader(w, r.Body, maxBytes), closer: r.Body, minRate: l.MinRate, grace: l.Grace, now: g.now}
