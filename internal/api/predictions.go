@@ -82,6 +82,10 @@ type Prediction struct {
 	Attempts int `json:"attempts"`
 	// ExpiresAt is when retention removes the data (terminal predictions).
 	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	// Omitted, in lists only, names the fields (input, output, logs) left
+	// out for their size, with their size in bytes; GET urls.get has
+	// them whole (Ember extension).
+	Omitted map[string]int64 `json:"omitted,omitempty"`
 }
 
 // PredictionMetrics are durations in seconds.

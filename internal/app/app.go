@@ -80,7 +80,10 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	prep := &preparer{cfg: cfg, rt: drv, logger: logger.With("component", "prepare")}
 	var metrics *telemetry.Metrics
 	mgr := instance.New(drv, logger.With("component", "instance"), instance.Options{
-		LogDir: filepath.Join(cfg.DataDir, "logs"),
+		LogDir:         filepath.Join(cfg.DataDir, "logs"),
+		MaxPerFunction: cfg.MaxInstancesPerFunction,
+		MaxTotal:       cfg.MaxInstances,
+		MaxStarting:    cfg.MaxConcurrentStarts,
 	})
 	metrics = telemetry.New(mgr)
 	// --- metering (issue #6): usage accounting beside the metrics ---
@@ -110,6 +113,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	defer px.Close()
 	gw := gateway.New(act, ctl, mgr, px, obs, logger.With("component", "gateway"))
 	gw.Register("GET /metrics", auth.RightMetrics, metrics.Handler())
+	gw.SetLimits(cfg.MaxInstancesPerFunction, gateway.BodyLimits{PreRead: cfg.BodyPreReadBytes,
+		Budget: cfg.BodyBufferBudget, MinRate: cfg.MinBodyRate, Grace: 10 * time.Second})
 	gw.SetBudgets(meter)
 	gw.EnableSecrets(db) // before routes: stored routes' headers may name secrets
 	// --- hybrid routes (issue #5): stored routes, decisions counted in metrics ---

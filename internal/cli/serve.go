@@ -63,6 +63,12 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringSliceVar(&cfg.InheritEnv, "inherit-env", cfg.InheritEnv, h("inherit-env"))
 	f.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, h("tls-cert"))
 	f.StringVar(&cfg.TLSKey, "tls-key", cfg.TLSKey, h("tls-key"))
+	f.IntVar(&cfg.MaxInstancesPerFunction, "max-instances-per-function", cfg.MaxInstancesPerFunction, h("max-instances-per-function"))
+	f.IntVar(&cfg.MaxInstances, "max-instances", cfg.MaxInstances, h("max-instances"))
+	f.IntVar(&cfg.MaxConcurrentStarts, "max-concurrent-starts", cfg.MaxConcurrentStarts, h("max-concurrent-starts"))
+	f.Int64Var(&cfg.BodyPreReadBytes, "body-preread-bytes", cfg.BodyPreReadBytes, h("body-preread-bytes"))
+	f.Int64Var(&cfg.BodyBufferBudget, "body-buffer-budget", cfg.BodyBufferBudget, h("body-buffer-budget"))
+	f.Int64Var(&cfg.MinBodyRate, "min-body-rate", cfg.MinBodyRate, h("min-body-rate"))
 	return cmd
 }
 

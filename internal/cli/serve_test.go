@@ -15,6 +15,11 @@ func TestServeRejectsBadSettings(t *testing.T) {
 		{[]string{"--onnx-pool", "-2"}, "onnx-pool: must be ≥ 0 (got -2)"},
 		{[]string{"--inherit-env", "HF_HOME,EMBER_API_KEY"}, "inherit-env: EMBER_API_KEY: the server's EMBER_* variables never pass to instances"},
 		{[]string{"--inherit-env", "A=B"}, `inherit-env: invalid variable name "A=B"`},
+		{[]string{"--max-instances", "0"}, "max-instances: must be ≥ 1 (got 0)"},
+		{[]string{"--max-instances-per-function", "0"}, "max-instances-per-function: must be ≥ 1 (got 0)"},
+		{[]string{"--max-concurrent-starts", "0"}, "max-concurrent-starts: must be ≥ 1 (got 0)"},
+		{[]string{"--body-preread-bytes", "2048", "--body-buffer-budget", "1024"}, "body-preread-bytes: must be ≤ body-buffer-budget (got 2048 > 1024)"},
+		{[]string{"--min-body-rate", "-1"}, "min-body-rate: must be ≥ 0 (got -1)"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

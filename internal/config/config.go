@@ -60,6 +60,22 @@ type Config struct {
 	// inherits besides PATH, HOME, LANG and TZ (e.g. LD_LIBRARY_PATH,
 	// HF_HOME). EMBER_* names are refused: the server's own never pass.
 	InheritEnv []string
+	// MaxInstancesPerFunction caps one function's instances; a spec whose
+	// scaling.min or scaling.max exceeds it is refused at deploy.
+	MaxInstancesPerFunction int
+	// MaxInstances caps live instances across all functions.
+	MaxInstances int
+	// MaxConcurrentStarts bounds instance starts in progress at once.
+	MaxConcurrentStarts int
+	// BodyPreReadBytes: request bodies up to this size are read whole
+	// before an instance slot is taken; larger ones stream (0 = never).
+	BodyPreReadBytes int64
+	// BodyBufferBudget bounds the bytes of pre-read bodies held at once
+	// across the server; beyond it callers get 503 with Retry-After.
+	BodyBufferBudget int64
+	// MinBodyRate (bytes/s) is the slowest a request body may arrive once
+	// its first 10 s have passed; a slower sender gets 408 (0 = off).
+	MinBodyRate int64
 	// GuardCommand is the argv of the helper that kills instances' whole
 	// process groups if the server dies (process.Guard). The CLI sets it
 	// to `ember worker guard`; empty (in-process embedders, benchmarks)
@@ -81,6 +97,17 @@ func Default() Config {
 		IdleTimeout:       120 * time.Second,
 		Auth:              true,
 		ONNXPool:          1,
+		// One machine: 64 instances of one function and 256 in all keep
+		// processes, threads, ports and pipes well short of what a
+		// machine allows (each instance holds a few of each), where
+		// 1,500 forks crashed the server; 16 starts at once keep a burst
+		// from forking faster than instances can report ready.
+		MaxInstancesPerFunction: 64,
+		MaxInstances:            256,
+		MaxConcurrentStarts:     16,
+		BodyPreReadBytes:        1 << 20,
+		BodyBufferBudget:        256 << 20,
+		MinBodyRate:             1 << 10,
 	}
 }
 
@@ -111,6 +138,12 @@ func Knobs() []Knob {
 		{"inherit-env", "EMBER_INHERIT_ENV", "server environment variables instances inherit besides PATH, HOME, LANG and TZ (comma-separated names; EMBER_* never pass)"},
 		{"tls-cert", "EMBER_TLS_CERT", "TLS certificate file (with --tls-key: serve HTTPS)"},
 		{"tls-key", "EMBER_TLS_KEY", "TLS private key file"},
+		{"max-instances-per-function", "EMBER_MAX_INSTANCES_PER_FUNCTION", "most instances of one function; specs asking for more (scaling.min/max) are refused at deploy"},
+		{"max-instances", "EMBER_MAX_INSTANCES", "most live instances across all functions; a start beyond it waits, or is refused with 503 when the function has none"},
+		{"max-concurrent-starts", "EMBER_MAX_CONCURRENT_STARTS", "most instance starts in progress at once; the others wait their turn"},
+		{"body-preread-bytes", "EMBER_BODY_PREREAD_BYTES", "request bodies up to this size are read before an instance slot is taken (larger ones stream); 0 = never"},
+		{"body-buffer-budget", "EMBER_BODY_BUFFER_BUDGET", "bytes of pre-read request bodies held at once across the server; beyond it 503 with Retry-After"},
+		{"min-body-rate", "EMBER_MIN_BODY_RATE", "slowest request body (bytes/s, after a 10 s grace) before the sender is cut with 408; 0 = off"},
 	}
 }
 
@@ -145,6 +178,20 @@ func (c Config) Validate() error {
 		case strings.HasPrefix(name, "EMBER_"):
 			return fmt.Errorf("inherit-env: %s: the server's EMBER_* variables never pass to instances", name)
 		}
+	}
+	for _, n := range []struct {
+		name string
+		v    int64
+		min  int64
+	}{{"max-instances-per-function", int64(c.MaxInstancesPerFunction), 1}, {"max-instances", int64(c.MaxInstances), 1},
+		{"max-concurrent-starts", int64(c.MaxConcurrentStarts), 1}, {"body-preread-bytes", c.BodyPreReadBytes, 0},
+		{"body-buffer-budget", c.BodyBufferBudget, 0}, {"min-body-rate", c.MinBodyRate, 0}} {
+		if n.v < n.min {
+			return fmt.Errorf("%s: must be ≥ %d (got %d)", n.name, n.min, n.v)
+		}
+	}
+	if c.BodyPreReadBytes > c.BodyBufferBudget {
+		return fmt.Errorf("body-preread-bytes: must be ≤ body-buffer-budget (got %d > %d)", c.BodyPreReadBytes, c.BodyBufferBudget)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("tls-cert and tls-key: set both or neither")

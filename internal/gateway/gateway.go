@@ -89,6 +89,12 @@ type Gateway struct {
 
 	// Secrets (secrets.go): nil until EnableSecrets.
 	secrets *secrets
+	// bodies bound request bodies on the way to instances (body.go);
+	// budget counts the bytes of bodies read before a slot.
+	bodies BodyLimits
+	budget *byteBudget
+	// maxPerFunction refuses specs asking for more instances (0 = none).
+	maxPerFunction int
 }
 
 // Options configure the Gateway.
@@ -102,6 +108,7 @@ func New(inv Invoker, reg Registry, instances Instances, fwd Forwarder, obs Obse
 	g := &Gateway{inv: inv, reg: reg, instances: instances, fwd: fwd, obs: obs, logger: logger, now: time.Now, lookupEnv: os.LookupEnv, limiter: ratelimit.New(),
 		routeTab: &routeTable{m: map[string]*liveRoute{}}, urls: newURLProxy()}
 	g.table = auth.NewTable(func(w http.ResponseWriter, r *http.Request, err error) { g.writeError(w, r, err) })
+	g.SetBodyLimits(DefaultBodyLimits())
 	g.ready.Store(true)
 	g.routes()
 	return g
@@ -118,6 +125,19 @@ func (g *Gateway) Register(pattern string, right auth.Right, h http.Handler) {
 
 // Routes is the authorization table: every route with its right.
 func (g *Gateway) Routes() []auth.Route { return g.table.Routes() }
+
+// SetBodyLimits sets how request bodies travel to instances; call before
+// serving.
+func (g *Gateway) SetBodyLimits(l BodyLimits) {
+	g.bodies, g.budget = l, &byteBudget{max: l.Budget}
+}
+
+// SetLimits sets the server's bounds: the most instances one function may
+// ask for (0 = no bound) and how request bodies travel. Call before serving.
+func (g *Gateway) SetLimits(maxPerFunction int, bodies BodyLimits) {
+	g.maxPerFunction = maxPerFunction
+	g.SetBodyLimits(bodies)
+}
 
 // SetBudgets lets function status show today's spend against budgets.
 func (g *Gateway) SetBudgets(b Budgets) { g.budgets = b }
@@ -241,6 +261,9 @@ func (g *Gateway) deploy(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		return badRequest(err.Error(), nil)
+	}
+	if err := g.checkInstanceLimit(f); err != nil {
+		return err
 	}
 	if err := g.checkSpecSecrets(r.Context(), f); err != nil {
 		return err
@@ -424,10 +447,13 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 	if path == "" {
 		path = "/"
 	}
-	if r.ContentLength > f.MaxBodyBytes {
-		return &http.MaxBytesError{Limit: f.MaxBodyBytes}
+	// The body is bounded and, when small, read before a slot is taken, so
+	// a slow sender holds no instance slot.
+	body, releaseBody, err := g.prepareBody(w, r, f.MaxBodyBytes)
+	if err != nil {
+		return err
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, f.MaxBodyBytes)
+	defer releaseBody()
 	ctx, cancel := context.WithTimeout(r.Context(), f.Timeout.D())
 	defer cancel()
 	r = r.WithContext(ctx)
@@ -452,6 +478,13 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 		return nil
 	}
 	w.Header().Del(api.HeaderServerTiming)
+	if body != nil {
+		// A streamed body that broke off (too large, too slow) aborted the
+		// instance's request: say why, not what the proxy saw.
+		if berr := body.failure(g.bodies); berr != nil {
+			return berr
+		}
+	}
 	var ue *proxy.UpstreamError
 	if errors.As(err, &ue) && instanceID != "" {
 		// Say why the instance failed when it died under us.
@@ -484,7 +517,9 @@ type statusWriter struct {
 }
 
 func (s *statusWriter) WriteHeader(code int) {
-	if s.status == 0 {
+	// 1xx (100 Continue, 103 Early Hints) passed on from the instance
+	// do not start the response: its final status is still to come.
+	if s.status == 0 && code >= 200 {
 		s.status = code
 	}
 	s.ResponseWriter.WriteHeader(code)

@@ -62,7 +62,21 @@ type Options struct {
 	// changed: a slot freed, an instance became ready, or a start failed.
 	Notify   func(fn string)
 	Observer Observer
+	// MaxPerFunction caps any function's instances whatever its spec says
+	// (0 = no cap; the server refuses such specs at deploy already).
+	MaxPerFunction int
+	// MaxTotal caps live instances (starting, ready or stopping) across
+	// all functions: a start beyond it does not happen (0 = no cap).
+	MaxTotal int
+	// MaxStarting bounds starts in progress at once, so that a burst of
+	// demand cannot fork hundreds of processes in one instant; the others
+	// wait their turn, still counted as starting (0 = no bound).
+	MaxStarting int
 }
+
+// ErrInstanceLimit is returned while the server runs as many instances as
+// Options.MaxTotal allows.
+var ErrInstanceLimit = errors.New("server instance limit reached")
 
 // ErrUnknownFunction is returned for a function the manager does not know.
 var ErrUnknownFunction = errors.New("unknown function")
@@ -80,6 +94,8 @@ type Manager struct {
 	ctx    context.Context // ends when the manager shuts down; parent of starts
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // start and stop goroutines
+
+	starting chan struct{} // a token per start in progress (MaxStarting); nil: unbounded
 
 	mu     sync.Mutex // guards the following
 	pools  map[string]*pool
@@ -160,11 +176,15 @@ func New(drv driver.Driver, logger *slog.Logger, opts Options) *Manager {
 		opts.Notify = func(string) {}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{
+	m := &Manager{
 		drv: drv, logger: logger, opts: opts, now: time.Now,
 		ctx: ctx, cancel: cancel,
 		pools: make(map[string]*pool), byID: make(map[string]*Instance),
 	}
+	if opts.MaxStarting > 0 {
+		m.starting = make(chan struct{}, opts.MaxStarting)
+	}
+	return m
 }
 
 // SetNotify sets the capacity callback; call before the first request.
@@ -216,6 +236,9 @@ func (m *Manager) nextRolloutLocked(p *pool) []*Instance {
 	}
 	if outdated, starting := rolloutProgressLocked(p); !outdated || starting > 0 || m.now().Before(p.nextStart) {
 		return nil
+	}
+	if m.roomLocked() == 0 {
+		return nil // the next reconcile retries once an instance has left
 	}
 	return []*Instance{m.newInstanceLocked(p, m.now())}
 }
@@ -501,6 +524,9 @@ func (m *Manager) growLocked(p *pool, want int) ([]*Instance, error) {
 		return nil, nil
 	}
 	want = min(want, p.fn.Scaling.Max)
+	if m.opts.MaxPerFunction > 0 {
+		want = min(want, m.opts.MaxPerFunction)
+	}
 	if p.limit >= 0 {
 		want = min(want, p.limit)
 	}
@@ -515,12 +541,39 @@ func (m *Manager) growLocked(p *pool, want int) ([]*Instance, error) {
 	if l.Failing != nil {
 		return nil, l.Failing
 	}
+	room := m.roomLocked()
+	if room == 0 {
+		return nil, m.limitErr()
+	}
+	if room > 0 {
+		want = min(want, have+room)
+	}
 	var ins []*Instance
 	now := m.now()
 	for ; have < want; have++ {
 		ins = append(ins, m.newInstanceLocked(p, now))
 	}
 	return ins, nil
+}
+
+// roomLocked is how many more instances MaxTotal allows now (-1: no cap).
+// Every instance that may hold a process counts, whatever its function:
+// starting, ready, or stopping. m.mu must be held.
+func (m *Manager) roomLocked() int {
+	if m.opts.MaxTotal <= 0 {
+		return -1
+	}
+	live := 0
+	for _, in := range m.byID {
+		if in.state != api.StateFailed && !in.retired {
+			live++
+		}
+	}
+	return max(m.opts.MaxTotal-live, 0)
+}
+
+func (m *Manager) limitErr() error {
+	return fmt.Errorf("%w: %d instances live (--max-instances)", ErrInstanceLimit, m.opts.MaxTotal)
 }
 
 // newInstanceLocked adds a starting instance of p's current version; m.mu
@@ -574,6 +627,26 @@ func (m *Manager) start(in *Instance) {
 	}
 	fn := p.fn
 	m.mu.Unlock()
+
+	if m.starting != nil {
+		select {
+		case m.starting <- struct{}{}:
+			defer func() { <-m.starting }()
+		case <-in.startCtx.Done():
+			// Stopped (or the server shut down) while waiting its turn;
+			// stop or Shutdown accounts for it.
+			m.mu.Lock()
+			stopped := in.state == api.StateStopping || in.retired
+			if !stopped {
+				m.forgetLocked(in)
+			}
+			m.mu.Unlock()
+			if o := m.opts.Observer; o != nil && !stopped {
+				o.StateChange(in.fn, in.id, api.StateStarting, "", m.now())
+			}
+			return
+		}
+	}
 
 	logger := m.logger.With("function", in.fn, "instance", in.id)
 	var out io.Writer
@@ -865,6 +938,11 @@ func (m *Manager) Health(fn string) (live int, retryAt time.Time, failing error)
 	l := m.loadLocked(p)
 	if l.Failing == nil && p.limit == 0 {
 		l.Failing = fmt.Errorf("%w: %s", ErrBudgetExceeded, p.limitWhy)
+	}
+	if l.Failing == nil && l.Ready+l.Starting == 0 && m.roomLocked() == 0 {
+		// Nothing of fn runs and nothing may start: refuse with the
+		// reason rather than queue callers until their timeout.
+		l.Failing, l.RetryAt = m.limitErr(), m.now().Add(time.Second)
 	}
 	return l.Ready + l.Starting, l.RetryAt, l.Failing
 }

@@ -103,6 +103,9 @@ type Record struct {
 	// late subscribers can replay them.
 	Events      json.RawMessage
 	DataRemoved bool
+	// Omitted names the fields a list left out for their size (input,
+	// output, logs), with their size in bytes.
+	Omitted map[string]int64
 }
 
 // Webhook is one outbox entry: a signed POST still to deliver.
@@ -127,6 +130,10 @@ type ListQuery struct {
 	// Owner filters by creator key id when set.
 	Owner string
 	Limit int
+	// MaxField, when > 0, leaves out (and does not read) input, output
+	// and logs larger than this many bytes, naming them in
+	// Record.Omitted; events are not read at all.
+	MaxField int64
 }
 
 // Store persists jobs and the webhook outbox. All writes go through Update
@@ -259,6 +266,14 @@ type Options struct {
 	// works without an API key (as Replicate's do). Called at each
 	// rendering of a prediction.
 	StreamToken func(id string) string
+	// ListFieldBytes: in a list, an input, output or logs larger than
+	// this is left out and named in "omitted" (default 64 KiB); GET by id
+	// returns it whole.
+	ListFieldBytes int64
+	// ListPageBytes ends a page of a list early, its cursor continuing
+	// from there, once its predictions hold this many bytes (default
+	// 4 MiB).
+	ListPageBytes int64
 }
 
 func (o Options) withDefaults() Options {
@@ -287,6 +302,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxOutputBytes <= 0 {
 		o.MaxOutputBytes = 32 << 20
+	}
+	if o.ListFieldBytes <= 0 {
+		o.ListFieldBytes = 64 << 10
+	}
+	if o.ListPageBytes <= 0 {
+		o.ListPageBytes = 4 << 20
 	}
 	if o.WebhookClient == nil {
 		o.WebhookClient = &http.Client{Timeout: o.WebhookTimeout}

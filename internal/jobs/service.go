@@ -356,7 +356,7 @@ func (s *Service) List(ctx context.Context, o ListOptions) (*Page, error) {
 	if o.Cursor != "" && !validID(o.Cursor) {
 		return nil, fmt.Errorf("%w: invalid cursor %q", ErrInvalid, o.Cursor)
 	}
-	recs, err := s.store.List(ctx, ListQuery{Before: o.Cursor, Function: o.Function, Owner: o.Owner, Limit: limit + 1})
+	recs, err := s.store.List(ctx, ListQuery{Before: o.Cursor, Function: o.Function, Owner: o.Owner, Limit: limit + 1, MaxField: s.opts.ListFieldBytes})
 	if err != nil {
 		return nil, err
 	}
@@ -365,18 +365,56 @@ func (s *Service) List(ctx context.Context, o ListOptions) (*Page, error) {
 		recs = recs[:limit]
 		p.Next = recs[limit-1].ID
 	}
+	// A page is bounded in bytes as well as in items: large fields are
+	// left out (GET by id has them), and the page ends once it holds
+	// ListPageBytes, its cursor continuing from the last one in it.
 	now := time.Now()
-	for _, r := range recs {
+	var size int64
+	for i, r := range recs {
+		var pr *api.Prediction
 		if j := s.liveJob(r.ID); j != nil {
-			p.Predictions = append(p.Predictions, j.prediction(s))
-			continue
+			pr = j.prediction(s)
+		} else {
+			if s.expired(r, now) != nil {
+				r.DataRemoved, r.Input, r.Output, r.Logs, r.Omitted = true, nil, nil, "", nil
+			}
+			pr = s.toPrediction(r)
 		}
-		if s.expired(r, now) != nil {
-			r.DataRemoved, r.Input, r.Output, r.Logs = true, nil, nil, ""
+		n := summarise(pr, s.opts.ListFieldBytes)
+		if i > 0 && size+n > s.opts.ListPageBytes {
+			p.Next = recs[i-1].ID
+			break
 		}
-		p.Predictions = append(p.Predictions, s.toPrediction(r))
+		size += n
+		p.Predictions = append(p.Predictions, pr)
 	}
 	return p, nil
+}
+
+// summarise leaves out p's fields larger than maxField bytes, naming them
+// in p.Omitted, and returns about how many bytes p takes as JSON.
+func summarise(p *api.Prediction, maxField int64) int64 {
+	omit := func(field string, n int) bool {
+		if int64(n) <= maxField {
+			return false
+		}
+		if p.Omitted == nil {
+			p.Omitted = map[string]int64{}
+		}
+		p.Omitted[field] = int64(n)
+		return true
+	}
+	if omit("input", len(p.Input)) {
+		p.Input = json.RawMessage("null")
+	}
+	if omit("output", len(p.Output)) {
+		p.Output = json.RawMessage("null")
+	}
+	if omit("logs", len(p.Logs)) {
+		p.Logs = ""
+	}
+	// Logs may double when escaped; the rest is ids, times and URLs.
+	return int64(len(p.Input)+len(p.Output)+2*len(p.Logs)) + 1024
 }
 
 // Wait returns the prediction once it is terminal or d has passed, or ctx
@@ -468,6 +506,7 @@ func (s *Service) toPrediction(rec *Record) *api.Prediction {
 		CreatedAt:   r.CreatedAt.UTC(),
 		Webhook:     r.Webhook,
 		DataRemoved: r.DataRemoved,
+		Omitted:     r.Omitted,
 		Attempts:    r.Attempts,
 		URLs:        api.PredictionURLs{Get: base, Cancel: base + "/cancel", Stream: base + "/stream"},
 	}

@@ -15,18 +15,35 @@ import (
 // JPEG image.
 var ErrNotImage = errors.New("not an image")
 
-// MaxPixels bounds decoded images (a 64-megapixel image is 256 MB as RGBA);
-// the header is checked before any pixel is decoded.
-const MaxPixels = 64 << 20
+// MaxPixels is the default bound on decoded images: 40 megapixels are
+// 160 MB as RGBA (plus the RGB copy the pipeline makes), so one request
+// cannot take the worker's memory. The header is checked before any pixel
+// is decoded: a few KB of PNG can claim 100000×100000 pixels.
+const MaxPixels = 40_000_000
 
-// Decode decodes a PNG or JPEG image. Errors wrap ErrNotImage.
-func Decode(b []byte) (image.Image, error) {
+// ErrImageTooLarge is wrapped by DecodeLimit errors for images with more
+// pixels than allowed.
+var ErrImageTooLarge = errors.New("image too large")
+
+// Decode decodes a PNG or JPEG image of at most MaxPixels pixels. Errors
+// wrap ErrNotImage or ErrImageTooLarge.
+func Decode(b []byte) (image.Image, error) { return DecodeLimit(b, MaxPixels) }
+
+// DecodeLimit decodes a PNG or JPEG image of at most maxPixels pixels
+// (≤ 0: MaxPixels), checking its dimensions before decoding any pixel.
+func DecodeLimit(b []byte, maxPixels int64) (image.Image, error) {
+	if maxPixels <= 0 {
+		maxPixels = MaxPixels
+	}
 	cfg, format, err := image.DecodeConfig(bytes.NewReader(b))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotImage, err)
 	}
-	if cfg.Width <= 0 || cfg.Height <= 0 || cfg.Width*cfg.Height > MaxPixels {
-		return nil, fmt.Errorf("%w: %s of %dx%d pixels is outside 1..%d pixels", ErrNotImage, format, cfg.Width, cfg.Height, MaxPixels)
+	if cfg.Width <= 0 || cfg.Height <= 0 {
+		return nil, fmt.Errorf("%w: %s of %dx%d pixels", ErrNotImage, format, cfg.Width, cfg.Height)
+	}
+	if px := int64(cfg.Width) * int64(cfg.Height); px > maxPixels {
+		return nil, fmt.Errorf("%w: %dx%d pixels > limit %d", ErrImageTooLarge, cfg.Width, cfg.Height, maxPixels)
 	}
 	img, _, err := image.Decode(bytes.NewReader(b))
 	if err != nil {

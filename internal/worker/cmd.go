@@ -22,19 +22,20 @@ import (
 
 // flags of `ember worker onnx`.
 type flags struct {
-	port     int
-	host     string
-	task     string
-	modelDir string
-	ortLib   string
-	cacheDir string
-	pool     bool
-	classify bool
-	threads  int
-	maxBytes int64
-	loadMode string
-	warmup   bool
-	optCache bool
+	port      int
+	host      string
+	task      string
+	modelDir  string
+	ortLib    string
+	cacheDir  string
+	pool      bool
+	classify  bool
+	threads   int
+	maxBytes  int64
+	maxPixels int64
+	loadMode  string
+	warmup    bool
+	optCache  bool
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (flags, error) {
@@ -55,6 +56,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 	fs.BoolVar(&f.classify, "classify", false, "run the text orientation classifier (turns upside-down lines)")
 	fs.IntVar(&f.threads, "threads", 0, "ONNX Runtime intra-op threads per session (0: one per core)")
 	fs.Int64Var(&f.maxBytes, "max-bytes", 10<<20, "largest accepted image upload in bytes")
+	fs.Int64Var(&f.maxPixels, "max-pixels", ocr.MaxPixels, "largest accepted image in pixels (width×height), checked before decoding")
 	fs.StringVar(&f.loadMode, "load", ocr.LoadMmap, "how model bytes are loaded: mmap or read")
 	fs.BoolVar(&f.warmup, "warmup", true, "run one inference after loading, before reporting healthy")
 	fs.BoolVar(&f.optCache, "opt-cache", true, "cache graph-optimised models under <cache-dir>/optimized (faster later loads)")
@@ -111,7 +113,7 @@ func RunONNX(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return ocr.Load(dir, opts)
 	}
-	srv := NewServer(log, load, Config{MaxBytes: f.maxBytes, Warmup: f.warmup}, start)
+	srv := NewServer(log, load, Config{MaxBytes: f.maxBytes, MaxPixels: f.maxPixels, Warmup: f.warmup}, start)
 	defer srv.Close()
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(f.host, strconv.Itoa(f.port)))

@@ -98,7 +98,13 @@ func readMultipart(r *http.Request, boundary string, limit int64) ([]byte, error
 	if boundary == "" {
 		return nil, missing("multipart body without boundary")
 	}
-	mr := multipart.NewReader(r.Body, boundary)
+	// The whole multipart body is bounded too, not only the image part:
+	// the image plus 64 KiB of other fields and part headers.
+	bound := limit + 64<<10
+	if r.ContentLength > bound {
+		return nil, tooLarge(r.ContentLength, limit, false)
+	}
+	mr := multipart.NewReader(io.LimitReader(r.Body, bound), boundary)
 	var first []byte
 	for {
 		p, err := mr.NextPart()

@@ -44,10 +44,11 @@ var supportedTasks = []string{"ocr"}
 
 // Server is the worker's HTTP surface. Build it with NewServer.
 type Server struct {
-	log      *slog.Logger
-	load     LoadFunc
-	maxBytes int64
-	warmup   bool
+	log       *slog.Logger
+	load      LoadFunc
+	maxBytes  int64
+	maxPixels int64
+	warmup    bool
 
 	mu     sync.Mutex // guards the following
 	phases []PhaseAt
@@ -69,6 +70,9 @@ type PhaseAt struct {
 type Config struct {
 	// MaxBytes bounds an uploaded image (default 10 MiB).
 	MaxBytes int64
+	// MaxPixels bounds a decoded image's width×height (default
+	// ocr.MaxPixels): larger images are refused with 400 before decoding.
+	MaxPixels int64
 	// Warmup runs one inference after loading, before /health turns 200.
 	Warmup bool
 }
@@ -79,7 +83,7 @@ func NewServer(log *slog.Logger, load LoadFunc, cfg Config, start time.Time) *Se
 	if cfg.MaxBytes <= 0 {
 		cfg.MaxBytes = 10 << 20
 	}
-	s := &Server{log: log, load: load, maxBytes: cfg.MaxBytes, warmup: cfg.Warmup}
+	s := &Server{log: log, load: load, maxBytes: cfg.MaxBytes, maxPixels: cfg.MaxPixels, warmup: cfg.Warmup}
 	s.Phase(PhaseProcessStart, start)
 	return s
 }
@@ -290,7 +294,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	img, err := ocr.Decode(b)
+	img, err := ocr.DecodeLimit(b, s.maxPixels)
 	if err != nil {
 		return &httpError{Code: http.StatusBadRequest, Msg: err.Error(), Err: err}
 	}

@@ -191,7 +191,14 @@ func (j *Jobs) List(ctx context.Context, q jobs.ListQuery) ([]*jobs.Record, erro
 	if q.Owner != "" {
 		where, args = append(where, "owner = ?"), append(args, q.Owner)
 	}
-	query := `SELECT ` + jobColumns + ` FROM jobs`
+	cols := jobColumns
+	if q.MaxField > 0 {
+		// octet_length reads a value's size without its content, so a
+		// page over jobs with 40 MB inputs loads none of them.
+		cols = listColumns
+		args = append([]any{q.MaxField, q.MaxField, q.MaxField}, args...)
+	}
+	query := `SELECT ` + cols + ` FROM jobs`
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -201,8 +208,17 @@ func (j *Jobs) List(ctx context.Context, q jobs.ListQuery) ([]*jobs.Record, erro
 	if err != nil {
 		return nil, err
 	}
-	return scanJobs(rows)
+	return scanJobs(rows, q.MaxField > 0)
 }
+
+// listColumns are jobColumns for a list: input, output and logs only up to
+// a size (three parameters), events never, and the three sizes after.
+const listColumns = `id, function, version, status,
+	CASE WHEN octet_length(input) <= ? THEN input END,
+	CASE WHEN octet_length(output) <= ? THEN output END,
+	error, CASE WHEN octet_length(logs) <= ? THEN logs ELSE '' END,
+	attempts, cold_start, created_at, started_at, completed_at, predict_ns, deadline, webhook, webhook_events,
+	idempotency_key, NULL, data_removed, owner, octet_length(input), octet_length(output), octet_length(logs)`
 
 // Unfinished returns jobs not yet terminal, oldest first.
 func (j *Jobs) Unfinished(ctx context.Context) ([]*jobs.Record, error) {
@@ -267,7 +283,9 @@ func (j *Jobs) secret(ctx context.Context, name string, generate func() (string,
 	return s, err
 }
 
-func scanJobs(rows *sql.Rows) ([]*jobs.Record, error) {
+// scanJobs reads jobColumns, or listColumns when sized.
+func scanJobs(rows *sql.Rows, sized ...bool) ([]*jobs.Record, error) {
+	withSizes := len(sized) > 0 && sized[0]
 	defer rows.Close()
 	var out []*jobs.Record
 	for rows.Next() {
@@ -277,10 +295,27 @@ func scanJobs(rows *sql.Rows) ([]*jobs.Record, error) {
 		var started, completed, deadline sql.NullInt64
 		var predict int64
 		var hookEvents string
-		if err := rows.Scan(&r.ID, &r.Function, &r.Version, &r.Status, &input, &output, &r.Error, &r.Logs,
+		dest := []any{&r.ID, &r.Function, &r.Version, &r.Status, &input, &output, &r.Error, &r.Logs,
 			&r.Attempts, &r.ColdStart, &created, &started, &completed, &predict, &deadline, &r.Webhook,
-			&hookEvents, &r.IdempotencyKey, &events, &r.DataRemoved, &r.Owner); err != nil {
+			&hookEvents, &r.IdempotencyKey, &events, &r.DataRemoved, &r.Owner}
+		var inSize, outSize, logSize sql.NullInt64
+		if withSizes {
+			dest = append(dest, &inSize, &outSize, &logSize)
+		}
+		if err := rows.Scan(dest...); err != nil {
 			return nil, err
+		}
+		for _, f := range []struct {
+			name string
+			size sql.NullInt64
+			got  bool
+		}{{"input", inSize, input.Valid}, {"output", outSize, output.Valid}, {"logs", logSize, logSize.Int64 == int64(len(r.Logs))}} {
+			if f.size.Valid && !f.got {
+				if r.Omitted == nil {
+					r.Omitted = map[string]int64{}
+				}
+				r.Omitted[f.name] = f.size.Int64
+			}
 		}
 		r.CreatedAt = time.Unix(0, created)
 		r.StartedAt, r.CompletedAt, r.Deadline = fromNanos(started), fromNanos(completed), fromNanos(deadline)
