@@ -131,7 +131,11 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	if err != nil {
 		return err
 	}
-	whPolicy := webhookPolicy{blockPrivate: cfg.WebhookBlockPrivate}
+	allow, err := cfg.WebhookAllowPrefixes() // checked by Validate
+	if err != nil {
+		return err
+	}
+	whPolicy := webhookPolicy{allowPrivate: cfg.WebhookAllowPrivate, allow: allow}
 	jobSvc := jobs.New(jobStore, &jobInvoker{act: act, client: px.Client()}, jobFunctions{mgr},
 		jobs.Options{BaseURL: scheme + "://" + ln.Addr().String(),
 			WebhookClient: whPolicy.client(10 * time.Second), CheckWebhookAddr: whPolicy.check},
