@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -51,9 +50,11 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	lock, err := openDataDir(cfg, logger, "ember serve")
+	if err != nil {
+		return err
 	}
+	defer lock.Release() // after the store closes (deferred later, run earlier)
 	dbPath := filepath.Join(cfg.DataDir, "ember.db")
 	db, err := sqlite.Open(ctx, dbPath)
 	if err != nil {
