@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,4 +166,51 @@ func allSims() int {
 		}
 	}
 	return n
+}
+
+// A lost admin.key is warned about at start, and `ember keys reset-admin`
+// (refused while a server holds the data dir) writes a working new one.
+func TestAdminKeyRecovery(t *testing.T) {
+	s := startServer(t, "")
+	reset := func() (string, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bins.ember, "keys", "reset-admin", "--data-dir", s.dataDir).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := reset(); err == nil || !strings.Contains(out, fmt.Sprintf("in use by ember serve (pid %d)", s.cmd.Process.Pid)) {
+		t.Errorf("reset-admin beside a running server: %v %q, want refused naming pid %d", err, out, s.cmd.Process.Pid)
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	<-s.done
+	keyFile := filepath.Join(s.dataDir, "admin.key")
+	if err := os.Remove(keyFile); err != nil {
+		t.Fatal(err)
+	}
+
+	// Started without its key file, the server says so and how to recover.
+	logs := &syncBuffer{}
+	cmd := exec.Command(bins.ember, "serve", "--addr", freeAddr(t), "--data-dir", s.dataDir)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "a warning about the missing admin.key", func() bool {
+		l := logs.String()
+		return strings.Contains(l, "level=WARN") && strings.Contains(l, "admin.key is missing") && strings.Contains(l, "ember keys reset-admin --data-dir")
+	})
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+
+	out, err := reset()
+	if err != nil || !strings.Contains(out, keyFile) {
+		t.Fatalf("reset-admin with the server stopped: %v %q", err, out)
+	}
+	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("new admin.key: %v, %v; want mode 0600", fi, err)
+	}
+	s2 := startServer(t, s.dataDir) // authenticates with the new file's key
+	if _, err := s2.c.Keys(context.Background()); err != nil {
+		t.Errorf("listing keys (admin only) with the new admin key: %v", err)
+	}
 }
