@@ -26,6 +26,7 @@ import (
 	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/jobs"
 	"github.com/ember-run/ember/internal/metering"
+	"github.com/ember-run/ember/internal/models"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/store/sqlite"
 	"github.com/ember-run/ember/internal/telemetry"
@@ -55,6 +56,11 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		return err
 	}
 	defer lock.Release() // after the store closes (deferred later, run earlier)
+	if n, err := models.CleanPartial(cfg.Cache()); err != nil {
+		logger.Warn("partial model downloads could not be cleaned", "err", err)
+	} else if n > 0 {
+		logger.Info("removed partial model downloads left by an interrupted pull", "count", n, "cache", cfg.Cache())
+	}
 	dbPath := filepath.Join(cfg.DataDir, "ember.db")
 	db, err := sqlite.Open(ctx, dbPath)
 	if err != nil {
