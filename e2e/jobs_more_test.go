@@ -104,7 +104,7 @@ func asClientError(err error, target **client.Error) bool {
 }
 
 func TestJobStreamAndWebhooks(t *testing.T) {
-	s := startServer(t, "")
+	s := startServer(t, "", "--webhook-allow", "127.0.0.1/32") // the receiver is on loopback
 	s.deploy(simSpec("streamjob", "{min: 0, max: 1}", "predict_path: /stream"))
 	secret, err := s.c.WebhookSecret(context.Background())
 	if err != nil || !strings.HasPrefix(secret, "whsec_") {

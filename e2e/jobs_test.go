@@ -75,7 +75,7 @@ func TestJobsSurviveSIGKILL(t *testing.T) {
 		return len(completions)
 	}
 
-	s := startServer(t, "")
+	s := startServer(t, "", "--webhook-allow", "127.0.0.1/32") // the receiver is on loopback
 	s.deploy(simSpec("crashjobs", "{min: 0, max: 4, concurrency: 4}", "retries: 3"))
 	const n = 200
 	ids := make([]string, 0, n)
@@ -107,7 +107,7 @@ func TestJobsSurviveSIGKILL(t *testing.T) {
 	<-s.done
 	t.Logf("SIGKILL after %d of %d completions were delivered", completed(), n)
 
-	s2 := startServer(t, s.dataDir)
+	s2 := startServer(t, s.dataDir, "--webhook-allow", "127.0.0.1/32")
 	terminal := map[string]string{}
 	eventually(t, 120*time.Second, "every job terminal after restart", func() bool {
 		for _, id := range ids {

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/jobs"
 	"github.com/ember-run/ember/internal/metering"
+	"github.com/ember-run/ember/internal/models"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/store/sqlite"
 	"github.com/ember-run/ember/internal/telemetry"
@@ -58,8 +58,15 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	lock, err := openDataDir(cfg, logger, "ember serve")
+	if err != nil {
+		return err
+	}
+	defer lock.Release() // after the store closes (deferred later, run earlier)
+	if n, err := models.CleanPartial(cfg.Cache()); err != nil {
+		logger.Warn("partial model downloads could not be cleaned", "err", err)
+	} else if n > 0 {
+		logger.Info("removed partial model downloads left by an interrupted pull", "count", n, "cache", cfg.Cache())
 	}
 	dbPath := filepath.Join(cfg.DataDir, "ember.db")
 	db, err := sqlite.Open(ctx, dbPath)
@@ -144,7 +151,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	if err != nil {
 		return err
 	}
-	whPolicy := webhookPolicy{blockPrivate: cfg.WebhookBlockPrivate}
+	allow, err := cfg.WebhookAllowPrefixes() // checked by Validate
+	if err != nil {
+		return err
+	}
+	whPolicy := webhookPolicy{allowPrivate: cfg.WebhookAllowPrivate, allow: allow}
 	tokens, err := streamTokens(ctx, jobStore)
 	if err != nil {
 		return err

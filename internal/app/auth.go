@@ -31,6 +31,10 @@ func secure(ctx context.Context, cfg config.Config, db *sqlite.DB, gw *gateway.G
 	}
 	if created {
 		logger.Info("created an admin API key; the CLI reads it from this file (or set EMBER_API_KEY)", "path", path)
+	} else if err := auth.CheckAdminKeyFile(ctx, db, cfg.DataDir, time.Now()); err != nil {
+		// The keys in the database still work; only the CLI's default
+		// credential is gone. Say how to get one back.
+		logger.Warn(err.Error()+": the CLI cannot use it; stop the server and run `ember keys reset-admin --data-dir "+cfg.DataDir+"` to write a new admin key", "path", path)
 	} else {
 		logger.Info("admin API key file", "path", path)
 	}

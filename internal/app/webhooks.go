@@ -12,12 +12,15 @@ import (
 
 // webhookPolicy decides which addresses webhooks may be sent to. A caller
 // with an invoke key chooses the webhook URL, so without a policy the
-// server would POST wherever it is told, cloud metadata endpoints
-// (169.254.169.254) included. Link-local, multicast and unspecified
-// addresses are always refused; loopback and private ones only with
-// --webhook-block-private, since self-hosted receivers often live there.
+// server would POST wherever it is told: cloud metadata endpoints
+// (169.254.169.254), other functions' instance ports on loopback (past
+// their scope, limits and metering), the API itself. Link-local, multicast
+// and unspecified addresses are always refused; loopback and private ones
+// unless the operator allows them all (--webhook-allow-private) or lists
+// the networks a receiver lives on (--webhook-allow 127.0.0.1/32).
 type webhookPolicy struct {
-	blockPrivate bool
+	allowPrivate bool
+	allow        []netip.Prefix
 }
 
 func (p webhookPolicy) check(a netip.Addr) error {
@@ -25,8 +28,16 @@ func (p webhookPolicy) check(a netip.Addr) error {
 	switch {
 	case a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast(), a.IsInterfaceLocalMulticast(), a.IsMulticast(), a.IsUnspecified():
 		return fmt.Errorf("address %s is link-local, multicast or unspecified (where cloud metadata endpoints live): refused", a)
-	case p.blockPrivate && (a.IsLoopback() || a.IsPrivate()):
-		return fmt.Errorf("address %s is loopback or private: refused (--webhook-block-private)", a)
+	case a.IsLoopback() || a.IsPrivate():
+		if p.allowPrivate {
+			return nil
+		}
+		for _, n := range p.allow {
+			if n.Contains(a) {
+				return nil
+			}
+		}
+		return fmt.Errorf("address %s is loopback or private: refused (the server operator can allow it with --webhook-allow CIDR or --webhook-allow-private)", a)
 	}
 	return nil
 }

@@ -10,30 +10,37 @@ import (
 )
 
 func TestWebhookPolicy(t *testing.T) {
+	local := webhookPolicy{allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")}}
 	tests := []struct {
-		addr                 string
-		open, blockedPrivate bool // allowed by default / with --webhook-block-private
+		addr                       string
+		byDefault, allowed, listed bool // allowed by default / with --webhook-allow-private / with the allow-list above
 	}{
-		{"169.254.169.254", false, false}, // cloud metadata
-		{"::ffff:169.254.169.254", false, false},
-		{"fe80::1", false, false},
-		{"0.0.0.0", false, false},
-		{"224.0.0.1", false, false},
-		{"127.0.0.1", true, false},
-		{"::1", true, false},
-		{"10.1.2.3", true, false},
-		{"192.168.1.10", true, false},
-		{"fd00::1", true, false},
-		{"93.184.216.34", true, true},
-		{"2606:2800:220:1::1", true, true},
+		{"169.254.169.254", false, false, false}, // cloud metadata
+		{"::ffff:169.254.169.254", false, false, false},
+		{"fe80::1", false, false, false},
+		{"0.0.0.0", false, false, false},
+		{"224.0.0.1", false, false, false},
+		{"127.0.0.1", false, true, true},
+		{"::ffff:127.0.0.1", false, true, true},
+		{"127.0.0.2", false, true, false},
+		{"::1", false, true, false},
+		{"10.1.2.3", false, true, true},
+		{"192.168.1.10", false, true, false},
+		{"fd00::1", false, true, false},
+		{"93.184.216.34", true, true, true},
+		{"2606:2800:220:1::1", true, true, true},
 	}
 	for _, tt := range tests {
 		a := netip.MustParseAddr(tt.addr)
-		if err := (webhookPolicy{}).check(a); (err == nil) != tt.open {
-			t.Errorf("default policy on %s: %v, want allowed=%v", tt.addr, err, tt.open)
-		}
-		if err := (webhookPolicy{blockPrivate: true}).check(a); (err == nil) != tt.blockedPrivate {
-			t.Errorf("--webhook-block-private on %s: %v, want allowed=%v", tt.addr, err, tt.blockedPrivate)
+		for _, c := range []struct {
+			name string
+			p    webhookPolicy
+			want bool
+		}{{"default", webhookPolicy{}, tt.byDefault}, {"--webhook-allow-private", webhookPolicy{allowPrivate: true}, tt.allowed},
+			{"--webhook-allow 127.0.0.1/32,10.0.0.0/8", local, tt.listed}} {
+			if err := c.p.check(a); (err == nil) != c.want {
+				t.Errorf("%s policy on %s: %v, want allowed=%v", c.name, tt.addr, err, c.want)
+			}
 		}
 	}
 }
@@ -44,13 +51,14 @@ func TestWebhookClientChecksAtDial(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer srv.Close()
 	url := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1) // a name, resolved at dial
-	if resp, err := (webhookPolicy{}).client(5*time.Second).Post(url, "application/json", nil); err != nil {
-		t.Fatalf("default policy to a local receiver: %v", err)
+	_, err := (webhookPolicy{}).client(5*time.Second).Post(url, "application/json", nil)
+	if err == nil || !strings.Contains(err.Error(), "is loopback or private: refused") {
+		t.Errorf("default policy to a local receiver: %v, want refused", err)
+	}
+	allow := webhookPolicy{allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
+	if resp, err := allow.client(5*time.Second).Post(url, "application/json", nil); err != nil {
+		t.Fatalf("allow-listed local receiver: %v", err)
 	} else {
 		resp.Body.Close()
-	}
-	_, err := (webhookPolicy{blockPrivate: true}).client(5*time.Second).Post(url, "application/json", nil)
-	if err == nil || !strings.Contains(err.Error(), "is loopback or private: refused") {
-		t.Errorf("blocked policy to a local receiver: %v, want refused", err)
 	}
 }

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -521,3 +522,74 @@ func TestTableRegister(t *testing.T) {
 		t.Errorf("after refused registrations, %d routes, want 2", got)
 	}
 }
+func TestCheckAndResetAdminKeyFile(t *testing.T) {
+	ctx := context.Background()
+	st := newMemStore()
+	dir := t.TempDir()
+	path, _, err := EnsureAdminKey(ctx, st, dir, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, _ := ReadKeyFile(path)
+	invoke, invokeSecret, _ := Generate(NewKey{Name: "ci", Scope: ScopeInvoke}, t0)
+	_ = st.CreateKey(ctx, invoke)
+	_, strangerSecret, _ := Generate(NewKey{Name: "elsewhere", Scope: ScopeAdmin}, t0)
+	id, _ := ParseID(good)
+
+	tests := []struct {
+		name    string
+		content *string // nil: no file
+		want    string  // "" = valid
+	}{
+		{"valid", &good, ""},
+		{"missing", nil, "is missing"},
+		{"garbage", ptrTo("hello\n"), "does not hold an Ember key"},
+		{"other database's key", &strangerSecret, "which this database does not know"},
+		{"wrong secret", ptrTo(good[:len(good)-2] + "zz"), "wrong secret"},
+		{"invoke key", &invokeSecret, "not an admin key"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			os.Remove(path)
+			if tt.content != nil {
+				if err := os.WriteFile(path, []byte(*tt.content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := CheckAdminKeyFile(ctx, st, dir, t0)
+			if tt.want == "" {
+				if err != nil {
+					t.Errorf("CheckAdminKeyFile = %v, want nil", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrAdminKeyFile) || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("CheckAdminKeyFile = %v, want ErrAdminKeyFile saying %q", err, tt.want)
+			}
+		})
+	}
+
+	_ = st.RevokeKey(ctx, id, t0)
+	_ = os.WriteFile(path, []byte(good), 0o600)
+	if err := CheckAdminKeyFile(ctx, st, dir, t0.Add(time.Second)); err == nil || !strings.Contains(err.Error(), "revoked or expired") {
+		t.Errorf("revoked admin key in the file: %v, want revoked or expired", err)
+	}
+
+	// The recovery: a new admin key, written 0600, that authenticates.
+	os.Remove(path)
+	if _, err := ResetAdminKey(ctx, st, dir, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckAdminKeyFile(ctx, st, dir, t0); err != nil {
+		t.Errorf("after ResetAdminKey: %v", err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin.key after reset: %v, %v; want 0600", fi.Mode(), err)
+	}
+	fresh, _ := ReadKeyFile(path)
+	if p, err := New(st, Options{Now: func() time.Time { return t0 }}).Authenticate(ctx, "Bearer "+fresh); err != nil || p.Scope != ScopeAdmin {
+		t.Errorf("reset key authenticates as %+v, %v; want admin", p, err)
+	}
+}
+
+func ptrTo(s string) *string { return &s }

@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/app"
+	"github.com/ember-run/ember/internal/config"
 	"github.com/ember-run/ember/internal/route"
 )
 
@@ -26,7 +28,36 @@ An admin key may do everything; an invoke key may only run the functions and
 routes it covers. On first start the server writes an admin key to
 <data-dir>/admin.key.`,
 	}
-	cmd.AddCommand(newKeysCreateCmd(g), newKeysLsCmd(g), newKeysRevokeCmd(g))
+	cmd.AddCommand(newKeysCreateCmd(g), newKeysLsCmd(g), newKeysRevokeCmd(g), newKeysResetAdminCmd())
+	return cmd
+}
+
+// newKeysResetAdminCmd is the offline recovery for a lost or corrupt
+// admin.key: it works on the data dir directly, so it needs no key.
+func newKeysResetAdminCmd() *cobra.Command {
+	dataDir := config.Default().DataDir
+	cmd := &cobra.Command{
+		Use:   "reset-admin --data-dir DIR",
+		Short: "Create a new admin key and write it to <data-dir>/admin.key (server stopped)",
+		Long: `Create a new admin key in the data dir's database and write it to
+<data-dir>/admin.key (mode 0600), for when that file was lost or damaged. Run it
+on the server's machine with the server stopped: it refuses while a server holds
+the data dir. Existing keys stay valid; revoke any you no longer trust.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if v, ok := os.LookupEnv("EMBER_DATA_DIR"); ok && !cmd.Flags().Changed("data-dir") && strings.TrimSpace(v) != "" {
+				dataDir = v
+			}
+			logger := app.NewLogger(config.Default(), cmd.ErrOrStderr())
+			path, err := app.ResetAdminKey(cmd.Context(), dataDir, logger)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote a new admin key to %s\n", path)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", dataDir, "the server's data directory (env EMBER_DATA_DIR)")
 	return cmd
 }
 

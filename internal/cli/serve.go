@@ -55,7 +55,13 @@ Every flag can also be set with the environment variable shown.`,
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, h("idle-timeout"))
 	f.BoolVar(&cfg.Auth, "auth", cfg.Auth, h("auth"))
 	f.BoolVar(&cfg.OpenMetrics, "open-metrics", cfg.OpenMetrics, h("open-metrics"))
-	f.BoolVar(&cfg.WebhookBlockPrivate, "webhook-block-private", cfg.WebhookBlockPrivate, h("webhook-block-private"))
+	f.BoolVar(&cfg.WebhookAllowPrivate, "webhook-allow-private", cfg.WebhookAllowPrivate, h("webhook-allow-private"))
+	f.StringSliceVar(&cfg.WebhookAllow, "webhook-allow", cfg.WebhookAllow, h("webhook-allow"))
+	// Loopback and private webhooks are refused by default now; the old
+	// opt-in is accepted so existing command lines keep working.
+	var blockPrivate bool
+	f.BoolVar(&blockPrivate, "webhook-block-private", false, "")
+	_ = f.MarkDeprecated("webhook-block-private", "loopback and private webhooks are refused by default; see --webhook-allow")
 	f.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, h("cache-dir"))
 	f.IntVar(&cfg.ONNXPool, "onnx-pool", cfg.ONNXPool, h("onnx-pool"))
 	f.IntVar(&cfg.ONNXThreads, "onnx-threads", cfg.ONNXThreads, h("onnx-threads"))

@@ -6,6 +6,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -39,10 +40,16 @@ type Config struct {
 	// OpenMetrics serves /metrics without a key (/healthz and /readyz never
 	// need one).
 	OpenMetrics bool
-	// WebhookBlockPrivate refuses webhooks to loopback and private
-	// addresses too (link-local ones, where cloud metadata lives, are
-	// always refused). For servers whose callers are not trusted.
-	WebhookBlockPrivate bool
+	// WebhookAllowPrivate lets webhooks reach loopback and private
+	// addresses, which are refused by default: a caller chooses the URL,
+	// and loopback reaches other functions' instance ports and the API.
+	// Link-local addresses (cloud metadata) stay refused.
+	WebhookAllowPrivate bool
+	// WebhookAllow lists CIDRs (or single addresses) of loopback or
+	// private networks that webhooks may reach, e.g. 127.0.0.1/32 for a
+	// receiver on this machine. Link-local, multicast and unspecified
+	// addresses stay refused even when listed.
+	WebhookAllow []string
 	// CacheDir holds pulled models and runtimes ("" = <DataDir>/cache).
 	CacheDir string
 	// ONNXPool pre-started ONNX workers (runtime loaded, no model) are kept
@@ -130,7 +137,8 @@ func Knobs() []Knob {
 		{"idle-timeout", "EMBER_IDLE_TIMEOUT", "close idle client keep-alive connections after this"},
 		{"auth", "EMBER_AUTH", "require API keys (an admin key is written to <data-dir>/admin.key on first start); false only for local experiments"},
 		{"open-metrics", "EMBER_OPEN_METRICS", "serve /metrics without a key (/healthz and /readyz never need one)"},
-		{"webhook-block-private", "EMBER_WEBHOOK_BLOCK_PRIVATE", "refuse webhooks to loopback and private addresses too (link-local, e.g. cloud metadata, is always refused)"},
+		{"webhook-allow-private", "EMBER_WEBHOOK_ALLOW_PRIVATE", "let webhooks reach loopback and private addresses (refused by default; link-local, e.g. cloud metadata, is always refused)"},
+		{"webhook-allow", "EMBER_WEBHOOK_ALLOW", "comma-separated CIDRs or addresses of loopback/private networks webhooks may reach, e.g. 127.0.0.1/32"},
 		{"cache-dir", "EMBER_CACHE_DIR", "model and runtime cache (default <data-dir>/cache)"},
 		{"onnx-pool", "EMBER_ONNX_POOL", "pre-started ONNX workers (runtime loaded, no model) kept once an onnx function exists; 0 = off"},
 		{"onnx-threads", "EMBER_ONNX_THREADS", "ONNX Runtime intra-op threads per session in each onnx instance; 0 = one per core"},
@@ -193,6 +201,9 @@ func (c Config) Validate() error {
 	if c.BodyPreReadBytes > c.BodyBufferBudget {
 		return fmt.Errorf("body-preread-bytes: must be ≤ body-buffer-budget (got %d > %d)", c.BodyPreReadBytes, c.BodyBufferBudget)
 	}
+	if _, err := c.WebhookAllowPrefixes(); err != nil {
+		return err
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return fmt.Errorf("tls-cert and tls-key: set both or neither")
 	}
@@ -212,6 +223,28 @@ func (c Config) Validate() error {
 // envNameRE is a portable environment variable name (spec.ValidEnvName's
 // rule; config imports std only).
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// WebhookAllowPrefixes parses WebhookAllow; a bare address is its own /32
+// or /128.
+func (c Config) WebhookAllowPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range c.WebhookAllow {
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(v); err == nil {
+			out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(v)
+		if err != nil {
+			return nil, fmt.Errorf("webhook-allow: %q is not a CIDR or an IP address", v)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
 
 // Cache returns the model cache directory.
 func (c Config) Cache() string {

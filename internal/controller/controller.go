@@ -105,16 +105,14 @@ func (c *Controller) Load(ctx context.Context) error {
 		return fmt.Errorf("load functions: %w", err)
 	}
 	for _, rec := range recs {
-		var f spec.Function
-		if err := json.Unmarshal(rec.Spec, &f); err != nil {
-			return fmt.Errorf("load function %q: %w", rec.Name, err)
-		}
-		f.Default()
-		if err := f.Validate(); err != nil {
+		// Parsed as a document, so an explicit 0 stored with it keeps its
+		// meaning rather than turning into a default after a restart.
+		f, err := spec.Parse(rec.Spec)
+		if err != nil {
 			c.logger.Error("stored spec no longer valid; skipping", "function", rec.Name, "err", err)
 			continue
 		}
-		c.install(rec, &f)
+		c.install(rec, f)
 	}
 	c.logger.Info("functions loaded", "count", len(recs))
 	return nil

@@ -652,8 +652,10 @@ func (m *Manager) start(in *Instance) {
 	var out io.Writer
 	if m.opts.LogDir != "" {
 		dir := filepath.Join(m.opts.LogDir, strings.ReplaceAll(in.fn, "/", "-"))
-		if err := os.MkdirAll(dir, 0o755); err == nil {
-			if f, err := os.OpenFile(filepath.Join(dir, in.id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644); err == nil {
+		// The server's user only: what a model prints may be a caller's
+		// input or a secret.
+		if err := os.MkdirAll(dir, 0o700); err == nil {
+			if f, err := os.OpenFile(filepath.Join(dir, in.id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
 				m.mu.Lock()
 				if in.retired || in.state == api.StateStopping {
 					// Stopped (and accounted for) before the driver ran.

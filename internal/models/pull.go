@@ -202,15 +202,28 @@ func parseIntegrity(sri string) ([]byte, error) {
 
 // fetch downloads the tarball, verifies it and unpacks it into dir.
 func (c *Client) fetch(ctx context.Context, r npmRef, tarball string, want []byte, cacheDir, dir string, progress io.Writer) error {
+	// Everything partial lives in one work dir under <cache>/tmp, flocked
+	// while this pull runs: CleanPartial removes only work dirs nobody
+	// holds (left by a process that died), even in a cache shared by
+	// several servers.
 	tmpRoot := filepath.Join(cacheDir, "tmp")
-	if err := os.MkdirAll(tmpRoot, 0o755); err != nil {
+	if err := os.MkdirAll(tmpRoot, 0o700); err != nil {
 		return fmt.Errorf("models: %w", err)
 	}
-	f, err := os.CreateTemp(tmpRoot, "download-*.tgz")
+	work, err := os.MkdirTemp(tmpRoot, "pull-")
 	if err != nil {
 		return fmt.Errorf("models: %w", err)
 	}
-	defer os.Remove(f.Name())
+	defer os.RemoveAll(work)
+	held, err := lockPath(work)
+	if err != nil {
+		return fmt.Errorf("models: %w", err)
+	}
+	defer held.Close()
+	f, err := os.OpenFile(filepath.Join(work, "download.tgz"), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("models: %w", err)
+	}
 	defer f.Close()
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, tarball, nil)
@@ -246,15 +259,14 @@ func (c *Client) fetch(ctx context.Context, r npmRef, tarball string, want []byt
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("models: %w", err)
 	}
-	stage, err := os.MkdirTemp(tmpRoot, "unpack-")
-	if err != nil {
+	stage := filepath.Join(work, "unpack")
+	if err := os.Mkdir(stage, 0o755); err != nil {
 		return fmt.Errorf("models: %w", err)
 	}
-	defer os.RemoveAll(stage) // no-op after a successful rename
 	if err := untar(ctx, f, stage); err != nil {
 		return fmt.Errorf("models: %s: unpack: %w", r, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
 		return fmt.Errorf("models: %w", err)
 	}
 	// The rename publishes the blob atomically: readers see all of it or none.
@@ -361,7 +373,7 @@ func untar(ctx context.Context, r io.Reader, dst string) error {
 
 // writeFileAtomic writes b to name via a temporary file and a rename.
 func writeFileAtomic(name string, b []byte) error {
-	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(name), 0o700); err != nil {
 		return fmt.Errorf("models: %w", err)
 	}
 	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")

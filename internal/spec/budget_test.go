@@ -14,7 +14,7 @@ func TestBudget(t *testing.T) {
 		{"usd with default action", `{name: a, command: [x], budget: {usd_per_day: 5}}`, "", BudgetWarn},
 		{"gpu seconds capped", `{name: a, command: [x], resources: {gpu: {type: a100-40gb, count: 1}}, budget: {gpu_seconds_per_day: 3600, action: cap}}`, "", BudgetCap},
 		{"no limit", `{name: a, command: [x], budget: {action: cap}}`, "budget: set usd_per_day or gpu_seconds_per_day", ""},
-		{"negative", `{name: a, command: [x], budget: {usd_per_day: -1}}`, "budget.usd_per_day: must be ≥ 0 (got -1)", ""},
+		{"negative", `{name: a, command: [x], budget: {usd_per_day: -1}}`, "budget.usd_per_day: must be > 0 (got -1;", ""},
 		{"gpu seconds on cpu", `{name: a, command: [x], budget: {gpu_seconds_per_day: 10}}`, "budget.gpu_seconds_per_day: needs resources.gpu", ""},
 		{"bad action", `{name: a, command: [x], budget: {usd_per_day: 1, action: stop}}`, `budget.action: must be warn, cap or scale-to-zero (got "stop")`, ""},
 		{"unknown field", `{name: a, command: [x], budget: {usd: 1}}`, `unknown field`, ""},

@@ -61,19 +61,24 @@ type Function struct {
 
 	Scaling Scaling `json:"scaling"`
 	// Timeout bounds one request, queue wait included.
-	Timeout Duration `json:"timeout,omitempty"`
+	Timeout Duration `json:"timeout"`
 	// StartTimeout bounds an instance's start until ready.
-	StartTimeout Duration `json:"start_timeout,omitempty"`
+	StartTimeout Duration `json:"start_timeout"`
 	// Retries is for idempotent or async work.
 	Retries int `json:"retries,omitempty"`
 	// MaxBodyBytes bounds the request body accepted for this function.
-	MaxBodyBytes int64 `json:"max_body_bytes,omitempty"`
+	MaxBodyBytes int64 `json:"max_body_bytes"`
 	// Resources names the hardware class an instance occupies (for metering).
 	Resources *Resources `json:"resources,omitempty"`
 	// Budget limits what the function may spend per UTC day, metered.
 	Budget *Budget `json:"budget,omitempty"`
 	// RateLimit bounds calls to this function across all callers.
 	RateLimit *RateLimit `json:"rate_limit,omitempty"`
+
+	// given is what Parse saw set in the document, so that Default and
+	// Validate, called again later (by the controller at deploy), keep an
+	// explicit 0. nil for specs built in Go.
+	given *presence
 }
 
 // Budget actions.
@@ -119,13 +124,13 @@ type Scaling struct {
 	// Concurrency is the hard cap of in-flight requests per instance (0 = unlimited).
 	Concurrency int `json:"concurrency"`
 	// Target is the utilisation of Concurrency the autoscaler aims for.
-	Target float64 `json:"target,omitempty"`
+	Target float64 `json:"target"`
 	// IdleTimeout is the keep-warm window before an idle instance is stopped.
-	IdleTimeout Duration `json:"idle_timeout,omitempty"`
+	IdleTimeout Duration `json:"idle_timeout"`
 	// Buffer spare ready instances are kept while traffic flows.
 	Buffer int `json:"buffer,omitempty"`
 	// Queue bounds the requests waiting for a slot.
-	Queue int `json:"queue,omitempty"`
+	Queue int `json:"queue"`
 	// Schedule windows raise Min ahead of known peaks.
 	Schedule []Window `json:"schedule,omitempty"`
 }
@@ -173,17 +178,64 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 // Parse decodes a spec from YAML or JSON (JSON is YAML), rejecting unknown
-// fields, applies defaults and validates it.
+// fields, applies defaults to the fields it leaves out and validates it. A
+// field written as 0 keeps its own meaning (the table in README.md's spec
+// reference) and is never replaced by the default.
 func Parse(data []byte) (*Function, error) {
 	var f Function
 	if err := yaml.UnmarshalStrict(data, &f); err != nil {
 		return nil, fmt.Errorf("spec: %w", cleanYAMLError(err))
 	}
+	var given presence
+	if js, err := yaml.YAMLToJSON(data); err == nil {
+		_ = json.Unmarshal(js, &given) // the strict decode above has vetted it
+	}
+	f.given = &given
 	f.Default()
 	if err := f.Validate(); err != nil {
 		return nil, err
 	}
 	return &f, nil
+}
+
+// presence records which fields with a non-zero default a document sets
+// (JSON null counts as unset), so that an explicit 0 is told from absence
+// without pointer fields in Function.
+type presence struct {
+	Scaling *struct {
+		Max         *json.RawMessage `json:"max"`
+		Target      *json.RawMessage `json:"target"`
+		IdleTimeout *json.RawMessage `json:"idle_timeout"`
+		Queue       *json.RawMessage `json:"queue"`
+	} `json:"scaling"`
+	Timeout      *json.RawMessage `json:"timeout"`
+	StartTimeout *json.RawMessage `json:"start_timeout"`
+	MaxBodyBytes *json.RawMessage `json:"max_body_bytes"`
+	Budget       *struct {
+		USDPerDay        *json.RawMessage `json:"usd_per_day"`
+		GPUSecondsPerDay *json.RawMessage `json:"gpu_seconds_per_day"`
+	} `json:"budget"`
+	RateLimit *struct {
+		Burst *json.RawMessage `json:"burst"`
+	} `json:"rate_limit"`
+}
+
+// scaling reports whether the document set scaling.<field>.
+func (p presence) scaling(field string) bool {
+	if p.Scaling == nil {
+		return false
+	}
+	switch field {
+	case "max":
+		return p.Scaling.Max != nil
+	case "target":
+		return p.Scaling.Target != nil
+	case "idle_timeout":
+		return p.Scaling.IdleTimeout != nil
+	case "queue":
+		return p.Scaling.Queue != nil
+	}
+	return false
 }
 
 func cleanYAMLError(err error) error {
@@ -195,8 +247,14 @@ func cleanYAMLError(err error) error {
 	return errors.New(msg)
 }
 
-// Default fills unset fields with their documented defaults.
+// Default fills unset fields with their documented defaults. For a spec from
+// Parse these are the fields the document left out; for one built in Go,
+// where 0 cannot be told from unset, every zero field.
 func (f *Function) Default() {
+	var given presence
+	if f.given != nil {
+		given = *f.given
+	}
 	if f.Runtime == "" {
 		f.Runtime = RuntimeProcess
 	}
@@ -207,25 +265,25 @@ func (f *Function) Default() {
 		f.PredictPath = DefaultPredictPath
 	}
 	s := &f.Scaling
-	if s.Max == 0 {
+	if s.Max == 0 && !given.scaling("max") {
 		s.Max = max(DefaultMax, s.Min)
 	}
-	if s.Target == 0 {
+	if s.Target == 0 && !given.scaling("target") {
 		s.Target = DefaultTarget
 	}
-	if s.IdleTimeout == 0 {
+	if s.IdleTimeout == 0 && !given.scaling("idle_timeout") {
 		s.IdleTimeout = Duration(DefaultIdleTimeout)
 	}
-	if s.Queue == 0 {
+	if s.Queue == 0 && !given.scaling("queue") {
 		s.Queue = DefaultQueue
 	}
-	if f.Timeout == 0 {
+	if f.Timeout == 0 && given.Timeout == nil {
 		f.Timeout = Duration(DefaultTimeout)
 	}
-	if f.StartTimeout == 0 {
+	if f.StartTimeout == 0 && given.StartTimeout == nil {
 		f.StartTimeout = Duration(DefaultStartTimeout)
 	}
-	if f.MaxBodyBytes == 0 {
+	if f.MaxBodyBytes == 0 && given.MaxBodyBytes == nil {
 		f.MaxBodyBytes = DefaultMaxBodyBytes
 	}
 	if f.Budget != nil && f.Budget.Action == "" {
@@ -281,7 +339,15 @@ func ValidName(name string) bool { return len(name) <= 127 && nameRE.MatchString
 
 // Validate checks a defaulted spec. The error is a *ValidationError that
 // lists every field at fault.
+//
+// For a spec from Parse it knows which fields the document set: an explicit
+// 0 where leaving the field out would mean something else is refused, not
+// guessed.
 func (f *Function) Validate() error {
+	var given presence
+	if f.given != nil {
+		given = *f.given
+	}
 	var errs []*FieldError
 	add := func(field, format string, args ...any) {
 		errs = append(errs, &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)})
@@ -343,6 +409,9 @@ func (f *Function) Validate() error {
 	if s.Queue < 0 {
 		add("scaling.queue", "must be ≥ 0 (got %d)", s.Queue)
 	}
+	if s.Queue == 0 && s.Min == 0 {
+		add("scaling.queue", "0 (fail fast: no call waits for a slot) needs scaling.min ≥ 1, or no call could wake the function from zero; omit it for the default %d", DefaultQueue)
+	}
 	for i, w := range s.Schedule {
 		field := fmt.Sprintf("scaling.schedule[%d]", i)
 		if _, err := ParseCron(w.Cron); err != nil {
@@ -364,8 +433,8 @@ func (f *Function) Validate() error {
 	if f.Retries < 0 || f.Retries > 100 {
 		add("retries", "must be in [0, 100] (got %d)", f.Retries)
 	}
-	if f.MaxBodyBytes < 0 {
-		add("max_body_bytes", "must be ≥ 0 (got %d)", f.MaxBodyBytes)
+	if f.MaxBodyBytes < 1 {
+		add("max_body_bytes", "must be ≥ 1 (got %d; omit it for the default %d)", f.MaxBodyBytes, DefaultMaxBodyBytes)
 	}
 	if r := f.Resources; r != nil {
 		if r.CPU < 0 {
@@ -381,11 +450,13 @@ func (f *Function) Validate() error {
 		}
 	}
 	if b := f.Budget; b != nil {
-		if b.USDPerDay < 0 {
-			add("budget.usd_per_day", "must be ≥ 0 (got %g)", b.USDPerDay)
+		setUSD := given.Budget != nil && given.Budget.USDPerDay != nil
+		setGPU := given.Budget != nil && given.Budget.GPUSecondsPerDay != nil
+		if b.USDPerDay < 0 || (b.USDPerDay == 0 && setUSD) {
+			add("budget.usd_per_day", "must be > 0 (got %g; omit it for no cost limit, use action: scale-to-zero to stop spending)", b.USDPerDay)
 		}
-		if b.GPUSecondsPerDay < 0 {
-			add("budget.gpu_seconds_per_day", "must be ≥ 0 (got %g)", b.GPUSecondsPerDay)
+		if b.GPUSecondsPerDay < 0 || (b.GPUSecondsPerDay == 0 && setGPU) {
+			add("budget.gpu_seconds_per_day", "must be > 0 (got %g; omit it for no GPU-seconds limit)", b.GPUSecondsPerDay)
 		}
 		if b.USDPerDay <= 0 && b.GPUSecondsPerDay <= 0 {
 			add("budget", "set usd_per_day or gpu_seconds_per_day (or both)")
@@ -403,8 +474,8 @@ func (f *Function) Validate() error {
 		if _, err := rl.PerSecond(); err != nil {
 			add("rate_limit.rate", "%v", err)
 		}
-		if rl.Burst < 0 {
-			add("rate_limit.burst", "must be ≥ 0 (got %d)", rl.Burst)
+		if rl.Burst < 0 || (rl.Burst == 0 && given.RateLimit != nil && given.RateLimit.Burst != nil) {
+			add("rate_limit.burst", "must be ≥ 1 (got %d; omit it for one second of rate)", rl.Burst)
 		}
 		if rl.MaxConcurrency < 0 {
 			add("rate_limit.max_concurrency", "must be ≥ 0 (got %d)", rl.MaxConcurrency)

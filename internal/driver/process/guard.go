@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -25,15 +26,28 @@ import (
 // The server registers a group when its leader starts and unregisters it
 // once the driver has reaped it, so a recycled group id is not at risk
 // while the server lives.
+//
+// A helper that dies or stops reading is replaced (re-armed): the old one
+// is SIGKILLed first, so it cannot see EOF and kill live instances, then a
+// new one starts and is sent every group still registered. If that fails
+// too, the next registration tries again.
 type Guard struct {
-	cmd    *exec.Cmd
+	argv   []string
 	logger *slog.Logger
+
+	mu     sync.Mutex  // guards the following
+	h      *helper     // nil: closed, or the last re-arm failed
+	closed bool        // Close was called
+	groups map[int]int // registered groups (counts, as RunGuard keeps them)
+	werr   error       // the last failure not yet repaired by a re-arm
+}
+
+// helper is one running guard process.
+type helper struct {
+	cmd    *exec.Cmd
+	w      *os.File
 	exited chan struct{} // closed once the helper has been reaped
 	runErr error         // the helper's exit; valid after exited
-
-	mu   sync.Mutex // guards w and werr
-	w    *os.File
-	werr error // first write failure: the helper is gone or stuck
 }
 
 // guardWriteTimeout bounds one registration: a helper that stopped reading
@@ -46,6 +60,14 @@ func StartGuard(argv []string, logger *slog.Logger) (*Guard, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	h, err := startHelper(argv)
+	if err != nil {
+		return nil, err
+	}
+	return &Guard{argv: argv, logger: logger, h: h, groups: make(map[int]int)}, nil
+}
+
+func startHelper(argv []string) (*helper, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("guard: %w", err)
@@ -62,12 +84,20 @@ func StartGuard(argv []string, logger *slog.Logger) (*Guard, error) {
 		return nil, fmt.Errorf("guard: start %s: %w", argv[0], err)
 	}
 	r.Close() // the helper holds the read end; the server only writes
-	g := &Guard{cmd: cmd, logger: logger, w: w, exited: make(chan struct{})}
+	h := &helper{cmd: cmd, w: w, exited: make(chan struct{})}
 	go func() { // reaps the helper whenever it exits; ends with it
-		g.runErr = cmd.Wait()
-		close(g.exited)
+		h.runErr = cmd.Wait()
+		close(h.exited)
 	}()
-	return g, nil
+	return h, nil
+}
+
+// write sends one line; one write of a short line is atomic on a pipe
+// (< PIPE_BUF).
+func (h *helper) write(line string) error {
+	_ = h.w.SetWriteDeadline(time.Now().Add(guardWriteTimeout))
+	_, err := h.w.Write([]byte(line))
+	return err
 }
 
 // Track registers process group pgid.
@@ -79,18 +109,64 @@ func (g *Guard) Untrack(pgid int) { g.send('-', pgid) }
 func (g *Guard) send(op byte, pgid int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.w == nil || g.werr != nil {
+	if g.closed {
 		return
 	}
-	// One write of a short line is atomic on a pipe (< PIPE_BUF).
-	_ = g.w.SetWriteDeadline(time.Now().Add(guardWriteTimeout))
-	if _, err := g.w.Write([]byte(string(op) + strconv.Itoa(pgid) + "\n")); err != nil {
-		g.werr = err
-		g.logger.Warn("the instance guard stopped listening: if the server is killed now, processes that instances started may outlive it (the instances themselves still die)", "err", err)
+	if op == '+' {
+		g.groups[pgid]++
+	} else if g.groups[pgid]--; g.groups[pgid] <= 0 {
+		delete(g.groups, pgid)
 	}
+	if g.h != nil {
+		err := g.h.write(string(op) + strconv.Itoa(pgid) + "\n")
+		if err == nil {
+			return
+		}
+		g.logger.Warn("the instance guard stopped listening; replacing it", "err", err)
+	}
+	if err := g.rearmLocked(); err != nil {
+		g.werr = err
+		g.logger.Warn("the instance guard could not be replaced: if the server is killed now, processes that instances started may outlive it (the instances themselves still die); retrying at the next instance start or stop", "err", err)
+		return
+	}
+	g.werr = nil
+	g.logger.Info("the instance guard was replaced", "groups", len(g.groups))
 }
 
-// Err reports whether the helper stopped listening (nil while it works).
+// rearmLocked replaces the helper with a new one that knows every
+// registered group. g.mu must be held.
+func (g *Guard) rearmLocked() error {
+	if old := g.h; old != nil {
+		g.h = nil
+		// Kill before closing the pipe: a helper that is merely stopped
+		// would otherwise read EOF when it resumes and kill live instances.
+		_ = old.cmd.Process.Kill()
+		old.w.Close()
+		<-old.exited
+	}
+	h, err := startHelper(g.argv)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	for pgid, n := range g.groups {
+		for range n {
+			b.WriteString("+" + strconv.Itoa(pgid) + "\n")
+		}
+	}
+	// Registrations are few (one per live instance), far below the pipe's
+	// buffer, so this write does not wait on the new helper.
+	if err := h.write(b.String()); err != nil {
+		_ = h.cmd.Process.Kill()
+		h.w.Close()
+		<-h.exited
+		return fmt.Errorf("guard: re-register %d groups: %w", len(g.groups), err)
+	}
+	g.h = h
+	return nil
+}
+
+// Err reports whether the guard is down (nil while a helper listens).
 func (g *Guard) Err() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -102,21 +178,21 @@ func (g *Guard) Err() error {
 // that has not exited 5 s later is killed.
 func (g *Guard) Close() error {
 	g.mu.Lock()
-	w := g.w
-	g.w = nil
+	h := g.h
+	g.h, g.closed = nil, true
 	g.mu.Unlock()
-	if w == nil {
+	if h == nil {
 		return nil
 	}
-	w.Close()
+	h.w.Close()
 	t := time.NewTimer(5 * time.Second)
 	defer t.Stop()
 	select {
-	case <-g.exited:
-		return g.runErr
+	case <-h.exited:
+		return h.runErr
 	case <-t.C:
-		_ = g.cmd.Process.Kill()
-		<-g.exited
+		_ = h.cmd.Process.Kill()
+		<-h.exited
 		return fmt.Errorf("guard: did not exit after its pipe closed; killed")
 	}
 }

@@ -784,3 +784,45 @@ func TestRunGuardBookkeeping(t *testing.T) {
 		t.Errorf("killed %v, want [200 300]", killed)
 	}
 }
+
+// A helper that dies is replaced at the next registration, and the new one
+// knows every group registered before: closing the pipe (the server's
+// death) still kills them all.
+func TestGuardRearmsAfterAFailedWrite(t *testing.T) {
+	t.Setenv(guardEnv, "1")
+	g, err := StartGuard([]string{os.Args[0]}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := startGroup(t, "sleep 300 & sleep 300; true")
+	g.Track(before.Process.Pid)
+
+	g.mu.Lock()
+	first := g.h
+	g.mu.Unlock()
+	if err := first.cmd.Process.Kill(); err != nil { // the helper dies behind the server's back
+		t.Fatal(err)
+	}
+	<-first.exited
+
+	after := startGroup(t, "sleep 300; true")
+	g.Track(after.Process.Pid) // this write fails, and re-arms
+	if err := g.Err(); err != nil {
+		t.Fatalf("guard after re-arm: %v, want nil", err)
+	}
+	g.mu.Lock()
+	second := g.h
+	g.mu.Unlock()
+	if second == nil || second == first {
+		t.Fatal("the guard did not start a new helper")
+	}
+	if err := g.Close(); err != nil {
+		t.Fatalf("guard exit: %v", err)
+	}
+	for name, c := range map[string]*exec.Cmd{"tracked before the failure": before, "tracked at the failure": after} {
+		waitFor(t, "the group "+name+" to die", func() bool {
+			c.Process.Wait()
+			return !groupAlive(c.Process.Pid)
+		})
+	}
+}

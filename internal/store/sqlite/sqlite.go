@@ -7,8 +7,10 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -32,6 +34,9 @@ func Open(ctx context.Context, path string) (*DB, error) {
 	dsn := path
 	if path != ":memory:" {
 		dsn = "file:" + filepath.ToSlash(path)
+		if err := private(path); err != nil {
+			return nil, err
+		}
 	}
 	dsn += "?_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
@@ -51,6 +56,31 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// private makes the database file 0600 before SQLite opens it, whatever the
+// umask: it holds the webhook secret, key hashes, function env and every
+// job's input and output. SQLite creates the -wal and -shm files with the
+// database file's mode, so they follow; files an older version left looser
+// are tightened too.
+func private(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", path, err)
+	}
+	err = f.Chmod(0o600)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", path, err)
+	}
+	for _, side := range []string{path + "-wal", path + "-shm", path + "-journal"} {
+		if err := os.Chmod(side, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("open database %s: %w", side, err)
+		}
+	}
+	return nil
 }
 
 // Close closes the database.
