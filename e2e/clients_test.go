@@ -17,8 +17,8 @@ import (
 )
 
 // clientsServerArgs are the extra `ember serve` flags of the official
-// clients test. Its webhook receiver listens on 127.0.0.1: if loopback
-// webhooks are ever refused by default, allow them here.
+// clients test. Its webhook receiver listens on 127.0.0.1, and loopback
+// webhooks are refused by default.
 var clientsServerArgs = []string{"--webhook-allow", "127.0.0.1/32"}
 
 // deployClientFunctions deploys the functions e2e/clients/clients.mjs uses.
