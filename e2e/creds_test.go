@@ -156,7 +156,7 @@ targets:
 		env              bool // the answer holds the environment (/whoami)
 	}{
 		{"/v1/run", "/v1/run/who/whoami", `{}`, true},
-		{"OpenAI", "/v1/embeddings", `{"model": "who", "input": "hi"}`, false}, // sim echoes the headers
+		{"OpenAI", "/v1/completions", `{"model": "who", "prompt": "hi"}`, false}, // sim echoes the headers
 		{"route to a function", "/v1/run/who-route/whoami", `{}`, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
