@@ -351,6 +351,11 @@ func (m *Manager) TryAcquire(fn string) (id, addr string, readyAt time.Time, rel
 		if in.state != api.StateReady || in.draining || (limit > 0 && in.inFlight >= limit) {
 			continue
 		}
+		if exited(in.drv) {
+			// Dead, and its watcher has not marked it failed yet: a
+			// request sent there would fail for nothing.
+			continue
+		}
 		if best == nil || in.inFlight < best.inFlight {
 			best = in
 		}
@@ -788,6 +793,19 @@ func (m *Manager) fail(in *Instance, err error, now time.Time, logger *slog.Logg
 		o.StateChange(in.fn, in.id, from, api.StateFailed, now)
 	}
 	m.opts.Notify(in.fn)
+}
+
+// exited reports, without waiting, whether di's process has ended.
+func exited(di driver.Instance) bool {
+	if di == nil {
+		return false
+	}
+	select {
+	case <-di.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // watch waits for an unexpected exit of a ready instance.
