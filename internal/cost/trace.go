@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -129,7 +130,7 @@ func ParseTrace(r io.Reader) (*Trace, error) {
 				return nil, fmt.Errorf("%w: line %d: missing duration column", ErrBadTrace, lineNo)
 			}
 			d, err := strconv.ParseFloat(fields[durCol], 64)
-			if err != nil || d < 0 {
+			if err != nil || !(d >= 0) || math.IsInf(d, 0) {
 				return nil, fmt.Errorf("%w: line %d: duration %q: want seconds ≥ 0", ErrBadTrace, lineNo, fields[durCol])
 			}
 			t.Durations = append(t.Durations, d)
@@ -194,6 +195,11 @@ func permute[T any](s []T, idx []int) []T {
 // parseTimestamp reads unix seconds (float) or "2006-01-02 15:04:05.9999999" (UTC).
 func parseTimestamp(s string) (float64, error) {
 	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		// "NaN" and "Inf" parse as floats; as times they mean nothing and
+		// would poison every figure computed from the trace.
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			return 0, fmt.Errorf("timestamp %q: not a finite number of seconds", s)
+		}
 		return f, nil
 	}
 	for _, layout := range []string{traceTimeLayout, time.RFC3339Nano} {

@@ -113,8 +113,11 @@ func (b *bodyReader) deadlineLocked() time.Time {
 
 // finishLocked lifts the read deadline once the body has ended: net/http's
 // background read of the connection would otherwise hit it mid-response.
+// After a failed read (too slow, too large) the deadline stays: the
+// connection closes after the answer, and without a deadline net/http
+// would wait for the rest of the body before sending that answer.
 func (b *bodyReader) finishLocked() {
-	if b.rc != nil && !b.done {
+	if b.rc != nil && !b.done && b.err == nil {
 		_ = b.rc.SetReadDeadline(time.Time{})
 	}
 	b.done = true
