@@ -1,24 +1,32 @@
 #!/usr/bin/env bash
 # Before/after of the warm path in one run: builds bench/core at BASE (a git
-# revision, default HEAD~1) and at the working tree, then runs them in turn,
+# revision, default HEAD~1) and at AFTER (a revision; default the working
+# tree), then runs them in turn,
 # ROUNDS times each (A B A B …), so drift on a shared machine hits both
 # alike. Prints each run's "throughput through Ember" line and the medians.
 #
-#   bench/ab.sh [BASE] [ROUNDS] [-- extra bench/core flags]
-#   bench/ab.sh fc7cc74 3 -- -auth
+#   bench/ab.sh [BASE] [ROUNDS] [AFTER] [-- extra bench/core flags]
+#   bench/ab.sh fc7cc74 3 HEAD -- -auth
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${1:-HEAD~1}
 rounds=${2:-3}
-shift $(( $# >= 2 ? 2 : $# ))
+after=${3:-}
+[ "$after" = "--" ] && after=""
+shift $(( $# >= 3 ? 3 : $# ))
 [ "${1:-}" = "--" ] && shift
 extra=("$@")
 
 tmp=$(mktemp -d)
-trap 'git worktree remove --force "$tmp/base" >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+trap 'for w in base after; do git worktree remove --force "$tmp/$w" >/dev/null 2>&1 || true; done; rm -rf "$tmp"' EXIT
 git worktree add -q --detach "$tmp/base" "$base"
 (cd "$tmp/base" && go build -o "$tmp/core-before" ./bench/core)
-go build -o "$tmp/core-after" ./bench/core
+if [ -n "$after" ]; then
+  git worktree add -q --detach "$tmp/after" "$after"
+  (cd "$tmp/after" && go build -o "$tmp/core-after" ./bench/core)
+else
+  go build -o "$tmp/core-after" ./bench/core
+fi
 go build -o "$tmp/sim" ./examples/sim
 
 declare -A tput
