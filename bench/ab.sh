@@ -34,9 +34,9 @@ for i in $(seq "$rounds"); do
   for which in before after; do
     out=$("$tmp/core-$which" -skip-cold -sim "$tmp/sim" "${extra[@]}" 2>&1)
     # Closed-loop max req/s of the ember row, and the ember/direct ratio.
-    rps=$(awk '$1=="ember"{print $10; exit}' <<<"$out")
+    rps=$(awk '$1=="ember"{print $9; exit}' <<<"$out")
     pct=$(grep -o 'throughput through Ember: [0-9]*%' <<<"$out" | head -1 | grep -o '[0-9]*')
-    p50=$(awk '$1=="added"{print $4; exit}' <<<"$out")
+    p50=$(awk '$1=="added"{print $5; exit}' <<<"$out")
     echo "round $i $which: ember closed-loop ${rps} req/s, ${pct}% of direct, added p50 ${p50}"
     tput[$which]+="$pct "
   done
