@@ -167,8 +167,13 @@ type FieldError struct {
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
 
-// Capabilities say what a driver does beyond Start. A driver reports them
-// with a Capabilities method; CapabilitiesOf supplies the default.
+// CapabilityReporter is implemented by drivers that say what they do
+// beyond Start; CapabilitiesOf supplies the default for the others.
+type CapabilityReporter interface {
+	Capabilities() Capabilities
+}
+
+// Capabilities say what a driver does beyond Start.
 type Capabilities struct {
 	// OwnsReadiness: Start returns only once the instance answered its
 	// health check (the process driver probes it over loopback). When
@@ -182,7 +187,7 @@ type Capabilities struct {
 // them is one written to the original contract, in which Start returns a
 // ready instance.
 func CapabilitiesOf(d Driver) Capabilities {
-	if c, ok := d.(interface{ Capabilities() Capabilities }); ok {
+	if c, ok := d.(CapabilityReporter); ok {
 		return c.Capabilities()
 	}
 	return Capabilities{OwnsReadiness: true}
