@@ -106,7 +106,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	// --- end metering ---
 	act := activator.New(mgr)
 	mgr.SetNotify(act.Notify)
-	ctl := controller.New(db, mgr, act, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick, Prepare: prep.Prepare, Budgets: meter})
+	ctl := controller.New(db, mgr, act, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick, Validate: drv.Validate, Prepare: prep.Prepare, Budgets: meter})
 	if err := ctl.Load(ctx); err != nil {
 		return err
 	}

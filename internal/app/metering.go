@@ -93,10 +93,7 @@ func meterProfiles(mgr *instance.Manager, cat *cost.Catalogue) metering.Profiles
 		if !ok {
 			return metering.Profile{}, false
 		}
-		p := metering.Profile{Hardware: f.HardwareClass()}
-		if f.Resources != nil && f.Resources.GPU != nil {
-			p.GPUs = f.Resources.GPU.Count
-		}
+		p := metering.Profile{Hardware: f.HardwareClass(), GPUs: f.GPUCount()}
 		p.PerSecondUSD = hostedPerSecond(cat, p.Hardware, p.GPUs)
 		if b := f.Budget; b != nil {
 			p.Budget = &metering.Budget{USDPerDay: b.USDPerDay, GPUSecondsPerDay: b.GPUSecondsPerDay, Action: b.Action}

@@ -67,10 +67,7 @@ func (rc routeCosts) functionHourly(fn string, qps float64, svc time.Duration) (
 	if !ok {
 		return 0, fmt.Errorf("function %q is not deployed", fn)
 	}
-	gpus := 0
-	if f.Resources != nil && f.Resources.GPU != nil {
-		gpus = f.Resources.GPU.Count
-	}
+	gpus := f.GPUCount()
 	hw := f.HardwareClass()
 	perSecond := hostedPerSecond(rc.cat, hw, gpus)
 	if perSecond == 0 {

@@ -1,11 +1,15 @@
 package app
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 
@@ -13,27 +17,71 @@ import (
 	"github.com/ember-run/ember/internal/driver"
 	"github.com/ember-run/ember/internal/driver/onnx"
 	"github.com/ember-run/ember/internal/driver/process"
+	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/models"
 	"github.com/ember-run/ember/internal/spec"
 )
 
-// runtimes dispatches starts to the driver of each spec runtime.
+// runtimes is the registry of spec runtimes: it picks the driver for each
+// start and checks at deploy that the chosen driver can run a spec.
 type runtimes struct {
 	process *process.Driver
 	onnx    *onnx.Driver
+	byName  map[string]driver.Driver // spec runtime → its driver
 }
 
 func (r *runtimes) Start(ctx context.Context, s driver.StartSpec) (driver.Instance, error) {
-	switch s.Runtime {
-	case spec.RuntimeONNX:
-		return r.onnx.Start(ctx, s)
-	case spec.RuntimeProcess, "":
-		return r.process.Start(ctx, s)
+	d, ok := r.byName[cmp.Or(s.Runtime, spec.RuntimeProcess)]
+	if !ok {
+		return nil, &driver.StartError{Reason: fmt.Sprintf("unknown runtime %q", s.Runtime)}
 	}
-	return nil, &driver.StartError{Reason: fmt.Sprintf("unknown runtime %q", s.Runtime)}
+	return d.Start(ctx, s)
 }
 
-var _ driver.Driver = (*runtimes)(nil)
+// Validate is the runtime-specific half of deploy validation (the spec's
+// own, runtime-neutral half has run): the runtime must be one this server
+// has, and its driver must accept the StartSpec the spec would start. The
+// error is a *spec.ValidationError naming each field, like the spec's own.
+func (r *runtimes) Validate(f *spec.Function) error {
+	d, ok := r.byName[f.Runtime]
+	if !ok {
+		return &spec.ValidationError{Function: f.Name, Errs: []*spec.FieldError{{Field: "runtime",
+			Reason: fmt.Sprintf("unknown runtime %q (supported: %s)", f.Runtime, strings.Join(slices.Sorted(maps.Keys(r.byName)), ", "))}}}
+	}
+	v, ok := d.(driver.Validator)
+	if !ok {
+		return nil
+	}
+	return specErrors(f.Name, v.Validate(instance.StartSpecFor(f, 0, "")))
+}
+
+// specErrors turns a driver's joined *driver.FieldError values into the
+// spec's error type, so a deploy reports them as it reports the spec's own.
+func specErrors(fn string, err error) error {
+	if err == nil {
+		return nil
+	}
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	ve := &spec.ValidationError{Function: fn}
+	for _, e := range errs {
+		var fe *driver.FieldError
+		if errors.As(e, &fe) {
+			ve.Errs = append(ve.Errs, &spec.FieldError{Field: fe.Field, Reason: fe.Reason})
+		} else {
+			ve.Errs = append(ve.Errs, &spec.FieldError{Field: "runtime", Reason: e.Error()})
+		}
+	}
+	return ve
+}
+
+var (
+	_ driver.Driver    = (*runtimes)(nil)
+	_ driver.Validator = (*process.Driver)(nil)
+	_ driver.Validator = (*onnx.Driver)(nil)
+)
 
 // newRuntimes builds the drivers. Instances start from a minimal
 // environment (process.BaseEnv plus --inherit-env), never the server's
@@ -49,7 +97,14 @@ func newRuntimes(cfg config.Config, logger *slog.Logger, guard *process.Guard, s
 		Executable: exe, CacheDir: cfg.Cache(), ORTLib: cfg.ORTLib, PoolSize: cfg.ONNXPool,
 		Threads: cfg.ONNXThreads,
 	})
-	return &runtimes{process: proc, onnx: on}, nil
+	return newRegistry(proc, on), nil
+}
+
+func newRegistry(proc *process.Driver, on *onnx.Driver) *runtimes {
+	return &runtimes{process: proc, onnx: on, byName: map[string]driver.Driver{
+		spec.RuntimeProcess: proc,
+		spec.RuntimeONNX:    on,
+	}}
 }
 
 // preparer fetches an onnx function's model and the ONNX Runtime library

@@ -55,6 +55,10 @@ type Demand interface {
 // Options tune the loop.
 type Options struct {
 	Tick time.Duration // default 500ms
+	// Validate, if set, runs after the spec's own validation: the
+	// runtime-specific checks (the chosen driver's, driver.Validator). Its
+	// error, a *spec.ValidationError, rejects the deploy as an invalid spec.
+	Validate func(f *spec.Function) error
 	// Prepare, if set, runs before a deploy is stored: it fetches what the
 	// function needs (models, runtimes), so the first cold start does not
 	// pay for a download. A failure rejects the deploy.
@@ -135,6 +139,11 @@ func (c *Controller) Deploy(ctx context.Context, f *spec.Function) (api.Function
 	f.Default()
 	if err := f.Validate(); err != nil {
 		return api.Function{}, false, err
+	}
+	if c.opts.Validate != nil {
+		if err := c.opts.Validate(f); err != nil {
+			return api.Function{}, false, err
+		}
 	}
 	if c.opts.Prepare != nil {
 		if err := c.opts.Prepare(ctx, f); err != nil {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strconv"
 	"time"
 )
 
@@ -25,15 +26,28 @@ type Phase struct {
 	At   time.Time
 }
 
-// StartSpec is everything a driver needs to start one instance.
+// StartSpec is everything a driver needs to start one instance. It is
+// filled from the function's spec (instance.StartSpecFor), so a driver's
+// Validate and its Start see the same thing.
 type StartSpec struct {
 	Function   string
 	InstanceID string
+	// Labels identify the instance to the runtime, so that a driver that
+	// lists what it started (Lister) can tell whose it is.
+	Labels Labels
 	// Runtime names the kind of instance ("process", "onnx"); Task and
 	// Model configure built-in runtimes.
 	Runtime string
 	Task    string
 	Model   string
+	// Image is the OCI image of a container runtime; "" for host runtimes.
+	Image string
+	// Resources is what one instance occupies; a driver that cannot
+	// enforce a limit treats it as a hint (process: metering only).
+	Resources Resources
+	// Volumes are mounted into the instance's filesystem (container
+	// runtimes); in spec order.
+	Volumes []Volume
 	// Command is the argv; ${PORT} is expanded by the driver.
 	Command []string
 	// Env is added to the instance's minimal base environment; PORT,
@@ -51,6 +65,63 @@ type StartSpec struct {
 	// OnPhase, if set, is called as each phase is reached (from the
 	// driver's goroutine; it must not block).
 	OnPhase func(Phase)
+}
+
+// Resources is what one instance occupies. Zero values mean "not set".
+type Resources struct {
+	CPU         float64 // cores, e.g. 0.5
+	MemoryBytes int64
+	GPU         GPU
+}
+
+// GPU is an accelerator request; Count 0 means none.
+type GPU struct {
+	Type  string // e.g. "a100-40gb", as written in the spec
+	Count int
+}
+
+// Volume is one mount. Exactly one of Name (a runtime-managed volume: an
+// engine volume, a PersistentVolumeClaim) and HostPath is set.
+type Volume struct {
+	Name      string
+	HostPath  string
+	MountPath string // absolute path inside the instance
+	ReadOnly  bool
+}
+
+// Label keys under which Labels are written to a runtime that keeps
+// string labels (container labels, Pod labels).
+const (
+	LabelFunction = "ember.run/function"
+	LabelVersion  = "ember.run/version"
+	LabelInstance = "ember.run/instance"
+)
+
+// Labels say which function, version and instance a running instance
+// belongs to.
+type Labels struct {
+	Function string
+	Version  int64 // the function's spec version (1, 2, ...)
+	Instance string
+}
+
+// Map renders l as runtime labels. Function names may hold a "/"
+// (owner/name), which Kubernetes label values refuse; a kube driver
+// encodes it itself.
+func (l Labels) Map() map[string]string {
+	return map[string]string{
+		LabelFunction: l.Function,
+		LabelVersion:  strconv.FormatInt(l.Version, 10),
+		LabelInstance: l.Instance,
+	}
+}
+
+// ParseLabels reads labels written by Map; ok is false when any is
+// missing or malformed, i.e. the thing listed is not one of Ember's.
+func ParseLabels(m map[string]string) (l Labels, ok bool) {
+	v, err := strconv.ParseInt(m[LabelVersion], 10, 64)
+	l = Labels{Function: m[LabelFunction], Version: v, Instance: m[LabelInstance]}
+	return l, err == nil && v > 0 && l.Function != "" && l.Instance != ""
 }
 
 // Driver starts instances.
@@ -74,6 +145,77 @@ type Instance interface {
 	// Stop asks the instance to exit and waits for it; when ctx ends first
 	// it is killed.
 	Stop(ctx context.Context) error
+}
+
+// Validator is implemented by drivers that can say, before anything is
+// stored or started, that they cannot run a spec. It is called at deploy
+// with the StartSpec the spec would start (without per-instance fields:
+// InstanceID, Labels.Instance, Output, OnPhase). The error joins
+// *FieldError values, one per spec field at fault, so the caller can
+// report them with the spec's own validation errors.
+type Validator interface {
+	Validate(s StartSpec) error
+}
+
+// FieldError names the spec field a driver cannot run and why, e.g.
+// "image: the process runtime runs host commands; use runtime: container
+// for images".
+type FieldError struct {
+	Field  string // the spec's field path: "image", "volumes", "task"
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+// CapabilityReporter is implemented by drivers that say what they do
+// beyond Start; CapabilitiesOf supplies the default for the others.
+type CapabilityReporter interface {
+	Capabilities() Capabilities
+}
+
+// Capabilities say what a driver does beyond Start.
+type Capabilities struct {
+	// OwnsReadiness: Start returns only once the instance answered its
+	// health check (the process driver probes it over loopback). When
+	// false, Start returns once the instance has an address and the
+	// caller must probe HealthPath before routing to it (a Pod whose IP
+	// the gateway probes).
+	OwnsReadiness bool
+}
+
+// CapabilitiesOf returns d's capabilities; a driver that does not report
+// them is one written to the original contract, in which Start returns a
+// ready instance.
+func CapabilitiesOf(d Driver) Capabilities {
+	if c, ok := d.(CapabilityReporter); ok {
+		return c.Capabilities()
+	}
+	return Capabilities{OwnsReadiness: true}
+}
+
+// Listed is an instance a driver finds running that it started earlier,
+// possibly in an earlier life of the server or on another node.
+type Listed struct {
+	Labels Labels
+	// Handle is the driver's own name for it (container id, Pod name),
+	// opaque to callers and passed back to Adopt.
+	Handle string
+	// Addr is where it serves HTTP, "" if it has none yet.
+	Addr string
+}
+
+// Lister is implemented by drivers whose instances can outlive the
+// server (containers, Pods), so that a restarted server or a new leader
+// finds what was started before instead of starting it twice or leaking
+// it. List returns only instances carrying Ember's labels.
+type Lister interface {
+	List(ctx context.Context) ([]Listed, error)
+}
+
+// Adopter takes over a listed instance: the returned Instance is as if
+// Start had returned it (Done, Err and Stop work; Phases may be empty).
+type Adopter interface {
+	Adopt(ctx context.Context, l Listed) (Instance, error)
 }
 
 // LogTailer is implemented by instances that keep their last output lines.

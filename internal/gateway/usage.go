@@ -215,9 +215,7 @@ func alternatives(cat *cost.Catalogue, hw string, f *spec.Function, u metering.B
 	target, minN, gpi := cost.DefaultTarget, 0, 0.0
 	if f != nil {
 		target, minN = f.Scaling.Target, f.Scaling.Min
-		if f.Resources != nil && f.Resources.GPU != nil {
-			gpi = float64(f.Resources.GPU.Count)
-		}
+		gpi = float64(f.GPUCount())
 	}
 	if gpi == 0 && hw != "cpu" {
 		gpi = 1

@@ -676,13 +676,9 @@ func (m *Manager) start(in *Instance) {
 	}
 	ctx, cancel := context.WithTimeout(in.startCtx, fn.StartTimeout.D())
 	defer cancel()
-	workdir := fn.Workdir
-	di, err := m.drv.Start(ctx, driver.StartSpec{
-		Function: in.fn, InstanceID: in.id,
-		Runtime: fn.Runtime, Task: fn.Task, Model: fn.Model,
-		Command: fn.Command, Env: fn.Env.Plain(), SecretEnv: fn.Env.Secrets(), Workdir: workdir,
-		HealthPath: fn.Health, Output: out,
-	})
+	ss := StartSpecFor(fn, in.version, in.id)
+	ss.Output = out
+	di, err := m.drv.Start(ctx, ss)
 	now := m.now()
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && m.ctx.Err() == nil {

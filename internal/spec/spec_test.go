@@ -65,16 +65,28 @@ func TestValidateErrors(t *testing.T) {
 	}{
 		{"missing name", `command: [x]`, "name: required"},
 		{"bad name", `{name: Bad_Name, command: [x]}`, `name: must match`},
-		{"no command", `name: a`, "command: required"},
-		{"unknown runtime", `{name: a, runtime: docker}`, `runtime: unknown runtime "docker"`},
+		{"runtime not a name", `{name: a, command: [x], runtime: "Docker Engine"}`, `runtime: must be a runtime name such as process or onnx (got "Docker Engine")`},
 		{"max below min", `{name: a, command: [x], scaling: {min: 3, max: 2}}`, "scaling.max: must be ≥ scaling.min (got 2 < 3)"},
 		{"negative concurrency", `{name: a, command: [x], scaling: {concurrency: -1}}`, "scaling.concurrency: must be ≥ 0"},
 		{"target above 1", `{name: a, command: [x], scaling: {target: 1.5}}`, "scaling.target: must be in (0, 1] (got 1.5)"},
 		{"bad cron", `{name: a, command: [x], scaling: {schedule: [{cron: "nope", duration: 1h, min: 1}]}}`, `scaling.schedule[0].cron: invalid cron "nope"`},
 		{"zero window", `{name: a, command: [x], scaling: {schedule: [{cron: "@daily", min: 1}]}}`, "scaling.schedule[0].duration: must be > 0"},
 		{"bad health", `{name: a, command: [x], health: "health"}`, "health: must be an absolute path"},
-		{"onnx task", `{name: a, runtime: onnx, model: ./m, task: chat}`, `task: unsupported task "chat"`},
 		{"gpu count", `{name: a, command: [x], resources: {gpu: {type: a100}}}`, "resources.gpu.count: must be ≥ 1"},
+		{"gpu count bound", `{name: a, command: [x], resources: {gpu: {type: a100, count: 65}}}`, "resources.gpu.count: must be ≤ 64 (got 65)"},
+		{"gpu type", `{name: a, command: [x], resources: {gpu: {type: "a 100", count: 1}}}`, `resources.gpu.type: must be at most 63 characters without spaces`},
+		{"cpu bound", `{name: a, command: [x], resources: {cpu: 2000}}`, "resources.cpu: must be in [0, 1024] cores (got 2000)"},
+		{"memory unit", `{name: a, command: [x], resources: {memory: 2GB}}`, `resources.memory: invalid quantity "2GB"`},
+		{"memory too small", `{name: a, command: [x], resources: {memory: 512Ki}}`, `resources.memory: must be in [1Mi, 16Ti] (got "512Ki")`},
+		{"image flag", `{name: a, runtime: container, image: "--privileged"}`, `image: must be an image reference`},
+		{"image space", `{name: a, runtime: container, image: "acme/m 1"}`, `image: must be an image reference`},
+		{"volume neither", `{name: a, runtime: container, image: m, volumes: [{mount_path: /m}]}`, "volumes[0]: set name (a volume the runtime manages) or host_path"},
+		{"volume both", `{name: a, runtime: container, image: m, volumes: [{name: v, host_path: /v, mount_path: /m}]}`, "volumes[0]: set name or host_path, not both"},
+		{"volume name", `{name: a, runtime: container, image: m, volumes: [{name: Models, mount_path: /m}]}`, `volumes[0].name: must match`},
+		{"volume host path relative", `{name: a, runtime: container, image: m, volumes: [{host_path: ./m, mount_path: /m}]}`, `volumes[0].host_path: must be an absolute, clean path`},
+		{"volume host path dotdot", `{name: a, runtime: container, image: m, volumes: [{host_path: /srv/../etc, mount_path: /m}]}`, `volumes[0].host_path: must be an absolute, clean path`},
+		{"volume mount root", `{name: a, runtime: container, image: m, volumes: [{name: v, mount_path: /}]}`, `volumes[0].mount_path: must be an absolute, clean path other than /`},
+		{"volume mounted twice", `{name: a, runtime: container, image: m, volumes: [{name: v, mount_path: /m}, {name: w, mount_path: /m}]}`, `volumes[1].mount_path: "/m" is already mounted by volumes[0]`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,6 +140,90 @@ func TestEffectiveMin(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := s.EffectiveMin(tt.at); got != tt.want {
 				t.Errorf("EffectiveMin(%v) = %d, want %d", tt.at, got, tt.want)
+			}
+		})
+	}
+}
+
+// The spec checks only the form of runtime-specific fields: what a runtime
+// can run is its driver's to say (internal/driver/*: Validate).
+func TestRuntimeFieldsAreTheDriversToRefuse(t *testing.T) {
+	for _, in := range []string{
+		`name: a`, // no command: the process driver refuses it
+		`{name: a, runtime: docker}`,
+		`{name: a, runtime: onnx, model: ./m, task: chat}`,
+		`{name: a, command: [x], image: ghcr.io/acme/m:1, volumes: [{host_path: /srv/m, mount_path: /m, read_only: true}]}`,
+	} {
+		if _, err := Parse([]byte(in)); err != nil {
+			t.Errorf("Parse(%q) = %v, want accepted (the driver decides)", in, err)
+		}
+	}
+}
+
+func TestContainerFieldsRoundTrip(t *testing.T) {
+	f, err := Parse([]byte(`{name: a, runtime: container, image: "ghcr.io/acme/m@sha256:0123", resources: {cpu: 1.5, memory: 2Gi, gpu: {type: L4, count: 2}}, volumes: [{name: models, mount_path: /models, read_only: true}, {host_path: /srv/cache, mount_path: /cache}]}`))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	want := []Volume{{Name: "models", MountPath: "/models", ReadOnly: true}, {HostPath: "/srv/cache", MountPath: "/cache"}}
+	if f.Image != "ghcr.io/acme/m@sha256:0123" || len(f.Volumes) != 2 || f.Volumes[0] != want[0] || f.Volumes[1] != want[1] {
+		t.Errorf("Parse = image %q volumes %+v, want %+v", f.Image, f.Volumes, want)
+	}
+	if got, err := f.Resources.MemoryBytes(); err != nil || got != 2<<30 {
+		t.Errorf("MemoryBytes = %d, %v; want %d", got, err, 2<<30)
+	}
+}
+
+func TestGPUCount(t *testing.T) {
+	tests := []struct {
+		name string
+		r    *Resources
+		want int
+	}{
+		{"no resources", nil, 0},
+		{"cpu only", &Resources{CPU: 2}, 0},
+		{"one gpu", &Resources{GPU: &GPU{Type: "l4", Count: 1}}, 1},
+		{"eight gpus", &Resources{GPU: &GPU{Type: "h100", Count: 8}}, 8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &Function{Resources: tt.r}
+			if got := f.GPUCount(); got != tt.want {
+				t.Errorf("GPUCount() = %d, want %d", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMemoryBytes(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		err  string
+	}{
+		{"", 0, ""},
+		{"1048576", 1 << 20, ""},
+		{"512Mi", 512 << 20, ""},
+		{"1.5Gi", 3 << 29, ""},
+		{"2G", 2e9, ""},
+		{"16Ti", 16 << 40, ""},
+		{"17Ti", 0, "must be in [1Mi, 16Ti]"},
+		{"100", 0, "must be in [1Mi, 16Ti]"},
+		{"-1Gi", 0, "invalid quantity"},
+		{"1 Gi", 0, "invalid quantity"},
+		{"Gi", 0, "invalid quantity"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := (&Resources{Memory: tt.in}).MemoryBytes()
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Errorf("MemoryBytes(%q) = %d, %v; want error %q", tt.in, got, err, tt.err)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Errorf("MemoryBytes(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
 			}
 		})
 	}

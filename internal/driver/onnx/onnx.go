@@ -25,6 +25,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -114,8 +115,8 @@ func (d *Driver) baseArgs() []string {
 
 // Start starts (or specialises a pooled) worker for s.Task and s.Model.
 func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance, error) {
-	if s.Task == "" || s.Model == "" {
-		return nil, &driver.StartError{Reason: "onnx runtime needs task and model"}
+	if err := d.Validate(s); err != nil {
+		return nil, &driver.StartError{Reason: strings.ReplaceAll(err.Error(), "\n", "; "), Err: err}
 	}
 	begin := time.Now()
 	// A running worker cannot take another environment or directory, so a

@@ -138,8 +138,11 @@ func New(logger *slog.Logger, opts Options) *Driver {
 // output lines); when ctx ends first, the process group is killed and the
 // StartError wraps ctx.Err().
 func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance, error) {
-	if len(s.Command) == 0 || s.Command[0] == "" {
-		return nil, &driver.StartError{Reason: "no command to run", Err: errors.New("process: empty command")}
+	// Deploy validated the spec; this catches a caller that did not (a
+	// spec stored before a rule existed), so an image is never silently
+	// dropped in favour of running a host command.
+	if err := d.Validate(s); err != nil {
+		return nil, &driver.StartError{Reason: strings.ReplaceAll(err.Error(), "\n", "; "), Err: err}
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, &driver.StartError{Reason: "not started: " + err.Error(), Err: err}

@@ -1,0 +1,57 @@
+package app
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/ember-run/ember/internal/driver/onnx"
+	"github.com/ember-run/ember/internal/driver/process"
+	"github.com/ember-run/ember/internal/spec"
+)
+
+// Deploy validation is the spec's own checks, then the chosen driver's: a
+// spec the spec package accepts can still be one its runtime cannot run.
+func TestRuntimesValidate(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	proc := process.New(logger, process.Options{})
+	rt := newRegistry(proc, onnx.New(proc, logger, onnx.Options{}))
+	tests := []struct {
+		name, doc string
+		want      string // the whole error; "" = valid
+	}{
+		{"process", "name: a\ncommand: [x]\nresources: {cpu: 2, memory: 1Gi}", ""},
+		{"onnx", "name: a\nruntime: onnx\ntask: ocr\nmodel: ./m", ""},
+		{"process image", "name: a\ncommand: [x]\nimage: ghcr.io/acme/m:1",
+			`invalid spec for "a": image: the process runtime runs host commands; use runtime: container for images`},
+		{"process volumes and no command", "name: a\nvolumes: [{name: m, mount_path: /m}]",
+			`invalid spec for "a": command: required for runtime "process" (argv of the instance, e.g. ["./server", "--port", "${PORT}"]); volumes: the process runtime runs in the host's filesystem (see workdir); use runtime: container for volumes`},
+		{"onnx task", "name: a\nruntime: onnx\ntask: chat\nmodel: ./m",
+			`invalid spec for "a": task: unsupported task "chat" (supported: ocr)`},
+		{"unknown runtime", "name: a\nruntime: container\nimage: acme/m:1",
+			`invalid spec for "a": runtime: unknown runtime "container" (supported: onnx, process)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f, err := spec.Parse([]byte(tt.doc))
+			if err != nil {
+				t.Fatalf("the spec itself must pass: %v", err)
+			}
+			err = rt.Validate(f)
+			if tt.want == "" {
+				if err != nil {
+					t.Errorf("Validate = %v, want nil", err)
+				}
+				return
+			}
+			var ve *spec.ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Validate = %v (%T), want a *spec.ValidationError", err, err)
+			}
+			if got := err.Error(); got != tt.want {
+				t.Errorf("Validate =\n%s\nwant\n%s", got, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,33 @@
+package instance
+
+import (
+	"github.com/ember-run/ember/internal/driver"
+	"github.com/ember-run/ember/internal/spec"
+)
+
+// StartSpecFor is what a driver is asked to start for an instance id of fn
+// at version: the one translation of a spec into the driver contract, used
+// both to start instances and, with id "", to validate a spec at deploy
+// (driver.Validator), so the two never disagree. Output and OnPhase are
+// the caller's to set. fn must have passed spec validation (its memory
+// quantity parses).
+func StartSpecFor(fn *spec.Function, version int64, id string) driver.StartSpec {
+	s := driver.StartSpec{
+		Function: fn.Name, InstanceID: id,
+		Labels:  driver.Labels{Function: fn.Name, Version: version, Instance: id},
+		Runtime: fn.Runtime, Task: fn.Task, Model: fn.Model, Image: fn.Image,
+		Command: fn.Command, Env: fn.Env.Plain(), SecretEnv: fn.Env.Secrets(), Workdir: fn.Workdir,
+		HealthPath: fn.Health,
+	}
+	if r := fn.Resources; r != nil {
+		s.Resources.CPU = r.CPU
+		s.Resources.MemoryBytes, _ = r.MemoryBytes() // validated: 0 only when unset
+		if r.GPU != nil {
+			s.Resources.GPU = driver.GPU{Type: r.GPU.Type, Count: fn.GPUCount()}
+		}
+	}
+	for _, v := range fn.Volumes {
+		s.Volumes = append(s.Volumes, driver.Volume{Name: v.Name, HostPath: v.HostPath, MountPath: v.MountPath, ReadOnly: v.ReadOnly})
+	}
+	return s
+}
