@@ -1,8 +1,9 @@
 // Package activator holds requests while no instance slot is free. Each
-// function has a bounded FIFO queue; a request that finds no free slot asks
-// for capacity at once (scale from zero without waiting for an autoscaler
-// tick) and waits until a slot frees, an instance becomes ready, its start
-// fails, or its deadline passes.
+// function has a bounded FIFO queue; a request that finds no free slot
+// pokes the controller at once with the demand it sees (scale from zero
+// without waiting for an autoscaler tick; the controller sizes it by the one
+// rule, autoscaler.Decide) and waits until a slot frees, an instance becomes
+// ready, its start fails, or its deadline passes.
 package activator
 
 import (
@@ -45,12 +46,18 @@ type Capacity interface {
 	Function(name string) (*spec.Function, bool)
 	// TryAcquire takes a slot on the least-loaded ready instance.
 	TryAcquire(fn string) (id, addr string, readyAt time.Time, release func(), ok bool)
-	// EnsureCapacity starts instances for demand (in flight + queued)
-	// without waiting; it errs while starts back off after failures.
-	EnsureCapacity(fn string, demand int) (started int, err error)
 	// Health reports live (ready or starting) instances and, while starts
 	// back off, the last start error and when the next try is allowed.
 	Health(fn string) (live int, retryAt time.Time, failing error)
+}
+
+// Waker is told, at once, that requests of fn wait for a slot (the
+// controller; Knative's poke). demand is fn's in flight + queued count at
+// this instant, so the wake-up is sized right the first time. Wake is called
+// with the function's queue lock held: it must not call back into the
+// Activator, and it must not block on a start.
+type Waker interface {
+	Wake(fn string, demand int)
 }
 
 // Slot is a held place on an instance, valid while Try's callback runs.
@@ -66,8 +73,9 @@ type Slot struct {
 
 // Activator dispatches requests to instance slots.
 type Activator struct {
-	cap Capacity
-	now func() time.Time
+	cap  Capacity
+	wake Waker
+	now  func() time.Time
 
 	mu     sync.RWMutex // guards queues
 	queues map[string]*queue
@@ -99,9 +107,9 @@ type grant struct {
 	err      error
 }
 
-// New returns an Activator over cap.
-func New(cap Capacity) *Activator {
-	return &Activator{cap: cap, now: time.Now, queues: make(map[string]*queue)}
+// New returns an Activator over cap that pokes wake when requests wait.
+func New(cap Capacity, wake Waker) *Activator {
+	return &Activator{cap: cap, wake: wake, now: time.Now, queues: make(map[string]*queue)}
 }
 
 func (a *Activator) queue(fn string) *queue {
@@ -158,14 +166,16 @@ func (a *Activator) Try(ctx context.Context, fn string, f func(Slot) error) erro
 	w := &waiter{ch: make(chan grant, 1), arrived: arrived}
 	q.waiters = append(q.waiters, w)
 	q.moveLocked(arrived, +1)
-	demand := q.inFlight + len(q.waiters)
+	// Under the queue lock, so pokes reach the controller in the order
+	// their counts were taken and a smaller, older count never lands last.
+	a.wake.Wake(fn, q.inFlight+len(q.waiters))
 	q.mu.Unlock()
 
-	if _, err := a.cap.EnsureCapacity(fn, demand); err != nil {
-		if live, retryAt, failing := a.cap.Health(fn); live == 0 && failing != nil {
-			if a.abandon(q, w) {
-				return &StartFailedError{Err: failing, RetryAt: retryAt}
-			}
+	if live, retryAt, failing := a.cap.Health(fn); live == 0 && failing != nil {
+		// Nothing runs and nothing may start (backoff, budget, instance
+		// limit): say why now rather than at the deadline.
+		if a.abandon(q, w) {
+			return &StartFailedError{Err: failing, RetryAt: retryAt}
 		}
 	}
 
@@ -248,12 +258,10 @@ func (a *Activator) Notify(fn string) {
 		q.mu.Unlock()
 		return
 	}
-	demand := q.inFlight + len(q.waiters)
-	_, startErr := a.cap.EnsureCapacity(fn, demand)
-	if live, retryAt, failing := a.cap.Health(fn); live == 0 && (failing != nil || startErr != nil) {
-		if failing == nil {
-			failing = startErr
-		}
+	// Capacity changed and requests still wait (an instance failed or
+	// stopped under them): poke with what waits now.
+	a.wake.Wake(fn, q.inFlight+len(q.waiters))
+	if live, retryAt, failing := a.cap.Health(fn); live == 0 && failing != nil {
 		now := a.now()
 		for _, w := range q.waiters {
 			w.granted = true

@@ -3,6 +3,7 @@ package activator
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,7 @@ type fakeCapacity struct {
 	started int
 	failing error
 	live    int
+	pokes   []int // demand carried by each Wake
 	notify  func(string)
 }
 
@@ -42,15 +44,17 @@ func (f *fakeCapacity) TryAcquire(fn string) (string, string, time.Time, func(),
 	}, true
 }
 
-func (f *fakeCapacity) EnsureCapacity(fn string, demand int) (int, error) {
+// Wake is the controller's side of the poke: it records the demand and,
+// unless starts fail, counts a start.
+func (f *fakeCapacity) Wake(fn string, demand int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.pokes = append(f.pokes, demand)
 	if f.failing != nil {
-		return 0, f.failing
+		return
 	}
 	f.started++
 	f.live = 1
-	return 1, nil
 }
 
 func (f *fakeCapacity) Health(fn string) (int, time.Time, error) {
@@ -74,7 +78,7 @@ func newTest(t *testing.T, queue int) (*Activator, *fakeCapacity) {
 	fn.Default()
 	fn.Scaling.Queue = queue
 	c := &fakeCapacity{fn: fn}
-	a := New(c)
+	a := New(c, c)
 	c.notify = a.Notify
 	return a, c
 }
@@ -248,4 +252,35 @@ func waitIdle(t *testing.T, a *Activator) {
 		}
 		time.Sleep(time.Millisecond) // polling a condition with a deadline
 	}
+}
+
+// TestPokeCarriesDemand: each request that has to wait pokes at once with
+// in flight + queued, the instantaneous demand the controller sizes by.
+func TestPokeCarriesDemand(t *testing.T) {
+	a, c := newTest(t, 10)
+	c.free = 1
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go a.Try(context.Background(), "f", func(Slot) error { close(held); <-release; return nil })
+	<-held
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.Try(context.Background(), "f", func(Slot) error { return nil }); err != nil {
+				t.Error(err)
+			}
+		}()
+		waitQueued(t, a, i+1)
+	}
+	c.mu.Lock()
+	got := slices.Clone(c.pokes)
+	c.mu.Unlock()
+	if want := []int{2, 3}; !slices.Equal(got, want) {
+		t.Errorf("pokes = %v, want %v (1 in flight + 1, then + 2 queued)", got, want)
+	}
+	close(release) // the freed slot serves the waiters one after the other
+	wg.Wait()
+	waitIdle(t, a)
 }

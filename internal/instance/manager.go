@@ -449,36 +449,6 @@ func (m *Manager) loadLocked(p *pool) Load {
 	return l
 }
 
-// EnsureCapacity starts instances of fn so that ready plus starting
-// capacity covers demand (requests in flight plus queued), within
-// scaling.max. It never waits for the start. It returns the number started
-// and, while starts are backing off after failures, the last start error.
-func (m *Manager) EnsureCapacity(fn string, demand int) (started int, err error) {
-	m.mu.Lock()
-	p := m.pools[fn]
-	if p == nil {
-		m.mu.Unlock()
-		return 0, fmt.Errorf("%w %q", ErrUnknownFunction, fn)
-	}
-	l := m.loadLocked(p)
-	want := l.Ready + l.Starting
-	if per := p.fn.Scaling.Concurrency; per > 0 {
-		// demand already counts the requests in flight, which occupy
-		// slots of the ready instances.
-		need := demand - (l.Ready+l.Starting)*per
-		if need > 0 {
-			want += (need + per - 1) / per
-		}
-	} else if want == 0 && demand > 0 {
-		want = 1
-	}
-	var ins []*Instance
-	ins, err = m.growLocked(p, want)
-	m.mu.Unlock()
-	m.launch(ins)
-	return len(ins), err
-}
-
 // Reconcile drives fn toward desired instances at now: it starts instances
 // up to desired, and stops instances that have been idle for the keep-warm
 // window while more than desired are ready. Instances still starting are
