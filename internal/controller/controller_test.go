@@ -41,7 +41,7 @@ func (s *recordingScaler) Limit(fn string, n int, why string) {
 type fixedDemand struct{ avg float64 }
 
 func (d *fixedDemand) Demand(fn string, now time.Time) (float64, int) { return d.avg, int(d.avg) }
-func (d *fixedDemand) Forget(fn string)                {}
+func (d *fixedDemand) Forget(fn string)                               {}
 
 func newController(t *testing.T) (*Controller, *recordingScaler, *fixedDemand, *sqlite.DB) {
 	t.Helper()

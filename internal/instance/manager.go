@@ -130,8 +130,7 @@ type pool struct {
 type Instance struct {
 	id, fn    string
 	version   int64
-	state     string
-	draining  bool
+	state     State
 	outdated  bool // older version, still serving until the new one is ready
 	startedAt time.Time
 	readyAt   time.Time
@@ -146,16 +145,15 @@ type Instance struct {
 
 	// cancelStart abandons the start in progress (stop of a starting
 	// instance); gone is closed once the instance has left its pool,
-	// stopped or failed.
+	// stopped or failed (a terminal State).
 	cancelStart context.CancelFunc
 	startCtx    context.Context
 	gone        chan struct{}
-	retired     bool
 }
 
 // LogValue lets an instance log itself.
 func (i *Instance) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("id", i.id), slog.String("function", i.fn), slog.String("state", i.state))
+	return slog.GroupValue(slog.String("id", i.id), slog.String("function", i.fn), slog.String("state", i.state.String()))
 }
 
 // New returns a Manager that starts instances with drv.
@@ -205,13 +203,14 @@ func (m *Manager) Put(fn *spec.Function, version int64) {
 	p.limit, p.limitWhy = -1, "" // the controller re-applies a budget cap next tick
 	p.failures, p.nextStart, p.lastErr = 0, time.Time{}, nil
 	for _, in := range p.instances {
-		if in.version == version || in.draining {
+		if in.version == version {
 			continue
 		}
-		if in.state == api.StateReady {
+		switch in.state {
+		case Ready:
 			in.outdated = true
-		} else {
-			in.draining = true
+		case Starting:
+			m.setLocked(in, Draining)
 			stop = append(stop, in)
 		}
 	}
@@ -248,9 +247,9 @@ func (m *Manager) nextRolloutLocked(p *pool) []*Instance {
 func rolloutProgressLocked(p *pool) (outdated bool, starting int) {
 	for _, in := range p.instances {
 		switch {
-		case in.outdated && !in.draining:
+		case in.outdated && in.state == Ready:
 			outdated = true
-		case in.version == p.version && !in.draining && in.state == api.StateStarting:
+		case in.version == p.version && in.state == Starting:
 			starting++
 		}
 	}
@@ -264,15 +263,15 @@ func rolloutProgressLocked(p *pool) (outdated bool, starting int) {
 func (m *Manager) retireOutdatedLocked(p *pool) []*Instance {
 	var pick *Instance
 	for _, in := range p.instances {
-		if in.outdated && !in.draining && (pick == nil || in.inFlight < pick.inFlight) {
+		if in.outdated && in.state == Ready && (pick == nil || in.inFlight < pick.inFlight) {
 			pick = in
 		}
 	}
 	if pick == nil {
 		return nil
 	}
-	pick.draining = true
-	if pick.inFlight == 0 && pick.state == api.StateReady {
+	m.setLocked(pick, Draining)
+	if pick.inFlight == 0 {
 		return []*Instance{pick}
 	}
 	return nil
@@ -291,8 +290,11 @@ func (m *Manager) Remove(ctx context.Context, name string) {
 	delete(m.pools, name)
 	var now, busy []*Instance
 	for _, in := range p.instances {
-		in.draining = true
-		if in.state == api.StateReady && in.inFlight > 0 {
+		busyNow := (in.state == Ready || in.state == Draining) && in.inFlight > 0
+		if in.state == Starting || in.state == Ready {
+			m.setLocked(in, Draining)
+		}
+		if busyNow {
 			busy = append(busy, in) // release stops it when it falls idle
 		} else {
 			now = append(now, in)
@@ -348,7 +350,7 @@ func (m *Manager) TryAcquire(fn string) (id, addr string, readyAt time.Time, rel
 	limit := p.fn.Scaling.Concurrency
 	var best *Instance
 	for _, in := range p.instances {
-		if in.state != api.StateReady || in.draining || (limit > 0 && in.inFlight >= limit) {
+		if in.state != Ready || (limit > 0 && in.inFlight >= limit) {
 			continue
 		}
 		if exited(in.drv) {
@@ -384,7 +386,7 @@ func (m *Manager) release(in *Instance) {
 	if idle {
 		now := m.now()
 		in.idleSince = now
-		stop = in.draining && in.state == api.StateReady
+		stop = in.state == Draining
 		if o := m.opts.Observer; o != nil {
 			o.Busy(in.fn, in.id, false, now)
 		}
@@ -429,13 +431,10 @@ func (m *Manager) loadLocked(p *pool) Load {
 	limit := p.fn.Scaling.Concurrency
 	l.Unlimited = limit == 0
 	for _, in := range p.instances {
-		if in.draining {
-			continue
-		}
 		switch in.state {
-		case api.StateStarting:
+		case Starting:
 			l.Starting++
-		case api.StateReady:
+		case Ready:
 			l.Ready++
 			l.InFlight += in.inFlight
 			if limit > 0 {
@@ -479,8 +478,8 @@ func (m *Manager) Reconcile(fn string, desired int, now time.Time) {
 	// Newest idle instances go first: load packs onto the oldest.
 	for i := len(p.instances) - 1; i >= 0 && excess > 0; i-- {
 		in := p.instances[i]
-		if in.state == api.StateReady && !in.draining && in.inFlight == 0 && !in.idleSince.IsZero() && now.Sub(in.idleSince) >= idle {
-			in.state = api.StateStopping
+		if in.state == Ready && in.inFlight == 0 && !in.idleSince.IsZero() && now.Sub(in.idleSince) >= idle {
+			m.setLocked(in, Stopping)
 			stop = append(stop, in)
 			excess--
 		}
@@ -540,7 +539,7 @@ func (m *Manager) roomLocked() int {
 	}
 	live := 0
 	for _, in := range m.byID {
-		if in.state != api.StateFailed && !in.retired {
+		if !in.state.over() {
 			live++
 		}
 	}
@@ -556,7 +555,7 @@ func (m *Manager) limitErr() error {
 func (m *Manager) newInstanceLocked(p *pool, now time.Time) *Instance {
 	in := &Instance{
 		id: newID(p.fn.Name), fn: p.fn.Name, version: p.version,
-		state: api.StateStarting, startedAt: now, gone: make(chan struct{}),
+		state: Starting, startedAt: now, gone: make(chan struct{}),
 	}
 	in.startCtx, in.cancelStart = context.WithCancel(m.ctx)
 	p.instances = append(p.instances, in)
@@ -591,8 +590,8 @@ func (m *Manager) start(in *Instance) {
 	defer in.cancelStart()
 	m.mu.Lock()
 	p := m.pools[in.fn]
-	if p == nil || p.version != in.version || in.state != api.StateStarting {
-		stopped := in.state == api.StateStopping // stop has accounted for it
+	if p == nil || p.version != in.version || in.state != Starting {
+		stopped := in.state == Stopping // stop has accounted for it
 		m.forgetLocked(in)
 		m.mu.Unlock()
 		if o := m.opts.Observer; o != nil && !stopped {
@@ -611,7 +610,7 @@ func (m *Manager) start(in *Instance) {
 			// Stopped (or the server shut down) while waiting its turn;
 			// stop or Shutdown accounts for it.
 			m.mu.Lock()
-			stopped := in.state == api.StateStopping || in.retired
+			stopped := in.state == Stopping || in.state.over()
 			if !stopped {
 				m.forgetLocked(in)
 			}
@@ -632,7 +631,7 @@ func (m *Manager) start(in *Instance) {
 		if err := os.MkdirAll(dir, 0o700); err == nil {
 			if f, err := os.OpenFile(filepath.Join(dir, in.id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
 				m.mu.Lock()
-				if in.retired || in.state == api.StateStopping {
+				if in.state.over() || in.state == Stopping {
 					// Stopped (and accounted for) before the driver ran.
 					m.mu.Unlock()
 					f.Close()
@@ -663,7 +662,7 @@ func (m *Manager) start(in *Instance) {
 	}
 
 	m.mu.Lock()
-	if in.retired || in.state == api.StateStopping {
+	if in.state.over() || in.state == Stopping {
 		// A stop (which reports the events) caught the start before the
 		// driver handed over the instance: it cannot stop what it never
 		// saw, so it is stopped here.
@@ -679,10 +678,10 @@ func (m *Manager) start(in *Instance) {
 	in.phases = di.Phases()
 	in.readyAt = now
 	in.idleSince = now
-	stopNow := m.pools[in.fn] == nil || in.state == api.StateStopping || in.draining
+	stopNow := m.pools[in.fn] == nil || in.state != Starting
 	var replaced, next []*Instance
 	if !stopNow {
-		in.state = api.StateReady
+		m.setLocked(in, Ready)
 		p.failures, p.lastErr = 0, nil
 		p.coldStarts++
 		p.startSum += now.Sub(in.startedAt)
@@ -726,18 +725,18 @@ func (m *Manager) fail(in *Instance, err error, now time.Time, logger *slog.Logg
 		tail = lt.Tail(20)
 	}
 	m.mu.Lock()
-	if in.retired || in.state == api.StateStopping {
+	if in.state.over() || in.state == Stopping {
 		// A stop got there first: the exit or failed start is its doing,
 		// and it reports the events.
 		m.mu.Unlock()
 		return
 	}
-	from := in.state
-	in.state = api.StateFailed
+	from := in.apiState()
+	duringStart := !in.wasReady()
+	m.setLocked(in, Failed)
 	in.exitErr = err
 	in.tail = tail
 	m.closeLogLocked(in)
-	m.retireLocked(in)
 	p := m.pools[in.fn]
 	if p != nil {
 		p.instances = slices.DeleteFunc(p.instances, func(x *Instance) bool { return x == in })
@@ -748,7 +747,7 @@ func (m *Manager) fail(in *Instance, err error, now time.Time, logger *slog.Logg
 			delete(m.byID, p.failed[0].id)
 			p.failed = p.failed[1:]
 		}
-		if from == api.StateStarting {
+		if duringStart {
 			p.failures++
 			backoff := m.opts.BackoffBase << min(p.failures-1, 16)
 			p.nextStart = now.Add(min(backoff, m.opts.BackoffMax))
@@ -782,7 +781,7 @@ func exited(di driver.Instance) bool {
 func (m *Manager) watch(in *Instance, di driver.Instance, logger *slog.Logger) {
 	<-di.Done()
 	m.mu.Lock()
-	expected := in.state == api.StateStopping
+	expected := in.state == Stopping
 	m.mu.Unlock()
 	if expected {
 		return
@@ -833,12 +832,14 @@ func (m *Manager) stopAsync(in *Instance, why string) {
 // stop stops one instance and forgets it.
 func (m *Manager) stop(ctx context.Context, in *Instance, why string) {
 	m.mu.Lock()
-	from := in.state
-	if from == api.StateFailed || in.retired {
+	if in.state.over() {
 		m.mu.Unlock()
 		return
 	}
-	in.state = api.StateStopping
+	from := in.apiState()
+	if in.state != Stopping {
+		m.setLocked(in, Stopping)
+	}
 	di := in.drv
 	m.mu.Unlock()
 	if di != nil {
@@ -849,7 +850,7 @@ func (m *Manager) stop(ctx context.Context, in *Instance, why string) {
 		in.cancelStart() // the driver abandons the start and cleans up
 	}
 	m.mu.Lock()
-	if in.retired { // a concurrent stop got here first
+	if in.state.over() { // a concurrent stop got here first
 		m.mu.Unlock()
 		return
 	}
@@ -865,22 +866,15 @@ func (m *Manager) stop(ctx context.Context, in *Instance, why string) {
 	m.opts.Notify(in.fn)
 }
 
-// forgetLocked removes in from its pool; m.mu must be held.
+// forgetLocked removes in from its pool, stopped for good; m.mu must be
+// held.
 func (m *Manager) forgetLocked(in *Instance) {
 	delete(m.byID, in.id)
 	if p := m.pools[in.fn]; p != nil {
 		p.instances = slices.DeleteFunc(p.instances, func(x *Instance) bool { return x == in })
 	}
-	m.retireLocked(in)
-}
-
-// retireLocked marks in as gone for good; m.mu must be held.
-func (m *Manager) retireLocked(in *Instance) {
-	if !in.retired {
-		in.retired = true
-		if in.gone != nil {
-			close(in.gone)
-		}
+	if !in.state.over() {
+		m.setLocked(in, Stopped)
 	}
 }
 

@@ -48,14 +48,11 @@ func (m *Manager) Instance(id string) (api.Instance, bool) {
 func (m *Manager) viewLocked(p *pool, in *Instance) api.Instance {
 	v := api.Instance{
 		ID: in.id, Function: in.fn, Version: in.version, Outdated: in.outdated,
-		State: in.state, StartedAt: in.startedAt,
+		State: in.apiState(), StartedAt: in.startedAt,
 		Phases: PhaseMillis(in.startedAt, in.phases), InFlight: in.inFlight, Served: in.served,
 	}
 	for _, ph := range in.phases {
 		v.PhaseOrder = append(v.PhaseOrder, ph.Name)
-	}
-	if in.state == api.StateReady && in.draining {
-		v.State = api.StateStopping
 	}
 	if in.drv != nil {
 		v.Addr = in.drv.Addr()
@@ -64,7 +61,7 @@ func (m *Manager) viewLocked(p *pool, in *Instance) api.Instance {
 		t := in.readyAt
 		v.ReadyAt = &t
 	}
-	if in.state == api.StateReady && in.inFlight == 0 && !in.idleSince.IsZero() {
+	if in.state == Ready && in.inFlight == 0 && !in.idleSince.IsZero() {
 		t := in.idleSince
 		v.IdleSince = &t
 		if p != nil {
@@ -128,11 +125,7 @@ func (m *Manager) CountByState() map[string]int {
 	out := map[string]int{api.StateStarting: 0, api.StateReady: 0, api.StateStopping: 0, api.StateFailed: 0}
 	for _, p := range m.pools {
 		for _, in := range p.instances {
-			st := in.state
-			if st == api.StateReady && in.draining {
-				st = api.StateStopping
-			}
-			out[st]++
+			out[in.apiState()]++
 		}
 		out[api.StateFailed] += len(p.failed)
 	}
