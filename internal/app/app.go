@@ -87,7 +87,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	prep := &preparer{cfg: cfg, rt: drv, logger: logger.With("component", "prepare")}
 	var metrics *telemetry.Metrics
 	mgr := instance.New(drv, logger.With("component", "instance"), instance.Options{
-		LogDir:         filepath.Join(cfg.DataDir, "logs"),
+		Logs:           &instance.FileLogs{Dir: filepath.Join(cfg.DataDir, "logs")},
 		MaxPerFunction: cfg.MaxInstancesPerFunction,
 		MaxTotal:       cfg.MaxInstances,
 		MaxStarting:    cfg.MaxConcurrentStarts,

@@ -1,13 +1,6 @@
 package instance
 
 import (
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
@@ -141,48 +134,4 @@ func (m *Manager) Names() []string {
 		out = append(out, n)
 	}
 	return out
-}
-
-// Logs returns up to tail last lines of fn's instance logs, newest
-// instance last, from the log files under Options.LogDir.
-func (m *Manager) Logs(fn string, tail int) ([]api.LogLine, error) {
-	if m.opts.LogDir == "" {
-		return nil, nil
-	}
-	dir := filepath.Join(m.opts.LogDir, strings.ReplaceAll(fn, "/", "-"))
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read logs of %q: %w", fn, err)
-	}
-	type file struct {
-		name string
-		mod  time.Time
-	}
-	var files []file
-	for _, e := range entries {
-		if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".log") {
-			files = append(files, file{e.Name(), info.ModTime()})
-		}
-	}
-	slices.SortFunc(files, func(a, b file) int { return a.mod.Compare(b.mod) })
-	var out []api.LogLine
-	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(dir, f.name))
-		if err != nil {
-			continue
-		}
-		id := strings.TrimSuffix(f.name, ".log")
-		for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-			if line != "" {
-				out = append(out, api.LogLine{Instance: id, Line: line})
-			}
-		}
-	}
-	if tail > 0 && len(out) > tail {
-		out = out[len(out)-tail:]
-	}
-	return out, nil
 }
