@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/spec"
 )
 
@@ -44,8 +45,12 @@ func (e *QueueFullError) Unwrap() error { return ErrQueueFull }
 // Capacity is what the activator needs from the instance manager.
 type Capacity interface {
 	Function(name string) (*spec.Function, bool)
-	// TryAcquire takes a slot on the least-loaded ready instance.
-	TryAcquire(fn string) (id, addr string, readyAt time.Time, release func(), ok bool)
+	// Endpoints lists fn's instances that can take a request now, oldest
+	// first; the activator picks among them (see pick).
+	Endpoints(fn string) []api.Endpoint
+	// Acquire takes a slot on endpoint id, unless it can no longer take
+	// one (filled, drained or died since Endpoints).
+	Acquire(fn, id string) (release func(), ok bool)
 	// Health reports live (ready or starting) instances and, while starts
 	// back off, the last start error and when the next try is allowed.
 	Health(fn string) (live int, retryAt time.Time, failing error)
@@ -152,11 +157,11 @@ func (a *Activator) Try(ctx context.Context, fn string, f func(Slot) error) erro
 	q.mu.Lock()
 	q.requests++
 	if len(q.waiters) == 0 {
-		if id, addr, readyAt, release, ok := a.cap.TryAcquire(fn); ok {
+		if g, ok := a.acquire(fn); ok {
 			q.inFlight++
 			q.moveLocked(arrived, +1)
 			q.mu.Unlock()
-			return a.run(q, grant{id: id, addr: addr, readyAt: readyAt, release: release}, arrived, arrived, f)
+			return a.run(q, g, arrived, arrived, f)
 		}
 	}
 	if len(q.waiters) >= sp.Scaling.Queue {
@@ -194,6 +199,38 @@ func (a *Activator) Try(ctx context.Context, fn string, f func(Slot) error) erro
 		}
 		return ctx.Err()
 	}
+}
+
+// acquire takes a slot on the endpoint of fn that pick chooses. An
+// endpoint can fill or die between the listing and the take (a release of
+// another gateway's request, a crash): then it lists again.
+func (a *Activator) acquire(fn string) (grant, bool) {
+	for {
+		e, ok := pick(a.cap.Endpoints(fn))
+		if !ok {
+			return grant{}, false
+		}
+		if release, ok := a.cap.Acquire(fn, e.ID); ok {
+			return grant{id: e.ID, addr: e.Addr, readyAt: e.ReadyAt, release: release}, true
+		}
+	}
+}
+
+// pick is the dispatch rule: the endpoint with the fewest requests in
+// flight and a free slot, ties to the oldest (eps is oldest first), so load
+// packs onto old instances and excess ones fall idle and expire.
+func pick(eps []api.Endpoint) (api.Endpoint, bool) {
+	var best api.Endpoint
+	found := false
+	for _, e := range eps {
+		if e.Concurrency > 0 && e.InFlight >= e.Concurrency {
+			continue
+		}
+		if !found || e.InFlight < best.InFlight {
+			best, found = e, true
+		}
+	}
+	return best, found
 }
 
 // abandon removes w from q; it reports false when w was already granted.
@@ -243,7 +280,7 @@ func (a *Activator) Notify(fn string) {
 	}
 	q.mu.Lock()
 	for len(q.waiters) > 0 {
-		id, addr, readyAt, release, ok := a.cap.TryAcquire(fn)
+		g, ok := a.acquire(fn)
 		if !ok {
 			break
 		}
@@ -252,7 +289,7 @@ func (a *Activator) Notify(fn string) {
 		q.waiters = q.waiters[1:]
 		w.granted = true
 		q.inFlight++ // level unchanged: queued becomes in flight
-		w.ch <- grant{id: id, addr: addr, readyAt: readyAt, release: release}
+		w.ch <- g
 	}
 	if len(q.waiters) == 0 {
 		q.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/spec"
 )
 
@@ -29,14 +30,23 @@ func (f *fakeCapacity) Function(name string) (*spec.Function, bool) {
 	return f.fn, name == f.fn.Name
 }
 
-func (f *fakeCapacity) TryAcquire(fn string) (string, string, time.Time, func(), bool) {
+func (f *fakeCapacity) Endpoints(fn string) []api.Endpoint {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.free == 0 {
-		return "", "", time.Time{}, nil, false
+		return nil
+	}
+	return []api.Endpoint{{ID: "i1", Addr: "127.0.0.1:1", Concurrency: 0, ReadyAt: f.readyAt}}
+}
+
+func (f *fakeCapacity) Acquire(fn, id string) (func(), bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.free == 0 {
+		return nil, false
 	}
 	f.free--
-	return "i1", "127.0.0.1:1", f.readyAt, func() {
+	return func() {
 		f.mu.Lock()
 		f.free++
 		f.mu.Unlock()
@@ -283,4 +293,30 @@ func TestPokeCarriesDemand(t *testing.T) {
 	close(release) // the freed slot serves the waiters one after the other
 	wg.Wait()
 	waitIdle(t, a)
+}
+
+func TestPick(t *testing.T) {
+	ep := func(id string, inFlight, conc int) api.Endpoint {
+		return api.Endpoint{ID: id, InFlight: inFlight, Concurrency: conc}
+	}
+	tests := []struct {
+		name string
+		eps  []api.Endpoint
+		want string // "" = none
+	}{
+		{"none", nil, ""},
+		{"least in flight", []api.Endpoint{ep("old", 3, 4), ep("new", 1, 4)}, "new"},
+		{"ties go to the oldest", []api.Endpoint{ep("old", 1, 4), ep("mid", 1, 4), ep("new", 1, 4)}, "old"},
+		{"full ones are skipped", []api.Endpoint{ep("old", 4, 4), ep("new", 3, 4)}, "new"},
+		{"all full", []api.Endpoint{ep("old", 4, 4), ep("new", 4, 4)}, ""},
+		{"unlimited never full", []api.Endpoint{ep("old", 100, 0)}, "old"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := pick(tt.eps)
+			if ok != (tt.want != "") || (ok && got.ID != tt.want) {
+				t.Errorf("pick = %q, %v; want %q", got.ID, ok, tt.want)
+			}
+		})
+	}
 }

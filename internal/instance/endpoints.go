@@ -4,48 +4,65 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/driver"
 )
 
-// TryAcquire takes a slot on the ready instance of fn with the fewest
-// requests in flight, never above the spec's concurrency. release must be
-// called exactly once when the request ends.
-func (m *Manager) TryAcquire(fn string) (id, addr string, readyAt time.Time, release func(), ok bool) {
+// Endpoints returns fn's instances that may take a request now, oldest
+// first: ready (not starting, draining or stopping), with a free slot, and
+// whose process has not ended. The activator picks one by its dispatch rule
+// and takes a slot with Acquire.
+func (m *Manager) Endpoints(fn string) []api.Endpoint {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p := m.pools[fn]
 	if p == nil {
-		return "", "", time.Time{}, nil, false
+		return nil
 	}
 	limit := p.fn.Scaling.Concurrency
-	var best *Instance
+	var out []api.Endpoint
 	for _, in := range p.instances {
-		if in.state != Ready || (limit > 0 && in.inFlight >= limit) {
+		if !m.takesLocked(in, limit) {
 			continue
 		}
-		if exited(in.drv) {
-			// Dead, and its watcher has not marked it failed yet: a
-			// request sent there would fail for nothing.
-			continue
-		}
-		if best == nil || in.inFlight < best.inFlight {
-			best = in
-		}
+		out = append(out, api.Endpoint{ID: in.id, Addr: in.drv.Addr(), InFlight: in.inFlight,
+			Concurrency: limit, ReadyAt: in.readyAt})
 	}
-	if best == nil {
-		return "", "", time.Time{}, nil, false
+	return out
+}
+
+// takesLocked reports whether in can take one more request; m.mu must be
+// held.
+func (m *Manager) takesLocked(in *Instance, limit int) bool {
+	if in.state != Ready || (limit > 0 && in.inFlight >= limit) {
+		return false
 	}
-	best.inFlight++
-	best.served++
-	if best.inFlight == 1 {
-		best.idleSince = time.Time{}
+	// Dead, and its watcher has not marked it failed yet: a request sent
+	// there would fail for nothing.
+	return !exited(in.drv)
+}
+
+// Acquire takes a slot on endpoint id of fn, if it can still take one (it
+// may have filled, drained or died since Endpoints). release must be called
+// exactly once when the request ends.
+func (m *Manager) Acquire(fn, id string) (release func(), ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.pools[fn]
+	in := m.byID[id]
+	if p == nil || in == nil || in.fn != fn || !m.takesLocked(in, p.fn.Scaling.Concurrency) {
+		return nil, false
+	}
+	in.inFlight++
+	in.served++
+	if in.inFlight == 1 {
+		in.idleSince = time.Time{}
 		if o := m.opts.Observer; o != nil {
-			o.Busy(fn, best.id, true, m.now())
+			o.Busy(fn, in.id, true, m.now())
 		}
 	}
 	var once sync.Once
-	in := best
-	return in.id, in.drv.Addr(), in.readyAt, func() { once.Do(func() { m.release(in) }) }, true
+	return func() { once.Do(func() { m.release(in) }) }, true
 }
 
 func (m *Manager) release(in *Instance) {

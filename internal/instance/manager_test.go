@@ -140,6 +140,26 @@ func (m *Manager) count(state string) int {
 	return n
 }
 
+// tryAcquire dispatches as the activator does: the endpoint with the
+// fewest requests in flight, ties to the oldest.
+func (m *Manager) tryAcquire(fn string) (id, addr string, readyAt time.Time, release func(), ok bool) {
+	for {
+		eps := m.Endpoints(fn)
+		if len(eps) == 0 {
+			return "", "", time.Time{}, nil, false
+		}
+		best := eps[0]
+		for _, e := range eps[1:] {
+			if e.InFlight < best.InFlight {
+				best = e
+			}
+		}
+		if release, ok := m.Acquire(fn, best.ID); ok {
+			return best.ID, best.Addr, best.ReadyAt, release, true
+		}
+	}
+}
+
 // grow starts instances of fn until it has want, as Reconcile does, and
 // reports how many it started and why it could not start more.
 func (m *Manager) grow(fn string, want int) (int, error) {
@@ -177,7 +197,7 @@ func TestTryAcquireLeastLoadedTiesToOldest(t *testing.T) {
 	var releases []func()
 	var got []string
 	for range 4 {
-		id, _, _, release, ok := m.TryAcquire("f")
+		id, _, _, release, ok := m.tryAcquire("f")
 		if !ok {
 			t.Fatal("TryAcquire failed with free slots")
 		}
@@ -187,7 +207,7 @@ func TestTryAcquireLeastLoadedTiesToOldest(t *testing.T) {
 	if got[0] != oldest || got[1] == oldest || got[2] != oldest {
 		t.Errorf("acquire order %v, want oldest (%s) first, then the other, then oldest", got, oldest)
 	}
-	if _, _, _, _, ok := m.TryAcquire("f"); ok {
+	if _, _, _, _, ok := m.tryAcquire("f"); ok {
 		t.Error("TryAcquire succeeded above concurrency")
 	}
 	for _, r := range releases {
@@ -250,7 +270,7 @@ func TestUpdateServesOldVersionUntilNewIsReady(t *testing.T) {
 	m, _ := newManager(t, d, "{max: 1}")
 	m.grow("f", 1)
 	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
-	oldID, _, _, release, ok := m.TryAcquire("f")
+	oldID, _, _, release, ok := m.tryAcquire("f")
 	if !ok {
 		t.Fatal("no slot")
 	}
@@ -265,7 +285,7 @@ func TestUpdateServesOldVersionUntilNewIsReady(t *testing.T) {
 	if n := m.count(api.StateStarting); n != 1 {
 		t.Fatalf("starting after update = %d, want 1 new-version instance", n)
 	}
-	id, _, _, release2, ok := m.TryAcquire("f")
+	id, _, _, release2, ok := m.tryAcquire("f")
 	if !ok || id != oldID {
 		t.Fatalf("TryAcquire during rollout = %q, %v; want the old instance %s", id, ok, oldID)
 	}
@@ -276,7 +296,7 @@ func TestUpdateServesOldVersionUntilNewIsReady(t *testing.T) {
 
 	close(gate)
 	waitFor(t, "old instance draining", func() bool { in, _ := m.Instance(oldID); return in.State == api.StateStopping })
-	if id, _, _, r, ok := m.TryAcquire("f"); !ok || id == oldID {
+	if id, _, _, r, ok := m.tryAcquire("f"); !ok || id == oldID {
 		t.Errorf("TryAcquire after v2 is ready = %q, %v; want the new instance", id, ok)
 	} else {
 		r()
@@ -303,7 +323,7 @@ func TestFailedUpdateKeepsOldVersionServing(t *testing.T) {
 	for len(notified) > 0 {
 		<-notified
 	}
-	id, _, _, release, ok := m.TryAcquire("f")
+	id, _, _, release, ok := m.tryAcquire("f")
 	if !ok || id != old[0].ID {
 		t.Fatalf("TryAcquire after a failed update = %q, %v; want the old instance %s still serving", id, ok, old[0].ID)
 	}
@@ -330,7 +350,7 @@ func TestRemoveDrainsBusyInstances(t *testing.T) {
 	m, _ := newManager(t, d, "{max: 2, concurrency: 1}")
 	m.grow("f", 2)
 	waitFor(t, "2 ready", func() bool { return m.count(api.StateReady) == 2 })
-	_, addr, _, release, ok := m.TryAcquire("f")
+	_, addr, _, release, ok := m.tryAcquire("f")
 	if !ok {
 		t.Fatal("no slot")
 	}
@@ -365,7 +385,7 @@ func TestRemoveCutsBusyInstancesWhenContextEnds(t *testing.T) {
 	m, _ := newManager(t, d, "{max: 1}")
 	m.grow("f", 1)
 	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
-	_, _, _, release, _ := m.TryAcquire("f")
+	_, _, _, release, _ := m.tryAcquire("f")
 	defer release()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -409,7 +429,7 @@ func TestOldVersionCrashLeavesPool(t *testing.T) {
 	m, _ := newManager(t, d, "{max: 2}")
 	m.grow("f", 1)
 	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
-	oldID, _, _, release, _ := m.TryAcquire("f") // keeps the old version draining
+	oldID, _, _, release, _ := m.tryAcquire("f") // keeps the old version draining
 	defer release()
 	f2, _ := spec.Parse([]byte("name: f\ncommand: [y]\nscaling: {max: 2}"))
 	m.Put(f2, 2)
