@@ -1,8 +1,9 @@
 // Package activator holds requests while no instance slot is free. Each
-// function has a bounded FIFO queue; a request that finds no free slot asks
-// for capacity at once (scale from zero without waiting for an autoscaler
-// tick) and waits until a slot frees, an instance becomes ready, its start
-// fails, or its deadline passes.
+// function has a bounded FIFO queue; a request that finds no free slot
+// pokes the controller at once with the demand it sees (scale from zero
+// without waiting for an autoscaler tick; the controller sizes it by the one
+// rule, autoscaler.Decide) and waits until a slot frees, an instance becomes
+// ready, its start fails, or its deadline passes.
 package activator
 
 import (
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/spec"
 )
 
@@ -43,14 +45,24 @@ func (e *QueueFullError) Unwrap() error { return ErrQueueFull }
 // Capacity is what the activator needs from the instance manager.
 type Capacity interface {
 	Function(name string) (*spec.Function, bool)
-	// TryAcquire takes a slot on the least-loaded ready instance.
-	TryAcquire(fn string) (id, addr string, readyAt time.Time, release func(), ok bool)
-	// EnsureCapacity starts instances for demand (in flight + queued)
-	// without waiting; it errs while starts back off after failures.
-	EnsureCapacity(fn string, demand int) (started int, err error)
+	// Endpoints lists fn's instances that can take a request now, oldest
+	// first; the activator picks among them (see pick).
+	Endpoints(fn string) []api.Endpoint
+	// Acquire takes a slot on endpoint id, unless it can no longer take
+	// one (filled, drained or died since Endpoints).
+	Acquire(fn, id string) (release func(), ok bool)
 	// Health reports live (ready or starting) instances and, while starts
 	// back off, the last start error and when the next try is allowed.
 	Health(fn string) (live int, retryAt time.Time, failing error)
+}
+
+// Waker is told, at once, that requests of fn wait for a slot (the
+// controller; Knative's poke). demand is fn's in flight + queued count at
+// this instant, so the wake-up is sized right the first time. Wake is called
+// with the function's queue lock held: it must not call back into the
+// Activator, and it must not block on a start.
+type Waker interface {
+	Wake(fn string, demand int)
 }
 
 // Slot is a held place on an instance, valid while Try's callback runs.
@@ -66,8 +78,9 @@ type Slot struct {
 
 // Activator dispatches requests to instance slots.
 type Activator struct {
-	cap Capacity
-	now func() time.Time
+	cap  Capacity
+	wake Waker
+	now  func() time.Time
 
 	mu     sync.RWMutex // guards queues
 	queues map[string]*queue
@@ -99,9 +112,9 @@ type grant struct {
 	err      error
 }
 
-// New returns an Activator over cap.
-func New(cap Capacity) *Activator {
-	return &Activator{cap: cap, now: time.Now, queues: make(map[string]*queue)}
+// New returns an Activator over cap that pokes wake when requests wait.
+func New(cap Capacity, wake Waker) *Activator {
+	return &Activator{cap: cap, wake: wake, now: time.Now, queues: make(map[string]*queue)}
 }
 
 func (a *Activator) queue(fn string) *queue {
@@ -144,11 +157,11 @@ func (a *Activator) Try(ctx context.Context, fn string, f func(Slot) error) erro
 	q.mu.Lock()
 	q.requests++
 	if len(q.waiters) == 0 {
-		if id, addr, readyAt, release, ok := a.cap.TryAcquire(fn); ok {
+		if g, ok := a.acquire(fn); ok {
 			q.inFlight++
 			q.moveLocked(arrived, +1)
 			q.mu.Unlock()
-			return a.run(q, grant{id: id, addr: addr, readyAt: readyAt, release: release}, arrived, arrived, f)
+			return a.run(q, g, arrived, arrived, f)
 		}
 	}
 	if len(q.waiters) >= sp.Scaling.Queue {
@@ -158,14 +171,16 @@ func (a *Activator) Try(ctx context.Context, fn string, f func(Slot) error) erro
 	w := &waiter{ch: make(chan grant, 1), arrived: arrived}
 	q.waiters = append(q.waiters, w)
 	q.moveLocked(arrived, +1)
-	demand := q.inFlight + len(q.waiters)
+	// Under the queue lock, so pokes reach the controller in the order
+	// their counts were taken and a smaller, older count never lands last.
+	a.wake.Wake(fn, q.inFlight+len(q.waiters))
 	q.mu.Unlock()
 
-	if _, err := a.cap.EnsureCapacity(fn, demand); err != nil {
-		if live, retryAt, failing := a.cap.Health(fn); live == 0 && failing != nil {
-			if a.abandon(q, w) {
-				return &StartFailedError{Err: failing, RetryAt: retryAt}
-			}
+	if live, retryAt, failing := a.cap.Health(fn); live == 0 && failing != nil {
+		// Nothing runs and nothing may start (backoff, budget, instance
+		// limit): say why now rather than at the deadline.
+		if a.abandon(q, w) {
+			return &StartFailedError{Err: failing, RetryAt: retryAt}
 		}
 	}
 
@@ -184,6 +199,38 @@ func (a *Activator) Try(ctx context.Context, fn string, f func(Slot) error) erro
 		}
 		return ctx.Err()
 	}
+}
+
+// acquire takes a slot on the endpoint of fn that pick chooses. An
+// endpoint can fill or die between the listing and the take (a release of
+// another gateway's request, a crash): then it lists again.
+func (a *Activator) acquire(fn string) (grant, bool) {
+	for {
+		e, ok := pick(a.cap.Endpoints(fn))
+		if !ok {
+			return grant{}, false
+		}
+		if release, ok := a.cap.Acquire(fn, e.ID); ok {
+			return grant{id: e.ID, addr: e.Addr, readyAt: e.ReadyAt, release: release}, true
+		}
+	}
+}
+
+// pick is the dispatch rule: the endpoint with the fewest requests in
+// flight and a free slot, ties to the oldest (eps is oldest first), so load
+// packs onto old instances and excess ones fall idle and expire.
+func pick(eps []api.Endpoint) (api.Endpoint, bool) {
+	var best api.Endpoint
+	found := false
+	for _, e := range eps {
+		if e.Concurrency > 0 && e.InFlight >= e.Concurrency {
+			continue
+		}
+		if !found || e.InFlight < best.InFlight {
+			best, found = e, true
+		}
+	}
+	return best, found
 }
 
 // abandon removes w from q; it reports false when w was already granted.
@@ -233,7 +280,7 @@ func (a *Activator) Notify(fn string) {
 	}
 	q.mu.Lock()
 	for len(q.waiters) > 0 {
-		id, addr, readyAt, release, ok := a.cap.TryAcquire(fn)
+		g, ok := a.acquire(fn)
 		if !ok {
 			break
 		}
@@ -242,18 +289,16 @@ func (a *Activator) Notify(fn string) {
 		q.waiters = q.waiters[1:]
 		w.granted = true
 		q.inFlight++ // level unchanged: queued becomes in flight
-		w.ch <- grant{id: id, addr: addr, readyAt: readyAt, release: release}
+		w.ch <- g
 	}
 	if len(q.waiters) == 0 {
 		q.mu.Unlock()
 		return
 	}
-	demand := q.inFlight + len(q.waiters)
-	_, startErr := a.cap.EnsureCapacity(fn, demand)
-	if live, retryAt, failing := a.cap.Health(fn); live == 0 && (failing != nil || startErr != nil) {
-		if failing == nil {
-			failing = startErr
-		}
+	// Capacity changed and requests still wait (an instance failed or
+	// stopped under them): poke with what waits now.
+	a.wake.Wake(fn, q.inFlight+len(q.waiters))
+	if live, retryAt, failing := a.cap.Health(fn); live == 0 && failing != nil {
 		now := a.now()
 		for _, w := range q.waiters {
 			w.granted = true

@@ -3,11 +3,13 @@ package activator
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/spec"
 )
 
@@ -20,6 +22,7 @@ type fakeCapacity struct {
 	started int
 	failing error
 	live    int
+	pokes   []int // demand carried by each Wake
 	notify  func(string)
 }
 
@@ -27,14 +30,23 @@ func (f *fakeCapacity) Function(name string) (*spec.Function, bool) {
 	return f.fn, name == f.fn.Name
 }
 
-func (f *fakeCapacity) TryAcquire(fn string) (string, string, time.Time, func(), bool) {
+func (f *fakeCapacity) Endpoints(fn string) []api.Endpoint {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.free == 0 {
-		return "", "", time.Time{}, nil, false
+		return nil
+	}
+	return []api.Endpoint{{ID: "i1", Addr: "127.0.0.1:1", Concurrency: 0, ReadyAt: f.readyAt}}
+}
+
+func (f *fakeCapacity) Acquire(fn, id string) (func(), bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.free == 0 {
+		return nil, false
 	}
 	f.free--
-	return "i1", "127.0.0.1:1", f.readyAt, func() {
+	return func() {
 		f.mu.Lock()
 		f.free++
 		f.mu.Unlock()
@@ -42,15 +54,17 @@ func (f *fakeCapacity) TryAcquire(fn string) (string, string, time.Time, func(),
 	}, true
 }
 
-func (f *fakeCapacity) EnsureCapacity(fn string, demand int) (int, error) {
+// Wake is the controller's side of the poke: it records the demand and,
+// unless starts fail, counts a start.
+func (f *fakeCapacity) Wake(fn string, demand int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.pokes = append(f.pokes, demand)
 	if f.failing != nil {
-		return 0, f.failing
+		return
 	}
 	f.started++
 	f.live = 1
-	return 1, nil
 }
 
 func (f *fakeCapacity) Health(fn string) (int, time.Time, error) {
@@ -74,7 +88,7 @@ func newTest(t *testing.T, queue int) (*Activator, *fakeCapacity) {
 	fn.Default()
 	fn.Scaling.Queue = queue
 	c := &fakeCapacity{fn: fn}
-	a := New(c)
+	a := New(c, c)
 	c.notify = a.Notify
 	return a, c
 }
@@ -247,5 +261,62 @@ func waitIdle(t *testing.T, a *Activator) {
 			t.Fatalf("in flight = %d, want 0", n)
 		}
 		time.Sleep(time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+// TestPokeCarriesDemand: each request that has to wait pokes at once with
+// in flight + queued, the instantaneous demand the controller sizes by.
+func TestPokeCarriesDemand(t *testing.T) {
+	a, c := newTest(t, 10)
+	c.free = 1
+	release := make(chan struct{})
+	held := make(chan struct{})
+	go a.Try(context.Background(), "f", func(Slot) error { close(held); <-release; return nil })
+	<-held
+	var wg sync.WaitGroup
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := a.Try(context.Background(), "f", func(Slot) error { return nil }); err != nil {
+				t.Error(err)
+			}
+		}()
+		waitQueued(t, a, i+1)
+	}
+	c.mu.Lock()
+	got := slices.Clone(c.pokes)
+	c.mu.Unlock()
+	if want := []int{2, 3}; !slices.Equal(got, want) {
+		t.Errorf("pokes = %v, want %v (1 in flight + 1, then + 2 queued)", got, want)
+	}
+	close(release) // the freed slot serves the waiters one after the other
+	wg.Wait()
+	waitIdle(t, a)
+}
+
+func TestPick(t *testing.T) {
+	ep := func(id string, inFlight, conc int) api.Endpoint {
+		return api.Endpoint{ID: id, InFlight: inFlight, Concurrency: conc}
+	}
+	tests := []struct {
+		name string
+		eps  []api.Endpoint
+		want string // "" = none
+	}{
+		{"none", nil, ""},
+		{"least in flight", []api.Endpoint{ep("old", 3, 4), ep("new", 1, 4)}, "new"},
+		{"ties go to the oldest", []api.Endpoint{ep("old", 1, 4), ep("mid", 1, 4), ep("new", 1, 4)}, "old"},
+		{"full ones are skipped", []api.Endpoint{ep("old", 4, 4), ep("new", 3, 4)}, "new"},
+		{"all full", []api.Endpoint{ep("old", 4, 4), ep("new", 4, 4)}, ""},
+		{"unlimited never full", []api.Endpoint{ep("old", 100, 0)}, "old"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := pick(tt.eps)
+			if ok != (tt.want != "") || (ok && got.ID != tt.want) {
+				t.Errorf("pick = %q, %v; want %q", got.ID, ok, tt.want)
+			}
+		})
 	}
 }

@@ -39,6 +39,18 @@ type ErrorBody struct {
 	Type string `json:"type,omitempty"`
 }
 
+// Endpoint is one instance that can take requests, as a dispatcher sees it:
+// where it listens and how loaded it is. A local process today; a remote
+// one (a Pod's address) fits the same view.
+type Endpoint struct {
+	ID       string
+	Addr     string
+	InFlight int
+	// Concurrency is the most requests it takes at once (0 = unlimited).
+	Concurrency int
+	ReadyAt     time.Time
+}
+
 // Instance is one instance of a function as GET /v1/functions/{name}/instances shows it.
 type Instance struct {
 	ID       string `json:"id"`

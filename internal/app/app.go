@@ -87,7 +87,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	prep := &preparer{cfg: cfg, rt: drv, logger: logger.With("component", "prepare")}
 	var metrics *telemetry.Metrics
 	mgr := instance.New(drv, logger.With("component", "instance"), instance.Options{
-		LogDir:         filepath.Join(cfg.DataDir, "logs"),
+		Logs:           &instance.FileLogs{Dir: filepath.Join(cfg.DataDir, "logs")},
 		MaxPerFunction: cfg.MaxInstancesPerFunction,
 		MaxTotal:       cfg.MaxInstances,
 		MaxStarting:    cfg.MaxConcurrentStarts,
@@ -104,9 +104,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	mgr.SetObserver(obs)
 	drv.onnx.SetObserver(obs) // pooled workers are metered while they wait
 	// --- end metering ---
-	act := activator.New(mgr)
+	// Demand reaches the controller through reports that can sum several
+	// gateways; this server's activator is the one source so far. The
+	// activator pokes the controller (Wake) when requests wait.
+	demand := controller.NewDemandReports(0)
+	ctl := controller.New(db, mgr, demand, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick, Validate: drv.Validate, Prepare: prep.Prepare, Budgets: meter})
+	act := activator.New(mgr, ctl)
+	demand.Add(act)
 	mgr.SetNotify(act.Notify)
-	ctl := controller.New(db, mgr, act, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick, Validate: drv.Validate, Prepare: prep.Prepare, Budgets: meter})
 	if err := ctl.Load(ctx); err != nil {
 		return err
 	}

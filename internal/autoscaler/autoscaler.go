@@ -47,6 +47,13 @@ type Params struct {
 	PanicThreshold float64
 	// Ready is the number of instances ready or starting now.
 	Ready int
+	// Current is the concurrency (in flight plus queued) an activator saw
+	// at this instant, carried by its poke when requests wait for a slot
+	// (Knative's first-request stat); 0 on a plain tick. Neither average
+	// counts below it, so a burst from zero is sized at once by the same
+	// rule as everything else rather than from an average diluted by the
+	// idle seconds before it.
+	Current float64
 
 	// PanicSince and PanicDesired are the panic memory: the controller feeds
 	// back the previous Decision's fields of the same names (zero at first).
@@ -88,6 +95,10 @@ type Decision struct {
 // 20 over the last 6s → panic count ceil(20/2.8) = 8 ≥ 2×1: panic, desired 8
 // even though the 60s average may still read 3 (→ 2 instances).
 //
+// A poke's Current is demand now: with nothing ready and 8 requests waiting,
+// both counts are ceil(8/2.8) = 3 ≥ 2×1, so panic starts 3 at once and holds
+// them while the averages catch up; no second wave follows.
+//
 // Idle wins over panic: once traffic stops for IdleTimeout the count falls to
 // Min and the panic memory is dropped. The window's span must cover
 // StableWindow, or the stable average covers only the span.
@@ -104,12 +115,16 @@ func Decide(p Params, w *Window, now time.Time) Decision {
 	// headroom never goes below one request per instance. Use Buffer for
 	// deliberate spares.
 	per = max(per, 1)
+	current := p.Current
+	if !(current > 0) { // also catches NaN
+		current = 0
+	}
 	d := Decision{
-		StableDemand: w.Average(now, p.StableWindow),
-		PanicDemand:  w.Average(now, p.PanicWindow),
+		StableDemand: max(w.Average(now, p.StableWindow), current),
+		PanicDemand:  max(w.Average(now, p.PanicWindow), current),
 	}
 
-	if !flowing(w, now, p.IdleTimeout) {
+	if current == 0 && !flowing(w, now, p.IdleTimeout) {
 		d.Desired = clamp(p.Min, p.Min, p.Max)
 		d.Reason = "idle"
 		return d

@@ -326,3 +326,65 @@ func BenchmarkDecide(b *testing.B) {
 		Decide(p, w, now)
 	}
 }
+
+// TestDecidePokeSizesAtOnce is the single sizing rule for scale from zero:
+// a poke's Current is demand now, whatever the window holds, and the panic
+// it enters holds the count while the averages catch up, so no second wave
+// follows.
+func TestDecidePokeSizesAtOnce(t *testing.T) {
+	p := Params{Max: 10, Concurrency: 4, Target: 0.7, IdleTimeout: 2 * time.Minute}
+	fresh := func() *Window { return NewWindow(time.Second, time.Minute) }
+	// A function idle for a minute after earlier traffic: the last 6 s
+	// read 0, so an average alone would be diluted.
+	history := func() *Window {
+		w := fresh()
+		w.Record(sec(0), 20)
+		for s := 1; s <= 60; s++ {
+			w.Record(sec(float64(s)), 0)
+		}
+		return w
+	}
+	tests := []struct {
+		name    string
+		w       *Window
+		current float64
+		want    int
+	}{
+		{"8 waiting, never seen traffic", fresh(), 8, 3}, // ceil(8 / 2.8)
+		{"8 waiting after idle history", history(), 8, 3},
+		{"1 waiting", fresh(), 1, 1},
+		{"no poke, never seen traffic", fresh(), 0, 0},
+		{"NaN counts as no poke", fresh(), math.NaN(), 0},
+		{"100 waiting, capped at max", fresh(), 100, 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			q := p
+			q.Current = tt.current
+			if got := Decide(q, tt.w, sec(61)); got.Desired != tt.want {
+				t.Errorf("Decide(current %v).Desired = %d, want %d (%s)", tt.current, got.Desired, tt.want, got.Reason)
+			}
+		})
+	}
+
+	// The ticks after the poke: the 3 are starting (Ready 3), the window
+	// fills with the 8 now in flight and then with nothing once they are
+	// served; the count stays 3, never 4, until idle.
+	w := history()
+	q := p
+	q.Current = 8
+	d := Decide(q, w, sec(61))
+	q.Current = 0
+	for s := 62; s <= 120; s++ {
+		load := 0.0
+		if s < 64 {
+			load = 8
+		}
+		w.Record(sec(float64(s)), load)
+		q.Ready, q.PanicSince, q.PanicDesired = d.Desired, d.PanicSince, d.PanicDesired
+		d = Decide(q, w, sec(float64(s)))
+		if d.Desired != 3 {
+			t.Fatalf("tick at %ds after the poke: desired %d, want 3 (%s)", s, d.Desired, d.Reason)
+		}
+	}
+}

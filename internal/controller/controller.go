@@ -2,7 +2,9 @@
 // that applies scaling decisions: each tick it samples every function's
 // demand, asks the pure autoscaler for a desired instance count, and has the
 // instance manager reconcile toward it (start up to desired; stop instances
-// idle past their keep-warm window beyond it).
+// idle past their keep-warm window beyond it). An activator's poke (Wake)
+// runs the same decision at once with the demand it sees, so
+// autoscaler.Decide is the only rule that sizes a function.
 package controller
 
 import (
@@ -44,11 +46,13 @@ type Scaler interface {
 	Limit(fn string, n int, why string)
 }
 
-// Demand reports a function's demand (activator).
+// Demand reports a function's demand, summed over every gateway that
+// serves it (DemandReports).
 type Demand interface {
 	// Demand returns the time-weighted average concurrency (in flight +
-	// queued) since the previous call, and the current level.
-	Demand(fn string) (average float64, current int)
+	// queued) since the previous call, and the current level, at now.
+	Demand(fn string, now time.Time) (average float64, current int)
+	// Forget drops fn's demand and fails its queued requests.
 	Forget(fn string)
 }
 
@@ -87,6 +91,11 @@ type Controller struct {
 }
 
 type function struct {
+	// apply serialises decide-and-reconcile of this function between the
+	// tick and pokes, so a stale decision is never applied after a newer
+	// one. Taken before Controller.mu, never while a Demand is sampled.
+	apply sync.Mutex
+
 	rec      api.Function
 	spec     *spec.Function
 	window   *autoscaler.Window
@@ -247,30 +256,61 @@ func (c *Controller) tick(now time.Time) {
 // tickOne samples, decides and reconciles one function. A panic in one
 // function's decision is logged and does not stop the loop.
 func (c *Controller) tickOne(name string, now time.Time) {
-	defer func() {
-		if r := recover(); r != nil {
-			c.logger.Error("controller tick panicked", "function", name, "panic", r, "stack", string(debug.Stack()))
-		}
-	}()
-	avg, _ := c.demand.Demand(name)
-	live, _, _ := c.scaler.Health(name)
+	defer c.recoverDecide(name)
+	avg, _ := c.demand.Demand(name, now)
+	c.decide(name, now, avg, true, 0)
+}
+
+// Wake is an activator's poke: requests of fn wait for a slot, and demand
+// (in flight + queued) is what it sees now. It runs the one sizing rule at
+// once, without waiting for the tick, so a scale from zero starts as many
+// instances as that demand needs, within max.
+//
+// An activator calls it while holding its queue lock, so it must not sample
+// Demand (which takes that lock); it only decides and reconciles.
+func (c *Controller) Wake(name string, demand int) {
+	defer c.recoverDecide(name)
+	c.decide(name, c.now(), 0, false, demand)
+}
+
+func (c *Controller) recoverDecide(name string) {
+	if r := recover(); r != nil {
+		c.logger.Error("scaling decision panicked", "function", name, "panic", r, "stack", string(debug.Stack()))
+	}
+}
+
+// decide records a tick's sample (record), runs autoscaler.Decide with the
+// poke's current demand (0 on a tick), applies the budget and reconciles.
+func (c *Controller) decide(name string, now time.Time, avg float64, record bool, current int) {
 	c.mu.Lock()
 	fn := c.funcs[name]
+	c.mu.Unlock()
 	if fn == nil {
+		return
+	}
+	fn.apply.Lock()
+	defer fn.apply.Unlock()
+	live, _, _ := c.scaler.Health(name)
+	c.mu.Lock()
+	if c.funcs[name] != fn { // removed meanwhile
 		c.mu.Unlock()
 		return
 	}
-	fn.window.Record(now, avg)
+	if record {
+		fn.window.Record(now, avg)
+	}
 	s := fn.spec.Scaling
 	d := autoscaler.Decide(autoscaler.Params{
 		Min: s.EffectiveMin(now), Max: s.Max, Buffer: s.Buffer,
 		Concurrency: s.Concurrency, Target: s.Target, IdleTimeout: s.IdleTimeout.D(),
 		Ready:        live,
+		Current:      float64(current),
 		PanicSince:   fn.decision.PanicSince,
 		PanicDesired: fn.decision.PanicDesired,
 	}, fn.window, now)
 	if d.Desired != fn.decision.Desired || d.Panic != fn.decision.Panic {
-		c.logger.Debug("scaling decision", "function", name, "desired", d.Desired, "panic", d.Panic, "reason", d.Reason)
+		c.logger.Debug("scaling decision", "function", name, "desired", d.Desired, "panic", d.Panic,
+			"reason", d.Reason, "poke", !record)
 	}
 	budget := fn.spec.Budget
 	c.mu.Unlock()

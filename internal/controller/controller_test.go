@@ -40,8 +40,8 @@ func (s *recordingScaler) Limit(fn string, n int, why string) {
 
 type fixedDemand struct{ avg float64 }
 
-func (d *fixedDemand) Demand(fn string) (float64, int) { return d.avg, int(d.avg) }
-func (d *fixedDemand) Forget(fn string)                {}
+func (d *fixedDemand) Demand(fn string, now time.Time) (float64, int) { return d.avg, int(d.avg) }
+func (d *fixedDemand) Forget(fn string)                               {}
 
 func newController(t *testing.T) (*Controller, *recordingScaler, *fixedDemand, *sqlite.DB) {
 	t.Helper()
@@ -131,5 +131,45 @@ func TestBudgetActions(t *testing.T) {
 		if got := sc.limits["spendy"]; got != tt.cap {
 			t.Errorf("action %q: limit = %d, want %d", tt.action, got, tt.cap)
 		}
+	}
+}
+
+// TestWakeSizesByTheRule: a poke applies autoscaler.Decide at once with the
+// demand it carries; a plain tick right after keeps the count.
+func TestWakeSizesByTheRule(t *testing.T) {
+	tests := []struct {
+		name    string
+		scaling string
+		demand  int
+		want    int
+	}{
+		{"8 waiting, concurrency 4, target 0.7", "{max: 10, concurrency: 4, target: 0.7}", 8, 3},
+		{"buffer counts too", "{max: 10, concurrency: 4, target: 0.7, buffer: 1}", 8, 4},
+		{"within max", "{max: 2, concurrency: 4, target: 0.7}", 8, 2},
+		{"one request", "{max: 10, concurrency: 4, target: 0.7}", 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, sc, dm, _ := newController(t)
+			f, err := spec.Parse([]byte(`{name: f, command: [x], scaling: ` + tt.scaling + `}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			now := time.Unix(1000, 0)
+			c.now = func() time.Time { return now }
+			if _, _, err := c.Deploy(context.Background(), f); err != nil {
+				t.Fatal(err)
+			}
+			c.Wake("f", tt.demand)
+			if got := sc.desired["f"]; got != tt.want {
+				t.Errorf("desired after Wake(%d) = %d, want %d", tt.demand, got, tt.want)
+			}
+			// The tick samples the same requests, waiting or in flight.
+			sc.live, dm.avg = tt.want, float64(tt.demand)
+			c.tickOne("f", now.Add(500*time.Millisecond))
+			if got := sc.desired["f"]; got != tt.want {
+				t.Errorf("desired at the next tick = %d, want %d", got, tt.want)
+			}
+		})
 	}
 }

@@ -45,7 +45,7 @@ func TestManagerNeverExceedsTotal(t *testing.T) {
 	for range 3 {
 		for _, fn := range []string{"a", "b"} {
 			m.Reconcile(fn, 10, now)
-			m.EnsureCapacity(fn, 100)
+			m.grow(fn, 100)
 			if n := live(m); n > 5 {
 				t.Fatalf("%d instances live, want ≤ MaxTotal 5", n)
 			}
@@ -55,17 +55,17 @@ func TestManagerNeverExceedsTotal(t *testing.T) {
 	if l, _ := m.Load("a"); l.Ready+l.Starting != 4 {
 		t.Errorf("a has %d instances, want MaxPerFunction 4", l.Ready+l.Starting)
 	}
-	_, err := m.EnsureCapacity("c", 1)
+	_, err := m.grow("c", 1)
 	if !errors.Is(err, ErrInstanceLimit) {
-		t.Fatalf("EnsureCapacity(c) at the total = %v, want ErrInstanceLimit", err)
+		t.Fatalf("grow(c) at the total = %v, want ErrInstanceLimit", err)
 	}
 	if n, _, failing := m.Health("c"); n != 0 || !errors.Is(failing, ErrInstanceLimit) {
 		t.Errorf("Health(c) = %d, %v; want 0 live and ErrInstanceLimit", n, failing)
 	}
 	// b gives its instance back: c may start.
 	m.Remove(context.Background(), "b")
-	if started, err := m.EnsureCapacity("c", 1); started != 1 || err != nil {
-		t.Errorf("EnsureCapacity(c) after room was made = %d, %v; want 1 start", started, err)
+	if started, err := m.grow("c", 1); started != 1 || err != nil {
+		t.Errorf("grow(c) after room was made = %d, %v; want 1 start", started, err)
 	}
 	if n := live(m); n > 5 {
 		t.Fatalf("%d instances live, want ≤ 5", n)
@@ -83,8 +83,8 @@ func TestManagerNeverExceedsTotal(t *testing.T) {
 func TestManagerBoundsConcurrentStarts(t *testing.T) {
 	d := &fakeDriver{gate: make(chan struct{})}
 	m := limitedManager(t, d, Options{MaxStarting: 2}, "name: a\ncommand: [x]\nscaling: {max: 8, concurrency: 1}")
-	if started, err := m.EnsureCapacity("a", 8); started != 8 || err != nil {
-		t.Fatalf("EnsureCapacity = %d, %v; want 8 starting", started, err)
+	if started, err := m.grow("a", 8); started != 8 || err != nil {
+		t.Fatalf("grow = %d, %v; want 8 starting", started, err)
 	}
 	d.waitStarted(t, 2)
 	d.mu.Lock()

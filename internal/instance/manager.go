@@ -20,8 +20,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -49,12 +47,16 @@ type Observer interface {
 
 // Options configure a Manager.
 type Options struct {
-	// LogDir receives one log file per instance under LogDir/<function>/.
-	LogDir string
+	// Now is the manager's clock (default time.Now): every timestamp it
+	// records (start, ready, idle, backoff) comes from it, so tests can
+	// move time.
+	Now func() time.Time
+	// Logs keeps what instances print (FileLogs: one file per instance);
+	// nil discards it. The manager opens an instance's writer before its
+	// start and closes it once the instance has gone.
+	Logs LogSink
 	// KeepFailed is how many failed instances per function stay visible.
 	KeepFailed int
-	// KeepLogs is how many instance log files per function are kept.
-	KeepLogs int
 	// BackoffBase and BackoffMax bound the delay before restarting after
 	// consecutive failed starts.
 	BackoffBase, BackoffMax time.Duration
@@ -130,8 +132,7 @@ type pool struct {
 type Instance struct {
 	id, fn    string
 	version   int64
-	state     string
-	draining  bool
+	state     State
 	outdated  bool // older version, still serving until the new one is ready
 	startedAt time.Time
 	readyAt   time.Time
@@ -142,20 +143,19 @@ type Instance struct {
 	exitErr   error
 	tail      []string
 	drv       driver.Instance
-	logFile   *os.File
+	logOut    io.WriteCloser // from Options.Logs; closed when the instance has gone
 
 	// cancelStart abandons the start in progress (stop of a starting
 	// instance); gone is closed once the instance has left its pool,
-	// stopped or failed.
+	// stopped or failed (a terminal State).
 	cancelStart context.CancelFunc
 	startCtx    context.Context
 	gone        chan struct{}
-	retired     bool
 }
 
 // LogValue lets an instance log itself.
 func (i *Instance) LogValue() slog.Value {
-	return slog.GroupValue(slog.String("id", i.id), slog.String("function", i.fn), slog.String("state", i.state))
+	return slog.GroupValue(slog.String("id", i.id), slog.String("function", i.fn), slog.String("state", i.state.String()))
 }
 
 // New returns a Manager that starts instances with drv.
@@ -163,21 +163,21 @@ func New(drv driver.Driver, logger *slog.Logger, opts Options) *Manager {
 	if opts.KeepFailed == 0 {
 		opts.KeepFailed = 3
 	}
-	if opts.KeepLogs == 0 {
-		opts.KeepLogs = 50
-	}
 	if opts.BackoffBase == 0 {
 		opts.BackoffBase = 500 * time.Millisecond
 	}
 	if opts.BackoffMax == 0 {
 		opts.BackoffMax = 30 * time.Second
 	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
 	if opts.Notify == nil {
 		opts.Notify = func(string) {}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &Manager{
-		drv: drv, logger: logger, opts: opts, now: time.Now,
+		drv: drv, logger: logger, opts: opts, now: opts.Now,
 		ctx: ctx, cancel: cancel,
 		pools: make(map[string]*pool), byID: make(map[string]*Instance),
 	}
@@ -205,13 +205,14 @@ func (m *Manager) Put(fn *spec.Function, version int64) {
 	p.limit, p.limitWhy = -1, "" // the controller re-applies a budget cap next tick
 	p.failures, p.nextStart, p.lastErr = 0, time.Time{}, nil
 	for _, in := range p.instances {
-		if in.version == version || in.draining {
+		if in.version == version {
 			continue
 		}
-		if in.state == api.StateReady {
+		switch in.state {
+		case Ready:
 			in.outdated = true
-		} else {
-			in.draining = true
+		case Starting:
+			m.setLocked(in, Draining)
 			stop = append(stop, in)
 		}
 	}
@@ -222,60 +223,6 @@ func (m *Manager) Put(fn *spec.Function, version int64) {
 	}
 	m.launch(ins)
 	m.opts.Notify(fn.Name)
-}
-
-// nextRolloutLocked starts the next instance of p's current version while
-// outdated instances still serve and none of the current version is
-// starting, unless starts are backing off or a budget holds the function at
-// zero. It may go one above scaling.max (or a budget cap): an outdated
-// instance leaves as each new one is ready. m.mu must be held; the caller
-// launches the result.
-func (m *Manager) nextRolloutLocked(p *pool) []*Instance {
-	if m.closed || p.limit == 0 {
-		return nil
-	}
-	if outdated, starting := rolloutProgressLocked(p); !outdated || starting > 0 || m.now().Before(p.nextStart) {
-		return nil
-	}
-	if m.roomLocked() == 0 {
-		return nil // the next reconcile retries once an instance has left
-	}
-	return []*Instance{m.newInstanceLocked(p, m.now())}
-}
-
-// rolloutProgressLocked reports whether outdated instances of p still serve, and
-// how many of the current version are starting. m.mu must be held.
-func rolloutProgressLocked(p *pool) (outdated bool, starting int) {
-	for _, in := range p.instances {
-		switch {
-		case in.outdated && !in.draining:
-			outdated = true
-		case in.version == p.version && !in.draining && in.state == api.StateStarting:
-			starting++
-		}
-	}
-	return outdated, starting
-}
-
-// retireOutdatedLocked drains one outdated instance of p, now that an
-// instance of the current version is ready: the idlest, so capacity moves
-// over one for one. It returns it when it is idle, to stop now; a busy one
-// stops when its last request ends. m.mu must be held.
-func (m *Manager) retireOutdatedLocked(p *pool) []*Instance {
-	var pick *Instance
-	for _, in := range p.instances {
-		if in.outdated && !in.draining && (pick == nil || in.inFlight < pick.inFlight) {
-			pick = in
-		}
-	}
-	if pick == nil {
-		return nil
-	}
-	pick.draining = true
-	if pick.inFlight == 0 && pick.state == api.StateReady {
-		return []*Instance{pick}
-	}
-	return nil
 }
 
 // Remove stops every instance of fn and forgets it. Idle and starting
@@ -291,8 +238,11 @@ func (m *Manager) Remove(ctx context.Context, name string) {
 	delete(m.pools, name)
 	var now, busy []*Instance
 	for _, in := range p.instances {
-		in.draining = true
-		if in.state == api.StateReady && in.inFlight > 0 {
+		busyNow := (in.state == Ready || in.state == Draining) && in.inFlight > 0
+		if in.state == Starting || in.state == Ready {
+			m.setLocked(in, Draining)
+		}
+		if busyNow {
 			busy = append(busy, in) // release stops it when it falls idle
 		} else {
 			now = append(now, in)
@@ -335,258 +285,12 @@ func (m *Manager) Function(name string) (*spec.Function, bool) {
 	return p.fn, true
 }
 
-// TryAcquire takes a slot on the ready instance of fn with the fewest
-// requests in flight, never above the spec's concurrency. release must be
-// called exactly once when the request ends.
-func (m *Manager) TryAcquire(fn string) (id, addr string, readyAt time.Time, release func(), ok bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p := m.pools[fn]
-	if p == nil {
-		return "", "", time.Time{}, nil, false
-	}
-	limit := p.fn.Scaling.Concurrency
-	var best *Instance
-	for _, in := range p.instances {
-		if in.state != api.StateReady || in.draining || (limit > 0 && in.inFlight >= limit) {
-			continue
-		}
-		if exited(in.drv) {
-			// Dead, and its watcher has not marked it failed yet: a
-			// request sent there would fail for nothing.
-			continue
-		}
-		if best == nil || in.inFlight < best.inFlight {
-			best = in
-		}
-	}
-	if best == nil {
-		return "", "", time.Time{}, nil, false
-	}
-	best.inFlight++
-	best.served++
-	if best.inFlight == 1 {
-		best.idleSince = time.Time{}
-		if o := m.opts.Observer; o != nil {
-			o.Busy(fn, best.id, true, m.now())
-		}
-	}
-	var once sync.Once
-	in := best
-	return in.id, in.drv.Addr(), in.readyAt, func() { once.Do(func() { m.release(in) }) }, true
-}
-
-func (m *Manager) release(in *Instance) {
-	m.mu.Lock()
-	in.inFlight--
-	idle := in.inFlight == 0
-	var stop bool
-	if idle {
-		now := m.now()
-		in.idleSince = now
-		stop = in.draining && in.state == api.StateReady
-		if o := m.opts.Observer; o != nil {
-			o.Busy(in.fn, in.id, false, now)
-		}
-	}
-	_, removed := m.pools[in.fn]
-	m.mu.Unlock()
-	if stop {
-		why := "replaced by a new version"
-		if !removed {
-			why = "function removed"
-		}
-		m.stopAsync(in, why)
-	}
-	m.opts.Notify(in.fn)
-}
-
-// Load reports fn's instances that can take requests now or soon: ready
-// ones with their free slots, and starting ones. free is -1 when
-// concurrency is unlimited and an instance is ready.
-type Load struct {
-	Ready, Starting, InFlight, Free int
-	// Failing is set while starts are backing off after a failure.
-	Failing   error
-	RetryAt   time.Time
-	Unlimited bool
-}
-
-// Load returns fn's current capacity picture.
-func (m *Manager) Load(fn string) (Load, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p := m.pools[fn]
-	if p == nil {
-		return Load{}, false
-	}
-	return m.loadLocked(p), true
-}
-
-// loadLocked computes p's load; m.mu must be held.
-func (m *Manager) loadLocked(p *pool) Load {
-	var l Load
-	limit := p.fn.Scaling.Concurrency
-	l.Unlimited = limit == 0
-	for _, in := range p.instances {
-		if in.draining {
-			continue
-		}
-		switch in.state {
-		case api.StateStarting:
-			l.Starting++
-		case api.StateReady:
-			l.Ready++
-			l.InFlight += in.inFlight
-			if limit > 0 {
-				l.Free += limit - in.inFlight
-			}
-		}
-	}
-	if p.lastErr != nil && m.now().Before(p.nextStart) {
-		l.Failing, l.RetryAt = p.lastErr, p.nextStart
-	}
-	return l
-}
-
-// EnsureCapacity starts instances of fn so that ready plus starting
-// capacity covers demand (requests in flight plus queued), within
-// scaling.max. It never waits for the start. It returns the number started
-// and, while starts are backing off after failures, the last start error.
-func (m *Manager) EnsureCapacity(fn string, demand int) (started int, err error) {
-	m.mu.Lock()
-	p := m.pools[fn]
-	if p == nil {
-		m.mu.Unlock()
-		return 0, fmt.Errorf("%w %q", ErrUnknownFunction, fn)
-	}
-	l := m.loadLocked(p)
-	want := l.Ready + l.Starting
-	if per := p.fn.Scaling.Concurrency; per > 0 {
-		// demand already counts the requests in flight, which occupy
-		// slots of the ready instances.
-		need := demand - (l.Ready+l.Starting)*per
-		if need > 0 {
-			want += (need + per - 1) / per
-		}
-	} else if want == 0 && demand > 0 {
-		want = 1
-	}
-	var ins []*Instance
-	ins, err = m.growLocked(p, want)
-	m.mu.Unlock()
-	m.launch(ins)
-	return len(ins), err
-}
-
-// Reconcile drives fn toward desired instances at now: it starts instances
-// up to desired, and stops instances that have been idle for the keep-warm
-// window while more than desired are ready. Instances still starting are
-// never stopped for idleness.
-func (m *Manager) Reconcile(fn string, desired int, now time.Time) {
-	m.mu.Lock()
-	p := m.pools[fn]
-	if p == nil {
-		m.mu.Unlock()
-		return
-	}
-	ins, _ := m.growLocked(p, desired)
-	ins = append(ins, m.nextRolloutLocked(p)...) // retry a failed rollout after its backoff
-	var stop []*Instance
-	l := m.loadLocked(p)
-	excess := l.Ready + l.Starting - max(desired, 0)
-	// While a rollout runs, its starting instance is not capacity yet: the
-	// outdated one it will replace must not be stopped for idleness in
-	// favour of an instance that may never become ready.
-	if outdated, starting := rolloutProgressLocked(p); outdated {
-		excess -= starting
-	}
-	idle := p.fn.Scaling.IdleTimeout.D()
-	if p.limit >= 0 && l.Ready+l.Starting > p.limit {
-		idle = 0 // a budget cap: no keep-warm beyond it
-		excess = max(excess, l.Ready+l.Starting-p.limit)
-	}
-	// Newest idle instances go first: load packs onto the oldest.
-	for i := len(p.instances) - 1; i >= 0 && excess > 0; i-- {
-		in := p.instances[i]
-		if in.state == api.StateReady && !in.draining && in.inFlight == 0 && !in.idleSince.IsZero() && now.Sub(in.idleSince) >= idle {
-			in.state = api.StateStopping
-			stop = append(stop, in)
-			excess--
-		}
-	}
-	m.mu.Unlock()
-	m.launch(ins)
-	for _, in := range stop {
-		m.stopAsync(in, fmt.Sprintf("idle for %s", idle))
-	}
-}
-
-// growLocked creates starting instances until p has want (bounded by max),
-// unless starts are backing off. m.mu must be held; the caller launches them.
-func (m *Manager) growLocked(p *pool, want int) ([]*Instance, error) {
-	if m.closed {
-		return nil, nil
-	}
-	want = min(want, p.fn.Scaling.Max)
-	if m.opts.MaxPerFunction > 0 {
-		want = min(want, m.opts.MaxPerFunction)
-	}
-	if p.limit >= 0 {
-		want = min(want, p.limit)
-	}
-	l := m.loadLocked(p)
-	have := l.Ready + l.Starting
-	if have >= want {
-		if p.limit == 0 && have == 0 {
-			return nil, fmt.Errorf("%w: %s", ErrBudgetExceeded, p.limitWhy)
-		}
-		return nil, nil
-	}
-	if l.Failing != nil {
-		return nil, l.Failing
-	}
-	room := m.roomLocked()
-	if room == 0 {
-		return nil, m.limitErr()
-	}
-	if room > 0 {
-		want = min(want, have+room)
-	}
-	var ins []*Instance
-	now := m.now()
-	for ; have < want; have++ {
-		ins = append(ins, m.newInstanceLocked(p, now))
-	}
-	return ins, nil
-}
-
-// roomLocked is how many more instances MaxTotal allows now (-1: no cap).
-// Every instance that may hold a process counts, whatever its function:
-// starting, ready, or stopping. m.mu must be held.
-func (m *Manager) roomLocked() int {
-	if m.opts.MaxTotal <= 0 {
-		return -1
-	}
-	live := 0
-	for _, in := range m.byID {
-		if in.state != api.StateFailed && !in.retired {
-			live++
-		}
-	}
-	return max(m.opts.MaxTotal-live, 0)
-}
-
-func (m *Manager) limitErr() error {
-	return fmt.Errorf("%w: %d instances live (--max-instances)", ErrInstanceLimit, m.opts.MaxTotal)
-}
-
 // newInstanceLocked adds a starting instance of p's current version; m.mu
 // must be held and the caller launches it.
 func (m *Manager) newInstanceLocked(p *pool, now time.Time) *Instance {
 	in := &Instance{
 		id: newID(p.fn.Name), fn: p.fn.Name, version: p.version,
-		state: api.StateStarting, startedAt: now, gone: make(chan struct{}),
+		state: Starting, startedAt: now, gone: make(chan struct{}),
 	}
 	in.startCtx, in.cancelStart = context.WithCancel(m.ctx)
 	p.instances = append(p.instances, in)
@@ -621,8 +325,8 @@ func (m *Manager) start(in *Instance) {
 	defer in.cancelStart()
 	m.mu.Lock()
 	p := m.pools[in.fn]
-	if p == nil || p.version != in.version || in.state != api.StateStarting {
-		stopped := in.state == api.StateStopping // stop has accounted for it
+	if p == nil || p.version != in.version || in.state != Starting {
+		stopped := in.state == Stopping // stop has accounted for it
 		m.forgetLocked(in)
 		m.mu.Unlock()
 		if o := m.opts.Observer; o != nil && !stopped {
@@ -641,7 +345,7 @@ func (m *Manager) start(in *Instance) {
 			// Stopped (or the server shut down) while waiting its turn;
 			// stop or Shutdown accounts for it.
 			m.mu.Lock()
-			stopped := in.state == api.StateStopping || in.retired
+			stopped := in.state == Stopping || in.state.over()
 			if !stopped {
 				m.forgetLocked(in)
 			}
@@ -655,23 +359,19 @@ func (m *Manager) start(in *Instance) {
 
 	logger := m.logger.With("function", in.fn, "instance", in.id)
 	var out io.Writer
-	if m.opts.LogDir != "" {
-		dir := filepath.Join(m.opts.LogDir, strings.ReplaceAll(in.fn, "/", "-"))
-		// The server's user only: what a model prints may be a caller's
-		// input or a secret.
-		if err := os.MkdirAll(dir, 0o700); err == nil {
-			if f, err := os.OpenFile(filepath.Join(dir, in.id+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
-				m.mu.Lock()
-				if in.retired || in.state == api.StateStopping {
-					// Stopped (and accounted for) before the driver ran.
-					m.mu.Unlock()
-					f.Close()
-					return
-				}
-				in.logFile, out = f, f
+	if m.opts.Logs != nil {
+		if w, err := m.opts.Logs.Open(in.fn, in.id); err != nil {
+			logger.Warn("instance output will not be kept", "err", err)
+		} else {
+			m.mu.Lock()
+			if in.state.over() || in.state == Stopping {
+				// Stopped (and accounted for) before the driver ran.
 				m.mu.Unlock()
+				w.Close()
+				return
 			}
-			pruneLogs(dir, m.opts.KeepLogs)
+			in.logOut, out = w, w
+			m.mu.Unlock()
 		}
 	}
 	ctx, cancel := context.WithTimeout(in.startCtx, fn.StartTimeout.D())
@@ -689,7 +389,7 @@ func (m *Manager) start(in *Instance) {
 	}
 
 	m.mu.Lock()
-	if in.retired || in.state == api.StateStopping {
+	if in.state.over() || in.state == Stopping {
 		// A stop (which reports the events) caught the start before the
 		// driver handed over the instance: it cannot stop what it never
 		// saw, so it is stopped here.
@@ -705,10 +405,10 @@ func (m *Manager) start(in *Instance) {
 	in.phases = di.Phases()
 	in.readyAt = now
 	in.idleSince = now
-	stopNow := m.pools[in.fn] == nil || in.state == api.StateStopping || in.draining
+	stopNow := m.pools[in.fn] == nil || in.state != Starting
 	var replaced, next []*Instance
 	if !stopNow {
-		in.state = api.StateReady
+		m.setLocked(in, Ready)
 		p.failures, p.lastErr = 0, nil
 		p.coldStarts++
 		p.startSum += now.Sub(in.startedAt)
@@ -752,18 +452,18 @@ func (m *Manager) fail(in *Instance, err error, now time.Time, logger *slog.Logg
 		tail = lt.Tail(20)
 	}
 	m.mu.Lock()
-	if in.retired || in.state == api.StateStopping {
+	if in.state.over() || in.state == Stopping {
 		// A stop got there first: the exit or failed start is its doing,
 		// and it reports the events.
 		m.mu.Unlock()
 		return
 	}
-	from := in.state
-	in.state = api.StateFailed
+	from := in.apiState()
+	duringStart := !in.wasReady()
+	m.setLocked(in, Failed)
 	in.exitErr = err
 	in.tail = tail
 	m.closeLogLocked(in)
-	m.retireLocked(in)
 	p := m.pools[in.fn]
 	if p != nil {
 		p.instances = slices.DeleteFunc(p.instances, func(x *Instance) bool { return x == in })
@@ -774,7 +474,7 @@ func (m *Manager) fail(in *Instance, err error, now time.Time, logger *slog.Logg
 			delete(m.byID, p.failed[0].id)
 			p.failed = p.failed[1:]
 		}
-		if from == api.StateStarting {
+		if duringStart {
 			p.failures++
 			backoff := m.opts.BackoffBase << min(p.failures-1, 16)
 			p.nextStart = now.Add(min(backoff, m.opts.BackoffMax))
@@ -791,24 +491,11 @@ func (m *Manager) fail(in *Instance, err error, now time.Time, logger *slog.Logg
 	m.opts.Notify(in.fn)
 }
 
-// exited reports, without waiting, whether di's process has ended.
-func exited(di driver.Instance) bool {
-	if di == nil {
-		return false
-	}
-	select {
-	case <-di.Done():
-		return true
-	default:
-		return false
-	}
-}
-
 // watch waits for an unexpected exit of a ready instance.
 func (m *Manager) watch(in *Instance, di driver.Instance, logger *slog.Logger) {
 	<-di.Done()
 	m.mu.Lock()
-	expected := in.state == api.StateStopping
+	expected := in.state == Stopping
 	m.mu.Unlock()
 	if expected {
 		return
@@ -859,12 +546,14 @@ func (m *Manager) stopAsync(in *Instance, why string) {
 // stop stops one instance and forgets it.
 func (m *Manager) stop(ctx context.Context, in *Instance, why string) {
 	m.mu.Lock()
-	from := in.state
-	if from == api.StateFailed || in.retired {
+	if in.state.over() {
 		m.mu.Unlock()
 		return
 	}
-	in.state = api.StateStopping
+	from := in.apiState()
+	if in.state != Stopping {
+		m.setLocked(in, Stopping)
+	}
 	di := in.drv
 	m.mu.Unlock()
 	if di != nil {
@@ -875,7 +564,7 @@ func (m *Manager) stop(ctx context.Context, in *Instance, why string) {
 		in.cancelStart() // the driver abandons the start and cleans up
 	}
 	m.mu.Lock()
-	if in.retired { // a concurrent stop got here first
+	if in.state.over() { // a concurrent stop got here first
 		m.mu.Unlock()
 		return
 	}
@@ -891,29 +580,22 @@ func (m *Manager) stop(ctx context.Context, in *Instance, why string) {
 	m.opts.Notify(in.fn)
 }
 
-// forgetLocked removes in from its pool; m.mu must be held.
+// forgetLocked removes in from its pool, stopped for good; m.mu must be
+// held.
 func (m *Manager) forgetLocked(in *Instance) {
 	delete(m.byID, in.id)
 	if p := m.pools[in.fn]; p != nil {
 		p.instances = slices.DeleteFunc(p.instances, func(x *Instance) bool { return x == in })
 	}
-	m.retireLocked(in)
-}
-
-// retireLocked marks in as gone for good; m.mu must be held.
-func (m *Manager) retireLocked(in *Instance) {
-	if !in.retired {
-		in.retired = true
-		if in.gone != nil {
-			close(in.gone)
-		}
+	if !in.state.over() {
+		m.setLocked(in, Stopped)
 	}
 }
 
 func (m *Manager) closeLogLocked(in *Instance) {
-	if in.logFile != nil {
-		in.logFile.Close()
-		in.logFile = nil
+	if in.logOut != nil {
+		in.logOut.Close()
+		in.logOut = nil
 	}
 }
 
@@ -942,58 +624,5 @@ func (m *Manager) Shutdown(ctx context.Context) {
 	m.wg.Wait()
 }
 
-// Health reports fn's live (ready or starting) instances and, while starts
-// back off after failures, the last start error and the next allowed try.
-func (m *Manager) Health(fn string) (live int, retryAt time.Time, failing error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	p := m.pools[fn]
-	if p == nil {
-		return 0, time.Time{}, fmt.Errorf("%w %q", ErrUnknownFunction, fn)
-	}
-	l := m.loadLocked(p)
-	if l.Failing == nil && p.limit == 0 {
-		l.Failing = fmt.Errorf("%w: %s", ErrBudgetExceeded, p.limitWhy)
-	}
-	if l.Failing == nil && l.Ready+l.Starting == 0 && m.roomLocked() == 0 {
-		// Nothing of fn runs and nothing may start: refuse with the
-		// reason rather than queue callers until their timeout.
-		l.Failing, l.RetryAt = m.limitErr(), m.now().Add(time.Second)
-	}
-	return l.Ready + l.Starting, l.RetryAt, l.Failing
-}
-
-// Limit caps fn's instances at n below scaling.max (n < 0 lifts the cap);
-// why is shown to callers refused because of it.
-func (m *Manager) Limit(fn string, n int, why string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if p := m.pools[fn]; p != nil {
-		p.limit, p.limitWhy = n, why
-	}
-}
-
 // SetObserver sets the lifecycle observer; call before the first start.
 func (m *Manager) SetObserver(o Observer) { m.opts.Observer = o }
-
-// pruneLogs deletes all but the keep newest log files in dir.
-func pruneLogs(dir string, keep int) {
-	entries, err := os.ReadDir(dir)
-	if err != nil || len(entries) <= keep {
-		return
-	}
-	type file struct {
-		name string
-		mod  time.Time
-	}
-	files := make([]file, 0, len(entries))
-	for _, e := range entries {
-		if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".log") {
-			files = append(files, file{e.Name(), info.ModTime()})
-		}
-	}
-	slices.SortFunc(files, func(a, b file) int { return b.mod.Compare(a.mod) })
-	for _, f := range files[min(keep, len(files)):] {
-		os.Remove(filepath.Join(dir, f.name))
-	}
-}

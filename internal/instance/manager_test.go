@@ -140,29 +140,64 @@ func (m *Manager) count(state string) int {
 	return n
 }
 
-func TestEnsureCapacityStartsForDemandWithinMax(t *testing.T) {
-	m, _ := newManager(t, &fakeDriver{}, "{max: 3, concurrency: 2}")
-	started, err := m.EnsureCapacity("f", 5) // 5 requests / 2 per instance → 3
-	if err != nil || started != 3 {
-		t.Fatalf("EnsureCapacity(5) = %d, %v; want 3 started", started, err)
+// tryAcquire dispatches as the activator does: the endpoint with the
+// fewest requests in flight, ties to the oldest.
+func (m *Manager) tryAcquire(fn string) (id, addr string, readyAt time.Time, release func(), ok bool) {
+	for {
+		eps := m.Endpoints(fn)
+		if len(eps) == 0 {
+			return "", "", time.Time{}, nil, false
+		}
+		best := eps[0]
+		for _, e := range eps[1:] {
+			if e.InFlight < best.InFlight {
+				best = e
+			}
+		}
+		if release, ok := m.Acquire(fn, best.ID); ok {
+			return best.ID, best.Addr, best.ReadyAt, release, true
+		}
 	}
-	started, _ = m.EnsureCapacity("f", 50)
+}
+
+// grow starts instances of fn until it has want, as Reconcile does, and
+// reports how many it started and why it could not start more.
+func (m *Manager) grow(fn string, want int) (int, error) {
+	m.mu.Lock()
+	p := m.pools[fn]
+	if p == nil {
+		m.mu.Unlock()
+		return 0, ErrUnknownFunction
+	}
+	ins, err := m.growLocked(p, want)
+	m.mu.Unlock()
+	m.launch(ins)
+	return len(ins), err
+}
+
+func TestGrowStartsWithinMax(t *testing.T) {
+	m, _ := newManager(t, &fakeDriver{}, "{max: 3, concurrency: 2}")
+	started, err := m.grow("f", 5)
+	if err != nil || started != 3 {
+		t.Fatalf("grow(5) = %d, %v; want 3 started (max 3)", started, err)
+	}
+	started, _ = m.grow("f", 50)
 	if started != 0 {
-		t.Errorf("EnsureCapacity beyond max started %d more, want 0", started)
+		t.Errorf("grow beyond max started %d more, want 0", started)
 	}
 	waitFor(t, "3 ready", func() bool { return m.count(api.StateReady) == 3 })
 }
 
 func TestTryAcquireLeastLoadedTiesToOldest(t *testing.T) {
 	m, _ := newManager(t, &fakeDriver{}, "{max: 2, concurrency: 2}")
-	m.EnsureCapacity("f", 3)
+	m.grow("f", 2)
 	waitFor(t, "2 ready", func() bool { return m.count(api.StateReady) == 2 })
 	ins, _ := m.Instances("f")
 	oldest := ins[0].ID
 	var releases []func()
 	var got []string
 	for range 4 {
-		id, _, _, release, ok := m.TryAcquire("f")
+		id, _, _, release, ok := m.tryAcquire("f")
 		if !ok {
 			t.Fatal("TryAcquire failed with free slots")
 		}
@@ -172,7 +207,7 @@ func TestTryAcquireLeastLoadedTiesToOldest(t *testing.T) {
 	if got[0] != oldest || got[1] == oldest || got[2] != oldest {
 		t.Errorf("acquire order %v, want oldest (%s) first, then the other, then oldest", got, oldest)
 	}
-	if _, _, _, _, ok := m.TryAcquire("f"); ok {
+	if _, _, _, _, ok := m.tryAcquire("f"); ok {
 		t.Error("TryAcquire succeeded above concurrency")
 	}
 	for _, r := range releases {
@@ -186,8 +221,6 @@ func TestTryAcquireLeastLoadedTiesToOldest(t *testing.T) {
 
 func TestReconcileKeepWarm(t *testing.T) {
 	m, _ := newManager(t, &fakeDriver{}, "{max: 3, idle_timeout: 10s}")
-	m.EnsureCapacity("f", 3)
-	m.EnsureCapacity("f", 0)
 	m.Reconcile("f", 3, time.Now())
 	waitFor(t, "3 ready", func() bool { return m.count(api.StateReady) == 3 })
 	now := time.Now()
@@ -204,7 +237,7 @@ func TestReconcileKeepWarm(t *testing.T) {
 func TestStartingInstanceNeverExpires(t *testing.T) {
 	d := &fakeDriver{gate: make(chan struct{})}
 	m, _ := newManager(t, d, "{max: 1, idle_timeout: 1s}")
-	m.EnsureCapacity("f", 1)
+	m.grow("f", 1)
 	m.Reconcile("f", 0, time.Now().Add(time.Hour))
 	if n := m.count(api.StateStarting); n != 1 {
 		t.Fatalf("starting = %d after idle reconcile, want 1", n)
@@ -216,15 +249,15 @@ func TestStartingInstanceNeverExpires(t *testing.T) {
 func TestFailedStartBacksOff(t *testing.T) {
 	d := &fakeDriver{fail: errors.New("exit status 1")}
 	m, notified := newManager(t, d, "{max: 1}")
-	m.EnsureCapacity("f", 1)
+	m.grow("f", 1)
 	waitFor(t, "failed", func() bool { return m.count(api.StateFailed) == 1 })
 	<-notified
 	live, retryAt, failing := m.Health("f")
 	if live != 0 || failing == nil || !retryAt.After(time.Now()) {
 		t.Fatalf("Health = %d, %v, %v; want 0 live, an error, a future retry", live, failing, retryAt)
 	}
-	if started, err := m.EnsureCapacity("f", 1); started != 0 || err == nil {
-		t.Errorf("EnsureCapacity during backoff = %d, %v; want 0 and the start error", started, err)
+	if started, err := m.grow("f", 1); started != 0 || err == nil {
+		t.Errorf("grow during backoff = %d, %v; want 0 and the start error", started, err)
 	}
 	ins, _ := m.Instances("f")
 	if len(ins) != 1 || ins[0].LastLogs[0] != "boom" || ins[0].ExitError == "" {
@@ -235,9 +268,9 @@ func TestFailedStartBacksOff(t *testing.T) {
 func TestUpdateServesOldVersionUntilNewIsReady(t *testing.T) {
 	d := &fakeDriver{}
 	m, _ := newManager(t, d, "{max: 1}")
-	m.EnsureCapacity("f", 1)
+	m.grow("f", 1)
 	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
-	oldID, _, _, release, ok := m.TryAcquire("f")
+	oldID, _, _, release, ok := m.tryAcquire("f")
 	if !ok {
 		t.Fatal("no slot")
 	}
@@ -252,7 +285,7 @@ func TestUpdateServesOldVersionUntilNewIsReady(t *testing.T) {
 	if n := m.count(api.StateStarting); n != 1 {
 		t.Fatalf("starting after update = %d, want 1 new-version instance", n)
 	}
-	id, _, _, release2, ok := m.TryAcquire("f")
+	id, _, _, release2, ok := m.tryAcquire("f")
 	if !ok || id != oldID {
 		t.Fatalf("TryAcquire during rollout = %q, %v; want the old instance %s", id, ok, oldID)
 	}
@@ -263,7 +296,7 @@ func TestUpdateServesOldVersionUntilNewIsReady(t *testing.T) {
 
 	close(gate)
 	waitFor(t, "old instance draining", func() bool { in, _ := m.Instance(oldID); return in.State == api.StateStopping })
-	if id, _, _, r, ok := m.TryAcquire("f"); !ok || id == oldID {
+	if id, _, _, r, ok := m.tryAcquire("f"); !ok || id == oldID {
 		t.Errorf("TryAcquire after v2 is ready = %q, %v; want the new instance", id, ok)
 	} else {
 		r()
@@ -278,7 +311,7 @@ func TestUpdateServesOldVersionUntilNewIsReady(t *testing.T) {
 func TestFailedUpdateKeepsOldVersionServing(t *testing.T) {
 	d := &fakeDriver{}
 	m, notified := newManager(t, d, "{max: 2}")
-	m.EnsureCapacity("f", 1)
+	m.grow("f", 1)
 	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
 	old, _ := m.Instances("f")
 	d.mu.Lock()
@@ -290,7 +323,7 @@ func TestFailedUpdateKeepsOldVersionServing(t *testing.T) {
 	for len(notified) > 0 {
 		<-notified
 	}
-	id, _, _, release, ok := m.TryAcquire("f")
+	id, _, _, release, ok := m.tryAcquire("f")
 	if !ok || id != old[0].ID {
 		t.Fatalf("TryAcquire after a failed update = %q, %v; want the old instance %s still serving", id, ok, old[0].ID)
 	}
@@ -312,25 +345,12 @@ func TestFailedUpdateKeepsOldVersionServing(t *testing.T) {
 	}
 }
 
-func TestEnsureCapacityCountsInFlightOnce(t *testing.T) {
-	m, _ := newManager(t, &fakeDriver{}, "{max: 4, concurrency: 1}")
-	m.EnsureCapacity("f", 1)
-	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
-	if _, _, _, _, ok := m.TryAcquire("f"); !ok {
-		t.Fatal("no slot on the ready instance")
-	}
-	// Demand 2 = the request in flight + one queued: one more instance.
-	if started, err := m.EnsureCapacity("f", 2); started != 1 || err != nil {
-		t.Errorf("EnsureCapacity(2) with 1 busy instance = %d, %v; want 1 started", started, err)
-	}
-}
-
 func TestRemoveDrainsBusyInstances(t *testing.T) {
 	d := &fakeDriver{}
 	m, _ := newManager(t, d, "{max: 2, concurrency: 1}")
-	m.EnsureCapacity("f", 2)
+	m.grow("f", 2)
 	waitFor(t, "2 ready", func() bool { return m.count(api.StateReady) == 2 })
-	_, addr, _, release, ok := m.TryAcquire("f")
+	_, addr, _, release, ok := m.tryAcquire("f")
 	if !ok {
 		t.Fatal("no slot")
 	}
@@ -363,9 +383,9 @@ func TestRemoveDrainsBusyInstances(t *testing.T) {
 func TestRemoveCutsBusyInstancesWhenContextEnds(t *testing.T) {
 	d := &fakeDriver{}
 	m, _ := newManager(t, d, "{max: 1}")
-	m.EnsureCapacity("f", 1)
+	m.grow("f", 1)
 	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
-	_, _, _, release, _ := m.TryAcquire("f")
+	_, _, _, release, _ := m.tryAcquire("f")
 	defer release()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
@@ -378,7 +398,7 @@ func TestRemoveCutsBusyInstancesWhenContextEnds(t *testing.T) {
 func TestRemoveAbandonsStartingInstances(t *testing.T) {
 	d := &fakeDriver{gate: make(chan struct{})}
 	m, _ := newManager(t, d, "{max: 1}")
-	m.EnsureCapacity("f", 1)
+	m.grow("f", 1)
 	d.waitStarted(t, 1)
 	m.Remove(context.Background(), "f")
 	waitFor(t, "start abandoned", func() bool {
@@ -395,8 +415,8 @@ func TestNoStartsAfterShutdown(t *testing.T) {
 	d := &fakeDriver{}
 	m, _ := newManager(t, d, "{max: 2}")
 	m.Shutdown(context.Background())
-	if started, _ := m.EnsureCapacity("f", 2); started != 0 {
-		t.Errorf("EnsureCapacity after Shutdown started %d instances", started)
+	if started, _ := m.grow("f", 2); started != 0 {
+		t.Errorf("grow after Shutdown started %d instances", started)
 	}
 	m.Reconcile("f", 2, time.Now())
 	if ins, _ := m.Instances("f"); len(ins) != 0 {
@@ -407,9 +427,9 @@ func TestNoStartsAfterShutdown(t *testing.T) {
 func TestOldVersionCrashLeavesPool(t *testing.T) {
 	d := &fakeDriver{}
 	m, _ := newManager(t, d, "{max: 2}")
-	m.EnsureCapacity("f", 1)
+	m.grow("f", 1)
 	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
-	oldID, _, _, release, _ := m.TryAcquire("f") // keeps the old version draining
+	oldID, _, _, release, _ := m.tryAcquire("f") // keeps the old version draining
 	defer release()
 	f2, _ := spec.Parse([]byte("name: f\ncommand: [y]\nscaling: {max: 2}"))
 	m.Put(f2, 2)
@@ -431,7 +451,7 @@ func TestOldVersionCrashLeavesPool(t *testing.T) {
 func TestStopRacingStartStopsTheInstance(t *testing.T) {
 	d := &fakeDriver{gate: make(chan struct{}), readyOnCancel: true}
 	m, _ := newManager(t, d, "{max: 1}")
-	m.EnsureCapacity("f", 1)
+	m.grow("f", 1)
 	d.waitStarted(t, 1)
 	m.Remove(context.Background(), "f")
 	waitFor(t, "the late instance stopped", func() bool {
@@ -490,7 +510,7 @@ func TestRolloutReplacesOneForOne(t *testing.T) {
 func TestRolloutKeepsOldInstanceThroughIdleExpiry(t *testing.T) {
 	d := &fakeDriver{}
 	m, _ := newManager(t, d, "{min: 1, max: 1, idle_timeout: 1s}")
-	m.EnsureCapacity("f", 1)
+	m.grow("f", 1)
 	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
 	old, _ := m.Instances("f")
 	d.mu.Lock()

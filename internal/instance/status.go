@@ -1,13 +1,6 @@
 package instance
 
 import (
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
@@ -48,14 +41,11 @@ func (m *Manager) Instance(id string) (api.Instance, bool) {
 func (m *Manager) viewLocked(p *pool, in *Instance) api.Instance {
 	v := api.Instance{
 		ID: in.id, Function: in.fn, Version: in.version, Outdated: in.outdated,
-		State: in.state, StartedAt: in.startedAt,
+		State: in.apiState(), StartedAt: in.startedAt,
 		Phases: PhaseMillis(in.startedAt, in.phases), InFlight: in.inFlight, Served: in.served,
 	}
 	for _, ph := range in.phases {
 		v.PhaseOrder = append(v.PhaseOrder, ph.Name)
-	}
-	if in.state == api.StateReady && in.draining {
-		v.State = api.StateStopping
 	}
 	if in.drv != nil {
 		v.Addr = in.drv.Addr()
@@ -64,7 +54,7 @@ func (m *Manager) viewLocked(p *pool, in *Instance) api.Instance {
 		t := in.readyAt
 		v.ReadyAt = &t
 	}
-	if in.state == api.StateReady && in.inFlight == 0 && !in.idleSince.IsZero() {
+	if in.state == Ready && in.inFlight == 0 && !in.idleSince.IsZero() {
 		t := in.idleSince
 		v.IdleSince = &t
 		if p != nil {
@@ -128,11 +118,7 @@ func (m *Manager) CountByState() map[string]int {
 	out := map[string]int{api.StateStarting: 0, api.StateReady: 0, api.StateStopping: 0, api.StateFailed: 0}
 	for _, p := range m.pools {
 		for _, in := range p.instances {
-			st := in.state
-			if st == api.StateReady && in.draining {
-				st = api.StateStopping
-			}
-			out[st]++
+			out[in.apiState()]++
 		}
 		out[api.StateFailed] += len(p.failed)
 	}
@@ -148,48 +134,4 @@ func (m *Manager) Names() []string {
 		out = append(out, n)
 	}
 	return out
-}
-
-// Logs returns up to tail last lines of fn's instance logs, newest
-// instance last, from the log files under Options.LogDir.
-func (m *Manager) Logs(fn string, tail int) ([]api.LogLine, error) {
-	if m.opts.LogDir == "" {
-		return nil, nil
-	}
-	dir := filepath.Join(m.opts.LogDir, strings.ReplaceAll(fn, "/", "-"))
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read logs of %q: %w", fn, err)
-	}
-	type file struct {
-		name string
-		mod  time.Time
-	}
-	var files []file
-	for _, e := range entries {
-		if info, err := e.Info(); err == nil && strings.HasSuffix(e.Name(), ".log") {
-			files = append(files, file{e.Name(), info.ModTime()})
-		}
-	}
-	slices.SortFunc(files, func(a, b file) int { return a.mod.Compare(b.mod) })
-	var out []api.LogLine
-	for _, f := range files {
-		b, err := os.ReadFile(filepath.Join(dir, f.name))
-		if err != nil {
-			continue
-		}
-		id := strings.TrimSuffix(f.name, ".log")
-		for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
-			if line != "" {
-				out = append(out, api.LogLine{Instance: id, Line: line})
-			}
-		}
-	}
-	if tail > 0 && len(out) > tail {
-		out = out[len(out)-tail:]
-	}
-	return out, nil
 }
