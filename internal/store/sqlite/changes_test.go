@@ -75,7 +75,10 @@ func TestWatchReportsWritesOfEveryHandleInOrder(t *testing.T) {
 	writes := []func() error{
 		func() error { _, _, err := b.PutFunction(ctx, "sim", []byte(`{"name":"sim"}`), now); return err },
 		func() error { _, _, err := a.PutRoute(ctx, "chat", []byte(`{"name":"chat"}`), now); return err },
-		func() error { _, _, err := b.PutFunction(ctx, "sim", []byte(`{"name":"sim","retries":1}`), now); return err },
+		func() error {
+			_, _, err := b.PutFunction(ctx, "sim", []byte(`{"name":"sim","retries":1}`), now)
+			return err
+		},
 		func() error { _, err := a.DeleteFunction(ctx, "sim"); return err },
 		func() error { _, err := b.DeleteRoute(ctx, "nothing"); return err }, // not stored: nothing logged
 		func() error { _, err := b.DeleteRoute(ctx, "chat"); return err },
