@@ -172,6 +172,19 @@ func (a *Authenticator) Create(ctx context.Context, n NewKey) (Key, string, erro
 	return k, secret, nil
 }
 
+// Forget drops key id from the cache, so the next request with it reads
+// the store: a revocation written through another server applies at once
+// instead of after the cache TTL. id "" drops every key.
+func (a *Authenticator) Forget(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if id == "" {
+		clear(a.cache)
+		return
+	}
+	delete(a.cache, id)
+}
+
 // Revoke revokes key id now; requests with it fail from this moment on.
 func (a *Authenticator) Revoke(ctx context.Context, id string) error {
 	if err := a.store.RevokeKey(ctx, id, a.now()); err != nil {
