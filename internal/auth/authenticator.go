@@ -14,7 +14,8 @@ import (
 // DefaultCacheTTL is how long a looked-up key is trusted without asking the
 // store again. Revocations made through this Authenticator apply at once;
 // expiry is checked on every request. Only a revocation written to the
-// store behind its back can take this long to apply.
+// store behind its back can take this long to apply, unless someone calls
+// Forget for it (the server's store watch does, within --store-poll).
 const DefaultCacheTTL = 10 * time.Second
 
 // Options configure an Authenticator.
