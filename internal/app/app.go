@@ -112,6 +112,13 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	act := activator.New(mgr, ctl)
 	demand.Add(act)
 	mgr.SetNotify(act.Notify)
+	// The change log's head before anything is loaded: the watch started
+	// below reports every write after it, so nothing written while
+	// functions and routes load is missed (what is seen twice is a no-op).
+	changeHead, err := db.ChangeHead(ctx)
+	if err != nil {
+		return err
+	}
 	if err := ctl.Load(ctx); err != nil {
 		return err
 	}
@@ -135,7 +142,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	}
 	defer gw.Close()
 	// --- end hybrid routes ---
-	handler, err := secure(ctx, cfg, db, gw, logger)
+	handler, authn, err := secure(ctx, cfg, db, gw, logger)
 	if err != nil {
 		return err
 	}
@@ -202,12 +209,27 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	g, gctx := errgroup.WithContext(runCtx)
+	// Stores that tell: writes by other handles on the store (functions,
+	// routes, key revocations) apply here.
+	changes, err := db.Watch(gctx, changeHead, sqlite.WatchOptions{Every: cfg.StorePoll, Logger: logger.With("component", "store")})
+	if err != nil {
+		return err
+	}
 	ctlDone := make(chan struct{})
 	g.Go(func() error {
 		defer close(ctlDone)
 		return ctl.Run(gctx)
 	})
 	g.Go(func() error { return meter.Run(gctx) }) // metering (issue #6)
+	fol := follower{functions: ctl.Sync, routes: gw.SyncRoutes, logger: logger.With("component", "store")}
+	if authn != nil {
+		fol.keys = authn.Forget
+	}
+	followDone := make(chan struct{})
+	g.Go(func() error {
+		defer close(followDone)
+		return fol.follow(gctx, changes)
+	})
 	g.Go(func() error {
 		serve := func() error { return srv.Serve(ln) }
 		if cfg.TLSCert != "" {
@@ -241,7 +263,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		logger.Error("jobs", "err", err)
 	}
 	stopRun()
-	<-ctlDone // no scaling decision may start an instance behind Shutdown
+	<-ctlDone    // no scaling decision may start an instance behind Shutdown
+	<-followDone // nor a function applied from the store
 	stopCtx, cancelStop := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancelStop()
 	mgr.Shutdown(stopCtx)

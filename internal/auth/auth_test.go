@@ -593,3 +593,32 @@ func TestCheckAndResetAdminKeyFile(t *testing.T) {
 }
 
 func ptrTo(s string) *string { return &s }
+
+// TestForgetAppliesARevocationMadeElsewhere: a key revoked in the store
+// behind the authenticator's back (by another server) is refused at the
+// next request once it is forgotten, not after the cache TTL.
+func TestForgetAppliesARevocationMadeElsewhere(t *testing.T) {
+	for _, forget := range []string{"the key", "every key"} {
+		t.Run(forget, func(t *testing.T) {
+			s := newServer(t)
+			k, secret := s.key(t, NewKey{Name: "ci", Scope: ScopeInvoke})
+			if a := s.get(t, "GET", "/run/x", "Bearer "+secret, nil); a.status != 200 {
+				t.Fatalf("before revoke: %d %s", a.status, a.body)
+			}
+			if err := s.store.RevokeKey(context.Background(), k.ID, s.clock.Now()); err != nil {
+				t.Fatal(err)
+			}
+			if a := s.get(t, "GET", "/run/x", "Bearer "+secret, nil); a.status != 200 {
+				t.Fatalf("revoked behind the cache, not forgotten: %d %s, want 200 from the cache (else this test shows nothing)", a.status, a.body)
+			}
+			id := k.ID
+			if forget == "every key" {
+				id = ""
+			}
+			s.auth.Forget(id)
+			if a := s.get(t, "GET", "/run/x", "Bearer "+secret, nil); a.status != 401 || a.code != "api_key_revoked" {
+				t.Errorf("after Forget(%q): %d %s, want 401 api_key_revoked", id, a.status, a.body)
+			}
+		})
+	}
+}

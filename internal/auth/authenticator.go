@@ -14,7 +14,8 @@ import (
 // DefaultCacheTTL is how long a looked-up key is trusted without asking the
 // store again. Revocations made through this Authenticator apply at once;
 // expiry is checked on every request. Only a revocation written to the
-// store behind its back can take this long to apply.
+// store behind its back can take this long to apply, unless someone calls
+// Forget for it (the server's store watch does, within --store-poll).
 const DefaultCacheTTL = 10 * time.Second
 
 // Options configure an Authenticator.
@@ -170,6 +171,19 @@ func (a *Authenticator) Create(ctx context.Context, n NewKey) (Key, string, erro
 		return Key{}, "", fmt.Errorf("store key: %w", err)
 	}
 	return k, secret, nil
+}
+
+// Forget drops key id from the cache, so the next request with it reads
+// the store: a revocation written through another server applies at once
+// instead of after the cache TTL. id "" drops every key.
+func (a *Authenticator) Forget(id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if id == "" {
+		clear(a.cache)
+		return
+	}
+	delete(a.cache, id)
 }
 
 // Revoke revokes key id now; requests with it fail from this moment on.

@@ -49,6 +49,7 @@ Every flag can also be set with the environment variable shown.`,
 	f.DurationVar(&cfg.Grace, "grace", cfg.Grace, h("grace"))
 	f.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, h("drain-delay"))
 	f.DurationVar(&cfg.Tick, "tick", cfg.Tick, h("tick"))
+	f.DurationVar(&cfg.StorePoll, "store-poll", cfg.StorePoll, h("store-poll"))
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, h("log-level"))
 	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, h("log-format"))
 	f.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, h("read-header-timeout"))

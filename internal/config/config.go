@@ -26,6 +26,10 @@ type Config struct {
 	DrainDelay time.Duration
 	// Tick is the controller's decision interval.
 	Tick time.Duration
+	// StorePoll is how often the server reads the store's change log, so
+	// functions, routes and key revocations written by another handle on
+	// the same store apply here.
+	StorePoll time.Duration
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	// LogFormat is text or json.
@@ -98,6 +102,7 @@ func Default() Config {
 		Grace:             30 * time.Second,
 		DrainDelay:        0,
 		Tick:              500 * time.Millisecond,
+		StorePoll:         250 * time.Millisecond,
 		LogLevel:          "info",
 		LogFormat:         "text",
 		ReadHeaderTimeout: 10 * time.Second,
@@ -131,6 +136,7 @@ func Knobs() []Knob {
 		{"grace", "EMBER_GRACE", "how long in-flight requests may run after SIGTERM"},
 		{"drain-delay", "EMBER_DRAIN_DELAY", "how long /readyz fails before the listener closes on SIGTERM"},
 		{"tick", "EMBER_TICK", "autoscaler decision interval"},
+		{"store-poll", "EMBER_STORE_POLL", "how often the store's change log is read, so functions, routes and key revocations written by another store handle apply here"},
 		{"log-level", "EMBER_LOG_LEVEL", "debug, info, warn or error"},
 		{"log-format", "EMBER_LOG_FORMAT", "text or json"},
 		{"read-header-timeout", "EMBER_READ_HEADER_TIMEOUT", "cut off clients that send headers slower than this"},
@@ -168,6 +174,7 @@ func (c Config) Validate() error {
 		v    time.Duration
 		min  time.Duration
 	}{{"grace", c.Grace, 0}, {"drain-delay", c.DrainDelay, 0}, {"tick", c.Tick, 10 * time.Millisecond},
+		{"store-poll", c.StorePoll, 10 * time.Millisecond},
 		{"read-header-timeout", c.ReadHeaderTimeout, time.Millisecond}, {"idle-timeout", c.IdleTimeout, time.Millisecond}} {
 		if d.v < d.min {
 			return fmt.Errorf("%s: must be ≥ %s (got %s)", d.name, d.min, d.v)

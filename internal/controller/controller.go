@@ -86,6 +86,10 @@ type Controller struct {
 	opts   Options
 	now    func() time.Time
 
+	// applyMu serialises each store write with its registry update, and
+	// Sync, so the registry follows the store's order (sync.go).
+	applyMu sync.Mutex
+
 	mu    sync.Mutex // guards funcs
 	funcs map[string]*function
 }
@@ -163,11 +167,14 @@ func (c *Controller) Deploy(ctx context.Context, f *spec.Function) (api.Function
 	if err != nil {
 		return api.Function{}, false, fmt.Errorf("encode spec: %w", err)
 	}
+	c.applyMu.Lock()
 	rec, created, err := c.store.PutFunction(ctx, f.Name, body, c.now())
 	if err != nil {
+		c.applyMu.Unlock()
 		return api.Function{}, false, fmt.Errorf("store function %q: %w", f.Name, err)
 	}
 	c.install(rec, f)
+	c.applyMu.Unlock()
 	c.logger.Info("function deployed", "function", f.Name, "version", rec.Version, "created", created)
 	c.tickOne(f.Name, c.now()) // provision min instances without waiting a tick
 	return rec, created, nil
@@ -176,14 +183,17 @@ func (c *Controller) Deploy(ctx context.Context, f *spec.Function) (api.Function
 // Delete removes a function, stopping its instances after in-flight
 // requests finish (bounded by ctx).
 func (c *Controller) Delete(ctx context.Context, name string) error {
+	c.applyMu.Lock()
 	existed, err := c.store.DeleteFunction(ctx, name)
 	if err != nil {
+		c.applyMu.Unlock()
 		return fmt.Errorf("delete function %q: %w", name, err)
 	}
 	c.mu.Lock()
 	_, live := c.funcs[name]
 	delete(c.funcs, name)
 	c.mu.Unlock()
+	c.applyMu.Unlock()
 	if !existed && !live {
 		return fmt.Errorf("%w: %q", ErrNotFound, name)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
 )
 
@@ -17,11 +18,22 @@ func (s *DB) CreateKey(ctx context.Context, k auth.Key) error {
 	if err != nil {
 		return fmt.Errorf("create key: %w", err)
 	}
-	_, err = s.SQL.ExecContext(ctx, `INSERT INTO api_keys(id, name, hash, scope, functions, rate_per_sec, burst, max_concurrency, created_at, expires_at, revoked_at)
+	tx, err := s.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("create key %s: %w", k.ID, err)
+	}
+	defer tx.Rollback()
+	_, err = tx.ExecContext(ctx, `INSERT INTO api_keys(id, name, hash, scope, functions, rate_per_sec, burst, max_concurrency, created_at, expires_at, revoked_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.ID, k.Name, k.Hash, string(k.Scope), string(fns), k.RatePerSec, k.Burst, k.MaxConcurrency,
 		k.CreatedAt.UTC().Format(timeFormat), keyTimeArg(k.ExpiresAt), keyTimeArg(k.RevokedAt))
 	if err != nil {
+		return fmt.Errorf("create key %s: %w", k.ID, err)
+	}
+	if err := logChange(ctx, tx, api.ChangeKey, k.ID, false, 0); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("create key %s: %w", k.ID, err)
 	}
 	return nil
@@ -58,7 +70,12 @@ func (s *DB) ListKeys(ctx context.Context) ([]auth.Key, error) {
 
 // RevokeKey marks id revoked at at; a second revoke keeps the first time.
 func (s *DB) RevokeKey(ctx context.Context, id string, at time.Time) error {
-	res, err := s.SQL.ExecContext(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`,
+	tx, err := s.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("revoke key %s: %w", id, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`,
 		at.UTC().Format(timeFormat), id)
 	if err != nil {
 		return fmt.Errorf("revoke key %s: %w", id, err)
@@ -67,6 +84,14 @@ func (s *DB) RevokeKey(ctx context.Context, id string, at time.Time) error {
 		return fmt.Errorf("revoke key %s: %w", id, err)
 	} else if n == 0 {
 		return fmt.Errorf("revoke key %s: %w", id, auth.ErrNotFound)
+	}
+	// Announced so that other servers drop the key from their caches now
+	// rather than after auth's cache TTL.
+	if err := logChange(ctx, tx, api.ChangeKey, id, false, 0); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("revoke key %s: %w", id, err)
 	}
 	return nil
 }

@@ -17,34 +17,12 @@ var ErrRouteNotFound = errors.New("sqlite: route not found")
 // PutRoute creates or replaces the route name (specJSON is the JSON of a
 // validated route.Route), bumping its version. created says which.
 func (s *DB) PutRoute(ctx context.Context, name string, specJSON []byte, now time.Time) (api.Route, bool, error) {
-	ts := now.UTC().Format(timeFormat)
-	tx, err := s.SQL.BeginTx(ctx, nil)
+	r, err := s.put(ctx, routesTable, name, specJSON, now)
 	if err != nil {
 		return api.Route{}, false, err
 	}
-	defer tx.Rollback()
-	var version int64
-	var created string
-	err = tx.QueryRowContext(ctx, `SELECT version, created_at FROM routes WHERE name = ?`, name).Scan(&version, &created)
-	isNew := errors.Is(err, sql.ErrNoRows)
-	if err != nil && !isNew {
-		return api.Route{}, false, fmt.Errorf("read route: %w", err)
-	}
-	if isNew {
-		version, created = 1, ts
-		_, err = tx.ExecContext(ctx, `INSERT INTO routes(name, spec, version, created_at, updated_at) VALUES (?, ?, 1, ?, ?)`, name, string(specJSON), ts, ts)
-	} else {
-		version++
-		_, err = tx.ExecContext(ctx, `UPDATE routes SET spec = ?, version = ?, updated_at = ? WHERE name = ?`, string(specJSON), version, ts, name)
-	}
-	if err != nil {
-		return api.Route{}, false, fmt.Errorf("write route: %w", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return api.Route{}, false, fmt.Errorf("commit route: %w", err)
-	}
-	r, err := routeRecord(name, string(specJSON), version, created, ts)
-	return r, isNew, err
+	rec, err := routeRecord(name, string(specJSON), r.version, r.created, r.updated)
+	return rec, r.isNew, err
 }
 
 // Route returns one stored route or ErrRouteNotFound.
@@ -63,12 +41,7 @@ func (s *DB) Route(ctx context.Context, name string) (api.Route, error) {
 
 // DeleteRoute removes name; existed is false when it was not stored.
 func (s *DB) DeleteRoute(ctx context.Context, name string) (bool, error) {
-	res, err := s.SQL.ExecContext(ctx, `DELETE FROM routes WHERE name = ?`, name)
-	if err != nil {
-		return false, fmt.Errorf("delete route %q: %w", name, err)
-	}
-	n, err := res.RowsAffected()
-	return n > 0, err
+	return s.remove(ctx, routesTable, name)
 }
 
 // ListRoutes returns every stored route by name.

@@ -33,6 +33,9 @@ func (s *DB) PutSecret(ctx context.Context, name string, value []byte, now time.
 	if err != nil {
 		return api.Secret{}, false, fmt.Errorf("write secret %q: %w", name, err)
 	}
+	if err := logChange(ctx, tx, api.ChangeSecret, name, false, 0); err != nil {
+		return api.Secret{}, false, err
+	}
 	if err := tx.Commit(); err != nil {
 		return api.Secret{}, false, fmt.Errorf("commit secret %q: %w", name, err)
 	}
@@ -56,12 +59,25 @@ func (s *DB) SecretValue(ctx context.Context, name string) ([]byte, bool, error)
 
 // DeleteSecret removes name; existed is false when it was not stored.
 func (s *DB) DeleteSecret(ctx context.Context, name string) (bool, error) {
-	res, err := s.SQL.ExecContext(ctx, `DELETE FROM secrets WHERE name = ?`, name)
+	tx, err := s.SQL.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("delete secret %q: %w", name, err)
 	}
-	n, err := res.RowsAffected()
-	return n > 0, err
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM secrets WHERE name = ?`, name)
+	if err != nil {
+		return false, fmt.Errorf("delete secret %q: %w", name, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return false, err
+	}
+	if err := logChange(ctx, tx, api.ChangeSecret, name, true, 0); err != nil {
+		return false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("delete secret %q: %w", name, err)
+	}
+	return true, nil
 }
 
 // ListSecrets returns every secret's name and times by name, never a value.
