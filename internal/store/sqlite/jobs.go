@@ -52,9 +52,9 @@ var jobStatements = map[string]string{
 	"release": `UPDATE jobs SET lease_owner = '', lease_until = NULL
 		WHERE lease_owner = ? AND status IN ('starting', 'processing')`,
 	"cancelRequest": `UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status IN ('starting', 'processing')`,
-	"hookAdd":   `INSERT INTO job_webhooks (job_id, event, url, body, attempts, next_at, created_at) VALUES (?,?,?,?,?,?,?)`,
-	"hookDone":  `DELETE FROM job_webhooks WHERE id = ?`,
-	"hookRetry": `UPDATE job_webhooks SET attempts = ?, next_at = ?, last_error = ? WHERE id = ?`,
+	"hookAdd":       `INSERT INTO job_webhooks (job_id, event, url, body, attempts, next_at, created_at) VALUES (?,?,?,?,?,?,?)`,
+	"hookDone":      `DELETE FROM job_webhooks WHERE id = ?`,
+	"hookRetry":     `UPDATE job_webhooks SET attempts = ?, next_at = ?, last_error = ? WHERE id = ?`,
 }
 
 // NewJobs prepares the jobs store on db.
