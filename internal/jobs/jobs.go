@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
 	"time"
 
 	"github.com/ember-run/ember/internal/spec"
@@ -106,6 +107,31 @@ type Record struct {
 	// Omitted names the fields a list left out for their size (input,
 	// output, logs), with their size in bytes.
 	Omitted map[string]int64
+	// Lease is the worker's hold on the job while it is not terminal.
+	// Progress and Finish change the record only while the lease they
+	// carry (owner and token) is the current one.
+	Lease Lease
+	// CancelRequested: a cancel was asked for on a node that does not hold
+	// the job; the holder cancels it at its next heartbeat.
+	CancelRequested bool
+}
+
+// Lease is a worker's hold on a job: only the holder runs it, and its
+// writes count only while it holds the lease. A worker extends its leases
+// by heartbeats; one that stops (crash, partition) loses them at Until and
+// another worker claims the jobs. Token is a fencing token raised at every
+// claim, so a worker whose lease was taken over cannot complete the job.
+type Lease struct {
+	Owner string
+	Token int64
+	Until time.Time
+}
+
+// LeaseState is one lease a heartbeat renewed.
+type LeaseState struct {
+	ID              string
+	Token           int64
+	CancelRequested bool
 }
 
 // Webhook is one outbox entry: a signed POST still to deliver.
@@ -145,8 +171,6 @@ type Store interface {
 	// Get returns a job or an error wrapping ErrNotFound.
 	Get(ctx context.Context, id string) (*Record, error)
 	List(ctx context.Context, q ListQuery) ([]*Record, error)
-	// Unfinished returns the jobs not yet terminal (crash recovery).
-	Unfinished(ctx context.Context) ([]*Record, error)
 	// DueWebhooks returns, for up to limit jobs, the oldest undelivered
 	// webhook if it is due at now (so deliveries per job stay in order).
 	DueWebhooks(ctx context.Context, now time.Time, limit int) ([]*Webhook, error)
@@ -157,15 +181,36 @@ type Store interface {
 
 // Tx is the write side of one store transaction.
 type Tx interface {
-	// Insert adds a job. When r.IdempotencyKey names a job created at or
-	// after keySince, nothing is inserted and that job's ID is returned.
+	// Insert adds a job, leased to r.Lease (the submitting worker runs
+	// it). When r.IdempotencyKey names a job created at or after keySince,
+	// nothing is inserted and that job's ID is returned.
 	Insert(r *Record, keySince time.Time) (existingID string, err error)
+	// Claim leases to owner, until until, up to limit jobs that are not
+	// terminal and not leased (no owner, or another owner's lease that
+	// ended at or before now; owner's own leases are renewed, not
+	// claimed), oldest first, raising each one's lease token; it returns
+	// them with their new Lease. A store with row locks implements it as
+	// one UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED LIMIT n)
+	// RETURNING …, so concurrent claimers never block on or share a job.
+	Claim(owner string, now, until time.Time, limit int) ([]*Record, error)
+	// Renew extends to until every lease owner holds on a job that is not
+	// terminal (the heartbeat) and returns those leases: a job the worker
+	// runs but that is missing is one whose lease another worker took.
+	Renew(owner string, until time.Time) ([]LeaseState, error)
+	// Release ends owner's leases on jobs not terminal, so any worker may
+	// claim them at once (at shutdown, and at start-up for the leases a
+	// crashed run of the same worker left).
+	Release(owner string) error
+	// RequestCancel marks a job that is not terminal for cancelling by its
+	// holder; false when it is terminal or absent.
+	RequestCancel(id string) (bool, error)
 	// Progress writes status, attempts, started_at, cold_start and logs of a
-	// job that is not terminal; false when it is terminal already.
+	// job that is not terminal and whose lease is r.Lease; false otherwise.
 	Progress(r *Record) (bool, error)
 	// Finish records r's terminal state (status, output, error, logs,
 	// completed_at, predict time, events) only if the job is not terminal
-	// yet: a job is completed at most once. False when it was.
+	// yet and r.Lease (owner and token) is its current lease: a job is
+	// completed at most once, and only by its holder. False otherwise.
 	Finish(r *Record) (bool, error)
 	AddWebhook(w *Webhook) error
 	// WebhookDone removes a delivered (or abandoned) webhook.
@@ -274,6 +319,27 @@ type Options struct {
 	// from there, once its predictions hold this many bytes (default
 	// 4 MiB).
 	ListPageBytes int64
+	// WorkerID names this worker's leases (default: the host name). It
+	// must differ between workers sharing a store and stay the same
+	// across restarts of one, so a restarted worker takes back at once
+	// the jobs its crashed run held instead of waiting for their leases
+	// to end.
+	WorkerID string
+	// LeaseDuration is how long a claimed job stays leased without a
+	// heartbeat (default 30s): a worker that dies holds its jobs this
+	// long before another one retries them.
+	LeaseDuration time.Duration
+	// HeartbeatInterval is how often leases are renewed and cancel
+	// requests from other nodes read (default LeaseDuration/3).
+	HeartbeatInterval time.Duration
+	// ClaimInterval is how often the worker looks for jobs no worker
+	// holds (default 1s).
+	ClaimInterval time.Duration
+	// PollInterval is how often Wait, Cancel and streams read the record
+	// of a job another worker holds (default 250ms).
+	PollInterval time.Duration
+	// Clock is the time source (default RealClock()).
+	Clock Clock
 }
 
 func (o Options) withDefaults() Options {
@@ -291,6 +357,19 @@ func (o Options) withDefaults() Options {
 	def(&o.MaxWebhookBackoff, 10*time.Minute)
 	def(&o.WebhookThrottle, 500*time.Millisecond)
 	def(&o.SweepInterval, time.Minute)
+	def(&o.LeaseDuration, 30*time.Second)
+	def(&o.HeartbeatInterval, o.LeaseDuration/3)
+	def(&o.ClaimInterval, time.Second)
+	def(&o.PollInterval, 250*time.Millisecond)
+	if o.Clock == nil {
+		o.Clock = RealClock()
+	}
+	if o.WorkerID == "" {
+		o.WorkerID, _ = os.Hostname()
+		if o.WorkerID == "" {
+			o.WorkerID = "ember"
+		}
+	}
 	if o.MaxInFlight <= 0 {
 		o.MaxInFlight = 2048
 	}

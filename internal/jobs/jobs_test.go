@@ -199,15 +199,27 @@ func TestCancelAfter(t *testing.T) {
 		started <- struct{}{}
 		<-r.Context().Done()
 	})
-	e := newEnv(t, m, allFunctions(), jobs.Options{})
+	clock := newFakeClock()
+	e := newEnv(t, m, allFunctions(), jobs.Options{Clock: clock})
 	e.inv.gate("gated", make(chan struct{})) // never gets a slot
-	tests := []struct{ fn, want string }{
-		{"gated", api.PredictionAborted}, // never started
-		{"block", api.PredictionCanceled},
+	tests := []struct {
+		fn, want string
+		started  bool
+	}{
+		{"gated", api.PredictionAborted, false}, // never started
+		{"block", api.PredictionCanceled, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.fn, func(t *testing.T) {
 			p := e.submit(t, jobs.SubmitRequest{Function: tt.fn, CancelAfter: 100 * time.Millisecond})
+			if tt.started {
+				<-started
+			}
+			clock.Advance(99 * time.Millisecond)
+			if got, _ := e.svc.Get(context.Background(), p.ID); terminal(got.Status) {
+				t.Fatalf("status %q before Cancel-After", got.Status)
+			}
+			clock.Advance(time.Millisecond)
 			if got := e.wait(t, p.ID); got.Status != tt.want {
 				t.Errorf("status = %q, want %q", got.Status, tt.want)
 			}
@@ -216,15 +228,20 @@ func TestCancelAfter(t *testing.T) {
 }
 
 func TestTimeout(t *testing.T) {
-	canceled := make(chan struct{})
+	reached, canceled := make(chan struct{}), make(chan struct{})
 	m := instanceMux()
 	m.HandleFunc("POST /block", func(w http.ResponseWriter, r *http.Request) {
 		io.ReadAll(r.Body)
+		close(reached)
 		<-r.Context().Done()
 		close(canceled)
 	})
-	e := newEnv(t, m, allFunctions(), jobs.Options{})
-	p := e.wait(t, e.submit(t, jobs.SubmitRequest{Function: "timeout"}).ID)
+	clock := newFakeClock()
+	e := newEnv(t, m, allFunctions(), jobs.Options{Clock: clock})
+	id := e.submit(t, jobs.SubmitRequest{Function: "timeout"}).ID
+	<-reached
+	clock.Advance(100 * time.Millisecond) // the function's timeout
+	p := e.wait(t, id)
 	if p.Status != api.PredictionFailed || p.Error == nil || !strings.Contains(*p.Error, "timed out after 100ms") {
 		t.Errorf("got %s %v, want failed with a timeout", p.Status, p.Error)
 	}

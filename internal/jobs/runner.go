@@ -44,7 +44,9 @@ type job struct {
 
 	mu    sync.Mutex // guards the following
 	state int
-	rec   Record
+	// lost: done here because another worker took the lease.
+	lost bool
+	rec  Record
 	// events are the stream events so far; changed is closed and replaced
 	// whenever one is added or the job ends.
 	events  []Event
@@ -54,8 +56,8 @@ type job struct {
 	chunkBytes    int64
 	attemptAt     time.Time
 	lastHook      time.Time
-	retryTimer    *time.Timer
-	deadlineTimer *time.Timer
+	retryTimer    Timer
+	deadlineTimer Timer
 }
 
 func (s *Service) newJob(r *Record) *job {
@@ -243,7 +245,7 @@ func (s *Service) retryAfter(j *job, fn *spec.Function, d time.Duration, logLine
 		s.writeAsync(func(tx Tx) error { _, err := tx.Progress(&snap); return err })
 	}
 	j.state = stateQueued
-	j.retryTimer = time.AfterFunc(d, func() { s.enqueue(j, fn) })
+	j.retryTimer = s.clock.AfterFunc(d, func() { s.enqueue(j, fn) })
 	j.mu.Unlock()
 }
 
@@ -253,6 +255,11 @@ func (s *Service) retryAfter(j *job, fn *spec.Function, d time.Duration, logLine
 func (s *Service) interrupted(j *job, acquired bool) {
 	cause := context.Cause(j.ctx)
 	switch cause {
+	case errLeaseLost:
+		j.mu.Lock()
+		j.state = stateFinishing
+		j.mu.Unlock()
+		s.abandon(j)
 	case errShutdown:
 		if acquired {
 			j.mu.Lock()
@@ -297,8 +304,10 @@ func attemptMessage(err error) string {
 
 // attempt sends the job's input to an instance once.
 func (s *Service) attempt(j *job, fn *spec.Function) (out json.RawMessage, acquired bool, err error) {
-	ctx, cancel := context.WithTimeoutCause(j.ctx, fn.Timeout.D(), errTimeout)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(j.ctx)
+	defer cancel(nil)
+	timeout := s.clock.AfterFunc(fn.Timeout.D(), func() { cancel(errTimeout) })
+	defer timeout.Stop()
 	j.mu.Lock()
 	input := j.rec.Input
 	attemptNo := j.rec.Attempts + 1
@@ -333,7 +342,7 @@ func (s *Service) attempt(j *job, fn *spec.Function) (out json.RawMessage, acqui
 // attempt, and it commits before the job's terminal write, which is sent
 // later on the same writer.
 func (s *Service) started(j *job, cold bool) {
-	now := time.Now()
+	now := s.clock.Now()
 	j.mu.Lock()
 	j.rec.Attempts++
 	j.rec.Status = api.PredictionProcessing
@@ -514,7 +523,7 @@ func (s *Service) throttledHookLocked(j *job, event string) *Webhook {
 	if !j.rec.wants(event) {
 		return nil
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	if now.Sub(j.lastHook) < s.opts.WebhookThrottle {
 		return nil
 	}
@@ -532,7 +541,7 @@ func (s *Service) sendHook(h *Webhook) {
 // finish commits j's terminal state (at most once: the store's conditional
 // update decides) and then publishes it.
 func (s *Service) finish(j *job, status string, output json.RawMessage, msg string) (bool, error) {
-	now := time.Now()
+	now := s.clock.Now()
 	j.mu.Lock()
 	fin := j.snapshotLocked()
 	fin.Status = status
@@ -581,7 +590,12 @@ func (s *Service) finish(j *job, status string, output json.RawMessage, msg stri
 	}
 	if !applied {
 		// Already terminal in the record: publish what the record says.
+		// Not terminal: another worker took the lease and runs it.
 		if r, err := s.store.Get(context.Background(), j.id); err == nil {
+			if !isTerminal(r.Status) {
+				s.abandon(j)
+				return false, nil
+			}
 			fin = *r
 			_ = json.Unmarshal(r.Events, &events)
 		}

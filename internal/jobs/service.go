@@ -28,7 +28,11 @@ var (
 	errUserCancel = errors.New("canceled by request")
 	errDeadline   = errors.New("Cancel-After deadline passed")
 	errShutdown   = errors.New("server shutting down")
+	errLeaseLost  = errors.New("lease taken over by another worker")
 )
+
+// maxClaim bounds the jobs one claim takes.
+const maxClaim = 1024
 
 // Service runs jobs. Build it with New, start it with Run; Submit and the
 // other methods are safe for concurrent use once Run has started.
@@ -37,6 +41,7 @@ type Service struct {
 	inv   Invoker
 	fns   Functions
 	opts  Options
+	clock Clock
 	log   *slog.Logger
 	ids   idGen
 
@@ -44,6 +49,7 @@ type Service struct {
 	writerDone chan struct{} // closed when the writer has returned
 	stopping   chan struct{} // closed when shutdown begins
 	hookPoke   chan struct{} // wakes the webhook deliverer
+	claimPoke  chan struct{} // asks for a claim before the next ClaimInterval
 
 	// runCtx parents every job's context; shutdown cancels it.
 	runCtx    context.Context
@@ -82,23 +88,28 @@ func New(store Store, inv Invoker, fns Functions, opts Options, logger *slog.Log
 		writerDone: make(chan struct{}),
 		stopping:   make(chan struct{}),
 		hookPoke:   make(chan struct{}, 1),
+		claimPoke:  make(chan struct{}, 1),
 		live:       make(map[string]*job),
 		queues:     make(map[string]*fnQueue),
 	}
+	s.clock = s.opts.Clock
 	s.runCtx, s.runCancel = context.WithCancelCause(context.Background())
 	return s
 }
 
-// Run recovers the jobs a previous run left unfinished, then runs the
-// writer, the dispatcher, the webhook deliverer and retention until ctx is
-// done. It then stops accepting jobs, waits up to DrainTimeout for running
-// ones, cancels the rest (they resume at the next start), flushes pending
-// writes and returns. Run may be called once.
+// Run frees the leases a crashed run of this worker left, then runs the
+// writer, the dispatcher, the lease loop (claims of jobs no worker holds,
+// among them those unfinished at start-up, and heartbeats), the webhook
+// deliverer and retention until ctx is done. It then stops accepting jobs,
+// waits up to DrainTimeout for running ones, cancels the rest, gives their
+// leases back (they resume on the next worker to claim them, or at the next
+// start), flushes pending writes and returns. Run may be called once.
 func (s *Service) Run(ctx context.Context) error {
-	// Recovery completes even if ctx is already done: Run then drains at once.
-	recovered, err := s.store.Unfinished(context.WithoutCancel(ctx))
+	// This worker is starting, so no run of it holds a job any more: its
+	// jobs are claimable at once, not only when their leases end.
+	err := s.store.Update(context.WithoutCancel(ctx), func(tx Tx) error { return tx.Release(s.opts.WorkerID) })
 	if err != nil {
-		return fmt.Errorf("jobs: recover unfinished jobs: %w", err)
+		return fmt.Errorf("jobs: release the leases of a previous run: %w", err)
 	}
 	quit := make(chan struct{})
 	go s.runWriter(quit)
@@ -107,13 +118,10 @@ func (s *Service) Run(ctx context.Context) error {
 	bgCtx, bgCancel := context.WithCancel(context.Background())
 	bg.Go(func() { s.deliverWebhooks(bgCtx) })
 	bg.Go(func() { s.sweepLoop(bgCtx) })
-
-	if len(recovered) > 0 {
-		s.log.Info("jobs: recovering unfinished jobs", "count", len(recovered))
-	}
-	for _, r := range recovered {
-		s.recover(r)
-	}
+	// Heartbeats go on while running jobs drain, so their leases hold.
+	leaseCtx, leaseCancel := context.WithCancel(context.Background())
+	leaseDone := make(chan struct{})
+	go func() { defer close(leaseDone); s.leaseLoop(leaseCtx) }()
 
 	<-ctx.Done()
 	s.mu.Lock()
@@ -125,25 +133,34 @@ func (s *Service) Run(ctx context.Context) error {
 
 	drained := make(chan struct{})
 	go func() { s.runners.Wait(); close(drained) }()
+	drainTimer := s.clock.NewTimer(s.opts.DrainTimeout)
 	select {
 	case <-drained:
-	case <-time.After(s.opts.DrainTimeout):
+		drainTimer.Stop()
+	case <-drainTimer.C():
 		s.log.Warn("jobs: drain timeout, cancelling running jobs; they resume at the next start")
 		s.runCancel(errShutdown)
 		<-drained
 	}
+	leaseCancel()
+	<-leaseDone
 	s.runCancel(errShutdown) // stops deadline timers' effects and backoff waits
 	s.mu.Lock()
 	for _, j := range s.live {
 		j.stopTimers()
 	}
 	s.mu.Unlock()
+	// The jobs left are given back, for another worker to claim now.
+	if err := s.write(context.Background(), func(tx Tx) error { return tx.Release(s.opts.WorkerID) }); err != nil {
+		s.log.Error("jobs: release leases at shutdown; they end by themselves", "err", err, "lease", s.opts.LeaseDuration)
+	}
 	close(quit)
 	<-s.writerDone
 	return nil
 }
 
-// recover re-queues a job found unfinished at start-up.
+// recover queues a job this worker claimed: one left unfinished by a
+// previous run, or by a worker that stopped.
 func (s *Service) recover(r *Record) {
 	j := s.newJob(r)
 	s.mu.Lock()
@@ -151,6 +168,10 @@ func (s *Service) recover(r *Record) {
 	s.mu.Unlock()
 	fn, err := s.fns.Function(s.runCtx, r.Function)
 	switch {
+	case r.CancelRequested:
+		j.state = stateFinishing
+		s.runners.Go(func() { s.finishAlone(j, api.PredictionCanceled, nil, errUserCancel.Error()) })
+		return
 	case err != nil:
 		j.state = stateFinishing
 		s.runners.Go(func() { s.finishAlone(j, api.PredictionFailed, nil, fmt.Sprintf("function %q: %v", r.Function, err)) })
@@ -195,7 +216,7 @@ func (s *Service) SubmitBatch(ctx context.Context, reqs []SubmitRequest) ([]*api
 	if closing {
 		return nil, ErrClosed
 	}
-	now := time.Now()
+	now := s.clock.Now()
 	recs := make([]*Record, len(reqs))
 	fns := make([]*spec.Function, len(reqs))
 	for i, req := range reqs {
@@ -291,6 +312,8 @@ func (s *Service) newRecord(req SubmitRequest, now time.Time) (*Record, error) {
 		WebhookEvents:  req.WebhookEvents,
 		IdempotencyKey: req.IdempotencyKey,
 		Owner:          req.Owner,
+		// The submitting worker runs the job: no claim round trip.
+		Lease: Lease{Owner: s.opts.WorkerID, Token: 1, Until: now.Add(s.opts.LeaseDuration)},
 	}
 	if req.IdempotencyKey != "" && req.Owner != "" {
 		// The unit separator cannot appear in a header value's key.
@@ -315,7 +338,7 @@ func (s *Service) Get(ctx context.Context, id string) (*api.Prediction, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.expired(r, time.Now()); err != nil {
+	if err := s.expired(r, s.clock.Now()); err != nil {
 		return nil, err
 	}
 	return s.toPrediction(r), nil
@@ -368,7 +391,7 @@ func (s *Service) List(ctx context.Context, o ListOptions) (*Page, error) {
 	// A page is bounded in bytes as well as in items: large fields are
 	// left out (GET by id has them), and the page ends once it holds
 	// ListPageBytes, its cursor continuing from the last one in it.
-	now := time.Now()
+	now := s.clock.Now()
 	var size int64
 	for i, r := range recs {
 		var pr *api.Prediction
@@ -418,33 +441,77 @@ func summarise(p *api.Prediction, maxField int64) int64 {
 }
 
 // Wait returns the prediction once it is terminal or d has passed, or ctx
-// is done, whichever is first (Prefer: wait).
+// is done, whichever is first (Prefer: wait). A job this worker holds is
+// waited for in memory; one held elsewhere (or by nobody) by reading its
+// record every PollInterval.
 func (s *Service) Wait(ctx context.Context, id string, d time.Duration) (*api.Prediction, error) {
-	if j := s.liveJob(id); j != nil {
-		t := time.NewTimer(d)
-		defer t.Stop()
+	t := s.clock.NewTimer(d)
+	defer t.Stop()
+	return s.waitTerminal(ctx, id, t.C())
+}
+
+// waitTerminal returns id's prediction once it is terminal, or as it is
+// when timeout fires or ctx is done.
+func (s *Service) waitTerminal(ctx context.Context, id string, timeout <-chan time.Time) (*api.Prediction, error) {
+	for {
+		if j := s.liveJob(id); j != nil {
+			select {
+			case <-j.done:
+				if j.isLost() {
+					continue // another worker runs it now: follow the record
+				}
+			case <-timeout:
+			case <-ctx.Done():
+			}
+			return j.prediction(s), nil
+		}
+		p, err := s.Get(ctx, id)
+		if err != nil || isTerminal(p.Status) {
+			return p, err
+		}
+		poll := s.clock.NewTimer(s.opts.PollInterval)
 		select {
-		case <-j.done:
-		case <-t.C:
+		case <-poll.C():
+			continue
+		case <-timeout:
 		case <-ctx.Done():
 		}
-		return j.prediction(s), nil
+		poll.Stop()
+		return p, nil
 	}
-	return s.Get(ctx, id)
 }
 
 // Cancel cancels a prediction: a queued one is canceled at once, a running
 // one has its instance request cancelled. It returns the prediction after
 // the cancel took effect (or ctx ended). Canceling a terminal prediction
-// returns it unchanged.
+// returns it unchanged. A job another worker holds gets a cancel request
+// in the store, which that worker acts on at its next heartbeat; Cancel
+// waits for that up to LeaseDuration, then returns the job as it is.
 func (s *Service) Cancel(ctx context.Context, id string) (*api.Prediction, error) {
 	j := s.liveJob(id)
 	if j == nil {
-		return s.Get(ctx, id)
+		var requested bool
+		err := s.write(ctx, func(tx Tx) (err error) {
+			requested, err = tx.RequestCancel(id)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cancel %s: %w", id, err)
+		}
+		if !requested {
+			return s.Get(ctx, id) // terminal, or absent
+		}
+		s.pokeClaim() // a job no worker holds is claimed and canceled here
+		t := s.clock.NewTimer(s.opts.LeaseDuration)
+		defer t.Stop()
+		return s.waitTerminal(ctx, id, t.C())
 	}
 	s.cancelJob(j, errUserCancel)
 	select {
 	case <-j.done:
+		if j.isLost() {
+			return s.Cancel(ctx, id) // it moved to another worker meanwhile
+		}
 	case <-ctx.Done():
 	}
 	return j.prediction(s), nil
@@ -478,7 +545,7 @@ func (s *Service) armDeadline(j *job) {
 		return
 	}
 	j.mu.Lock()
-	j.deadlineTimer = time.AfterFunc(time.Until(j.deadline), func() { s.cancelJob(j, errDeadline) })
+	j.deadlineTimer = s.clock.AfterFunc(j.deadline.Sub(s.clock.Now()), func() { s.cancelJob(j, errDeadline) })
 	j.mu.Unlock()
 }
 
@@ -567,10 +634,8 @@ func (s *Service) WebhookSecret(ctx context.Context) (string, error) {
 
 // sweepLoop applies retention every SweepInterval.
 func (s *Service) sweepLoop(ctx context.Context) {
-	t := time.NewTicker(s.opts.SweepInterval)
-	defer t.Stop()
 	for {
-		now := time.Now()
+		now := s.clock.Now()
 		var n int
 		err := s.write(ctx, func(tx Tx) (err error) {
 			n, err = tx.Sweep(now.Add(-s.opts.Retention), now.Add(-s.opts.Retention-tombstoneKeep), now.Add(-idempotencyWindow))
@@ -582,9 +647,11 @@ func (s *Service) sweepLoop(ctx context.Context) {
 		case n > 0:
 			s.log.Info("jobs: retention removed prediction data", "count", n)
 		}
+		t := s.clock.NewTimer(s.opts.SweepInterval)
 		select {
-		case <-t.C:
+		case <-t.C():
 		case <-ctx.Done():
+			t.Stop()
 			return
 		}
 	}

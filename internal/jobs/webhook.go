@@ -105,16 +105,17 @@ func (s *Service) deliverWebhooks(ctx context.Context) {
 	sem := make(chan struct{}, s.opts.WebhookWorkers)
 	var mu sync.Mutex // guards busy
 	busy := make(map[string]bool)
-	t := time.NewTicker(webhookPoll)
-	defer t.Stop()
 	for {
+		t := s.clock.NewTimer(webhookPoll)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return
-		case <-t.C:
+		case <-t.C():
 		case <-s.hookPoke:
+			t.Stop()
 		}
-		due, err := s.store.DueWebhooks(ctx, time.Now(), 4*s.opts.WebhookWorkers)
+		due, err := s.store.DueWebhooks(ctx, s.clock.Now(), 4*s.opts.WebhookWorkers)
 		if err != nil {
 			if ctx.Err() == nil {
 				s.log.Error("jobs: read webhook outbox", "err", err)
@@ -162,7 +163,7 @@ func (s *Service) deliver(ctx context.Context, w *Webhook) {
 		s.log.Warn("jobs: webhook abandoned", "job", w.JobID, "event", w.Event, "url", w.URL, "attempts", w.Attempts+1, "err", err)
 		record = func(tx Tx) error { return tx.WebhookDone(w.ID) }
 	default:
-		next := time.Now().Add(backoff(s.opts.WebhookBackoff, s.opts.MaxWebhookBackoff, w.Attempts+1))
+		next := s.clock.Now().Add(backoff(s.opts.WebhookBackoff, s.opts.MaxWebhookBackoff, w.Attempts+1))
 		s.log.Debug("jobs: webhook failed, will retry", "job", w.JobID, "event", w.Event, "at", next, "err", err)
 		msg := err.Error()
 		record = func(tx Tx) error { return tx.WebhookRetry(w.ID, w.Attempts+1, next, msg) }
@@ -178,7 +179,7 @@ func (s *Service) post(ctx context.Context, w *Webhook) error {
 		return err
 	}
 	id := "msg_" + w.JobID + "_" + strconv.FormatInt(w.ID, 10)
-	now := time.Now()
+	now := s.clock.Now()
 	sig, err := SignWebhook(secret, id, now, w.Body)
 	if err != nil {
 		return err

@@ -106,9 +106,11 @@ func (s *Service) writeRetry(fn func(Tx) error) error {
 			return err
 		}
 		s.log.Error("jobs: write failed, retrying", "err", err)
+		t := s.clock.NewTimer(backoff(50*time.Millisecond, 5*time.Second, n))
 		select {
-		case <-time.After(backoff(50*time.Millisecond, 5*time.Second, n)):
+		case <-t.C():
 		case <-s.stopping:
+			t.Stop()
 			return ErrClosed
 		}
 	}

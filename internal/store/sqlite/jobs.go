@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -20,7 +21,8 @@ type Jobs struct {
 var _ jobs.Store = (*Jobs)(nil)
 
 const jobColumns = `id, function, version, status, input, output, error, logs, attempts, cold_start,
-	created_at, started_at, completed_at, predict_ns, deadline, webhook, webhook_events, idempotency_key, events, data_removed, owner`
+	created_at, started_at, completed_at, predict_ns, deadline, webhook, webhook_events, idempotency_key, events, data_removed, owner,
+	lease_owner, lease_until, lease_token, cancel_requested`
 
 // Statements prepared once (SQLite parses a statement at every unprepared
 // call); the writes are bound to each write transaction.
@@ -29,18 +31,30 @@ var jobStatements = map[string]string{
 	"hookDue": `SELECT id, job_id, event, url, body, attempts, next_at, created_at
 		FROM job_webhooks WHERE id IN (SELECT min(id) FROM job_webhooks GROUP BY job_id) AND next_at <= ?
 		ORDER BY next_at LIMIT ?`,
-	"insert": `INSERT INTO jobs (` + jobColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+	"insert": `INSERT INTO jobs (` + jobColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 	"keyGet": `SELECT job_id, created_at FROM job_idempotency WHERE key = ?`,
 	"keyPut": `INSERT INTO job_idempotency (key, job_id, created_at) VALUES (?, ?, ?)
 		ON CONFLICT(key) DO UPDATE SET job_id = excluded.job_id, created_at = excluded.created_at`,
 	"progress": `UPDATE jobs SET status = ?, attempts = ?, started_at = ?, cold_start = ?, logs = ?
-		WHERE id = ? AND status IN ('starting', 'processing')`,
+		WHERE id = ? AND status IN ('starting', 'processing') AND lease_owner = ? AND lease_token = ?`,
+	// A terminal job keeps no lease.
 	"finish": `UPDATE jobs SET status = ?, output = ?, error = ?, logs = ?, attempts = ?, cold_start = ?,
-		started_at = ?, completed_at = ?, predict_ns = ?, events = ?
-		WHERE id = ? AND status IN ('starting', 'processing')`,
-	"hookAdd":   `INSERT INTO job_webhooks (job_id, event, url, body, attempts, next_at, created_at) VALUES (?,?,?,?,?,?,?)`,
-	"hookDone":  `DELETE FROM job_webhooks WHERE id = ?`,
-	"hookRetry": `UPDATE job_webhooks SET attempts = ?, next_at = ?, last_error = ? WHERE id = ?`,
+		started_at = ?, completed_at = ?, predict_ns = ?, events = ?, lease_owner = '', lease_until = NULL
+		WHERE id = ? AND status IN ('starting', 'processing') AND lease_owner = ? AND lease_token = ?`,
+	// SQLite has one writer at a time, so the claim needs no row locks;
+	// PostgreSQL adds FOR UPDATE SKIP LOCKED to the subquery.
+	"claim": `UPDATE jobs SET lease_owner = ?, lease_until = ?, lease_token = lease_token + 1
+		WHERE id IN (SELECT id FROM jobs WHERE status IN ('starting', 'processing')
+			AND (lease_owner = '' OR (lease_owner != ? AND (lease_until IS NULL OR lease_until <= ?))) ORDER BY id LIMIT ?)
+		RETURNING ` + jobColumns,
+	"renew": `UPDATE jobs SET lease_until = ? WHERE lease_owner = ? AND status IN ('starting', 'processing')
+		RETURNING id, lease_token, cancel_requested`,
+	"release": `UPDATE jobs SET lease_owner = '', lease_until = NULL
+		WHERE lease_owner = ? AND status IN ('starting', 'processing')`,
+	"cancelRequest": `UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status IN ('starting', 'processing')`,
+	"hookAdd":       `INSERT INTO job_webhooks (job_id, event, url, body, attempts, next_at, created_at) VALUES (?,?,?,?,?,?,?)`,
+	"hookDone":      `DELETE FROM job_webhooks WHERE id = ?`,
+	"hookRetry":     `UPDATE job_webhooks SET attempts = ?, next_at = ?, last_error = ? WHERE id = ?`,
 }
 
 // NewJobs prepares the jobs store on db.
@@ -116,18 +130,60 @@ func (t *jobTx) Insert(r *jobs.Record, keySince time.Time) (string, error) {
 	_, err := t.stmt("insert").ExecContext(t.ctx, r.ID, r.Function, r.Version, r.Status, text(r.Input), text(r.Output),
 		r.Error, r.Logs, r.Attempts, r.ColdStart, r.CreatedAt.UnixNano(), nanos(r.StartedAt), nanos(r.CompletedAt),
 		int64(r.PredictTime), nanos(r.Deadline), r.Webhook, strings.Join(r.WebhookEvents, ","), r.IdempotencyKey,
-		text(r.Events), r.DataRemoved, r.Owner)
+		text(r.Events), r.DataRemoved, r.Owner, r.Lease.Owner, nanos(r.Lease.Until), r.Lease.Token, r.CancelRequested)
 	return "", err
 }
 
+func (t *jobTx) Claim(owner string, now, until time.Time, limit int) ([]*jobs.Record, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	rows, err := t.stmt("claim").QueryContext(t.ctx, owner, until.UnixNano(), owner, now.UnixNano(), limit)
+	if err != nil {
+		return nil, err
+	}
+	recs, err := scanJobs(rows)
+	// RETURNING gives no order: hand them out oldest first.
+	slices.SortFunc(recs, func(a, b *jobs.Record) int { return strings.Compare(a.ID, b.ID) })
+	return recs, err
+}
+
+func (t *jobTx) Renew(owner string, until time.Time) ([]jobs.LeaseState, error) {
+	rows, err := t.stmt("renew").QueryContext(t.ctx, until.UnixNano(), owner)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []jobs.LeaseState
+	for rows.Next() {
+		var l jobs.LeaseState
+		if err := rows.Scan(&l.ID, &l.Token, &l.CancelRequested); err != nil {
+			return nil, err
+		}
+		out = append(out, l)
+	}
+	return out, rows.Err()
+}
+
+func (t *jobTx) Release(owner string) error {
+	_, err := t.stmt("release").ExecContext(t.ctx, owner)
+	return err
+}
+
+func (t *jobTx) RequestCancel(id string) (bool, error) {
+	res, err := t.stmt("cancelRequest").ExecContext(t.ctx, id)
+	return affected(res, err)
+}
+
 func (t *jobTx) Progress(r *jobs.Record) (bool, error) {
-	res, err := t.stmt("progress").ExecContext(t.ctx, r.Status, r.Attempts, nanos(r.StartedAt), r.ColdStart, r.Logs, r.ID)
+	res, err := t.stmt("progress").ExecContext(t.ctx, r.Status, r.Attempts, nanos(r.StartedAt), r.ColdStart, r.Logs, r.ID,
+		r.Lease.Owner, r.Lease.Token)
 	return affected(res, err)
 }
 
 func (t *jobTx) Finish(r *jobs.Record) (bool, error) {
 	res, err := t.stmt("finish").ExecContext(t.ctx, r.Status, text(r.Output), r.Error, r.Logs, r.Attempts, r.ColdStart,
-		nanos(r.StartedAt), nanos(r.CompletedAt), int64(r.PredictTime), text(r.Events), r.ID)
+		nanos(r.StartedAt), nanos(r.CompletedAt), int64(r.PredictTime), text(r.Events), r.ID, r.Lease.Owner, r.Lease.Token)
 	return affected(res, err)
 }
 
@@ -218,9 +274,11 @@ const listColumns = `id, function, version, status,
 	CASE WHEN octet_length(output) <= ? THEN output END,
 	error, CASE WHEN octet_length(logs) <= ? THEN logs ELSE '' END,
 	attempts, cold_start, created_at, started_at, completed_at, predict_ns, deadline, webhook, webhook_events,
-	idempotency_key, NULL, data_removed, owner, octet_length(input), octet_length(output), octet_length(logs)`
+	idempotency_key, NULL, data_removed, owner, lease_owner, lease_until, lease_token, cancel_requested,
+	octet_length(input), octet_length(output), octet_length(logs)`
 
-// Unfinished returns jobs not yet terminal, oldest first.
+// Unfinished returns jobs not yet terminal, oldest first (for tools and
+// tests: workers find their jobs with Claim).
 func (j *Jobs) Unfinished(ctx context.Context) ([]*jobs.Record, error) {
 	rows, err := j.db.SQL.QueryContext(ctx, `SELECT `+jobColumns+` FROM jobs WHERE status IN ('starting', 'processing') ORDER BY id`)
 	if err != nil {
@@ -295,9 +353,11 @@ func scanJobs(rows *sql.Rows, sized ...bool) ([]*jobs.Record, error) {
 		var started, completed, deadline sql.NullInt64
 		var predict int64
 		var hookEvents string
+		var leaseUntil sql.NullInt64
 		dest := []any{&r.ID, &r.Function, &r.Version, &r.Status, &input, &output, &r.Error, &r.Logs,
 			&r.Attempts, &r.ColdStart, &created, &started, &completed, &predict, &deadline, &r.Webhook,
-			&hookEvents, &r.IdempotencyKey, &events, &r.DataRemoved, &r.Owner}
+			&hookEvents, &r.IdempotencyKey, &events, &r.DataRemoved, &r.Owner,
+			&r.Lease.Owner, &leaseUntil, &r.Lease.Token, &r.CancelRequested}
 		var inSize, outSize, logSize sql.NullInt64
 		if withSizes {
 			dest = append(dest, &inSize, &outSize, &logSize)
@@ -320,6 +380,7 @@ func scanJobs(rows *sql.Rows, sized ...bool) ([]*jobs.Record, error) {
 		r.CreatedAt = time.Unix(0, created)
 		r.StartedAt, r.CompletedAt, r.Deadline = fromNanos(started), fromNanos(completed), fromNanos(deadline)
 		r.PredictTime = time.Duration(predict)
+		r.Lease.Until = fromNanos(leaseUntil)
 		if input.Valid {
 			r.Input = []byte(input.String)
 		}

@@ -210,3 +210,91 @@ func TestJobOwner(t *testing.T) {
 		}
 	}
 }
+
+// TestLeases: Claim takes only jobs no worker holds (never its own), and
+// raises the fencing token; Renew extends the owner's leases and reports
+// cancel requests; Progress and Finish need the current lease; Release
+// frees the owner's jobs at once.
+func TestLeases(t *testing.T) {
+	st := openJobs(t)
+	ctx := context.Background()
+	leased := func(id, owner string, until time.Time) *jobs.Record {
+		r := rec(id, "")
+		r.Lease = jobs.Lease{Owner: owner, Token: 1, Until: until}
+		return r
+	}
+	update(t, st, func(tx jobs.Tx) error {
+		for _, r := range []*jobs.Record{leased("a", "w1", t0.Add(time.Minute)), leased("b", "w1", t0), leased("c", "", time.Time{}), leased("d", "w2", t0)} {
+			if _, err := tx.Insert(r, t0); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	claim := func(owner string, now time.Time, limit int) (ids []string, recs []*jobs.Record) {
+		update(t, st, func(tx jobs.Tx) (err error) {
+			recs, err = tx.Claim(owner, now, now.Add(time.Minute), limit)
+			return err
+		})
+		for _, r := range recs {
+			ids = append(ids, r.ID)
+		}
+		return ids, recs
+	}
+	// At t0+1s: a is w1's until t0+1m; b's lease (w1) and d's (w2) ended; c has none.
+	if ids, _ := claim("w2", t0.Add(time.Second), 10); !slices.Equal(ids, []string{"b", "c"}) {
+		t.Errorf("w2 claimed %v, want [b c] (not a: held; not d: its own)", ids)
+	}
+	if ids, recs := claim("w3", t0.Add(time.Second), 1); !slices.Equal(ids, []string{"d"}) ||
+		recs[0].Lease.Owner != "w3" || recs[0].Lease.Token != 2 || !recs[0].Lease.Until.Equal(t0.Add(time.Second+time.Minute)) {
+		t.Errorf("w3 claimed %v, want d leased to w3 with token 2", ids)
+	}
+
+	// w1 lost b to w2: its writes under the old lease change nothing.
+	old := leased("b", "w1", t0)
+	old.Status, old.Attempts = "processing", 5
+	var progressed, finished bool
+	var cancelled bool
+	update(t, st, func(tx jobs.Tx) (err error) {
+		if progressed, err = tx.Progress(old); err != nil {
+			return err
+		}
+		old.Status = "succeeded"
+		if finished, err = tx.Finish(old); err != nil {
+			return err
+		}
+		cancelled, err = tx.RequestCancel("a")
+		return err
+	})
+	if progressed || finished || !cancelled {
+		t.Errorf("stale Progress %v, stale Finish %v, RequestCancel %v; want false, false, true", progressed, finished, cancelled)
+	}
+	var w1 []jobs.LeaseState
+	update(t, st, func(tx jobs.Tx) (err error) {
+		w1, err = tx.Renew("w1", t0.Add(time.Hour))
+		return err
+	})
+	if want := []jobs.LeaseState{{ID: "a", Token: 1, CancelRequested: true}}; !slices.Equal(w1, want) {
+		t.Errorf("w1 renewed %+v, want %+v", w1, want)
+	}
+	if r, _ := st.Get(ctx, "a"); !r.Lease.Until.Equal(t0.Add(time.Hour)) {
+		t.Errorf("a's lease until %v after renew", r.Lease.Until)
+	}
+
+	// The current holder's Finish counts, and ends the lease.
+	cur := leased("b", "w2", time.Time{})
+	cur.Lease.Token, cur.Status = 2, "succeeded"
+	update(t, st, func(tx jobs.Tx) (err error) {
+		finished, err = tx.Finish(cur)
+		return err
+	})
+	if r, _ := st.Get(ctx, "b"); !finished || r.Status != "succeeded" || r.Lease.Owner != "" {
+		t.Errorf("holder's Finish = %v, record %s leased to %q", finished, r.Status, r.Lease.Owner)
+	}
+
+	// Released, w1's job is claimable before its lease would have ended.
+	update(t, st, func(tx jobs.Tx) error { return tx.Release("w1") })
+	if ids, recs := claim("w2", t0.Add(time.Second), 10); !slices.Equal(ids, []string{"a"}) || !recs[0].CancelRequested {
+		t.Errorf("after release w2 claimed %v, want a (with its cancel request)", ids)
+	}
+}
