@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/activator"
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
@@ -242,7 +243,7 @@ func (g *Gateway) routes() {
 	}
 	// Unknown paths: 404 in Ember's shape, to anyone.
 	m.Register("/", auth.RightPublic, g.wrap(func(w http.ResponseWriter, r *http.Request) error {
-		return &httpError{Status: http.StatusNotFound, Code: "not_found", Msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
+		return &errkind.Error{Kind: errkind.NotFound, Code: "not_found", Msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
 	}))
 }
 
@@ -269,7 +270,7 @@ func (g *Gateway) deploy(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if g.routeTab.get(f.Name) != nil {
-		return &httpError{Status: http.StatusConflict, Code: "name_conflict",
+		return &errkind.Error{Kind: errkind.Conflict, Code: "name_conflict",
 			Msg: fmt.Sprintf("a route is named %q; a function needs a name of its own (ember route rm %s first)", f.Name, f.Name)}
 	}
 	rec, created, err := g.reg.Deploy(r.Context(), f)
@@ -321,7 +322,7 @@ func firstTwo(rest string) string {
 }
 
 func unknown(name string) error {
-	return &httpError{Status: http.StatusNotFound, Code: "unknown_function", Msg: fmt.Sprintf("unknown function %q: deploy it first (ember deploy FILE)", name)}
+	return &errkind.Error{Kind: errkind.NotFound, Code: "unknown_function", Msg: fmt.Sprintf("unknown function %q: deploy it first (ember deploy FILE)", name)}
 }
 
 func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) error {
@@ -357,7 +358,7 @@ func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) error {
 		}
 		writeJSON(w, http.StatusOK, lines)
 	default:
-		return &httpError{Status: http.StatusNotFound, Code: "not_found", Msg: fmt.Sprintf("no route for GET /v1/functions/%s%s", name, sub)}
+		return &errkind.Error{Kind: errkind.NotFound, Code: "not_found", Msg: fmt.Sprintf("no route for GET /v1/functions/%s%s", name, sub)}
 	}
 	return nil
 }
@@ -431,7 +432,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 			return
 		}
 		if err != nil {
-			status = classify(err, g.now()).Status
+			status = errkind.Classify(err, g.now()).Status
 		}
 		g.obs.Request(name, status, g.now().Sub(start), queue, cold)
 	}()
@@ -489,7 +490,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 	if errors.As(err, &ue) && instanceID != "" {
 		// Say why the instance failed when it died under us.
 		if exitErr, dead := g.instances.Exited(instanceID, 250*time.Millisecond); dead {
-			err = &httpError{Status: http.StatusBadGateway, Code: "instance_exited",
+			err = &errkind.Error{Kind: errkind.Upstream, Code: "instance_exited",
 				Msg: fmt.Sprintf("instance %s exited mid-request: %v; the next request starts a fresh instance", instanceID, exitErr), Err: err}
 		}
 	}

@@ -2,12 +2,9 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
-	"strconv"
 
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/gateway/openai"
@@ -53,27 +50,7 @@ func (res resolver) Models(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// newOpenAI builds the OpenAI-compatible handler over the gateway, with the
-// gateway's error classification (statuses, Retry-After, RateLimit-*) in
-// OpenAI's error shape.
+// newOpenAI builds the OpenAI-compatible handler over the gateway.
 func (g *Gateway) newOpenAI() *openai.Handler {
-	return openai.New(resolver{g}, openai.Options{
-		Classify: func(err error) (int, string, string) {
-			if errors.Is(err, openai.ErrUnknownModel) {
-				return 0, "", "" // the handler's own 404 model_not_found
-			}
-			he := classify(err, g.now())
-			return he.Status, he.Code, he.Msg
-		},
-		Header: func(err error, h http.Header) {
-			he := classify(err, g.now())
-			if he.limit != nil {
-				he.limit.SetHeaders(h)
-			}
-			if he.RetryAfter > 0 && h.Get("Retry-After") == "" {
-				h.Set("Retry-After", strconv.Itoa(int(math.Ceil(he.RetryAfter.Seconds()))))
-			}
-		},
-		Logger: g.logger.With("component", "openai"),
-	})
+	return openai.New(resolver{g}, openai.Options{Now: g.now, Logger: g.logger.With("component", "openai")})
 }

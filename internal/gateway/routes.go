@@ -16,9 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/activator"
 	"github.com/ember-run/ember/internal/api"
-	"github.com/ember-run/ember/internal/controller"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/route"
 	"github.com/ember-run/ember/internal/spec"
@@ -180,12 +180,12 @@ func (g *Gateway) EnableRoutes(ctx context.Context, store RouteStore, obs RouteO
 }
 
 func unknownRoute(name string) error {
-	return &httpError{Status: http.StatusNotFound, Code: "unknown_route", Msg: fmt.Sprintf("unknown route %q: apply it first (ember route apply FILE)", name)}
+	return &errkind.Error{Kind: errkind.NotFound, Code: "unknown_route", Msg: fmt.Sprintf("unknown route %q: apply it first (ember route apply FILE)", name)}
 }
 
 func (g *Gateway) routesEnabled() error {
 	if g.routeStore == nil {
-		return &httpError{Status: http.StatusNotFound, Code: "routes_disabled", Msg: "routes are not enabled on this server"}
+		return &errkind.Error{Kind: errkind.NotFound, Code: "routes_disabled", Msg: "routes are not enabled on this server"}
 	}
 	return nil
 }
@@ -204,13 +204,13 @@ func (g *Gateway) applyRoute(w http.ResponseWriter, r *http.Request) error {
 	}
 	rt, err := route.Parse(body)
 	if err != nil {
-		return &httpError{Status: http.StatusBadRequest, Code: "invalid_route", Msg: err.Error()}
+		return &errkind.Error{Kind: errkind.Invalid, Code: "invalid_route", Msg: err.Error()}
 	}
 	if err := g.checkHeaderEnv(r.Context(), rt); err != nil {
 		return err
 	}
 	if _, ok := g.instances.Function(rt.Name); ok {
-		return &httpError{Status: http.StatusConflict, Code: "name_conflict",
+		return &errkind.Error{Kind: errkind.Conflict, Code: "name_conflict",
 			Msg: fmt.Sprintf("a function is named %q; a route needs a name of its own", rt.Name)}
 	}
 	specJSON, err := json.Marshal(rt)
@@ -365,7 +365,7 @@ func (g *Gateway) callTarget(w http.ResponseWriter, r *http.Request, rt *route.R
 	}
 	err = g.urls.forward(fw, r.WithContext(ctx), t.URL, path, headers)
 	if err != nil && late.Load() && r.Context().Err() == nil {
-		return &httpError{Status: http.StatusGatewayTimeout, Code: "timeout",
+		return &errkind.Error{Kind: errkind.Timeout, Code: "timeout",
 			Msg: fmt.Sprintf("route %q: %s did not answer within the route's timeout %s", rt.Name, t.URL, rt.Timeout.D()), Err: err}
 	}
 	return err
@@ -418,7 +418,7 @@ func (g *Gateway) targetHeaders(ctx context.Context, rt *route.Route, t route.Ta
 			if sec, ok := strings.CutPrefix(name, secretRef); ok {
 				val, found, lerr := g.secretValue(ctx, sec)
 				if lerr == nil && !found {
-					lerr = &httpError{Status: http.StatusBadGateway, Code: "unknown_secret",
+					lerr = &errkind.Error{Kind: errkind.Upstream, Code: "unknown_secret",
 						Msg: fmt.Sprintf("route %q: header %s names secret %q, which no longer exists (ember secrets set %s)", rt.Name, k, sec, sec)}
 				}
 				if err == nil {
@@ -491,7 +491,7 @@ func (g *Gateway) checkHeaderEnv(ctx context.Context, rt *route.Route) error {
 		}
 	}
 	if len(errs) > 0 {
-		return &httpError{Status: http.StatusBadRequest, Code: "invalid_route",
+		return &errkind.Error{Kind: errkind.Invalid, Code: "invalid_route",
 			Msg: fmt.Sprintf("route %q: %s", rt.Name, strings.Join(errs, "; "))}
 	}
 	return nil
@@ -502,14 +502,16 @@ func (g *Gateway) checkHeaderEnv(ctx context.Context, rt *route.Route) error {
 func targetDown(err error) bool {
 	var sf *activator.StartFailedError
 	var ue *proxy.UpstreamError
-	var he *httpError
+	var k errkind.Kinded
 	switch {
-	case errors.As(err, &sf), errors.Is(err, activator.ErrUnknownFunction), errors.Is(err, controller.ErrPrepare):
+	case errors.As(err, &sf):
 		return true
 	case errors.As(err, &ue):
 		return ue.Dial
-	case errors.As(err, &he):
-		return he.Code == "unknown_function"
+	case errors.As(err, &k):
+		// An unknown function (gateway, activator or controller) or a
+		// deploy that could not be prepared.
+		return k.ErrorCode() == "unknown_function" || k.ErrorCode() == "prepare_failed"
 	}
 	return false
 }

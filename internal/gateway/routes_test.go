@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/activator"
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/proxy"
@@ -77,7 +78,7 @@ func TestTargetDown(t *testing.T) {
 		{"unknown function (gateway)", unknown("x"), true},
 		{"dial error", &proxy.UpstreamError{Addr: "h:1", Dial: true, Err: dial}, true},
 		{"failed after sending", &proxy.UpstreamError{Addr: "h:1", Err: errors.New("EOF")}, false},
-		{"rate limited", &httpError{Status: 429, Code: "rate_limited"}, false},
+		{"rate limited", &errkind.Error{Kind: errkind.RateLimited, Code: "rate_limited"}, false},
 		{"queue full", &activator.QueueFullError{Limit: 1}, false},
 	}
 	for _, tt := range tests {

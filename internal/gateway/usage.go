@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/cost"
@@ -52,14 +52,7 @@ func (h *UsageHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := h.now()
 	rep, err := h.report(r, now)
 	if err != nil {
-		status, code := http.StatusInternalServerError, "internal"
-		var he *httpError
-		if errors.As(err, &he) {
-			status, code = he.Status, he.Code
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(api.Error{Error: api.ErrorBody{Code: code, Message: err.Error()}})
+		errkind.WriteEmber(w, errkind.Classify(err, now))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -93,7 +86,7 @@ func (h *UsageHandler) report(r *http.Request, now time.Time) (*api.UsageReport,
 	// principal when auth is on; none means auth is off.
 	p := auth.FromContext(r.Context())
 	if fn != "" && p != nil && !p.MayInvoke(fn) {
-		return nil, &httpError{Status: http.StatusForbidden, Code: "function_not_allowed",
+		return nil, &errkind.Error{Kind: errkind.Forbidden, Code: "function_not_allowed",
 			Msg: fmt.Sprintf("API key %q does not cover the function asked for", p.Name)}
 	}
 	buckets, err := h.src.Usage(r.Context(), metering.Query{Function: fn, From: from, To: to, By: by}, now)
