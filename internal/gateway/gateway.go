@@ -15,11 +15,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/activator"
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/autoscaler"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/gateway/openai"
 	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/proxy"

@@ -16,9 +16,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/activator"
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/route"
 	"github.com/ember-run/ember/internal/spec"

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/activator"
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/route"
 )

@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/spec"
 )
 

@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/cost"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/metering"
 	"github.com/ember-run/ember/internal/spec"
 )

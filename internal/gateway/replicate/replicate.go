@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
-	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/auth"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/jobs"
 )
 
