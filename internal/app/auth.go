@@ -38,7 +38,6 @@ func secure(ctx context.Context, cfg config.Config, db *sqlite.DB, gw *gateway.G
 	} else {
 		logger.Info("admin API key file", "path", path)
 	}
-	gw.RequireAuth(cfg.OpenMetrics)
 	keys := a.KeysHandler()
 	for _, p := range auth.KeysPatterns() {
 		gw.Register(p, auth.RightAdmin, keys)

@@ -23,8 +23,8 @@ func (res resolver) Forward(w http.ResponseWriter, r *http.Request, model string
 	if _, ok := g.instances.Function(model); ok {
 		return g.invoke(w, r, model, r.URL.Path, true)
 	}
-	if lr := g.routeTab.get(model); lr != nil {
-		return g.callRoute(w, r, lr, r.URL.Path)
+	if g.isRoute(model) {
+		return g.callRoute(w, r, model, r.URL.Path)
 	}
 	// The same 403 for a model the key does not cover, whether it exists
 	// or not.
@@ -41,7 +41,9 @@ func (res resolver) Models(ctx context.Context) ([]string, error) {
 	for _, f := range g.reg.List() {
 		names = append(names, f.Name)
 	}
-	names = append(names, g.routeTab.names()...)
+	if g.routes != nil {
+		names = append(names, g.routes.Names()...)
+	}
 	if g.authOn {
 		p := auth.FromContext(ctx)
 		names = slices.DeleteFunc(names, func(n string) bool { return !p.MayInvoke(n) })

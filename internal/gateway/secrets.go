@@ -39,12 +39,6 @@ type secrets struct {
 	putMu sync.Mutex // serialises puts, so the count bound holds
 }
 
-// EnableSecrets turns on the secrets API and secret references in specs
-// and route headers. Call it before serving.
-func (g *Gateway) EnableSecrets(store SecretStore) {
-	g.secrets = &secrets{store: store, now: g.now}
-}
-
 func (g *Gateway) secretsEnabled() (*secrets, error) {
 	if g.secrets == nil {
 		return nil, &errkind.Error{Kind: errkind.NotFound, Code: "secrets_disabled", Msg: "secrets are not enabled on this server"}

@@ -1,4 +1,4 @@
-package gateway
+package routing
 
 import (
 	"errors"
@@ -75,7 +75,7 @@ func TestTargetDown(t *testing.T) {
 	}{
 		{"start failed", &activator.StartFailedError{Err: errors.New("exit 1")}, true},
 		{"unknown function", fmt.Errorf("%w %q", activator.ErrUnknownFunction, "x"), true},
-		{"unknown function (gateway)", unknown("x"), true},
+		{"unknown function (gateway)", errkind.New(errkind.NotFound, "unknown_function", `unknown function "x"`), true},
 		{"dial error", &proxy.UpstreamError{Addr: "h:1", Dial: true, Err: dial}, true},
 		{"failed after sending", &proxy.UpstreamError{Addr: "h:1", Err: errors.New("EOF")}, false},
 		{"rate limited", &errkind.Error{Kind: errkind.RateLimited, Code: "rate_limited"}, false},

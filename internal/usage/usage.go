@@ -1,4 +1,8 @@
-package gateway
+// Package usage serves GET /v1/usage (metered usage priced, with the
+// cheaper alternatives) and the Ember-Cost-USD header on invocations: the
+// part of the API that reads metering and the price catalogue, so that the
+// gateway imports neither.
+package usage
 
 import (
 	"context"
@@ -18,8 +22,8 @@ import (
 	"github.com/ember-run/ember/internal/spec"
 )
 
-// UsageSource reads metered usage (metering.Meter).
-type UsageSource interface {
+// Source reads metered usage (metering.Meter).
+type Source interface {
 	Usage(ctx context.Context, q metering.Query, now time.Time) ([]metering.Bucket, error)
 	Budget(fn string, now time.Time) metering.BudgetStatus
 }
@@ -29,18 +33,18 @@ type SpecSource interface {
 	Function(name string) (*spec.Function, bool)
 }
 
-// UsageHandler serves GET /v1/usage.
-type UsageHandler struct {
-	src   UsageSource
+// Handler serves GET /v1/usage.
+type Handler struct {
+	src   Source
 	specs SpecSource
 	cat   *cost.Catalogue
 	now   func() time.Time
 }
 
-// NewUsageHandler returns the handler; cat prices the alternatives (nil
+// NewHandler returns the handler; cat prices the alternatives (nil
 // for none).
-func NewUsageHandler(src UsageSource, specs SpecSource, cat *cost.Catalogue) *UsageHandler {
-	return &UsageHandler{src: src, specs: specs, cat: cat, now: time.Now}
+func NewHandler(src Source, specs SpecSource, cat *cost.Catalogue) *Handler {
+	return &Handler{src: src, specs: specs, cat: cat, now: time.Now}
 }
 
 // ServeHTTP answers GET /v1/usage?function=&from=&to=&by=hour|day.
@@ -48,7 +52,7 @@ func NewUsageHandler(src UsageSource, specs SpecSource, cat *cost.Catalogue) *Us
 // from and to take RFC 3339 times, dates (2006-01-02, UTC) or durations
 // meaning that long before now ("24h"); the defaults are the last 24 hours
 // up to now.
-func (h *UsageHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := h.now()
 	rep, err := h.report(r, now)
 	if err != nil {
@@ -59,7 +63,7 @@ func (h *UsageHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(rep)
 }
 
-func (h *UsageHandler) report(r *http.Request, now time.Time) (*api.UsageReport, error) {
+func (h *Handler) report(r *http.Request, now time.Time) (*api.UsageReport, error) {
 	q := r.URL.Query()
 	by, err := metering.ParseBy(q.Get("by"))
 	if err != nil {
@@ -208,8 +212,8 @@ func alternatives(cat *cost.Catalogue, hw string, f *spec.Function, u metering.B
 	target, minN, gpi := cost.DefaultTarget, 0, 0.0
 	if f != nil {
 		target, minN = f.Scaling.Target, f.Scaling.Min
-		if f.Resources != nil && f.Resources.GPU != nil {
-			gpi = float64(f.Resources.GPU.Count)
+		if n := f.GPUCount(); n > 0 {
+			gpi = float64(n)
 		}
 	}
 	if gpi == 0 && hw != "cpu" {
@@ -335,7 +339,20 @@ func budgetStatus(st metering.BudgetStatus) *api.BudgetStatus {
 		USDPerDay: st.USDPerDay, GPUSecondsPerDay: st.GPUSecondsPerDay, Action: st.Action, Over: st.Over}
 }
 
-// Budgets reports functions' spend against their budgets (metering).
-type Budgets interface {
+// Budgets adapts a metering source to the gateway's view of budgets: a
+// function's spend today against its budget, in api terms.
+type Budgets struct{ Source BudgetSource }
+
+// BudgetSource reports functions' spend against their budgets (metering).
+type BudgetSource interface {
 	Budget(fn string, now time.Time) metering.BudgetStatus
+}
+
+// Budget is fn's budget status at now.
+func (b Budgets) Budget(fn string, now time.Time) *api.BudgetStatus {
+	return budgetStatus(b.Source.Budget(fn, now))
+}
+
+func badRequest(msg string, err error) error {
+	return &errkind.Error{Kind: errkind.Invalid, Code: "bad_request", Msg: msg, Err: err}
 }
