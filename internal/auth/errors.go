@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/errkind"
+	"github.com/ember-run/ember/internal/problem"
 )
 
 // Error is an authentication (401) or authorisation (403) failure. Message
@@ -42,5 +43,5 @@ func WriteError(w http.ResponseWriter, err error) {
 	if !errors.As(err, &ae) {
 		err = &errkind.Error{Kind: errkind.Internal, Code: "internal_error", Msg: "internal error", Err: err}
 	}
-	errkind.WriteEmber(w, errkind.Classify(err, time.Time{}))
+	problem.WriteEmber(w, problem.Classify(err, time.Time{}))
 }

@@ -1,17 +1,13 @@
-// Package errkind is the error vocabulary every HTTP-facing package shares:
-// an error carries a Kind (not found, rate limited, upstream...) and a
-// stable code, and this package alone turns it into a status and a body,
-// once per wire shape (Ember's envelope, OpenAI's, Replicate's).
-//
-// Packages declare their sentinels with New (or give a typed error the
-// ErrorKind and ErrorCode methods) and return them wrapped with %w; they
-// never write a response themselves. It imports only std and api.
+// Package errkind is the error vocabulary: an error carries a Kind (not
+// found, rate limited, upstream...) and a stable code that clients match
+// on. Packages declare their sentinels with New (or give a typed error
+// the ErrorKind and ErrorCode methods) and return them wrapped with %w;
+// they never write a response themselves. internal/problem turns a kind
+// into a status and a body, once per wire shape. It imports only time, so
+// pure packages (spec, and through it route and cost) may use it.
 package errkind
 
-import (
-	"net/http"
-	"time"
-)
+import "time"
 
 // Kind is what went wrong, as far as a client is concerned.
 type Kind uint8
@@ -37,21 +33,23 @@ const (
 // StatusClientClosed is the de-facto status for a client that went away.
 const StatusClientClosed = 499
 
+// statuses are the HTTP statuses of the kinds (net/http's names in the
+// comments; the numbers keep this package free of net/http).
 var statuses = [...]int{
-	Internal:        http.StatusInternalServerError,
-	Invalid:         http.StatusBadRequest,
-	Unauthenticated: http.StatusUnauthorized,
-	Forbidden:       http.StatusForbidden,
-	NotFound:        http.StatusNotFound,
-	SlowClient:      http.StatusRequestTimeout,
-	Conflict:        http.StatusConflict,
-	Gone:            http.StatusGone,
-	TooLarge:        http.StatusRequestEntityTooLarge,
-	RateLimited:     http.StatusTooManyRequests,
+	Internal:        500, // StatusInternalServerError
+	Invalid:         400, // StatusBadRequest
+	Unauthenticated: 401, // StatusUnauthorized
+	Forbidden:       403, // StatusForbidden
+	NotFound:        404, // StatusNotFound
+	SlowClient:      408, // StatusRequestTimeout
+	Conflict:        409, // StatusConflict
+	Gone:            410, // StatusGone
+	TooLarge:        413, // StatusRequestEntityTooLarge
+	RateLimited:     429, // StatusTooManyRequests
 	Canceled:        StatusClientClosed,
-	Upstream:        http.StatusBadGateway,
-	Unavailable:     http.StatusServiceUnavailable,
-	Timeout:         http.StatusGatewayTimeout,
+	Upstream:        502, // StatusBadGateway
+	Unavailable:     503, // StatusServiceUnavailable
+	Timeout:         504, // StatusGatewayTimeout
 }
 
 // Status is k's HTTP status.
@@ -59,7 +57,7 @@ func (k Kind) Status() int {
 	if int(k) < len(statuses) {
 		return statuses[k]
 	}
-	return http.StatusInternalServerError
+	return 500
 }
 
 // FromStatus is the kind whose status is s (Internal when none is).
@@ -108,15 +106,4 @@ type Kinded interface {
 	error
 	ErrorKind() Kind
 	ErrorCode() string
-}
-
-// retryAfterer is a Kinded error whose Retry-After depends on the time
-// (a start that backs off until a moment).
-type retryAfterer interface {
-	RetryAfter(now time.Time) time.Duration
-}
-
-// headerSetter is an error that adds its own headers (RateLimit-*).
-type headerSetter interface {
-	SetHeaders(h http.Header)
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/ember-run/ember/internal/errkind"
+	"github.com/ember-run/ember/internal/problem"
 )
 
 func badRequest(msg string, err error) error {
@@ -18,13 +19,13 @@ const StatusClientClosed = errkind.StatusClientClosed
 // writeError renders err in Ember's error envelope (errkind decides the
 // status, code and headers) and logs it.
 func (g *Gateway) writeError(w http.ResponseWriter, r *http.Request, err error) int {
-	p := errkind.Classify(err, g.now())
+	p := problem.Classify(err, g.now())
 	level := slog.LevelInfo
 	if p.Status >= 500 {
 		level = slog.LevelWarn
 	}
 	g.logger.Log(r.Context(), level, "request failed", "method", r.Method, "path", r.URL.Path, "status", p.Status, "err", err)
-	errkind.WriteEmber(w, p)
+	problem.WriteEmber(w, p)
 	return p.Status
 }
 

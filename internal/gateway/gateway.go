@@ -19,6 +19,7 @@ import (
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/gateway/openai"
+	"github.com/ember-run/ember/internal/problem"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/ratelimit"
 	"github.com/ember-run/ember/internal/spec"
@@ -456,7 +457,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 			return
 		}
 		if err != nil {
-			status = errkind.Classify(err, g.now()).Status
+			status = problem.Classify(err, g.now()).Status
 		}
 		g.obs.Request(name, status, g.now().Sub(start), queue, cold)
 	}()

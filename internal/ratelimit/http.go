@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/errkind"
+	"github.com/ember-run/ember/internal/problem"
 )
 
 // Header names (IETF draft "RateLimit header fields for HTTP").
@@ -63,11 +64,11 @@ func (d Decision) Err() error {
 // WriteTooMany answers 429 with the headers of d and a JSON error body
 // (Ember's envelope, which OpenAI clients also read).
 func WriteTooMany(w http.ResponseWriter, d Decision) {
-	p := errkind.Classify(&Error{Decision: d}, time.Time{})
+	p := problem.Classify(&Error{Decision: d}, time.Time{})
 	if d.Reason == "concurrency" {
 		p.Code = "concurrency_limited"
 	}
-	errkind.WriteEmber(w, p)
+	problem.WriteEmber(w, p)
 }
 
 // ErrorKind, ErrorCode and SetHeaders give errkind.Classify a 429 with

@@ -19,6 +19,7 @@ import (
 	"github.com/ember-run/ember/internal/cost"
 	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/metering"
+	"github.com/ember-run/ember/internal/problem"
 	"github.com/ember-run/ember/internal/spec"
 )
 
@@ -56,7 +57,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := h.now()
 	rep, err := h.report(r, now)
 	if err != nil {
-		errkind.WriteEmber(w, errkind.Classify(err, now))
+		problem.WriteEmber(w, problem.Classify(err, now))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

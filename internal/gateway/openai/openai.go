@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/errkind"
+	"github.com/ember-run/ember/internal/problem"
 )
 
 // Paths served.
@@ -151,28 +152,28 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 // unknown model is 404 model_not_found; anything else as errkind
 // classifies it (statuses, Retry-After, RateLimit-* as on /v1/run).
 func (h *Handler) writeResolverError(w http.ResponseWriter, r *http.Request, model string, err error) {
-	var p errkind.Problem
+	var p problem.Problem
 	if errors.Is(err, ErrUnknownModel) {
-		p = problem(http.StatusNotFound, "model_not_found",
+		p = clientProblem(http.StatusNotFound, "model_not_found",
 			fmt.Sprintf("the model %q does not exist: deploy a function or apply a route of that name", model))
 	} else {
-		p = errkind.Classify(err, h.opts.Now())
+		p = problem.Classify(err, h.opts.Now())
 	}
 	if p.Status >= 500 {
 		h.logger.ErrorContext(r.Context(), "openai: forward failed", "model", model, "path", r.URL.Path, "status", p.Status, "err", err)
 	}
-	errkind.WriteOpenAI(w, p)
+	problem.WriteOpenAI(w, p)
 }
 
-// problem is a client error the handler finds itself.
-func problem(status int, code, msg string) errkind.Problem {
-	return errkind.Problem{Kind: errkind.FromStatus(status), Status: status, Code: code, Msg: msg}
+// clientProblem is a client error the handler finds itself.
+func clientProblem(status int, code, msg string) problem.Problem {
+	return problem.Problem{Kind: errkind.FromStatus(status), Status: status, Code: code, Msg: msg}
 }
 
 // writeError answers in OpenAI's error shape,
 // {"error": {"message", "type", "code"}}.
 func writeError(w http.ResponseWriter, status int, code, message string) {
-	errkind.WriteOpenAI(w, problem(status, code, message))
+	problem.WriteOpenAI(w, clientProblem(status, code, message))
 }
 
 // Model is one entry of GET /v1/models.

@@ -20,6 +20,7 @@ import (
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/jobs"
+	"github.com/ember-run/ember/internal/problem"
 )
 
 // Jobs is the job service as these handlers use it (*jobs.Service).
@@ -156,7 +157,7 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		h.log.Error("predictions API", "method", r.Method, "path", r.URL.Path, "err", err)
 		err = errkind.New(errkind.Internal, "internal", "internal error: "+err.Error())
 	}
-	errkind.WriteReplicate(w, errkind.Classify(err, time.Now()))
+	problem.WriteReplicate(w, problem.Classify(err, time.Now()))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

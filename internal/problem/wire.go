@@ -1,10 +1,11 @@
-package errkind
+package problem
 
 import (
 	"encoding/json"
 	"net/http"
 
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/errkind"
 )
 
 // openAIType is OpenAI's error class for a status; Ember's envelope
@@ -30,7 +31,7 @@ func WriteEmber(w http.ResponseWriter, p Problem) {
 	p.SetHeaders(w.Header())
 	body := api.ErrorBody{Code: p.Code, Message: p.Msg}
 	switch p.Kind {
-	case Unauthenticated, Forbidden, RateLimited:
+	case errkind.Unauthenticated, errkind.Forbidden, errkind.RateLimited:
 		body.Type = openAIType(p.Status)
 	}
 	writeJSON(w, p.Status, api.Error{Error: body})

@@ -1,4 +1,4 @@
-package errkind
+package problem
 
 import (
 	"context"
@@ -8,14 +8,16 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/ember-run/ember/internal/errkind"
 )
 
-var errGone = New(NotFound, "unknown_function", "unknown function")
+var errGone = errkind.New(errkind.NotFound, "unknown_function", "unknown function")
 
 type backoff struct{ until time.Time }
 
 func (b *backoff) Error() string                          { return "instance failed to start: exit 1" }
-func (b *backoff) ErrorKind() Kind                        { return Unavailable }
+func (b *backoff) ErrorKind() errkind.Kind                { return errkind.Unavailable }
 func (b *backoff) ErrorCode() string                      { return "start_failed" }
 func (b *backoff) RetryAfter(now time.Time) time.Duration { return max(b.until.Sub(now), time.Second) }
 
@@ -29,11 +31,11 @@ func TestClassify(t *testing.T) {
 		retryAfter string
 	}{
 		{"sentinel wrapped keeps its detail", fmt.Errorf("%w %q", errGone, "f"), 404, "unknown_function", `unknown function "f"`, ""},
-		{"reply hides its cause", &Error{Kind: Upstream, Code: "instance_exited", Msg: "instance i-1 exited", Err: errors.New("EOF")}, 502, "instance_exited", "instance i-1 exited", ""},
-		{"outermost kind wins", &Error{Kind: Upstream, Code: "instance_exited", Msg: "exited", Err: errGone}, 502, "instance_exited", "exited", ""},
+		{"reply hides its cause", &errkind.Error{Kind: errkind.Upstream, Code: "instance_exited", Msg: "instance i-1 exited", Err: errors.New("EOF")}, 502, "instance_exited", "instance i-1 exited", ""},
+		{"outermost kind wins", &errkind.Error{Kind: errkind.Upstream, Code: "instance_exited", Msg: "exited", Err: errGone}, 502, "instance_exited", "exited", ""},
 		{"typed with retry", fmt.Errorf("call: %w", &backoff{until: now.Add(2500 * time.Millisecond)}), 503, "start_failed", "call: instance failed to start: exit 1", "3"},
 		{"retry at least a second", &backoff{until: now}, 503, "start_failed", "instance failed to start: exit 1", "1"},
-		{"static retry", &Error{Kind: RateLimited, Code: "budget_exceeded", Msg: "budget exceeded", RetryAfter: time.Minute}, 429, "budget_exceeded", "budget exceeded", "60"},
+		{"static retry", &errkind.Error{Kind: errkind.RateLimited, Code: "budget_exceeded", Msg: "budget exceeded", RetryAfter: time.Minute}, 429, "budget_exceeded", "budget exceeded", "60"},
 		{"body too large", &http.MaxBytesError{Limit: 10}, 413, "body_too_large", "request body too large: limit is 10 bytes", ""},
 		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), 504, "timeout", "request timed out: x: context deadline exceeded", ""},
 		{"client gone", context.Canceled, 499, "client_closed", "client closed the request", ""},
@@ -58,8 +60,8 @@ func TestClassify(t *testing.T) {
 }
 
 func TestKindStatusRoundTrip(t *testing.T) {
-	for k := Internal; k <= Timeout; k++ {
-		if got := FromStatus(k.Status()); got != k {
+	for k := errkind.Internal; k <= errkind.Timeout; k++ {
+		if got := errkind.FromStatus(k.Status()); got != k {
 			t.Errorf("FromStatus(%d) = %d, want %d", k.Status(), got, k)
 		}
 	}
