@@ -137,7 +137,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		Auth: cfg.Auth, OpenMetrics: cfg.OpenMetrics,
 		Logger: logger.With("component", "gateway")})
 	gw.Register("GET /metrics", auth.RightMetrics, metrics.Handler())
-	handler, err := secure(ctx, cfg, db, gw, logger)
+	authenticate, limitKeys, err := secure(ctx, cfg, db, gw, logger)
 	if err != nil {
 		return err
 	}
@@ -188,7 +188,12 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	jobsDone := make(chan error, 1)
 	go func() { jobsDone <- jobSvc.Run(jobsCtx) }()
 	srv := &http.Server{
-		Handler:           usage.CostHeader(handler, meter), // Ember-Cost-USD
+		// The handler chain, outermost first: the Ember-Cost-USD header
+		// (it sees the final status), the authenticator (identifies the
+		// key), per-key limits, then the gateway's router, which checks
+		// each route's right before its handler (function checks,
+		// per-function limits).
+		Handler:           usage.CostHeader(authenticate(limitKeys(gw)), meter),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
