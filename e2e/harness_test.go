@@ -22,6 +22,7 @@ import (
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/client"
+	poll "github.com/ember-run/ember/internal/eventually"
 )
 
 // bins holds the binaries built once for the whole package.
@@ -199,16 +200,11 @@ func (s *server) instances(name string) []api.Instance {
 	return ins
 }
 
-// eventually polls cond until it holds or the deadline passes.
+// eventually polls cond, an HTTP call or a /proc read, every 20 ms until
+// it holds or d passes.
 func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition with a deadline
-	}
+	poll.True(t, d, 20*time.Millisecond, what, cond)
 }
 
 // children returns the pids whose parent is pid.

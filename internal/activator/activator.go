@@ -14,13 +14,14 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/spec"
 )
 
 // Errors returned by Try. The gateway maps them to HTTP statuses.
 var (
 	ErrQueueFull       = errors.New("queue full")
-	ErrUnknownFunction = errors.New("unknown function")
+	ErrUnknownFunction = errkind.New(errkind.NotFound, "unknown_function", "unknown function")
 	ErrStartFailed     = errors.New("instance failed to start")
 )
 

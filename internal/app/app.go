@@ -29,8 +29,11 @@ import (
 	"github.com/ember-run/ember/internal/metering"
 	"github.com/ember-run/ember/internal/models"
 	"github.com/ember-run/ember/internal/proxy"
+	"github.com/ember-run/ember/internal/routing"
 	"github.com/ember-run/ember/internal/store/sqlite"
 	"github.com/ember-run/ember/internal/telemetry"
+	"github.com/ember-run/ember/internal/usage"
+	"github.com/ember-run/ember/internal/webhook"
 )
 
 // NewLogger builds the server's logger from the config.
@@ -130,23 +133,27 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	}
 	px := proxy.New()
 	defer px.Close()
-	gw := gateway.New(act, ctl, mgr, px, obs, logger.With("component", "gateway"))
-	gw.Register("GET /metrics", auth.RightMetrics, metrics.Handler())
-	gw.SetLimits(cfg.MaxInstancesPerFunction, gateway.BodyLimits{PreRead: cfg.BodyPreReadBytes,
-		Budget: cfg.BodyBufferBudget, MinRate: cfg.MinBodyRate, Grace: 10 * time.Second})
-	gw.SetBudgets(meter)
-	gw.EnableSecrets(db) // before routes: stored routes' headers may name secrets
-	// --- hybrid routes (issue #5): stored routes, decisions counted in metrics ---
-	if err := gw.EnableRoutes(ctx, db, metrics, routeCosts{mgr: mgr, meter: meter, cat: prices}); err != nil {
-		return err
-	}
-	defer gw.Close()
-	// --- end hybrid routes ---
-	handler, authn, err := secure(ctx, cfg, db, gw, logger)
+	routeSvc, err := routing.New(ctx, routing.Options{Store: db, Observer: metrics, Secrets: db,
+		Cost:       routing.Costs{Functions: mgr, Meter: meter, Catalogue: prices},
+		IsFunction: func(name string) bool { _, ok := mgr.Function(name); return ok },
+		Logger:     logger.With("component", "routing")})
 	if err != nil {
 		return err
 	}
-	gw.Register("GET /v1/usage", auth.RightInvoke, gateway.NewUsageHandler(meter, mgr, prices)) // metering (issue #6)
+	defer routeSvc.Close()
+	gw := gateway.New(gateway.Options{Invoker: act, Registry: registryView{ctl}, Instances: instancesView{mgr},
+		Forwarder: px, Observer: obs, Routes: routeSvc, Secrets: db, Budgets: usage.Budgets{Source: meter},
+		MaxPerFunction: cfg.MaxInstancesPerFunction,
+		Bodies: gateway.BodyLimits{PreRead: cfg.BodyPreReadBytes, Budget: cfg.BodyBufferBudget,
+			MinRate: cfg.MinBodyRate, Grace: 10 * time.Second},
+		Auth: cfg.Auth, OpenMetrics: cfg.OpenMetrics,
+		Logger: logger.With("component", "gateway")})
+	gw.Register("GET /metrics", auth.RightMetrics, metrics.Handler())
+	authenticate, limitKeys, authn, err := secure(ctx, cfg, db, gw, logger)
+	if err != nil {
+		return err
+	}
+	gw.Register("GET /v1/usage", auth.RightInvoke, usage.NewHandler(meter, mgr, prices))
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -167,14 +174,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	if err != nil {
 		return err
 	}
-	whPolicy := webhookPolicy{allowPrivate: cfg.WebhookAllowPrivate, allow: allow}
+	whPolicy := webhook.Policy{AllowPrivate: cfg.WebhookAllowPrivate, Allow: allow}
 	tokens, err := streamTokens(ctx, jobStore)
 	if err != nil {
 		return err
 	}
-	jobSvc := jobs.New(jobStore, &jobInvoker{act: act, client: px.Client()}, jobFunctions{mgr},
+	jobSvc := jobs.New(jobStore, &jobInvoker{act: act, px: px}, jobFunctions{mgr},
 		jobs.Options{BaseURL: scheme + "://" + ln.Addr().String(),
-			WebhookClient: whPolicy.client(10 * time.Second), CheckWebhookAddr: whPolicy.check,
+			WebhookClient: whPolicy.Client(10 * time.Second), CheckWebhookAddr: whPolicy.Check,
 			StreamToken: func(id string) string { return tokens.Sign(id, time.Now()) }},
 		logger.With("component", "jobs"))
 	var predictionJobs replicate.Jobs = jobSvc
@@ -193,7 +200,12 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	jobsDone := make(chan error, 1)
 	go func() { jobsDone <- jobSvc.Run(jobsCtx) }()
 	srv := &http.Server{
-		Handler:           gateway.CostHeader(handler, meter), // metering (issue #6): Ember-Cost-USD
+		// The handler chain, outermost first: the Ember-Cost-USD header
+		// (it sees the final status), the authenticator (identifies the
+		// key), per-key limits, then the gateway's router, which checks
+		// each route's right before its handler (function checks,
+		// per-function limits).
+		Handler:           usage.CostHeader(authenticate(limitKeys(gw)), meter),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
@@ -221,7 +233,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		return ctl.Run(gctx)
 	})
 	g.Go(func() error { return meter.Run(gctx) }) // metering (issue #6)
-	fol := follower{functions: ctl.Sync, routes: gw.SyncRoutes, logger: logger.With("component", "store")}
+	fol := follower{functions: ctl.Sync, routes: routeSvc.Sync, logger: logger.With("component", "store")}
 	if authn != nil {
 		fol.keys = authn.Forget
 	}

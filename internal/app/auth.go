@@ -14,21 +14,21 @@ import (
 	"github.com/ember-run/ember/internal/store/sqlite"
 )
 
-// secure puts API-key authentication and per-key limits in front of the
-// gateway (outermost first: identify the caller, then per-key rate and
-// concurrency limits, then the gateway's router, which checks each route's
-// right, then handlers' function checks and per-function limits), and
-// makes sure an admin key exists. The authenticator is nil when auth is
-// off.
-func secure(ctx context.Context, cfg config.Config, db *sqlite.DB, gw *gateway.Gateway, logger *slog.Logger) (http.Handler, *auth.Authenticator, error) {
+// secure builds the two middlewares that go in front of the gateway, the
+// authenticator (identifies the caller) and the per-key rate and
+// concurrency limits, mounts the keys API, and makes sure an admin key
+// exists; it also returns the authenticator (nil when auth is off), whose
+// key cache the store watch clears. With auth off both are the identity.
+func secure(ctx context.Context, cfg config.Config, db *sqlite.DB, gw *gateway.Gateway, logger *slog.Logger) (authenticate, limitKeys func(http.Handler) http.Handler, authn *auth.Authenticator, err error) {
 	if !cfg.Auth {
 		logger.Warn("authentication is OFF (--auth=false): anyone who can reach " + cfg.Addr + " can deploy and run anything")
-		return gw, nil, nil
+		same := func(h http.Handler) http.Handler { return h }
+		return same, same, nil, nil
 	}
 	a := auth.New(db, auth.Options{Logger: logger.With("component", "auth")})
 	path, created, err := auth.EnsureAdminKey(ctx, db, cfg.DataDir, time.Now())
 	if err != nil {
-		return nil, nil, fmt.Errorf("admin key: %w", err)
+		return nil, nil, nil, fmt.Errorf("admin key: %w", err)
 	}
 	if created {
 		logger.Info("created an admin API key; the CLI reads it from this file (or set EMBER_API_KEY)", "path", path)
@@ -39,7 +39,6 @@ func secure(ctx context.Context, cfg config.Config, db *sqlite.DB, gw *gateway.G
 	} else {
 		logger.Info("admin API key file", "path", path)
 	}
-	gw.RequireAuth(cfg.OpenMetrics)
 	keys := a.KeysHandler()
 	for _, p := range auth.KeysPatterns() {
 		gw.Register(p, auth.RightAdmin, keys)
@@ -52,7 +51,7 @@ func secure(ctx context.Context, cfg config.Config, db *sqlite.DB, gw *gateway.G
 		return []ratelimit.Spec{{Key: "key:" + p.KeyID, Name: fmt.Sprintf("API key %q", p.Name),
 			Limit: ratelimit.Limit{Rate: p.RatePerSec, Burst: p.Burst, MaxConcurrency: p.MaxConcurrency}}}
 	})
-	return a.Middleware(perKey(gw)), a, nil
+	return a.Middleware, perKey, a, nil
 }
 
 // streamTokens loads (creating on first start) the key that signs

@@ -16,8 +16,8 @@ import (
 // jobInvoker sends a job's request through the activator, so async work
 // queues and scales functions from zero exactly as sync calls do.
 type jobInvoker struct {
-	act    *activator.Activator
-	client *http.Client
+	act *activator.Activator
+	px  *proxy.Proxy
 }
 
 func (j *jobInvoker) Invoke(ctx context.Context, fn string, r *http.Request, onAcquire func(coldStart bool), handle func(*http.Response) error) error {
@@ -25,11 +25,9 @@ func (j *jobInvoker) Invoke(ctx context.Context, fn string, r *http.Request, onA
 		if onAcquire != nil {
 			onAcquire(s.Cold)
 		}
-		out := r.Clone(ctx)
-		out.URL.Scheme, out.URL.Host, out.Host, out.RequestURI = "http", s.Addr, s.Addr, ""
-		resp, err := j.client.Do(out)
+		resp, err := j.px.Do(ctx, s.Addr, r)
 		if err != nil {
-			return &proxy.UpstreamError{Addr: s.Addr, Err: err}
+			return err
 		}
 		defer resp.Body.Close()
 		return handle(resp)

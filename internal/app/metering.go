@@ -64,40 +64,18 @@ func loadPrices(dataDir string) (*cost.Catalogue, error) {
 	return cat, nil
 }
 
-// hostedPerSecond is the price of one instance-second of hw with gpus GPUs
-// on Ember's own hardware: the first hosted offer for hw in the catalogue,
-// times the units an instance occupies. 0 when the class has no price.
-func hostedPerSecond(cat *cost.Catalogue, hw string, gpus int) float64 {
-	for _, o := range cat.ForHardware(hw) {
-		if o.Kind != cost.KindHosted {
-			continue
-		}
-		units := 1.0
-		if o.GPUsPerUnit > 0 && gpus > 0 {
-			units = float64(gpus) / float64(o.GPUsPerUnit)
-		}
-		return o.PerSecond() * units
-	}
-	return 0
-}
-
 // meterProfiles resolves a function's hardware class, price and budget from
 // its current spec.
 func meterProfiles(mgr *instance.Manager, cat *cost.Catalogue) metering.Profiles {
 	return metering.ProfileFunc(func(fn string) (metering.Profile, bool) {
 		if fn == onnx.PoolFunction {
 			// Waiting workers run on the server's own CPU.
-			return metering.Profile{Hardware: "cpu", PerSecondUSD: hostedPerSecond(cat, "cpu", 0)}, true
+			return metering.Profile{Hardware: "cpu", PerSecondUSD: cat.HostedPerSecond("cpu", 0)}, true
 		}
 		f, ok := mgr.Function(fn)
 		if !ok {
 			return metering.Profile{}, false
 		}
-		p := metering.Profile{Hardware: f.HardwareClass(), GPUs: f.GPUCount()}
-		p.PerSecondUSD = hostedPerSecond(cat, p.Hardware, p.GPUs)
-		if b := f.Budget; b != nil {
-			p.Budget = &metering.Budget{USDPerDay: b.USDPerDay, GPUSecondsPerDay: b.GPUSecondsPerDay, Action: b.Action}
-		}
-		return p, true
+		return cat.MeterProfile(f), true
 	})
 }

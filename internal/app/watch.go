@@ -12,7 +12,7 @@ import (
 // compares versions, so a change this server made itself is a no-op.
 type follower struct {
 	functions func(ctx context.Context) error // controller.Sync
-	routes    func(ctx context.Context) error // gateway.SyncRoutes
+	routes    func(ctx context.Context) error // routing.Service.Sync
 	keys      func(id string)                 // auth.Authenticator.Forget; nil without auth
 	logger    *slog.Logger
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/route"
+	"github.com/ember-run/ember/internal/routing"
 	"github.com/ember-run/ember/internal/spec"
 	"github.com/ember-run/ember/internal/store/sqlite"
 )
@@ -39,10 +40,11 @@ func (noObs) Request(string, int, time.Duration, time.Duration, bool) {}
 // node is the part of a server that holds functions and routes in
 // memory, built on its own handle of the store as Serve builds it.
 type node struct {
-	db  *sqlite.DB
-	mgr *instance.Manager
-	ctl *controller.Controller
-	gw  *gateway.Gateway
+	db     *sqlite.DB
+	mgr    *instance.Manager
+	ctl    *controller.Controller
+	gw     *gateway.Gateway
+	routes *routing.Service
 }
 
 func newNode(t *testing.T, path string) (*node, int64) {
@@ -70,12 +72,15 @@ func newNode(t *testing.T, path string) (*node, int64) {
 	}
 	px := proxy.New()
 	t.Cleanup(px.Close)
-	gw := gateway.New(act, ctl, mgr, px, noObs{}, logger)
-	if err := gw.EnableRoutes(ctx, db, nil, nil); err != nil {
+	routes, err := routing.New(ctx, routing.Options{Store: db, Secrets: db,
+		IsFunction: func(name string) bool { _, ok := mgr.Function(name); return ok }, Logger: logger})
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(gw.Close)
-	return &node{db: db, mgr: mgr, ctl: ctl, gw: gw}, head
+	t.Cleanup(routes.Close)
+	gw := gateway.New(gateway.Options{Invoker: act, Registry: registryView{ctl}, Instances: instancesView{mgr},
+		Forwarder: px, Observer: noObs{}, Routes: routes, Secrets: db, Logger: logger})
+	return &node{db: db, mgr: mgr, ctl: ctl, gw: gw, routes: routes}, head
 }
 
 // eventually polls cond until it holds, failing after a deadline far
@@ -109,7 +114,7 @@ func TestStoreWatchShowsWritesOfAnotherHandle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fol := follower{functions: a.ctl.Sync, routes: a.gw.SyncRoutes, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	fol := follower{functions: a.ctl.Sync, routes: a.routes.Sync, logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	done := make(chan error, 1)
 	go func() { done <- fol.follow(ctx, changes) }()
 	defer func() {

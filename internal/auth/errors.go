@@ -1,11 +1,12 @@
 package auth
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
-	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/errkind"
+	"github.com/ember-run/ember/internal/problem"
 )
 
 // Error is an authentication (401) or authorisation (403) failure. Message
@@ -17,6 +18,10 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// ErrorKind and ErrorCode give errkind.Classify the status and code.
+func (e *Error) ErrorKind() errkind.Kind { return errkind.FromStatus(e.Status) }
+func (e *Error) ErrorCode() string       { return e.Code }
 
 // The 401 errors. Callers match them with errors.Is; the gateway's error
 // renderer can use errors.As(err, **Error) for any auth failure.
@@ -32,26 +37,11 @@ var (
 )
 
 // WriteError writes err as Ember's JSON error envelope. An *Error keeps its
-// status and code; anything else is a 500 without details. The body also
-// carries an OpenAI-style "type", so OpenAI clients read it too.
+// status and code; anything else is a 500 without details.
 func WriteError(w http.ResponseWriter, err error) {
 	var ae *Error
 	if !errors.As(err, &ae) {
-		ae = &Error{Status: http.StatusInternalServerError, Code: "internal_error", Message: "internal error"}
+		err = &errkind.Error{Kind: errkind.Internal, Code: "internal_error", Msg: "internal error", Err: err}
 	}
-	typ := "authentication_error"
-	switch ae.Status {
-	case http.StatusUnauthorized:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="ember"`)
-	case http.StatusForbidden:
-		typ = "permission_error"
-	case http.StatusInternalServerError:
-		typ = "server_error"
-	default:
-		typ = "invalid_request_error"
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(ae.Status)
-	_ = json.NewEncoder(w).Encode(api.Error{Error: api.ErrorBody{Code: ae.Code, Message: ae.Message, Type: typ}})
+	problem.WriteEmber(w, problem.Classify(err, time.Time{}))
 }

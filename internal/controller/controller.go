@@ -10,7 +10,6 @@ package controller
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -20,14 +19,15 @@ import (
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/autoscaler"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/spec"
 )
 
 // ErrNotFound is returned for a function that is not deployed.
-var ErrNotFound = errors.New("function not found")
+var ErrNotFound = errkind.New(errkind.NotFound, "unknown_function", "function not found")
 
 // ErrPrepare wraps a failure to fetch what a function needs at deploy.
-var ErrPrepare = errors.New("cannot prepare function")
+var ErrPrepare = errkind.New(errkind.Upstream, "prepare_failed", "cannot prepare function")
 
 // Store persists function specs.
 type Store interface {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/spec"
 )
 
@@ -57,13 +58,13 @@ func (b *byteBudget) give(n int64) { b.used.Add(-n) }
 
 // errBodyBudget is the 503 for a full buffer budget.
 func errBodyBudget(limit int64) error {
-	return &httpError{Status: http.StatusServiceUnavailable, Code: "server_busy", RetryAfter: time.Second,
+	return &errkind.Error{Kind: errkind.Unavailable, Code: "server_busy", RetryAfter: time.Second,
 		Msg: fmt.Sprintf("server busy: request bodies being read already hold the server's buffer budget of %d bytes (--body-buffer-budget); retry shortly", limit)}
 }
 
 // errBodySlow is the 408 for a sender below the minimum rate.
 func errBodySlow(l BodyLimits) error {
-	return &httpError{Status: http.StatusRequestTimeout, Code: "body_too_slow",
+	return &errkind.Error{Kind: errkind.SlowClient, Code: "body_too_slow",
 		Msg: fmt.Sprintf("request body arrived slower than %d bytes/s after %s (--min-body-rate)", l.MinRate, l.Grace)}
 }
 
@@ -249,6 +250,6 @@ func (g *Gateway) checkInstanceLimit(f *spec.Function) error {
 	if n <= limit {
 		return nil
 	}
-	return &httpError{Status: http.StatusBadRequest, Code: "invalid_spec",
+	return &errkind.Error{Kind: errkind.Invalid, Code: "invalid_spec",
 		Msg: fmt.Sprintf("invalid spec for %q: %s: %d exceeds this server's limit of %d instances per function (--max-instances-per-function)", f.Name, field, n, limit)}
 }

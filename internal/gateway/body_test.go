@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ember-run/ember/internal/errkind"
 )
 
 // TestSlowBodyIsCut checks the minimum-rate deadline on a real connection:
@@ -29,8 +31,7 @@ func TestSlowBodyIsCut(t *testing.T) {
 		{"streamed, announced 1 MiB", 1 << 20, 2 << 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := &Gateway{now: time.Now}
-			g.SetBodyLimits(limits)
+			g := &Gateway{now: time.Now, bodies: limits, budget: &byteBudget{max: limits.Budget}}
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				br, release, err := g.prepareBody(w, r, 32<<20)
 				defer release()
@@ -47,14 +48,14 @@ func TestSlowBodyIsCut(t *testing.T) {
 					}
 					err = br.failure(limits)
 				}
-				var he *httpError
-				if !errors.As(err, &he) {
-					t.Errorf("error %v (%T), want an *httpError", err, err)
+				var ke *errkind.Error
+				if !errors.As(err, &ke) {
+					t.Errorf("error %v (%T), want an *errkind.Error", err, err)
 					w.WriteHeader(http.StatusInternalServerError)
 					return
 				}
-				w.WriteHeader(he.Status)
-				io.WriteString(w, he.Code)
+				w.WriteHeader(ke.Kind.Status())
+				io.WriteString(w, ke.Code)
 			}))
 			defer srv.Close()
 

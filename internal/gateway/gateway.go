@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -18,12 +17,11 @@ import (
 	"github.com/ember-run/ember/internal/activator"
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
-	"github.com/ember-run/ember/internal/autoscaler"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/gateway/openai"
-	"github.com/ember-run/ember/internal/instance"
+	"github.com/ember-run/ember/internal/problem"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/ratelimit"
-	"github.com/ember-run/ember/internal/route"
 	"github.com/ember-run/ember/internal/spec"
 )
 
@@ -37,7 +35,9 @@ type Invoker interface {
 type Registry interface {
 	Deploy(ctx context.Context, f *spec.Function) (api.Function, bool, error)
 	Delete(ctx context.Context, name string) error
-	Get(name string) (api.Function, autoscaler.Decision, bool)
+	// Get is name's record, its status carrying the last scaling
+	// decision (desired, panic, reason).
+	Get(name string) (api.Function, bool)
 	List() []api.Function
 }
 
@@ -46,7 +46,9 @@ type Instances interface {
 	Function(name string) (*spec.Function, bool)
 	Instances(fn string) ([]api.Instance, bool)
 	Instance(id string) (api.Instance, bool)
-	Summary(fn string, now time.Time) (instance.Summary, bool)
+	// Status is fn's instance counts, in-flight requests, cold starts and
+	// last error at now.
+	Status(fn string, now time.Time) (api.FunctionStatus, bool)
 	Exited(id string, wait time.Duration) (error, bool)
 	Logs(fn string, tail int) ([]api.LogLine, error)
 }
@@ -59,6 +61,28 @@ type Forwarder interface {
 // Observer records request metrics.
 type Observer interface {
 	Request(fn string, status int, d, queue time.Duration, cold bool)
+}
+
+// Routes is the hybrid-routing service (internal/routing) as the gateway
+// mounts it: route management, and calls to a route's chosen target.
+type Routes interface {
+	Apply(ctx context.Context, spec []byte) (rec api.Route, created bool, err error)
+	List() []api.Route
+	Get(name string) (api.Route, error)
+	Delete(ctx context.Context, name string) error
+	Has(name string) bool
+	Names() []string
+	// Split finds the route named at the start of rest (names may be
+	// owner/name) and returns the remainder of the path.
+	Split(rest string) (name, path string, ok bool)
+	// Call sends r to the target route name chooses; invoke calls a
+	// function target. It returns an error only when nothing was written.
+	Call(w http.ResponseWriter, r *http.Request, name, path string, invoke func(w http.ResponseWriter, r *http.Request, fn, path string) error) error
+}
+
+// Budgets reports functions' spend today against their budgets (metering).
+type Budgets interface {
+	Budget(fn string, now time.Time) *api.BudgetStatus
 }
 
 // Gateway is the HTTP API.
@@ -78,16 +102,9 @@ type Gateway struct {
 	budgets Budgets
 	// table is the router: every route is registered with its right.
 	table *auth.Table
-
-	// Hybrid routes (routes.go): nil routeStore until EnableRoutes.
-	routeTab   *routeTable
-	routeStore RouteStore
-	routeObs   RouteObserver
-	routeCost  route.CostComparer
-	lookupEnv  func(string) (string, bool) // expands URL targets' headers
-	urls       *urlProxy
-
-	// Secrets (secrets.go): nil until EnableSecrets.
+	// routes is the hybrid-routing service; nil: routes are disabled.
+	routes Routes
+	// secrets serves /v1/secrets (secrets.go); nil: disabled.
 	secrets *secrets
 	// bodies bound request bodies on the way to instances (body.go);
 	// budget counts the bytes of bodies read before a slot.
@@ -97,25 +114,56 @@ type Gateway struct {
 	maxPerFunction int
 }
 
-// Options configure the Gateway.
+// Options are everything the Gateway is built from. Invoker, Registry,
+// Instances, Forwarder and Logger are required.
 type Options struct {
-	// MaxSpecBytes bounds deploy bodies.
-	MaxSpecBytes int64
+	Invoker   Invoker
+	Registry  Registry
+	Instances Instances
+	Forwarder Forwarder
+	// Observer records each invocation (nil: none).
+	Observer Observer
+	// Routes serves hybrid routes (nil: the route API answers
+	// routes_disabled).
+	Routes Routes
+	// Secrets turns on /v1/secrets and secret references in specs (nil:
+	// secrets_disabled).
+	Secrets SecretStore
+	// Budgets lets function status show today's spend (nil: not shown).
+	Budgets Budgets
+	// MaxPerFunction refuses specs asking for more instances (0: none).
+	MaxPerFunction int
+	// Bodies bound request bodies (DefaultBodyLimits when zero).
+	Bodies BodyLimits
+	// Auth makes every route check the caller's key against its right,
+	// and invocations check that the key covers the function;
+	// OpenMetrics then serves /metrics without a key.
+	Auth, OpenMetrics bool
+	Logger            *slog.Logger
 }
 
 // New builds the gateway.
-func New(inv Invoker, reg Registry, instances Instances, fwd Forwarder, obs Observer, logger *slog.Logger) *Gateway {
-	g := &Gateway{inv: inv, reg: reg, instances: instances, fwd: fwd, obs: obs, logger: logger, now: time.Now, lookupEnv: os.LookupEnv, limiter: ratelimit.New(),
-		routeTab: &routeTable{m: map[string]*liveRoute{}}, urls: newURLProxy()}
+func New(opts Options) *Gateway {
+	g := &Gateway{inv: opts.Invoker, reg: opts.Registry, instances: opts.Instances, fwd: opts.Forwarder,
+		obs: opts.Observer, routes: opts.Routes, budgets: opts.Budgets, maxPerFunction: opts.MaxPerFunction,
+		logger: opts.Logger, now: time.Now, limiter: ratelimit.New()}
+	if opts.Secrets != nil {
+		g.secrets = &secrets{store: opts.Secrets, now: g.now}
+	}
 	g.table = auth.NewTable(func(w http.ResponseWriter, r *http.Request, err error) { g.writeError(w, r, err) })
-	g.SetBodyLimits(DefaultBodyLimits())
+	bodies := opts.Bodies
+	if bodies == (BodyLimits{}) {
+		bodies = DefaultBodyLimits()
+	}
+	g.bodies, g.budget = bodies, &byteBudget{max: bodies.Budget}
+	if opts.Auth {
+		g.authOn = true
+		g.table.Enforce(opts.OpenMetrics)
+	}
 	g.ready.Store(true)
-	g.routes()
+	g.register()
 	return g
 }
-
-// Close drops idle connections to external route targets.
-func (g *Gateway) Close() { g.urls.close() }
 
 // Register mounts a handler (metrics, jobs, keys, ...) on the gateway's
 // router behind the check of right; it is the only way onto the router.
@@ -125,30 +173,6 @@ func (g *Gateway) Register(pattern string, right auth.Right, h http.Handler) {
 
 // Routes is the authorization table: every route with its right.
 func (g *Gateway) Routes() []auth.Route { return g.table.Routes() }
-
-// SetBodyLimits sets how request bodies travel to instances; call before
-// serving.
-func (g *Gateway) SetBodyLimits(l BodyLimits) {
-	g.bodies, g.budget = l, &byteBudget{max: l.Budget}
-}
-
-// SetLimits sets the server's bounds: the most instances one function may
-// ask for (0 = no bound) and how request bodies travel. Call before serving.
-func (g *Gateway) SetLimits(maxPerFunction int, bodies BodyLimits) {
-	g.maxPerFunction = maxPerFunction
-	g.SetBodyLimits(bodies)
-}
-
-// SetBudgets lets function status show today's spend against budgets.
-func (g *Gateway) SetBudgets(b Budgets) { g.budgets = b }
-
-// RequireAuth makes every route check the caller's key against its right,
-// and invocations check that the key covers the function. openMetrics
-// serves /metrics without a key. Call it before serving.
-func (g *Gateway) RequireAuth(openMetrics bool) {
-	g.authOn = true
-	g.table.Enforce(openMetrics)
-}
 
 // Limiter is the gateway's rate limiter, shared with per-key middleware.
 func (g *Gateway) Limiter() *ratelimit.Limiter { return g.limiter }
@@ -208,11 +232,11 @@ func (g *Gateway) wrap(h handlerFunc) http.Handler {
 	})
 }
 
-// routes registers the gateway's own routes. Invoke routes check the
+// register registers the gateway's own routes. Invoke routes check the
 // function (path or body) against the key in the handler; list answers
 // show only what the key covers. GET /v1/functions stays admin: function
 // records carry specs (env included).
-func (g *Gateway) routes() {
+func (g *Gateway) register() {
 	m := g.table
 	m.Register("GET /healthz", auth.RightPublic, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") }))
 	m.Register("GET /readyz", auth.RightPublic, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -227,7 +251,8 @@ func (g *Gateway) routes() {
 	m.Register("GET /v1/functions/{rest...}", auth.RightAdmin, g.wrap(g.getFunction))
 	m.Register("DELETE /v1/functions/{rest...}", auth.RightAdmin, g.wrap(g.deleteFunction))
 	m.Register("/v1/run/{rest...}", auth.RightInvoke, http.HandlerFunc(g.run))
-	// Hybrid routes (routes.go) and the OpenAI-compatible endpoints (models.go).
+	// Hybrid routes (internal/routing, mounted in routes.go) and the
+	// OpenAI-compatible endpoints (models.go).
 	m.Register("POST /v1/routes", auth.RightAdmin, g.wrap(g.applyRoute))
 	m.Register("GET /v1/routes", auth.RightAdmin, g.wrap(g.listRoutes))
 	m.Register("GET /v1/routes/{name...}", auth.RightAdmin, g.wrap(g.getRoute))
@@ -242,7 +267,7 @@ func (g *Gateway) routes() {
 	}
 	// Unknown paths: 404 in Ember's shape, to anyone.
 	m.Register("/", auth.RightPublic, g.wrap(func(w http.ResponseWriter, r *http.Request) error {
-		return &httpError{Status: http.StatusNotFound, Code: "not_found", Msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
+		return &errkind.Error{Kind: errkind.NotFound, Code: "not_found", Msg: fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)}
 	}))
 }
 
@@ -268,8 +293,8 @@ func (g *Gateway) deploy(w http.ResponseWriter, r *http.Request) error {
 	if err := g.checkSpecSecrets(r.Context(), f); err != nil {
 		return err
 	}
-	if g.routeTab.get(f.Name) != nil {
-		return &httpError{Status: http.StatusConflict, Code: "name_conflict",
+	if g.routes != nil && g.routes.Has(f.Name) {
+		return &errkind.Error{Kind: errkind.Conflict, Code: "name_conflict",
 			Msg: fmt.Sprintf("a route is named %q; a function needs a name of its own (ember route rm %s first)", f.Name, f.Name)}
 	}
 	rec, created, err := g.reg.Deploy(r.Context(), f)
@@ -321,7 +346,7 @@ func firstTwo(rest string) string {
 }
 
 func unknown(name string) error {
-	return &httpError{Status: http.StatusNotFound, Code: "unknown_function", Msg: fmt.Sprintf("unknown function %q: deploy it first (ember deploy FILE)", name)}
+	return &errkind.Error{Kind: errkind.NotFound, Code: "unknown_function", Msg: fmt.Sprintf("unknown function %q: deploy it first (ember deploy FILE)", name)}
 }
 
 func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) error {
@@ -331,7 +356,7 @@ func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch sub {
 	case "", "/":
-		rec, _, ok := g.reg.Get(name)
+		rec, ok := g.reg.Get(name)
 		if !ok {
 			return unknown(name)
 		}
@@ -357,7 +382,7 @@ func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) error {
 		}
 		writeJSON(w, http.StatusOK, lines)
 	default:
-		return &httpError{Status: http.StatusNotFound, Code: "not_found", Msg: fmt.Sprintf("no route for GET /v1/functions/%s%s", name, sub)}
+		return &errkind.Error{Kind: errkind.NotFound, Code: "not_found", Msg: fmt.Sprintf("no route for GET /v1/functions/%s%s", name, sub)}
 	}
 	return nil
 }
@@ -373,17 +398,18 @@ func (g *Gateway) deleteFunction(w http.ResponseWriter, r *http.Request) error {
 
 func (g *Gateway) withStatus(rec api.Function) api.Function {
 	now := g.now()
-	if s, ok := g.instances.Summary(rec.Name, now); ok {
-		rec.Status = api.FunctionStatus{Ready: s.Ready, Starting: s.Starting, Failed: s.Failed,
-			InFlight: s.InFlight, MinNow: s.MinNow, LastError: s.LastError, ColdStarts: s.ColdStarts}
+	var st api.FunctionStatus
+	if s, ok := g.instances.Status(rec.Name, now); ok {
+		st = s
 	}
-	rec.Status.Queued = g.inv.Queued(rec.Name)
+	st.Queued = g.inv.Queued(rec.Name)
 	if f, ok := g.instances.Function(rec.Name); ok && f.Budget != nil && g.budgets != nil {
-		rec.Status.Budget = budgetStatus(g.budgets.Budget(rec.Name, now))
+		st.Budget = g.budgets.Budget(rec.Name, now)
 	}
-	if _, d, ok := g.reg.Get(rec.Name); ok {
-		rec.Status.Desired, rec.Status.Panic, rec.Status.Reason = d.Desired, d.Panic, d.Reason
+	if cur, ok := g.reg.Get(rec.Name); ok {
+		st.Desired, st.Panic, st.Reason = cur.Status.Desired, cur.Status.Panic, cur.Status.Reason
 	}
+	rec.Status = st
 	return rec
 }
 
@@ -397,8 +423,8 @@ func (g *Gateway) run(w http.ResponseWriter, r *http.Request) {
 	case ok:
 		err = g.invoke(w, r, name, path, true)
 	default:
-		if lr, rpath, found := g.splitRoute(rest); found {
-			err = g.callRoute(w, r, lr, rpath)
+		if rname, rpath, found := g.splitRoute(rest); found {
+			err = g.callRoute(w, r, rname, rpath)
 		} else if err = g.allowKey(r, name); err == nil || g.mayInvokeAny(r, firstTwo(rest)) {
 			// A key hears "unknown" only for names it covers; for others
 			// the same 403 whether the function exists or not.
@@ -431,7 +457,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 			return
 		}
 		if err != nil {
-			status = classify(err, g.now()).Status
+			status = problem.Classify(err, g.now()).Status
 		}
 		g.obs.Request(name, status, g.now().Sub(start), queue, cold)
 	}()
@@ -489,7 +515,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 	if errors.As(err, &ue) && instanceID != "" {
 		// Say why the instance failed when it died under us.
 		if exitErr, dead := g.instances.Exited(instanceID, 250*time.Millisecond); dead {
-			err = &httpError{Status: http.StatusBadGateway, Code: "instance_exited",
+			err = &errkind.Error{Kind: errkind.Upstream, Code: "instance_exited",
 				Msg: fmt.Sprintf("instance %s exited mid-request: %v; the next request starts a fresh instance", instanceID, exitErr), Err: err}
 		}
 	}

@@ -2,12 +2,9 @@ package gateway
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
-	"strconv"
 
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/gateway/openai"
@@ -26,8 +23,8 @@ func (res resolver) Forward(w http.ResponseWriter, r *http.Request, model string
 	if _, ok := g.instances.Function(model); ok {
 		return g.invoke(w, r, model, r.URL.Path, true)
 	}
-	if lr := g.routeTab.get(model); lr != nil {
-		return g.callRoute(w, r, lr, r.URL.Path)
+	if g.isRoute(model) {
+		return g.callRoute(w, r, model, r.URL.Path)
 	}
 	// The same 403 for a model the key does not cover, whether it exists
 	// or not.
@@ -44,7 +41,9 @@ func (res resolver) Models(ctx context.Context) ([]string, error) {
 	for _, f := range g.reg.List() {
 		names = append(names, f.Name)
 	}
-	names = append(names, g.routeTab.names()...)
+	if g.routes != nil {
+		names = append(names, g.routes.Names()...)
+	}
 	if g.authOn {
 		p := auth.FromContext(ctx)
 		names = slices.DeleteFunc(names, func(n string) bool { return !p.MayInvoke(n) })
@@ -53,27 +52,7 @@ func (res resolver) Models(ctx context.Context) ([]string, error) {
 	return names, nil
 }
 
-// newOpenAI builds the OpenAI-compatible handler over the gateway, with the
-// gateway's error classification (statuses, Retry-After, RateLimit-*) in
-// OpenAI's error shape.
+// newOpenAI builds the OpenAI-compatible handler over the gateway.
 func (g *Gateway) newOpenAI() *openai.Handler {
-	return openai.New(resolver{g}, openai.Options{
-		Classify: func(err error) (int, string, string) {
-			if errors.Is(err, openai.ErrUnknownModel) {
-				return 0, "", "" // the handler's own 404 model_not_found
-			}
-			he := classify(err, g.now())
-			return he.Status, he.Code, he.Msg
-		},
-		Header: func(err error, h http.Header) {
-			he := classify(err, g.now())
-			if he.limit != nil {
-				he.limit.SetHeaders(h)
-			}
-			if he.RetryAfter > 0 && h.Get("Retry-After") == "" {
-				h.Set("Retry-After", strconv.Itoa(int(math.Ceil(he.RetryAfter.Seconds()))))
-			}
-		},
-		Logger: g.logger.With("component", "openai"),
-	})
+	return openai.New(resolver{g}, openai.Options{Now: g.now, Logger: g.logger.With("component", "openai")})
 }

@@ -1,191 +1,19 @@
 package gateway
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
-	"maps"
 	"net/http"
-	"slices"
-	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
-	"time"
 
-	"github.com/ember-run/ember/internal/activator"
 	"github.com/ember-run/ember/internal/api"
-	"github.com/ember-run/ember/internal/controller"
-	"github.com/ember-run/ember/internal/proxy"
-	"github.com/ember-run/ember/internal/route"
-	"github.com/ember-run/ember/internal/spec"
+	"github.com/ember-run/ember/internal/errkind"
 )
 
-// RouteStore keeps routes across restarts (store/sqlite). specJSON is the
-// JSON of a validated, defaulted route.Route.
-type RouteStore interface {
-	PutRoute(ctx context.Context, name string, specJSON []byte, now time.Time) (api.Route, bool, error)
-	DeleteRoute(ctx context.Context, name string) (bool, error)
-	ListRoutes(ctx context.Context) ([]api.Route, error)
-}
-
-// RouteObserver counts routing decisions and routed calls (telemetry).
-type RouteObserver interface {
-	// RouteDecision is called for every decision (at most about once a
-	// second per route), changed or not; reason is a route.Reason code.
-	RouteDecision(route, choice, reason string)
-	// RouteRequest is called once per routed call with the pool that
-	// answered; fallback is true when the chosen pool was down.
-	RouteRequest(route, choice string, fallback bool)
-}
-
-// decideEvery bounds how often a route decides again: the window moves in
-// one-second buckets, so deciding more often would only cost a lock and
-// a metric increment per call.
-const decideEvery = time.Second
-
-// maxRouteBody bounds bodies buffered for a routed call. The body is kept
-// so that a fallback can send it again; a function target still applies
-// its own max_body_bytes.
-const maxRouteBody = spec.DefaultMaxBodyBytes
-
-// liveRoute is a route with its traffic window and standing choice.
-type liveRoute struct {
-	name      string     // fixed for the liveRoute's life
-	mu        sync.Mutex // guards the following
-	spec      *route.Route
-	rec       api.Route
-	win       *route.Window
-	state     route.State
-	reason    route.Reason
-	qps       float64
-	decidedAt time.Time // zero before the first decision
-}
-
-// pickLocked returns the route's choice at now, deciding again when the
-// last decision is older than decideEvery. lr.mu must be held.
-func (lr *liveRoute) pickLocked(now time.Time, obs RouteObserver, cost route.CostComparer) (route.Choice, route.Reason) {
-	if !lr.decidedAt.IsZero() && now.Sub(lr.decidedAt) < decideEvery {
-		return lr.state.Choice, lr.reason
-	}
-	lr.qps = lr.win.QPS(now)
-	c, why := lr.spec.Decide(now, route.Observations{QPS: lr.qps, State: lr.state, Cost: cost})
-	lr.state = lr.state.Apply(now, c)
-	lr.reason, lr.decidedAt = why, now
-	if obs != nil {
-		obs.RouteDecision(lr.spec.Name, string(c), why.Code)
-	}
-	return c, why
-}
-
-// call records one call at now and returns the route spec and its choice.
-func (lr *liveRoute) call(now time.Time, obs RouteObserver, cost route.CostComparer) (*route.Route, route.Choice, route.Reason) {
-	lr.mu.Lock()
-	defer lr.mu.Unlock()
-	lr.win.Record(now, 1)
-	c, why := lr.pickLocked(now, obs, cost)
-	return lr.spec, c, why
-}
-
-// wire is the route as the API shows it, with its live status: what a
-// call at now would get. Reading it decides nothing (no caching, no
-// metric), so a status poll neither delays nor counts as a decision.
-func (lr *liveRoute) wire(now time.Time, cost route.CostComparer) api.Route {
-	lr.mu.Lock()
-	defer lr.mu.Unlock()
-	qps := lr.win.QPS(now)
-	c, why := lr.spec.Decide(now, route.Observations{QPS: qps, State: lr.state, Cost: cost})
-	rec := lr.rec
-	rec.Status = &api.RouteStatus{Choice: string(c), Reason: why.String(), QPS: qps, Since: lr.state.Apply(now, c).Since}
-	return rec
-}
-
-// routeTable holds the live routes by name.
-type routeTable struct {
-	// applyMu serialises writes (store, then table) so the table follows
-	// the store's order.
-	applyMu sync.Mutex
-	mu      sync.RWMutex // guards m
-	m       map[string]*liveRoute
-}
-
-func (t *routeTable) get(name string) *liveRoute {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return t.m[name]
-}
-
-func (t *routeTable) names() []string {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	out := make([]string, 0, len(t.m))
-	for n := range t.m {
-		out = append(out, n)
-	}
-	slices.Sort(out)
-	return out
-}
-
-// put installs rt, keeping the traffic window and standing choice of a
-// route of that name (a re-apply must not forget its traffic) unless the
-// window length changed.
-func (t *routeTable) put(rt *route.Route, rec api.Route, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if lr, ok := t.m[rt.Name]; ok {
-		lr.mu.Lock()
-		if lr.win.Span() != rt.Policy.Window.D() {
-			lr.win = route.NewWindow(rt.Policy.Window.D(), now)
-		}
-		lr.spec, lr.rec, lr.decidedAt = rt, rec, time.Time{}
-		lr.mu.Unlock()
-		return
-	}
-	t.m[rt.Name] = &liveRoute{name: rt.Name, spec: rt, rec: rec, win: route.NewWindow(rt.Policy.Window.D(), now)}
-}
-
-func (t *routeTable) remove(name string) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.m, name)
-}
-
-// EnableRoutes loads the stored routes and turns on the route API and
-// routed calls. Call it before serving.
-// cost prices targets for routes with the cost policy (nil: they decide
-// by QPS and say cost_unavailable).
-func (g *Gateway) EnableRoutes(ctx context.Context, store RouteStore, obs RouteObserver, cost route.CostComparer) error {
-	recs, err := store.ListRoutes(ctx)
-	if err != nil {
-		return fmt.Errorf("load routes: %w", err)
-	}
-	now := g.now()
-	for _, rec := range recs {
-		rt, err := route.Parse(rec.Spec)
-		if err != nil {
-			g.logger.Warn("skipping a stored route that no longer validates", "route", rec.Name, "err", err)
-			continue
-		}
-		if err := g.checkHeaderEnv(ctx, rt); err != nil {
-			// Kept: the variable may be set before the next restart.
-			g.logger.Warn("a stored route's headers name unset variables; its calls will send them empty", "route", rec.Name, "err", err)
-		}
-		g.routeTab.put(rt, rec, now)
-	}
-	g.routeStore, g.routeObs, g.routeCost = store, obs, cost
-	return nil
-}
-
-func unknownRoute(name string) error {
-	return &httpError{Status: http.StatusNotFound, Code: "unknown_route", Msg: fmt.Sprintf("unknown route %q: apply it first (ember route apply FILE)", name)}
-}
+// The route API and routed calls, served by the routing service
+// (internal/routing); the gateway adds the checks of the caller.
 
 func (g *Gateway) routesEnabled() error {
-	if g.routeStore == nil {
-		return &httpError{Status: http.StatusNotFound, Code: "routes_disabled", Msg: "routes are not enabled on this server"}
+	if g.routes == nil {
+		return errkind.New(errkind.NotFound, "routes_disabled", "routes are not enabled on this server")
 	}
 	return nil
 }
@@ -199,62 +27,37 @@ func (g *Gateway) applyRoute(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return badRequest("empty route: send the route spec as YAML or JSON", nil)
-	}
-	rt, err := route.Parse(body)
-	if err != nil {
-		return &httpError{Status: http.StatusBadRequest, Code: "invalid_route", Msg: err.Error()}
-	}
-	if err := g.checkHeaderEnv(r.Context(), rt); err != nil {
-		return err
-	}
-	if _, ok := g.instances.Function(rt.Name); ok {
-		return &httpError{Status: http.StatusConflict, Code: "name_conflict",
-			Msg: fmt.Sprintf("a function is named %q; a route needs a name of its own", rt.Name)}
-	}
-	specJSON, err := json.Marshal(rt)
+	rec, created, err := g.routes.Apply(r.Context(), body)
 	if err != nil {
 		return err
 	}
-	g.routeTab.applyMu.Lock()
-	defer g.routeTab.applyMu.Unlock()
-	now := g.now()
-	rec, created, err := g.routeStore.PutRoute(r.Context(), rt.Name, specJSON, now)
-	if err != nil {
-		return err
-	}
-	g.routeTab.put(rt, rec, now)
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated
 	}
-	g.logger.Info("route applied", "route", rt.Name, "persistent", rt.Targets.Persistent.String(),
-		"serverless", rt.Targets.Serverless.String(), "policy", rt.Policy.Type, "version", rec.Version)
-	writeJSON(w, status, api.RouteApplyResult{Route: g.routeTab.get(rt.Name).wire(now, g.routeCost), Created: created})
+	writeJSON(w, status, api.RouteApplyResult{Route: rec, Created: created})
 	return nil
 }
 
 // listRoutes is GET /v1/routes, each with its current choice.
 func (g *Gateway) listRoutes(w http.ResponseWriter, r *http.Request) error {
 	out := []api.Route{}
-	now := g.now()
-	for _, n := range g.routeTab.names() {
-		if lr := g.routeTab.get(n); lr != nil {
-			out = append(out, lr.wire(now, g.routeCost))
-		}
+	if g.routes != nil {
+		out = g.routes.List()
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
 func (g *Gateway) getRoute(w http.ResponseWriter, r *http.Request) error {
-	name := r.PathValue("name")
-	lr := g.routeTab.get(name)
-	if lr == nil {
-		return unknownRoute(name)
+	if err := g.routesEnabled(); err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusOK, lr.wire(g.now(), g.routeCost))
+	rec, err := g.routes.Get(r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rec)
 	return nil
 }
 
@@ -262,285 +65,32 @@ func (g *Gateway) deleteRoute(w http.ResponseWriter, r *http.Request) error {
 	if err := g.routesEnabled(); err != nil {
 		return err
 	}
-	name := r.PathValue("name")
-	g.routeTab.applyMu.Lock()
-	defer g.routeTab.applyMu.Unlock()
-	existed, err := g.routeStore.DeleteRoute(r.Context(), name)
-	if err != nil {
+	if err := g.routes.Delete(r.Context(), r.PathValue("name")); err != nil {
 		return err
 	}
-	if !existed {
-		return unknownRoute(name)
-	}
-	g.routeTab.remove(name)
-	g.logger.Info("route removed", "route", name)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
-// splitRoute finds the route named by the leading one or two segments of
-// rest (names may be owner/name) and returns the remainder of the path.
-func (g *Gateway) splitRoute(rest string) (*liveRoute, string, bool) {
-	parts := strings.SplitN(rest, "/", 3)
-	if len(parts) >= 2 {
-		if lr := g.routeTab.get(parts[0] + "/" + parts[1]); lr != nil {
-			if len(parts) == 3 {
-				return lr, "/" + parts[2], true
-			}
-			return lr, "/", true
-		}
+// splitRoute finds the route named at the start of rest.
+func (g *Gateway) splitRoute(rest string) (name, path string, ok bool) {
+	if g.routes == nil {
+		return "", "", false
 	}
-	if lr := g.routeTab.get(parts[0]); lr != nil {
-		p := strings.TrimPrefix(rest, parts[0])
-		if p == "" {
-			p = "/"
-		}
-		return lr, p, true
-	}
-	return nil, "", false
+	return g.routes.Split(rest)
 }
 
-// callRoute sends a call for route lr, at path, to the target its policy
-// chooses, and to the other target if the chosen one is down. Like invoke,
-// it returns an error only when nothing was written to w.
-func (g *Gateway) callRoute(w http.ResponseWriter, r *http.Request, lr *liveRoute, path string) error {
-	// The key must cover the route; the targets are the route's business
-	// (a key for "llama" need not name "llama-big").
-	if err := g.allowKey(r, lr.name); err != nil {
-		return err
-	}
-	rt, choice, why := lr.call(g.now(), g.routeObs, g.routeCost)
-	if err := bufferBody(w, r, maxRouteBody); err != nil {
-		return err
-	}
-	h := w.Header()
-	h.Set(api.HeaderRoute, string(choice))
-	h.Set(api.HeaderRouteReason, why.Code)
-	err := g.callTarget(w, r, rt, choice, path)
-	if err == nil || !targetDown(err) {
-		g.observeRoute(rt.Name, choice, false)
-		return err
-	}
-	other := choice.Other()
-	g.logger.Warn("route target down; falling back", "route", rt.Name, "chosen", choice, "target", rt.Target(choice).String(), "err", err)
-	h.Set(api.HeaderRoute, string(other))
-	h.Set(api.HeaderRouteFallback, oneLine(fmt.Sprintf("%s unavailable: %v", choice, err)))
-	if r.GetBody != nil {
-		if r.Body, err = r.GetBody(); err != nil {
-			return err
-		}
-	}
-	g.observeRoute(rt.Name, other, true)
-	return g.callTarget(w, r, rt, other, path)
-}
+// isRoute reports whether a route is named name.
+func (g *Gateway) isRoute(name string) bool { return g.routes != nil && g.routes.Has(name) }
 
-func (g *Gateway) observeRoute(name string, c route.Choice, fallback bool) {
-	if g.routeObs != nil {
-		g.routeObs.RouteRequest(name, string(c), fallback)
+// callRoute calls route name at path. The key must cover the route; the
+// targets are the route's business, so a function target is invoked
+// without checking the key against it (its own rate limit still applies).
+func (g *Gateway) callRoute(w http.ResponseWriter, r *http.Request, name, path string) error {
+	if err := g.allowKey(r, name); err != nil {
+		return err
 	}
-}
-
-// callTarget calls one target of a route: a function with its own
-// timeout; a URL whose answer must start within the route's timeout (a
-// stream that has started runs as long as it lasts).
-func (g *Gateway) callTarget(w http.ResponseWriter, r *http.Request, rt *route.Route, c route.Choice, path string) error {
-	t := rt.Target(c)
-	if t.Function != "" {
-		return g.invoke(w, r, t.Function, path, false)
-	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	fw := &firstByteWriter{ResponseWriter: w}
-	var late atomic.Bool
-	timer := time.AfterFunc(rt.Timeout.D(), func() {
-		if !fw.started.Load() {
-			late.Store(true)
-			cancel()
-		}
+	return g.routes.Call(w, r, name, path, func(w http.ResponseWriter, r *http.Request, fn, path string) error {
+		return g.invoke(w, r, fn, path, false)
 	})
-	defer timer.Stop()
-	headers, err := g.targetHeaders(ctx, rt, t)
-	if err != nil {
-		return err
-	}
-	err = g.urls.forward(fw, r.WithContext(ctx), t.URL, path, headers)
-	if err != nil && late.Load() && r.Context().Err() == nil {
-		return &httpError{Status: http.StatusGatewayTimeout, Code: "timeout",
-			Msg: fmt.Sprintf("route %q: %s did not answer within the route's timeout %s", rt.Name, t.URL, rt.Timeout.D()), Err: err}
-	}
-	return err
-}
-
-// firstByteWriter notes when a response starts.
-type firstByteWriter struct {
-	http.ResponseWriter
-	started atomic.Bool
-}
-
-func (f *firstByteWriter) WriteHeader(code int) {
-	f.started.Store(true)
-	f.ResponseWriter.WriteHeader(code)
-}
-
-func (f *firstByteWriter) Write(b []byte) (int, error) {
-	f.started.Store(true)
-	return f.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach Flush on the real writer.
-func (f *firstByteWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
-
-// Flush flushes the underlying writer (streaming responses).
-func (f *firstByteWriter) Flush() {
-	if fl, ok := f.ResponseWriter.(http.Flusher); ok {
-		fl.Flush()
-	}
-}
-
-// secretRef is the prefix of a header reference to a secret:
-// ${secret:hf-token}. Other ${NAME} references read the server's
-// environment.
-const secretRef = "secret:"
-
-// targetHeaders expands ${NAME} in t's headers from the server's
-// environment and ${secret:NAME} from the secret store, at call time. A
-// secret removed since the route was applied fails the call (a credential
-// sent empty would fail far from its cause); the error names the secret,
-// never a value.
-func (g *Gateway) targetHeaders(ctx context.Context, rt *route.Route, t route.Target) (map[string]string, error) {
-	if len(t.Headers) == 0 {
-		return nil, nil
-	}
-	out := make(map[string]string, len(t.Headers))
-	var err error
-	for k, v := range t.Headers {
-		out[k] = expandBraced(v, func(name string) string {
-			if sec, ok := strings.CutPrefix(name, secretRef); ok {
-				val, found, lerr := g.secretValue(ctx, sec)
-				if lerr == nil && !found {
-					lerr = &httpError{Status: http.StatusBadGateway, Code: "unknown_secret",
-						Msg: fmt.Sprintf("route %q: header %s names secret %q, which no longer exists (ember secrets set %s)", rt.Name, k, sec, sec)}
-				}
-				if err == nil {
-					err = lerr
-				}
-				return string(val)
-			}
-			val, _ := g.lookupEnv(name)
-			return val
-		})
-	}
-	return out, err
-}
-
-// secretValue reads a secret, or reports it missing when secrets are off.
-func (g *Gateway) secretValue(ctx context.Context, name string) ([]byte, bool, error) {
-	if g.secrets == nil {
-		return nil, false, nil
-	}
-	return g.secrets.store.SecretValue(ctx, name)
-}
-
-// expandBraced replaces each ${NAME} in s with get(NAME). Unlike
-// os.Expand it leaves a bare $ alone, so a header value can hold one.
-func expandBraced(s string, get func(string) string) string {
-	var b strings.Builder
-	for {
-		i := strings.Index(s, "${")
-		if i < 0 {
-			break
-		}
-		j := strings.IndexByte(s[i+2:], '}')
-		if j < 0 {
-			break
-		}
-		b.WriteString(s[:i])
-		b.WriteString(get(s[i+2 : i+2+j]))
-		s = s[i+2+j+1:]
-	}
-	b.WriteString(s)
-	return b.String()
-}
-
-// checkHeaderEnv refuses a route whose headers name a variable the
-// server's environment lacks, or a secret that does not exist: the call
-// would otherwise go out with an empty credential and fail far from its
-// cause.
-func (g *Gateway) checkHeaderEnv(ctx context.Context, rt *route.Route) error {
-	var errs []string
-	for _, tt := range []struct {
-		field string
-		t     route.Target
-	}{{"targets.persistent", rt.Targets.Persistent}, {"targets.serverless", rt.Targets.Serverless}} {
-		for _, name := range slices.Sorted(maps.Keys(tt.t.Headers)) {
-			expandBraced(tt.t.Headers[name], func(v string) string {
-				if sec, ok := strings.CutPrefix(v, secretRef); ok {
-					switch _, found, err := g.secretValue(ctx, sec); {
-					case err != nil:
-						errs = append(errs, fmt.Sprintf("%s.headers.%s: ${%s}: %v", tt.field, name, v, err))
-					case !found:
-						errs = append(errs, fmt.Sprintf("%s.headers.%s: ${%s}: secret %q does not exist (create it with: ember secrets set %s)", tt.field, name, v, sec, sec))
-					}
-					return ""
-				}
-				if _, ok := g.lookupEnv(v); !ok {
-					errs = append(errs, fmt.Sprintf("%s.headers.%s: ${%s} is not set in the server's environment", tt.field, name, v))
-				}
-				return ""
-			})
-		}
-	}
-	if len(errs) > 0 {
-		return &httpError{Status: http.StatusBadRequest, Code: "invalid_route",
-			Msg: fmt.Sprintf("route %q: %s", rt.Name, strings.Join(errs, "; "))}
-	}
-	return nil
-}
-
-// targetDown reports whether err says a target could not take the call at
-// all (nothing was sent to it), so the other target may have it.
-func targetDown(err error) bool {
-	var sf *activator.StartFailedError
-	var ue *proxy.UpstreamError
-	var he *httpError
-	switch {
-	case errors.As(err, &sf), errors.Is(err, activator.ErrUnknownFunction), errors.Is(err, controller.ErrPrepare):
-		return true
-	case errors.As(err, &ue):
-		return ue.Dial
-	case errors.As(err, &he):
-		return he.Code == "unknown_function"
-	}
-	return false
-}
-
-// bufferBody reads r's body (up to limit) so it can be sent again, unless
-// it already can be.
-func bufferBody(w http.ResponseWriter, r *http.Request, limit int64) error {
-	if r.GetBody != nil || r.Body == nil || r.Body == http.NoBody {
-		return nil
-	}
-	if r.ContentLength > limit {
-		return &http.MaxBytesError{Limit: limit}
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		return err
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.ContentLength = int64(len(body))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	r.Header.Del("Transfer-Encoding")
-	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
-	return nil
-}
-
-// oneLine makes s fit a header value.
-func oneLine(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
-			return ' '
-		}
-		return r
-	}, s)
 }

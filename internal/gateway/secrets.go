@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/spec"
 )
 
@@ -38,21 +39,15 @@ type secrets struct {
 	putMu sync.Mutex // serialises puts, so the count bound holds
 }
 
-// EnableSecrets turns on the secrets API and secret references in specs
-// and route headers. Call it before serving.
-func (g *Gateway) EnableSecrets(store SecretStore) {
-	g.secrets = &secrets{store: store, now: g.now}
-}
-
 func (g *Gateway) secretsEnabled() (*secrets, error) {
 	if g.secrets == nil {
-		return nil, &httpError{Status: http.StatusNotFound, Code: "secrets_disabled", Msg: "secrets are not enabled on this server"}
+		return nil, &errkind.Error{Kind: errkind.NotFound, Code: "secrets_disabled", Msg: "secrets are not enabled on this server"}
 	}
 	return g.secrets, nil
 }
 
 func unknownSecret(name string) error {
-	return &httpError{Status: http.StatusNotFound, Code: "unknown_secret", Msg: fmt.Sprintf("unknown secret %q", name)}
+	return &errkind.Error{Kind: errkind.NotFound, Code: "unknown_secret", Msg: fmt.Sprintf("unknown secret %q", name)}
 }
 
 // putSecret is PUT /v1/secrets/{name}: the body is the value, as is.
@@ -88,7 +83,7 @@ func (g *Gateway) putSecret(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		if len(list) >= MaxSecrets {
-			return &httpError{Status: http.StatusConflict, Code: "too_many_secrets",
+			return &errkind.Error{Kind: errkind.Conflict, Code: "too_many_secrets",
 				Msg: fmt.Sprintf("this server keeps at most %d secrets; remove one first (ember secrets rm NAME)", MaxSecrets)}
 		}
 	}

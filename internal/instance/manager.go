@@ -27,6 +27,7 @@ import (
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/driver"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/spec"
 )
 
@@ -84,7 +85,7 @@ var ErrInstanceLimit = errors.New("server instance limit reached")
 var ErrUnknownFunction = errors.New("unknown function")
 
 // ErrBudgetExceeded is returned while a budget forces a function to zero.
-var ErrBudgetExceeded = errors.New("budget exceeded")
+var ErrBudgetExceeded = &errkind.Error{Kind: errkind.RateLimited, Code: "budget_exceeded", Msg: "budget exceeded", RetryAfter: time.Minute}
 
 // Manager runs the instances of every deployed function.
 type Manager struct {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/driver"
+	"github.com/ember-run/ember/internal/eventually"
 	"github.com/ember-run/ember/internal/spec"
 )
 
@@ -120,13 +121,7 @@ func newManager(t *testing.T, d *fakeDriver, scaling string) (*Manager, chan str
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling a condition with a deadline
-	}
+	eventually.True(t, 5*time.Second, time.Millisecond, what, cond)
 }
 
 func (m *Manager) count(state string) int {

@@ -17,21 +17,22 @@ import (
 	"os"
 	"time"
 
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/spec"
 )
 
 // Errors returned by the Service. The predictions API maps them to statuses.
 var (
 	// ErrUnknownFunction: the job names no deployed function (404).
-	ErrUnknownFunction = errors.New("unknown function")
+	ErrUnknownFunction = errkind.New(errkind.NotFound, "unknown_function", "unknown function")
 	// ErrNotFound: no such prediction (404).
-	ErrNotFound = errors.New("prediction not found")
+	ErrNotFound = errkind.New(errkind.NotFound, "not_found", "prediction not found")
 	// ErrExpired: the prediction existed but retention removed it (410).
-	ErrExpired = errors.New("prediction expired")
+	ErrExpired = errkind.New(errkind.Gone, "expired", "prediction expired")
 	// ErrInvalid: the request is malformed (400).
-	ErrInvalid = errors.New("invalid prediction request")
+	ErrInvalid = errkind.New(errkind.Invalid, "bad_request", "invalid prediction request")
 	// ErrClosed: the service is shutting down (503).
-	ErrClosed = errors.New("job service is shutting down")
+	ErrClosed = &errkind.Error{Kind: errkind.Unavailable, Code: "shutting_down", Msg: "job service is shutting down", RetryAfter: 5 * time.Second}
 	// ErrQueueFull is what an Invoker should wrap when the activator's queue
 	// is full: the job stays queued and is retried without spending an
 	// attempt.

@@ -1,8 +1,9 @@
 // Package metering accounts for every second Ember spends: each instance's
 // life split into loading, busy and idle seconds, attributed to its function
-// and hardware class and priced, plus one record per request. It is a leaf:
-// the instance manager and the gateway feed it through the observer
-// interfaces they declare, and a store adapter persists what it flushes.
+// and hardware class and priced, plus one record per request. It imports
+// only the vocabulary tier (api's instance states): the instance manager
+// and the gateway feed it through the observer interfaces they declare,
+// and a store adapter persists what it flushes.
 package metering
 
 import (
@@ -12,14 +13,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-)
 
-// Instance states as the instance manager reports them (api.State*): kept
-// as strings so that metering stays a leaf.
-const (
-	instStarting = "starting"
-	instReady    = "ready"
-	instFailed   = "failed"
+	"github.com/ember-run/ember/internal/api"
 )
 
 // Profile is what metering needs to know about a function: the hardware
@@ -154,7 +149,7 @@ func (m *Meter) Phase(fn, phase string, d time.Duration) {}
 func (m *Meter) StateChange(fn, id, from, to string, at time.Time) {
 	var prof Profile
 	var known bool
-	if from == "" && to == instStarting {
+	if from == "" && to == api.StateStarting {
 		// Resolve outside the lock: the resolver may take the caller's locks.
 		prof, known = m.profiles.Profile(fn)
 	}
@@ -162,7 +157,7 @@ func (m *Meter) StateChange(fn, id, from, to string, at time.Time) {
 	defer m.mu.Unlock()
 	in := m.instances[id]
 	switch {
-	case from == "" && to == instStarting:
+	case from == "" && to == api.StateStarting:
 		if !known {
 			prof = Profile{Hardware: "cpu"}
 		}
@@ -171,14 +166,14 @@ func (m *Meter) StateChange(fn, id, from, to string, at time.Time) {
 		m.bucketLocked(fn, prof.Hardware, at).Starts++
 	case in == nil:
 		// Created before the meter was attached: nothing to account.
-	case to == instReady:
+	case to == api.StateReady:
 		m.accountLocked(id, in, at)
 		if in.state == StateLoading {
 			// Not when a first request's Busy came in ahead of this event
 			// (busy events are sent under the manager's lock, this is not).
 			in.state = StateIdle
 		}
-	case to == "" || to == instFailed:
+	case to == "" || to == api.StateFailed:
 		m.accountLocked(id, in, at)
 		delete(m.instances, id)
 	}

@@ -36,7 +36,8 @@ func (e *UpstreamError) Unwrap() error { return e.Err }
 
 // Proxy forwards requests to instances over pooled keep-alive connections.
 type Proxy struct {
-	rp *httputil.ReverseProxy
+	rp     *httputil.ReverseProxy
+	client *http.Client // Do's: follows redirects as jobs always have
 }
 
 type ctxKey struct{}
@@ -78,6 +79,7 @@ func New() *Proxy {
 		},
 		ErrorLog: nil,
 	}
+	p.client = &http.Client{Transport: tr}
 	return p
 }
 
@@ -98,9 +100,21 @@ func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, addr, path strin
 	return nil
 }
 
-// Client returns an HTTP client over the proxy's pooled connections, for
-// callers that read the instance's response themselves (async jobs).
-func (p *Proxy) Client() *http.Client { return &http.Client{Transport: p.rp.Transport} }
+// Do sends r to the instance at addr, path and query unchanged, over the
+// same pooled connections as Forward, and returns the response for the
+// caller to read (async jobs read the whole answer). r's headers go as
+// they are: the caller builds the request. A failure to get a response is
+// an *UpstreamError; the caller closes the body.
+func (p *Proxy) Do(ctx context.Context, addr string, r *http.Request) (*http.Response, error) {
+	out := r.Clone(ctx)
+	out.URL.Scheme, out.URL.Host, out.Host, out.RequestURI = "http", addr, addr, ""
+	resp, err := p.client.Do(out)
+	if err != nil {
+		var op *net.OpError
+		return nil, &UpstreamError{Addr: addr, Dial: errors.As(err, &op) && op.Op == "dial", Err: err}
+	}
+	return resp, nil
+}
 
 // Close drops idle connections.
 func (p *Proxy) Close() {

@@ -1,14 +1,14 @@
 package ratelimit
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"net/http"
 	"strconv"
 	"time"
 
-	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/errkind"
+	"github.com/ember-run/ember/internal/problem"
 )
 
 // Header names (IETF draft "RateLimit header fields for HTTP").
@@ -64,16 +64,18 @@ func (d Decision) Err() error {
 // WriteTooMany answers 429 with the headers of d and a JSON error body
 // (Ember's envelope, which OpenAI clients also read).
 func WriteTooMany(w http.ResponseWriter, d Decision) {
-	d.SetHeaders(w.Header())
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusTooManyRequests)
-	code := "rate_limited"
+	p := problem.Classify(&Error{Decision: d}, time.Time{})
 	if d.Reason == "concurrency" {
-		code = "concurrency_limited"
+		p.Code = "concurrency_limited"
 	}
-	_ = json.NewEncoder(w).Encode(api.Error{Error: api.ErrorBody{
-		Code: code, Message: (&Error{Decision: d}).Error(), Type: "rate_limit_error"}})
+	problem.WriteEmber(w, p)
 }
+
+// ErrorKind, ErrorCode and SetHeaders give errkind.Classify a 429 with
+// the RateLimit-* headers and Retry-After.
+func (e *Error) ErrorKind() errkind.Kind  { return errkind.RateLimited }
+func (e *Error) ErrorCode() string        { return "rate_limited" }
+func (e *Error) SetHeaders(h http.Header) { e.Decision.SetHeaders(h) }
 
 // Middleware limits each request by the specs that specs returns for it
 // (nil or none: unlimited). Allowed requests get the RateLimit-* headers

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ember-run/ember/internal/driver"
 	"github.com/ember-run/ember/internal/driver/process"
+	"github.com/ember-run/ember/internal/eventually"
 )
 
 // Pooled workers are process instances; specialise re-points their output
@@ -109,13 +110,7 @@ func TestPoolWorkerDyingWhileWaiting(t *testing.T) {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling a condition with a deadline
-	}
+	eventually.True(t, 5*time.Second, time.Millisecond, what, cond)
 }
 
 func checkEvents(t *testing.T, got, want []string) {

@@ -23,6 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ember-run/ember/internal/driver"
+	"github.com/ember-run/ember/internal/eventually"
 )
 
 // simBin is the sim example server, built once by TestMain; "" when no Go
@@ -110,16 +111,9 @@ func alive(pid int) bool {
 	return ok && len(rest) > 0 && rest[0] != 'Z' && rest[0] != 'X'
 }
 
-// waitFor polls cond until it holds or a generous deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval, not synchronisation
-	}
+	eventually.True(t, 10*time.Second, 5*time.Millisecond, what, cond)
 }
 
 // tailValue waits for an output line "<tag> <value>" and returns the value.

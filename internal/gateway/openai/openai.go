@@ -14,8 +14,10 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
-	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/errkind"
+	"github.com/ember-run/ember/internal/problem"
 )
 
 // Paths served.
@@ -52,14 +54,8 @@ type Resolver interface {
 type Options struct {
 	// MaxBodyBytes bounds request bodies (DefaultMaxBodyBytes when 0).
 	MaxBodyBytes int64
-	// Classify maps a Resolver error to the status, code and message the
-	// client sees; the gateway passes its own error classifier here. When
-	// nil or when it returns status 0, the defaults apply:
-	// ErrUnknownModel → 404, anything else → 502.
-	Classify func(err error) (status int, code, message string)
-	// Header, when set, adds headers to an error answer (e.g. Retry-After
-	// for a 429 or 503 from the gateway's classifier).
-	Header func(err error, h http.Header)
+	// Now is the clock for Retry-After (time.Now when nil).
+	Now    func() time.Time
 	Logger *slog.Logger
 }
 
@@ -81,13 +77,16 @@ func New(res Resolver, opts Options) *Handler {
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
+	if h.opts.Now == nil {
+		h.opts.Now = time.Now
+	}
 	for _, p := range []string{PathChatCompletions, PathCompletions, PathEmbeddings} {
 		h.mux.HandleFunc("POST "+p, h.forward)
 	}
 	h.mux.HandleFunc("GET "+PathModels, h.models)
 	h.mux.HandleFunc(PatternModel, h.model)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		WriteError(w, http.StatusNotFound, "invalid_request_error", "not_found",
+		writeError(w, http.StatusNotFound, "not_found",
 			fmt.Sprintf("%s %s is not an OpenAI-compatible endpoint of Ember", r.Method, r.URL.Path))
 	})
 	return h
@@ -105,11 +104,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			WriteError(w, http.StatusRequestEntityTooLarge, "invalid_request_error", "body_too_large",
+			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large",
 				"request body too large: limit is "+strconv.FormatInt(mbe.Limit, 10)+" bytes")
 			return
 		}
-		WriteError(w, http.StatusBadRequest, "invalid_request_error", "bad_request", "reading request body: "+err.Error())
+		writeError(w, http.StatusBadRequest, "bad_request", "reading request body: "+err.Error())
 		return
 	}
 	var head struct {
@@ -117,11 +116,11 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 		Stream json.RawMessage `json:"stream"` // raw: an odd value is the model server's to judge
 	}
 	if err := json.Unmarshal(body, &head); err != nil {
-		WriteError(w, http.StatusBadRequest, "invalid_request_error", "invalid_json", "request body is not valid JSON: "+err.Error())
+		writeError(w, http.StatusBadRequest, "invalid_json", "request body is not valid JSON: "+err.Error())
 		return
 	}
 	if head.Model == nil || *head.Model == "" {
-		WriteError(w, http.StatusBadRequest, "invalid_request_error", "missing_model",
+		writeError(w, http.StatusBadRequest, "missing_model",
 			`request body needs "model": the name of an Ember function or route`)
 		return
 	}
@@ -149,52 +148,32 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request) {
 	jw.finish()
 }
 
+// writeResolverError answers a Resolver error in OpenAI's shape: an
+// unknown model is 404 model_not_found; anything else as errkind
+// classifies it (statuses, Retry-After, RateLimit-* as on /v1/run).
 func (h *Handler) writeResolverError(w http.ResponseWriter, r *http.Request, model string, err error) {
-	status, code, msg := 0, "", ""
-	if h.opts.Classify != nil {
-		status, code, msg = h.opts.Classify(err)
+	var p problem.Problem
+	if errors.Is(err, ErrUnknownModel) {
+		p = clientProblem(http.StatusNotFound, "model_not_found",
+			fmt.Sprintf("the model %q does not exist: deploy a function or apply a route of that name", model))
+	} else {
+		p = problem.Classify(err, h.opts.Now())
 	}
-	if status == 0 {
-		switch {
-		case errors.Is(err, ErrUnknownModel):
-			status, code, msg = http.StatusNotFound, "model_not_found",
-				fmt.Sprintf("the model %q does not exist: deploy a function or apply a route of that name", model)
-		default:
-			status, code, msg = http.StatusBadGateway, "upstream_error", "model "+strconv.Quote(model)+" failed: "+err.Error()
-		}
+	if p.Status >= 500 {
+		h.logger.ErrorContext(r.Context(), "openai: forward failed", "model", model, "path", r.URL.Path, "status", p.Status, "err", err)
 	}
-	if status >= 500 {
-		h.logger.ErrorContext(r.Context(), "openai: forward failed", "model", model, "path", r.URL.Path, "status", status, "err", err)
-	}
-	if h.opts.Header != nil {
-		h.opts.Header(err, w.Header())
-	}
-	WriteError(w, status, errorType(status), code, msg)
+	problem.WriteOpenAI(w, p)
 }
 
-// errorType is OpenAI's error class for a status.
-func errorType(status int) string {
-	switch {
-	case status == http.StatusUnauthorized:
-		return "authentication_error"
-	case status == http.StatusForbidden:
-		return "permission_error"
-	case status == http.StatusTooManyRequests:
-		return "rate_limit_error"
-	case status >= 500:
-		return "server_error"
-	default:
-		return "invalid_request_error"
-	}
+// clientProblem is a client error the handler finds itself.
+func clientProblem(status int, code, msg string) problem.Problem {
+	return problem.Problem{Kind: errkind.FromStatus(status), Status: status, Code: code, Msg: msg}
 }
 
-// WriteError answers in OpenAI's error shape,
+// writeError answers in OpenAI's error shape,
 // {"error": {"message", "type", "code"}}.
-func WriteError(w http.ResponseWriter, status int, typ, code, message string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(api.Error{Error: api.ErrorBody{Message: message, Type: typ, Code: code}})
+func writeError(w http.ResponseWriter, status int, code, message string) {
+	problem.WriteOpenAI(w, clientProblem(status, code, message))
 }
 
 // Model is one entry of GET /v1/models.

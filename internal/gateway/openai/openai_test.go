@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/errkind"
 )
 
 // proxyResolver forwards to real upstream servers by model name, the way
@@ -27,7 +27,7 @@ type proxyResolver struct {
 	forbidden string            // a model the caller may not use
 }
 
-var errForbidden = errors.New("key may not use this model")
+var errForbidden = errkind.New(errkind.Forbidden, "function_not_allowed", "key may not use this model")
 
 func (p *proxyResolver) Forward(w http.ResponseWriter, r *http.Request, model string) error {
 	if model == p.forbidden {
@@ -101,14 +101,8 @@ func TestForwardPreservesPathAndBody(t *testing.T) {
 }
 
 func TestErrors(t *testing.T) {
-	classify := func(err error) (int, string, string) {
-		if errors.Is(err, errForbidden) {
-			return http.StatusForbidden, "function_not_allowed", err.Error()
-		}
-		return 0, "", ""
-	}
 	gw := newGateway(t, &proxyResolver{upstreams: map[string]string{"m": "http://127.0.0.1:1"}, forbidden: "secret"},
-		Options{MaxBodyBytes: 64, Classify: classify})
+		Options{MaxBodyBytes: 64})
 	tests := []struct {
 		name, method, path, body string
 		status                   int

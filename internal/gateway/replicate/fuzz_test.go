@@ -57,7 +57,10 @@ func FuzzCreate(f *testing.F) {
 			}
 			return
 		}
-		var e errorBody
+		var e struct {
+			Detail string `json:"detail"`
+			Status int    `json:"status"`
+		}
 		if w.Code < 400 || w.Code >= 500 || json.Unmarshal(w.Body.Bytes(), &e) != nil || e.Detail == "" || e.Status != w.Code {
 			t.Fatalf("answer %d %q: want a Replicate-shaped 4xx", w.Code, w.Body.String())
 		}

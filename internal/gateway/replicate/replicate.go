@@ -18,7 +18,9 @@ import (
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/jobs"
+	"github.com/ember-run/ember/internal/problem"
 )
 
 // Jobs is the job service as these handlers use it (*jobs.Service).
@@ -134,56 +136,28 @@ type muxRegistrar struct{ *http.ServeMux }
 
 func (m muxRegistrar) Register(pattern string, _ auth.Right, h http.Handler) { m.Handle(pattern, h) }
 
-// httpError is an error the client sees as is.
-type httpError struct {
-	status int
-	code   string
-	msg    string
-}
-
-func (e *httpError) Error() string { return e.msg }
-
 func badRequest(format string, args ...any) error {
-	return &httpError{status: http.StatusBadRequest, code: "bad_request", msg: fmt.Sprintf(format, args...)}
+	return errkind.New(errkind.Invalid, "bad_request", fmt.Sprintf(format, args...))
 }
 
-// errorBody is Ember's error envelope plus Replicate's "detail" and
-// "status", which Replicate clients print.
-type errorBody struct {
-	api.Error
-	Detail string `json:"detail"`
-	Status int    `json:"status"`
-}
-
-// writeError is the one place where job errors become HTTP statuses.
+// writeError answers err in Replicate's shape. Errors with a kind (jobs'
+// sentinels, auth failures) say what they are; a body over its limit
+// says so in Replicate's words; a client that went away gets nothing;
+// anything else is a 500 that names the cause.
 func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	var he *httpError
+	var k errkind.Kinded
 	var mbe *http.MaxBytesError
-	var ae *auth.Error
 	switch {
-	case errors.As(err, &he):
-	case errors.As(err, &ae):
-		he = &httpError{ae.Status, ae.Code, ae.Message}
+	case errors.As(err, &k):
 	case errors.As(err, &mbe):
-		he = &httpError{http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body larger than %d bytes", mbe.Limit)}
-	case errors.Is(err, jobs.ErrUnknownFunction):
-		he = &httpError{http.StatusNotFound, "unknown_function", err.Error()}
-	case errors.Is(err, jobs.ErrNotFound):
-		he = &httpError{http.StatusNotFound, "not_found", err.Error()}
-	case errors.Is(err, jobs.ErrExpired):
-		he = &httpError{http.StatusGone, "expired", err.Error()}
-	case errors.Is(err, jobs.ErrInvalid):
-		he = &httpError{http.StatusBadRequest, "bad_request", err.Error()}
-	case errors.Is(err, jobs.ErrClosed):
-		w.Header().Set("Retry-After", "5")
-		he = &httpError{http.StatusServiceUnavailable, "shutting_down", err.Error()}
+		err = errkind.New(errkind.TooLarge, "body_too_large", fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
 	case errors.Is(err, context.Canceled) && r.Context().Err() != nil:
 		return // the client went away
 	default:
 		h.log.Error("predictions API", "method", r.Method, "path", r.URL.Path, "err", err)
-		he = &httpError{http.StatusInternalServerError, "internal", "internal error: " + err.Error()}
+		err = errkind.New(errkind.Internal, "internal", "internal error: "+err.Error())
 	}
-	writeJSON(w, he.status, errorBody{Error: api.Error{Error: api.ErrorBody{Code: he.code, Message: he.msg}}, Detail: he.msg, Status: he.status})
+	problem.WriteReplicate(w, problem.Classify(err, time.Now()))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

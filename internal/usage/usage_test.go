@@ -1,4 +1,4 @@
-package gateway
+package usage
 
 import (
 	"context"
@@ -51,7 +51,7 @@ func TestUsageHandler(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := NewUsageHandler(src, fakeSpecs{"llm": f}, cat)
+	h := NewHandler(src, fakeSpecs{"llm": f}, cat)
 	h.now = func() time.Time { return now }
 
 	tests := []struct {
@@ -123,7 +123,7 @@ func TestUsageHandlerScopedToKey(t *testing.T) {
 		{Function: "mine", Hardware: "cpu", Start: now.Add(-time.Hour), Requests: 1},
 		{Function: "other", Hardware: "cpu", Start: now.Add(-time.Hour), Requests: 7},
 	}}
-	h := NewUsageHandler(src, nil, nil)
+	h := NewHandler(src, nil, nil)
 	h.now = func() time.Time { return now }
 	alice := &auth.Principal{KeyID: "a", Name: "alice", Scope: auth.ScopeInvoke, Functions: []string{"mine"}}
 	admin := &auth.Principal{KeyID: "r", Name: "root", Scope: auth.ScopeAdmin}

@@ -1,4 +1,4 @@
-package gateway
+package routing
 
 import (
 	"errors"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/ember-run/ember/internal/activator"
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/route"
 )
@@ -74,10 +75,10 @@ func TestTargetDown(t *testing.T) {
 	}{
 		{"start failed", &activator.StartFailedError{Err: errors.New("exit 1")}, true},
 		{"unknown function", fmt.Errorf("%w %q", activator.ErrUnknownFunction, "x"), true},
-		{"unknown function (gateway)", unknown("x"), true},
+		{"unknown function (gateway)", errkind.New(errkind.NotFound, "unknown_function", `unknown function "x"`), true},
 		{"dial error", &proxy.UpstreamError{Addr: "h:1", Dial: true, Err: dial}, true},
 		{"failed after sending", &proxy.UpstreamError{Addr: "h:1", Err: errors.New("EOF")}, false},
-		{"rate limited", &httpError{Status: 429, Code: "rate_limited"}, false},
+		{"rate limited", &errkind.Error{Kind: errkind.RateLimited, Code: "rate_limited"}, false},
 		{"queue full", &activator.QueueFullError{Limit: 1}, false},
 	}
 	for _, tt := range tests {

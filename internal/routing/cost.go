@@ -1,4 +1,4 @@
-package app
+package routing
 
 import (
 	"errors"
@@ -7,26 +7,41 @@ import (
 
 	"github.com/ember-run/ember/internal/cost"
 	"github.com/ember-run/ember/internal/instance"
-	"github.com/ember-run/ember/internal/metering"
 	"github.com/ember-run/ember/internal/route"
+	"github.com/ember-run/ember/internal/spec"
 )
 
-// routeCosts prices a route's targets for the cost policy: a function
-// target with Ember's closed-form cost model run on its own spec (min, max,
+// Costs prices a route's targets for the cost policy: a function target
+// with Ember's closed-form cost model run on its own spec (min, max,
 // concurrency, keep-warm), its hardware class's price and its measured
 // service and start times; a URL target at its listed prices.
-type routeCosts struct {
-	mgr   *instance.Manager
-	meter *metering.Meter
-	cat   *cost.Catalogue
+type Costs struct {
+	Functions Functions
+	Meter     ServiceTimes
+	Catalogue *cost.Catalogue
 }
+
+// Functions is what pricing needs from the instance manager: a function's
+// spec and its start times so far.
+type Functions interface {
+	Function(name string) (*spec.Function, bool)
+	Summary(fn string, now time.Time) (instance.Summary, bool)
+}
+
+// ServiceTimes is what pricing needs from metering: the mean service
+// time of fn's requests and how many it measured.
+type ServiceTimes interface {
+	ServiceTime(fn string) (mean time.Duration, n int64)
+}
+
+var _ route.CostComparer = Costs{}
 
 // errNoServiceTime means no target of the route has answered a request
 // yet, so there is nothing to price a request with.
 var errNoServiceTime = errors.New("no measured requests on either target yet")
 
 // HourlyCosts implements route.CostComparer.
-func (rc routeCosts) HourlyCosts(r *route.Route, qps float64) (persistent, serverless float64, err error) {
+func (rc Costs) HourlyCosts(r *route.Route, qps float64) (persistent, serverless float64, err error) {
 	// Both targets serve the same model, so the service time measured on
 	// either prices both (the serverless one may not have served yet).
 	var sum time.Duration
@@ -35,7 +50,7 @@ func (rc routeCosts) HourlyCosts(r *route.Route, qps float64) (persistent, serve
 		if t.Function == "" {
 			continue
 		}
-		mean, k := rc.meter.ServiceTime(t.Function)
+		mean, k := rc.Meter.ServiceTime(t.Function)
 		sum += mean * time.Duration(k)
 		n += k
 	}
@@ -62,14 +77,14 @@ func (rc routeCosts) HourlyCosts(r *route.Route, qps float64) (persistent, serve
 }
 
 // functionHourly is what function fn costs per hour at qps.
-func (rc routeCosts) functionHourly(fn string, qps float64, svc time.Duration) (float64, error) {
-	f, ok := rc.mgr.Function(fn)
+func (rc Costs) functionHourly(fn string, qps float64, svc time.Duration) (float64, error) {
+	f, ok := rc.Functions.Function(fn)
 	if !ok {
 		return 0, fmt.Errorf("function %q is not deployed", fn)
 	}
 	gpus := f.GPUCount()
 	hw := f.HardwareClass()
-	perSecond := hostedPerSecond(rc.cat, hw, gpus)
+	perSecond := rc.Catalogue.HostedPerSecond(hw, gpus)
 	if perSecond == 0 {
 		return 0, fmt.Errorf("no price for hardware class %q of function %q in the price catalogue", hw, fn)
 	}
@@ -98,8 +113,8 @@ func (rc routeCosts) functionHourly(fn string, qps float64, svc time.Duration) (
 
 // coldStart is fn's mean start-to-ready time so far, or the cost model's
 // default before its first start.
-func (rc routeCosts) coldStart(fn string) time.Duration {
-	sum, ok := rc.mgr.Summary(fn, time.Time{})
+func (rc Costs) coldStart(fn string) time.Duration {
+	sum, ok := rc.Functions.Summary(fn, time.Time{})
 	if !ok || sum.ColdStarts == 0 {
 		return 0 // the model's default
 	}

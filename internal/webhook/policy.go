@@ -1,4 +1,6 @@
-package app
+// Package webhook holds the policy for where webhooks may be sent (the
+// server's SSRF guard) and the HTTP client that enforces it at dial time.
+package webhook
 
 import (
 	"context"
@@ -10,7 +12,7 @@ import (
 	"time"
 )
 
-// webhookPolicy decides which addresses webhooks may be sent to. A caller
+// Policy decides which addresses webhooks may be sent to. A caller
 // with an invoke key chooses the webhook URL, so without a policy the
 // server would POST wherever it is told: cloud metadata endpoints
 // (169.254.169.254), other functions' instance ports on loopback (past
@@ -18,21 +20,22 @@ import (
 // and unspecified addresses are always refused; loopback and private ones
 // unless the operator allows them all (--webhook-allow-private) or lists
 // the networks a receiver lives on (--webhook-allow 127.0.0.1/32).
-type webhookPolicy struct {
-	allowPrivate bool
-	allow        []netip.Prefix
+type Policy struct {
+	AllowPrivate bool           // --webhook-allow-private
+	Allow        []netip.Prefix // --webhook-allow
 }
 
-func (p webhookPolicy) check(a netip.Addr) error {
+// Check refuses an address webhooks may not reach.
+func (p Policy) Check(a netip.Addr) error {
 	a = a.Unmap()
 	switch {
 	case a.IsLinkLocalUnicast(), a.IsLinkLocalMulticast(), a.IsInterfaceLocalMulticast(), a.IsMulticast(), a.IsUnspecified():
 		return fmt.Errorf("address %s is link-local, multicast or unspecified (where cloud metadata endpoints live): refused", a)
 	case a.IsLoopback() || a.IsPrivate():
-		if p.allowPrivate {
+		if p.AllowPrivate {
 			return nil
 		}
-		for _, n := range p.allow {
+		for _, n := range p.Allow {
 			if n.Contains(a) {
 				return nil
 			}
@@ -42,9 +45,9 @@ func (p webhookPolicy) check(a netip.Addr) error {
 	return nil
 }
 
-// client is the webhook HTTP client: its dialer checks every address it
+// Client is the webhook HTTP client: its dialer checks every address it
 // connects to, after DNS, so a hostname cannot smuggle a refused address.
-func (p webhookPolicy) client(timeout time.Duration) *http.Client {
+func (p Policy) Client(timeout time.Duration) *http.Client {
 	d := &net.Dialer{
 		Timeout: 5 * time.Second,
 		Control: func(network, address string, _ syscall.RawConn) error {
@@ -52,7 +55,7 @@ func (p webhookPolicy) client(timeout time.Duration) *http.Client {
 			if err != nil {
 				return fmt.Errorf("webhook: %w", err)
 			}
-			return p.check(ap.Addr())
+			return p.Check(ap.Addr())
 		},
 	}
 	tr := &http.Transport{

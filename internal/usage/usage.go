@@ -1,9 +1,12 @@
-package gateway
+// Package usage serves GET /v1/usage (metered usage priced, with the
+// cheaper alternatives) and the Ember-Cost-USD header on invocations: the
+// part of the API that reads metering and the price catalogue, so that the
+// gateway imports neither.
+package usage
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -14,12 +17,14 @@ import (
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/cost"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/metering"
+	"github.com/ember-run/ember/internal/problem"
 	"github.com/ember-run/ember/internal/spec"
 )
 
-// UsageSource reads metered usage (metering.Meter).
-type UsageSource interface {
+// Source reads metered usage (metering.Meter).
+type Source interface {
 	Usage(ctx context.Context, q metering.Query, now time.Time) ([]metering.Bucket, error)
 	Budget(fn string, now time.Time) metering.BudgetStatus
 }
@@ -29,18 +34,18 @@ type SpecSource interface {
 	Function(name string) (*spec.Function, bool)
 }
 
-// UsageHandler serves GET /v1/usage.
-type UsageHandler struct {
-	src   UsageSource
+// Handler serves GET /v1/usage.
+type Handler struct {
+	src   Source
 	specs SpecSource
 	cat   *cost.Catalogue
 	now   func() time.Time
 }
 
-// NewUsageHandler returns the handler; cat prices the alternatives (nil
+// NewHandler returns the handler; cat prices the alternatives (nil
 // for none).
-func NewUsageHandler(src UsageSource, specs SpecSource, cat *cost.Catalogue) *UsageHandler {
-	return &UsageHandler{src: src, specs: specs, cat: cat, now: time.Now}
+func NewHandler(src Source, specs SpecSource, cat *cost.Catalogue) *Handler {
+	return &Handler{src: src, specs: specs, cat: cat, now: time.Now}
 }
 
 // ServeHTTP answers GET /v1/usage?function=&from=&to=&by=hour|day.
@@ -48,25 +53,18 @@ func NewUsageHandler(src UsageSource, specs SpecSource, cat *cost.Catalogue) *Us
 // from and to take RFC 3339 times, dates (2006-01-02, UTC) or durations
 // meaning that long before now ("24h"); the defaults are the last 24 hours
 // up to now.
-func (h *UsageHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := h.now()
 	rep, err := h.report(r, now)
 	if err != nil {
-		status, code := http.StatusInternalServerError, "internal"
-		var he *httpError
-		if errors.As(err, &he) {
-			status, code = he.Status, he.Code
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(api.Error{Error: api.ErrorBody{Code: code, Message: err.Error()}})
+		problem.WriteEmber(w, problem.Classify(err, now))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(rep)
 }
 
-func (h *UsageHandler) report(r *http.Request, now time.Time) (*api.UsageReport, error) {
+func (h *Handler) report(r *http.Request, now time.Time) (*api.UsageReport, error) {
 	q := r.URL.Query()
 	by, err := metering.ParseBy(q.Get("by"))
 	if err != nil {
@@ -93,7 +91,7 @@ func (h *UsageHandler) report(r *http.Request, now time.Time) (*api.UsageReport,
 	// principal when auth is on; none means auth is off.
 	p := auth.FromContext(r.Context())
 	if fn != "" && p != nil && !p.MayInvoke(fn) {
-		return nil, &httpError{Status: http.StatusForbidden, Code: "function_not_allowed",
+		return nil, &errkind.Error{Kind: errkind.Forbidden, Code: "function_not_allowed",
 			Msg: fmt.Sprintf("API key %q does not cover the function asked for", p.Name)}
 	}
 	buckets, err := h.src.Usage(r.Context(), metering.Query{Function: fn, From: from, To: to, By: by}, now)
@@ -340,7 +338,20 @@ func budgetStatus(st metering.BudgetStatus) *api.BudgetStatus {
 		USDPerDay: st.USDPerDay, GPUSecondsPerDay: st.GPUSecondsPerDay, Action: st.Action, Over: st.Over}
 }
 
-// Budgets reports functions' spend against their budgets (metering).
-type Budgets interface {
+// Budgets adapts a metering source to the gateway's view of budgets: a
+// function's spend today against its budget, in api terms.
+type Budgets struct{ Source BudgetSource }
+
+// BudgetSource reports functions' spend against their budgets (metering).
+type BudgetSource interface {
 	Budget(fn string, now time.Time) metering.BudgetStatus
+}
+
+// Budget is fn's budget status at now.
+func (b Budgets) Budget(fn string, now time.Time) *api.BudgetStatus {
+	return budgetStatus(b.Source.Budget(fn, now))
+}
+
+func badRequest(msg string, err error) error {
+	return &errkind.Error{Kind: errkind.Invalid, Code: "bad_request", Msg: msg, Err: err}
 }

@@ -1,4 +1,4 @@
-package gateway
+package routing
 
 import (
 	"context"
@@ -84,9 +84,9 @@ func (p *urlProxy) forward(w http.ResponseWriter, r *http.Request, base, path st
 	}
 	c := &urlCall{base: u, path: path, headers: headers}
 	r = r.WithContext(context.WithValue(r.Context(), urlCallKey{}, c))
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &firstByteWriter{ResponseWriter: w}
 	p.rp.ServeHTTP(sw, r)
-	if c.err != nil && sw.status == 0 {
+	if c.err != nil && !sw.started.Load() {
 		if err := r.Context().Err(); err != nil {
 			return err
 		}

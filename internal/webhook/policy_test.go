@@ -1,4 +1,4 @@
-package app
+package webhook
 
 import (
 	"net/http"
@@ -10,7 +10,7 @@ import (
 )
 
 func TestWebhookPolicy(t *testing.T) {
-	local := webhookPolicy{allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")}}
+	local := Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")}}
 	tests := []struct {
 		addr                       string
 		byDefault, allowed, listed bool // allowed by default / with --webhook-allow-private / with the allow-list above
@@ -34,11 +34,11 @@ func TestWebhookPolicy(t *testing.T) {
 		a := netip.MustParseAddr(tt.addr)
 		for _, c := range []struct {
 			name string
-			p    webhookPolicy
+			p    Policy
 			want bool
-		}{{"default", webhookPolicy{}, tt.byDefault}, {"--webhook-allow-private", webhookPolicy{allowPrivate: true}, tt.allowed},
+		}{{"default", Policy{}, tt.byDefault}, {"--webhook-allow-private", Policy{AllowPrivate: true}, tt.allowed},
 			{"--webhook-allow 127.0.0.1/32,10.0.0.0/8", local, tt.listed}} {
-			if err := c.p.check(a); (err == nil) != c.want {
+			if err := c.p.Check(a); (err == nil) != c.want {
 				t.Errorf("%s policy on %s: %v, want allowed=%v", c.name, tt.addr, err, c.want)
 			}
 		}
@@ -51,12 +51,12 @@ func TestWebhookClientChecksAtDial(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer srv.Close()
 	url := strings.Replace(srv.URL, "127.0.0.1", "localhost", 1) // a name, resolved at dial
-	_, err := (webhookPolicy{}).client(5*time.Second).Post(url, "application/json", nil)
+	_, err := (Policy{}).Client(5*time.Second).Post(url, "application/json", nil)
 	if err == nil || !strings.Contains(err.Error(), "is loopback or private: refused") {
 		t.Errorf("default policy to a local receiver: %v, want refused", err)
 	}
-	allow := webhookPolicy{allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
-	if resp, err := allow.client(5*time.Second).Post(url, "application/json", nil); err != nil {
+	allow := Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
+	if resp, err := allow.Client(5*time.Second).Post(url, "application/json", nil); err != nil {
 		t.Fatalf("allow-listed local receiver: %v", err)
 	} else {
 		resp.Body.Close()
