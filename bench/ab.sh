@@ -5,8 +5,9 @@
 # ROUNDS times each (A B A B …), so drift on a shared machine hits both
 # alike. Prints each run's "throughput through Ember" line and the medians.
 #
-#   bench/ab.sh [BASE] [ROUNDS] [AFTER] [-- extra bench/core flags]
+#   bench/ab.sh [BASE] [ROUNDS] [AFTER] [-- extra bench flags]
 #   bench/ab.sh fc7cc74 3 HEAD -- -auth
+#   BENCH=jobs bench/ab.sh fc7cc74 3 HEAD     # bench/jobs: jobs/s end to end
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=${1:-HEAD~1}
@@ -16,32 +17,45 @@ after=${3:-}
 shift $(( $# >= 3 ? 3 : $# ))
 [ "${1:-}" = "--" ] && shift
 extra=("$@")
+bench=${BENCH:-core}
+case "$bench" in core|jobs) ;; *) echo "BENCH must be core or jobs" >&2; exit 2 ;; esac
 
 tmp=$(mktemp -d)
 trap 'for w in base after; do git worktree remove --force "$tmp/$w" >/dev/null 2>&1 || true; done; rm -rf "$tmp"' EXIT
 git worktree add -q --detach "$tmp/base" "$base"
-(cd "$tmp/base" && go build -o "$tmp/core-before" ./bench/core)
+(cd "$tmp/base" && go build -o "$tmp/core-before" "./bench/$bench")
 if [ -n "$after" ]; then
   git worktree add -q --detach "$tmp/after" "$after"
-  (cd "$tmp/after" && go build -o "$tmp/core-after" ./bench/core)
+  (cd "$tmp/after" && go build -o "$tmp/core-after" "./bench/$bench")
 else
-  go build -o "$tmp/core-after" ./bench/core
+  go build -o "$tmp/core-after" "./bench/$bench"
 fi
 go build -o "$tmp/sim" ./examples/sim
 
 declare -A tput
 for i in $(seq "$rounds"); do
   for which in before after; do
-    out=$("$tmp/core-$which" -skip-cold -sim "$tmp/sim" "${extra[@]}" 2>&1)
-    # Closed-loop max req/s of the ember row, and the ember/direct ratio.
-    rps=$(awk '$1=="ember"{print $9; exit}' <<<"$out")
-    pct=$(grep -o 'throughput through Ember: [0-9]*%' <<<"$out" | head -1 | grep -o '[0-9]*')
-    p50=$(awk '$1=="added"{print $5; exit}' <<<"$out")
-    echo "round $i $which: ember closed-loop ${rps} req/s, ${pct}% of direct, added p50 ${p50}"
+    if [ "$bench" = jobs ]; then
+      out=$("$tmp/core-$which" "${extra[@]}" 2>&1)
+      pct=$(grep -o '[0-9]* jobs/s end to end' <<<"$out" | grep -o '^[0-9]*')
+      q=$(grep -o 'p50 [^,]*' <<<"$out" | head -1)
+      echo "round $i $which: ${pct} jobs/s end to end, submit → start $q"
+    else
+      out=$("$tmp/core-$which" -skip-cold -sim "$tmp/sim" "${extra[@]}" 2>&1)
+      # Closed-loop max req/s of the ember row, and the ember/direct ratio.
+      rps=$(awk '$1=="ember"{print $9; exit}' <<<"$out")
+      pct=$(grep -o 'throughput through Ember: [0-9]*%' <<<"$out" | head -1 | grep -o '[0-9]*')
+      p50=$(awk '$1=="added"{print $5; exit}' <<<"$out")
+      echo "round $i $which: ember closed-loop ${rps} req/s, ${pct}% of direct, added p50 ${p50}"
+    fi
     tput[$which]+="$pct "
   done
 done
 for which in before after; do
   med=$(tr ' ' '\n' <<<"${tput[$which]}" | grep . | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
-  echo "median throughput through Ember, $which: ${med}% of direct"
+  if [ "$bench" = jobs ]; then
+    echo "median, $which: ${med} jobs/s"
+  else
+    echo "median throughput through Ember, $which: ${med}% of direct"
+  fi
 done
