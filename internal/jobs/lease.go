@@ -140,15 +140,22 @@ func (s *Service) lose(j *job) {
 // worker holds it. Waiters and streams then follow the record.
 func (s *Service) abandon(j *job) {
 	s.log.Warn("jobs: lease taken over by another worker; dropping the job here", "id", j.id)
+	s.retire(j, errLeaseLost, func() { j.lost = true })
+}
+
+// retire ends job j on this worker: set (under j.mu) records how it ended,
+// waiters and streams are woken, its context is cancelled with cause and
+// it leaves the live set.
+func (s *Service) retire(j *job, cause error, set func()) {
 	j.mu.Lock()
-	j.lost = true
+	set()
 	j.state = stateDone
 	j.stopTimersLocked()
 	close(j.changed)
 	j.changed = make(chan struct{})
 	j.mu.Unlock()
 	close(j.done)
-	j.cancel(errLeaseLost)
+	j.cancel(cause)
 	s.mu.Lock()
 	if s.live[j.id] == j {
 		delete(s.live, j.id)

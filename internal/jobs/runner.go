@@ -600,20 +600,7 @@ func (s *Service) finish(j *job, status string, output json.RawMessage, msg stri
 			_ = json.Unmarshal(r.Events, &events)
 		}
 	}
-	j.mu.Lock()
-	j.rec = fin
-	j.events = events
-	j.chunks = nil
-	j.state = stateDone
-	j.stopTimersLocked()
-	close(j.changed)
-	j.changed = make(chan struct{})
-	j.mu.Unlock()
-	close(j.done)
-	j.cancel(nil)
-	s.mu.Lock()
-	delete(s.live, j.id)
-	s.mu.Unlock()
+	s.retire(j, nil, func() { j.rec, j.events, j.chunks = fin, events, nil })
 	if hook != nil {
 		s.pokeWebhooks()
 	}
