@@ -287,7 +287,10 @@ type measured struct {
 // server and turns them into cost-model inputs.
 func measuredWorkload(cmd *cobra.Command, g *globals, function string, window time.Duration) (measured, error) {
 	ctx := cmd.Context()
-	c := g.client()
+	c, err := g.client()
+	if err != nil {
+		return measured{}, err
+	}
 	fn, err := c.Function(ctx, function)
 	if err != nil {
 		return measured{}, err

@@ -35,7 +35,11 @@ requests in flight: old instances drain and stop once idle.`,
 			if err != nil {
 				return err
 			}
-			res, err := g.client().Deploy(cmd.Context(), body)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.Deploy(cmd.Context(), body)
 			if err != nil {
 				return err
 			}
@@ -50,7 +54,11 @@ func newLsCmd(g *globals) *cobra.Command {
 		Short: "List deployed functions with their instance counts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fns, err := g.client().Functions(cmd.Context())
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			fns, err := c.Functions(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -75,7 +83,10 @@ func newDescribeCmd(g *globals) *cobra.Command {
 		Short: "Show a function's spec, scaling state and instances with cold-start phases",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := g.client()
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
 			f, err := c.Function(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -182,7 +193,11 @@ func newRmCmd(g *globals) *cobra.Command {
 		Short: "Remove a function (in-flight requests finish first)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.client().Delete(cmd.Context(), args[0]); err != nil {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Delete(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "function %s removed\n", args[0])
@@ -198,7 +213,11 @@ func newLogsCmd(g *globals) *cobra.Command {
 		Short: "Print the last lines of a function's instance logs",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lines, err := g.client().Logs(cmd.Context(), args[0], tail)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			lines, err := c.Logs(cmd.Context(), args[0], tail)
 			if err != nil {
 				return err
 			}
@@ -262,7 +281,11 @@ queue time, Server-Timing) to stderr.`,
 				}
 				h.Set(strings.TrimSpace(k), strings.TrimSpace(v))
 			}
-			resp, err := g.client().Run(cmd.Context(), args[0], method, path, body, h)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			resp, err := c.Run(cmd.Context(), args[0], method, path, body, h)
 			if err != nil {
 				return err
 			}

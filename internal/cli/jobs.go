@@ -48,7 +48,11 @@ survives a server restart. Follow it with 'ember get ID --wait 600s'.`,
 			if !json.Valid(in) {
 				return fmt.Errorf("--data: input is not valid JSON")
 			}
-			p, err := g.client().CreatePrediction(cmd.Context(), api.PredictionRequest{Model: args[0], Input: in, Webhook: webhook},
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			p, err := c.CreatePrediction(cmd.Context(), api.PredictionRequest{Model: args[0], Input: in, Webhook: webhook},
 				client.PredictionOptions{Wait: wait, CancelAfter: cancelAfter, IdempotencyKey: key})
 			if err != nil {
 				return err
@@ -72,9 +76,11 @@ func newGetCmd(g *globals) *cobra.Command {
 		Short: "Show an async job; --wait blocks until it finishes",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := g.client()
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
 			var p api.Prediction
-			var err error
 			if wait > 0 {
 				p, err = c.WaitPrediction(cmd.Context(), args[0], wait)
 			} else {
@@ -96,7 +102,11 @@ func newCancelCmd(g *globals) *cobra.Command {
 		Short: "Cancel an async job",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := g.client().CancelPrediction(cmd.Context(), args[0])
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			p, err := c.CancelPrediction(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -112,7 +122,11 @@ func newWebhooksCmd(g *globals) *cobra.Command {
 		Short: "Print the secret that signs webhooks (Standard Webhooks, whsec_...)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := g.client().WebhookSecret(cmd.Context())
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			s, err := c.WebhookSecret(cmd.Context())
 			if err != nil {
 				return err
 			}

@@ -56,7 +56,11 @@ func newSecretsSetCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := g.client().PutSecret(cmd.Context(), args[0], value)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.PutSecret(cmd.Context(), args[0], value)
 			if err != nil {
 				return err
 			}
@@ -90,7 +94,11 @@ func newSecretsLsCmd(g *globals) *cobra.Command {
 		Short: "List secrets (names and times, never values)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			list, err := g.client().Secrets(cmd.Context())
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			list, err := c.Secrets(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -117,7 +125,11 @@ func newSecretsRmCmd(g *globals) *cobra.Command {
 		Short: "Remove a secret (running instances keep their value; later starts that need it fail, naming it)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.client().DeleteSecret(cmd.Context(), args[0]); err != nil {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteSecret(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "secret %q removed\n", args[0])
