@@ -18,6 +18,7 @@ import (
 	"github.com/ember-run/ember/internal/app"
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/client"
+	"github.com/ember-run/ember/internal/models"
 	"github.com/ember-run/ember/internal/config"
 )
 
@@ -105,7 +106,11 @@ func (d *demo) run(ctx context.Context) error {
 	d.c = client.New(d.url, key)
 	d.say("▶ Ember serving on %s (data in %s)\n", d.url, d.dataDir)
 	steps := []demoStep{demoScaleFromZero}
-	if !d.noOCR {
+	switch {
+	case d.noOCR:
+	case !models.ONNXBuilt:
+		d.say("(OCR step skipped: %v)", models.ErrNoONNX)
+	default:
 		steps = append(steps, demoOCR)
 	}
 	var stepErr error

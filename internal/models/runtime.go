@@ -2,12 +2,16 @@ package models
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"runtime"
 )
+
+// ErrNoONNX is the answer of a build without cgo to an onnx function.
+var ErrNoONNX = errors.New("runtime: onnx needs a build with cgo and ONNX Runtime (this ember was built without)")
 
 // RuntimeRef is the npm package that ships the ONNX Runtime shared library
 // Ember loads. onnxruntime_go v1.27 asks for C API version 24; ORT 1.30 still
