@@ -18,8 +18,8 @@ import (
 	"github.com/ember-run/ember/internal/app"
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/client"
-	"github.com/ember-run/ember/internal/models"
 	"github.com/ember-run/ember/internal/config"
+	"github.com/ember-run/ember/internal/models"
 )
 
 // demoStep is one part of the guided tour; it prints what it does.
