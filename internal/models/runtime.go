@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 )
@@ -43,7 +44,9 @@ func (c *Client) RuntimeLibrary(ctx context.Context, cacheDir, override string, 
 	if err != nil {
 		return "", err
 	}
-	dir, err := c.Pull(ctx, RuntimeRef, cacheDir, progress)
+	// The package holds every platform's libraries (~200 MB); this one
+	// needs only its own directory of them.
+	dir, err := c.pull(ctx, RuntimeRef, cacheDir, progress, subset{Dir: path.Dir(rel), Slug: runtime.GOOS + "-" + runtime.GOARCH})
 	if err != nil {
 		return "", err
 	}
