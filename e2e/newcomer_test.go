@@ -98,3 +98,25 @@ func TestCLISpecErrors(t *testing.T) {
 		t.Errorf("call string-command function: %d %s", r.status, r.body)
 	}
 }
+
+// TestCLISmalls: `ember get $(ember spawn ...)` works (spawn prints only
+// the id when stdout is not a terminal), and `ember run` with no name
+// prints a usage line.
+func TestCLISmalls(t *testing.T) {
+	s := startServer(t, "")
+	dir := t.TempDir()
+	env := []string{"HOME=" + dir, "EMBER_SERVER=" + s.url, "EMBER_KEY_FILE=" + filepath.Join(s.dataDir, "admin.key")}
+	s.deploy(simSpec("jobs", "{max: 1}"))
+	out, errs, err := emberIn(t, dir, env, "", "spawn", "jobs", "--data", `{"echo":"id only"}`)
+	id := strings.TrimSpace(out)
+	if err != nil || id == "" || strings.ContainsAny(id, " \t\n") {
+		t.Fatalf("spawn printed %q (%v %q), want just the id", out, err, errs)
+	}
+	if out, errs, err := emberIn(t, dir, env, "", "get", id, "--wait", "60s"); err != nil || !strings.Contains(out, "id only") {
+		t.Errorf("get $(spawn): %v %q %q", err, out, errs)
+	}
+	_, errs, err = emberIn(t, dir, env, "", "run")
+	if want := "ember: usage: ember run NAME [flags] (see ember run --help)"; err == nil || strings.TrimSpace(errs) != want {
+		t.Errorf("run with no name: %v %q, want %q", err, errs, want)
+	}
+}

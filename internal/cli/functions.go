@@ -23,7 +23,7 @@ func newDeployCmd(g *globals) *cobra.Command {
 		Short: "Create or update a function from a YAML or JSON spec ('-' reads stdin)",
 		Long: `Create or update a function. An update replaces instances without failing
 requests in flight: old instances drain and stop once idle.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var body []byte
 			var err error
@@ -81,7 +81,7 @@ func newDescribeCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "describe NAME",
 		Short: "Show a function's spec, scaling state and instances with cold-start phases",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -191,7 +191,7 @@ func newRmCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rm NAME",
 		Short: "Remove a function (in-flight requests finish first)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -211,7 +211,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "logs NAME",
 		Short: "Print the last lines of a function's instance logs",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -247,7 +247,7 @@ and stream its response to stdout. --data takes the body inline or @file
 queue time, Server-Timing) to stderr.`,
 		Example: `  ember run sim --path /predict --data '{"echo": "hi"}'
   ember run sim --path /stream -X GET`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var body io.Reader
 			if data != "" {

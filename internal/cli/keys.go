@@ -197,7 +197,7 @@ func newKeysRevokeCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "revoke ID|NAME",
 		Short: "Revoke an API key; requests with it fail from now on",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -230,7 +230,7 @@ func newRouteApplyCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "apply FILE",
 		Short: "Create or update a route from a YAML or JSON file ('-' reads stdin)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var body []byte
 			var err error
@@ -309,7 +309,7 @@ func newRouteRmCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rm NAME",
 		Short: "Remove a route",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {

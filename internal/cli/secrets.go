@@ -41,7 +41,7 @@ func newSecretsSetCmd(g *globals) *cobra.Command {
 		Short: "Create or replace a secret; the value is read from stdin (one trailing newline dropped) or a file (as is)",
 		Example: `  printf %s "$HF_TOKEN" | ember secrets set hf-token
   ember secrets set tls-key --from-file ./key.pem`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var value []byte
 			var err error
@@ -123,7 +123,7 @@ func newSecretsRmCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rm NAME",
 		Short: "Remove a secret (running instances keep their value; later starts that need it fail, naming it)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
