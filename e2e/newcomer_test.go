@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // emberIn runs the ember CLI in dir with only env (plus PATH) as its
@@ -115,6 +116,32 @@ func TestCLISmalls(t *testing.T) {
 	if out, errs, err := emberIn(t, dir, env, "", "get", id, "--wait", "60s"); err != nil || !strings.Contains(out, "id only") {
 		t.Errorf("get $(spawn): %v %q %q", err, out, errs)
 	}
+
+	// logs -f prints lines logged after it started, until stopped.
+	follow := exec.Command(bins.ember, "logs", "jobs", "-f", "--interval", "100ms")
+	follow.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
+	var fout syncBuffer
+	follow.Stdout, follow.Stderr = &fout, &fout
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { follow.Process.Kill(); follow.Wait() }()
+	waitFor := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for strings.Count(fout.String(), "POST /predict 200") < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("logs -f showed fewer than %d requests within 20s:\n%s", n, fout.String())
+			}
+			time.Sleep(50 * time.Millisecond) // polling an external process's output, with a deadline
+		}
+	}
+	waitFor(1) // the job's request, from the initial tail
+	if r := s.call("POST", "/v1/run/jobs/predict", `{"echo":"followed"}`); r.status != 200 {
+		t.Fatalf("call: %d %s", r.status, r.body)
+	}
+	waitFor(2) // this call's, followed
+
 	_, errs, err = emberIn(t, dir, env, "", "run")
 	if want := "ember: usage: ember run NAME [flags] (see ember run --help)"; err == nil || strings.TrimSpace(errs) != want {
 		t.Errorf("run with no name: %v %q, want %q", err, errs, want)

@@ -3,10 +3,12 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -208,9 +210,11 @@ func newRmCmd(g *globals) *cobra.Command {
 
 func newLogsCmd(g *globals) *cobra.Command {
 	var tail int
+	var follow bool
+	var every time.Duration
 	cmd := &cobra.Command{
 		Use:   "logs NAME",
-		Short: "Print the last lines of a function's instance logs",
+		Short: "Print the last lines of a function's instance logs; -f follows them",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
@@ -221,17 +225,85 @@ func newLogsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if g.json {
+			if g.json && !follow {
 				return printJSON(cmd.OutOrStdout(), lines)
 			}
-			for _, l := range lines {
-				fmt.Fprintf(cmd.OutOrStdout(), "[%s] %s\n", l.Instance, l.Line)
+			print := func(ls []api.LogLine) {
+				for _, l := range ls {
+					if g.json {
+						_ = json.NewEncoder(cmd.OutOrStdout()).Encode(l)
+					} else {
+						fmt.Fprintf(cmd.OutOrStdout(), "[%s] %s\n", l.Instance, l.Line)
+					}
+				}
 			}
-			return nil
+			print(lines)
+			if !follow {
+				return nil
+			}
+			// Follow by polling the tail: each instance's new lines are
+			// what follows the longest overlap with its previous window.
+			// Bounded: one request per --interval, a window of followWindow
+			// lines; Ctrl-C stops.
+			prev := byInstance(lines)
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for {
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-tick.C:
+				}
+				cur, err := c.Logs(cmd.Context(), args[0], followWindow)
+				if err != nil {
+					if cmd.Context().Err() != nil {
+						return nil
+					}
+					return err
+				}
+				now := byInstance(cur)
+				for _, l := range cur {
+					id := l.Instance
+					if _, done := now[id]; !done {
+						continue
+					}
+					fresh := newLines(prev[id], now[id])
+					for _, line := range fresh {
+						print([]api.LogLine{{Instance: id, Line: line}})
+					}
+					delete(now, id) // printed once per poll
+				}
+				prev = byInstance(cur)
+			}
 		},
 	}
 	cmd.Flags().IntVarP(&tail, "tail", "n", 100, "number of lines")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines until interrupted")
+	cmd.Flags().DurationVar(&every, "interval", time.Second, "with -f: how often to poll the server")
 	return cmd
+}
+
+// followWindow is how many recent lines `logs -f` asks for per poll: more
+// new lines than this between two polls are partly missed.
+const followWindow = 1000
+
+func byInstance(ls []api.LogLine) map[string][]string {
+	m := map[string][]string{}
+	for _, l := range ls {
+		m[l.Instance] = append(m[l.Instance], l.Line)
+	}
+	return m
+}
+
+// newLines returns the lines of cur after its longest prefix that is a
+// suffix of prev: what an instance logged since prev was read.
+func newLines(prev, cur []string) []string {
+	for k := min(len(prev), len(cur)); k > 0; k-- {
+		if slices.Equal(prev[len(prev)-k:], cur[:k]) {
+			return cur[k:]
+		}
+	}
+	return cur
 }
 
 func newRunCmd(g *globals) *cobra.Command {
