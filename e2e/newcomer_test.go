@@ -142,6 +142,11 @@ func TestCLISmalls(t *testing.T) {
 	}
 	waitFor(2) // this call's, followed
 
+	// describe shows the spec as YAML, not JSON.
+	if out, errs, err := emberIn(t, dir, env, "", "describe", "jobs"); err != nil || !strings.Contains(out, "\n  scaling:\n") || strings.Contains(out, `"scaling":`) {
+		t.Errorf("describe: %v %q\n%s", err, errs, out)
+	}
+
 	_, errs, err = emberIn(t, dir, env, "", "run")
 	if want := "ember: usage: ember run NAME [flags] (see ember run --help)"; err == nil || strings.TrimSpace(errs) != want {
 		t.Errorf("run with no name: %v %q, want %q", err, errs, want)

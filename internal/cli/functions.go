@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/client"
@@ -135,9 +136,15 @@ func describe(w io.Writer, f api.Function, ins []api.Instance) error {
 		}
 		fmt.Fprintf(w, "Budget:      %s of %s today (UTC), %s (action %s)\n", spent, limit, state, b.Action)
 	}
-	var spec bytes.Buffer
-	if err := jsonIndent(&spec, f.Spec); err == nil {
-		fmt.Fprintf(w, "Spec:\n%s", indent(spec.String(), "  "))
+	// The store keeps the spec as JSON; it is shown as YAML, the form the
+	// spec reference and examples use (keys sorted, defaults filled in).
+	if y, err := yaml.JSONToYAML(f.Spec); err == nil && len(f.Spec) > 0 {
+		fmt.Fprintf(w, "Spec:\n%s", indent(string(y), "  "))
+	} else {
+		var spec bytes.Buffer
+		if err := jsonIndent(&spec, f.Spec); err == nil {
+			fmt.Fprintf(w, "Spec:\n%s", indent(spec.String(), "  "))
+		}
 	}
 	fmt.Fprintln(w, "\nInstances:")
 	if len(ins) == 0 {
