@@ -38,6 +38,11 @@ func CacheDir(t testing.TB) string {
 // after, unless the caller set EMBER_CACHE_DIR (a cache to reuse, by
 // choice). It returns m.Run's code.
 func Main(m *testing.M) int {
+	// ONNX Runtime's telemetry opt-out (as the worker sets it): nothing in
+	// ~/.cache/Microsoft from tests that load it in-process.
+	if _, set := os.LookupEnv("ORT_DISABLE_TELEMETRY"); !set {
+		os.Setenv("ORT_DISABLE_TELEMETRY", "1")
+	}
 	if os.Getenv("EMBER_CACHE_DIR") != "" {
 		return m.Run()
 	}
