@@ -499,7 +499,7 @@ func TestCLI(t *testing.T) {
 		t.Errorf("run missing: %v %q", err, errs)
 	}
 	out, errs, err = ember("advise", "--function", "clisim")
-	if err != nil || !strings.Contains(out, "measured clisim over") || !strings.Contains(out, "requests/day") || !strings.Contains(out, "spec change:") {
+	if err != nil || !strings.Contains(out, "measured clisim over") || !strings.Contains(out, "requests/day") || !strings.Contains(out, "spec change (merge into clisim's spec") {
 		t.Errorf("advise --function: %v %q %q", err, out, errs)
 	}
 	if out, _, err := ember("rm", "clisim"); err != nil || !strings.Contains(out, "removed") {

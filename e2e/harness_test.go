@@ -36,6 +36,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Servers and tests share one model cache for this run (not the
+	// user's, where a warm copy could hide a broken download), unless
+	// EMBER_CACHE_DIR names one to reuse.
+	if os.Getenv("EMBER_CACHE_DIR") == "" {
+		os.Setenv("EMBER_CACHE_DIR", filepath.Join(dir, "cache"))
+	}
 	bins.ember = filepath.Join(dir, "ember")
 	bins.sim = filepath.Join(dir, "sim")
 	for _, b := range []struct{ out, pkg string }{{bins.ember, "../cmd/ember"}, {bins.sim, "../examples/sim"}} {

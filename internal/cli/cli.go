@@ -8,19 +8,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
-	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/client"
 )
 
 // Main runs the CLI with args and returns the process exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
+	root, g := newRoot(stdout, stderr)
 	root.SetArgs(args)
 	if err := root.ExecuteContext(ctx); err != nil {
+		var ce *client.Error
+		if g.keyless != "" && errors.As(err, &ce) && ce.Status == http.StatusUnauthorized {
+			err = errors.New(g.keyless)
+		}
 		var ee *exitError
 		if errors.As(err, &ee) {
 			if ee.msg != "" {
@@ -47,10 +52,16 @@ type globals struct {
 	server  string
 	key     string
 	keyFile string
+	dataDir string
 	json    bool
+	quiet   bool
+
+	// keyless is set by client() when no key was found anywhere, with
+	// where it looked, so that a 401 can say how to set one.
+	keyless string
 }
 
-func newRoot(stdout, stderr io.Writer) *cobra.Command {
+func newRoot(stdout, stderr io.Writer) (*cobra.Command, *globals) {
 	g := &globals{}
 	root := &cobra.Command{
 		Use:   "ember",
@@ -67,42 +78,60 @@ and call it with 'ember run NAME' or HTTP on /v1/run/NAME.`,
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.server, "server", envOr("EMBER_URL", "http://127.0.0.1:8080"), "Ember server URL (env EMBER_URL)")
-	pf.StringVar(&g.key, "api-key", os.Getenv("EMBER_API_KEY"), "API key (env EMBER_API_KEY)")
-	pf.StringVar(&g.keyFile, "key-file", envOr("EMBER_KEY_FILE", "./.ember/admin.key"), "file holding the API key, used when --api-key is not set (env EMBER_KEY_FILE)")
+	// Flags are left empty here: client() resolves flag > environment >
+	// `ember login`'s config > <data-dir>/admin.key, and says where it
+	// looked when it finds no key.
+	pf.StringVar(&g.server, "server", "", "Ember server URL; a bare host:port means http:// (env EMBER_SERVER; else the `ember login` config; else "+defaultServer+")")
+	pf.StringVar(&g.key, "api-key", "", "API key (env EMBER_API_KEY; else the `ember login` config; else <data-dir>/admin.key)")
+	pf.StringVar(&g.keyFile, "key-file", "", "file holding the API key (env EMBER_KEY_FILE)")
+	pf.StringVar(&g.dataDir, "data-dir", "", "the local server's data directory, whose admin.key is the last place the key is looked for (env EMBER_DATA_DIR; default ./.ember)")
 	pf.BoolVar(&g.json, "json", false, "print JSON instead of tables")
 
 	root.AddCommand(
 		newServeCmd(), newDemoCmd(),
 		newDeployCmd(g), newLsCmd(g), newDescribeCmd(g), newRmCmd(g), newLogsCmd(g), newRunCmd(g),
+		newLoginCmd(g), newLogoutCmd(g),
 	)
 	for _, extra := range extraCommands(g) {
 		root.AddCommand(extra)
 	}
-	return root
+	return root, g
 }
 
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
+// client returns an API client for the resolved server and key (see
+// resolve). With no key found it still returns a client, since a server
+// run with --auth=false needs none; a 401 then says where the key was
+// looked for.
+func (g *globals) client() (*client.Client, error) {
+	t, err := resolve(g, os.LookupEnv)
+	if err != nil {
+		return nil, err
 	}
-	return def
-}
-
-// client returns an API client. The key comes from --api-key or
-// EMBER_API_KEY, else from the key file that `ember serve` writes.
-func (g *globals) client() *client.Client {
-	key := g.key
-	if key == "" && g.keyFile != "" {
-		if k, err := auth.ReadKeyFile(g.keyFile); err == nil {
-			key = k
-		}
+	if t.key == "" {
+		g.keyless = t.missingKey()
 	}
-	return client.New(g.server, key)
+	return client.New(t.server, t.key), nil
 }
 
 func printJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// exactArgs is cobra.ExactArgs with the command's usage line in the error
+// (usage is otherwise silenced), so `ember run` alone says what it needs.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return fmt.Errorf("usage: %s (see %s --help)", cmd.UseLine(), cmd.CommandPath())
+		}
+		return nil
+	}
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -249,11 +249,18 @@ func newAdviseCmd(g *globals) *cobra.Command {
 			}
 			for _, r := range recs {
 				fmt.Fprintf(out, "%s → %s\n  %s\n  monthly %.2f USD (vs %s %.2f USD)\n", r.Rule, r.Mode, r.Why, r.MonthlyUSD, r.Alternative, r.AlternativeUSD)
-				ch, _ := json.Marshal(r.Change)
-				fmt.Fprintf(out, "  spec change: %s\n", ch)
 				name := function
 				if name == "" {
 					name = "my-model"
+				}
+				if y := r.Change.SpecYAML(); y != "" {
+					fmt.Fprintf(out, "  spec change (merge into %s's spec, then ember deploy FILE):\n", name)
+					for _, line := range strings.Split(strings.TrimSuffix(y, "\n"), "\n") {
+						fmt.Fprintf(out, "    %s\n", line)
+					}
+				}
+				if h := r.Change.InvokeHint(name); h != "" {
+					fmt.Fprintf(out, "  %s\n", h)
 				}
 				if rs := r.Change.RouteSpec(name); rs != "" {
 					fmt.Fprintf(out, "  and a route in front (ember route apply FILE; %s-serverless is a min-0 copy of %s; callers then call %s-route):\n", name, name, name)
@@ -287,7 +294,10 @@ type measured struct {
 // server and turns them into cost-model inputs.
 func measuredWorkload(cmd *cobra.Command, g *globals, function string, window time.Duration) (measured, error) {
 	ctx := cmd.Context()
-	c := g.client()
+	c, err := g.client()
+	if err != nil {
+		return measured{}, err
+	}
 	fn, err := c.Function(ctx, function)
 	if err != nil {
 		return measured{}, err

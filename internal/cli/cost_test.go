@@ -65,7 +65,7 @@ func TestCostTableAndCSV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"OPTION", "MONTHLY USD", "$23,040.00", "CROSSOVERS", "idle timeout 30s", "seed: at 100,000 requests/day"} {
+	for _, want := range []string{"OPTION", "MONTHLY USD", "$23,040.00", "CROSSOVERS", "idle timeout 30s", "back-of-envelope: at 100,000 requests/day"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}

@@ -19,6 +19,7 @@ import (
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/client"
 	"github.com/ember-run/ember/internal/config"
+	"github.com/ember-run/ember/internal/models"
 )
 
 // demoStep is one part of the guided tour; it prints what it does.
@@ -105,7 +106,11 @@ func (d *demo) run(ctx context.Context) error {
 	d.c = client.New(d.url, key)
 	d.say("▶ Ember serving on %s (data in %s)\n", d.url, d.dataDir)
 	steps := []demoStep{demoScaleFromZero}
-	if !d.noOCR {
+	switch {
+	case d.noOCR:
+	case !models.ONNXBuilt:
+		d.say("(OCR step skipped: %v)", models.ErrNoONNX)
+	default:
 		steps = append(steps, demoOCR)
 	}
 	var stepErr error

@@ -13,7 +13,6 @@ import (
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/models"
-	"github.com/ember-run/ember/internal/ocr"
 )
 
 // ocrModel is the example's model: PaddleOCR PP-OCRv4 from the npm registry.
@@ -34,7 +33,7 @@ func demoOCR(ctx context.Context, d *demo) error {
 		return err
 	}
 	const text = "Hello Ember 2026"
-	img, err := ocr.SampleImage(text)
+	img, err := sampleImage(text)
 	if err != nil {
 		return err
 	}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/ember-run/ember/internal/app"
 	"github.com/ember-run/ember/internal/models"
-	"github.com/ember-run/ember/internal/worker"
 )
 
 // extraCommands are the commands of the feature areas beyond the core.
@@ -40,7 +39,7 @@ func newWorkerCmd() *cobra.Command {
 		Short:              "Serve an ONNX model over HTTP (ember worker onnx --help)",
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if code := worker.RunONNX(cmd.Context(), args, cmd.OutOrStdout(), cmd.ErrOrStderr()); code != 0 {
+			if code := runONNXWorker(cmd.Context(), args, cmd.OutOrStdout(), cmd.ErrOrStderr()); code != 0 {
 				return &exitError{code: code}
 			}
 			return nil

@@ -3,15 +3,18 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"sigs.k8s.io/yaml"
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/client"
@@ -23,7 +26,7 @@ func newDeployCmd(g *globals) *cobra.Command {
 		Short: "Create or update a function from a YAML or JSON spec ('-' reads stdin)",
 		Long: `Create or update a function. An update replaces instances without failing
 requests in flight: old instances drain and stop once idle.`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var body []byte
 			var err error
@@ -35,7 +38,11 @@ requests in flight: old instances drain and stop once idle.`,
 			if err != nil {
 				return err
 			}
-			res, err := g.client().Deploy(cmd.Context(), body)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.Deploy(cmd.Context(), body)
 			if err != nil {
 				return err
 			}
@@ -50,7 +57,11 @@ func newLsCmd(g *globals) *cobra.Command {
 		Short: "List deployed functions with their instance counts",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fns, err := g.client().Functions(cmd.Context())
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			fns, err := c.Functions(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -73,9 +84,12 @@ func newDescribeCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "describe NAME",
 		Short: "Show a function's spec, scaling state and instances with cold-start phases",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := g.client()
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
 			f, err := c.Function(cmd.Context(), args[0])
 			if err != nil {
 				return err
@@ -122,9 +136,15 @@ func describe(w io.Writer, f api.Function, ins []api.Instance) error {
 		}
 		fmt.Fprintf(w, "Budget:      %s of %s today (UTC), %s (action %s)\n", spent, limit, state, b.Action)
 	}
-	var spec bytes.Buffer
-	if err := jsonIndent(&spec, f.Spec); err == nil {
-		fmt.Fprintf(w, "Spec:\n%s", indent(spec.String(), "  "))
+	// The store keeps the spec as JSON; it is shown as YAML, the form the
+	// spec reference and examples use (keys sorted, defaults filled in).
+	if y, err := yaml.JSONToYAML(f.Spec); err == nil && len(f.Spec) > 0 {
+		fmt.Fprintf(w, "Spec:\n%s", indent(string(y), "  "))
+	} else {
+		var spec bytes.Buffer
+		if err := jsonIndent(&spec, f.Spec); err == nil {
+			fmt.Fprintf(w, "Spec:\n%s", indent(spec.String(), "  "))
+		}
 	}
 	fmt.Fprintln(w, "\nInstances:")
 	if len(ins) == 0 {
@@ -180,9 +200,13 @@ func newRmCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rm NAME",
 		Short: "Remove a function (in-flight requests finish first)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.client().Delete(cmd.Context(), args[0]); err != nil {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Delete(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "function %s removed\n", args[0])
@@ -193,26 +217,100 @@ func newRmCmd(g *globals) *cobra.Command {
 
 func newLogsCmd(g *globals) *cobra.Command {
 	var tail int
+	var follow bool
+	var every time.Duration
 	cmd := &cobra.Command{
 		Use:   "logs NAME",
-		Short: "Print the last lines of a function's instance logs",
-		Args:  cobra.ExactArgs(1),
+		Short: "Print the last lines of a function's instance logs; -f follows them",
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			lines, err := g.client().Logs(cmd.Context(), args[0], tail)
+			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			if g.json {
+			lines, err := c.Logs(cmd.Context(), args[0], tail)
+			if err != nil {
+				return err
+			}
+			if g.json && !follow {
 				return printJSON(cmd.OutOrStdout(), lines)
 			}
-			for _, l := range lines {
-				fmt.Fprintf(cmd.OutOrStdout(), "[%s] %s\n", l.Instance, l.Line)
+			print := func(ls []api.LogLine) {
+				for _, l := range ls {
+					if g.json {
+						_ = json.NewEncoder(cmd.OutOrStdout()).Encode(l)
+					} else {
+						fmt.Fprintf(cmd.OutOrStdout(), "[%s] %s\n", l.Instance, l.Line)
+					}
+				}
 			}
-			return nil
+			print(lines)
+			if !follow {
+				return nil
+			}
+			// Follow by polling the tail: each instance's new lines are
+			// what follows the longest overlap with its previous window.
+			// Bounded: one request per --interval, a window of followWindow
+			// lines; Ctrl-C stops.
+			prev := byInstance(lines)
+			tick := time.NewTicker(every)
+			defer tick.Stop()
+			for {
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-tick.C:
+				}
+				cur, err := c.Logs(cmd.Context(), args[0], followWindow)
+				if err != nil {
+					if cmd.Context().Err() != nil {
+						return nil
+					}
+					return err
+				}
+				now := byInstance(cur)
+				for _, l := range cur {
+					id := l.Instance
+					if _, done := now[id]; !done {
+						continue
+					}
+					fresh := newLines(prev[id], now[id])
+					for _, line := range fresh {
+						print([]api.LogLine{{Instance: id, Line: line}})
+					}
+					delete(now, id) // printed once per poll
+				}
+				prev = byInstance(cur)
+			}
 		},
 	}
 	cmd.Flags().IntVarP(&tail, "tail", "n", 100, "number of lines")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new lines until interrupted")
+	cmd.Flags().DurationVar(&every, "interval", time.Second, "with -f: how often to poll the server")
 	return cmd
+}
+
+// followWindow is how many recent lines `logs -f` asks for per poll: more
+// new lines than this between two polls are partly missed.
+const followWindow = 1000
+
+func byInstance(ls []api.LogLine) map[string][]string {
+	m := map[string][]string{}
+	for _, l := range ls {
+		m[l.Instance] = append(m[l.Instance], l.Line)
+	}
+	return m
+}
+
+// newLines returns the lines of cur after its longest prefix that is a
+// suffix of prev: what an instance logged since prev was read.
+func newLines(prev, cur []string) []string {
+	for k := min(len(prev), len(cur)); k > 0; k-- {
+		if slices.Equal(prev[len(prev)-k:], cur[:k]) {
+			return cur[k:]
+		}
+	}
+	return cur
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -228,7 +326,7 @@ and stream its response to stdout. --data takes the body inline or @file
 queue time, Server-Timing) to stderr.`,
 		Example: `  ember run sim --path /predict --data '{"echo": "hi"}'
   ember run sim --path /stream -X GET`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var body io.Reader
 			if data != "" {
@@ -262,7 +360,11 @@ queue time, Server-Timing) to stderr.`,
 				}
 				h.Set(strings.TrimSpace(k), strings.TrimSpace(v))
 			}
-			resp, err := g.client().Run(cmd.Context(), args[0], method, path, body, h)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			resp, err := c.Run(cmd.Context(), args[0], method, path, body, h)
 			if err != nil {
 				return err
 			}

@@ -36,7 +36,7 @@ predict_path when an instance is free, scaling it from zero if needed. The job
 survives a server restart. Follow it with 'ember get ID --wait 600s'.`,
 		Example: `  ember spawn sim --data '{"sleep_ms": 500, "echo": "hi"}'
   ember spawn sim --data @input.json --webhook https://example.com/hook`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in := []byte("{}")
 			if data != "" {
@@ -48,7 +48,11 @@ survives a server restart. Follow it with 'ember get ID --wait 600s'.`,
 			if !json.Valid(in) {
 				return fmt.Errorf("--data: input is not valid JSON")
 			}
-			p, err := g.client().CreatePrediction(cmd.Context(), api.PredictionRequest{Model: args[0], Input: in, Webhook: webhook},
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			p, err := c.CreatePrediction(cmd.Context(), api.PredictionRequest{Model: args[0], Input: in, Webhook: webhook},
 				client.PredictionOptions{Wait: wait, CancelAfter: cancelAfter, IdempotencyKey: key})
 			if err != nil {
 				return err
@@ -59,6 +63,7 @@ survives a server restart. Follow it with 'ember get ID --wait 600s'.`,
 	f := cmd.Flags()
 	f.StringVarP(&data, "data", "d", "", "input JSON: inline, @file, or @- for stdin")
 	f.StringVar(&webhook, "webhook", "", "URL that receives signed webhooks for this job")
+	f.BoolVarP(&g.quiet, "quiet", "q", false, "print only the job id (the default when stdout is not a terminal)")
 	f.StringVar(&key, "idempotency-key", "", "a repeat with the same key within 24 h returns the original job")
 	f.DurationVar(&wait, "wait", 0, "hold the answer up to this long for the result")
 	f.DurationVar(&cancelAfter, "cancel-after", 0, "abort the job if not started, or cancel it if still running, after this long")
@@ -70,11 +75,13 @@ func newGetCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "get ID",
 		Short: "Show an async job; --wait blocks until it finishes",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c := g.client()
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
 			var p api.Prediction
-			var err error
 			if wait > 0 {
 				p, err = c.WaitPrediction(cmd.Context(), args[0], wait)
 			} else {
@@ -94,9 +101,13 @@ func newCancelCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "cancel ID",
 		Short: "Cancel an async job",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := g.client().CancelPrediction(cmd.Context(), args[0])
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			p, err := c.CancelPrediction(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -112,7 +123,11 @@ func newWebhooksCmd(g *globals) *cobra.Command {
 		Short: "Print the secret that signs webhooks (Standard Webhooks, whsec_...)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := g.client().WebhookSecret(cmd.Context())
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			s, err := c.WebhookSecret(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -127,6 +142,11 @@ func printPrediction(cmd *cobra.Command, g *globals, p api.Prediction, brief boo
 	w := cmd.OutOrStdout()
 	if g.json {
 		return printJSON(w, p)
+	}
+	if brief && p.CompletedAt == nil && (g.quiet || !isTerminal(w)) {
+		// Just the id, for `ember get $(ember spawn ...)`.
+		fmt.Fprintln(w, p.ID)
+		return nil
 	}
 	fmt.Fprintf(w, "%s\t%s\t%s\n", p.ID, p.Model, p.Status)
 	if brief && p.CompletedAt == nil {

@@ -77,7 +77,11 @@ func newKeysCreateCmd(g *globals) *cobra.Command {
 					req.Functions = append(req.Functions, f)
 				}
 			}
-			res, err := g.client().CreateKey(cmd.Context(), req)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.CreateKey(cmd.Context(), req)
 			if err != nil {
 				return err
 			}
@@ -142,7 +146,11 @@ func newKeysLsCmd(g *globals) *cobra.Command {
 		Short: "List API keys (never their secrets)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			keys, err := g.client().Keys(cmd.Context())
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			keys, err := c.Keys(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -189,9 +197,13 @@ func newKeysRevokeCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "revoke ID|NAME",
 		Short: "Revoke an API key; requests with it fail from now on",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.client().RevokeKey(cmd.Context(), args[0]); err != nil {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RevokeKey(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "key %s revoked\n", args[0])
@@ -218,7 +230,7 @@ func newRouteApplyCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "apply FILE",
 		Short: "Create or update a route from a YAML or JSON file ('-' reads stdin)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var body []byte
 			var err error
@@ -235,7 +247,11 @@ func newRouteApplyCmd(g *globals) *cobra.Command {
 			if _, err := route.Parse(body); err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			res, err := g.client().ApplyRoute(cmd.Context(), body)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.ApplyRoute(cmd.Context(), body)
 			if err != nil {
 				return err
 			}
@@ -250,7 +266,11 @@ func newRouteLsCmd(g *globals) *cobra.Command {
 		Short: "List routes with their current choice and why",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			routes, err := g.client().Routes(cmd.Context())
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			routes, err := c.Routes(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -289,9 +309,13 @@ func newRouteRmCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rm NAME",
 		Short: "Remove a route",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.client().DeleteRoute(cmd.Context(), args[0]); err != nil {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteRoute(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "route %s removed\n", args[0])

@@ -41,7 +41,7 @@ func newSecretsSetCmd(g *globals) *cobra.Command {
 		Short: "Create or replace a secret; the value is read from stdin (one trailing newline dropped) or a file (as is)",
 		Example: `  printf %s "$HF_TOKEN" | ember secrets set hf-token
   ember secrets set tls-key --from-file ./key.pem`,
-		Args: cobra.ExactArgs(1),
+		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var value []byte
 			var err error
@@ -56,7 +56,11 @@ func newSecretsSetCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			res, err := g.client().PutSecret(cmd.Context(), args[0], value)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.PutSecret(cmd.Context(), args[0], value)
 			if err != nil {
 				return err
 			}
@@ -90,7 +94,11 @@ func newSecretsLsCmd(g *globals) *cobra.Command {
 		Short: "List secrets (names and times, never values)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			list, err := g.client().Secrets(cmd.Context())
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			list, err := c.Secrets(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -115,9 +123,13 @@ func newSecretsRmCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rm NAME",
 		Short: "Remove a secret (running instances keep their value; later starts that need it fail, naming it)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := g.client().DeleteSecret(cmd.Context(), args[0]); err != nil {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := c.DeleteSecret(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "secret %q removed\n", args[0])

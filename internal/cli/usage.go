@@ -27,7 +27,11 @@ the price catalogue (ember prices).
 before now (24h). The default is the last 24 hours.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			rep, err := g.client().Usage(cmd.Context(), q)
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			rep, err := c.Usage(cmd.Context(), q)
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -54,7 +55,8 @@ type Config struct {
 	// receiver on this machine. Link-local, multicast and unspecified
 	// addresses stay refused even when listed.
 	WebhookAllow []string
-	// CacheDir holds pulled models and runtimes ("" = <DataDir>/cache).
+	// CacheDir holds pulled models and runtimes ("" = <user cache dir>/ember,
+	// shared by every data dir: pulls are locked and land by rename).
 	CacheDir string
 	// ONNXPool pre-started ONNX workers (runtime loaded, no model) are kept
 	// once an onnx function is deployed; 0 turns the pool off.
@@ -145,7 +147,7 @@ func Knobs() []Knob {
 		{"open-metrics", "EMBER_OPEN_METRICS", "serve /metrics without a key (/healthz and /readyz never need one)"},
 		{"webhook-allow-private", "EMBER_WEBHOOK_ALLOW_PRIVATE", "let webhooks reach loopback and private addresses (refused by default; link-local, e.g. cloud metadata, is always refused)"},
 		{"webhook-allow", "EMBER_WEBHOOK_ALLOW", "comma-separated CIDRs or addresses of loopback/private networks webhooks may reach, e.g. 127.0.0.1/32"},
-		{"cache-dir", "EMBER_CACHE_DIR", "model and runtime cache (default <data-dir>/cache)"},
+		{"cache-dir", "EMBER_CACHE_DIR", "model and runtime cache, shared by servers (default <user cache dir>/ember: $XDG_CACHE_HOME/ember or ~/.cache/ember on Linux, ~/Library/Caches/ember on macOS)"},
 		{"onnx-pool", "EMBER_ONNX_POOL", "pre-started ONNX workers (runtime loaded, no model) kept once an onnx function exists; 0 = off"},
 		{"onnx-threads", "EMBER_ONNX_THREADS", "ONNX Runtime intra-op threads per session in each onnx instance; 0 = one per core"},
 		{"ort-lib", "EMBER_ORT_LIB", "ONNX Runtime shared library (default: fetched from npm onnxruntime-node into the cache)"},
@@ -257,6 +259,12 @@ func (c Config) WebhookAllowPrefixes() ([]netip.Prefix, error) {
 func (c Config) Cache() string {
 	if c.CacheDir != "" {
 		return c.CacheDir
+	}
+	// One cache for every data dir on the machine (a 300 MB runtime and
+	// model each, otherwise); <data-dir>/cache only where the user has no
+	// cache dir (no $HOME).
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "ember")
 	}
 	return filepath.Join(c.DataDir, "cache")
 }

@@ -3,6 +3,7 @@ package cost
 import (
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -14,7 +15,7 @@ const (
 	ModeAsync       = "async-jobs"
 )
 
-// Thresholds of the seed's decision tree.
+// Thresholds of the decision tree.
 const (
 	alwaysOnQPS      = 10
 	burstPeakQPS     = 100
@@ -48,14 +49,48 @@ type SpecChange struct {
 	// copy as its serverless one (ember route apply; docs/gateway.md).
 	RoutePolicy string `json:"route_policy,omitempty"`
 	// Invoke says how to call the function when not synchronously:
-	// "async" means submit jobs (POST /v1/predictions, ember spawn).
+	// "async" means submit jobs (POST /v1/predictions, ember spawn). It is
+	// not a spec field: InvokeHint renders it as the call to make.
 	Invoke  string `json:"invoke,omitempty"`
 	Timeout string `json:"timeout,omitempty"`
 }
 
-// qpsRoutePolicy is the seed's own rule as a route policy: persistent above
+// qpsRoutePolicy is the average-QPS rule as a route policy: persistent above
 // 10 average QPS, serverless below.
 const qpsRoutePolicy = "{type: qps, window: 5m, threshold: 10}"
+
+// SpecYAML renders the change as a fragment of a function spec, to merge
+// into the function's own: only fields a spec has, so the result deploys.
+// "" when the change touches no spec field (Invoke is how to call the
+// function, not a spec field: see InvokeHint).
+func (c SpecChange) SpecYAML() string {
+	var b strings.Builder
+	if c.ScalingMin != nil || c.ScalingMax != nil || c.IdleTimeout != "" {
+		b.WriteString("scaling:\n")
+		if c.ScalingMin != nil {
+			fmt.Fprintf(&b, "  min: %d\n", *c.ScalingMin)
+		}
+		if c.ScalingMax != nil {
+			fmt.Fprintf(&b, "  max: %d\n", *c.ScalingMax)
+		}
+		if c.IdleTimeout != "" {
+			fmt.Fprintf(&b, "  idle_timeout: %s\n", c.IdleTimeout)
+		}
+	}
+	if c.Timeout != "" {
+		fmt.Fprintf(&b, "timeout: %s\n", c.Timeout)
+	}
+	return b.String()
+}
+
+// InvokeHint says how to call fn when the change is to call it as an
+// async job; "" otherwise.
+func (c SpecChange) InvokeHint(fn string) string {
+	if c.Invoke != "async" {
+		return ""
+	}
+	return fmt.Sprintf("call it as an async job: ember spawn %[1]s --data @input.json (or POST /v1/predictions {\"model\": %[1]q, \"input\": ...}), then ember get ID --wait 600s or a --webhook", fn)
+}
 
 // RouteSpec renders a route that applies c.RoutePolicy to fn: fn (at
 // c.ScalingMin) as the persistent target, fn+"-serverless" (a min-0 copy)
@@ -81,7 +116,7 @@ type Recommendation struct {
 	Change SpecChange         `json:"change"`
 }
 
-// Advise applies the seed's decision tree: average QPS > 10 → always-on;
+// Advise applies the decision tree: average QPS > 10 → always-on;
 // bursty traffic that goes from idle to 100+ QPS → serverless; a latency
 // budget below 100 ms → provisioned warm instances (min ≥ 1) or always-on;
 // a model over 10 GB → GPU serverless with a longer keep-warm; inference

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/route"
+	"github.com/ember-run/ember/internal/spec"
 )
 
 func TestAdvise(t *testing.T) {
@@ -62,6 +63,25 @@ func TestAdvise(t *testing.T) {
 			}
 			if (tt.mode == ModeAsync) != (got.Change.Invoke == "async") {
 				t.Errorf("invoke = %q for mode %s", got.Change.Invoke, tt.mode)
+			}
+			if (tt.mode == ModeAsync) != strings.Contains(got.Change.InvokeHint("llm"), "ember spawn llm") {
+				t.Errorf("invoke hint = %q for mode %s", got.Change.InvokeHint("llm"), tt.mode)
+			}
+			// Every spec change advise prints deploys: merged into a spec
+			// (as the user would paste it) it parses and sets what it says.
+			frag := got.Change.SpecYAML()
+			f, err := spec.Parse([]byte("name: llm\ncommand: [./server]\n" + frag))
+			if err != nil {
+				t.Fatalf("spec change does not deploy:\n%s\n%v", frag, err)
+			}
+			if m := got.Change.ScalingMin; m != nil && f.Scaling.Min != *m {
+				t.Errorf("parsed scaling.min = %d, want %d", f.Scaling.Min, *m)
+			}
+			if tt.route {
+				// the route's serverless target: a min-0 copy of the spec
+				if _, err := spec.Parse([]byte("name: llm-serverless\ncommand: [./server]\nscaling: {min: 0}\n")); err != nil {
+					t.Fatal(err)
+				}
 			}
 		})
 	}

@@ -229,7 +229,7 @@ func notes(in Inputs, res *Result) []string {
 	for _, o := range res.Options {
 		if o.Kind == KindHosted && o.BilledSeconds > 0 {
 			per := o.MonthlyUSD / o.BilledSeconds
-			n = append(n, fmt.Sprintf("%s: compute (busy) %s + cold-start loading %s + keep-warm idle %s, computed from idle timeout %s and cold start %s (the seed instead adds a guessed $%d to $150 of compute)",
+			n = append(n, fmt.Sprintf("%s: compute (busy) %s + cold-start loading %s + keep-warm idle %s, computed from idle timeout %s and cold start %s (the usual back-of-envelope estimate instead adds a guessed $%d to $150 of compute)",
 				o.Name, usd(o.Seconds.Busy*per), usd(o.Seconds.Loading*per), usd(o.Seconds.Idle*per), in.IdleTimeout, in.ColdStart, seedColdStartGuessUSD))
 		}
 		if o.Units > 0 && o.GPUUtilization < o.Utilization-1e-12 {

@@ -19,9 +19,9 @@ const (
 // SeedNotes states plainly where the seed's cost figures are inconsistent.
 func SeedNotes() []string {
 	return []string{
-		fmt.Sprintf("seed: at 100,000 requests/day its own serverless figure (%s) is still below always-on (%s), yet it recommends always-on there", usd(seedServerless100kUSD), usd(seedAlwaysOnUSD)),
-		"seed: a p4d.24xlarge holds 8 A100s while 1,000 × 5 s/day keeps a fraction of one busy (5.8% of one GPU, 0.72% of the box)",
-		fmt.Sprintf("seed: its \"+$%d cold start\" is a guess; Ember computes loading and keep-warm idle seconds from the idle timeout and cold-start time instead", seedColdStartGuessUSD),
+		fmt.Sprintf("back-of-envelope: at 100,000 requests/day the usual serverless figure (%s) is still below always-on (%s), yet the usual advice is always-on there", usd(seedServerless100kUSD), usd(seedAlwaysOnUSD)),
+		"back-of-envelope: a p4d.24xlarge holds 8 A100s while 1,000 × 5 s/day keeps a fraction of one busy (5.8% of one GPU, 0.72% of the box)",
+		fmt.Sprintf("back-of-envelope: its \"+$%d cold start\" is a guess; Ember computes loading and keep-warm idle seconds from the idle timeout and cold-start time instead", seedColdStartGuessUSD),
 	}
 }
 

@@ -56,6 +56,18 @@ func Pull(ctx context.Context, ref, cacheDir string, progress io.Writer) (string
 // stats. progress (may be nil) receives a progress bar when it is a terminal
 // and one line per step otherwise.
 func (c *Client) Pull(ctx context.Context, ref, cacheDir string, progress io.Writer) (string, error) {
+	return c.pull(ctx, ref, cacheDir, progress, subset{})
+}
+
+// subset names the part of a package to unpack: its top-level files and
+// those under Dir (a slash path inside the package), cached apart under
+// the blob's name plus "-"+Slug ([a-z0-9-]). The zero subset is the whole
+// package. The tarball is verified whole either way.
+type subset struct {
+	Dir, Slug string
+}
+
+func (c *Client) pull(ctx context.Context, ref, cacheDir string, progress io.Writer, only subset) (string, error) {
 	if !IsRemote(ref) {
 		return localDir(ref)
 	}
@@ -70,6 +82,11 @@ func (c *Client) Pull(ctx context.Context, ref, cacheDir string, progress io.Wri
 		progress = io.Discard
 	}
 	refFile := filepath.Join(cacheDir, "refs", "npm", filepath.FromSlash(r.Name), r.Version)
+	suffix := ""
+	if only.Dir != "" {
+		suffix = "-" + only.Slug
+		refFile += "@" + only.Slug
+	}
 	if r.pinned() {
 		if dir, ok := cachedRef(cacheDir, refFile); ok {
 			return dir, nil
@@ -84,10 +101,10 @@ func (c *Client) Pull(ctx context.Context, ref, cacheDir string, progress io.Wri
 	if err != nil {
 		return "", fmt.Errorf("models: %s: %w", r, err)
 	}
-	digest := "sha512-" + hex.EncodeToString(want)
+	digest := "sha512-" + hex.EncodeToString(want) + suffix
 	dir := filepath.Join(cacheDir, "blobs", digest)
 	if !isDir(dir) {
-		if err := c.fetch(ctx, r, meta.Dist.Tarball, want, cacheDir, dir, progress); err != nil {
+		if err := c.fetch(ctx, r, meta.Dist.Tarball, want, cacheDir, dir, only.Dir, progress); err != nil {
 			return "", err
 		}
 	}
@@ -201,7 +218,7 @@ func parseIntegrity(sri string) ([]byte, error) {
 }
 
 // fetch downloads the tarball, verifies it and unpacks it into dir.
-func (c *Client) fetch(ctx context.Context, r npmRef, tarball string, want []byte, cacheDir, dir string, progress io.Writer) error {
+func (c *Client) fetch(ctx context.Context, r npmRef, tarball string, want []byte, cacheDir, dir, keep string, progress io.Writer) error {
 	// Everything partial lives in one work dir under <cache>/tmp, flocked
 	// while this pull runs: CleanPartial removes only work dirs nobody
 	// holds (left by a process that died), even in a cache shared by
@@ -263,7 +280,7 @@ func (c *Client) fetch(ctx context.Context, r npmRef, tarball string, want []byt
 	if err := os.Mkdir(stage, 0o755); err != nil {
 		return fmt.Errorf("models: %w", err)
 	}
-	if err := untar(ctx, f, stage); err != nil {
+	if err := untar(ctx, f, stage, keep); err != nil {
 		return fmt.Errorf("models: %s: unpack: %w", r, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(dir), 0o700); err != nil {
@@ -310,7 +327,9 @@ func isTerminal(w io.Writer) bool {
 // folder ("package/" by convention). Only regular files and directories are
 // written; links and entries escaping dst are refused, since a registry
 // tarball is untrusted input until it is unpacked.
-func untar(ctx context.Context, r io.Reader, dst string) error {
+//
+// With keep set, only top-level files and those under keep/ are written.
+func untar(ctx context.Context, r io.Reader, dst, keep string) error {
 	gz, err := gzip.NewReader(r)
 	if err != nil {
 		return err
@@ -338,6 +357,12 @@ func untar(ctx context.Context, r io.Reader, dst string) error {
 		}
 		if !filepath.IsLocal(rest) {
 			return fmt.Errorf("entry %q escapes the package", hdr.Name)
+		}
+		if keep != "" && strings.Contains(rest, "/") && !strings.HasPrefix(rest, keep+"/") {
+			continue // another platform's files; tr.Next skips their bytes
+		}
+		if keep != "" && hdr.Typeflag == tar.TypeDir {
+			continue // made for the files kept
 		}
 		target := filepath.Join(dst, filepath.FromSlash(rest))
 		switch hdr.Typeflag {

@@ -209,3 +209,47 @@ func TestLocalAndOverride(t *testing.T) {
 		t.Error("RuntimeLibrary(missing override) succeeded")
 	}
 }
+
+// A subset pull (the runtime: one platform's libraries) verifies the whole
+// tarball, writes only the top-level files and the kept directory, and is
+// cached apart from a whole pull.
+func TestPullSubset(t *testing.T) {
+	tgz := tarball(t, map[string]string{
+		"package/package.json":                  `{}`,
+		"package/bin/napi-v6/linux/x64/lib.so":  "linux",
+		"package/bin/napi-v6/darwin/arm64/a.dy": "darwin",
+		"package/bin/napi-v6/linux/x64b/x":      "prefix lookalike",
+	})
+	reg := newFakeRegistry(t, "rt", "1.0.0", tgz, sri(tgz))
+	cache := t.TempDir()
+	dir, err := reg.client().pull(context.Background(), "npm:rt@1.0.0", cache, nil, subset{Dir: "bin/napi-v6/linux/x64", Slug: "linux-amd64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(dir, p)
+			got = append(got, filepath.ToSlash(rel))
+		}
+		return nil
+	})
+	if want := "bin/napi-v6/linux/x64/lib.so package.json"; strings.Join(got, " ") != want {
+		t.Errorf("unpacked %v, want %s", got, want)
+	}
+	if !strings.HasSuffix(dir, "-linux-amd64") {
+		t.Errorf("subset dir %s not kept apart", dir)
+	}
+	whole, err := reg.client().Pull(context.Background(), "npm:rt@1.0.0", cache, nil)
+	if err != nil || whole == dir {
+		t.Fatalf("whole pull = %s, %v; want a dir of its own", whole, err)
+	}
+	again, err := reg.client().pull(context.Background(), "npm:rt@1.0.0", cache, nil, subset{Dir: "bin/napi-v6/linux/x64", Slug: "linux-amd64"})
+	if err != nil || again != dir {
+		t.Errorf("cached subset = %s, %v; want %s", again, err, dir)
+	}
+	bad := newFakeRegistry(t, "rt", "2.0.0", tgz, sri([]byte("other")))
+	if _, err := bad.client().pull(context.Background(), "npm:rt@2.0.0", t.TempDir(), nil, subset{Dir: "bin", Slug: "x"}); !errors.Is(err, ErrIntegrity) {
+		t.Errorf("subset pull of a tampered tarball: %v, want ErrIntegrity", err)
+	}
+}

@@ -2,12 +2,17 @@ package models
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 )
+
+// ErrNoONNX is the answer of a build without cgo to an onnx function.
+var ErrNoONNX = errors.New("runtime: onnx needs a build with cgo and ONNX Runtime (this ember was built without)")
 
 // RuntimeRef is the npm package that ships the ONNX Runtime shared library
 // Ember loads. onnxruntime_go v1.27 asks for C API version 24; ORT 1.30 still
@@ -39,7 +44,9 @@ func (c *Client) RuntimeLibrary(ctx context.Context, cacheDir, override string, 
 	if err != nil {
 		return "", err
 	}
-	dir, err := c.Pull(ctx, RuntimeRef, cacheDir, progress)
+	// The package holds every platform's libraries (~200 MB); this one
+	// needs only its own directory of them.
+	dir, err := c.pull(ctx, RuntimeRef, cacheDir, progress, subset{Dir: path.Dir(rel), Slug: runtime.GOOS + "-" + runtime.GOARCH})
 	if err != nil {
 		return "", err
 	}

@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"sigs.k8s.io/yaml"
 )
 
 // Runtimes Ember knows how to start.
@@ -187,19 +185,15 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 }
 
 // Parse decodes a spec from YAML or JSON (JSON is YAML), rejecting unknown
-// fields, applies defaults to the fields it leaves out and validates it. A
+// fields (all of them, by full path, with a did-you-mean) and values of the
+// wrong type (in the spec's words, never Go's), applies defaults to the fields it leaves out and validates it. A
 // field written as 0 keeps its own meaning (the table in README.md's spec
 // reference) and is never replaced by the default.
 func Parse(data []byte) (*Function, error) {
 	var f Function
-	if err := yaml.UnmarshalStrict(data, &f); err != nil {
-		return nil, fmt.Errorf("spec: %w", cleanYAMLError(err))
+	if err := decode(data, &f); err != nil {
+		return nil, err
 	}
-	var given presence
-	if js, err := yaml.YAMLToJSON(data); err == nil {
-		_ = json.Unmarshal(js, &given) // the strict decode above has vetted it
-	}
-	f.given = &given
 	f.Default()
 	if err := f.Validate(); err != nil {
 		return nil, err
@@ -251,6 +245,9 @@ func cleanYAMLError(err error) error {
 	msg := err.Error()
 	msg = strings.TrimPrefix(msg, "error unmarshaling JSON: while decoding JSON: ")
 	msg = strings.TrimPrefix(msg, "error converting YAML to JSON: ")
+	msg = strings.TrimPrefix(msg, "yaml: ")
+	msg = strings.TrimPrefix(msg, "unmarshal errors:\n")
+	msg = strings.TrimSpace(msg)
 	msg = strings.ReplaceAll(msg, "json: unknown field", "unknown field")
 	msg = strings.ReplaceAll(msg, "Go struct field ", "")
 	return errors.New(msg)
@@ -310,9 +307,17 @@ var (
 type FieldError struct {
 	Field  string
 	Reason string
+	// unknown marks a field the spec does not have: it reads
+	// `unknown field "a.b"` followed by Reason (a did-you-mean or nothing).
+	unknown bool
 }
 
-func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+func (e *FieldError) Error() string {
+	if e.unknown {
+		return fmt.Sprintf("unknown field %q%s", e.Field, e.Reason)
+	}
+	return e.Field + ": " + e.Reason
+}
 
 // ValidationError lists every problem found in a spec.
 type ValidationError struct {

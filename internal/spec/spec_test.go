@@ -105,7 +105,7 @@ func TestValidateErrors(t *testing.T) {
 func TestParseSyntaxErrors(t *testing.T) {
 	tests := []struct{ name, in, want string }{
 		{"unknown field", `{name: a, command: [x], scalling: {}}`, `unknown field "scalling"`},
-		{"bad duration", `{name: a, command: [x], timeout: "5 minutes"}`, `invalid duration "5 minutes"`},
+		{"bad duration", `{name: a, command: [x], timeout: "5 minutes"}`, `timeout: want a duration such as "30s" or "2m", got "5 minutes"`},
 		{"malformed", `{name: a, command: [x]`, "spec:"},
 	}
 	for _, tt := range tests {

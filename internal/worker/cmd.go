@@ -83,6 +83,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 // and /live answer while the runtime and model load; /health turns 200 when
 // the model is warm. A failed load exits 1 (outside pool mode), so the
 // process driver reports the start failure with this log's last line.
+// ortTelemetryEnv is ONNX Runtime's telemetry opt-out.
+const ortTelemetryEnv = "ORT_DISABLE_TELEMETRY"
+
 func RunONNX(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	start := time.Now()
 	f, err := parseFlags(args, os.Getenv, stderr)
@@ -132,6 +135,12 @@ func RunONNX(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			log.Error("onnx runtime", "err", err)
 			return 1
+		}
+		// ONNX Runtime 1.30 otherwise keeps a device id and a telemetry
+		// queue in ~/.cache/Microsoft/DeveloperTools/.onnxruntime, outside
+		// Ember's dirs; its own opt-out must be set before it loads.
+		if _, set := os.LookupEnv(ortTelemetryEnv); !set {
+			_ = os.Setenv(ortTelemetryEnv, "1")
 		}
 		if err := ocr.InitRuntime(lib); err != nil {
 			log.Error("onnx runtime", "err", err)

@@ -24,7 +24,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv("EMBER_TEST_WORKER") == "1" {
 		os.Exit(RunONNX(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
 	}
-	os.Exit(m.Run())
+	os.Exit(ocrtest.Main(m))
 }
 
 // workerProc is a worker started as a real process.

@@ -33,7 +33,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/ember-run/ember/internal/driver"
@@ -166,8 +165,9 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	cmd.Dir = s.Workdir
 	cmd.Env = d.environ(s, secrets, portStr, expand)
 	// Setpgid puts the instance in its own group, so Stop reaches what it
-	// forks; Pdeathsig kills it if the server dies (see the package doc).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// forks; on Linux, Pdeathsig kills it if the server dies (see the
+	// package doc); elsewhere only the guard does.
+	cmd.SysProcAttr = sysProcAttr()
 
 	// stdout and stderr share one pipe, so lines keep their order.
 	r, w, err := os.Pipe()

