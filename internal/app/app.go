@@ -101,6 +101,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	if err != nil {
 		return err
 	}
+	drv.hardware = func(class string) bool { return len(prices.ForHardware(class)) > 0 }
 	meter := metering.New(sqlite.NewUsage(db, sqlite.UsageOptions{}), meterProfiles(mgr, prices),
 		logger.With("component", "metering"), metering.Options{})
 	obs := observers{metrics: metrics, meter: meter}

@@ -28,6 +28,9 @@ type runtimes struct {
 	process *process.Driver
 	onnx    *onnx.Driver
 	byName  map[string]driver.Driver // spec runtime → its driver
+	// hardware reports whether the price catalogue knows a hardware class
+	// (nil: not checked); an unknown one would be metered at $0.
+	hardware func(class string) bool
 }
 
 func (r *runtimes) Start(ctx context.Context, s driver.StartSpec) (driver.Instance, error) {
@@ -48,11 +51,26 @@ func (r *runtimes) Validate(f *spec.Function) error {
 		return &spec.ValidationError{Function: f.Name, Errs: []*spec.FieldError{{Field: "runtime",
 			Reason: fmt.Sprintf("unknown runtime %q (supported: %s)", f.Runtime, strings.Join(slices.Sorted(maps.Keys(r.byName)), ", "))}}}
 	}
-	v, ok := d.(driver.Validator)
-	if !ok {
-		return nil
+	var errs []*spec.FieldError
+	if f.Runtime == spec.RuntimeONNX && !models.ONNXBuilt {
+		errs = append(errs, &spec.FieldError{Field: "runtime", Reason: models.ErrNoONNX.Error()})
 	}
-	return specErrors(f.Name, v.Validate(instance.StartSpecFor(f, 0, "")))
+	if hw := f.HardwareClass(); r.hardware != nil && !r.hardware(hw) {
+		errs = append(errs, &spec.FieldError{Field: "resources.gpu.type",
+			Reason: fmt.Sprintf("unknown hardware class %q: the price catalogue has no offer for it (ember prices lists the known ones; add one in <data-dir>/prices.yaml)", hw)})
+	}
+	if v, ok := d.(driver.Validator); ok {
+		var ve *spec.ValidationError
+		if err := specErrors(f.Name, v.Validate(instance.StartSpecFor(f, 0, ""))); errors.As(err, &ve) {
+			errs = append(errs, ve.Errs...)
+		} else if err != nil {
+			return err
+		}
+	}
+	if len(errs) > 0 {
+		return &spec.ValidationError{Function: f.Name, Errs: errs}
+	}
+	return nil
 }
 
 // specErrors turns a driver's joined *driver.FieldError values into the

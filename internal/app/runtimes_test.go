@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"testing"
 
+	"github.com/ember-run/ember/internal/cost"
 	"github.com/ember-run/ember/internal/driver/onnx"
 	"github.com/ember-run/ember/internal/driver/process"
 	"github.com/ember-run/ember/internal/spec"
@@ -17,6 +18,11 @@ func TestRuntimesValidate(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	proc := process.New(logger, process.Options{})
 	rt := newRegistry(proc, onnx.New(proc, logger, onnx.Options{}))
+	cat, err := cost.DefaultCatalogue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.hardware = func(class string) bool { return len(cat.ForHardware(class)) > 0 }
 	tests := []struct {
 		name, doc string
 		want      string // the whole error; "" = valid
@@ -29,6 +35,9 @@ func TestRuntimesValidate(t *testing.T) {
 			`invalid spec for "a": command: required for runtime "process" (argv of the instance, e.g. ["./server", "--port", "${PORT}"]); volumes: the process runtime runs in the host's filesystem (see workdir); use runtime: container for volumes`},
 		{"onnx task", "name: a\nruntime: onnx\ntask: chat\nmodel: ./m",
 			`invalid spec for "a": task: unsupported task "chat" (supported: ocr)`},
+		{"known hardware", "name: a\ncommand: [x]\nresources: {gpu: {type: A100-40GB, count: 1}}", ""},
+		{"unknown hardware", "name: a\ncommand: [x]\nresources: {gpu: {type: h900, count: 1}}",
+			`invalid spec for "a": resources.gpu.type: unknown hardware class "h900": the price catalogue has no offer for it (ember prices lists the known ones; add one in <data-dir>/prices.yaml)`},
 		{"unknown runtime", "name: a\nruntime: container\nimage: acme/m:1",
 			`invalid spec for "a": runtime: unknown runtime "container" (supported: onnx, process)`},
 	}
