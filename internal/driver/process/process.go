@@ -190,7 +190,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	started := make(chan error, 1)
 	go inst.run(cmd, r, w, inst.output, started, func() { d.releasePort(port) })
 	if err := <-started; err != nil {
-		return nil, &driver.StartError{Reason: "cannot start " + args[0], Err: err}
+		return nil, &driver.StartError{Reason: "cannot start " + args[0] + ": " + osReason(err), Err: err}
 	}
 	inst.phase(driver.PhaseSpawned)
 	logger := d.logger.With("instance", inst)
