@@ -60,6 +60,9 @@ type StartSpec struct {
 	Workdir   string
 	// HealthPath is probed with GET until it answers 2xx.
 	HealthPath string
+	// HealthInterval caps the pause between readiness probes and
+	// HealthTimeout bounds one probe (0: the driver's defaults).
+	HealthInterval, HealthTimeout time.Duration
 	// Output receives the instance's stdout and stderr (may be nil).
 	Output io.Writer
 	// OnPhase, if set, is called as each phase is reached (from the
