@@ -166,9 +166,12 @@ type Validator interface {
 type FieldError struct {
 	Field  string // the spec's field path: "image", "volumes", "task"
 	Reason string
+	Err    error // the cause, if any (an OS error: errors.Is(err, fs.ErrNotExist))
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+func (e *FieldError) Unwrap() error { return e.Err }
 
 // CapabilityReporter is implemented by drivers that say what they do
 // beyond Start; CapabilitiesOf supplies the default for the others.

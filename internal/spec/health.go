@@ -14,7 +14,7 @@ type HealthCheck struct {
 	Path string `json:"path,omitempty"`
 	// Interval caps the pause between probes: probing starts tight
 	// (sub-millisecond) and backs off to it (0: the runtime's default,
-	// 1s for the process runtime).
+	// 2s for the process runtime).
 	Interval Duration `json:"interval,omitempty"`
 	// Timeout bounds one probe (0: the runtime's default, 1s).
 	Timeout Duration `json:"timeout,omitempty"`

@@ -44,10 +44,10 @@ func checkHost(s driver.StartSpec) []error {
 	var errs []error
 	if s.Workdir != "" {
 		if fi, err := os.Stat(s.Workdir); err != nil {
-			errs = append(errs, &driver.FieldError{Field: "workdir", Reason: fmt.Sprintf("%s: %s", s.Workdir, osReason(err))})
+			errs = append(errs, &driver.FieldError{Field: "workdir", Reason: fmt.Sprintf("%s: %s", s.Workdir, osReason(err)), Err: err})
 			return errs // a relative command cannot be checked either
 		} else if !fi.IsDir() {
-			errs = append(errs, &driver.FieldError{Field: "workdir", Reason: fmt.Sprintf("%s: %s", s.Workdir, syscall.ENOTDIR)})
+			errs = append(errs, &driver.FieldError{Field: "workdir", Reason: fmt.Sprintf("%s: %s", s.Workdir, syscall.ENOTDIR), Err: syscall.ENOTDIR})
 			return errs
 		}
 	}
@@ -62,7 +62,7 @@ func checkHost(s driver.StartSpec) []error {
 				reason = osReason(err)
 			}
 			errs = append(errs, &driver.FieldError{Field: "command",
-				Reason: fmt.Sprintf("%q: %s (the server's PATH; give an absolute path or one relative to workdir)", name, reason)})
+				Reason: fmt.Sprintf("%q: %s (the server's PATH; give an absolute path or one relative to workdir)", name, reason), Err: err})
 		}
 		return errs
 	}
@@ -75,7 +75,7 @@ func checkHost(s driver.StartSpec) []error {
 		if path != name {
 			where = " (in workdir " + s.Workdir + ")"
 		}
-		errs = append(errs, &driver.FieldError{Field: "command", Reason: fmt.Sprintf("%s%s: %s", name, where, osReason(err))})
+		errs = append(errs, &driver.FieldError{Field: "command", Reason: fmt.Sprintf("%s%s: %s", name, where, osReason(err)), Err: err})
 	}
 	return errs
 }
