@@ -84,12 +84,12 @@ type SecretSource interface {
 
 // Default option values.
 const (
-	DefaultProbeInitial = 200 * time.Microsecond
-	DefaultProbeMax     = 3 * time.Millisecond
-	DefaultProbeTimeout = time.Second
+	DefaultProbeInitial  = 200 * time.Microsecond
+	DefaultProbeMax      = 3 * time.Millisecond
+	DefaultProbeTimeout  = time.Second
 	DefaultProbeTight    = 20 * time.Millisecond
 	DefaultProbeInterval = 2 * time.Second
-	DefaultHost         = "127.0.0.1"
+	DefaultHost          = "127.0.0.1"
 )
 
 // tailOnFailure is how many output lines a StartError carries.
