@@ -25,6 +25,52 @@ const (
 	StateFailed   = "failed"
 )
 
+// Function states (FunctionStatus.State): what `ember ls` shows.
+const (
+	// FunctionReady: at least one instance of the current version serves.
+	FunctionReady = "ready"
+	// FunctionScaledToZero: nothing runs and nothing failed; the next
+	// call starts an instance.
+	FunctionScaledToZero = "scaled to zero"
+	// FunctionStarting: instances are starting and none is ready yet.
+	FunctionStarting = "starting"
+	// FunctionFailing: the last start of the current version failed and
+	// none of it is ready; further starts back off (LastError says why).
+	FunctionFailing = "failing"
+	// FunctionUpdating: instances of an older version still serve while
+	// the new version starts.
+	FunctionUpdating = "updating"
+)
+
+// Rollout states (Rollout.State).
+const (
+	RolloutProgressing = "progressing"
+	RolloutComplete    = "complete"
+	RolloutFailed      = "failed"
+	// RolloutSuperseded: a newer version was deployed meanwhile.
+	RolloutSuperseded = "superseded"
+)
+
+// Rollout is how far a function's current version is from ready
+// (GET /v1/functions/{name}/rollout, what `ember deploy --wait` polls).
+type Rollout struct {
+	Function string `json:"function"`
+	// Version is the version deployed now.
+	Version int64  `json:"version"`
+	State   string `json:"state"`
+	// Want is how many ready instances of Version complete the rollout:
+	// min now, and at least one.
+	Want     int `json:"want"`
+	Ready    int `json:"ready"`
+	Starting int `json:"starting"`
+	// Outdated counts instances of older versions still serving.
+	Outdated int `json:"outdated"`
+	// Error is why the last start of Version failed (state failed).
+	Error string `json:"error,omitempty"`
+	// LastLogs are that instance's last output lines.
+	LastLogs []string `json:"last_logs,omitempty"`
+}
+
 // Error is the body of every non-2xx answer Ember itself produces.
 type Error struct {
 	Error ErrorBody `json:"error"`
@@ -92,6 +138,8 @@ type Function struct {
 
 // FunctionStatus is the live state of a function's pool.
 type FunctionStatus struct {
+	// State sums the pool up: one of the Function* states.
+	State          string  `json:"state"`
 	Ready          int     `json:"ready"`
 	Starting       int     `json:"starting"`
 	Failed         int     `json:"failed"`

@@ -27,16 +27,16 @@ func TestRuntimesValidate(t *testing.T) {
 		name, doc string
 		want      string // the whole error; "" = valid
 	}{
-		{"process", "name: a\ncommand: [x]\nresources: {cpu: 2, memory: 1Gi}", ""},
+		{"process", "name: a\ncommand: [sh]\nresources: {cpu: 2, memory: 1Gi}", ""},
 		{"onnx", "name: a\nruntime: onnx\ntask: ocr\nmodel: ./m", ""},
-		{"process image", "name: a\ncommand: [x]\nimage: ghcr.io/acme/m:1",
+		{"process image", "name: a\ncommand: [sh]\nimage: ghcr.io/acme/m:1",
 			`invalid spec for "a": image: the process runtime runs host commands; use runtime: container for images`},
 		{"process volumes and no command", "name: a\nvolumes: [{name: m, mount_path: /m}]",
 			`invalid spec for "a": command: required for runtime "process" (argv of the instance, e.g. ["./server", "--port", "${PORT}"]); volumes: the process runtime runs in the host's filesystem (see workdir); use runtime: container for volumes`},
 		{"onnx task", "name: a\nruntime: onnx\ntask: chat\nmodel: ./m",
 			`invalid spec for "a": task: unsupported task "chat" (supported: ocr)`},
-		{"known hardware", "name: a\ncommand: [x]\nresources: {gpu: {type: A100-40GB, count: 1}}", ""},
-		{"unknown hardware", "name: a\ncommand: [x]\nresources: {gpu: {type: h900, count: 1}}",
+		{"known hardware", "name: a\ncommand: [sh]\nresources: {gpu: {type: A100-40GB, count: 1}}", ""},
+		{"unknown hardware", "name: a\ncommand: [sh]\nresources: {gpu: {type: h900, count: 1}}",
 			`invalid spec for "a": resources.gpu.type: unknown hardware class "h900": the price catalogue has no offer for it (ember prices lists the known ones; add one in <data-dir>/prices.yaml)`},
 		{"unknown runtime", "name: a\nruntime: container\nimage: acme/m:1",
 			`invalid spec for "a": runtime: unknown runtime "container" (supported: onnx, process)`},

@@ -32,7 +32,7 @@ func (v instancesView) Status(fn string, now time.Time) (api.FunctionStatus, boo
 	if !ok {
 		return api.FunctionStatus{}, false
 	}
-	return api.FunctionStatus{Ready: s.Ready, Starting: s.Starting, Failed: s.Failed,
+	return api.FunctionStatus{State: s.State, Requests: s.Requests, Ready: s.Ready, Starting: s.Starting, Failed: s.Failed,
 		InFlight: s.InFlight, MinNow: s.MinNow, LastError: s.LastError, ColdStarts: s.ColdStarts}, true
 }
 

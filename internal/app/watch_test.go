@@ -137,13 +137,13 @@ func TestStoreWatchShowsWritesOfAnotherHandle(t *testing.T) {
 		}
 	}
 	// A deploy, then an update, through B.
-	deploy(`{name: sim, command: [x]}`)
+	deploy(`{name: sim, command: [sh]}`)
 	eventually(t, "B's deploy on A", func() (bool, string) {
 		rec, _, ok := a.ctl.Get("sim")
 		_, inMgr := a.mgr.Function("sim")
 		return ok && rec.Version == 1 && inMgr, "registry " + jsonOf(rec) + ", manager " + jsonOf(inMgr)
 	})
-	deploy(`{name: sim, command: [x], retries: 2}`)
+	deploy(`{name: sim, command: [sh], retries: 2}`)
 	eventually(t, "B's update on A", func() (bool, string) {
 		rec, _, _ := a.ctl.Get("sim")
 		f, _ := a.mgr.Function("sim")

@@ -21,11 +21,18 @@ import (
 )
 
 func newDeployCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var wait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
 		Use:   "deploy FILE",
 		Short: "Create or update a function from a YAML or JSON spec ('-' reads stdin)",
 		Long: `Create or update a function. An update replaces instances without failing
-requests in flight: old instances drain and stop once idle.`,
+requests in flight: old instances drain and stop once idle.
+
+With --wait, deploy returns once the new version is ready (max(1, min)
+instances of it, and no older one serving), starting one instance at min 0
+(metered like any cold start; it idles out as usual). A start that fails
+ends the wait with its error and a non-zero exit.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var body []byte
@@ -42,12 +49,62 @@ requests in flight: old instances drain and stop once idle.`,
 			if err != nil {
 				return err
 			}
-			res, err := c.Deploy(cmd.Context(), body)
+			deploy := c.Deploy
+			if wait {
+				deploy = c.DeployWait
+			}
+			res, err := deploy(cmd.Context(), body)
 			if err != nil {
 				return err
 			}
-			return printApplied(cmd, g, res, "function", res.Function.Name, res.Created, res.Function.Version)
+			if err := printApplied(cmd, g, res, "function", res.Function.Name, res.Created, res.Function.Version); err != nil || !wait {
+				return err
+			}
+			return waitRollout(cmd, g, c, res.Function.Name, res.Function.Version, timeout)
 		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the new version is ready; fail with its start error")
+	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "with --wait: how long to wait")
+	return cmd
+}
+
+// waitRollout polls the rollout of name's version until it completes
+// (nil), fails (its start error), is superseded or times out.
+func waitRollout(cmd *cobra.Command, g *globals, c *client.Client, name string, version int64, timeout time.Duration) error {
+	ctx := cmd.Context()
+	start := time.Now()
+	deadline := start.Add(timeout)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ro, err := c.Rollout(ctx, name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case ro.Version != version:
+			return fmt.Errorf("function %s: version %d was deployed while waiting for version %d", name, ro.Version, version)
+		case ro.State == api.RolloutComplete:
+			if g.json {
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "function %s version %d ready (%d of %d instances, %s)\n",
+				name, version, ro.Ready, ro.Want, time.Since(start).Round(time.Millisecond))
+			return nil
+		case ro.State == api.RolloutFailed:
+			for _, l := range ro.LastLogs[max(0, len(ro.LastLogs)-5):] {
+				fmt.Fprintf(cmd.ErrOrStderr(), "  | %s\n", l)
+			}
+			return fmt.Errorf("function %s version %d failed to start: %s", name, version, ro.Error)
+		case time.Now().After(deadline):
+			return fmt.Errorf("function %s version %d not ready after %s: %d of %d ready, %d starting (see ember describe %s)",
+				name, version, timeout, ro.Ready, ro.Want, ro.Starting, name)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
 	}
 }
 
@@ -69,11 +126,11 @@ func newLsCmd(g *globals) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), fns)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tRUNTIME\tVERSION\tREADY\tSTARTING\tIN-FLIGHT\tDESIRED\tCOLD STARTS\tUPDATED")
+			fmt.Fprintln(tw, "NAME\tRUNTIME\tVERSION\tSTATE\tREADY\tSTARTING\tIN-FLIGHT\tDESIRED\tCOLD STARTS\tUPDATED\tLAST ERROR")
 			for _, f := range fns {
 				s := f.Status
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", f.Name, f.Runtime, f.Version, s.Ready, s.Starting,
-					s.InFlight, s.Desired, s.ColdStarts, f.UpdatedAt.Local().Format(time.DateTime))
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", f.Name, f.Runtime, f.Version, s.State, s.Ready, s.Starting,
+					s.InFlight, s.Desired, s.ColdStarts, f.UpdatedAt.Local().Format(time.DateTime), oneLine(s.LastError, 120))
 			}
 			return tw.Flush()
 		},
@@ -419,6 +476,18 @@ func copyFlushing(w io.Writer, r io.Reader) error {
 			return err
 		}
 	}
+}
+
+// oneLine fits s on one table line of at most n runes ("-" when empty).
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if s == "" {
+		return "-"
+	}
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }
 
 // printApplied reports a create-or-update (deploy, route apply).

@@ -136,6 +136,22 @@ func (c *Client) Deploy(ctx context.Context, spec []byte) (api.DeployResult, err
 	return out, err
 }
 
+// DeployWait deploys like Deploy and asks the server to start an instance
+// of the new version even at min 0 (POST /v1/functions?wait=1), so that
+// Rollout can tell whether it starts.
+func (c *Client) DeployWait(ctx context.Context, spec []byte) (api.DeployResult, error) {
+	var out api.DeployResult
+	err := c.do(ctx, http.MethodPost, "/v1/functions?wait=1", spec, &out)
+	return out, err
+}
+
+// Rollout is how far a function's current version is from ready.
+func (c *Client) Rollout(ctx context.Context, name string) (api.Rollout, error) {
+	var out api.Rollout
+	err := c.do(ctx, http.MethodGet, "/v1/functions/"+name+"/rollout", nil, &out)
+	return out, err
+}
+
 // Functions lists deployed functions with their status.
 func (c *Client) Functions(ctx context.Context) ([]api.Function, error) {
 	var out []api.Function

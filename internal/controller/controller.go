@@ -44,6 +44,9 @@ type Scaler interface {
 	Reconcile(fn string, desired int, now time.Time)
 	Health(fn string) (live int, retryAt time.Time, failing error)
 	Limit(fn string, n int, why string)
+	// Demanded records that requests wait for an instance of fn now: after
+	// a failed start, only that (or min) starts another.
+	Demanded(fn string, now time.Time)
 }
 
 // Demand reports a function's demand, summed over every gateway that
@@ -280,7 +283,11 @@ func (c *Controller) tickOne(name string, now time.Time) {
 // Demand (which takes that lock); it only decides and reconciles.
 func (c *Controller) Wake(name string, demand int) {
 	defer c.recoverDecide(name)
-	c.decide(name, c.now(), 0, false, demand)
+	now := c.now()
+	if demand > 0 {
+		c.scaler.Demanded(name, now)
+	}
+	c.decide(name, now, 0, false, demand)
 }
 
 func (c *Controller) recoverDecide(name string) {

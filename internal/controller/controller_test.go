@@ -26,6 +26,8 @@ func (s *recordingScaler) Put(fn *spec.Function, version int64) {
 	s.puts[fn.Name] = version
 }
 func (s *recordingScaler) Remove(ctx context.Context, name string) {}
+func (s *recordingScaler) Demanded(string, time.Time)              {}
+
 func (s *recordingScaler) Reconcile(fn string, desired int, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

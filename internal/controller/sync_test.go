@@ -30,7 +30,9 @@ func (s *countingScaler) record(e string) {
 func (s *countingScaler) Put(fn *spec.Function, version int64) {
 	s.record(fmt.Sprintf("put %s v%d retries=%d", fn.Name, version, fn.Retries))
 }
-func (s *countingScaler) Remove(ctx context.Context, name string)         { s.record("remove " + name) }
+func (s *countingScaler) Remove(ctx context.Context, name string) { s.record("remove " + name) }
+func (s *countingScaler) Demanded(string, time.Time)              {}
+
 func (s *countingScaler) Reconcile(fn string, desired int, now time.Time) {}
 func (s *countingScaler) Health(fn string) (int, time.Time, error)        { return 0, time.Time{}, nil }
 func (s *countingScaler) Limit(fn string, n int, why string)              {}

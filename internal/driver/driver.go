@@ -60,6 +60,9 @@ type StartSpec struct {
 	Workdir   string
 	// HealthPath is probed with GET until it answers 2xx.
 	HealthPath string
+	// HealthInterval caps the pause between readiness probes and
+	// HealthTimeout bounds one probe (0: the driver's defaults).
+	HealthInterval, HealthTimeout time.Duration
 	// Output receives the instance's stdout and stderr (may be nil).
 	Output io.Writer
 	// OnPhase, if set, is called as each phase is reached (from the
@@ -163,9 +166,12 @@ type Validator interface {
 type FieldError struct {
 	Field  string // the spec's field path: "image", "volumes", "task"
 	Reason string
+	Err    error // the cause, if any (an OS error: errors.Is(err, fs.ErrNotExist))
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+func (e *FieldError) Unwrap() error { return e.Err }
 
 // CapabilityReporter is implemented by drivers that say what they do
 // beyond Start; CapabilitiesOf supplies the default for the others.

@@ -51,6 +51,11 @@ type Instances interface {
 	Status(fn string, now time.Time) (api.FunctionStatus, bool)
 	Exited(id string, wait time.Duration) (error, bool)
 	Logs(fn string, tail int) ([]api.LogLine, error)
+	// Rollout is how far fn's current version is from ready.
+	Rollout(fn string) (api.Rollout, bool)
+	// Prove starts one instance of fn's version if none of it is ready or
+	// starting (a deploy that waits, at min 0).
+	Prove(fn string, version int64)
 }
 
 // Forwarder proxies a request to an instance (proxy).
@@ -279,6 +284,12 @@ func (g *Gateway) deploy(w http.ResponseWriter, r *http.Request) error {
 	if len(strings.TrimSpace(string(body))) == 0 {
 		return badRequest("empty spec: send the function spec as YAML or JSON", nil)
 	}
+	wait := false
+	if v := r.URL.Query().Get("wait"); v != "" {
+		if wait, err = strconv.ParseBool(v); err != nil {
+			return badRequest(fmt.Sprintf("wait: want true or false, got %q", v), nil)
+		}
+	}
 	f, err := spec.Parse(body)
 	if err != nil {
 		var ve *spec.ValidationError
@@ -300,6 +311,11 @@ func (g *Gateway) deploy(w http.ResponseWriter, r *http.Request) error {
 	rec, created, err := g.reg.Deploy(r.Context(), f)
 	if err != nil {
 		return err
+	}
+	if wait {
+		// The caller will watch the rollout (GET .../rollout): make sure
+		// an instance of this version starts, even at min 0.
+		g.instances.Prove(rec.Name, rec.Version)
 	}
 	status := http.StatusOK
 	if created {
@@ -364,6 +380,12 @@ func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) error {
 	case "/instances":
 		ins, _ := g.instances.Instances(name)
 		writeJSON(w, http.StatusOK, ins)
+	case "/rollout":
+		ro, ok := g.instances.Rollout(name)
+		if !ok {
+			return unknown(name)
+		}
+		writeJSON(w, http.StatusOK, ro)
 	case "/logs":
 		tail := 100
 		if v := r.URL.Query().Get("tail"); v != "" {

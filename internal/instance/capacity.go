@@ -120,6 +120,9 @@ func (m *Manager) growLocked(p *pool, want int) ([]*Instance, error) {
 	if l.Failing != nil {
 		return nil, l.Failing
 	}
+	if want = m.afterFailureLocked(p, want); have >= want {
+		return nil, nil
+	}
 	room := m.roomLocked()
 	if room == 0 {
 		return nil, m.limitErr()

@@ -55,6 +55,7 @@ func (m *Manager) Acquire(fn, id string) (release func(), ok bool) {
 	}
 	in.inFlight++
 	in.served++
+	p.requests++
 	if in.inFlight == 1 {
 		in.idleSince = time.Time{}
 		if o := m.opts.Observer; o != nil {

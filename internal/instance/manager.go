@@ -122,6 +122,12 @@ type pool struct {
 
 	coldStarts int64
 	startSum   time.Duration // start-to-ready time of those starts
+	requests   int64         // slots taken on its instances (health.go)
+
+	// demandAt is when requests last waited for an instance (Demanded):
+	// after a failed start, only such demand, or min, starts another
+	// (health.go).
+	demandAt time.Time
 
 	// limit caps instances below scaling.max while a budget says so
 	// (-1: no cap); limitWhy says which budget.

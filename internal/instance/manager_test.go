@@ -273,7 +273,7 @@ func TestUpdateServesOldVersionUntilNewIsReady(t *testing.T) {
 	d.gate = make(chan struct{}) // the new version's start waits
 	gate := d.gate
 	d.mu.Unlock()
-	f2, _ := spec.Parse([]byte("name: f\ncommand: [y]\nscaling: {max: 1}"))
+	f2, _ := spec.Parse([]byte("name: f\ncommand: [next]\nscaling: {max: 1}"))
 	m.Put(f2, 2)
 
 	// While v2 starts (one above max), v1 keeps taking requests.
@@ -426,7 +426,7 @@ func TestOldVersionCrashLeavesPool(t *testing.T) {
 	waitFor(t, "ready", func() bool { return m.count(api.StateReady) == 1 })
 	oldID, _, _, release, _ := m.tryAcquire("f") // keeps the old version draining
 	defer release()
-	f2, _ := spec.Parse([]byte("name: f\ncommand: [y]\nscaling: {max: 2}"))
+	f2, _ := spec.Parse([]byte("name: f\ncommand: [next]\nscaling: {max: 2}"))
 	m.Put(f2, 2)
 	waitFor(t, "old instance draining", func() bool { in, _ := m.Instance(oldID); return in.State == api.StateStopping })
 	d.instance(0).Stop(context.Background()) // the draining instance crashes
@@ -467,7 +467,7 @@ func TestRolloutReplacesOneForOne(t *testing.T) {
 	d.gate = make(chan struct{})
 	gate := d.gate
 	d.mu.Unlock()
-	f2, _ := spec.Parse([]byte("name: f\ncommand: [y]\nscaling: {min: 2, max: 2}"))
+	f2, _ := spec.Parse([]byte("name: f\ncommand: [next]\nscaling: {min: 2, max: 2}"))
 	m.Put(f2, 2)
 	if n := m.count(api.StateStarting); n != 1 {
 		t.Fatalf("starting after update = %d, want 1 (one at a time)", n)
@@ -511,7 +511,7 @@ func TestRolloutKeepsOldInstanceThroughIdleExpiry(t *testing.T) {
 	d.mu.Lock()
 	d.gate = make(chan struct{})
 	d.mu.Unlock()
-	f2, _ := spec.Parse([]byte("name: f\ncommand: [y]\nscaling: {min: 1, max: 1, idle_timeout: 1s}"))
+	f2, _ := spec.Parse([]byte("name: f\ncommand: [next]\nscaling: {min: 1, max: 1, idle_timeout: 1s}"))
 	m.Put(f2, 2)
 	m.Reconcile("f", 1, time.Now().Add(time.Hour)) // long idle, new version still starting
 	if in, ok := m.Instance(old[0].ID); !ok || in.State != api.StateReady {

@@ -17,7 +17,7 @@ func StartSpecFor(fn *spec.Function, version int64, id string) driver.StartSpec 
 		Labels:  driver.Labels{Function: fn.Name, Version: version, Instance: id},
 		Runtime: fn.Runtime, Task: fn.Task, Model: fn.Model, Image: fn.Image,
 		Command: fn.Command, Env: fn.Env.Plain(), SecretEnv: fn.Env.Secrets(), Workdir: fn.Workdir,
-		HealthPath: fn.Health,
+		HealthPath: fn.Health.Path, HealthInterval: fn.Health.Interval.D(), HealthTimeout: fn.Health.Timeout.D(),
 	}
 	if r := fn.Resources; r != nil {
 		s.Resources.CPU = r.CPU

@@ -83,8 +83,13 @@ func PhaseMillis(start time.Time, phases []driver.Phase) map[string]float64 {
 
 // Summary is fn's pool state for status displays.
 type Summary struct {
+	// State is one of the api.Function* states (health.go).
+	State                             string
 	Ready, Starting, Failed, InFlight int
 	ColdStarts                        int64
+	// Requests counts the slots taken on fn's instances since the
+	// server started (or the function was deployed on it).
+	Requests int64
 	// MeanColdStart is the mean start-to-ready time of those starts.
 	MeanColdStart time.Duration
 	LastError     string
@@ -101,7 +106,8 @@ func (m *Manager) Summary(fn string, now time.Time) (Summary, bool) {
 	}
 	l := m.loadLocked(p)
 	s := Summary{Ready: l.Ready, Starting: l.Starting, Failed: len(p.failed), InFlight: l.InFlight,
-		ColdStarts: p.coldStarts, MinNow: p.fn.Scaling.EffectiveMin(now)}
+		ColdStarts: p.coldStarts, MinNow: p.fn.Scaling.EffectiveMin(now),
+		State: stateLocked(p), Requests: p.requests}
 	if p.coldStarts > 0 {
 		s.MeanColdStart = p.startSum / time.Duration(p.coldStarts)
 	}

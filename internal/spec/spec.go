@@ -49,8 +49,9 @@ type Function struct {
 	Env Env `json:"env,omitempty"`
 	// Workdir is the instance's working directory (relative to the server's).
 	Workdir string `json:"workdir,omitempty"`
-	// Health is the readiness path: ready when GET returns 2xx.
-	Health string `json:"health,omitempty"`
+	// Health is the readiness probe: ready when GET Health.Path returns
+	// 2xx. Written as the path alone or {path, interval, timeout}.
+	Health HealthCheck `json:"health,omitempty"`
 	// PredictPath is where async jobs POST their input.
 	PredictPath string `json:"predict_path,omitempty"`
 	// Task and Model configure the built-in onnx runtime.
@@ -264,8 +265,8 @@ func (f *Function) Default() {
 	if f.Runtime == "" {
 		f.Runtime = RuntimeProcess
 	}
-	if f.Health == "" {
-		f.Health = DefaultHealth
+	if f.Health.Path == "" {
+		f.Health.Path = DefaultHealth
 	}
 	if f.PredictPath == "" {
 		f.PredictPath = DefaultPredictPath
@@ -382,9 +383,7 @@ func (f *Function) Validate() error {
 	validateImage(f.Image, add)
 	validateVolumes(f.Volumes, add)
 	validateEnv(f.Env, add)
-	if !pathRE.MatchString(f.Health) {
-		add("health", "must be an absolute path such as /health (got %q)", f.Health)
-	}
+	validateHealth(f.Health, add)
 	if !pathRE.MatchString(f.PredictPath) {
 		add("predict_path", "must be an absolute path such as /predict (got %q)", f.PredictPath)
 	}

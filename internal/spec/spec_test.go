@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -38,7 +39,7 @@ func TestParseExample(t *testing.T) {
 	if got, want := f.Scaling.Schedule[0].Duration.D(), 10*time.Hour; got != want {
 		t.Errorf("schedule duration = %v, want %v", got, want)
 	}
-	if got, want := f.Health, "/health"; got != want {
+	if got, want := f.Health.Path, "/health"; got != want {
 		t.Errorf("health = %q, want %q", got, want)
 	}
 	if got, want := f.Env["KEY"].Value, "value"; got != want {
@@ -226,5 +227,38 @@ func TestMemoryBytes(t *testing.T) {
 				t.Errorf("MemoryBytes(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
 			}
 		})
+	}
+}
+
+// health takes the path alone or {path, interval, timeout}, and reads back
+// in the form it was written.
+func TestHealthForms(t *testing.T) {
+	tests := []struct {
+		doc, want, err string
+	}{
+		{`{name: a, command: [x], health: /ready}`, `"/ready"`, ""},
+		{`{name: a, command: [x]}`, `"/health"`, ""},
+		{`{name: a, command: [x], health: {path: /ready, interval: 2s, timeout: 500ms}}`, `{"path":"/ready","interval":"2s","timeout":"500ms"}`, ""},
+		{`{name: a, command: [x], health: {interval: 2s}}`, `{"path":"/health","interval":"2s"}`, ""},
+		{`{name: a, command: [x], health: {path: /ready, every: 2s}}`, "", `unknown field "every"`},
+		{`{name: a, command: [x], health: {interval: 5ms}}`, "", "health.interval: must be between 10ms and 1m0s (got 5ms)"},
+		{`{name: a, command: [x], health: {timeout: 2m}}`, "", "health.timeout: must be between 10ms and 1m0s (got 2m0s)"},
+		{`{name: a, command: [x], health: 3}`, "", "health: want a path"},
+	}
+	for _, tt := range tests {
+		f, err := Parse([]byte(tt.doc))
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("%s: err %v, want %q", tt.doc, err, tt.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tt.doc, err)
+			continue
+		}
+		if b, _ := json.Marshal(f.Health); string(b) != tt.want {
+			t.Errorf("%s: health reads back %s, want %s", tt.doc, b, tt.want)
+		}
 	}
 }

@@ -49,8 +49,17 @@ type Options struct {
 	// second while an instance loads, and readiness seen within ~3 ms.
 	ProbeMax time.Duration
 	// ProbeTimeout bounds one health request, for a server that accepts
-	// connections but does not answer. Default 1s.
+	// connections but does not answer. Default 1s; a spec's
+	// health.timeout overrides it.
 	ProbeTimeout time.Duration
+	// ProbeTight is how long, from the start of each phase (port, then
+	// health), probes stay at most ProbeMax apart; after it the pause
+	// grows with the time waited (see nextProbePause). Default 20ms.
+	ProbeTight time.Duration
+	// ProbeInterval caps the pause once probing has backed off, so a long
+	// model load writes few probe lines; a spec's health.interval
+	// overrides it. Default 2s.
+	ProbeInterval time.Duration
 	// Host is the address instances listen on and are reached at.
 	// Default "127.0.0.1".
 	Host string
@@ -74,10 +83,12 @@ type SecretSource interface {
 
 // Default option values.
 const (
-	DefaultProbeInitial = 200 * time.Microsecond
-	DefaultProbeMax     = 3 * time.Millisecond
-	DefaultProbeTimeout = time.Second
-	DefaultHost         = "127.0.0.1"
+	DefaultProbeInitial  = 200 * time.Microsecond
+	DefaultProbeMax      = 3 * time.Millisecond
+	DefaultProbeTimeout  = time.Second
+	DefaultProbeTight    = 20 * time.Millisecond
+	DefaultProbeInterval = 2 * time.Second
+	DefaultHost          = "127.0.0.1"
 )
 
 // tailOnFailure is how many output lines a StartError carries.
@@ -108,6 +119,13 @@ func New(logger *slog.Logger, opts Options) *Driver {
 	if opts.ProbeTimeout <= 0 {
 		opts.ProbeTimeout = DefaultProbeTimeout
 	}
+	if opts.ProbeTight <= 0 {
+		opts.ProbeTight = DefaultProbeTight
+	}
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = DefaultProbeInterval
+	}
+	opts.ProbeInterval = max(opts.ProbeInterval, opts.ProbeMax)
 	if opts.Host == "" {
 		opts.Host = DefaultHost
 	}
@@ -121,7 +139,8 @@ func New(logger *slog.Logger, opts Options) *Driver {
 		// in the pool of a client that never uses it again, and each
 		// probe must see whether the server accepts new connections.
 		probe: &http.Client{
-			Timeout: opts.ProbeTimeout,
+			// Each probe's context carries its timeout (ProbeTimeout or
+			// the spec's health.timeout).
 			Transport: &http.Transport{
 				Proxy:             nil, // instances are local; never probe through a proxy
 				DisableKeepAlives: true,
@@ -190,13 +209,13 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	started := make(chan error, 1)
 	go inst.run(cmd, r, w, inst.output, started, func() { d.releasePort(port) })
 	if err := <-started; err != nil {
-		return nil, &driver.StartError{Reason: "cannot start " + args[0], Err: err}
+		return nil, &driver.StartError{Reason: "cannot start " + args[0] + ": " + osReason(err), Err: err}
 	}
 	inst.phase(driver.PhaseSpawned)
 	logger := d.logger.With("instance", inst)
 	logger.Debug("instance spawned")
 
-	if err := d.waitReady(ctx, inst, s.HealthPath); err != nil {
+	if err := d.waitReady(ctx, inst, s.HealthPath, d.cadence(s)); err != nil {
 		inst.kill()
 		<-inst.done // the reaper has collected the process and its output
 		var se *driver.StartError
@@ -276,12 +295,45 @@ func BaseEnv(environ, inherit []string) []string {
 	return out
 }
 
+// probeCadence is when readiness probes run (nextProbePause) and how long
+// one may take.
+type probeCadence struct {
+	initial, tightMax, tightFor, ceiling, timeout time.Duration
+}
+
+// cadence is the driver's cadence with s's health interval and timeout.
+func (d *Driver) cadence(s driver.StartSpec) probeCadence {
+	c := probeCadence{initial: d.opts.ProbeInitial, tightMax: d.opts.ProbeMax, tightFor: d.opts.ProbeTight,
+		ceiling: d.opts.ProbeInterval, timeout: d.opts.ProbeTimeout}
+	if s.HealthInterval > 0 {
+		c.ceiling = max(s.HealthInterval, c.tightMax)
+	}
+	if s.HealthTimeout > 0 {
+		c.timeout = s.HealthTimeout
+	}
+	return c
+}
+
+// nextProbePause is the pause after a failed probe, elapsed into the
+// phase. While the phase is young (tightFor) it doubles from initial up to
+// tightMax: most servers answer within milliseconds of listening, and
+// this keeps the cold-start overhead at a few hundred microseconds. Then
+// it is a quarter of the time waited so far, so readiness is seen at most
+// ~25% late, up to ceiling: a 60 s model load is probed a few dozen
+// times, not tens of thousands (every probe is a line in many servers'
+// access logs).
+func nextProbePause(pause, elapsed time.Duration, c probeCadence) time.Duration {
+	if elapsed < c.tightFor {
+		return min(2*pause, c.tightMax)
+	}
+	return min(max(elapsed/4, c.tightMax), c.ceiling)
+}
+
 // waitReady probes inst until its port accepts connections (PhaseListening)
-// and then until GET healthPath answers 2xx (PhaseReady). The pause between
-// probes starts at ProbeInitial and doubles up to ProbeMax, restarting at
-// each phase: most servers are ready moments after they listen. An empty
+// and then until GET healthPath answers 2xx (PhaseReady), pausing between
+// probes as nextProbePause says, from the start of each phase. An empty
 // healthPath means listening is ready.
-func (d *Driver) waitReady(ctx context.Context, inst *Instance, healthPath string) error {
+func (d *Driver) waitReady(ctx context.Context, inst *Instance, healthPath string, cad probeCadence) error {
 	start := time.Now()
 	url := ""
 	if healthPath != "" {
@@ -290,10 +342,11 @@ func (d *Driver) waitReady(ctx context.Context, inst *Instance, healthPath strin
 		}
 		url = "http://" + inst.addr + healthPath
 	}
-	dialer := net.Dialer{Timeout: d.opts.ProbeTimeout}
+	dialer := net.Dialer{Timeout: cad.timeout}
 	listening := false
 	lastProbe := "port not open"
-	pause := d.opts.ProbeInitial
+	pause := cad.initial
+	phaseStart := start
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
@@ -308,11 +361,11 @@ func (d *Driver) waitReady(ctx context.Context, inst *Instance, healthPath strin
 					inst.phase(driver.PhaseReady)
 					return nil
 				}
-				pause = d.opts.ProbeInitial
+				pause, phaseStart = cad.initial, time.Now()
 				continue // probe health at once
 			}
 		} else {
-			ok, status := d.checkHealth(ctx, url)
+			ok, status := d.checkHealth(ctx, url, cad.timeout)
 			if ok {
 				inst.phase(driver.PhaseReady)
 				return nil
@@ -337,13 +390,15 @@ func (d *Driver) waitReady(ctx context.Context, inst *Instance, healthPath strin
 				Err:    ctx.Err(),
 			}
 		}
-		pause = min(2*pause, d.opts.ProbeMax)
+		pause = nextProbePause(pause, time.Since(phaseStart), cad)
 	}
 }
 
 // checkHealth makes one health request and reports whether it passed and,
 // if not, what it got, for the error a user sees.
-func (d *Driver) checkHealth(ctx context.Context, url string) (bool, string) {
+func (d *Driver) checkHealth(ctx context.Context, url string, timeout time.Duration) (bool, string) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return false, err.Error()

@@ -3,6 +3,8 @@ package process
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -10,7 +12,15 @@ import (
 )
 
 func TestValidate(t *testing.T) {
-	cmd := []string{"./server", "--port", "${PORT}"}
+	dir := t.TempDir()
+	server := filepath.Join(dir, "server")
+	noexec := filepath.Join(dir, "noexec")
+	for p, mode := range map[string]os.FileMode{server: 0o755, noexec: 0o644} {
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := []string{server, "--port", "${PORT}"}
 	tests := []struct {
 		name string
 		s    driver.StartSpec
@@ -25,6 +35,21 @@ func TestValidate(t *testing.T) {
 		{"volumes", driver.StartSpec{Command: cmd, Volumes: []driver.Volume{{HostPath: "/srv", MountPath: "/m"}}},
 			[]string{"volumes: the process runtime runs in the host's filesystem (see workdir); use runtime: container for volumes"}},
 		{"image only", driver.StartSpec{Image: "m"}, []string{"command: required", "image: the process runtime"}},
+		{"on PATH", driver.StartSpec{Command: []string{"sh", "-c", "true"}}, nil},
+		{"relative to workdir", driver.StartSpec{Command: []string{"./server"}, Workdir: dir}, nil},
+		{"missing", driver.StartSpec{Command: []string{filepath.Join(dir, "nope")}},
+			[]string{"command: " + filepath.Join(dir, "nope") + ": no such file or directory"}},
+		{"not on PATH", driver.StartSpec{Command: []string{"no-such-server-xyz"}},
+			[]string{`command: "no-such-server-xyz": not found in PATH`}},
+		{"not executable", driver.StartSpec{Command: []string{noexec}}, []string{"command: " + noexec + ": permission denied"}},
+		{"relative not executable", driver.StartSpec{Command: []string{"./noexec"}, Workdir: dir},
+			[]string{"command: ./noexec (in workdir " + dir + "): permission denied"}},
+		{"a directory", driver.StartSpec{Command: []string{dir}}, []string{"command: " + dir + ": is a directory"}},
+		{"missing workdir", driver.StartSpec{Command: cmd, Workdir: filepath.Join(dir, "gone")},
+			[]string{"workdir: " + filepath.Join(dir, "gone") + ": no such file or directory"}},
+		{"workdir is a file", driver.StartSpec{Command: cmd, Workdir: server},
+			[]string{"workdir: " + server + ": not a directory"}},
+		{"port in the name is left to start", driver.StartSpec{Command: []string{"./srv-${PORT}"}}, nil},
 	}
 	d := New(nil, Options{})
 	for _, tt := range tests {
