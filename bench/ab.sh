@@ -46,7 +46,11 @@ for i in $(seq "$rounds"); do
       rps=$(awk '$1=="ember"{print $9; exit}' <<<"$out")
       pct=$(grep -o 'throughput through Ember: [0-9]*%' <<<"$out" | head -1 | grep -o '[0-9]*')
       p50=$(awk '$1=="added"{print $5; exit}' <<<"$out")
-      echo "round $i $which: ember closed-loop ${rps} req/s, ${pct}% of direct, added p50 ${p50}"
+      nginx=$(awk '$1=="nginx"{print $9; exit}' <<<"$out")
+      cpu=$(awk '/^ *Ember.s own/{print $NF; exit}' <<<"$out")
+      cp50=$(awk '$1=="added" && $2=="(ember"{print $(NF-1); exit} $1=="added" && $2!="(nginx"{print $(NF-1); exit}' <<<"$out")
+      echo "round $i $which: ember closed-loop ${rps} req/s, ${pct}% of direct, added p50 ${p50} (open) ${cp50} (closed), Ember CPU ${cpu}/req; nginx ${nginx:-n/a} req/s"
+      [ -n "${SHOW:-}" ] && echo "$out"
     fi
     tput[$which]+="$pct "
   done

@@ -128,6 +128,9 @@ func checkEnv(t *testing.T, w whoami, fn string) {
 			t.Errorf("%s missing from the instance's environment", name)
 		}
 	}
+	if v, _ := w.env("EMBER_READY_FD"); v != "3" {
+		t.Errorf("EMBER_READY_FD = %q, want 3 (the readiness-notification descriptor)", v)
+	}
 	if v, _ := w.env("SPEC_VAR"); v != "from-spec" {
 		t.Errorf("SPEC_VAR = %q, want the spec's value", v)
 	}

@@ -55,6 +55,8 @@ import (
 const (
 	targetAddedP99  = time.Millisecond
 	targetColdStart = 5 * time.Millisecond
+	// issue 18: with the readiness notification
+	targetColdNotify = time.Millisecond
 )
 
 const predictBody = `{"echo":"bench"}`
@@ -75,6 +77,7 @@ type options struct {
 	verbose    bool
 	tick       time.Duration
 	auth       bool // (c): added cost of auth + rate limiting (auth.go)
+	nginx      bool // (a): nginx as a peer, where installed (nginx.go)
 }
 
 func main() {
@@ -91,7 +94,7 @@ func parseOptions(args []string) (options, error) {
 	fs := flag.NewFlagSet("core", flag.ContinueOnError)
 	fs.IntVar(&o.rate, "rate", 500, "open-loop request rate (req/s) for the latency measurement")
 	fs.DurationVar(&o.rateDur, "rate-duration", 8*time.Second, "open-loop time per target")
-	fs.IntVar(&o.workers, "workers", 32, "closed-loop workers for the max-throughput measurement")
+	fs.IntVar(&o.workers, "workers", 8, "closed-loop workers for the max-throughput measurement")
 	fs.DurationVar(&o.tputDur, "throughput-duration", 4*time.Second, "closed-loop time per target")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "closed-loop warm-up per target before measuring")
 	fs.IntVar(&o.slices, "slices", 4, "alternating slices per measurement (ABBA order); each target gets duration/slices per slice")
@@ -103,6 +106,7 @@ func parseOptions(args []string) (options, error) {
 	fs.StringVar(&o.sim, "sim", "", "a prebuilt examples/sim binary (default: go build it into a temp dir)")
 	fs.BoolVar(&o.verbose, "v", false, "print every cold-start iteration")
 	fs.DurationVar(&o.tick, "tick", config.Default().Tick, "Ember's controller tick")
+	fs.BoolVar(&o.nginx, "nginx", true, "in (a), also measure nginx (keep-alive upstream, a worker per core, access log off) in front of the same instance; skipped when nginx is not on PATH")
 	fs.BoolVar(&o.auth, "auth", false, "also measure (c): the warm path with and without API-key auth + rate limiting (a second in-process Ember with auth on)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -338,6 +342,7 @@ type sample struct {
 	// CPU time spent meanwhile by this process (load generator and
 	// Ember) and by the sim instance.
 	selfCPU, simCPU time.Duration
+	proxyCPU        time.Duration // nginx's own processes (the nginx target)
 	sorted          bool
 }
 
@@ -349,6 +354,7 @@ func (s *sample) add(o *sample) {
 	s.cut += o.cut
 	s.selfCPU += o.selfCPU
 	s.simCPU += o.simCPU
+	s.proxyCPU += o.proxyCPU
 	s.sorted = false
 }
 
@@ -380,7 +386,9 @@ func (s *sample) rps() float64 {
 }
 
 type warmResult struct {
-	open, closed [2]*sample // index 0 Ember, 1 direct
+	open, closed []*sample // per target: 0 Ember, 1 direct, 2 nginx if present
+	names        []string
+	nginxNote    string // why nginx is absent, if it is
 	instance     string
 	servedDelta  int64
 	sent         int
@@ -408,9 +416,32 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		}
 		time.Sleep(10 * time.Millisecond) // polling readiness with a deadline
 	}
-	targets := [2]target{
+	targets := []target{
 		{name: "ember", url: base + "/v1/run/sim/predict"},
 		{name: "direct", url: "http://" + in.Addr + "/predict"},
+	}
+	res := &warmResult{instance: in.ID, simPID: childPID(sim)}
+	var ngx *nginx
+	if o.nginx {
+		dir, err := os.MkdirTemp("", "ember-bench-nginx-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		switch ngx, err = startNginx(ctx, dir, in.Addr); {
+		case errors.Is(err, errNoNginx):
+			res.nginxNote = "nginx: skipped, no nginx on PATH (apt-get install nginx-light; see bench/README.md)"
+		case err != nil:
+			return nil, err
+		default:
+			defer ngx.stop()
+			targets = append(targets, target{name: "nginx", url: ngx.url + "/predict"})
+		}
+	} else {
+		res.nginxNote = "nginx: skipped (-nginx=false)"
+	}
+	for _, t := range targets {
+		res.names = append(res.names, t.name)
 	}
 	// Both paths must reach the very same instance.
 	if _, h, err := call(ctx, hc, targets[0].url); err != nil {
@@ -423,11 +454,18 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		return nil, err
 	}
 
-	res := &warmResult{instance: in.ID, simPID: childPID(sim)}
+	res.open, res.closed = make([]*sample, len(targets)), make([]*sample, len(targets))
 	measure := func(f func() *sample) *sample {
+		var px0 time.Duration
+		if ngx != nil {
+			px0 = ngx.groupCPU()
+		}
 		self0, sim0 := selfCPU(), procCPU(res.simPID)
 		s := f()
 		s.selfCPU, s.simCPU = selfCPU()-self0, procCPU(res.simPID)-sim0
+		if ngx != nil {
+			s.proxyCPU = ngx.groupCPU() - px0
+		}
 		return s
 	}
 	for i := range targets {
@@ -437,11 +475,15 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		w := closedLoop(ctx, hc, targets[i], o.workers, o.warmup)
 		res.sent += len(w.lat) + w.errs + w.cut
 	}
-	order := func(k int) [2]int { // ABBA...
-		if k%2 == 0 {
-			return [2]int{0, 1}
+	order := func(k int) []int { // ABC CBA ABC ...: interleaved, drift hits all alike
+		idx := make([]int, len(targets))
+		for i := range idx {
+			idx[i] = i
 		}
-		return [2]int{1, 0}
+		if k%2 == 1 {
+			slices.Reverse(idx)
+		}
+		return idx
 	}
 	for k := range o.slices {
 		for _, i := range order(k) {
@@ -614,38 +656,56 @@ func closedLoop(ctx context.Context, hc *http.Client, t target, workers int, d t
 }
 
 func (r *warmResult) print(out io.Writer, o options) {
-	fmt.Fprintf(out, "== (a) warm path: one sim instance (%s), same instance both ways ==\n", r.instance)
-	fmt.Fprintf(out, "open loop %d req/s, %s per target; closed loop %d workers, %s per target; %d alternating slices\n\n",
+	fmt.Fprintf(out, "== (a) warm path: one sim instance (%s), same instance behind every target ==\n", r.instance)
+	fmt.Fprintf(out, "open loop %d req/s, %s per target; closed loop %d workers, %s per target; %d interleaved slices\n",
 		o.rate, o.rateDur, o.workers, o.tputDur, o.slices)
+	if r.nginxNote != "" {
+		fmt.Fprintln(out, r.nginxNote)
+	}
+	fmt.Fprintln(out)
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\tp50\tp90\tp99\tmax\treq/s (open)\terrors\tlate sends\tmax req/s (closed)\tclosed p50\tclosed p99\terrors\t")
-	for i, name := range []string{"ember", "direct"} {
+	for i, name := range r.names {
 		op, cl := r.open[i], r.closed[i]
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.0f\t%d\t%d\t%.0f\t%s\t%s\t%d\t\n", name,
 			ms(op.pct(50)), ms(op.pct(90)), ms(op.pct(99)), ms(op.pct(100)), op.rps(), op.errs, op.late,
 			cl.rps(), ms(cl.pct(50)), ms(cl.pct(99)), cl.errs)
 	}
-	e, d := r.open[0], r.open[1]
-	fmt.Fprintf(tw, "added (ember − direct)\t%s\t%s\t%s\t\t\t\t\t×%.2f\t%s\t%s\t\t\n",
-		ms(e.pct(50)-d.pct(50)), ms(e.pct(90)-d.pct(90)), ms(e.pct(99)-d.pct(99)),
-		r.closed[0].rps()/max(r.closed[1].rps(), 1), ms(r.closed[0].pct(50)-r.closed[1].pct(50)), ms(r.closed[0].pct(99)-r.closed[1].pct(99)))
+	d, dc := r.open[1], r.closed[1]
+	for i, name := range r.names {
+		if i == 1 {
+			continue
+		}
+		e, ec := r.open[i], r.closed[i]
+		fmt.Fprintf(tw, "added (%s − direct)\t%s\t%s\t%s\t\t\t\t\t×%.2f\t%s\t%s\t\t\n", name,
+			ms(e.pct(50)-d.pct(50)), ms(e.pct(90)-d.pct(90)), ms(e.pct(99)-d.pct(99)),
+			ec.rps()/max(dc.rps(), 1), ms(ec.pct(50)-dc.pct(50)), ms(ec.pct(99)-dc.pct(99)))
+	}
 	tw.Flush()
-	added := e.pct(99) - d.pct(99)
+	added := r.open[0].pct(99) - d.pct(99)
 	fmt.Fprintf(out, "\nadded p99 at %d req/s: %s (target ≤ %s): %s\n", o.rate, ms(added), ms(targetAddedP99), verdict(added <= targetAddedP99))
-	fmt.Fprintf(out, "throughput through Ember: %.0f%% of direct\n", 100*r.closed[0].rps()/max(r.closed[1].rps(), 1))
-	fmt.Fprintf(out, "instance served %d predict requests during the run, %d sent in all (both paths hit it)\n", r.servedDelta, r.sent)
+	fmt.Fprintf(out, "throughput through Ember: %.0f%% of direct\n", 100*r.closed[0].rps()/max(dc.rps(), 1))
+	if len(r.names) > 2 {
+		n, nc := r.closed[2], r.closed[2]
+		ep50, np50 := r.closed[0].pct(50)-dc.pct(50), nc.pct(50)-dc.pct(50)
+		fmt.Fprintf(out, "vs nginx (closed loop, %d workers): added p50 %s vs %s (×%.2f, target ≤ 1.00: %s), throughput ×%.2f (target ≥ 1.00: %s)\n",
+			o.workers, ms(ep50), ms(np50), float64(ep50)/float64(max(np50, 1)), verdict(ep50 <= np50),
+			r.closed[0].rps()/max(n.rps(), 1), verdict(r.closed[0].rps() >= n.rps()))
+	}
+	fmt.Fprintf(out, "instance served %d predict requests during the run, %d sent in all (every target hits it)\n", r.servedDelta, r.sent)
 	if r.simPID != 0 {
 		// In the direct rows this process is only the load generator, so
 		// the difference of the two rows is Ember's own CPU per request.
 		fmt.Fprintln(out, "\nCPU per request (closed loop):")
 		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "\tbench process\tsim instance\ttotal\t")
-		for i, name := range []string{"ember", "direct"} {
+		fmt.Fprintln(tw, "\tbench process\tnginx\tsim instance\ttotal\t")
+		for i, name := range r.names {
 			s := r.closed[i]
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", name, us(s.cpuPerReq(s.selfCPU)), us(s.cpuPerReq(s.simCPU)), us(s.cpuPerReq(s.selfCPU+s.simCPU)))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", name, us(s.cpuPerReq(s.selfCPU)), us(s.cpuPerReq(s.proxyCPU)),
+				us(s.cpuPerReq(s.simCPU)), us(s.cpuPerReq(s.selfCPU+s.proxyCPU+s.simCPU)))
 		}
 		e, d := r.closed[0], r.closed[1]
-		fmt.Fprintf(tw, "Ember's own (ember − direct)\t%s\t\t\t\n", us(e.cpuPerReq(e.selfCPU)-d.cpuPerReq(d.selfCPU)))
+		fmt.Fprintf(tw, "Ember's own (ember − direct)\t%s\t\t\t\t\n", us(e.cpuPerReq(e.selfCPU)-d.cpuPerReq(d.selfCPU)))
 		tw.Flush()
 	}
 	fmt.Fprintln(out)
@@ -657,6 +717,7 @@ type coldResult struct {
 	standalone  []time.Duration // exec → EMBER_SIM_READY
 	firstDirect []time.Duration // first request right after ready, new connection
 	ember       []time.Duration // send → full response, function at zero
+	notified    []time.Duration // the same, sim started with --notify
 	phases      map[string][]float64
 	phaseOrder  []string
 	timings     []string // Server-Timing per iteration
@@ -673,9 +734,14 @@ func benchCold(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		r.firstDirect = append(r.firstDirect, first)
 		return nil
 	}
-	viaEmber := func(i int) error {
+	viaEmber := func(i int, notify bool) error {
 		name := fmt.Sprintf("cold%d", i)
-		if _, err := ec.Deploy(ctx, simSpec(name, sim, "{min: 0, max: 1, concurrency: 0, idle_timeout: 1h}")); err != nil {
+		spec := simSpec(name, sim, "{min: 0, max: 1, concurrency: 0, idle_timeout: 1h}")
+		if notify {
+			name += "n"
+			spec = fmt.Appendf(nil, "name: %s\ncommand: [%q, \"--notify=true\"]\nscaling: {min: 0, max: 1, concurrency: 0, idle_timeout: 1h}\n", name, sim)
+		}
+		if _, err := ec.Deploy(ctx, spec); err != nil {
 			return err
 		}
 		d, h, err := call(ctx, hc, base+"/v1/run/"+name+"/predict")
@@ -685,16 +751,20 @@ func benchCold(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		if h.Get(api.HeaderColdStart) != "true" {
 			return fmt.Errorf("%s: first request was not a cold start", name)
 		}
-		r.ember = append(r.ember, d)
-		r.recordTiming(h.Get(api.HeaderServerTiming))
-		r.timings = append(r.timings, h.Get(api.HeaderServerTiming))
+		if notify {
+			r.notified = append(r.notified, d)
+		} else {
+			r.ember = append(r.ember, d)
+			r.recordTiming(h.Get(api.HeaderServerTiming))
+			r.timings = append(r.timings, h.Get(api.HeaderServerTiming))
+		}
 		if err := ec.Delete(ctx, name); err != nil {
 			return err
 		}
 		return waitGone(ctx, ec, name)
 	}
 	for i := range o.iterations {
-		steps := []func() error{standalone, func() error { return viaEmber(i) }}
+		steps := []func() error{standalone, func() error { return viaEmber(i, false) }, func() error { return viaEmber(i, true) }}
 		if i%2 == 1 {
 			slices.Reverse(steps)
 		}
@@ -815,6 +885,9 @@ func (r *coldResult) print(out io.Writer, directWarm time.Duration, verbose bool
 	row("standalone start-to-ready (exec → EMBER_SIM_READY)", r.standalone)
 	row("standalone first request after ready (new conn)", r.firstDirect)
 	row("through Ember: first response (send → body read)", r.ember)
+	if len(r.notified) > 0 {
+		row("through Ember, sim --notify: first response", r.notified)
+	}
 	for _, ph := range r.phaseOrder {
 		v := r.phases[ph]
 		d := make([]time.Duration, len(v))
@@ -838,8 +911,17 @@ func (r *coldResult) print(out io.Writer, directWarm time.Duration, verbose bool
 	}
 	fmt.Fprintf(out, "\ncold-start overhead = Ember first response − standalone start-to-ready median (%s) − direct warm p50 (%s):\n", ms(sr), ms(directWarm))
 	fmt.Fprintf(out, "  median %s, p90 %s (target ≤ %s): %s\n", ms(med(over)), ms(p90(over)), ms(targetColdStart), verdict(med(over) <= targetColdStart))
-	fmt.Fprintf(out, "  (subtracting the standalone first request on a new connection, %s, instead: median %s, p90 %s)\n\n",
+	fmt.Fprintf(out, "  (subtracting the standalone first request on a new connection, %s, instead: median %s, p90 %s)\n",
 		ms(med(r.firstDirect)), ms(med(overFirst)), ms(p90(overFirst)))
+	if len(r.notified) > 0 {
+		overN := make([]time.Duration, len(r.notified))
+		for i, e := range r.notified {
+			overN[i] = e - sr - directWarm
+		}
+		fmt.Fprintf(out, "cold-start overhead with readiness notification (sim --notify, EMBER_READY_FD): median %s, p90 %s (target ≤ %s): %s\n",
+			ms(med(overN)), ms(p90(overN)), ms(targetColdNotify), verdict(med(overN) <= targetColdNotify))
+	}
+	fmt.Fprintln(out)
 }
 
 func ms(d time.Duration) string {

@@ -21,6 +21,8 @@
 //	--json-type    SIM_JSON_TYPE       Content-Type of the non-streaming JSON answers of the
 //	                                   OpenAI endpoints (default application/json; e.g. text/plain
 //	                                   simulates a server that mislabels its JSON)
+//	--notify       SIM_NOTIFY          when ready, write "READY=1" to the descriptor in
+//	                                   $EMBER_READY_FD (the runtime contract's readiness notification)
 //
 // Endpoints:
 //
@@ -80,21 +82,24 @@ type config struct {
 	failStart  string // "" means start normally; otherwise the error to exit with
 	ignoreTerm bool
 	jsonType   string // Content-Type of the OpenAI endpoints' JSON answers
+	notify     bool   // write READY=1 to $EMBER_READY_FD when ready
 }
 
 func parseConfig(args []string) (config, error) {
 	fs := flag.NewFlagSet("sim", flag.ContinueOnError)
 	var c config
-	var startDelay, loadDelay, failStart, ignoreTerm string
+	var startDelay, loadDelay, failStart, ignoreTerm, notify string
 	fs.StringVar(&c.port, "port", os.Getenv("PORT"), "port to listen on (env PORT)")
 	fs.StringVar(&startDelay, "start-delay", os.Getenv("SIM_START_DELAY"), "delay before listening (env SIM_START_DELAY)")
 	fs.StringVar(&loadDelay, "load-delay", os.Getenv("SIM_LOAD_DELAY"), "delay between listening and ready (env SIM_LOAD_DELAY)")
 	fs.StringVar(&failStart, "fail-start", os.Getenv("SIM_FAIL_START"), "exit 1 before listening (env SIM_FAIL_START)")
 	fs.StringVar(&ignoreTerm, "ignore-term", os.Getenv("SIM_IGNORE_SIGTERM"), "ignore SIGTERM (env SIM_IGNORE_SIGTERM)")
 	fs.StringVar(&c.jsonType, "json-type", os.Getenv("SIM_JSON_TYPE"), "Content-Type of the OpenAI endpoints' JSON answers (env SIM_JSON_TYPE)")
+	fs.StringVar(&notify, "notify", os.Getenv("SIM_NOTIFY"), "when ready, write READY=1 to the file descriptor in $EMBER_READY_FD (env SIM_NOTIFY)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
+	c.notify, _ = strconv.ParseBool(notify)
 	if c.port == "" {
 		return c, errors.New("no port: set PORT or --port")
 	}
@@ -119,6 +124,21 @@ func parseConfig(args []string) (config, error) {
 		c.jsonType = "application/json"
 	}
 	return c, nil
+}
+
+// notifyReady tells the platform the instance is ready, through the file
+// descriptor named in $EMBER_READY_FD (docs/runtime-contract.md). Without
+// the variable there is no one to tell.
+func notifyReady(l *log.Logger) {
+	fd, err := strconv.Atoi(os.Getenv("EMBER_READY_FD"))
+	if err != nil || fd < 3 {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "ember-ready")
+	if _, err := f.WriteString("READY=1\n"); err != nil {
+		l.Printf("readiness notification: %v", err)
+	}
+	f.Close()
 }
 
 func parseDelay(name, v string) (time.Duration, error) {
@@ -173,6 +193,9 @@ func run(args []string) error {
 		readyAt := time.Now() // taken before the flag flips, so a probe can never beat it
 		s.ready.Store(true)
 		fmt.Printf("EMBER_SIM_READY %d\n", readyAt.UnixNano())
+		if c.notify {
+			notifyReady(s.log)
+		}
 	}
 
 	select {

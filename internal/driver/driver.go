@@ -51,7 +51,7 @@ type StartSpec struct {
 	// Command is the argv; ${PORT} is expanded by the driver.
 	Command []string
 	// Env is added to the instance's minimal base environment; PORT,
-	// EMBER_FUNCTION and EMBER_INSTANCE, which the driver sets, win.
+	// EMBER_FUNCTION, EMBER_INSTANCE (and, for the process driver, EMBER_READY_FD), which the driver sets, win.
 	Env map[string]string
 	// SecretEnv names secrets to add as variables (variable → secret
 	// name); the driver resolves them at start, so their values live only

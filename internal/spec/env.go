@@ -37,6 +37,7 @@ const (
 	EnvPort     = "PORT"
 	EnvFunction = "EMBER_FUNCTION"
 	EnvInstance = "EMBER_INSTANCE"
+	EnvReadyFD  = "EMBER_READY_FD" // process runtime: the readiness-notification descriptor
 )
 
 var (
@@ -148,7 +149,7 @@ func validateEnv(env Env, add func(field, format string, args ...any)) {
 			add("env", "invalid variable name %q (want [A-Za-z_][A-Za-z0-9_]*)", k)
 			continue
 		case ReservedEnvName(k):
-			add("env."+k, "reserved: Ember sets PORT, EMBER_FUNCTION and EMBER_INSTANCE, and EMBER_* names are Ember's")
+			add("env."+k, "reserved: Ember sets PORT, EMBER_FUNCTION, EMBER_INSTANCE and EMBER_READY_FD, and EMBER_* names are Ember's")
 		}
 		if v.Secret != "" {
 			if !ValidSecretName(v.Secret) {

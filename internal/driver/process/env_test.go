@@ -56,7 +56,7 @@ func TestEnviron(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := d.environ(s, secrets, "4000", func(v string) string { return strings.ReplaceAll(v, "${PORT}", "4000") })
-	want := []string{"PATH=/bin", "A=1", "B=x4000", "HF_TOKEN=hf_value", "PORT=4000", "EMBER_FUNCTION=f", "EMBER_INSTANCE=f-1"}
+	want := []string{"PATH=/bin", "A=1", "B=x4000", "HF_TOKEN=hf_value", "PORT=4000", "EMBER_FUNCTION=f", "EMBER_INSTANCE=f-1", "EMBER_READY_FD=3"}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("environ (-want +got):\n%s", d)
 	}

@@ -195,6 +195,14 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		return nil, &driver.StartError{Reason: "cannot create output pipe", Err: err}
 	}
 	cmd.Stdout, cmd.Stderr = w, w
+	readyR, readyW, err := newReadyPipe()
+	if err != nil {
+		r.Close()
+		w.Close()
+		d.releasePort(port)
+		return nil, &driver.StartError{Reason: "cannot create readiness pipe", Err: err}
+	}
+	cmd.ExtraFiles = []*os.File{readyW} // ReadyFD in the child
 
 	inst := &Instance{
 		function: s.Function,
@@ -208,14 +216,18 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	}
 	started := make(chan error, 1)
 	go inst.run(cmd, r, w, inst.output, started, func() { d.releasePort(port) })
-	if err := <-started; err != nil {
+	err = <-started
+	readyW.Close() // the child holds its own copy; ours would keep the pipe open
+	if err != nil {
+		readyR.Close()
 		return nil, &driver.StartError{Reason: "cannot start " + args[0] + ": " + osReason(err), Err: err}
 	}
+	notified := watchReady(readyR, inst.done)
 	inst.phase(driver.PhaseSpawned)
 	logger := d.logger.With("instance", inst)
 	logger.Debug("instance spawned")
 
-	if err := d.waitReady(ctx, inst, s.HealthPath, d.cadence(s)); err != nil {
+	if err := d.awaitReady(ctx, inst, s.HealthPath, d.cadence(s), notified); err != nil {
 		inst.kill()
 		<-inst.done // the reaper has collected the process and its output
 		var se *driver.StartError
@@ -234,7 +246,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 // override (spec validation refuses them too). exec keeps the last value
 // of a duplicated name.
 func (d *Driver) environ(s driver.StartSpec, secrets []string, port string, expand func(string) string) []string {
-	env := make([]string, 0, len(d.opts.Env)+len(s.Env)+len(secrets)+3)
+	env := make([]string, 0, len(d.opts.Env)+len(s.Env)+len(secrets)+4)
 	env = append(env, d.opts.Env...)
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 		env = append(env, k+"="+expand(s.Env[k]))
@@ -244,6 +256,7 @@ func (d *Driver) environ(s driver.StartSpec, secrets []string, port string, expa
 		"PORT="+port,
 		"EMBER_FUNCTION="+s.Function,
 		"EMBER_INSTANCE="+s.InstanceID,
+		readyFDEnv(),
 	)
 }
 
