@@ -8,14 +8,14 @@ import (
 // Defaults of Config; README's spec reference and docs/autoscaling.md
 // describe them.
 const (
-	DefaultMinSamples   = 5
-	DefaultHead         = 5.0  // percentile for the pre-warm window
-	DefaultTail         = 99.0 // percentile for the keep-alive window
-	DefaultMargin       = 0.10 // Shahrad et al.'s 10 %
-	DefaultMaxCV        = 10.0
-	DefaultMaxOOB       = 0.5
-	DefaultFallback     = 10 * time.Minute
-	DefaultMinPreWarm   = 5 * time.Second
+	DefaultMinSamples = 5
+	DefaultHead       = 5.0  // percentile for the pre-warm window
+	DefaultTail       = 99.0 // percentile for the keep-alive window
+	DefaultMargin     = 0.10 // Shahrad et al.'s 10 %
+	DefaultMaxCV      = 10.0
+	DefaultMaxOOB     = 0.5
+	DefaultFallback   = 10 * time.Minute
+	DefaultMinPreWarm = 5 * time.Second
 	// DefaultColdStartUSD is what one cold start's wait is worth to the
 	// user: 2 cents, about 50 s of an A100-40GB's serverless price.
 	DefaultColdStartUSD = 0.02
