@@ -28,8 +28,8 @@ type Config struct {
 	// Head and Tail are the percentiles (0–100) of idle time that set the
 	// pre-warm and keep-alive windows.
 	Head, Tail float64
-	// Margin widens the windows on both sides: pre-warm starts
-	// Margin×head earlier, keep-alive lasts Margin longer.
+	// Margin widens the windows on both sides by this share of the spread
+	// between the two percentiles (at least 2 % of the head idle time).
 	Margin float64
 	// MaxCV: idle times with a larger coefficient of variation are too
 	// spread for percentiles to mean much; the fallback applies.
@@ -147,12 +147,16 @@ func Choose(h *Histogram, cfg Config, pr Prices) Windows {
 		headLo, _, _ := h.Percentile(cfg.Head)
 		_, tailHi, _ := h.Percentile(cfg.Tail)
 		w.Head, w.Tail = headLo, tailHi
-		pre := time.Duration(float64(headLo)*(1-cfg.Margin)) - pr.ColdStart
+		// The margin is a share of the spread between the percentiles, and
+		// at least 2 % of the idle time itself: a tight period needs little
+		// slack, a loose one more.
+		slack := max(cfg.Margin*float64(tailHi-headLo), 0.02*float64(headLo))
+		pre := time.Duration(float64(headLo)-slack) - pr.ColdStart
 		if pre < cfg.MinPreWarm {
 			pre = 0
 		}
 		w.PreWarm = pre.Round(time.Second / 10)
-		w.KeepAlive = time.Duration(float64(tailHi-w.PreWarm) * (1 + cfg.Margin)).Round(time.Second / 10)
+		w.KeepAlive = (tailHi - w.PreWarm + time.Duration(slack)).Round(time.Second / 10)
 		w.Reason = fmt.Sprintf("p%g of idle %s, p%g %s over %d idle times", cfg.Head, headLo, cfg.Tail, tailHi, w.Samples)
 	}
 	if w.Samples == 0 {
