@@ -155,6 +155,8 @@ type FunctionStatus struct {
 	ColdStartP50Ms float64 `json:"cold_start_p50_ms,omitempty"`
 	// Budget is today's spend against the function's budget, if it has one.
 	Budget *BudgetStatus `json:"budget,omitempty"`
+	// KeepWarm is the learned keep-warm policy's state (idle_timeout: auto).
+	KeepWarm *KeepWarm `json:"keep_warm,omitempty"`
 }
 
 // DeployResult answers a deploy.
@@ -167,4 +169,25 @@ type DeployResult struct {
 type LogLine struct {
 	Instance string `json:"instance"`
 	Line     string `json:"line"`
+}
+
+// KeepWarm is what the learned keep-warm policy (scaling.idle_timeout: auto)
+// chose for a function, and why.
+type KeepWarm struct {
+	// PreWarmS: after a busy period the function has no instance for this
+	// many seconds, then one starts; KeepAliveS is how long it stays.
+	PreWarmS   float64 `json:"pre_warm_s"`
+	KeepAliveS float64 `json:"keep_alive_s"`
+	Samples    int     `json:"samples"`
+	HeadS      float64 `json:"head_s,omitempty"` // the pre-warm percentile of idle time
+	TailS      float64 `json:"tail_s,omitempty"` // the keep-alive percentile of idle time
+	CV         float64 `json:"cv"`
+	// Fallback says why the fixed window applies ("" when learned).
+	Fallback string `json:"fallback,omitempty"`
+	Reason   string `json:"reason"`
+	// Arrivals after an idle gap, those inside the predicted window, and
+	// those that found an instance the policy kept (cold starts avoided).
+	Arrivals  int64 `json:"arrivals"`
+	Predicted int64 `json:"predicted"`
+	Avoided   int64 `json:"avoided"`
 }

@@ -104,7 +104,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	drv.hardware = func(class string) bool { return len(prices.ForHardware(class)) > 0 }
 	meter := metering.New(sqlite.NewUsage(db, sqlite.UsageOptions{}), meterProfiles(mgr, prices),
 		logger.With("component", "metering"), metering.Options{})
-	obs := observers{metrics: metrics, meter: meter}
+	starts := &coldStarts{}
+	obs := observers{metrics: metrics, meter: meter, starts: starts}
 	mgr.SetObserver(obs)
 	drv.onnx.SetObserver(obs) // pooled workers are metered while they wait
 	// --- end metering ---
@@ -112,7 +113,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	// gateways; this server's activator is the one source so far. The
 	// activator pokes the controller (Wake) when requests wait.
 	demand := controller.NewDemandReports(0)
-	ctl := controller.New(db, mgr, demand, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick, Validate: drv.Validate, Prepare: prep.Prepare, Budgets: meter})
+	keepWarm, err := keepWarmOptions(cfg, prices, starts, metrics, db)
+	if err != nil {
+		return err
+	}
+	ctl := controller.New(db, mgr, demand, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick, Validate: drv.Validate, Prepare: prep.Prepare, Budgets: meter, KeepWarm: keepWarm})
 	act := activator.New(mgr, ctl)
 	demand.Add(act)
 	mgr.SetNotify(act.Notify)

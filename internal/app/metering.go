@@ -20,11 +20,15 @@ import (
 type observers struct {
 	metrics *telemetry.Metrics
 	meter   *metering.Meter
+	starts  *coldStarts // the keep-warm policy's measured start times
 }
 
 func (o observers) Phase(fn, phase string, d time.Duration) {
 	o.metrics.Phase(fn, phase, d)
 	o.meter.Phase(fn, phase, d)
+	if phase == "total" && o.starts != nil {
+		o.starts.record(fn, d)
+	}
 }
 
 func (o observers) StateChange(fn, id, from, to string, at time.Time) {

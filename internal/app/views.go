@@ -20,6 +20,7 @@ func (v registryView) Get(name string) (api.Function, bool) {
 	rec, d, ok := v.Controller.Get(name)
 	if ok {
 		rec.Status.Desired, rec.Status.Panic, rec.Status.Reason = d.Desired, d.Panic, d.Reason
+		rec.Status.KeepWarm, _ = v.Controller.KeepWarmStatus(name)
 	}
 	return rec, ok
 }

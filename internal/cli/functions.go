@@ -178,6 +178,11 @@ func describe(w io.Writer, f api.Function, ins []api.Instance) error {
 		}
 		fmt.Fprintln(w)
 	}
+	if k := s.KeepWarm; k != nil {
+		fmt.Fprintf(w, "Keep-warm:   auto: pre-warm %gs, keep-alive %gs (%d idle times; %d of %d arrivals predicted, %d served warm)\n",
+			k.PreWarmS, k.KeepAliveS, k.Samples, k.Predicted, k.Arrivals, k.Avoided)
+		fmt.Fprintf(w, "             %s\n", k.Reason)
+	}
 	if s.LastError != "" {
 		fmt.Fprintf(w, "Last error:  %s\n", s.LastError)
 	}

@@ -54,6 +54,7 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, h("log-format"))
 	f.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, h("read-header-timeout"))
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, h("idle-timeout"))
+	f.StringVar(&cfg.DefaultIdleTimeout, "default-idle-timeout", cfg.DefaultIdleTimeout, h("default-idle-timeout"))
 	f.BoolVar(&cfg.Auth, "auth", cfg.Auth, h("auth"))
 	f.BoolVar(&cfg.OpenMetrics, "open-metrics", cfg.OpenMetrics, h("open-metrics"))
 	f.BoolVar(&cfg.WebhookAllowPrivate, "webhook-allow-private", cfg.WebhookAllowPrivate, h("webhook-allow-private"))

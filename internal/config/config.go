@@ -39,6 +39,10 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	// IdleTimeout closes idle keep-alive connections.
 	IdleTimeout time.Duration
+	// DefaultIdleTimeout is scaling.idle_timeout for functions deployed
+	// without one: "auto" (learned keep-warm) or a duration ("" = 120s, the
+	// spec's own default).
+	DefaultIdleTimeout string
 	// Auth requires an API key on every request. Off only for local
 	// experiments: anyone who reaches the port can then run anything.
 	Auth bool
@@ -143,6 +147,7 @@ func Knobs() []Knob {
 		{"log-format", "EMBER_LOG_FORMAT", "text or json"},
 		{"read-header-timeout", "EMBER_READ_HEADER_TIMEOUT", "cut off clients that send headers slower than this"},
 		{"idle-timeout", "EMBER_IDLE_TIMEOUT", "close idle client keep-alive connections after this"},
+		{"default-idle-timeout", "EMBER_DEFAULT_IDLE_TIMEOUT", "scaling.idle_timeout of functions deployed without one: auto (learned keep-warm and pre-warm) or a duration (default 120s)"},
 		{"auth", "EMBER_AUTH", "require API keys (an admin key is written to <data-dir>/admin.key on first start); false only for local experiments"},
 		{"open-metrics", "EMBER_OPEN_METRICS", "serve /metrics without a key (/healthz and /readyz never need one)"},
 		{"webhook-allow-private", "EMBER_WEBHOOK_ALLOW_PRIVATE", "let webhooks reach loopback and private addresses (refused by default; link-local, e.g. cloud metadata, is always refused)"},
@@ -180,6 +185,11 @@ func (c Config) Validate() error {
 		{"read-header-timeout", c.ReadHeaderTimeout, time.Millisecond}, {"idle-timeout", c.IdleTimeout, time.Millisecond}} {
 		if d.v < d.min {
 			return fmt.Errorf("%s: must be ≥ %s (got %s)", d.name, d.min, d.v)
+		}
+	}
+	if v := c.DefaultIdleTimeout; v != "" && v != "auto" {
+		if d, err := time.ParseDuration(v); err != nil || d < 0 {
+			return fmt.Errorf("default-idle-timeout: want auto or a duration ≥ 0 such as 120s or 10m (got %q)", v)
 		}
 	}
 	if c.ONNXThreads < 0 {

@@ -72,6 +72,8 @@ type Options struct {
 	Prepare func(ctx context.Context, f *spec.Function) error
 	// Budgets, if set, says which functions are over their daily budget.
 	Budgets Budgets
+	// KeepWarm wires the learned keep-warm policy (keepwarm.go).
+	KeepWarm KeepWarm
 }
 
 // Budgets reports a function over budget (metering): action is "" within
@@ -95,6 +97,9 @@ type Controller struct {
 
 	mu    sync.Mutex // guards funcs
 	funcs map[string]*function
+
+	restored map[string][]byte // stored keep-warm histograms not yet claimed; under applyMu at Load, then fn.apply
+	lastSave time.Time         // owned by Run's goroutine
 }
 
 type function struct {
@@ -107,6 +112,7 @@ type function struct {
 	spec     *spec.Function
 	window   *autoscaler.Window
 	decision autoscaler.Decision
+	learn    *learner // idle_timeout: auto; guarded by apply
 }
 
 // New returns a Controller.
@@ -134,6 +140,9 @@ func (c *Controller) Load(ctx context.Context) error {
 		}
 		c.install(rec, f)
 	}
+	if err := c.loadKeepWarm(ctx); err != nil {
+		return fmt.Errorf("load keep-warm state: %w", err)
+	}
 	c.logger.Info("functions loaded", "count", len(recs))
 	return nil
 }
@@ -153,6 +162,9 @@ func (c *Controller) install(rec api.Function, f *spec.Function) {
 // Deploy validates, stores and (re)starts a function.
 func (c *Controller) Deploy(ctx context.Context, f *spec.Function) (api.Function, bool, error) {
 	f.Default()
+	if d := c.opts.KeepWarm.DefaultIdle; d != nil && !f.IdleTimeoutGiven() {
+		f.Scaling.IdleTimeout = *d
+	}
 	if err := f.Validate(); err != nil {
 		return api.Function{}, false, err
 	}
@@ -205,6 +217,11 @@ func (c *Controller) Delete(ctx context.Context, name string) error {
 	c.demand.Forget(name)
 	c.scaler.Remove(ctx, name)
 	c.demand.Forget(name) // a request that slipped in while instances drained
+	if st := c.opts.KeepWarm.Store; st != nil {
+		if err := st.SaveKeepWarm(ctx, name, nil, c.now()); err != nil {
+			c.logger.Warn("keep-warm state not deleted", "function", name, "err", err)
+		}
+	}
 	c.logger.Info("function removed", "function", name)
 	return nil
 }
@@ -247,9 +264,15 @@ func (c *Controller) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// The store closes after the loop stops: save what was learned.
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			c.saveKeepWarm(sctx, c.now(), true)
+			cancel()
 			return nil
 		case <-t.C:
-			c.tick(c.now())
+			now := c.now()
+			c.tick(now)
+			c.saveKeepWarm(ctx, now, false)
 		}
 	}
 }
@@ -317,9 +340,19 @@ func (c *Controller) decide(name string, now time.Time, avg float64, record bool
 		fn.window.Record(now, avg)
 	}
 	s := fn.spec.Scaling
+	minNow, idle := s.EffectiveMin(now), s.IdleTimeout.D()
+	if l := c.learnerFor(fn); l != nil {
+		// Learned keep-warm: the decision falls to min as soon as traffic
+		// stops, and the policy raises min for its window, as a schedule
+		// window does (pre-warm, then keep-alive).
+		idle = 0
+		if c.observe(name, l, fn.spec, now, avg > 0 || current > 0, live) > 0 {
+			minNow = max(minNow, min(1, s.Max))
+		}
+	}
 	d := autoscaler.Decide(autoscaler.Params{
-		Min: s.EffectiveMin(now), Max: s.Max, Buffer: s.Buffer,
-		Concurrency: s.Concurrency, Target: s.Target, IdleTimeout: s.IdleTimeout.D(),
+		Min: minNow, Max: s.Max, Buffer: s.Buffer,
+		Concurrency: s.Concurrency, Target: s.Target, IdleTimeout: idle,
 		Ready:        live,
 		Current:      float64(current),
 		PanicSince:   fn.decision.PanicSince,

@@ -3,6 +3,7 @@ package cost
 import (
 	"errors"
 	"fmt"
+	"github.com/ember-run/ember/internal/keepalive"
 	"math"
 	"time"
 )
@@ -79,6 +80,15 @@ type Inputs struct {
 	SimDuration time.Duration `json:"sim_duration,omitempty"`
 	// Trace, when set, replaces generated arrivals in the simulation.
 	Trace *Trace `json:"-"`
+	// KeepWarm, when set, replaces IdleTimeout with the learned keep-warm
+	// policy (idle_timeout: auto) in the simulation.
+	KeepWarm *KeepWarmPolicy `json:"-"`
+}
+
+// KeepWarmPolicy is the learned policy's configuration in a simulation.
+type KeepWarmPolicy struct {
+	Config keepalive.Config
+	Prices keepalive.Prices
 }
 
 func (in Inputs) withDefaults() Inputs {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/autoscaler"
+	"github.com/ember-run/ember/internal/keepalive"
 )
 
 // tickInterval is how often the simulated controller samples concurrency
@@ -56,6 +57,7 @@ const (
 	evComplete
 	evExpire
 	evTick
+	evPolicy // a learned window opens or closes (idle_timeout: auto)
 )
 
 type event struct {
@@ -112,6 +114,9 @@ type sim struct {
 	decision autoscaler.Decision
 	ticking  bool
 
+	// auto is the learned keep-warm policy's state (nil: fixed window).
+	auto *simAuto
+
 	u        Usage
 	peak     int
 	busySegs []float64
@@ -119,13 +124,78 @@ type sim struct {
 }
 
 func newSim(in Inputs) *sim {
-	return &sim{
+	s := &sim{
 		in:     in,
 		c:      max(in.Concurrency, 1),
 		idle:   in.IdleTimeout.Seconds(),
 		window: autoscaler.NewWindow(time.Second, autoscaler.DefaultStableWindow),
 		u:      Usage{Engine: EngineSimulate},
 	}
+	if in.KeepWarm != nil {
+		s.idle = 0 // the policy's raised min holds instances instead
+		s.auto = &simAuto{idleSince: -1}
+		s.auto.windows = keepalive.Choose(&s.auto.hist, in.KeepWarm.Config, in.KeepWarm.Prices)
+	}
+	return s
+}
+
+// simAuto is the controller's learner (controller/keepwarm.go) in
+// simulated seconds: idle times from the end of a busy period to the next
+// arrival feed the histogram; the windows raise min to 1.
+type simAuto struct {
+	hist      keepalive.Histogram
+	windows   keepalive.Windows
+	idleSince float64 // -1 while busy or before the first request
+}
+
+// minNow is the effective minimum: the spec's, raised to 1 while the
+// learned window holds.
+func (s *sim) minNow(now float64) int {
+	m := s.in.Min
+	if a := s.auto; a != nil && a.idleSince >= 0 && s.in.Max > 0 &&
+		a.windows.Warm(time.Duration((now-a.idleSince)*float64(time.Second))) {
+		m = max(m, 1)
+	}
+	return m
+}
+
+// busyAgain records an arrival that ends an idle gap.
+func (s *sim) busyAgain(now float64) {
+	a := s.auto
+	if a == nil || a.idleSince < 0 {
+		return
+	}
+	a.hist.Add(time.Duration((now - a.idleSince) * float64(time.Second)))
+	a.windows = keepalive.Choose(&a.hist, s.in.KeepWarm.Config, s.in.KeepWarm.Prices)
+	a.idleSince = -1
+}
+
+// quiet records the end of a busy period and schedules the moments the
+// learned windows open and close.
+func (s *sim) quiet(now float64) {
+	a := s.auto
+	if a == nil {
+		return
+	}
+	a.idleSince = now
+	pre, ka := a.windows.PreWarm.Seconds(), a.windows.KeepAlive.Seconds()
+	if pre > 0 && ka > 0 {
+		s.push(event{at: now + pre, kind: evPolicy, stamp: now})
+	}
+	s.push(event{at: now + pre + ka, kind: evPolicy, stamp: now})
+}
+
+// policy applies a window opening or closing, as the controller's next tick
+// would: decide, start up to desired, stop what is no longer wanted.
+func (s *sim) policy(now, stamp float64) {
+	if s.auto == nil || s.auto.idleSince != stamp {
+		return // traffic came back meanwhile
+	}
+	s.decide(now)
+	for len(s.insts) < s.decision.Desired {
+		s.start(now)
+	}
+	s.expire(now)
 }
 
 func (s *sim) push(e event) {
@@ -197,13 +267,15 @@ func (s *sim) run(arrivals, durations []float64, horizon float64) Usage {
 			}
 			s.decide(now)
 			s.expire(now)
-			if !inst.stopped && len(s.insts) > s.in.Min {
+			if !inst.stopped && len(s.insts) > s.minNow(now) {
 				// Held by the decider (traffic still flows): look again in a
 				// second, as the controller's next tick would.
 				s.push(event{at: now + tickInterval, kind: evExpire, inst: inst, stamp: e.stamp})
 			}
 		case evTick:
 			s.tick(now)
+		case evPolicy:
+			s.policy(now, e.stamp)
 		}
 	}
 	for _, inst := range s.insts {
@@ -228,6 +300,9 @@ func (s *sim) concurrency() float64 {
 
 func (s *sim) arrive(now, d float64) {
 	s.u.Requests++
+	if s.concurrency() == 0 {
+		s.busyAgain(now)
+	}
 	s.ensureTicking(now)
 	defer func() { s.window.Record(s.at(now), s.concurrency()) }()
 
@@ -320,6 +395,9 @@ func (s *sim) onComplete(inst *simInstance, now float64) {
 	if inst.inflight == 0 {
 		s.goIdle(inst, now)
 	}
+	if s.concurrency() == 0 {
+		s.quiet(now)
+	}
 }
 
 func (s *sim) goIdle(inst *simInstance, now float64) {
@@ -356,12 +434,16 @@ func (s *sim) tick(now float64) {
 }
 
 func (s *sim) decide(now float64) {
+	idle := s.in.IdleTimeout
+	if s.auto != nil {
+		idle = 0
+	}
 	s.decision = autoscaler.Decide(autoscaler.Params{
-		Min:          s.in.Min,
+		Min:          s.minNow(now),
 		Max:          s.in.Max,
 		Concurrency:  s.c,
 		Target:       s.in.Target,
-		IdleTimeout:  s.in.IdleTimeout,
+		IdleTimeout:  idle,
 		Ready:        len(s.insts),
 		PanicSince:   s.decision.PanicSince,
 		PanicDesired: s.decision.PanicDesired,

@@ -430,6 +430,7 @@ func (g *Gateway) withStatus(rec api.Function) api.Function {
 	}
 	if cur, ok := g.reg.Get(rec.Name); ok {
 		st.Desired, st.Panic, st.Reason = cur.Status.Desired, cur.Status.Panic, cur.Status.Reason
+		st.KeepWarm = cur.Status.KeepWarm
 	}
 	rec.Status = st
 	return rec

@@ -133,7 +133,9 @@ type Scaling struct {
 	Concurrency int `json:"concurrency"`
 	// Target is the utilisation of Concurrency the autoscaler aims for.
 	Target float64 `json:"target"`
-	// IdleTimeout is the keep-warm window before an idle instance is stopped.
+	// IdleTimeout is the keep-warm window before an idle instance is stopped;
+	// IdleAuto ("auto") learns it from the function's own idle times
+	// (internal/keepalive) and pre-warms before likely arrivals.
 	IdleTimeout Duration `json:"idle_timeout"`
 	// Buffer spare ready instances are kept while traffic flows.
 	Buffer int `json:"buffer,omitempty"`
@@ -154,12 +156,42 @@ type Window struct {
 // writes the string form.
 type Duration time.Duration
 
+// IdleAuto is scaling.idle_timeout: auto, the learned keep-warm policy. It
+// is negative so that code reading it as a window (the instance manager's
+// idle expiry) stops an instance as soon as the decision no longer wants it:
+// the controller holds instances for the learned window instead.
+const IdleAuto Duration = -1
+
+// Auto reports whether d is "auto" (IdleAuto).
+func (d Duration) Auto() bool { return d == IdleAuto }
+
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// MarshalJSON writes the duration as a Go duration string ("2m0s").
+// String is "auto" for IdleAuto, else the Go duration ("2m0s").
+func (d Duration) String() string {
+	if d.Auto() {
+		return "auto"
+	}
+	return time.Duration(d).String()
+}
+
+// ParseIdle reads an idle timeout as a flag or setting: "auto" or a Go
+// duration ≥ 0 ("120s", "10m", "0" = stop as soon as idle).
+func ParseIdle(s string) (Duration, error) {
+	if s == "auto" {
+		return IdleAuto, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return 0, fmt.Errorf("invalid idle timeout %q (want auto or a duration ≥ 0 such as 120s, 10m)", s)
+	}
+	return Duration(v), nil
+}
+
+// MarshalJSON writes the duration as a Go duration string ("2m0s"), or "auto".
 func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
+	return json.Marshal(d.String())
 }
 
 // UnmarshalJSON accepts "120s", "2m", or a number of seconds.
@@ -169,6 +201,10 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
+		}
+		if s == "auto" {
+			*d = IdleAuto // only scaling.idle_timeout accepts it (Validate)
+			return nil
 		}
 		v, err := time.ParseDuration(s)
 		if err != nil {
@@ -222,6 +258,12 @@ type presence struct {
 	RateLimit *struct {
 		Burst *json.RawMessage `json:"burst"`
 	} `json:"rate_limit"`
+}
+
+// IdleTimeoutGiven reports whether the document Parse read set
+// scaling.idle_timeout, so a server-wide default applies only where it did not.
+func (f *Function) IdleTimeoutGiven() bool {
+	return f.given == nil || f.given.scaling("idle_timeout")
 }
 
 // scaling reports whether the document set scaling.<field>.
@@ -403,8 +445,8 @@ func (f *Function) Validate() error {
 	if s.Target <= 0 || s.Target > 1 {
 		add("scaling.target", "must be in (0, 1] (got %g)", s.Target)
 	}
-	if s.IdleTimeout < 0 {
-		add("scaling.idle_timeout", "must be ≥ 0 (got %s)", s.IdleTimeout.D())
+	if s.IdleTimeout < 0 && !s.IdleTimeout.Auto() {
+		add("scaling.idle_timeout", "must be auto or ≥ 0 (got %s)", s.IdleTimeout.D())
 	}
 	if s.Buffer < 0 {
 		add("scaling.buffer", "must be ≥ 0 (got %d)", s.Buffer)
@@ -421,17 +463,17 @@ func (f *Function) Validate() error {
 			add(field+".cron", "%v", err)
 		}
 		if w.Duration <= 0 {
-			add(field+".duration", "must be > 0 (got %s)", w.Duration.D())
+			add(field+".duration", "must be > 0 (got %s)", w.Duration)
 		}
 		if w.Min < 0 || w.Min > s.Max {
 			add(field+".min", "must be in [0, scaling.max=%d] (got %d)", s.Max, w.Min)
 		}
 	}
 	if f.Timeout <= 0 {
-		add("timeout", "must be > 0 (got %s)", f.Timeout.D())
+		add("timeout", "must be > 0 (got %s)", f.Timeout)
 	}
 	if f.StartTimeout <= 0 {
-		add("start_timeout", "must be > 0 (got %s)", f.StartTimeout.D())
+		add("start_timeout", "must be > 0 (got %s)", f.StartTimeout)
 	}
 	if f.Retries < 0 || f.Retries > 100 {
 		add("retries", "must be in [0, 100] (got %d)", f.Retries)

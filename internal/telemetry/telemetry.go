@@ -30,6 +30,10 @@ type Metrics struct {
 	// Hybrid routes (gateway.RouteObserver).
 	routeDecisions *prometheus.CounterVec
 	routeRequests  *prometheus.CounterVec
+	// Learned keep-warm (controller.KeepWarmObserver).
+	kwArrivals *prometheus.CounterVec
+	kwAvoided  *prometheus.CounterVec
+	kwIdle     *prometheus.CounterVec
 }
 
 // New registers Ember's metrics; instances feeds the ember_instances gauge.
@@ -61,7 +65,17 @@ func New(instances InstanceCounter) *Metrics {
 			Name: "ember_route_requests_total", Help: "Calls to routes by the pool that took them; fallback=true when the chosen pool was down."},
 			[]string{"route", "choice", "fallback"}),
 	}
-	reg.MustRegister(m.coldStart, m.requests, m.duration, m.queueWait, m.coldReqs, m.transition, m.routeDecisions, m.routeRequests)
+	m.kwArrivals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ember_keepwarm_arrivals_total", Help: "Requests after an idle gap of functions with idle_timeout: auto; predicted=true when the gap fell inside the learned window."},
+		[]string{"function", "predicted"})
+	m.kwAvoided = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ember_keepwarm_cold_starts_avoided_total", Help: "Requests after an idle gap that found an instance the learned keep-warm policy kept or pre-warmed."},
+		[]string{"function"})
+	m.kwIdle = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ember_keepwarm_idle_seconds_total", Help: "Idle instance-seconds spent by functions with idle_timeout: auto between requests."},
+		[]string{"function"})
+	reg.MustRegister(m.coldStart, m.requests, m.duration, m.queueWait, m.coldReqs, m.transition, m.routeDecisions, m.routeRequests,
+		m.kwArrivals, m.kwAvoided, m.kwIdle)
 	if instances != nil {
 		reg.MustRegister(&instanceCollector{src: instances, desc: prometheus.NewDesc(
 			"ember_instances", "Instances by state.", []string{"state"}, nil)})
@@ -92,6 +106,21 @@ func (m *Metrics) RouteDecision(route, choice, reason string) {
 // RouteRequest counts one routed call (gateway.RouteObserver).
 func (m *Metrics) RouteRequest(route, choice string, fallback bool) {
 	m.routeRequests.WithLabelValues(route, choice, strconv.FormatBool(fallback)).Inc()
+}
+
+// Arrival counts a request after an idle gap (controller.KeepWarmObserver).
+func (m *Metrics) Arrival(fn string, predicted, warm bool) {
+	m.kwArrivals.WithLabelValues(fn, strconv.FormatBool(predicted)).Inc()
+	if warm {
+		m.kwAvoided.WithLabelValues(fn).Inc()
+	}
+}
+
+// IdleSeconds adds idle instance-seconds (controller.KeepWarmObserver).
+func (m *Metrics) IdleSeconds(fn string, s float64) {
+	if s > 0 {
+		m.kwIdle.WithLabelValues(fn).Add(s)
+	}
 }
 
 // Phase records one cold-start phase (instance.Observer).
