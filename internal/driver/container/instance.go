@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
@@ -29,7 +30,8 @@ type Instance struct {
 	logs        *ring
 	out         lineWriter
 
-	done chan struct{} // closed by run once the container exited and was removed
+	done    chan struct{} // closed by run once the container exited and was removed
+	stopped atomic.Bool   // Ember asked it to stop or killed it
 
 	mu     sync.Mutex // guards the following
 	phases []driver.Phase
@@ -117,6 +119,12 @@ func (in *Instance) exitReason(waitErr error) error {
 	if st.OOMKilled {
 		return fmt.Errorf("%w: OOM killed: the container exceeded its memory limit (%s)", driver.ErrExited, formatBytes(in.memory))
 	}
+	// Engines that cannot read the cgroup's OOM events (Podman with runc
+	// here) report only status 137: a SIGKILL that Ember did not send to
+	// a container with a memory limit is the kernel's OOM killer.
+	if st.ExitCode == 137 && in.memory > 0 && !in.stopped.Load() {
+		return fmt.Errorf("%w: OOM killed: SIGKILL (status 137) not sent by Ember, at its memory limit (%s); the engine did not confirm OOMKilled", driver.ErrExited, formatBytes(in.memory))
+	}
 	return fmt.Errorf("%w: container exited with status %d", driver.ErrExited, st.ExitCode)
 }
 
@@ -138,6 +146,7 @@ func (in *Instance) Stop(ctx context.Context) error {
 		return nil
 	default:
 	}
+	in.stopped.Store(true)
 	timeout := in.d.opts.StopTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = time.Until(dl)
@@ -160,6 +169,7 @@ func (in *Instance) Stop(ctx context.Context) error {
 
 // kill sends SIGKILL; run notices the exit and removes the container.
 func (in *Instance) kill() {
+	in.stopped.Store(true)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := in.d.cli.ContainerKill(ctx, in.containerID, client.ContainerKillOptions{Signal: "KILL"}); err != nil {
