@@ -9,9 +9,9 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -31,7 +31,7 @@ type runtimes struct {
 	process   *process.Driver
 	onnx      *onnx.Driver
 	container *container.Driver
-	byName  map[string]driver.Driver // spec runtime → its driver
+	byName    map[string]driver.Driver // spec runtime → its driver
 }
 
 func (r *runtimes) Start(ctx context.Context, s driver.StartSpec) (driver.Instance, error) {
