@@ -19,7 +19,7 @@ func TestDeployRuntimeValidation(t *testing.T) {
 			"volumes: the process runtime"},
 		{"process without command", "name: nocmd", "command: required for runtime \\\"process\\\""},
 		{"onnx without task", "name: ocr\nruntime: onnx\nmodel: ./m", "task: required for runtime \\\"onnx\\\""},
-		{"unknown runtime", "name: dock\nruntime: docker\nimage: x", "runtime: unknown runtime \\\"docker\\\" (supported: onnx, process)"},
+		{"unknown runtime", "name: dock\nruntime: docker\nimage: x", "runtime: unknown runtime \\\"docker\\\" (supported: container, onnx, process)"},
 		{"bad volume", "name: vol2\nimage: x\nruntime: container\nvolumes: [{name: m, mount_path: models}]", "volumes[0].mount_path: must be an absolute, clean path"},
 	}
 	for _, tt := range tests {

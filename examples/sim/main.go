@@ -11,7 +11,11 @@
 // Behaviour is set with flags or, for each flag, an environment variable
 // (the flag wins):
 //
-//	--port         PORT                port to listen on, on 127.0.0.1
+//	--port         PORT                port to listen on
+//	--host         SIM_HOST            address to listen on (default 127.0.0.1; 0.0.0.0 in a
+//	                                   container whose port is published)
+//	--alloc-mb     SIM_ALLOC_MB        allocate and touch this many MiB before listening
+//	                                   (simulates loading weights into memory; tests memory limits)
 //	--start-delay  SIM_START_DELAY     wait before listening (simulates process boot), e.g. 2s
 //	--load-delay   SIM_LOAD_DELAY      wait between listening and /health answering 200
 //	                                   (simulates loading weights), e.g. 500ms
@@ -83,6 +87,8 @@ type config struct {
 	ignoreTerm bool
 	jsonType   string // Content-Type of the OpenAI endpoints' JSON answers
 	notify     bool   // write READY=1 to $EMBER_READY_FD when ready
+	host       string
+	allocMB    int
 }
 
 func parseConfig(args []string) (config, error) {
@@ -96,10 +102,22 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&ignoreTerm, "ignore-term", os.Getenv("SIM_IGNORE_SIGTERM"), "ignore SIGTERM (env SIM_IGNORE_SIGTERM)")
 	fs.StringVar(&c.jsonType, "json-type", os.Getenv("SIM_JSON_TYPE"), "Content-Type of the OpenAI endpoints' JSON answers (env SIM_JSON_TYPE)")
 	fs.StringVar(&notify, "notify", os.Getenv("SIM_NOTIFY"), "when ready, write READY=1 to the file descriptor in $EMBER_READY_FD (env SIM_NOTIFY)")
+	fs.StringVar(&c.host, "host", os.Getenv("SIM_HOST"), "address to listen on (env SIM_HOST; default 127.0.0.1)")
+	allocMB := fs.String("alloc-mb", os.Getenv("SIM_ALLOC_MB"), "MiB to allocate and touch before listening (env SIM_ALLOC_MB)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	c.notify, _ = strconv.ParseBool(notify)
+	if c.host == "" {
+		c.host = "127.0.0.1"
+	}
+	if *allocMB != "" {
+		n, err := strconv.Atoi(*allocMB)
+		if err != nil || n < 0 {
+			return c, fmt.Errorf("alloc-mb: want a number of MiB ≥ 0 (got %q)", *allocMB)
+		}
+		c.allocMB = n
+	}
 	if c.port == "" {
 		return c, errors.New("no port: set PORT or --port")
 	}
@@ -171,8 +189,9 @@ func run(args []string) error {
 	if c.failStart != "" {
 		return errors.New(c.failStart)
 	}
+	weights := allocate(c.allocMB)
 
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", c.port))
+	ln, err := net.Listen("tcp", net.JoinHostPort(c.host, c.port))
 	if err != nil {
 		return err
 	}
@@ -203,10 +222,24 @@ func run(args []string) error {
 		return err
 	case <-ctx.Done():
 	}
-	s.log.Printf("shutting down")
+	s.log.Printf("shutting down (held %d MiB)", len(weights)>>20)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return srv.Shutdown(shutdownCtx)
+}
+
+// allocate returns mb MiB with every page written, so the memory is
+// resident (counted against a container's limit), as loaded weights are.
+func allocate(mb int) []byte {
+	if mb <= 0 {
+		return nil
+	}
+	fmt.Printf("sim: allocating %d MiB\n", mb)
+	b := make([]byte, mb<<20)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	return b
 }
 
 // sleepCtx waits for d and reports whether ctx was still live afterwards.

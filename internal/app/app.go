@@ -87,6 +87,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		return err
 	}
 	defer drv.onnx.Close(context.Background())
+	defer drv.container.Close()
 	prep := &preparer{cfg: cfg, rt: drv, logger: logger.With("component", "prepare")}
 	var metrics *telemetry.Metrics
 	mgr := instance.New(drv, logger.With("component", "instance"), instance.Options{

@@ -9,12 +9,15 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ember-run/ember/internal/config"
 	"github.com/ember-run/ember/internal/driver"
+	"github.com/ember-run/ember/internal/driver/container"
 	"github.com/ember-run/ember/internal/driver/onnx"
 	"github.com/ember-run/ember/internal/driver/process"
 	"github.com/ember-run/ember/internal/instance"
@@ -25,9 +28,10 @@ import (
 // runtimes is the registry of spec runtimes: it picks the driver for each
 // start and checks at deploy that the chosen driver can run a spec.
 type runtimes struct {
-	process *process.Driver
-	onnx    *onnx.Driver
-	byName  map[string]driver.Driver // spec runtime → its driver
+	process   *process.Driver
+	onnx      *onnx.Driver
+	container *container.Driver
+	byName    map[string]driver.Driver // spec runtime → its driver
 	// hardware reports whether the price catalogue knows a hardware class
 	// (nil: not checked); an unknown one would be metered at $0.
 	hardware func(class string) bool
@@ -99,6 +103,7 @@ var (
 	_ driver.Driver    = (*runtimes)(nil)
 	_ driver.Validator = (*process.Driver)(nil)
 	_ driver.Validator = (*onnx.Driver)(nil)
+	_ driver.Validator = (*container.Driver)(nil)
 )
 
 // newRuntimes builds the drivers. Instances start from a minimal
@@ -115,7 +120,14 @@ func newRuntimes(cfg config.Config, logger *slog.Logger, guard *process.Guard, s
 		Executable: exe, CacheDir: cfg.Cache(), ORTLib: cfg.ORTLib, PoolSize: cfg.ONNXPool,
 		Threads: cfg.ONNXThreads,
 	})
-	return newRegistry(proc, on), nil
+	ctr, err := newContainers(cfg, logger.With("component", "container"), secrets)
+	if err != nil {
+		return nil, err
+	}
+	r := newRegistry(proc, on)
+	r.container = ctr
+	r.byName[spec.RuntimeContainer] = ctr
+	return r, nil
 }
 
 func newRegistry(proc *process.Driver, on *onnx.Driver) *runtimes {
@@ -123,6 +135,47 @@ func newRegistry(proc *process.Driver, on *onnx.Driver) *runtimes {
 		spec.RuntimeProcess: proc,
 		spec.RuntimeONNX:    on,
 	}}
+}
+
+// newContainers builds the container driver and removes the containers a
+// previous life of this server left (killed before it could stop them).
+// An engine that does not answer is no error: only container functions
+// need one, and their starts say so.
+func newContainers(cfg config.Config, logger *slog.Logger, secrets process.SecretSource) (*container.Driver, error) {
+	var ulimits []container.Ulimit
+	for _, v := range cfg.ContainerUlimits {
+		u, err := container.ParseUlimit(v)
+		if err != nil {
+			return nil, fmt.Errorf("container-ulimit: %w", err)
+		}
+		ulimits = append(ulimits, u)
+	}
+	owner, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	d, err := container.New(logger, container.Options{
+		Host: cfg.ContainerHost, Network: cfg.ContainerNetwork, Ulimits: ulimits,
+		OCIRuntime: cfg.ContainerOCIRuntime, AllowHostPaths: cfg.ContainerAllowHostPaths,
+		Owner: owner, Secrets: secrets,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.Ping(ctx); err != nil {
+		logger.Debug("no container engine; runtime: container functions cannot start", "host", d.Host(), "err", err)
+		return d, nil
+	}
+	n, err := d.Cleanup(ctx)
+	if err != nil {
+		logger.Warn("cannot remove containers left by an earlier run", "err", err)
+	}
+	if n > 0 {
+		logger.Info("removed containers left by an earlier run", "count", n, "host", d.Host())
+	}
+	return d, nil
 }
 
 // preparer fetches an onnx function's model and the ONNX Runtime library
@@ -135,6 +188,15 @@ type preparer struct {
 }
 
 func (p *preparer) Prepare(ctx context.Context, f *spec.Function) error {
+	if f.Runtime == spec.RuntimeContainer && p.rt.container != nil {
+		// Pull at deploy, with progress in the server log, so no cold
+		// start waits for a registry.
+		progress := &logWriter{logger: p.logger.With("function", f.Name, "image", f.Image)}
+		if err := p.rt.container.EnsureImage(ctx, f.Image, progress); err != nil {
+			return fmt.Errorf("image %s: %w", f.Image, err)
+		}
+		return nil
+	}
 	if f.Runtime != spec.RuntimeONNX {
 		return nil
 	}

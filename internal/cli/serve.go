@@ -77,6 +77,11 @@ Every flag can also be set with the environment variable shown.`,
 	f.Int64Var(&cfg.BodyPreReadBytes, "body-preread-bytes", cfg.BodyPreReadBytes, h("body-preread-bytes"))
 	f.Int64Var(&cfg.BodyBufferBudget, "body-buffer-budget", cfg.BodyBufferBudget, h("body-buffer-budget"))
 	f.Int64Var(&cfg.MinBodyRate, "min-body-rate", cfg.MinBodyRate, h("min-body-rate"))
+	f.StringVar(&cfg.ContainerHost, "container-host", cfg.ContainerHost, h("container-host"))
+	f.StringVar(&cfg.ContainerNetwork, "container-network", cfg.ContainerNetwork, h("container-network"))
+	f.StringSliceVar(&cfg.ContainerUlimits, "container-ulimit", cfg.ContainerUlimits, h("container-ulimit"))
+	f.StringVar(&cfg.ContainerOCIRuntime, "container-oci-runtime", cfg.ContainerOCIRuntime, h("container-oci-runtime"))
+	f.StringSliceVar(&cfg.ContainerAllowHostPaths, "container-allow-host-path", cfg.ContainerAllowHostPaths, h("container-allow-host-path"))
 	return cmd
 }
 

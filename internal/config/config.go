@@ -93,6 +93,22 @@ type Config struct {
 	// MinBodyRate (bytes/s) is the slowest a request body may arrive once
 	// its first 10 s have passed; a slower sender gets 408 (0 = off).
 	MinBodyRate int64
+	// ContainerHost is the container engine's Docker Engine API endpoint
+	// ("" = $DOCKER_HOST, /var/run/docker.sock, then Podman's socket).
+	ContainerHost string
+	// ContainerNetwork is bridge (each container its own network, its
+	// port published on 127.0.0.1) or host (the host's network; the image
+	// listens on $PORT).
+	ContainerNetwork string
+	// ContainerUlimits are set on every container ("nofile=1024:1024");
+	// an engine without CAP_SYS_RESOURCE cannot raise limits past its own.
+	ContainerUlimits []string
+	// ContainerOCIRuntime is the engine's OCI runtime ("runc"); "" = the
+	// engine's default.
+	ContainerOCIRuntime string
+	// ContainerAllowHostPaths lists host directories container specs may
+	// mount (host_path); empty refuses every host path.
+	ContainerAllowHostPaths []string
 	// GuardCommand is the argv of the helper that kills instances' whole
 	// process groups if the server dies (process.Guard). The CLI sets it
 	// to `ember worker guard`; empty (in-process embedders, benchmarks)
@@ -126,6 +142,7 @@ func Default() Config {
 		BodyPreReadBytes:        1 << 20,
 		BodyBufferBudget:        256 << 20,
 		MinBodyRate:             1 << 10,
+		ContainerNetwork:        "bridge",
 	}
 }
 
@@ -165,6 +182,11 @@ func Knobs() []Knob {
 		{"body-preread-bytes", "EMBER_BODY_PREREAD_BYTES", "request bodies up to this size are read before an instance slot is taken (larger ones stream); 0 = never"},
 		{"body-buffer-budget", "EMBER_BODY_BUFFER_BUDGET", "bytes of pre-read request bodies held at once across the server; beyond it 503 with Retry-After"},
 		{"min-body-rate", "EMBER_MIN_BODY_RATE", "slowest request body (bytes/s, after a 10 s grace) before the sender is cut with 408; 0 = off"},
+		{"container-host", "EMBER_CONTAINER_HOST", "Docker Engine API endpoint for runtime: container (Docker or `podman system service`); default $DOCKER_HOST, /var/run/docker.sock, then /run/podman/podman.sock"},
+		{"container-network", "EMBER_CONTAINER_NETWORK", "bridge (own network, port published on 127.0.0.1) or host (host network, the image listens on $PORT)"},
+		{"container-ulimit", "EMBER_CONTAINER_ULIMIT", "ulimits set on every container, name=soft:hard, comma-separated (e.g. nofile=1024:1024,nproc=1024:1024 where the engine lacks CAP_SYS_RESOURCE); default: the engine's"},
+		{"container-oci-runtime", "EMBER_CONTAINER_OCI_RUNTIME", "the engine's OCI runtime for containers, e.g. runc; default: the engine's"},
+		{"container-allow-host-path", "EMBER_CONTAINER_ALLOW_HOST_PATH", "host directories container specs may mount as host_path (comma-separated); none by default"},
 	}
 }
 
@@ -220,6 +242,21 @@ func (c Config) Validate() error {
 	if c.BodyPreReadBytes > c.BodyBufferBudget {
 		return fmt.Errorf("body-preread-bytes: must be ≤ body-buffer-budget (got %d > %d)", c.BodyPreReadBytes, c.BodyBufferBudget)
 	}
+	switch c.ContainerNetwork {
+	case "bridge", "host":
+	default:
+		return fmt.Errorf("container-network: want bridge or host (got %q)", c.ContainerNetwork)
+	}
+	for _, u := range c.ContainerUlimits {
+		if !ulimitRE.MatchString(u) {
+			return fmt.Errorf("container-ulimit: want name=soft:hard, e.g. nofile=1024:1024 (got %q)", u)
+		}
+	}
+	for _, p := range c.ContainerAllowHostPaths {
+		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
+			return fmt.Errorf("container-allow-host-path: want an absolute, clean path (got %q)", p)
+		}
+	}
 	if _, err := c.WebhookAllowPrefixes(); err != nil {
 		return err
 	}
@@ -242,6 +279,9 @@ func (c Config) Validate() error {
 // envNameRE is a portable environment variable name (spec.ValidEnvName's
 // rule; config imports std only).
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// ulimitRE is docker run's --ulimit syntax: name=soft[:hard].
+var ulimitRE = regexp.MustCompile(`^[a-z]+=[0-9]+(:[0-9]+)?$`)
 
 // WebhookAllowPrefixes parses WebhookAllow; a bare address is its own /32
 // or /128.

@@ -42,6 +42,9 @@ type StartSpec struct {
 	Model   string
 	// Image is the OCI image of a container runtime; "" for host runtimes.
 	Image string
+	// Port is the port the image listens on inside its network namespace
+	// (container runtimes with their own network); 0 = the driver's default.
+	Port int
 	// Resources is what one instance occupies; a driver that cannot
 	// enforce a limit treats it as a hint (process: metering only).
 	Resources Resources

@@ -18,6 +18,8 @@ import (
 const (
 	RuntimeProcess = "process"
 	RuntimeONNX    = "onnx"
+	// RuntimeContainer runs Image through a Docker Engine API.
+	RuntimeContainer = "container"
 )
 
 // Defaults applied by (*Function).Default. They are the documented values of
@@ -60,6 +62,9 @@ type Function struct {
 	// Image is the OCI image a container runtime runs (refused by process
 	// and onnx, which run host commands).
 	Image string `json:"image,omitempty"`
+	// Port is the port the image listens on inside its container (bridge
+	// networking; default 8080); the instance also gets it as $PORT.
+	Port int `json:"port,omitempty"`
 	// Volumes are mounted into a container's filesystem (refused by
 	// process and onnx, which share the host's).
 	Volumes []Volume `json:"volumes,omitempty"`
@@ -424,6 +429,9 @@ func (f *Function) Validate() error {
 	}
 	validateImage(f.Image, add)
 	validateVolumes(f.Volumes, add)
+	if f.Port < 0 || f.Port > 65535 {
+		add("port", "must be in [1, 65535] (got %d)", f.Port)
+	}
 	validateEnv(f.Env, add)
 	validateHealth(f.Health, add)
 	if !pathRE.MatchString(f.PredictPath) {

@@ -28,6 +28,10 @@ func (d *Driver) Validate(s driver.StartSpec) error {
 		errs = append(errs, &driver.FieldError{Field: "image",
 			Reason: "the process runtime runs host commands; use runtime: container for images"})
 	}
+	if s.Port != 0 {
+		errs = append(errs, &driver.FieldError{Field: "port",
+			Reason: "the process runtime picks the port and passes it as $PORT; port is for runtime: container"})
+	}
 	if len(s.Volumes) > 0 {
 		errs = append(errs, &driver.FieldError{Field: "volumes",
 			Reason: "the process runtime runs in the host's filesystem (see workdir); use runtime: container for volumes"})

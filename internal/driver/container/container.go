@@ -1,0 +1,600 @@
+// Package container runs instances as OCI containers through the Docker
+// Engine API, so the same code drives Docker and Podman's compatible service
+// (`podman system service`). It keeps the process driver's contract: $PORT,
+// a readiness probe (TCP, then the health path), the container's
+// stdout/stderr into the instance's log sink, SIGTERM then SIGKILL on stop,
+// and start failures that carry the container's last lines (and "OOM
+// killed" when the memory limit ended it).
+//
+// Isolation is not optional: containers are never privileged, drop every
+// capability, run with no-new-privileges, get the spec's CPU and memory as
+// engine limits, and mount only named volumes or host paths on the
+// operator's allow-list (never the engine socket or Ember's data dir).
+//
+// Containers carry Ember's labels (driver.Labels) plus an owner label naming
+// this server's data dir. Containers outlive a server killed by SIGKILL;
+// Cleanup, run when the server starts, removes every container of this
+// owner, so none is leaked past the next start.
+package container
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+
+	"github.com/ember-run/ember/internal/driver"
+)
+
+// Network modes.
+const (
+	// NetworkBridge gives each container its own network namespace and
+	// publishes its port on 127.0.0.1 at a port Ember picks: what Docker
+	// users expect. The image listens on spec `port` (default 8080).
+	NetworkBridge = "bridge"
+	// NetworkHost shares the host's network: the image must listen on
+	// $PORT, a loopback port Ember picks. No NAT hop, fastest start.
+	NetworkHost = "host"
+)
+
+// Phases a container start reports besides driver.PhaseListening and
+// driver.PhaseReady, in order.
+const (
+	PhaseImage   = "image"   // the image is present on the engine
+	PhaseCreated = "created" // the container exists
+	PhaseStarted = "started" // the engine started it
+)
+
+// LabelOwner names the server that started a container (its data dir), so
+// that Cleanup removes this server's leftovers and no other's.
+const LabelOwner = "ember.run/owner"
+
+// DefaultPort is the port an image listens on in bridge mode when the spec
+// names none.
+const DefaultPort = 8080
+
+// Options configures a Driver.
+type Options struct {
+	// Host is the engine endpoint, e.g. unix:///var/run/docker.sock.
+	// "" picks DefaultHost(os.Getenv).
+	Host string
+	// Network is NetworkBridge (default) or NetworkHost.
+	Network string
+	// Ulimits are set on every container ("nofile=1024:1024"); a host
+	// without CAP_SYS_RESOURCE for the engine needs nofile and nproc
+	// within its own limits. Nil: the engine's defaults.
+	Ulimits []Ulimit
+	// OCIRuntime names the engine's OCI runtime ("runc"); "" = engine default.
+	OCIRuntime string
+	// AllowHostPaths lists host directories that specs may mount (each
+	// a prefix); empty refuses every host_path.
+	AllowHostPaths []string
+	// Owner is the value of LabelOwner on this server's containers.
+	Owner string
+	// Secrets resolves StartSpec.SecretEnv at each start.
+	Secrets SecretSource
+	// StopTimeout is how long a container has between SIGTERM and
+	// SIGKILL when the stop's ctx has no deadline. Default 10s.
+	StopTimeout time.Duration
+	// ProbeInitial and ProbeMax bound the readiness probe's backoff, as in
+	// the process driver (defaults 200µs and 3ms).
+	ProbeInitial, ProbeMax time.Duration
+}
+
+// Ulimit is one resource limit, as `docker run --ulimit name=soft:hard`.
+type Ulimit struct {
+	Name       string
+	Soft, Hard int64
+}
+
+// ParseUlimit reads "name=soft:hard" (or "name=n" for soft = hard).
+func ParseUlimit(v string) (Ulimit, error) {
+	name, val, ok := strings.Cut(v, "=")
+	if !ok || name == "" {
+		return Ulimit{}, fmt.Errorf("ulimit %q: want name=soft:hard, e.g. nofile=1024:1024", v)
+	}
+	soft, hard, two := strings.Cut(val, ":")
+	if !two {
+		hard = soft
+	}
+	s, err1 := strconv.ParseInt(soft, 10, 64)
+	h, err2 := strconv.ParseInt(hard, 10, 64)
+	if err1 != nil || err2 != nil || s < 0 || h < s {
+		return Ulimit{}, fmt.Errorf("ulimit %q: want name=soft:hard with 0 ≤ soft ≤ hard", v)
+	}
+	return Ulimit{Name: name, Soft: s, Hard: h}, nil
+}
+
+// SecretSource resolves a secret's value by name (store/sqlite).
+type SecretSource interface {
+	SecretValue(ctx context.Context, name string) (value []byte, ok bool, err error)
+}
+
+// DefaultHost is the engine endpoint when none is configured: $DOCKER_HOST,
+// then Docker's socket, then Podman's rootful and rootless sockets, the
+// first that exists; Docker's socket path when none does.
+func DefaultHost(getenv func(string) string) string {
+	if h := getenv("DOCKER_HOST"); h != "" {
+		return h
+	}
+	candidates := []string{"/var/run/docker.sock", "/run/podman/podman.sock"}
+	if x := getenv("XDG_RUNTIME_DIR"); x != "" {
+		candidates = append(candidates, filepath.Join(x, "podman", "podman.sock"))
+	}
+	for _, p := range candidates {
+		if _, err := os.Stat(p); err == nil {
+			return "unix://" + p
+		}
+	}
+	return "unix://" + candidates[0]
+}
+
+// Driver starts instances as containers. It is safe for concurrent use.
+type Driver struct {
+	logger *slog.Logger
+	opts   Options
+	cli    *client.Client
+	probe  *http.Client
+
+	mu    sync.Mutex   // guards the following
+	ports map[int]bool // host ports handed to live instances
+}
+
+// New returns a Driver for the engine at opts.Host. It does not contact
+// the engine: a server with no container functions needs none.
+func New(logger *slog.Logger, opts Options) (*Driver, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	opts.Host = cmp.Or(opts.Host, DefaultHost(os.Getenv))
+	opts.Network = cmp.Or(opts.Network, NetworkBridge)
+	if opts.Network != NetworkBridge && opts.Network != NetworkHost {
+		return nil, fmt.Errorf("container network: want %s or %s (got %q)", NetworkBridge, NetworkHost, opts.Network)
+	}
+	opts.StopTimeout = cmp.Or(opts.StopTimeout, 10*time.Second)
+	opts.ProbeInitial = cmp.Or(opts.ProbeInitial, 200*time.Microsecond)
+	opts.ProbeMax = max(cmp.Or(opts.ProbeMax, 3*time.Millisecond), opts.ProbeInitial)
+	cli, err := client.New(client.WithHost(opts.Host))
+	if err != nil {
+		return nil, fmt.Errorf("container engine %s: %w", opts.Host, err)
+	}
+	return &Driver{
+		logger: logger, opts: opts, cli: cli,
+		probe: &http.Client{
+			Timeout:       time.Second,
+			Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		ports: map[int]bool{},
+	}, nil
+}
+
+// Host is the engine endpoint in use.
+func (d *Driver) Host() string { return d.opts.Host }
+
+// Close releases the engine client.
+func (d *Driver) Close() error { return d.cli.Close() }
+
+// Ping reports whether the engine answers.
+func (d *Driver) Ping(ctx context.Context) error {
+	if _, err := d.cli.Ping(ctx, client.PingOptions{}); err != nil {
+		return fmt.Errorf("container engine %s does not answer: %w", d.opts.Host, err)
+	}
+	return nil
+}
+
+// Cleanup removes every container labelled as this owner's: what a server
+// killed before it could stop its instances left running. It returns how
+// many it removed.
+func (d *Driver) Cleanup(ctx context.Context) (int, error) {
+	list, err := d.cli.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: client.Filters{}.Add("label", LabelOwner+"="+d.opts.Owner)})
+	if err != nil {
+		return 0, fmt.Errorf("list containers: %w", err)
+	}
+	var errs []error
+	n := 0
+	for _, c := range list.Items {
+		if _, ok := driver.ParseLabels(c.Labels); !ok {
+			continue
+		}
+		if _, err := d.cli.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove %s: %w", c.ID, err))
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// EnsureImage makes image present on the engine, pulling it if it is not
+// and writing the pull's progress to progress. Deploy calls it, so no
+// caller's cold start ever waits for a pull.
+func (d *Driver) EnsureImage(ctx context.Context, image string, progress io.Writer) error {
+	if _, err := d.cli.ImageInspect(ctx, image); err == nil {
+		return nil
+	} else if !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("inspect image %s on %s: %w", image, d.opts.Host, err)
+	}
+	fmt.Fprintf(progress, "pulling %s\n", image)
+	resp, err := d.cli.ImagePull(ctx, image, client.ImagePullOptions{})
+	if err != nil {
+		return fmt.Errorf("pull %s: %w", image, err)
+	}
+	for m, err := range resp.JSONMessages(ctx) {
+		if err != nil {
+			return fmt.Errorf("pull %s: %w", image, err)
+		}
+		if m.Error != nil {
+			return fmt.Errorf("pull %s: %s", image, m.Error.Message)
+		}
+		switch {
+		case m.Status != "" && m.Progress != nil && m.Progress.Total > 0:
+			fmt.Fprintf(progress, "%s %s %d/%d\n", m.ID, m.Status, m.Progress.Current, m.Progress.Total)
+		case m.Status != "":
+			fmt.Fprintf(progress, "%s %s\n", m.ID, m.Status)
+		}
+	}
+	return nil
+}
+
+// Start creates and starts a container for s and returns once its health
+// check passes. On failure the container is removed and a
+// *driver.StartError says why (exit status or OOM kill, last lines).
+func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance, error) {
+	if err := d.Validate(s); err != nil {
+		return nil, &driver.StartError{Reason: strings.ReplaceAll(err.Error(), "\n", "; "), Err: err}
+	}
+	inst := &Instance{d: d, function: s.Function, id: s.InstanceID, onPhase: s.OnPhase,
+		done: make(chan struct{}), logs: newRing(200), memory: s.Resources.MemoryBytes}
+	inst.out = lineWriter{ring: inst.logs, w: s.Output}
+
+	// The image must be present: deploy pulled it. A missing image is a
+	// start failure, never a pull on the caller's time.
+	if _, err := d.cli.ImageInspect(ctx, s.Image); err != nil {
+		reason := fmt.Sprintf("image %s: cannot inspect on %s", s.Image, d.opts.Host)
+		if cerrdefs.IsNotFound(err) {
+			reason = fmt.Sprintf("image %s is not present on the engine (deploy pulls it; redeploy, or build it there)", s.Image)
+		}
+		return nil, &driver.StartError{Reason: reason, Err: err}
+	}
+	inst.phase(PhaseImage)
+
+	secrets, err := d.resolveSecrets(ctx, s.SecretEnv)
+	if err != nil {
+		return nil, err
+	}
+	hostPort, err := d.reservePort()
+	if err != nil {
+		return nil, &driver.StartError{Reason: "no free port", Err: err}
+	}
+	inst.hostPort = hostPort
+	inst.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(hostPort))
+	cfg, hc, err := d.configs(s, secrets, hostPort)
+	if err != nil {
+		d.releasePort(hostPort)
+		return nil, &driver.StartError{Reason: err.Error(), Err: err}
+	}
+	for _, v := range s.Volumes {
+		if v.Name != "" {
+			if err := d.ensureVolume(ctx, v.Name, s.Function); err != nil {
+				d.releasePort(hostPort)
+				return nil, &driver.StartError{Reason: err.Error(), Err: err}
+			}
+		}
+	}
+	created, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: cfg, HostConfig: hc, Name: containerName(s),
+	})
+	if err != nil {
+		d.releasePort(hostPort)
+		return nil, &driver.StartError{Reason: "create container: " + err.Error(), Err: err}
+	}
+	inst.containerID = created.ID
+	inst.phase(PhaseCreated)
+	logger := d.logger.With("function", s.Function, "instance", s.InstanceID, "container", shortID(created.ID))
+
+	// The start runs on its own context: an abandoned start still
+	// removes what it created (below).
+	if _, err := d.cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+		d.remove(created.ID)
+		d.releasePort(hostPort)
+		return nil, &driver.StartError{Reason: "start container: " + err.Error(), Err: err}
+	}
+	inst.phase(PhaseStarted)
+	go inst.run()
+
+	if err := d.waitReady(ctx, inst, s.HealthPath); err != nil {
+		inst.kill()
+		<-inst.done
+		var se *driver.StartError
+		if errors.As(err, &se) {
+			se.Tail = inst.Tail(20)
+		}
+		logger.Debug("container failed to start", "err", err)
+		return nil, err
+	}
+	logger.Debug("container ready", "phases", inst.Phases())
+	return inst, nil
+}
+
+// configs builds the container's configuration: labels, environment,
+// ports, limits and the isolation every container gets.
+func (d *Driver) configs(s driver.StartSpec, secrets []string, hostPort int) (*container.Config, *container.HostConfig, error) {
+	port := hostPort
+	if d.opts.Network == NetworkBridge {
+		port = cmp.Or(s.Port, DefaultPort)
+	}
+	portStr := strconv.Itoa(port)
+	expand := func(v string) string { return strings.ReplaceAll(v, "${PORT}", portStr) }
+	env := make([]string, 0, len(s.Env)+len(secrets)+3)
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
+		env = append(env, k+"="+expand(s.Env[k]))
+	}
+	env = append(env, secrets...)
+	env = append(env, "PORT="+portStr, "EMBER_FUNCTION="+s.Function, "EMBER_INSTANCE="+s.InstanceID)
+	var cmdArgs []string
+	for _, a := range s.Command {
+		cmdArgs = append(cmdArgs, expand(a))
+	}
+	labels := s.Labels.Map()
+	labels[LabelOwner] = d.opts.Owner
+	stop := int(d.opts.StopTimeout / time.Second)
+	cfg := &container.Config{Image: s.Image, Env: env, Cmd: cmdArgs, Labels: labels, StopTimeout: &stop}
+
+	hc := &container.HostConfig{
+		NetworkMode: container.NetworkMode(d.opts.Network),
+		Runtime:     d.opts.OCIRuntime,
+		Privileged:  false,
+		CapDrop:     []string{"ALL"},
+		SecurityOpt: []string{"no-new-privileges"},
+	}
+	if d.opts.Network == NetworkBridge {
+		p, ok := network.PortFrom(uint16(port), network.TCP)
+		if !ok {
+			return nil, nil, fmt.Errorf("port: %d is not a port", port)
+		}
+		cfg.ExposedPorts = network.PortSet{p: {}}
+		hc.PortBindings = network.PortMap{p: {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(hostPort)}}}
+	}
+	if s.Resources.CPU > 0 {
+		hc.NanoCPUs = int64(s.Resources.CPU * 1e9)
+	}
+	if m := s.Resources.MemoryBytes; m > 0 {
+		hc.Memory = m
+		hc.MemorySwap = m // no swap: the limit is the limit
+	}
+	for _, u := range d.opts.Ulimits {
+		hc.Ulimits = append(hc.Ulimits, &container.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
+	}
+	for _, v := range s.Volumes {
+		m := mount.Mount{Target: v.MountPath, ReadOnly: v.ReadOnly}
+		if v.Name != "" {
+			m.Type, m.Source = mount.TypeVolume, volumeName(v.Name)
+		} else {
+			m.Type, m.Source = mount.TypeBind, v.HostPath
+		}
+		hc.Mounts = append(hc.Mounts, m)
+	}
+	return cfg, hc, nil
+}
+
+// volumeName is the engine name of a spec's named volume: prefixed, so a
+// spec can only reach volumes Ember created.
+func volumeName(name string) string { return "ember-" + name }
+
+func (d *Driver) ensureVolume(ctx context.Context, name, fn string) error {
+	_, err := d.cli.VolumeInspect(ctx, volumeName(name), client.VolumeInspectOptions{})
+	if err == nil {
+		return nil
+	}
+	if !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("volume %s: %w", name, err)
+	}
+	_, err = d.cli.VolumeCreate(ctx, client.VolumeCreateOptions{Name: volumeName(name),
+		Labels: map[string]string{LabelOwner: d.opts.Owner, driver.LabelFunction: fn}})
+	if err != nil && !cerrdefs.IsConflict(err) {
+		return fmt.Errorf("create volume %s: %w", name, err)
+	}
+	return nil
+}
+
+// containerName is readable in `docker ps`: ember-<function>-<instance>.
+func containerName(s driver.StartSpec) string {
+	fn := strings.NewReplacer("/", "-").Replace(s.Function)
+	return "ember-" + fn + "-" + s.InstanceID
+}
+
+func shortID(id string) string { return id[:min(12, len(id))] }
+
+// remove force-removes a container on a context of its own: it runs on
+// paths where the caller's context may already be over.
+func (d *Driver) remove(id string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := d.cli.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		d.logger.Warn("cannot remove container; the next server start removes it", "container", shortID(id), "err", err)
+	}
+}
+
+func (d *Driver) resolveSecrets(ctx context.Context, refs map[string]string) ([]string, error) {
+	out := make([]string, 0, len(refs))
+	for _, k := range slices.Sorted(maps.Keys(refs)) {
+		name := refs[k]
+		if d.opts.Secrets == nil {
+			return nil, &driver.StartError{Reason: fmt.Sprintf("env %s: secret %q: this server has no secret store", k, name)}
+		}
+		v, ok, err := d.opts.Secrets.SecretValue(ctx, name)
+		switch {
+		case err != nil:
+			return nil, &driver.StartError{Reason: fmt.Sprintf("env %s: cannot read secret %q", k, name), Err: err}
+		case !ok:
+			return nil, &driver.StartError{Reason: fmt.Sprintf("env %s: secret %q does not exist (ember secrets set %s)", k, name, name)}
+		}
+		out = append(out, k+"="+string(v))
+	}
+	return out, nil
+}
+
+// reservePort picks a free loopback port for the instance (its published
+// port in bridge mode, its $PORT in host mode).
+func (d *Driver) reservePort() (int, error) {
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for range 16 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("container: picking a port: %w", err)
+		}
+		held = append(held, l)
+		port := l.Addr().(*net.TCPAddr).Port
+		d.mu.Lock()
+		taken := d.ports[port]
+		d.ports[port] = true
+		d.mu.Unlock()
+		if !taken {
+			return port, nil
+		}
+	}
+	return 0, errors.New("container: no free port after 16 attempts")
+}
+
+func (d *Driver) releasePort(port int) {
+	d.mu.Lock()
+	delete(d.ports, port)
+	d.mu.Unlock()
+}
+
+// waitReady probes inst until its port accepts connections and then until
+// GET healthPath answers 2xx, with the process driver's backoff.
+func (d *Driver) waitReady(ctx context.Context, inst *Instance, healthPath string) error {
+	start := time.Now()
+	url := ""
+	if healthPath != "" {
+		if !strings.HasPrefix(healthPath, "/") {
+			healthPath = "/" + healthPath
+		}
+		url = "http://" + inst.addr + healthPath
+	}
+	dialer := net.Dialer{Timeout: time.Second}
+	listening := false
+	lastProbe := "port not open"
+	pause := d.opts.ProbeInitial
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	<-timer.C
+	for {
+		if !listening {
+			// A published port accepts at the engine's proxy before the
+			// container listens; an HTTP answer is the real sign, so in
+			// bridge mode "listening" is the first HTTP response.
+			if ok, _ := d.listening(ctx, inst.addr, &dialer); ok {
+				listening = true
+				inst.phase(driver.PhaseListening)
+				if url == "" {
+					inst.phase(driver.PhaseReady)
+					return nil
+				}
+				pause = d.opts.ProbeInitial
+				continue
+			}
+		} else {
+			ok, status := d.checkHealth(ctx, url)
+			if ok {
+				inst.phase(driver.PhaseReady)
+				return nil
+			}
+			if ctx.Err() == nil {
+				lastProbe = status
+			}
+		}
+		timer.Reset(pause)
+		select {
+		case <-timer.C:
+		case <-inst.done:
+			return &driver.StartError{Reason: inst.Err().Error() + " before becoming ready", Err: inst.Err()}
+		case <-ctx.Done():
+			phase := "waiting for port " + inst.addr
+			if listening {
+				phase = "listening, health check " + healthPath + ": " + lastProbe
+			}
+			return &driver.StartError{
+				Reason: fmt.Sprintf("not ready after %s (%s)", time.Since(start).Round(time.Millisecond), phase),
+				Err:    ctx.Err(),
+			}
+		}
+		pause = min(2*pause, d.opts.ProbeMax)
+	}
+}
+
+// listening reports whether addr serves: in host mode a TCP connect; in
+// bridge mode an HTTP exchange, since the engine's port forwarder accepts
+// connections before anything listens behind it.
+func (d *Driver) listening(ctx context.Context, addr string, dialer *net.Dialer) (bool, string) {
+	if d.opts.Network == NetworkHost {
+		conn, err := dialer.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return false, err.Error()
+		}
+		conn.Close()
+		return true, ""
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/", nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := d.probe.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp.Body.Close()
+	return true, ""
+}
+
+func (d *Driver) checkHealth(ctx context.Context, url string) (bool, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return false, err.Error()
+	}
+	resp, err := d.probe.Do(req)
+	if err != nil {
+		return false, err.Error()
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	return resp.StatusCode >= 200 && resp.StatusCode < 300, resp.Status
+}
+
+// Capabilities: Start returns only once the health check passed.
+func (d *Driver) Capabilities() driver.Capabilities {
+	return driver.Capabilities{OwnsReadiness: true}
+}
+
+var (
+	_ driver.Driver             = (*Driver)(nil)
+	_ driver.Validator          = (*Driver)(nil)
+	_ driver.CapabilityReporter = (*Driver)(nil)
+)

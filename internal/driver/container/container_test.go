@@ -1,0 +1,117 @@
+package container
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/ember-run/ember/internal/driver"
+)
+
+func TestParseUlimit(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Ulimit
+		err  bool
+	}{
+		{"nofile=1024:1024", Ulimit{"nofile", 1024, 1024}, false},
+		{"nproc=512", Ulimit{"nproc", 512, 512}, false},
+		{"nofile=2048:1024", Ulimit{}, true}, // soft above hard
+		{"nofile", Ulimit{}, true},
+		{"=1:1", Ulimit{}, true},
+		{"nofile=x:1", Ulimit{}, true},
+	} {
+		got, err := ParseUlimit(tc.in)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("ParseUlimit(%q) = %+v, %v; want %+v, error %v", tc.in, got, err, tc.want, tc.err)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	d, err := New(nil, Options{Host: "unix:///nonexistent.sock", AllowHostPaths: []string{"/srv/models"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name  string
+		s     driver.StartSpec
+		field string // "" = valid
+	}{
+		{"image only", driver.StartSpec{Image: "ghcr.io/a/b:1"}, ""},
+		{"no image", driver.StartSpec{}, "image"},
+		{"allowed host path", driver.StartSpec{Image: "i", Volumes: []driver.Volume{{HostPath: "/srv/models/llama", MountPath: "/m"}}}, ""},
+		{"host path outside the allow-list", driver.StartSpec{Image: "i", Volumes: []driver.Volume{{HostPath: "/var/run", MountPath: "/m"}}}, "volumes[0].host_path"},
+		{"prefix is not a parent", driver.StartSpec{Image: "i", Volumes: []driver.Volume{{HostPath: "/srv/models2", MountPath: "/m"}}}, "volumes[0].host_path"},
+		{"named volume", driver.StartSpec{Image: "i", Volumes: []driver.Volume{{Name: "weights", MountPath: "/m"}}}, ""},
+		{"gpu", driver.StartSpec{Image: "i", Resources: driver.Resources{GPU: driver.GPU{Type: "l4", Count: 1}}}, "resources.gpu"},
+	} {
+		err := d.Validate(tc.s)
+		var fe *driver.FieldError
+		switch {
+		case tc.field == "" && err != nil:
+			t.Errorf("%s: %v, want valid", tc.name, err)
+		case tc.field != "" && (!errors.As(err, &fe) || fe.Field != tc.field):
+			t.Errorf("%s: %v, want an error on %s", tc.name, err, tc.field)
+		}
+	}
+}
+
+// TestConfigsIsolate checks what every container gets whatever the spec
+// says: no privileges, no capabilities, no-new-privileges, the limits,
+// Ember's labels, and the port wiring of each network mode.
+func TestConfigsIsolate(t *testing.T) {
+	for _, network := range []string{NetworkBridge, NetworkHost} {
+		d, err := New(nil, Options{Host: "unix:///nonexistent.sock", Network: network, Owner: "/data",
+			Ulimits: []Ulimit{{"nofile", 1024, 1024}}, OCIRuntime: "runc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := driver.StartSpec{Function: "f", InstanceID: "f-1", Image: "img", Port: 5000,
+			Labels:    driver.Labels{Function: "f", Version: 3, Instance: "f-1"},
+			Command:   []string{"--port", "${PORT}"},
+			Env:       map[string]string{"PORT": "1", "A": "b"},
+			Resources: driver.Resources{CPU: 0.5, MemoryBytes: 64 << 20},
+			Volumes:   []driver.Volume{{Name: "weights", MountPath: "/w", ReadOnly: true}},
+		}
+		cfg, hc, err := d.configs(s, []string{"TOKEN=x"}, 40000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantPort := map[string]string{NetworkBridge: "5000", NetworkHost: "40000"}[network]
+		if hc.Privileged || !slices.Equal(hc.CapDrop, []string{"ALL"}) || !slices.Contains(hc.SecurityOpt, "no-new-privileges") {
+			t.Errorf("%s: isolation = privileged %v capdrop %v secopt %v", network, hc.Privileged, hc.CapDrop, hc.SecurityOpt)
+		}
+		if hc.NanoCPUs != 5e8 || hc.Memory != 64<<20 || hc.MemorySwap != 64<<20 || hc.Runtime != "runc" || len(hc.Ulimits) != 1 {
+			t.Errorf("%s: limits = cpu %d mem %d swap %d runtime %q ulimits %v", network, hc.NanoCPUs, hc.Memory, hc.MemorySwap, hc.Runtime, hc.Ulimits)
+		}
+		if string(hc.NetworkMode) != network {
+			t.Errorf("network mode = %q, want %q", hc.NetworkMode, network)
+		}
+		if cfg.Env[len(cfg.Env)-3] != "PORT="+wantPort || !slices.Contains(cfg.Env, "TOKEN=x") {
+			t.Errorf("%s: env = %v, want PORT=%s last (the driver's wins)", network, cfg.Env, wantPort)
+		}
+		if strings.Join(cfg.Cmd, " ") != "--port "+wantPort {
+			t.Errorf("%s: cmd = %v", network, cfg.Cmd)
+		}
+		if l, ok := driver.ParseLabels(cfg.Labels); !ok || l.Version != 3 || cfg.Labels[LabelOwner] != "/data" {
+			t.Errorf("labels = %v", cfg.Labels)
+		}
+		if len(hc.Mounts) != 1 || hc.Mounts[0].Source != "ember-weights" || !hc.Mounts[0].ReadOnly {
+			t.Errorf("mounts = %+v", hc.Mounts)
+		}
+		if network == NetworkBridge {
+			if len(hc.PortBindings) != 1 {
+				t.Errorf("port bindings = %v", hc.PortBindings)
+			}
+			for _, b := range hc.PortBindings {
+				if b[0].HostIP.String() != "127.0.0.1" || b[0].HostPort != "40000" {
+					t.Errorf("binding = %+v, want 127.0.0.1:40000", b[0])
+				}
+			}
+		} else if len(hc.PortBindings) != 0 {
+			t.Errorf("host network publishes %v", hc.PortBindings)
+		}
+	}
+}
