@@ -293,10 +293,19 @@ func (w *walker) object(path string, o object, t reflect.Type) object {
 	return o
 }
 
-// duration accepts "30s", "2m" or a number of seconds.
+// duration accepts "30s", "2m" or a number of seconds, and "auto" for
+// scaling.idle_timeout.
 func (w *walker) duration(path string, v any) {
 	switch d := v.(type) {
 	case string:
+		if d == "auto" {
+			// The learned keep-warm window (IdleAuto): only the idle
+			// timeout has one.
+			if path != "scaling.idle_timeout" {
+				w.fail(path, "want a duration such as \"30s\" or \"2m\", got \"auto\" (auto is for scaling.idle_timeout only)")
+			}
+			return
+		}
 		if _, err := time.ParseDuration(d); err != nil {
 			w.fail(path, "want a duration such as \"30s\" or \"2m\", got %s", describe(v))
 		}
