@@ -160,7 +160,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	if err != nil {
 		return err
 	}
-	gw.Register("GET /v1/usage", auth.RightInvoke, usage.NewHandler(meter, mgr, prices))
+	gw.Register("GET /v1/usage", auth.RightInvoke, usage.NewHandler(meter, usageSpecs{mgr, ctl}, prices))
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -41,3 +41,15 @@ var (
 	_ gateway.Registry  = registryView{}
 	_ gateway.Instances = instancesView{}
 )
+
+// usageSpecs is what usage reads of functions: specs from the manager and,
+// from the controller, since when each function exists (usage.Deployed).
+type usageSpecs struct {
+	*instance.Manager
+	ctl *controller.Controller
+}
+
+func (u usageSpecs) DeployedAt(name string) (time.Time, bool) {
+	rec, _, ok := u.ctl.Get(name)
+	return rec.CreatedAt, ok && !rec.CreatedAt.IsZero()
+}

@@ -34,6 +34,14 @@ type SpecSource interface {
 	Function(name string) (*spec.Function, bool)
 }
 
+// Deployed is what a SpecSource may also tell: since when a function has
+// existed. Always-on alternatives are then priced over the part of the
+// window the function existed, so a function deployed a minute ago is
+// compared with a minute of an always-on fleet, not a day of one.
+type Deployed interface {
+	DeployedAt(name string) (time.Time, bool)
+}
+
 // Handler serves GET /v1/usage.
 type Handler struct {
 	src   Source
@@ -145,7 +153,13 @@ func (h *Handler) report(r *http.Request, now time.Time) (*api.UsageReport, erro
 		if h.specs != nil {
 			f, _ = h.specs.Function(k.fn)
 		}
-		fu.Alternatives = alternatives(h.cat, k.hw, f, sum, span)
+		fnSpan := span
+		if d, ok := h.specs.(Deployed); ok {
+			if at, ok := d.DeployedAt(k.fn); ok && at.After(from) && at.Before(end) {
+				fnSpan = end.Sub(at).Seconds()
+			}
+		}
+		fu.Alternatives = alternatives(h.cat, k.hw, f, sum, fnSpan)
 		if f != nil && f.Budget != nil {
 			fu.Budget = budgetStatus(h.src.Budget(k.fn, now))
 		}

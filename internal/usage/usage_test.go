@@ -114,6 +114,54 @@ func TestUsageHandler(t *testing.T) {
 	}
 }
 
+// deployedSpecs also says since when each function exists (Deployed).
+type deployedSpecs struct {
+	fakeSpecs
+	at map[string]time.Time
+}
+
+func (d deployedSpecs) DeployedAt(name string) (time.Time, bool) { t, ok := d.at[name]; return t, ok }
+
+// TestAlwaysOnPricedOverTheFunctionsLife: a function deployed 30 minutes
+// into a 4-hour window is compared with 30 minutes of an always-on fleet,
+// not 4 hours of one; one older than the window with the whole window.
+func TestAlwaysOnPricedOverTheFunctionsLife(t *testing.T) {
+	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+	src := &fakeUsage{bs: []metering.Bucket{
+		{Function: "new", Hardware: "a100-40gb", Start: now.Add(-time.Hour), Seconds: metering.Seconds{Busy: 60}, Requests: 6, BusyPeriods: 6},
+		{Function: "old", Hardware: "a100-40gb", Start: now.Add(-time.Hour), Seconds: metering.Seconds{Busy: 60}, Requests: 6, BusyPeriods: 6},
+	}}
+	specs := fakeSpecs{}
+	for _, n := range []string{"new", "old"} {
+		f := &spec.Function{Name: n, Command: []string{"x"}, Resources: &spec.Resources{GPU: &spec.GPU{Type: "a100-40gb", Count: 1}}}
+		f.Default()
+		specs[n] = f
+	}
+	cat, err := cost.DefaultCatalogue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := NewHandler(src, deployedSpecs{specs, map[string]time.Time{"new": now.Add(-30 * time.Minute), "old": now.Add(-48 * time.Hour)}}, cat)
+	h.now = func() time.Time { return now }
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/usage?from=4h", nil))
+	var rep api.UsageReport
+	if err := json.Unmarshal(rec.Body.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"new": 3.67 / 3600 * 1800, "old": 3.67 / 3600 * 4 * 3600}
+	for _, fu := range rep.Functions {
+		for _, a := range fu.Alternatives {
+			if a.Offer == "gcp-a2-highgpu-1g" && math.Abs(a.CostUSD-want[fu.Function]) > 1e-9 {
+				t.Errorf("%s: always-on %s = $%g, want $%g", fu.Function, a.Offer, a.CostUSD, want[fu.Function])
+			}
+		}
+	}
+	if len(rep.Functions) != 2 {
+		t.Fatalf("functions = %+v", rep.Functions)
+	}
+}
+
 // TestUsageHandlerScopedToKey: an invoke key sees only the functions it
 // covers, and asking for another is refused without saying whether it
 // has usage.
