@@ -7,7 +7,10 @@ package driver
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -251,3 +254,34 @@ func (e *StartError) Error() string {
 }
 
 func (e *StartError) Unwrap() error { return e.Err }
+
+// SecretSource resolves a secret's value by name (store/sqlite).
+type SecretSource interface {
+	SecretValue(ctx context.Context, name string) (value []byte, ok bool, err error)
+}
+
+// ResolveSecrets reads the secrets refs names (env name → secret name) as
+// NAME=value entries, sorted by name, for a driver's Start. A missing
+// secret or store is a *StartError naming the variable and the secret,
+// never the value.
+func ResolveSecrets(ctx context.Context, src SecretSource, refs map[string]string) ([]string, error) {
+	if len(refs) == 0 {
+		return nil, nil
+	}
+	out := make([]string, 0, len(refs))
+	for _, k := range slices.Sorted(maps.Keys(refs)) {
+		name := refs[k]
+		if src == nil {
+			return nil, &StartError{Reason: fmt.Sprintf("env %s: secret %q: this server has no secret store", k, name)}
+		}
+		v, ok, err := src.SecretValue(ctx, name)
+		switch {
+		case err != nil:
+			return nil, &StartError{Reason: fmt.Sprintf("env %s: cannot read secret %q", k, name), Err: err}
+		case !ok:
+			return nil, &StartError{Reason: fmt.Sprintf("env %s: secret %q does not exist (ember secrets set %s)", k, name, name)}
+		}
+		out = append(out, k+"="+string(v))
+	}
+	return out, nil
+}

@@ -125,9 +125,7 @@ func ParseUlimit(v string) (Ulimit, error) {
 }
 
 // SecretSource resolves a secret's value by name (store/sqlite).
-type SecretSource interface {
-	SecretValue(ctx context.Context, name string) (value []byte, ok bool, err error)
-}
+type SecretSource = driver.SecretSource
 
 // DefaultHost is the engine endpoint when none is configured: $DOCKER_HOST,
 // then Docker's socket, then Podman's rootful and rootless sockets, the
@@ -437,22 +435,7 @@ func (d *Driver) remove(id string) {
 }
 
 func (d *Driver) resolveSecrets(ctx context.Context, refs map[string]string) ([]string, error) {
-	out := make([]string, 0, len(refs))
-	for _, k := range slices.Sorted(maps.Keys(refs)) {
-		name := refs[k]
-		if d.opts.Secrets == nil {
-			return nil, &driver.StartError{Reason: fmt.Sprintf("env %s: secret %q: this server has no secret store", k, name)}
-		}
-		v, ok, err := d.opts.Secrets.SecretValue(ctx, name)
-		switch {
-		case err != nil:
-			return nil, &driver.StartError{Reason: fmt.Sprintf("env %s: cannot read secret %q", k, name), Err: err}
-		case !ok:
-			return nil, &driver.StartError{Reason: fmt.Sprintf("env %s: secret %q does not exist (ember secrets set %s)", k, name, name)}
-		}
-		out = append(out, k+"="+string(v))
-	}
-	return out, nil
+	return driver.ResolveSecrets(ctx, d.opts.Secrets, refs)
 }
 
 // reservePort picks a free loopback port for the instance (its published

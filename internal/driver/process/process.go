@@ -77,9 +77,7 @@ type Options struct {
 }
 
 // SecretSource resolves a secret's value by name (store/sqlite).
-type SecretSource interface {
-	SecretValue(ctx context.Context, name string) (value []byte, ok bool, err error)
-}
+type SecretSource = driver.SecretSource
 
 // Default option values.
 const (
@@ -260,28 +258,8 @@ func (d *Driver) environ(s driver.StartSpec, secrets []string, port string, expa
 	)
 }
 
-// resolveSecrets reads the secrets s names, as NAME=value entries. An
-// error names the variable and the secret, never a value.
 func (d *Driver) resolveSecrets(ctx context.Context, refs map[string]string) ([]string, error) {
-	if len(refs) == 0 {
-		return nil, nil
-	}
-	out := make([]string, 0, len(refs))
-	for _, k := range slices.Sorted(maps.Keys(refs)) {
-		name := refs[k]
-		if d.opts.Secrets == nil {
-			return nil, &driver.StartError{Reason: fmt.Sprintf("env %s: secret %q: this server has no secret store", k, name)}
-		}
-		v, ok, err := d.opts.Secrets.SecretValue(ctx, name)
-		switch {
-		case err != nil:
-			return nil, &driver.StartError{Reason: fmt.Sprintf("env %s: cannot read secret %q", k, name), Err: err}
-		case !ok:
-			return nil, &driver.StartError{Reason: fmt.Sprintf("env %s: secret %q does not exist (ember secrets set %s)", k, name, name)}
-		}
-		out = append(out, k+"="+string(v))
-	}
-	return out, nil
+	return driver.ResolveSecrets(ctx, d.opts.Secrets, refs)
 }
 
 // BaseEnv is the environment every instance starts from: the variables of
