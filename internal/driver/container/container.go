@@ -321,7 +321,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	inst.phase(PhaseStarted)
 	go inst.run()
 
-	if err := d.waitReady(ctx, inst, s.HealthPath); err != nil {
+	if err := d.waitReady(ctx, inst, s); err != nil {
 		inst.kill()
 		<-inst.done
 		var se *driver.StartError
@@ -471,66 +471,28 @@ func (d *Driver) releasePort(port int) {
 	d.mu.Unlock()
 }
 
-// waitReady probes inst until its port accepts connections and then until
-// GET healthPath answers 2xx, with the process driver's backoff.
-func (d *Driver) waitReady(ctx context.Context, inst *Instance, healthPath string) error {
-	start := time.Now()
-	url := ""
-	if healthPath != "" {
-		if !strings.HasPrefix(healthPath, "/") {
-			healthPath = "/" + healthPath
-		}
-		url = "http://" + inst.addr + healthPath
-	}
-	dialer := net.Dialer{Timeout: time.Second}
-	listening := false
-	lastProbe := "port not open"
-	pause := d.opts.ProbeInitial
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	<-timer.C
-	for {
-		if !listening {
-			// A published port accepts at the engine's proxy before the
-			// container listens; an HTTP answer is the real sign, so in
-			// bridge mode "listening" is the first HTTP response.
-			if ok, _ := d.listening(ctx, inst.addr, &dialer); ok {
-				listening = true
-				inst.phase(driver.PhaseListening)
-				if url == "" {
-					inst.phase(driver.PhaseReady)
-					return nil
-				}
-				pause = d.opts.ProbeInitial
-				continue
-			}
-		} else {
-			ok, status := d.checkHealth(ctx, url)
-			if ok {
-				inst.phase(driver.PhaseReady)
-				return nil
-			}
-			if ctx.Err() == nil {
-				lastProbe = status
-			}
-		}
-		timer.Reset(pause)
-		select {
-		case <-timer.C:
-		case <-inst.done:
-			return &driver.StartError{Reason: inst.Err().Error() + " before becoming ready", Err: inst.Err()}
-		case <-ctx.Done():
-			phase := "waiting for port " + inst.addr
-			if listening {
-				phase = "listening, health check " + healthPath + ": " + lastProbe
-			}
-			return &driver.StartError{
-				Reason: fmt.Sprintf("not ready after %s (%s)", time.Since(start).Round(time.Millisecond), phase),
-				Err:    ctx.Err(),
-			}
-		}
-		pause = min(2*pause, d.opts.ProbeMax)
-	}
+// waitReady probes inst with the shared loop and cadence of every driver
+// (driver.AwaitReady): tight at first, then backing off to the spec's
+// health interval (2 s by default), each probe bounded by its timeout.
+func (d *Driver) waitReady(ctx context.Context, inst *Instance, s driver.StartSpec) error {
+	cad := driver.Cadence{Initial: d.opts.ProbeInitial, TightMax: d.opts.ProbeMax, TightFor: 20 * time.Millisecond,
+		Ceiling: max(cmp.Or(s.HealthInterval, 2*time.Second), d.opts.ProbeMax), Timeout: cmp.Or(s.HealthTimeout, time.Second)}
+	dialer := net.Dialer{Timeout: cad.Timeout}
+	return driver.AwaitReady(ctx, driver.Readiness{
+		Addr: inst.addr, HealthPath: s.HealthPath, Cadence: cad,
+		// A published port accepts at the engine's proxy before the
+		// container listens; an HTTP answer is the real sign, so in bridge
+		// mode "listening" is the first HTTP response.
+		Listening: func(ctx context.Context) (bool, string) { return d.listening(ctx, inst.addr, &dialer) },
+		Health: func(ctx context.Context, url string) (bool, string) {
+			ctx, cancel := context.WithTimeout(ctx, cad.Timeout)
+			defer cancel()
+			return d.checkHealth(ctx, url)
+		},
+		Phase:  inst.phase,
+		Exited: inst.done,
+		Err:    inst.Err,
+	})
 }
 
 // listening reports whether addr serves: in host mode a TCP connect; in

@@ -8,19 +8,19 @@ import (
 )
 
 // probesUntil counts the health probes made against a server that answers
-// 2xx from load on, on the schedule nextProbePause gives (a virtual
+// 2xx from load on, on the schedule driver.Cadence.Next gives (a virtual
 // clock: probe at 0, then after each pause), and how late the last one
 // saw readiness.
-func probesUntil(load time.Duration, c probeCadence) (n int, late time.Duration) {
+func probesUntil(load time.Duration, c driver.Cadence) (n int, late time.Duration) {
 	var t time.Duration
-	pause := c.initial
+	pause := c.Initial
 	for {
 		n++
 		if t >= load {
 			return n, t - load
 		}
 		t += pause
-		pause = nextProbePause(pause, t, c)
+		pause = c.Next(pause, t)
 	}
 }
 
@@ -29,7 +29,7 @@ func TestProbeCadence(t *testing.T) {
 	tests := []struct {
 		name     string
 		load     time.Duration
-		c        probeCadence
+		c        driver.Cadence
 		maxProbe int
 		maxLate  time.Duration
 	}{
@@ -52,12 +52,12 @@ func TestProbeCadence(t *testing.T) {
 		})
 	}
 	// The first pauses are what they were: 200µs doubling to 3 ms.
-	pause, t0 := def.initial, time.Duration(0)
+	pause, t0 := def.Initial, time.Duration(0)
 	var got []time.Duration
 	for range 6 {
 		got = append(got, pause)
 		t0 += pause
-		pause = nextProbePause(pause, t0, def)
+		pause = def.Next(pause, t0)
 	}
 	want := []time.Duration{200 * time.Microsecond, 400 * time.Microsecond, 800 * time.Microsecond, 1600 * time.Microsecond, 3 * time.Millisecond, 3 * time.Millisecond}
 	for i := range want {
@@ -69,10 +69,10 @@ func TestProbeCadence(t *testing.T) {
 
 func TestCadenceFromSpec(t *testing.T) {
 	c := New(nil, Options{}).cadence(driver.StartSpec{HealthInterval: 2 * time.Second, HealthTimeout: 300 * time.Millisecond})
-	if c.ceiling != 2*time.Second || c.timeout != 300*time.Millisecond {
+	if c.Ceiling != 2*time.Second || c.Timeout != 300*time.Millisecond {
 		t.Errorf("cadence = %+v, want ceiling 2s, timeout 300ms", c)
 	}
-	if c := New(nil, Options{}).cadence(driver.StartSpec{}); c.ceiling != DefaultProbeInterval || c.timeout != DefaultProbeTimeout {
+	if c := New(nil, Options{}).cadence(driver.StartSpec{}); c.Ceiling != DefaultProbeInterval || c.Timeout != DefaultProbeTimeout {
 		t.Errorf("default cadence = %+v", c)
 	}
 }

@@ -86,7 +86,7 @@ func hasReadyLine(b []byte) bool {
 // (notified), or found by the probe (waitReady), whichever is first. The
 // probe runs throughout, so an instance that never notifies starts as it
 // always has; a notification cancels it. Phases are recorded once each.
-func (d *Driver) awaitReady(ctx context.Context, inst *Instance, healthPath string, cad probeCadence, notified <-chan struct{}) error {
+func (d *Driver) awaitReady(ctx context.Context, inst *Instance, healthPath string, cad driver.Cadence, notified <-chan struct{}) error {
 	pctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	probed := make(chan error, 1)

@@ -286,103 +286,39 @@ func BaseEnv(environ, inherit []string) []string {
 	return out
 }
 
-// probeCadence is when readiness probes run (nextProbePause) and how long
-// one may take.
-type probeCadence struct {
-	initial, tightMax, tightFor, ceiling, timeout time.Duration
-}
-
-// cadence is the driver's cadence with s's health interval and timeout.
-func (d *Driver) cadence(s driver.StartSpec) probeCadence {
-	c := probeCadence{initial: d.opts.ProbeInitial, tightMax: d.opts.ProbeMax, tightFor: d.opts.ProbeTight,
-		ceiling: d.opts.ProbeInterval, timeout: d.opts.ProbeTimeout}
+// cadence is the driver's probe cadence (driver.Cadence) with s's health
+// interval and timeout.
+func (d *Driver) cadence(s driver.StartSpec) driver.Cadence {
+	c := driver.Cadence{Initial: d.opts.ProbeInitial, TightMax: d.opts.ProbeMax, TightFor: d.opts.ProbeTight,
+		Ceiling: d.opts.ProbeInterval, Timeout: d.opts.ProbeTimeout}
 	if s.HealthInterval > 0 {
-		c.ceiling = max(s.HealthInterval, c.tightMax)
+		c.Ceiling = max(s.HealthInterval, c.TightMax)
 	}
 	if s.HealthTimeout > 0 {
-		c.timeout = s.HealthTimeout
+		c.Timeout = s.HealthTimeout
 	}
 	return c
 }
 
-// nextProbePause is the pause after a failed probe, elapsed into the
-// phase. While the phase is young (tightFor) it doubles from initial up to
-// tightMax: most servers answer within milliseconds of listening, and
-// this keeps the cold-start overhead at a few hundred microseconds. Then
-// it is a quarter of the time waited so far, so readiness is seen at most
-// ~25% late, up to ceiling: a 60 s model load is probed a few dozen
-// times, not tens of thousands (every probe is a line in many servers'
-// access logs).
-func nextProbePause(pause, elapsed time.Duration, c probeCadence) time.Duration {
-	if elapsed < c.tightFor {
-		return min(2*pause, c.tightMax)
-	}
-	return min(max(elapsed/4, c.tightMax), c.ceiling)
-}
-
-// waitReady probes inst until its port accepts connections (PhaseListening)
-// and then until GET healthPath answers 2xx (PhaseReady), pausing between
-// probes as nextProbePause says, from the start of each phase. An empty
-// healthPath means listening is ready.
-func (d *Driver) waitReady(ctx context.Context, inst *Instance, healthPath string, cad probeCadence) error {
-	start := time.Now()
-	url := ""
-	if healthPath != "" {
-		if !strings.HasPrefix(healthPath, "/") {
-			healthPath = "/" + healthPath
-		}
-		url = "http://" + inst.addr + healthPath
-	}
-	dialer := net.Dialer{Timeout: cad.timeout}
-	listening := false
-	lastProbe := "port not open"
-	pause := cad.initial
-	phaseStart := start
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	<-timer.C
-
-	for {
-		if !listening {
-			if conn, err := dialer.DialContext(ctx, "tcp", inst.addr); err == nil {
-				conn.Close()
-				listening = true
-				inst.phase(driver.PhaseListening)
-				if url == "" {
-					inst.phase(driver.PhaseReady)
-					return nil
-				}
-				pause, phaseStart = cad.initial, time.Now()
-				continue // probe health at once
+// waitReady probes inst with the shared loop (driver.AwaitReady): a TCP
+// connect for listening, then GET healthPath.
+func (d *Driver) waitReady(ctx context.Context, inst *Instance, healthPath string, cad driver.Cadence) error {
+	dialer := net.Dialer{Timeout: cad.Timeout}
+	return driver.AwaitReady(ctx, driver.Readiness{
+		Addr: inst.addr, HealthPath: healthPath, Cadence: cad,
+		Listening: func(ctx context.Context) (bool, string) {
+			conn, err := dialer.DialContext(ctx, "tcp", inst.addr)
+			if err != nil {
+				return false, err.Error()
 			}
-		} else {
-			ok, status := d.checkHealth(ctx, url, cad.timeout)
-			if ok {
-				inst.phase(driver.PhaseReady)
-				return nil
-			}
-			if ctx.Err() == nil { // a probe cut short by ctx says nothing about the instance
-				lastProbe = status
-			}
-		}
-
-		timer.Reset(pause)
-		select {
-		case <-timer.C:
-		case <-inst.done:
-			return &driver.StartError{Reason: inst.Err().Error() + " before becoming ready", Err: inst.Err()}
-		case <-ctx.Done():
-			phase := "waiting for port " + inst.addr
-			if listening {
-				phase = "listening, health check " + healthPath + ": " + lastProbe
-			}
-			return &driver.StartError{
-				Reason: fmt.Sprintf("not ready after %s (%s)", time.Since(start).Round(time.Millisecond), phase),
-				Err:    ctx.Err(),
-			}
-		}
-		pause = nextProbePause(pause, time.Since(phaseStart), cad)
-	}
+			conn.Close()
+			return true, ""
+		},
+		Health: func(ctx context.Context, url string) (bool, string) { return d.checkHealth(ctx, url, cad.Timeout) },
+		Phase:  inst.phase,
+		Exited: inst.done,
+		Err:    inst.Err,
+	})
 }
 
 // checkHealth makes one health request and reports whether it passed and,
