@@ -30,7 +30,6 @@ import (
 	"github.com/ember-run/ember/internal/models"
 	"github.com/ember-run/ember/internal/proxy"
 	"github.com/ember-run/ember/internal/routing"
-	"github.com/ember-run/ember/internal/store/sqlite"
 	"github.com/ember-run/ember/internal/telemetry"
 	"github.com/ember-run/ember/internal/usage"
 	"github.com/ember-run/ember/internal/webhook"
@@ -71,12 +70,12 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	} else if n > 0 {
 		logger.Info("removed partial model downloads left by an interrupted pull", "count", n, "cache", cfg.Cache())
 	}
-	dbPath := filepath.Join(cfg.DataDir, "ember.db")
-	db, err := sqlite.Open(ctx, dbPath)
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
+	defer st.close()
+	db := st.records
 
 	guard := startGuard(cfg, logger)
 	if guard != nil {
@@ -103,7 +102,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		return err
 	}
 	drv.hardware = func(class string) bool { return len(prices.ForHardware(class)) > 0 }
-	meter := metering.New(sqlite.NewUsage(db, sqlite.UsageOptions{}), meterProfiles(mgr, prices),
+	meter := metering.New(st.usage, meterProfiles(mgr, prices),
 		logger.With("component", "metering"), metering.Options{})
 	starts := &coldStarts{}
 	obs := observers{metrics: metrics, meter: meter, starts: starts}
@@ -173,10 +172,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	}
 	// Async jobs (Replicate-compatible predictions) go through the same
 	// activator as sync calls.
-	jobStore, err := sqlite.NewJobs(ctx, db)
-	if err != nil {
-		return err
-	}
+	jobStore := st.jobs
 	allow, err := cfg.WebhookAllowPrefixes() // checked by Validate
 	if err != nil {
 		return err
@@ -189,7 +185,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	jobSvc := jobs.New(jobStore, &jobInvoker{act: act, px: px}, jobFunctions{mgr},
 		jobs.Options{BaseURL: scheme + "://" + ln.Addr().String(),
 			WebhookClient: whPolicy.Client(10 * time.Second), CheckWebhookAddr: whPolicy.Check,
-			StreamToken: func(id string) string { return tokens.Sign(id, time.Now()) }},
+			StreamToken: func(id string) string { return tokens.Sign(id, time.Now()) },
+			WorkerID:    st.workerID},
 		logger.With("component", "jobs"))
 	var predictionJobs replicate.Jobs = jobSvc
 	if cfg.Auth {
@@ -217,7 +214,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
-	logger.Info("ember serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "database", dbPath)
+	logger.Info("ember serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "store", st.kind, "database", st.where)
 	if routes != nil {
 		routes(gw.Routes())
 	}
@@ -230,7 +227,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	g, gctx := errgroup.WithContext(runCtx)
 	// Stores that tell: writes by other handles on the store (functions,
 	// routes, key revocations) apply here.
-	changes, err := db.Watch(gctx, changeHead, sqlite.WatchOptions{Every: cfg.StorePoll, Logger: logger.With("component", "store")})
+	changes, err := st.watch(gctx, changeHead, cfg.StorePoll, logger.With("component", "store"))
 	if err != nil {
 		return err
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/ember-run/ember/internal/config"
 	"github.com/ember-run/ember/internal/gateway"
 	"github.com/ember-run/ember/internal/ratelimit"
-	"github.com/ember-run/ember/internal/store/sqlite"
 )
 
 // secure builds the two middlewares that go in front of the gateway, the
@@ -19,7 +18,7 @@ import (
 // concurrency limits, mounts the keys API, and makes sure an admin key
 // exists; it also returns the authenticator (nil when auth is off), whose
 // key cache the store watch clears. With auth off both are the identity.
-func secure(ctx context.Context, cfg config.Config, db *sqlite.DB, gw *gateway.Gateway, logger *slog.Logger) (authenticate, limitKeys func(http.Handler) http.Handler, authn *auth.Authenticator, err error) {
+func secure(ctx context.Context, cfg config.Config, db auth.KeyStore, gw *gateway.Gateway, logger *slog.Logger) (authenticate, limitKeys func(http.Handler) http.Handler, authn *auth.Authenticator, err error) {
 	if !cfg.Auth {
 		logger.Warn("authentication is OFF (--auth=false): anyone who can reach " + cfg.Addr + " can deploy and run anything")
 		same := func(h http.Handler) http.Handler { return h }
@@ -56,7 +55,7 @@ func secure(ctx context.Context, cfg config.Config, db *sqlite.DB, gw *gateway.G
 
 // streamTokens loads (creating on first start) the key that signs
 // prediction stream tokens.
-func streamTokens(ctx context.Context, st *sqlite.Jobs) (*auth.StreamTokens, error) {
+func streamTokens(ctx context.Context, st jobStore) (*auth.StreamTokens, error) {
 	enc, err := st.StreamTokenKey(ctx, auth.GenerateStreamTokenKey)
 	if err != nil {
 		return nil, fmt.Errorf("stream token key: %w", err)

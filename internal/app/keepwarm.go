@@ -9,7 +9,6 @@ import (
 	"github.com/ember-run/ember/internal/cost"
 	"github.com/ember-run/ember/internal/keepalive"
 	"github.com/ember-run/ember/internal/spec"
-	"github.com/ember-run/ember/internal/store/sqlite"
 	"github.com/ember-run/ember/internal/telemetry"
 )
 
@@ -41,7 +40,7 @@ func (c *coldStarts) get(fn string) time.Duration {
 // keepWarmOptions wires the learned keep-warm policy: prices from the
 // catalogue's hosted price for the function's hardware, start times as
 // measured here, counters to /metrics, histograms to the store.
-func keepWarmOptions(cfg config.Config, cat *cost.Catalogue, starts *coldStarts, m *telemetry.Metrics, db *sqlite.DB) (controller.KeepWarm, error) {
+func keepWarmOptions(cfg config.Config, cat *cost.Catalogue, starts *coldStarts, m *telemetry.Metrics, db controller.KeepWarmStore) (controller.KeepWarm, error) {
 	kw := controller.KeepWarm{
 		Prices: func(f *spec.Function) keepalive.Prices {
 			return keepalive.Prices{

@@ -20,7 +20,9 @@ func newServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run the Ember server (API, activator, autoscaler) on embedded defaults",
 		Long: `Run the Ember server. State lives in an embedded SQLite database under
---data-dir; deployed functions survive a restart. SIGTERM or Ctrl-C drains:
+--data-dir (or in PostgreSQL with --store postgres://…, shared by several
+servers: each sees the others' deploys within a second and runs their
+jobs); deployed functions survive a restart. SIGTERM or Ctrl-C drains:
 /readyz fails, the listener closes, in-flight requests get --grace to finish,
 and every instance is stopped.
 
@@ -49,6 +51,7 @@ Every flag can also be set with the environment variable shown.`,
 	f.DurationVar(&cfg.Grace, "grace", cfg.Grace, h("grace"))
 	f.DurationVar(&cfg.DrainDelay, "drain-delay", cfg.DrainDelay, h("drain-delay"))
 	f.DurationVar(&cfg.Tick, "tick", cfg.Tick, h("tick"))
+	f.StringVar(&cfg.Store, "store", cfg.Store, h("store"))
 	f.DurationVar(&cfg.StorePoll, "store-poll", cfg.StorePoll, h("store-poll"))
 	f.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, h("log-level"))
 	f.StringVar(&cfg.LogFormat, "log-format", cfg.LogFormat, h("log-format"))

@@ -27,6 +27,11 @@ type Config struct {
 	DrainDelay time.Duration
 	// Tick is the controller's decision interval.
 	Tick time.Duration
+	// Store is where state lives: "" or sqlite://PATH (the embedded SQLite
+	// database, by default <data-dir>/ember.db) or a postgres:// DSN (a
+	// PostgreSQL database several servers share). It may hold a password:
+	// logs and errors name only user@host:port/database.
+	Store string
 	// StorePoll is how often the server reads the store's change log, so
 	// functions, routes and key revocations written by another handle on
 	// the same store apply here.
@@ -146,6 +151,32 @@ func Default() Config {
 	}
 }
 
+// StoreKind returns the store c.Store names: "sqlite" with the database
+// file's path, or "postgres" with the DSN. The error never quotes the
+// value, which may hold a password.
+func (c Config) StoreKind() (kind, where string, err error) {
+	v := strings.TrimSpace(c.Store)
+	scheme, rest, ok := strings.Cut(v, "://")
+	switch {
+	case v == "":
+		return "sqlite", filepath.Join(c.DataDir, "ember.db"), nil
+	case ok && scheme == "sqlite" && rest != "":
+		return "sqlite", rest, nil
+	case ok && (scheme == "postgres" || scheme == "postgresql"):
+		return "postgres", v, nil
+	case ok && scheme == "sqlite":
+		return "", "", fmt.Errorf("store: sqlite:// needs a path, e.g. sqlite:///var/lib/ember/ember.db")
+	}
+	name := scheme
+	if !ok {
+		name = "(none)"
+	}
+	if len(name) > 20 {
+		name = name[:20] + "…"
+	}
+	return "", "", fmt.Errorf("store: want sqlite://PATH or postgres://user:password@host:port/database (got scheme %q)", name)
+}
+
 // Knob documents one setting for --help and the README.
 type Knob struct {
 	Flag, Env, Help string
@@ -159,6 +190,7 @@ func Knobs() []Knob {
 		{"grace", "EMBER_GRACE", "how long in-flight requests may run after SIGTERM"},
 		{"drain-delay", "EMBER_DRAIN_DELAY", "how long /readyz fails before the listener closes on SIGTERM"},
 		{"tick", "EMBER_TICK", "autoscaler decision interval"},
+		{"store", "EMBER_STORE", "where state lives: sqlite://PATH (default <data-dir>/ember.db) or postgres://user:password@host:port/db?sslmode=… (PostgreSQL shared by several servers); pass a password through the environment variable, not the command line"},
 		{"store-poll", "EMBER_STORE_POLL", "how often the store's change log is read, so functions, routes and key revocations written by another store handle apply here"},
 		{"log-level", "EMBER_LOG_LEVEL", "debug, info, warn or error"},
 		{"log-format", "EMBER_LOG_FORMAT", "text or json"},
@@ -197,6 +229,9 @@ func (c Config) Validate() error {
 	}
 	if strings.TrimSpace(c.DataDir) == "" {
 		return fmt.Errorf("data-dir: must not be empty")
+	}
+	if _, _, err := c.StoreKind(); err != nil {
+		return err
 	}
 	for _, d := range []struct {
 		name string

@@ -153,7 +153,10 @@ func testJobsExpiredLease(t *testing.T, a, b Handle) {
 	}
 	for _, tc := range tests {
 		var got []*jobs.Record
-		update(t, b.Jobs, func(tx jobs.Tx) (err error) { got, err = tx.Claim(tc.owner, tc.now, tc.now.Add(time.Minute), tc.limit); return err })
+		update(t, b.Jobs, func(tx jobs.Tx) (err error) {
+			got, err = tx.Claim(tc.owner, tc.now, tc.now.Add(time.Minute), tc.limit)
+			return err
+		})
 		var ids []string
 		for _, r := range got {
 			ids = append(ids, r.ID)
