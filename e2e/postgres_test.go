@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -211,5 +212,19 @@ func TestPostgresJobsAcrossServers(t *testing.T) {
 		if len(completions[id]) != 1 {
 			t.Errorf("%s: %d distinct completed webhook ids, want 1", id, len(completions[id]))
 		}
+	}
+}
+
+// TestStoreUnreachable: a server whose database does not answer stops at
+// start with a message naming the server, not the password.
+func TestStoreUnreachable(t *testing.T) {
+	cmd := exec.Command(bins.ember, "serve", "--addr", freeAddr(t), "--data-dir", t.TempDir())
+	cmd.Env = append(os.Environ(), "EMBER_STORE=postgres://ember:"+pgPassword+"@127.0.0.1:1/ember?connect_timeout=5")
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("serve started without its database:\n%s", out)
+	}
+	if !strings.Contains(string(out), "PostgreSQL at ember@127.0.0.1:1/ember is unreachable") || strings.Contains(string(out), pgPassword) {
+		t.Fatalf("output:\n%s", out)
 	}
 }

@@ -12,19 +12,24 @@ import (
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
-	"github.com/ember-run/ember/internal/controller"
 	"github.com/ember-run/ember/internal/jobs"
 	"github.com/ember-run/ember/internal/metering"
-	"github.com/ember-run/ember/internal/routing"
 )
 
 // Records is the store of functions, routes, secrets, keys, keep-warm
-// state and the change log.
+// state and the change log: the methods of controller.Store,
+// controller.KeepWarmStore, routing.Store, gateway.SecretStore and
+// auth.KeyStore, spelled out (only app may import controller and routing).
 type Records interface {
-	controller.Store
-	controller.KeepWarmStore
-	routing.Store
 	auth.KeyStore
+	PutFunction(ctx context.Context, name string, specJSON []byte, now time.Time) (api.Function, bool, error)
+	DeleteFunction(ctx context.Context, name string) (bool, error)
+	ListFunctions(ctx context.Context) ([]api.Function, error)
+	LoadKeepWarm(ctx context.Context) (map[string][]byte, error)
+	SaveKeepWarm(ctx context.Context, fn string, state []byte, now time.Time) error
+	PutRoute(ctx context.Context, name string, specJSON []byte, now time.Time) (api.Route, bool, error)
+	DeleteRoute(ctx context.Context, name string) (bool, error)
+	ListRoutes(ctx context.Context) ([]api.Route, error)
 	PutSecret(ctx context.Context, name string, value []byte, now time.Time) (api.Secret, bool, error)
 	SecretValue(ctx context.Context, name string) ([]byte, bool, error)
 	DeleteSecret(ctx context.Context, name string) (bool, error)
