@@ -34,7 +34,12 @@ func secure(ctx context.Context, cfg config.Config, db auth.KeyStore, gw *gatewa
 	} else if err := auth.CheckAdminKeyFile(ctx, db, cfg.DataDir, time.Now()); err != nil {
 		// The keys in the database still work; only the CLI's default
 		// credential is gone. Say how to get one back.
-		logger.Warn(err.Error()+": the CLI cannot use it; stop the server and run `ember keys reset-admin --data-dir "+cfg.DataDir+"` to write a new admin key", "path", path)
+		how := "stop the server and run `ember keys reset-admin --data-dir " + cfg.DataDir + "` to write a new admin key"
+		if kind, _, _ := cfg.StoreKind(); kind == "postgres" {
+			// Another server on the database made the first admin key.
+			how = "copy admin.key from the server that created it, or run `ember keys reset-admin --data-dir " + cfg.DataDir + "` with EMBER_STORE set"
+		}
+		logger.Warn(err.Error()+": the CLI cannot use it; "+how, "path", path)
 	} else {
 		logger.Info("admin API key file", "path", path)
 	}

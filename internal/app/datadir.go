@@ -10,7 +10,6 @@ import (
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/config"
 	"github.com/ember-run/ember/internal/datadir"
-	"github.com/ember-run/ember/internal/store/sqlite"
 )
 
 // openDataDir makes the data dir private (0700, tightened with a warning
@@ -46,22 +45,26 @@ func openDataDir(cfg config.Config, logger *slog.Logger, holder string) (*datadi
 }
 
 // ResetAdminKey is `ember keys reset-admin`: with no server on dataDir, it
-// creates a new admin key and writes it to <dataDir>/admin.key (0600). It
+// creates a new admin key in the store (store as --store: "" is the data
+// dir's SQLite file) and writes it to <dataDir>/admin.key (0600). It
 // refuses while a server holds the data dir.
-func ResetAdminKey(ctx context.Context, dataDir string, logger *slog.Logger) (path string, err error) {
+func ResetAdminKey(ctx context.Context, dataDir, store string, logger *slog.Logger) (path string, err error) {
 	cfg := config.Default()
-	cfg.DataDir = dataDir
+	cfg.DataDir, cfg.Store = dataDir, store
+	if _, _, err := cfg.StoreKind(); err != nil {
+		return "", err
+	}
 	lock, err := openDataDir(cfg, logger, "ember keys reset-admin")
 	if err != nil {
 		return "", err
 	}
 	defer lock.Release()
-	db, err := sqlite.Open(ctx, filepath.Join(dataDir, "ember.db"))
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return "", err
 	}
-	defer db.Close()
-	path, err = auth.ResetAdminKey(ctx, db, dataDir, time.Now())
+	defer st.close()
+	path, err = auth.ResetAdminKey(ctx, st.records, dataDir, time.Now())
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", dataDir, err)
 	}

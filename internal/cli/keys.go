@@ -36,6 +36,7 @@ routes it covers. On first start the server writes an admin key to
 // admin.key: it works on the data dir directly, so it needs no key.
 func newKeysResetAdminCmd() *cobra.Command {
 	dataDir := config.Default().DataDir
+	var store string
 	cmd := &cobra.Command{
 		Use:   "reset-admin --data-dir DIR",
 		Short: "Create a new admin key and write it to <data-dir>/admin.key (server stopped)",
@@ -49,7 +50,10 @@ the data dir. Existing keys stay valid; revoke any you no longer trust.`,
 				dataDir = v
 			}
 			logger := app.NewLogger(config.Default(), cmd.ErrOrStderr())
-			path, err := app.ResetAdminKey(cmd.Context(), dataDir, logger)
+			if v, ok := os.LookupEnv("EMBER_STORE"); ok && !cmd.Flags().Changed("store") {
+				store = v
+			}
+			path, err := app.ResetAdminKey(cmd.Context(), dataDir, store, logger)
 			if err != nil {
 				return err
 			}
@@ -58,6 +62,7 @@ the data dir. Existing keys stay valid; revoke any you no longer trust.`,
 		},
 	}
 	cmd.Flags().StringVar(&dataDir, "data-dir", dataDir, "the server's data directory (env EMBER_DATA_DIR)")
+	cmd.Flags().StringVar(&store, "store", "", "the server's --store, when not the data dir's SQLite file (env EMBER_STORE)")
 	return cmd
 }
 
