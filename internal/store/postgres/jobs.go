@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -264,7 +265,7 @@ func (j *Jobs) DueWebhooks(ctx context.Context, now time.Time, limit int) ([]*jo
 		w.NextAt, w.CreatedAt = now, time.Unix(0, created)
 		return &w, err
 	})
-	slices.SortFunc(out, func(a, b *jobs.Webhook) int { return int(a.ID - b.ID) })
+	slices.SortFunc(out, func(a, b *jobs.Webhook) int { return cmp.Compare(a.ID, b.ID) })
 	return out, err
 }
 

@@ -39,6 +39,11 @@ const (
 	lockChanges int64 = 0x656d626572_02 // "ember" 2
 )
 
+// defaultMaxConns sizes the pool when neither Options nor the DSN's
+// pool_max_conns does (pgx's own default, max(4, CPUs), queues job polls
+// and group commits behind each other on small machines).
+const defaultMaxConns = 16
+
 // connectTimeout bounds the first connection when the DSN sets none, so an
 // unreachable database fails start-up in seconds instead of hanging.
 const connectTimeout = 10 * time.Second
@@ -52,7 +57,8 @@ type DB struct {
 
 // Options tune Open.
 type Options struct {
-	// MaxConns bounds the pool (default pgx's: max(4, CPUs)).
+	// MaxConns bounds the pool (default: the DSN's pool_max_conns, else
+	// 16). The change watch holds one more connection of its own.
 	MaxConns int32
 }
 
@@ -62,14 +68,16 @@ type Options struct {
 func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		// pgx's parse errors can quote the DSN; say only what failed.
-		return nil, fmt.Errorf("open PostgreSQL store: the DSN does not parse (expected postgres://user:password@host:port/database?sslmode=…): %w", errors.Unwrap(err))
+		return nil, fmt.Errorf("open PostgreSQL store: the DSN does not parse (expected postgres://user:password@host:port/database?sslmode=…)%s", parseDetail(dsn, err))
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = connectTimeout
 	}
-	if opts.MaxConns > 0 {
+	switch {
+	case opts.MaxConns > 0:
 		cfg.MaxConns = opts.MaxConns
+	case !strings.Contains(dsn, "pool_max_conns"):
+		cfg.MaxConns = defaultMaxConns
 	}
 	where := Where(cfg)
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
@@ -86,6 +94,23 @@ func Open(ctx context.Context, dsn string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("PostgreSQL store %s: %w", where, err)
 	}
 	return db, nil
+}
+
+// parseDetail is the reason pgx gives for a DSN that does not parse,
+// unless it quotes the DSN's user info (url.Parse errors quote the whole
+// URL, password included): then nothing.
+func parseDetail(dsn string, err error) string {
+	inner := errors.Unwrap(err)
+	if inner == nil {
+		return ""
+	}
+	msg := inner.Error()
+	if _, rest, ok := strings.Cut(dsn, "://"); ok {
+		if user, _, ok := strings.Cut(rest, "@"); ok && user != "" && strings.Contains(msg, user) {
+			return ""
+		}
+	}
+	return ": " + msg
 }
 
 // Where names the server and database of cfg (user@host:port/db) for

@@ -54,7 +54,6 @@ func testDSN(t *testing.T) string {
 			t.Logf("drop %s: %v", name, err)
 		}
 	})
-	cfg.Database = name
 	return strings.Replace(admin, "/"+dbName(admin)+"?", "/"+name+"?", 1)
 }
 
@@ -146,6 +145,8 @@ func TestOpenErrors(t *testing.T) {
 		{"unreachable", "postgres://ember:hunter2@127.0.0.1:1/ember?sslmode=disable&connect_timeout=2", nil,
 			[]string{"unreachable", "ember@127.0.0.1:1/ember"}},
 		{"unparsable", "postgres://ember:hunter2@[::1/ember", nil, []string{"does not parse"}},
+		{"bad port", "postgres://ember:hunter2@db:port/ember", nil, []string{"does not parse"}},
+		{"bad keyword form", "host=db password=hunter2 port=x", nil, []string{"does not parse"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
