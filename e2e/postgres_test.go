@@ -80,8 +80,10 @@ func startPeer(t *testing.T, first *server, env []string, extra ...string) *serv
 // fallback read cannot be what shows it), and the DSN's password shows in
 // no log.
 func TestPostgresStoreTwoServers(t *testing.T) {
-	env := []string{"EMBER_STORE=" + postgresDSN(t)}
-	a := startServerEnv(t, "", env, "--store-poll", "10s")
+	dsn := postgresDSN(t)
+	env := []string{"EMBER_STORE=" + dsn}
+	// A takes the flag, B the environment variable.
+	a := startServer(t, "", "--store", dsn, "--store-poll", "10s")
 	b := startPeer(t, a, env, "--store-poll", "10s")
 	for _, s := range []*server{a, b} {
 		if !strings.Contains(s.logs.String(), "store=postgres") {
