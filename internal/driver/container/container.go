@@ -43,6 +43,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/ember-run/ember/internal/driver"
+	"github.com/ember-run/ember/internal/driver/container/cog"
 )
 
 // Network modes.
@@ -319,6 +320,13 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		return nil, &driver.StartError{Reason: "start container: " + err.Error(), Err: err}
 	}
 	inst.phase(PhaseStarted)
+	if s.Protocol == cog.Protocol {
+		if inst.cog, err = cog.Listen(inst.addr, logger); err != nil {
+			d.remove(created.ID)
+			d.releasePort(hostPort)
+			return nil, &driver.StartError{Reason: err.Error(), Err: err}
+		}
+	}
 	go inst.run()
 
 	if err := d.waitReady(ctx, inst, s); err != nil {
@@ -330,6 +338,9 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		}
 		logger.Debug("container failed to start", "err", err)
 		return nil, err
+	}
+	if inst.cog != nil {
+		d.startCog(ctx, inst, logger)
 	}
 	logger.Debug("container ready", "phases", inst.Phases())
 	return inst, nil
@@ -474,7 +485,29 @@ func (d *Driver) releasePort(port int) {
 // waitReady probes inst with the shared loop and cadence of every driver
 // (driver.AwaitReady): tight at first, then backing off to the spec's
 // health interval (2 s by default), each probe bounded by its timeout.
-func (d *Driver) waitReady(ctx context.Context, inst *Instance, s driver.StartSpec) error {
+func (d *Driver) waitReady(ctx context.Context, inst *Instance, s driver.StartSpec) (err error) {
+	health := func(ctx context.Context, url string) (bool, string) { return d.checkHealth(ctx, url) }
+	if s.Protocol == cog.Protocol {
+		// Cog's /health-check says READY (or BUSY) in its body, always
+		// with 200; a setup that failed ends the wait with Cog's setup
+		// logs as the reason rather than waiting for start_timeout.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		s.HealthPath = cog.HealthPath
+		health = func(ctx context.Context, url string) (bool, string) {
+			ok, seen, err := cog.CheckHealth(ctx, d.probe, url)
+			if err != nil {
+				cancel(err)
+			}
+			return ok, seen
+		}
+		defer func() {
+			if se, ok := context.Cause(ctx).(*cog.SetupError); ok && err != nil {
+				err = &driver.StartError{Reason: se.Error(), Err: se}
+			}
+		}()
+	}
 	cad := driver.Cadence{Initial: d.opts.ProbeInitial, TightMax: d.opts.ProbeMax, TightFor: 20 * time.Millisecond,
 		Ceiling: max(cmp.Or(s.HealthInterval, 2*time.Second), d.opts.ProbeMax), Timeout: cmp.Or(s.HealthTimeout, time.Second)}
 	dialer := net.Dialer{Timeout: cad.Timeout}
@@ -487,12 +520,23 @@ func (d *Driver) waitReady(ctx context.Context, inst *Instance, s driver.StartSp
 		Health: func(ctx context.Context, url string) (bool, string) {
 			ctx, cancel := context.WithTimeout(ctx, cad.Timeout)
 			defer cancel()
-			return d.checkHealth(ctx, url)
+			return health(ctx, url)
 		},
 		Phase:  inst.phase,
 		Exited: inst.done,
 		Err:    inst.Err,
 	})
+}
+
+// startCog loads a ready Cog instance's input schema (bounded in size
+// and time; without it Cog checks inputs itself) and starts its adapter.
+func (d *Driver) startCog(ctx context.Context, inst *Instance, logger *slog.Logger) {
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := inst.cog.LoadSchema(sctx); err != nil {
+		logger.Warn("cog: no input schema; inputs are passed to the model unchecked", "err", err)
+	}
+	inst.cog.Start()
 }
 
 // listening reports whether addr serves: in host mode a TCP connect; in
