@@ -372,6 +372,12 @@ func (s *Service) readResponse(j *job, resp *http.Response) (json.RawMessage, er
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		msg := strings.TrimSpace(string(body))
+		// An answer in Ember's error envelope (a Cog function's failed
+		// prediction, an instance behind another Ember) reads as its message.
+		var env api.Error
+		if json.Unmarshal(body, &env) == nil && env.Error.Message != "" {
+			msg = env.Error.Message
+		}
 		if msg == "" {
 			msg = http.StatusText(resp.StatusCode)
 		}
