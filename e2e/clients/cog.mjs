@@ -26,16 +26,15 @@ test("predictions.create, wait, get", async () => {
   assert.deepEqual(again.output, ["W#1 "]);
 });
 
+// The client's wait() throws on a failed prediction, with its error.
 test("a failed prediction carries Cog's error", async () => {
-  let p = await replicate.predictions.create({ model, input: { prompt: "bad", fail: true } });
-  p = await replicate.wait(p, { interval: 50 });
-  assert.equal(p.status, "failed");
-  assert.match(p.error, /ValueError: the model refused the prompt "bad"/);
+  const p = await replicate.predictions.create({ model, input: { prompt: "bad", fail: true } });
+  await assert.rejects(replicate.wait(p, { interval: 50 }), /ValueError: the model refused the prompt "bad"/);
+  const got = await replicate.predictions.get(p.id);
+  assert.equal(got.status, "failed");
 });
 
 test("an invalid input fails naming the field", async () => {
-  let p = await replicate.predictions.create({ model, input: { prompt: "x", repeat: "many" } });
-  p = await replicate.wait(p, { interval: 50 });
-  assert.equal(p.status, "failed");
-  assert.match(p.error, /input\.repeat: must be an integer/);
+  const p = await replicate.predictions.create({ model, input: { prompt: "x", repeat: "many" } });
+  await assert.rejects(replicate.wait(p, { interval: 50 }), /input\.repeat: must be an integer/);
 });
