@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -116,7 +117,7 @@ func TestCogRun(t *testing.T) {
 			}{
 				{"missing required", `{"repeat":2}`, 422, `input.prompt: required`},
 				{"wrong type", `{"prompt":"x","repeat":"two"}`, 422, `input.repeat: must be an integer (got string \"two\")`},
-				{"unknown field", `{"prompt":"x","temperature":0.7}`, 422, `input.temperature: unknown field (this model takes prompt, repeat, style, fail)`},
+				{"unknown field", `{"prompt":"x","temperature":0.7}`, 422, `input.temperature: unknown field (this model takes prompt, repeat, style, fail, as_file)`},
 				{"out of range", `{"prompt":"x","repeat":11}`, 422, `input.repeat: must be ≤ 10`},
 				{"choice", `{"prompt":"x","style":"whisper"}`, 422, `input.style: must be one of \"plain\", \"shout\"`},
 				{"failed prediction", `{"prompt":"no","fail":true}`, 500, `prediction failed: ValueError: the model refused the prompt \"no\"`},
@@ -141,6 +142,44 @@ func TestCogRun(t *testing.T) {
 			want := "event: output\ndata: \"s#1 \"\n\nevent: output\ndata: \"s#2 \"\n\nevent: output\ndata: \"s#3 \"\n\nevent: done"
 			if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
 				t.Errorf("stream = %d:\n%s\nwant it to contain:\n%s", resp.StatusCode, body, want)
+			}
+
+			// File outputs come back as links Ember serves, not inline.
+			res = s.call("POST", "/v1/run/"+name, `{"prompt":"f","repeat":2,"as_file":true}`)
+			var links []string
+			if res.status != 200 || json.Unmarshal(res.body, &links) != nil || len(links) != 2 {
+				t.Fatalf("file output = %d %s, want two links", res.status, res.body)
+			}
+			for i, l := range links {
+				if !strings.HasPrefix(l, s.url+"/v1/files/") {
+					t.Fatalf("output[%d] = %q, want a link under %s/v1/files/", i, l, s.url)
+				}
+				resp, err := http.Get(l) // no key: the link is the capability
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if want := fmt.Sprintf("f#%d ", i+1); resp.StatusCode != 200 || string(b) != want || resp.Header.Get("Content-Type") != "text/plain" {
+					t.Errorf("GET %s = %d %q %q, want 200 text/plain %q", l, resp.StatusCode, resp.Header.Get("Content-Type"), b, want)
+				}
+			}
+
+			// describe shows the schema from the image's /openapi.json.
+			f, err := s.c.Function(context.Background(), name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []string{`"required":["prompt"]`, `"enum":["plain","shout"]`, `"as_file"`} {
+				if !strings.Contains(string(f.InputSchema), want) {
+					t.Errorf("input_schema %s lacks %s", f.InputSchema, want)
+				}
+			}
+			out, err := exec.Command(bins.ember, "--server", s.url, "--key-file", s.dataDir+"/admin.key", "describe", name).CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "Inputs (from the image's schema):") ||
+				!regexp.MustCompile(`prompt\s+string\s+required\s+Text to echo`).Match(out) ||
+				!regexp.MustCompile(`repeat\s+integer\s+default 1, in \[1, 10\]`).Match(out) {
+				t.Errorf("ember describe: %v\n%s\nwant the inputs listed", err, out)
 			}
 
 			// Cog's own wire format through Ember: POST /predictions.
@@ -206,7 +245,6 @@ func TestCogPredictionsWithWebhook(t *testing.T) {
 	}{
 		{`{"prompt":"async","repeat":2}`, "succeeded", `["async#1 ","async#2 "]`, ""},
 		{`{"prompt":"nope","fail":true}`, "failed", "", `prediction failed: ValueError: the model refused the prompt "nope"`},
-		{`{"prompt":3}`, "failed", "", `invalid input: input.prompt: must be a string (got number 3)`},
 	} {
 		body := fmt.Sprintf(`{"model":%q,"input":%s,"webhook":%q,"webhook_events_filter":["completed"]}`, name, tc.input, recv.URL+"/hook")
 		res := s.call("POST", "/v1/predictions", body)
@@ -229,6 +267,32 @@ func TestCogPredictionsWithWebhook(t *testing.T) {
 		case <-time.After(90 * time.Second):
 			t.Fatalf("no completed webhook for %s", tc.input)
 		}
+	}
+}
+
+// TestCogPredictionsRefuseInvalidInput: once an instance has declared the
+// schema, POST /v1/predictions refuses an input that does not fit with 422
+// naming the field, before any job exists.
+func TestCogPredictionsRefuseInvalidInput(t *testing.T) {
+	e := needEngine(t)
+	image := e.cogImage(t)
+	s := containerServer(t, e, "")
+	name := uniqueName("cog-422")
+	s.deploy(cogSpec(name, image))
+	if res := s.call("POST", "/v1/run/"+name, `{"prompt":"warm"}`); res.status != 200 {
+		t.Fatalf("warm-up = %d %s", res.status, res.body)
+	}
+	res := s.call("POST", "/v1/predictions", fmt.Sprintf(`{"model":%q,"input":{"prompt":3,"colour":"red"}}`, name))
+	if res.status != http.StatusUnprocessableEntity {
+		t.Fatalf("create = %d %s, want 422", res.status, res.body)
+	}
+	for _, want := range []string{`input.colour: unknown field`, `input.prompt: must be a string (got number 3)`} {
+		if !strings.Contains(string(res.body), want) {
+			t.Errorf("422 body %s lacks %q", res.body, want)
+		}
+	}
+	if list := s.call("GET", "/v1/predictions", ""); !strings.Contains(string(list.body), `"results":[]`) {
+		t.Errorf("predictions after a refused create: %s, want none", list.body)
 	}
 }
 

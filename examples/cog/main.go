@@ -6,10 +6,11 @@
 //	POST /predictions   {"input": {…}} → {"status", "output", "error", "logs", "metrics", …}
 //
 // The model: prompt (string, required), repeat (integer 1..10, default 1),
-// style (choice "plain" or "shout", default "plain"), fail (boolean):
-// it returns a list of strings, one per repeat (what a Cog predictor that
-// yields, a ConcatenateIterator, returns), or fails with an error when
-// fail is true. Inputs are checked as Cog checks them (pydantic): a
+// style (choice "plain" or "shout", default "plain"), fail (boolean),
+// as_file (boolean): it returns a list of strings, one per repeat (what a
+// Cog predictor that yields, a ConcatenateIterator, returns), each as a
+// text file when as_file is true (Cog returns files as data URLs when it
+// has no upload URL), or fails with an error when fail is true. Inputs are checked as Cog checks them (pydantic): a
 // missing, unknown or mistyped field is a 422 with a FastAPI detail list.
 //
 // Like Cog it runs one prediction at a time (a second gets 409) and
@@ -19,6 +20,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"log"
@@ -159,6 +161,9 @@ func (s *server) predict(w http.ResponseWriter, r *http.Request) {
 				p = strings.ToUpper(p)
 			}
 			out[i] = fmt.Sprintf("%s#%d ", p, i+1)
+			if in.asFile {
+				out[i] = "data:text/plain;base64," + base64.StdEncoding.EncodeToString([]byte(out[i]))
+			}
 		}
 		resp["status"], resp["output"], resp["error"] = "succeeded", out, nil
 	}
@@ -171,7 +176,7 @@ func (s *server) predict(w http.ResponseWriter, r *http.Request) {
 type input struct {
 	prompt, style string
 	repeat        int
-	fail          bool
+	fail, asFile  bool
 }
 
 // parseInput checks inputs as Cog's pydantic model does.
@@ -183,7 +188,7 @@ func parseInput(raw map[string]json.RawMessage) (input, []detail) {
 	}
 	for k := range raw {
 		switch k {
-		case "prompt", "repeat", "style", "fail":
+		case "prompt", "repeat", "style", "fail", "as_file":
 		default:
 			bad(k, "extra fields not permitted", "value_error.extra")
 		}
@@ -207,6 +212,9 @@ func parseInput(raw map[string]json.RawMessage) (input, []detail) {
 	}
 	if v, ok := raw["fail"]; ok && json.Unmarshal(v, &in.fail) != nil {
 		bad("fail", "value could not be parsed to a boolean", "type_error.bool")
+	}
+	if v, ok := raw["as_file"]; ok && json.Unmarshal(v, &in.asFile) != nil {
+		bad("as_file", "value could not be parsed to a boolean", "type_error.bool")
 	}
 	return in, errs
 }
@@ -235,7 +243,8 @@ const openapi = `{
       "prompt": {"title": "Prompt", "type": "string", "description": "Text to echo", "x-order": 0},
       "repeat": {"title": "Repeat", "type": "integer", "description": "How many items to yield", "default": 1, "minimum": 1, "maximum": 10, "x-order": 1},
       "style": {"allOf": [{"$ref": "#/components/schemas/style"}], "description": "plain or shout", "default": "plain", "x-order": 2},
-      "fail": {"title": "Fail", "type": "boolean", "description": "Raise an error instead", "default": false, "x-order": 3}
+      "fail": {"title": "Fail", "type": "boolean", "description": "Raise an error instead", "default": false, "x-order": 3},
+      "as_file": {"title": "As File", "type": "boolean", "description": "Return each item as a text file", "default": false, "x-order": 4}
     }},
     "style": {"title": "style", "description": "An enumeration.", "enum": ["plain", "shout"], "type": "string"},
     "Output": {"title": "Output", "type": "array", "items": {"type": "string"}, "x-cog-array-type": "iterator", "x-cog-array-display": "concatenate"},

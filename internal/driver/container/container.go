@@ -20,6 +20,7 @@ package container
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -96,6 +97,10 @@ type Options struct {
 	// StopTimeout is how long a container has between SIGTERM and
 	// SIGKILL when the stop's ctx has no deadline. Default 10s.
 	StopTimeout time.Duration
+	// PublicURL is Ember's address as callers reach it
+	// (http://127.0.0.1:8080): protocol cog file outputs become links
+	// under it (GET /v1/files/{id}, served by CogFiles).
+	PublicURL string
 	// ProbeInitial and ProbeMax bound the readiness probe's backoff, as in
 	// the process driver (defaults 200µs and 3ms).
 	ProbeInitial, ProbeMax time.Duration
@@ -154,8 +159,14 @@ type Driver struct {
 	cli    *client.Client
 	probe  *http.Client
 
+	// cogFiles keeps protocol cog file outputs, served as links.
+	cogFiles *cog.Files
+
 	mu    sync.Mutex   // guards the following
 	ports map[int]bool // host ports handed to live instances
+	// cogSchemas is each cog function's input schema, as its latest
+	// ready instance declared it.
+	cogSchemas map[string]*cog.Schema
 }
 
 // New returns a Driver for the engine at opts.Host. It does not contact
@@ -183,8 +194,39 @@ func New(logger *slog.Logger, opts Options) (*Driver, error) {
 			Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		ports: map[int]bool{},
+		ports:    map[int]bool{},
+		cogFiles: cog.NewFiles(opts.PublicURL, cog.DefaultFilesBytes, cog.DefaultFilesTTL), cogSchemas: map[string]*cog.Schema{},
 	}, nil
+}
+
+// CogFiles serves GET /v1/files/{id}: the file outputs of protocol cog
+// functions. The id is the capability (128 random bits).
+func (d *Driver) CogFiles() http.Handler { return d.cogFiles }
+
+// InputSchema is the input schema (JSON Schema) of cog function fn, as
+// its image's /openapi.json declares it; false until an instance of fn
+// has been ready.
+func (d *Driver) InputSchema(fn string) (json.RawMessage, bool) {
+	d.mu.Lock()
+	s := d.cogSchemas[fn]
+	d.mu.Unlock()
+	if s == nil {
+		return nil, false
+	}
+	return s.Raw, true
+}
+
+// ValidateInput checks input against cog function fn's schema: nil when
+// it fits or no schema is known yet, else an error naming every field at
+// fault ("invalid input: input.prompt: required").
+func (d *Driver) ValidateInput(fn string, input json.RawMessage) error {
+	d.mu.Lock()
+	s := d.cogSchemas[fn]
+	d.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return s.Check(input)
 }
 
 // Host is the engine endpoint in use.
@@ -321,7 +363,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	}
 	inst.phase(PhaseStarted)
 	if s.Protocol == cog.Protocol {
-		if inst.cog, err = cog.Listen(inst.addr, logger); err != nil {
+		if inst.cog, err = cog.Listen(inst.addr, d.cogFiles, logger); err != nil {
 			d.remove(created.ID)
 			d.releasePort(hostPort)
 			return nil, &driver.StartError{Reason: err.Error(), Err: err}
@@ -340,7 +382,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		return nil, err
 	}
 	if inst.cog != nil {
-		d.startCog(ctx, inst, logger)
+		d.startCog(ctx, inst, s.Function, logger)
 	}
 	logger.Debug("container ready", "phases", inst.Phases())
 	return inst, nil
@@ -530,11 +572,15 @@ func (d *Driver) waitReady(ctx context.Context, inst *Instance, s driver.StartSp
 
 // startCog loads a ready Cog instance's input schema (bounded in size
 // and time; without it Cog checks inputs itself) and starts its adapter.
-func (d *Driver) startCog(ctx context.Context, inst *Instance, logger *slog.Logger) {
+func (d *Driver) startCog(ctx context.Context, inst *Instance, fn string, logger *slog.Logger) {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := inst.cog.LoadSchema(sctx); err != nil {
 		logger.Warn("cog: no input schema; inputs are passed to the model unchecked", "err", err)
+	} else {
+		d.mu.Lock()
+		d.cogSchemas[fn] = inst.cog.Schema()
+		d.mu.Unlock()
 	}
 	inst.cog.Start()
 }

@@ -46,9 +46,12 @@ type prediction struct {
 //     the logs member). With Accept: text/event-stream (and not JSON) a
 //     list output (Cog's iterators) is sent as one SSE output event per
 //     item, its logs as a logs event, then done.
+//   - File outputs (data URLs, as Cog returns files without an upload
+//     URL) become links to Files, served by Ember's GET /v1/files/{id}.
 //   - GET /openapi.json and other GETs are passed to Cog.
 type Adapter struct {
 	upstream string // host:port of the Cog server
+	files    *Files // nil: file outputs stay inline
 	logger   *slog.Logger
 	client   *http.Client
 	ln       net.Listener
@@ -61,8 +64,9 @@ type Adapter struct {
 }
 
 // Listen opens the adapter's loopback port for the Cog server at
-// upstream. Start serves it; Close ends it.
-func Listen(upstream string, logger *slog.Logger) (*Adapter, error) {
+// upstream. Start serves it; Close ends it. File outputs (data URLs) are
+// stored in files and replaced by their links; files may be nil.
+func Listen(upstream string, files *Files, logger *slog.Logger) (*Adapter, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -70,7 +74,7 @@ func Listen(upstream string, logger *slog.Logger) (*Adapter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cog adapter: %w", err)
 	}
-	a := &Adapter{upstream: upstream, logger: logger, ln: ln, served: make(chan struct{}),
+	a := &Adapter{upstream: upstream, files: files, logger: logger, ln: ln, served: make(chan struct{}),
 		client: &http.Client{
 			Transport:     &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4, IdleConnTimeout: 90 * time.Second},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -178,6 +182,10 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if native && resp.StatusCode != http.StatusUnprocessableEntity {
+		if raw, err = linkFiles(a.files, raw); err != nil {
+			writeError(w, http.StatusInternalServerError, "file_store", err.Error(), "")
+			return
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(resp.StatusCode)
 		w.Write(raw)
@@ -189,29 +197,11 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // check parses input as a JSON object and validates it against the
 // schema; msg is the 422's message when it does not pass.
 func (a *Adapter) check(input []byte) (fields map[string]json.RawMessage, msg string) {
-	input = bytes.TrimSpace(input)
-	if len(input) == 0 || string(input) == "null" {
-		input = []byte("{}")
+	fields, err := a.schema.Load().parse(input)
+	if err != nil {
+		return nil, err.Error()
 	}
-	if err := json.Unmarshal(input, &fields); err != nil {
-		return nil, "input: must be a JSON object of the model's inputs, e.g. {\"prompt\": \"…\"}"
-	}
-	if fields == nil {
-		fields = map[string]json.RawMessage{}
-	}
-	s := a.schema.Load()
-	if s == nil {
-		return fields, ""
-	}
-	errs := s.Validate(fields)
-	if len(errs) == 0 {
-		return fields, ""
-	}
-	parts := make([]string, len(errs))
-	for i, e := range errs {
-		parts[i] = e.Error()
-	}
-	return nil, "invalid input: " + strings.Join(parts, "; ")
+	return fields, ""
 }
 
 // respond maps Cog's answer onto Ember's result.
@@ -243,7 +233,11 @@ func (a *Adapter) respond(w http.ResponseWriter, r *http.Request, status int, ra
 		writeError(w, http.StatusInternalServerError, "prediction_failed", msg, p.Logs)
 		return
 	}
-	out := p.Output
+	out, err := linkFiles(a.files, p.Output)
+	if err != nil {
+		writeError(w, http.StatusInternalServerError, "file_store", err.Error(), "")
+		return
+	}
 	if len(bytes.TrimSpace(out)) == 0 {
 		out = json.RawMessage("null")
 	}

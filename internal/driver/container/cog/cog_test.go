@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 const fixtureOpenAPI = `{"components": {"schemas": {
@@ -140,12 +141,15 @@ func TestAdapter(t *testing.T) {
 			return 200, `{"status":"failed","output":null,"error":"ValueError: refused","logs":"raising\n"}`
 		case "busy":
 			return 409, `{"detail":"Already running a prediction"}`
+		case "file":
+			return 200, `{"status":"succeeded","output":{"image":"data:image/png;base64,iVBORw0KGgo=","caption":"data is text"}}`
 		case "pydantic":
 			return 422, `{"detail":[{"loc":["body","input","prompt"],"msg":"str type expected","type":"type_error.str"}]}`
 		}
 		return 200, `{"status":"succeeded","output":["a ","b "],"error":null,"logs":"ok\n","metrics":{"predict_time":0.25}}`
 	})
-	a, err := Listen(strings.TrimPrefix(cog.URL, "http://"), nil)
+	files := NewFiles("http://ember.test", 1<<20, 0)
+	a, err := Listen(strings.TrimPrefix(cog.URL, "http://"), files, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,6 +181,29 @@ func TestAdapter(t *testing.T) {
 	if err := a.LoadSchema(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	t.Run("file outputs become links", func(t *testing.T) {
+		status, _, body := post(t, "/", `{"prompt":"file"}`, "")
+		var out struct{ Image, Caption string }
+		if status != 200 || json.Unmarshal([]byte(body), &out) != nil {
+			t.Fatalf("= %d %s", status, body)
+		}
+		id, ok := strings.CutPrefix(out.Image, "http://ember.test/v1/files/")
+		if !ok || len(id) != 32 || out.Caption != "data is text" {
+			t.Fatalf("output = %+v, want image as a link and the caption untouched", out)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /v1/files/{id}", files)
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/files/"+id, nil))
+		if rec.Code != 200 || rec.Header().Get("Content-Type") != "image/png" || rec.Body.String() != "\x89PNG\r\n\x1a\n" {
+			t.Errorf("GET the link = %d %q %q", rec.Code, rec.Header().Get("Content-Type"), rec.Body.String())
+		}
+		rec = httptest.NewRecorder()
+		mux.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/files/"+strings.Repeat("0", 32), nil))
+		if rec.Code != 404 {
+			t.Errorf("GET an unknown file = %d, want 404", rec.Code)
+		}
+	})
 	tests := []struct {
 		name, path, body, accept string
 		status                   int
@@ -206,5 +233,30 @@ func TestAdapter(t *testing.T) {
 				t.Errorf("Ember-Cog-Predict-Time = %q, want 0.250000", h.Get("Ember-Cog-Predict-Time"))
 			}
 		})
+	}
+}
+
+func TestFilesBounded(t *testing.T) {
+	now := time.Unix(1000, 0)
+	f := NewFiles("http://e", 10, time.Minute)
+	f.now = func() time.Time { return now }
+	first, _ := f.Put("text/plain", []byte("123456"))
+	second, _ := f.Put("text/plain", []byte("abcdef"))
+	has := func(link string) bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.expireLocked(f.now())
+		_, ok := f.items[strings.TrimPrefix(link, "http://e/v1/files/")]
+		return ok
+	}
+	if has(first) || !has(second) {
+		t.Errorf("over 10 bytes: first kept %v, second kept %v; want the oldest out", has(first), has(second))
+	}
+	if _, err := f.Put("text/plain", make([]byte, 11)); !errors.Is(err, errTooLarge) {
+		t.Errorf("Put 11 bytes into 10 = %v, want errTooLarge", err)
+	}
+	now = now.Add(time.Minute)
+	if has(second) {
+		t.Error("file kept past its TTL")
 	}
 }

@@ -304,3 +304,38 @@ func jsonEqual(a, b json.RawMessage) bool {
 	yb, _ := json.Marshal(y)
 	return bytes.Equal(xb, yb)
 }
+
+// Check parses input (a JSON object of the model's inputs) and validates
+// it: nil, or an error naming every field at fault, as the 422's message.
+func (s *Schema) Check(input json.RawMessage) error {
+	_, err := s.parse(input)
+	return err
+}
+
+// parse reads input as the model's inputs and, for a non-nil schema,
+// validates them. Empty input and null are {}.
+func (s *Schema) parse(input []byte) (map[string]json.RawMessage, error) {
+	input = bytes.TrimSpace(input)
+	if len(input) == 0 || string(input) == "null" {
+		input = []byte("{}")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(input, &fields); err != nil {
+		return nil, errors.New("input: must be a JSON object of the model's inputs, e.g. {\"prompt\": \"…\"}")
+	}
+	if fields == nil {
+		fields = map[string]json.RawMessage{}
+	}
+	if s == nil {
+		return fields, nil
+	}
+	errs := s.Validate(fields)
+	if len(errs) == 0 {
+		return fields, nil
+	}
+	parts := make([]string, len(errs))
+	for i, e := range errs {
+		parts[i] = e.Error()
+	}
+	return nil, errors.New("invalid input: " + strings.Join(parts, "; "))
+}
