@@ -117,7 +117,7 @@ func TestCogRun(t *testing.T) {
 			}{
 				{"missing required", `{"repeat":2}`, 422, `input.prompt: required`},
 				{"wrong type", `{"prompt":"x","repeat":"two"}`, 422, `input.repeat: must be an integer (got string \"two\")`},
-				{"unknown field", `{"prompt":"x","temperature":0.7}`, 422, `input.temperature: unknown field (this model takes prompt, repeat, style, fail, as_file)`},
+				{"unknown field", `{"prompt":"x","temperature":0.7}`, 422, `input.temperature: unknown field (this model takes prompt, repeat, style, fail, as_file, delay_ms)`},
 				{"out of range", `{"prompt":"x","repeat":11}`, 422, `input.repeat: must be ≤ 10`},
 				{"choice", `{"prompt":"x","style":"whisper"}`, 422, `input.style: must be one of \"plain\", \"shout\"`},
 				{"failed prediction", `{"prompt":"no","fail":true}`, 500, `prediction failed: ValueError: the model refused the prompt \"no\"`},
@@ -177,8 +177,8 @@ func TestCogRun(t *testing.T) {
 				} `json:"properties"`
 			}
 			decode(t, f.InputSchema, &schema)
-			if fmt.Sprint(schema.Required) != "[prompt]" || fmt.Sprint(schema.Properties["style"].Enum) != "[plain shout]" || len(schema.Properties) != 5 {
-				t.Errorf("input_schema = %s, want the fixture's five inputs, prompt required, style's choices inlined", f.InputSchema)
+			if fmt.Sprint(schema.Required) != "[prompt]" || fmt.Sprint(schema.Properties["style"].Enum) != "[plain shout]" || len(schema.Properties) != 6 {
+				t.Errorf("input_schema = %s, want the fixture's six inputs, prompt required, style's choices inlined", f.InputSchema)
 			}
 			out, err := exec.Command(bins.ember, "--server", s.url, "--key-file", s.dataDir+"/admin.key", "describe", name).CombinedOutput()
 			if err != nil || !strings.Contains(string(out), "Inputs (from the image's schema):") ||
@@ -272,6 +272,39 @@ func TestCogPredictionsWithWebhook(t *testing.T) {
 		case <-time.After(90 * time.Second):
 			t.Fatalf("no completed webhook for %s", tc.input)
 		}
+	}
+}
+
+// TestCogJobStreamsAsCogYields: a job runs through Cog's async API, so
+// its output grows as the model yields (seen while it still runs), and
+// ends as Cog's list.
+func TestCogJobStreamsAsCogYields(t *testing.T) {
+	e := needEngine(t)
+	image := e.cogImage(t)
+	for _, network := range []string{"bridge", "host"} {
+		t.Run(network, func(t *testing.T) {
+			s := containerServer(t, e, "", "--container-network", network)
+			name := uniqueName("cog-async-" + network)
+			s.deploy(cogSpec(name, image))
+			res := s.call("POST", "/v1/predictions", fmt.Sprintf(`{"model":%q,"input":{"prompt":"y","repeat":2,"delay_ms":1500}}`, name))
+			if res.status != http.StatusCreated {
+				t.Fatalf("create = %d %s", res.status, res.body)
+			}
+			var p api.Prediction
+			decode(t, res.body, &p)
+			var last api.Prediction
+			eventually(t, 60*time.Second, "the first item while the prediction runs", func() bool {
+				decode(t, s.call("GET", "/v1/predictions/"+p.ID, "").body, &last)
+				return last.Status == "processing" && string(last.Output) == `"y#1 "`
+			})
+			eventually(t, 30*time.Second, "the prediction succeeded", func() bool {
+				decode(t, s.call("GET", "/v1/predictions/"+p.ID, "").body, &last)
+				return last.Status == "succeeded"
+			})
+			if string(last.Output) != `["y#1 ","y#2 "]` || !strings.Contains(last.Logs, "predicting 2 item(s)") {
+				t.Errorf("final output %s, logs %q; want Cog's list and logs", last.Output, last.Logs)
+			}
+		})
 	}
 }
 

@@ -14,7 +14,10 @@
 // missing, unknown or mistyped field is a 422 with a FastAPI detail list.
 //
 // Like Cog it runs one prediction at a time (a second gets 409) and
-// listens on $PORT or 5000. COG_SETUP_FAIL makes setup() fail with that
+// listens on $PORT or 5000. With Prefer: respond-async it answers 202 and
+// sends the prediction's start, output, logs and completed events to the
+// request's webhook (filtered by webhook_events_filter), as Cog does;
+// POST /predictions/{id}/cancel cancels it. COG_SETUP_FAIL makes setup() fail with that
 // text in its logs; COG_SETUP_DELAY (a Go duration) makes it slow.
 package main
 
@@ -40,6 +43,7 @@ type server struct {
 	started   time.Time
 	done      time.Time
 	busy      bool
+	cancel    map[string]chan struct{} // running async predictions by id
 }
 
 func main() {
@@ -47,7 +51,7 @@ func main() {
 	if port == "" {
 		port = "5000"
 	}
-	s := &server{started: time.Now()}
+	s := &server{started: time.Now(), cancel: map[string]chan struct{}{}}
 	go s.runSetup(os.Getenv("COG_SETUP_FAIL"), os.Getenv("COG_SETUP_DELAY"))
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
@@ -63,6 +67,7 @@ func main() {
 		w.Write([]byte(openapi))
 	})
 	mux.HandleFunc("POST /predictions", s.predict)
+	mux.HandleFunc("POST /predictions/{id}/cancel", s.cancelPrediction)
 	srv := &http.Server{Addr: "0.0.0.0:" + port, Handler: mux}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -124,8 +129,10 @@ type detail struct {
 
 func (s *server) predict(w http.ResponseWriter, r *http.Request) {
 	var req struct {
-		ID    string                     `json:"id"`
-		Input map[string]json.RawMessage `json:"input"`
+		ID                  string                     `json:"id"`
+		Input               map[string]json.RawMessage `json:"input"`
+		Webhook             string                     `json:"webhook"`
+		WebhookEventsFilter []string                   `json:"webhook_events_filter"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil {
 		writeJSON(w, 422, map[string]any{"detail": []detail{{Loc: []string{"body"}, Msg: err.Error(), Type: "value_error.jsondecode"}}})
@@ -143,39 +150,165 @@ func (s *server) predict(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.busy = true
+	stop := make(chan struct{})
+	s.cancel[req.ID] = stop
 	s.mu.Unlock()
-	defer func() { s.mu.Lock(); s.busy = false; s.mu.Unlock() }()
+	p := &prediction{ID: req.ID, Input: req.Input, Status: "starting", CreatedAt: now()}
+	release := func() {
+		s.mu.Lock()
+		s.busy = false
+		delete(s.cancel, req.ID)
+		s.mu.Unlock()
+	}
+	if strings.Contains(r.Header.Get("Prefer"), "respond-async") {
+		// Cog's async API: 202 now, the prediction's states to the webhook.
+		writeJSON(w, 202, p.snapshot())
+		hook := newWebhook(req.Webhook, req.WebhookEventsFilter)
+		go func() {
+			defer release()
+			run(p, in, stop, hook.send)
+		}()
+		return
+	}
+	defer release()
+	run(p, in, stop, func(string, map[string]any) {})
+	writeJSON(w, 200, p.snapshot())
+}
 
-	start := time.Now()
-	resp := map[string]any{"id": req.ID, "input": req.Input, "created_at": start.UTC().Format(time.RFC3339Nano),
-		"started_at": start.UTC().Format(time.RFC3339Nano), "version": nil}
-	logs := fmt.Sprintf("predicting %d item(s)\n", in.repeat)
+func (s *server) cancelPrediction(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	stop, ok := s.cancel[r.PathValue("id")]
+	if ok {
+		delete(s.cancel, r.PathValue("id"))
+		close(stop)
+	}
+	s.mu.Unlock()
+	if !ok {
+		writeJSON(w, 404, map[string]string{"detail": "Not Found"})
+		return
+	}
+	writeJSON(w, 200, map[string]any{})
+}
+
+// prediction is Cog's prediction response, built up as the model runs.
+type prediction struct {
+	mu        sync.Mutex // guards the following
+	ID        string
+	Input     map[string]json.RawMessage
+	Status    string
+	Output    []string
+	Error     any
+	Logs      string
+	CreatedAt string
+	started   time.Time
+	completed string
+	metrics   map[string]float64
+}
+
+func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
+
+func (p *prediction) snapshot() map[string]any {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := map[string]any{"id": p.ID, "input": p.Input, "status": p.Status, "output": p.Output, "error": p.Error,
+		"logs": p.Logs, "created_at": p.CreatedAt, "version": nil}
+	if p.Output == nil {
+		m["output"] = nil
+	}
+	if !p.started.IsZero() {
+		m["started_at"] = p.started.UTC().Format(time.RFC3339Nano)
+	}
+	if p.completed != "" {
+		m["completed_at"], m["metrics"] = p.completed, p.metrics
+	}
+	return m
+}
+
+// run plays predict(): a generator yielding one item per repeat, each
+// sent as an "output" event (Cog sends the whole output so far), then
+// "completed".
+func run(p *prediction, in input, stop <-chan struct{}, send func(event string, pred map[string]any)) {
+	update := func(event string, f func()) {
+		p.mu.Lock()
+		f()
+		p.mu.Unlock()
+		send(event, p.snapshot())
+	}
+	update("start", func() { p.Status, p.started = "processing", time.Now() })
+	update("logs", func() { p.Logs += fmt.Sprintf("predicting %d item(s)\n", in.repeat) })
+	finish := func(status string, err any) {
+		update("completed", func() {
+			p.Status, p.Error, p.completed = status, err, now()
+			p.metrics = map[string]float64{"predict_time": time.Since(p.started).Seconds()}
+		})
+	}
 	if in.fail {
-		resp["status"], resp["output"], resp["error"] = "failed", nil, "ValueError: the model refused the prompt "+strconvQuote(in.prompt)
-		logs += "raising ValueError\n"
-	} else {
-		out := make([]string, in.repeat)
-		for i := range out {
-			p := in.prompt
-			if in.style == "shout" {
-				p = strings.ToUpper(p)
-			}
-			out[i] = fmt.Sprintf("%s#%d ", p, i+1)
-			if in.asFile {
-				out[i] = "data:text/plain;base64," + base64.StdEncoding.EncodeToString([]byte(out[i]))
+		update("logs", func() { p.Logs += "raising ValueError\n" })
+		finish("failed", "ValueError: the model refused the prompt "+strconvQuote(in.prompt))
+		return
+	}
+	for i := range in.repeat {
+		select {
+		case <-stop:
+			finish("canceled", nil)
+			return
+		case <-time.After(time.Duration(in.delayMS) * time.Millisecond): // the model's work per item
+		}
+		item := in.prompt
+		if in.style == "shout" {
+			item = strings.ToUpper(item)
+		}
+		item = fmt.Sprintf("%s#%d ", item, i+1)
+		if in.asFile {
+			item = "data:text/plain;base64," + base64.StdEncoding.EncodeToString([]byte(item))
+		}
+		update("output", func() { p.Output = append(p.Output, item) })
+	}
+	finish("succeeded", nil)
+}
+
+// webhook sends a prediction's events to its webhook URL, as Cog does:
+// only the events in the filter (all when none), terminal ones retried.
+type webhook struct {
+	url    string
+	filter map[string]bool
+	client *http.Client
+}
+
+func newWebhook(url string, filter []string) *webhook {
+	w := &webhook{url: url, filter: map[string]bool{}, client: &http.Client{Timeout: 10 * time.Second}}
+	for _, f := range filter {
+		w.filter[f] = true
+	}
+	return w
+}
+
+func (w *webhook) send(event string, pred map[string]any) {
+	if w.url == "" || (len(w.filter) > 0 && !w.filter[event]) {
+		return
+	}
+	body, _ := json.Marshal(pred)
+	tries := 1
+	if event == "completed" {
+		tries = 5
+	}
+	for i := range tries {
+		resp, err := w.client.Post(w.url, "application/json", strings.NewReader(string(body)))
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 500 {
+				return
 			}
 		}
-		resp["status"], resp["output"], resp["error"] = "succeeded", out, nil
+		log.Printf("webhook %s: %v", event, err)
+		time.Sleep(time.Duration(100*(i+1)) * time.Millisecond) // Cog's backoff between retries
 	}
-	resp["logs"] = logs
-	resp["completed_at"] = time.Now().UTC().Format(time.RFC3339Nano)
-	resp["metrics"] = map[string]float64{"predict_time": time.Since(start).Seconds()}
-	writeJSON(w, 200, resp)
 }
 
 type input struct {
 	prompt, style string
 	repeat        int
+	delayMS       int
 	fail, asFile  bool
 }
 
@@ -188,7 +321,7 @@ func parseInput(raw map[string]json.RawMessage) (input, []detail) {
 	}
 	for k := range raw {
 		switch k {
-		case "prompt", "repeat", "style", "fail", "as_file":
+		case "prompt", "repeat", "style", "fail", "as_file", "delay_ms":
 		default:
 			bad(k, "extra fields not permitted", "value_error.extra")
 		}
@@ -212,6 +345,9 @@ func parseInput(raw map[string]json.RawMessage) (input, []detail) {
 	}
 	if v, ok := raw["fail"]; ok && json.Unmarshal(v, &in.fail) != nil {
 		bad("fail", "value could not be parsed to a boolean", "type_error.bool")
+	}
+	if v, ok := raw["delay_ms"]; ok && (json.Unmarshal(v, &in.delayMS) != nil || in.delayMS < 0 || in.delayMS > 60000) {
+		bad("delay_ms", "ensure this value is between 0 and 60000", "value_error.number")
 	}
 	if v, ok := raw["as_file"]; ok && json.Unmarshal(v, &in.asFile) != nil {
 		bad("as_file", "value could not be parsed to a boolean", "type_error.bool")
@@ -244,7 +380,8 @@ const openapi = `{
       "repeat": {"title": "Repeat", "type": "integer", "description": "How many items to yield", "default": 1, "minimum": 1, "maximum": 10, "x-order": 1},
       "style": {"allOf": [{"$ref": "#/components/schemas/style"}], "description": "plain or shout", "default": "plain", "x-order": 2},
       "fail": {"title": "Fail", "type": "boolean", "description": "Raise an error instead", "default": false, "x-order": 3},
-      "as_file": {"title": "As File", "type": "boolean", "description": "Return each item as a text file", "default": false, "x-order": 4}
+      "as_file": {"title": "As File", "type": "boolean", "description": "Return each item as a text file", "default": false, "x-order": 4},
+      "delay_ms": {"title": "Delay Ms", "type": "integer", "description": "Work per item", "default": 0, "minimum": 0, "maximum": 60000, "x-order": 5}
     }},
     "style": {"title": "style", "description": "An enumeration.", "enum": ["plain", "shout"], "type": "string"},
     "Output": {"title": "Output", "type": "array", "items": {"type": "string"}, "x-cog-array-type": "iterator", "x-cog-array-display": "concatenate"},

@@ -405,11 +405,13 @@ func (s *Service) readResponse(j *job, resp *http.Response) (json.RawMessage, er
 
 // readStream reads a text/event-stream answer: default and "output"
 // events are output chunks, "logs" events are log text, an "error" event
-// fails the attempt, "done" (or OpenAI's "data: [DONE]") ends it.
+// fails the attempt, a "result" event is the whole output (instead of the
+// chunks joined), "done" (or OpenAI's "data: [DONE]") ends it.
 func (s *Service) readStream(j *job, body io.Reader) (json.RawMessage, error) {
 	br := bufio.NewReaderSize(body, 64<<10)
 	var typ string
 	var data []string
+	var result json.RawMessage
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil && err != io.EOF {
@@ -441,6 +443,13 @@ func (s *Service) readStream(j *job, body io.Reader) (json.RawMessage, error) {
 				s.addLogs(j, text)
 			case typ == "error":
 				return nil, &attemptError{msg: text}
+			case typ == "result":
+				// The whole output, sent after its chunks by an instance
+				// whose output is a list (a Cog iterator): the job's output
+				// is that list, not the concatenation of its items.
+				if t := strings.TrimSpace(text); json.Valid([]byte(t)) {
+					result = json.RawMessage(t)
+				}
 			case typ == "done":
 				eof = true
 			}
@@ -449,6 +458,9 @@ func (s *Service) readStream(j *job, body io.Reader) (json.RawMessage, error) {
 		if eof {
 			break
 		}
+	}
+	if result != nil {
+		return result, nil
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()

@@ -575,6 +575,11 @@ func (d *Driver) waitReady(ctx context.Context, inst *Instance, s driver.StartSp
 func (d *Driver) startCog(ctx context.Context, inst *Instance, fn string, logger *slog.Logger) {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
+	if host, err := d.callbackHost(sctx, inst); err != nil {
+		logger.Warn("cog: no webhook address the container reaches; jobs use sync predictions", "err", err)
+	} else if err := inst.cog.ListenCallbacks(host); err != nil {
+		logger.Warn("cog: jobs use sync predictions", "err", err)
+	}
 	if err := inst.cog.LoadSchema(sctx); err != nil {
 		logger.Warn("cog: no input schema; inputs are passed to the model unchecked", "err", err)
 	} else {
@@ -583,6 +588,27 @@ func (d *Driver) startCog(ctx context.Context, inst *Instance, fn string, logger
 		d.mu.Unlock()
 	}
 	inst.cog.Start()
+}
+
+// callbackHost is the host address a container reaches Ember on, for
+// Cog's webhooks: loopback with host networking, else its network's
+// gateway (the host's side of the bridge).
+func (d *Driver) callbackHost(ctx context.Context, inst *Instance) (string, error) {
+	if d.opts.Network == NetworkHost {
+		return "127.0.0.1", nil
+	}
+	res, err := d.cli.ContainerInspect(ctx, inst.containerID, client.ContainerInspectOptions{})
+	if err != nil {
+		return "", fmt.Errorf("inspect container: %w", err)
+	}
+	if ns := res.Container.NetworkSettings; ns != nil {
+		for _, name := range slices.Sorted(maps.Keys(ns.Networks)) {
+			if ep := ns.Networks[name]; ep != nil && ep.Gateway.IsValid() {
+				return ep.Gateway.String(), nil
+			}
+		}
+	}
+	return "", errors.New("the container's network has no gateway address")
 }
 
 // listening reports whether addr serves: in host mode a TCP connect; in

@@ -52,11 +52,14 @@ type prediction struct {
 type Adapter struct {
 	upstream string // host:port of the Cog server
 	files    *Files // nil: file outputs stay inline
-	logger   *slog.Logger
-	client   *http.Client
-	ln       net.Listener
-	srv      *http.Server
-	schema   atomic.Pointer[Schema]
+	// callbacks, when set (ListenCallbacks), runs jobs and streaming calls
+	// through Cog's async API.
+	callbacks *callbacks
+	logger    *slog.Logger
+	client    *http.Client
+	ln        net.Listener
+	srv       *http.Server
+	schema    atomic.Pointer[Schema]
 
 	startOnce sync.Once
 	served    chan struct{} // closed when Serve returns (if started)
@@ -104,6 +107,9 @@ func (a *Adapter) Start() {
 func (a *Adapter) Close() {
 	a.srv.Close()
 	a.ln.Close()
+	if a.callbacks != nil {
+		a.callbacks.close()
+	}
 	if a.started.Load() {
 		<-a.served
 	}
@@ -150,6 +156,10 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fields, msg := a.check(input)
 	if msg != "" {
 		writeError(w, http.StatusUnprocessableEntity, "invalid_input", msg, "")
+		return
+	}
+	if !native && a.callbacks != nil && (wantsStream(r) || r.Header.Get("Ember-Prediction-Id") != "") {
+		a.predictAsync(w, r, fields)
 		return
 	}
 	if !native {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -258,5 +259,83 @@ func TestFilesBounded(t *testing.T) {
 	now = now.Add(time.Minute)
 	if has(second) {
 		t.Error("file kept past its TTL")
+	}
+}
+
+// TestAsyncPrediction: a job (Ember-Prediction-Id) goes through Cog's
+// async API; the webhook's token is checked and void after completion;
+// items stream as Cog sends them, then the whole list as the result.
+func TestAsyncPrediction(t *testing.T) {
+	type probe struct {
+		wrongToken, afterDone int
+	}
+	probes := make(chan probe, 1)
+	cogSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID      string   `json:"id"`
+			Webhook string   `json:"webhook"`
+			Filter  []string `json:"webhook_events_filter"`
+		}
+		json.NewDecoder(r.Body).Decode(&req)
+		if r.Header.Get("Prefer") != "respond-async" || req.Webhook == "" || len(req.Filter) != 4 {
+			t.Errorf("request: Prefer %q, %+v; want an async request with a webhook for all events", r.Header.Get("Prefer"), req)
+		}
+		w.WriteHeader(202)
+		io.WriteString(w, `{"status":"starting"}`)
+		go func() {
+			post := func(url, body string) int {
+				resp, err := http.Post(url, "application/json", strings.NewReader(body))
+				if err != nil {
+					return 0
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			var p probe
+			u, _ := url.Parse(req.Webhook)
+			q := u.Query()
+			q.Set("token", q.Get("token")+"x")
+			wrong := *u
+			wrong.RawQuery = q.Encode()
+			p.wrongToken = post(wrong.String(), `{"status":"succeeded","output":["forged"]}`)
+			post(req.Webhook, `{"status":"processing","output":["a "],"logs":"one\n"}`)
+			post(req.Webhook, `{"status":"processing","output":["a ","b "],"logs":"one\ntwo\n"}`)
+			post(req.Webhook, `{"status":"succeeded","output":["a ","b "],"logs":"one\ntwo\n"}`)
+			// The adapter has answered; the token is void now.
+			for range 100 {
+				if p.afterDone = post(req.Webhook, `{"status":"succeeded","output":["late"]}`); p.afterDone == 404 {
+					break
+				}
+				time.Sleep(10 * time.Millisecond) // polls the adapter's cleanup after its answer
+			}
+			probes <- p
+		}()
+	}))
+	defer cogSrv.Close()
+	a, err := Listen(strings.TrimPrefix(cogSrv.URL, "http://"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.ListenCallbacks("127.0.0.1"); err != nil {
+		t.Fatal(err)
+	}
+	a.Start()
+	req, _ := http.NewRequest("POST", "http://"+a.Addr()+"/predict", strings.NewReader(`{"prompt":"x"}`))
+	req.Header.Set("Ember-Prediction-Id", "p1")
+	req.Header.Set("Accept", "application/json, text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := "event: logs\ndata: one\n\nevent: output\ndata: \"a \"\n\nevent: logs\ndata: two\n\nevent: output\ndata: \"b \"\n\nevent: result\ndata: [\"a \",\"b \"]\n\nevent: done"
+	if !strings.HasPrefix(string(body), want) || strings.Contains(string(body), "forged") {
+		t.Errorf("stream:\n%s\nwant:\n%s", body, want)
+	}
+	p := <-probes
+	if p.wrongToken != 404 || p.afterDone != 404 {
+		t.Errorf("webhook with a wrong token = %d, after completion = %d; want 404 and 404", p.wrongToken, p.afterDone)
 	}
 }
