@@ -139,7 +139,7 @@ func TestCogRun(t *testing.T) {
 			}
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			want := "event: output\ndata: \"s#1 \"\n\nevent: output\ndata: \"s#2 \"\n\nevent: output\ndata: \"s#3 \"\n\nevent: done"
+			want := "event: output\ndata: \"s#1 \"\n\nevent: output\ndata: \"s#2 \"\n\nevent: output\ndata: \"s#3 \"\n\nevent: result\ndata: [\"s#1 \",\"s#2 \",\"s#3 \"]\n\nevent: done"
 			if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
 				t.Errorf("stream = %d:\n%s\nwant it to contain:\n%s", resp.StatusCode, body, want)
 			}

@@ -167,13 +167,7 @@ func (a *Adapter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Input map[string]json.RawMessage `json:"input"`
 		}{fields})
 	}
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, "http://"+a.upstream+"/predictions", bytes.NewReader(body))
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "internal", err.Error(), "")
-		return
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.client.Do(req)
+	resp, err := a.post(r.Context(), body, false)
 	if err != nil {
 		if r.Context().Err() != nil {
 			return // the caller left; Ember's gateway says so
@@ -366,4 +360,42 @@ func (a *Adapter) pass(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(resp.StatusCode)
 	io.Copy(w, io.LimitReader(resp.Body, MaxResponseBytes))
+}
+
+// busyWait bounds how long a prediction waits for a Cog server that says
+// it is busy (409): Ember sends one prediction at a time (concurrency 1),
+// so a 409 is the previous prediction's last moments (Cog may send its
+// completed webhook before it takes the next).
+const busyWait = 2 * time.Second
+
+// post sends a prediction request to Cog, retrying while it answers 409
+// (up to busyWait, backing off from 2 ms to 100 ms). A 409 that outlasts
+// busyWait is returned as is.
+func (a *Adapter) post(ctx context.Context, body []byte, async bool) (*http.Response, error) {
+	deadline := time.Now().Add(busyWait)
+	pause := 2 * time.Millisecond
+	for {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.upstream+"/predictions", bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if async {
+			req.Header.Set("Prefer", "respond-async")
+		}
+		resp, err := a.client.Do(req)
+		if err != nil || resp.StatusCode != http.StatusConflict || time.Now().After(deadline) {
+			return resp, err
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		t := time.NewTimer(pause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+		pause = min(2*pause, 100*time.Millisecond)
+	}
 }

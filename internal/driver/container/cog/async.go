@@ -135,14 +135,7 @@ func (a *Adapter) predictAsync(w http.ResponseWriter, r *http.Request, fields ma
 	hook := fmt.Sprintf("http://%s/cog-webhook/%s?token=%s", cb.ln.Addr(), id, token)
 	body, _ := json.Marshal(map[string]any{"id": id, "input": fields, "webhook": hook,
 		"webhook_events_filter": []string{"start", "output", "logs", "completed"}})
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, "http://"+a.upstream+"/predictions", bytes.NewReader(body))
-	if err != nil {
-		writeError(w, http.StatusInternalServerError, "internal", err.Error(), "")
-		return
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Prefer", "respond-async")
-	resp, err := a.client.Do(req)
+	resp, err := a.post(r.Context(), body, true)
 	if err != nil {
 		if r.Context().Err() == nil {
 			writeError(w, http.StatusBadGateway, "upstream_unreachable", "cog server: "+err.Error(), "")
