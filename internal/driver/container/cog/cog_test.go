@@ -75,7 +75,7 @@ func TestValidate(t *testing.T) {
 	if got, want := strings.Join(s.Order, ","), "prompt,repeat,style,scale,image"; got != want {
 		t.Errorf("order = %s, want %s", got, want)
 	}
-	if !strings.Contains(string(s.Raw), `"enum":["plain","shout"]`) {
+	if !strings.Contains(string(s.Raw), `"enum":["plain","shout"]`) || !strings.Contains(string(s.Raw), `"type":"string"`) {
 		t.Errorf("Raw = %s, want the style choices inlined", s.Raw)
 	}
 	tests := []struct {

@@ -126,7 +126,7 @@ func ParseOpenAPI(doc []byte) (*Schema, error) {
 	})
 	s.Raw = rawInput
 	if len(resolved) > 0 {
-		// Inline the choices' enums so `describe` shows them.
+		// Inline the choices' enums (and type) so `describe` shows them.
 		var m map[string]any
 		if json.Unmarshal(rawInput, &m) == nil {
 			if props, ok := m["properties"].(map[string]any); ok {
@@ -135,7 +135,11 @@ func ParseOpenAPI(doc []byte) (*Schema, error) {
 					if json.Unmarshal(raw, &v) == nil {
 						if p, ok := props[name].(map[string]any); ok {
 							delete(p, "allOf")
-							p["enum"] = v.(map[string]any)["enum"]
+							ref, _ := v.(map[string]any)
+							p["enum"] = ref["enum"]
+							if t, ok := ref["type"]; ok && p["type"] == nil {
+								p["type"] = t
+							}
 						}
 					}
 				}
