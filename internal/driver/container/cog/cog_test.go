@@ -75,8 +75,14 @@ func TestValidate(t *testing.T) {
 	if got, want := strings.Join(s.Order, ","), "prompt,repeat,style,scale,image"; got != want {
 		t.Errorf("order = %s, want %s", got, want)
 	}
-	if !strings.Contains(string(s.Raw), `"enum":["plain","shout"]`) || !strings.Contains(string(s.Raw), `"type":"string"`) {
-		t.Errorf("Raw = %s, want the style choices inlined", s.Raw)
+	var raw struct {
+		Properties map[string]struct {
+			Type string   `json:"type"`
+			Enum []string `json:"enum"`
+		} `json:"properties"`
+	}
+	if err := json.Unmarshal(s.Raw, &raw); err != nil || raw.Properties["style"].Type != "string" || len(raw.Properties["style"].Enum) != 2 {
+		t.Errorf("Raw = %s, want style's type and choices inlined", s.Raw)
 	}
 	tests := []struct {
 		name, input string
