@@ -134,6 +134,11 @@ type Function struct {
 	UpdatedAt time.Time       `json:"updated_at"`
 	Version   int64           `json:"version"`
 	Status    FunctionStatus  `json:"status"`
+	// InputSchema is the JSON Schema of the function's input, where its
+	// instances declare one (protocol cog: the image's /openapi.json
+	// Input, known once an instance has been ready). Only on GET of one
+	// function.
+	InputSchema json.RawMessage `json:"input_schema,omitempty"`
 }
 
 // FunctionStatus is the live state of a function's pool.

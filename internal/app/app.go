@@ -149,12 +149,15 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	defer routeSvc.Close()
 	gw := gateway.New(gateway.Options{Invoker: act, Registry: registryView{ctl}, Instances: instancesView{mgr},
 		Forwarder: px, Observer: obs, Routes: routeSvc, Secrets: db, Budgets: usage.Budgets{Source: meter},
-		MaxPerFunction: cfg.MaxInstancesPerFunction,
+		MaxPerFunction: cfg.MaxInstancesPerFunction, Inputs: drv.container,
 		Bodies: gateway.BodyLimits{PreRead: cfg.BodyPreReadBytes, Budget: cfg.BodyBufferBudget,
 			MinRate: cfg.MinBodyRate, Grace: 10 * time.Second},
 		Auth: cfg.Auth, OpenMetrics: cfg.OpenMetrics,
 		Logger: logger.With("component", "gateway")})
 	gw.Register("GET /metrics", auth.RightMetrics, metrics.Handler())
+	// File outputs of protocol cog functions: the 128-bit id in the link
+	// is the capability, as with Replicate's delivery URLs.
+	gw.Register("GET /v1/files/{id}", auth.RightPublic, drv.container.CogFiles())
 	authenticate, limitKeys, authn, err := secure(ctx, cfg, db, gw, logger)
 	if err != nil {
 		return err
@@ -188,9 +191,12 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 			StreamToken: func(id string) string { return tokens.Sign(id, time.Now()) },
 			WorkerID:    st.workerID},
 		logger.With("component", "jobs"))
-	var predictionJobs replicate.Jobs = jobSvc
+	// A protocol cog function's input is checked against its schema
+	// before a job is queued (422 naming the field).
+	checkedJobs := replicate.ValidateInputs(jobSvc, drv.container)
+	var predictionJobs replicate.Jobs = checkedJobs
 	if cfg.Auth {
-		predictionJobs = replicate.Authorize(jobSvc)
+		predictionJobs = replicate.Authorize(checkedJobs)
 	}
 	predictions := replicate.New(predictionJobs, logger.With("component", "predictions"))
 	if cfg.Auth {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -157,7 +158,7 @@ func newContainers(cfg config.Config, logger *slog.Logger, secrets process.Secre
 	d, err := container.New(logger, container.Options{
 		Host: cfg.ContainerHost, Network: cfg.ContainerNetwork, Ulimits: ulimits,
 		OCIRuntime: cfg.ContainerOCIRuntime, AllowHostPaths: cfg.ContainerAllowHostPaths,
-		Owner: owner, Secrets: secrets,
+		Owner: owner, Secrets: secrets, PublicURL: publicURL(cfg),
 	})
 	if err != nil {
 		return nil, err
@@ -248,4 +249,22 @@ func startGuard(cfg config.Config, logger *slog.Logger) *process.Guard {
 func RunGuard(stdin io.Reader) error {
 	process.IgnoreStopSignals()
 	return process.RunGuard(stdin, process.KillGroup)
+}
+
+// publicURL is the server's address as links in answers give it: the
+// listen address, with loopback for an unspecified host (":8080",
+// "0.0.0.0:8080").
+func publicURL(cfg config.Config) string {
+	scheme := "http"
+	if cfg.TLSCert != "" {
+		scheme = "https"
+	}
+	host, port, err := net.SplitHostPort(cfg.Addr)
+	if err != nil {
+		return scheme + "://" + cfg.Addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return scheme + "://" + net.JoinHostPort(host, port)
 }

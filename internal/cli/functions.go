@@ -3,12 +3,15 @@ package cli
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -207,6 +210,9 @@ func describe(w io.Writer, f api.Function, ins []api.Instance) error {
 		if err := jsonIndent(&spec, f.Spec); err == nil {
 			fmt.Fprintf(w, "Spec:\n%s", indent(spec.String(), "  "))
 		}
+	}
+	if len(f.InputSchema) > 0 {
+		describeInputs(w, f.InputSchema)
 	}
 	fmt.Fprintln(w, "\nInstances:")
 	if len(ins) == 0 {
@@ -551,4 +557,66 @@ func coldStartTable(w io.Writer, ins []api.Instance) {
 		fmt.Fprintf(w, "  %-34s %8.1f\n", t.term, sum)
 	}
 	fmt.Fprintf(w, "  %-34s %8.1f\n", "total", total)
+}
+
+// describeInputs prints a function's declared inputs (a JSON Schema
+// object, e.g. a Cog model's Input), one per line in x-order:
+// "prompt  string, required  Text to echo".
+func describeInputs(w io.Writer, schema json.RawMessage) {
+	var sch struct {
+		Properties map[string]struct {
+			Type        string   `json:"type"`
+			Format      string   `json:"format"`
+			Enum        []any    `json:"enum"`
+			Default     any      `json:"default"`
+			Minimum     *float64 `json:"minimum"`
+			Maximum     *float64 `json:"maximum"`
+			Description string   `json:"description"`
+			Order       *float64 `json:"x-order"`
+		} `json:"properties"`
+		Required []string `json:"required"`
+	}
+	if json.Unmarshal(schema, &sch) != nil || len(sch.Properties) == 0 {
+		return
+	}
+	names := slices.Collect(maps.Keys(sch.Properties))
+	slices.SortFunc(names, func(a, b string) int {
+		oa, ob := sch.Properties[a].Order, sch.Properties[b].Order
+		if oa != nil && ob != nil && *oa != *ob {
+			return cmp.Compare(*oa, *ob)
+		}
+		return cmp.Compare(a, b)
+	})
+	fmt.Fprintln(w, "\nInputs (from the image's schema):")
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, n := range names {
+		p := sch.Properties[n]
+		typ := cmp.Or(p.Type, "any")
+		if p.Format != "" {
+			typ += " (" + p.Format + ")"
+		}
+		var notes []string
+		if slices.Contains(sch.Required, n) {
+			notes = append(notes, "required")
+		} else if p.Default != nil {
+			d, _ := json.Marshal(p.Default)
+			notes = append(notes, "default "+string(d))
+		}
+		if len(p.Enum) > 0 {
+			e, _ := json.Marshal(p.Enum)
+			notes = append(notes, "one of "+string(e))
+		}
+		if p.Minimum != nil || p.Maximum != nil {
+			lo, hi := "", ""
+			if p.Minimum != nil {
+				lo = strconv.FormatFloat(*p.Minimum, 'g', -1, 64)
+			}
+			if p.Maximum != nil {
+				hi = strconv.FormatFloat(*p.Maximum, 'g', -1, 64)
+			}
+			notes = append(notes, "in ["+lo+", "+hi+"]")
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", n, typ, strings.Join(notes, ", "), p.Description)
+	}
+	tw.Flush()
 }

@@ -45,6 +45,10 @@ type StartSpec struct {
 	Model   string
 	// Image is the OCI image of a container runtime; "" for host runtimes.
 	Image string
+	// Protocol is how Ember talks to the instance: "" or "http" (requests
+	// forwarded as they are) or "cog" (spec.ProtocolCog: the driver
+	// translates Ember's calls into Cog's predictions API).
+	Protocol string
 	// Port is the port the image listens on inside its network namespace
 	// (container runtimes with their own network); 0 = the driver's default.
 	Port int

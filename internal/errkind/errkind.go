@@ -28,6 +28,7 @@ const (
 	Upstream                    // 502: the instance or target failed
 	Unavailable                 // 503: no capacity now; retry later
 	Timeout                     // 504: the call ran past its deadline
+	Unprocessable               // 422: well-formed, but the input does not fit the function's declared schema
 )
 
 // StatusClientClosed is the de-facto status for a client that went away.
@@ -50,6 +51,7 @@ var statuses = [...]int{
 	Upstream:        502, // StatusBadGateway
 	Unavailable:     503, // StatusServiceUnavailable
 	Timeout:         504, // StatusGatewayTimeout
+	Unprocessable:   422, // StatusUnprocessableEntity
 }
 
 // Status is k's HTTP status.

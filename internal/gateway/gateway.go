@@ -4,6 +4,7 @@ package gateway
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -85,6 +86,12 @@ type Routes interface {
 	Call(w http.ResponseWriter, r *http.Request, name, path string, invoke func(w http.ResponseWriter, r *http.Request, fn, path string) error) error
 }
 
+// InputSchemas knows the input schema functions declare (the container
+// driver, for protocol cog).
+type InputSchemas interface {
+	InputSchema(fn string) (json.RawMessage, bool)
+}
+
 // Budgets reports functions' spend today against their budgets (metering).
 type Budgets interface {
 	Budget(fn string, now time.Time) *api.BudgetStatus
@@ -105,6 +112,7 @@ type Gateway struct {
 	authOn  bool
 	limiter *ratelimit.Limiter
 	budgets Budgets
+	inputs  InputSchemas
 	// table is the router: every route is registered with its right.
 	table *auth.Table
 	// routes is the hybrid-routing service; nil: routes are disabled.
@@ -138,6 +146,9 @@ type Options struct {
 	Budgets Budgets
 	// MaxPerFunction refuses specs asking for more instances (0: none).
 	MaxPerFunction int
+	// Inputs adds functions' input schemas to GET /v1/functions/{name}
+	// (nil: none shown).
+	Inputs InputSchemas
 	// Bodies bound request bodies (DefaultBodyLimits when zero).
 	Bodies BodyLimits
 	// Auth makes every route check the caller's key against its right,
@@ -150,7 +161,7 @@ type Options struct {
 // New builds the gateway.
 func New(opts Options) *Gateway {
 	g := &Gateway{inv: opts.Invoker, reg: opts.Registry, instances: opts.Instances, fwd: opts.Forwarder,
-		obs: opts.Observer, routes: opts.Routes, budgets: opts.Budgets, maxPerFunction: opts.MaxPerFunction,
+		obs: opts.Observer, routes: opts.Routes, budgets: opts.Budgets, inputs: opts.Inputs, maxPerFunction: opts.MaxPerFunction,
 		logger: opts.Logger, now: time.Now, limiter: ratelimit.New()}
 	if opts.Secrets != nil {
 		g.secrets = &secrets{store: opts.Secrets, now: g.now}
@@ -376,7 +387,11 @@ func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) error {
 		if !ok {
 			return unknown(name)
 		}
-		writeJSON(w, http.StatusOK, g.withStatus(rec))
+		rec = g.withStatus(rec)
+		if g.inputs != nil {
+			rec.InputSchema, _ = g.inputs.InputSchema(name)
+		}
+		writeJSON(w, http.StatusOK, rec)
 	case "/instances":
 		ins, _ := g.instances.Instances(name)
 		writeJSON(w, http.StatusOK, ins)

@@ -15,7 +15,7 @@ func StartSpecFor(fn *spec.Function, version int64, id string) driver.StartSpec 
 	s := driver.StartSpec{
 		Function: fn.Name, InstanceID: id,
 		Labels:  driver.Labels{Function: fn.Name, Version: version, Instance: id},
-		Runtime: fn.Runtime, Task: fn.Task, Model: fn.Model, Image: fn.Image, Port: fn.Port,
+		Runtime: fn.Runtime, Task: fn.Task, Model: fn.Model, Image: fn.Image, Port: fn.Port, Protocol: fn.Protocol,
 		Command: fn.Command, Env: fn.Env.Plain(), SecretEnv: fn.Env.Secrets(), Workdir: fn.Workdir,
 		HealthPath: fn.Health.Path, HealthInterval: fn.Health.Interval.D(), HealthTimeout: fn.Health.Timeout.D(),
 	}

@@ -372,6 +372,12 @@ func (s *Service) readResponse(j *job, resp *http.Response) (json.RawMessage, er
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		msg := strings.TrimSpace(string(body))
+		// An answer in Ember's error envelope (a Cog function's failed
+		// prediction, an instance behind another Ember) reads as its message.
+		var env api.Error
+		if json.Unmarshal(body, &env) == nil && env.Error.Message != "" {
+			msg = env.Error.Message
+		}
 		if msg == "" {
 			msg = http.StatusText(resp.StatusCode)
 		}
@@ -399,11 +405,13 @@ func (s *Service) readResponse(j *job, resp *http.Response) (json.RawMessage, er
 
 // readStream reads a text/event-stream answer: default and "output"
 // events are output chunks, "logs" events are log text, an "error" event
-// fails the attempt, "done" (or OpenAI's "data: [DONE]") ends it.
+// fails the attempt, a "result" event is the whole output (instead of the
+// chunks joined), "done" (or OpenAI's "data: [DONE]") ends it.
 func (s *Service) readStream(j *job, body io.Reader) (json.RawMessage, error) {
 	br := bufio.NewReaderSize(body, 64<<10)
 	var typ string
 	var data []string
+	var result json.RawMessage
 	for {
 		line, err := br.ReadString('\n')
 		if err != nil && err != io.EOF {
@@ -435,6 +443,13 @@ func (s *Service) readStream(j *job, body io.Reader) (json.RawMessage, error) {
 				s.addLogs(j, text)
 			case typ == "error":
 				return nil, &attemptError{msg: text}
+			case typ == "result":
+				// The whole output, sent after its chunks by an instance
+				// whose output is a list (a Cog iterator): the job's output
+				// is that list, not the concatenation of its items.
+				if t := strings.TrimSpace(text); json.Valid([]byte(t)) {
+					result = json.RawMessage(t)
+				}
 			case typ == "done":
 				eof = true
 			}
@@ -443,6 +458,9 @@ func (s *Service) readStream(j *job, body io.Reader) (json.RawMessage, error) {
 		if eof {
 			break
 		}
+	}
+	if result != nil {
+		return result, nil
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()

@@ -22,6 +22,20 @@ const (
 	RuntimeContainer = "container"
 )
 
+// Protocols an instance may speak (protocol:).
+const (
+	// ProtocolHTTP: Ember forwards requests to the instance as they are.
+	ProtocolHTTP = "http"
+	// ProtocolCog: the instance is a Cog server (an image built by `cog
+	// build`); Ember speaks Cog's HTTP API to it (health-check,
+	// predictions, openapi.json). Container runtime only.
+	ProtocolCog = "cog"
+	// CogHealthPath is Cog's readiness endpoint: JSON {"status": READY|BUSY|STARTING|SETUP_FAILED|DEFUNCT}.
+	CogHealthPath = "/health-check"
+	// DefaultCogPort is where a Cog server listens unless port says otherwise.
+	DefaultCogPort = 5000
+)
+
 // Defaults applied by (*Function).Default. They are the documented values of
 // the spec reference in README.md.
 const (
@@ -68,6 +82,11 @@ type Function struct {
 	// Volumes are mounted into a container's filesystem (refused by
 	// process and onnx, which share the host's).
 	Volumes []Volume `json:"volumes,omitempty"`
+	// Protocol is how Ember talks to the instance: http (default: requests
+	// are forwarded as they are) or cog (Cog's predictions API; runtime
+	// container only, port 5000 and scaling.concurrency 1 by default).
+	// "" is http, and stays "" so that normalized specs do not change.
+	Protocol string `json:"protocol,omitempty"`
 
 	Scaling Scaling `json:"scaling"`
 	// Timeout bounds one request, queue wait included.
@@ -249,6 +268,7 @@ func Parse(data []byte) (*Function, error) {
 type presence struct {
 	Scaling *struct {
 		Max         *json.RawMessage `json:"max"`
+		Concurrency *json.RawMessage `json:"concurrency"`
 		Target      *json.RawMessage `json:"target"`
 		IdleTimeout *json.RawMessage `json:"idle_timeout"`
 		Queue       *json.RawMessage `json:"queue"`
@@ -285,6 +305,8 @@ func (p presence) scaling(field string) bool {
 		return p.Scaling.IdleTimeout != nil
 	case "queue":
 		return p.Scaling.Queue != nil
+	case "concurrency":
+		return p.Scaling.Concurrency != nil
 	}
 	return false
 }
@@ -314,11 +336,24 @@ func (f *Function) Default() {
 	}
 	if f.Health.Path == "" {
 		f.Health.Path = DefaultHealth
+		if f.Protocol == ProtocolCog {
+			f.Health.Path = CogHealthPath
+		}
 	}
 	if f.PredictPath == "" {
 		f.PredictPath = DefaultPredictPath
 	}
 	s := &f.Scaling
+	if f.Protocol == ProtocolCog {
+		// A Cog server runs one prediction at a time (it answers 409 to a
+		// second), and listens on 5000.
+		if f.Port == 0 {
+			f.Port = DefaultCogPort
+		}
+		if s.Concurrency == 0 && !given.scaling("concurrency") {
+			s.Concurrency = 1
+		}
+	}
 	if s.Max == 0 && !given.scaling("max") {
 		s.Max = max(DefaultMax, s.Min)
 	}
@@ -429,6 +464,15 @@ func (f *Function) Validate() error {
 	}
 	validateImage(f.Image, add)
 	validateVolumes(f.Volumes, add)
+	switch f.Protocol {
+	case "", ProtocolHTTP:
+	case ProtocolCog:
+		if f.Runtime != RuntimeContainer {
+			add("protocol", "cog needs runtime: container (a Cog server is an image built by cog build; got runtime %q)", f.Runtime)
+		}
+	default:
+		add("protocol", "must be http or cog (got %q)", f.Protocol)
+	}
 	if f.Port < 0 || f.Port > 65535 {
 		add("port", "must be in [1, 65535] (got %d)", f.Port)
 	}

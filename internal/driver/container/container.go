@@ -20,6 +20,7 @@ package container
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/ember-run/ember/internal/driver"
+	"github.com/ember-run/ember/internal/driver/container/cog"
 )
 
 // Network modes.
@@ -95,6 +97,10 @@ type Options struct {
 	// StopTimeout is how long a container has between SIGTERM and
 	// SIGKILL when the stop's ctx has no deadline. Default 10s.
 	StopTimeout time.Duration
+	// PublicURL is Ember's address as callers reach it
+	// (http://127.0.0.1:8080): protocol cog file outputs become links
+	// under it (GET /v1/files/{id}, served by CogFiles).
+	PublicURL string
 	// ProbeInitial and ProbeMax bound the readiness probe's backoff, as in
 	// the process driver (defaults 200µs and 3ms).
 	ProbeInitial, ProbeMax time.Duration
@@ -153,8 +159,14 @@ type Driver struct {
 	cli    *client.Client
 	probe  *http.Client
 
+	// cogFiles keeps protocol cog file outputs, served as links.
+	cogFiles *cog.Files
+
 	mu    sync.Mutex   // guards the following
 	ports map[int]bool // host ports handed to live instances
+	// cogSchemas is each cog function's input schema, as its latest
+	// ready instance declared it.
+	cogSchemas map[string]*cog.Schema
 }
 
 // New returns a Driver for the engine at opts.Host. It does not contact
@@ -182,8 +194,39 @@ func New(logger *slog.Logger, opts Options) (*Driver, error) {
 			Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		ports: map[int]bool{},
+		ports:    map[int]bool{},
+		cogFiles: cog.NewFiles(opts.PublicURL, cog.DefaultFilesBytes, cog.DefaultFilesTTL), cogSchemas: map[string]*cog.Schema{},
 	}, nil
+}
+
+// CogFiles serves GET /v1/files/{id}: the file outputs of protocol cog
+// functions. The id is the capability (128 random bits).
+func (d *Driver) CogFiles() http.Handler { return d.cogFiles }
+
+// InputSchema is the input schema (JSON Schema) of cog function fn, as
+// its image's /openapi.json declares it; false until an instance of fn
+// has been ready.
+func (d *Driver) InputSchema(fn string) (json.RawMessage, bool) {
+	d.mu.Lock()
+	s := d.cogSchemas[fn]
+	d.mu.Unlock()
+	if s == nil {
+		return nil, false
+	}
+	return s.Raw, true
+}
+
+// ValidateInput checks input against cog function fn's schema: nil when
+// it fits or no schema is known yet, else an error naming every field at
+// fault ("invalid input: input.prompt: required").
+func (d *Driver) ValidateInput(fn string, input json.RawMessage) error {
+	d.mu.Lock()
+	s := d.cogSchemas[fn]
+	d.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return s.Check(input)
 }
 
 // Host is the engine endpoint in use.
@@ -319,6 +362,13 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		return nil, &driver.StartError{Reason: "start container: " + err.Error(), Err: err}
 	}
 	inst.phase(PhaseStarted)
+	if s.Protocol == cog.Protocol {
+		if inst.cog, err = cog.Listen(inst.addr, d.cogFiles, logger); err != nil {
+			d.remove(created.ID)
+			d.releasePort(hostPort)
+			return nil, &driver.StartError{Reason: err.Error(), Err: err}
+		}
+	}
 	go inst.run()
 
 	if err := d.waitReady(ctx, inst, s); err != nil {
@@ -330,6 +380,9 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		}
 		logger.Debug("container failed to start", "err", err)
 		return nil, err
+	}
+	if inst.cog != nil {
+		d.startCog(ctx, inst, s.Function, logger)
 	}
 	logger.Debug("container ready", "phases", inst.Phases())
 	return inst, nil
@@ -474,7 +527,29 @@ func (d *Driver) releasePort(port int) {
 // waitReady probes inst with the shared loop and cadence of every driver
 // (driver.AwaitReady): tight at first, then backing off to the spec's
 // health interval (2 s by default), each probe bounded by its timeout.
-func (d *Driver) waitReady(ctx context.Context, inst *Instance, s driver.StartSpec) error {
+func (d *Driver) waitReady(ctx context.Context, inst *Instance, s driver.StartSpec) (err error) {
+	health := func(ctx context.Context, url string) (bool, string) { return d.checkHealth(ctx, url) }
+	if s.Protocol == cog.Protocol {
+		// Cog's /health-check says READY (or BUSY) in its body, always
+		// with 200; a setup that failed ends the wait with Cog's setup
+		// logs as the reason rather than waiting for start_timeout.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		s.HealthPath = cog.HealthPath
+		health = func(ctx context.Context, url string) (bool, string) {
+			ok, seen, err := cog.CheckHealth(ctx, d.probe, url)
+			if err != nil {
+				cancel(err)
+			}
+			return ok, seen
+		}
+		defer func() {
+			if se, ok := context.Cause(ctx).(*cog.SetupError); ok && err != nil {
+				err = &driver.StartError{Reason: se.Error(), Err: se}
+			}
+		}()
+	}
 	cad := driver.Cadence{Initial: d.opts.ProbeInitial, TightMax: d.opts.ProbeMax, TightFor: 20 * time.Millisecond,
 		Ceiling: max(cmp.Or(s.HealthInterval, 2*time.Second), d.opts.ProbeMax), Timeout: cmp.Or(s.HealthTimeout, time.Second)}
 	dialer := net.Dialer{Timeout: cad.Timeout}
@@ -487,12 +562,53 @@ func (d *Driver) waitReady(ctx context.Context, inst *Instance, s driver.StartSp
 		Health: func(ctx context.Context, url string) (bool, string) {
 			ctx, cancel := context.WithTimeout(ctx, cad.Timeout)
 			defer cancel()
-			return d.checkHealth(ctx, url)
+			return health(ctx, url)
 		},
 		Phase:  inst.phase,
 		Exited: inst.done,
 		Err:    inst.Err,
 	})
+}
+
+// startCog loads a ready Cog instance's input schema (bounded in size
+// and time; without it Cog checks inputs itself) and starts its adapter.
+func (d *Driver) startCog(ctx context.Context, inst *Instance, fn string, logger *slog.Logger) {
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if host, err := d.callbackHost(sctx, inst); err != nil {
+		logger.Warn("cog: no webhook address the container reaches; jobs use sync predictions", "err", err)
+	} else if err := inst.cog.ListenCallbacks(host); err != nil {
+		logger.Warn("cog: jobs use sync predictions", "err", err)
+	}
+	if err := inst.cog.LoadSchema(sctx); err != nil {
+		logger.Warn("cog: no input schema; inputs are passed to the model unchecked", "err", err)
+	} else {
+		d.mu.Lock()
+		d.cogSchemas[fn] = inst.cog.Schema()
+		d.mu.Unlock()
+	}
+	inst.cog.Start()
+}
+
+// callbackHost is the host address a container reaches Ember on, for
+// Cog's webhooks: loopback with host networking, else its network's
+// gateway (the host's side of the bridge).
+func (d *Driver) callbackHost(ctx context.Context, inst *Instance) (string, error) {
+	if d.opts.Network == NetworkHost {
+		return "127.0.0.1", nil
+	}
+	res, err := d.cli.ContainerInspect(ctx, inst.containerID, client.ContainerInspectOptions{})
+	if err != nil {
+		return "", fmt.Errorf("inspect container: %w", err)
+	}
+	if ns := res.Container.NetworkSettings; ns != nil {
+		for _, name := range slices.Sorted(maps.Keys(ns.Networks)) {
+			if ep := ns.Networks[name]; ep != nil && ep.Gateway.IsValid() {
+				return ep.Gateway.String(), nil
+			}
+		}
+	}
+	return "", errors.New("the container's network has no gateway address")
 }
 
 // listening reports whether addr serves: in host mode a TCP connect; in

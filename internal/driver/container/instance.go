@@ -15,6 +15,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/ember-run/ember/internal/driver"
+	"github.com/ember-run/ember/internal/driver/container/cog"
 )
 
 // Instance is one running container.
@@ -29,6 +30,9 @@ type Instance struct {
 	onPhase     func(driver.Phase)
 	logs        *ring
 	out         lineWriter
+	// cog, for protocol cog, is the adapter Ember's requests go to (Addr);
+	// it speaks Cog's API to the container at addr. Closed by run.
+	cog *cog.Adapter
 
 	done    chan struct{} // closed by run once the container exited and was removed
 	stopped atomic.Bool   // Ember asked it to stop or killed it
@@ -38,7 +42,13 @@ type Instance struct {
 	err    error // why it exited; set before done closes
 }
 
-func (in *Instance) Addr() string          { return in.addr }
+// Addr is where Ember sends requests: the container, or its Cog adapter.
+func (in *Instance) Addr() string {
+	if in.cog != nil {
+		return in.cog.Addr()
+	}
+	return in.addr
+}
 func (in *Instance) Done() <-chan struct{} { return in.done }
 func (in *Instance) Tail(n int) []string   { return in.logs.last(n) }
 
@@ -97,6 +107,9 @@ func (in *Instance) run() {
 	err := in.exitReason(waitErr)
 	in.d.remove(in.containerID)
 	in.d.releasePort(in.hostPort)
+	if in.cog != nil {
+		in.cog.Close()
+	}
 	in.mu.Lock()
 	in.err = err
 	in.mu.Unlock()

@@ -2,11 +2,13 @@ package replicate
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/jobs"
 )
 
@@ -114,4 +116,36 @@ func (a authorized) WebhookSecret(ctx context.Context) (string, error) {
 		return "", err
 	}
 	return a.OwnedJobs.WebhookSecret(ctx)
+}
+
+// InputValidator checks a function's input before a job is created
+// (the container driver: a protocol cog function's input schema).
+type InputValidator interface {
+	// ValidateInput returns nil, or an error naming every input field at
+	// fault; nil also when fn declares no schema.
+	ValidateInput(fn string, input json.RawMessage) error
+}
+
+// ValidateInputs wraps j so that a submit whose input does not fit its
+// function's declared schema is refused with 422 naming the fields,
+// before any job exists: nothing is queued that could only fail. Wrap
+// it in Authorize, so only callers who may run a function learn its inputs.
+func ValidateInputs(j OwnedJobs, v InputValidator) OwnedJobs { return validated{j, v} }
+
+type validated struct {
+	OwnedJobs
+	v InputValidator
+}
+
+func (x validated) SubmitBatch(ctx context.Context, reqs []jobs.SubmitRequest) ([]*api.Prediction, error) {
+	for i, r := range reqs {
+		if err := x.v.ValidateInput(r.Function, r.Input); err != nil {
+			msg := err.Error()
+			if len(reqs) > 1 {
+				msg = fmt.Sprintf("inputs[%d]: %s", i, msg)
+			}
+			return nil, &errkind.Error{Kind: errkind.Unprocessable, Code: "invalid_input", Msg: msg, Err: err}
+		}
+	}
+	return x.OwnedJobs.SubmitBatch(ctx, reqs)
 }

@@ -2,13 +2,16 @@ package replicate_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/gateway/replicate"
 	"github.com/ember-run/ember/internal/jobs"
 )
@@ -127,5 +130,54 @@ func TestAuthorizeListAndSubmit(t *testing.T) {
 	}
 	if _, err := replicate.Authorize(f).WebhookSecret(ctx); !errors.As(err, &ae) || ae.Status != 403 {
 		t.Errorf("webhook secret with an invoke key = %v, want 403", err)
+	}
+}
+
+// fieldValidator refuses any input that mentions "bad", for function m.
+type fieldValidator struct{}
+
+func (fieldValidator) ValidateInput(fn string, input json.RawMessage) error {
+	if fn == "m" && strings.Contains(string(input), "bad") {
+		return errors.New("invalid input: input.x: bad")
+	}
+	return nil
+}
+
+func TestValidateInputs(t *testing.T) {
+	tests := []struct {
+		name    string
+		inputs  []string
+		wantErr string // "" = submitted
+	}{
+		{"fits", []string{`{"x":1}`}, ""},
+		{"one refused", []string{`{"x":"bad"}`}, "invalid input: input.x: bad"},
+		{"batch names the index", []string{`{"x":1}`, `{"x":"bad"}`}, "inputs[1]: invalid input: input.x: bad"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			inner := &ownedJobs{}
+			j := replicate.ValidateInputs(inner, fieldValidator{})
+			var reqs []jobs.SubmitRequest
+			for _, in := range tc.inputs {
+				reqs = append(reqs, jobs.SubmitRequest{Function: "m", Input: json.RawMessage(in)})
+			}
+			_, err := j.SubmitBatch(context.Background(), reqs)
+			if tc.wantErr == "" {
+				if err != nil || len(inner.submitted) != len(reqs) {
+					t.Fatalf("SubmitBatch = %v, submitted %d; want all submitted", err, len(inner.submitted))
+				}
+				return
+			}
+			var ke *errkind.Error
+			if !errors.As(err, &ke) || ke.Kind != errkind.Unprocessable || ke.Msg != tc.wantErr {
+				t.Fatalf("SubmitBatch err = %#v, want a 422 %q", err, tc.wantErr)
+			}
+			if inner.submitted != nil {
+				t.Errorf("refused batch reached the job service: %v", inner.submitted)
+			}
+			if got := ke.Kind.Status(); got != 422 {
+				t.Errorf("status = %d, want 422", got)
+			}
+		})
 	}
 }
