@@ -29,10 +29,12 @@ type evalConfig struct {
 	opts Options
 }
 
-// evalConfigs are compared in one run, each one change from the previous:
-// "before" is the post-processing Ember shipped first (PP-OCRv4's inference
-// script: unclip_ratio 1.5, no dilation), then PaddleOCR 3.x's unclip_ratio
-// 2.0, then its use_dilation (today's default).
+// evalConfigs are compared in one run. "before" is the post-processing
+// Ember shipped first (PP-OCRv4's inference script: unclip_ratio 1.5, no
+// dilation); "unclip 2.0" is PaddleOCR 3.x's ratio; the default adds its
+// use_dilation. "PaddleOCR's CTC" is the default but decoded as PaddleOCR
+// does, without Ember's spaceRescue, which shows what that rescue is worth.
+// The last configuration must be the default: the bounds check it.
 func evalConfigs() []evalConfig {
 	before := defaultDB()
 	before.UnclipRatio, before.Dilate = 1.5, false
@@ -41,6 +43,7 @@ func evalConfigs() []evalConfig {
 	return []evalConfig{
 		{"before (1.5)", Options{DB: before}},
 		{"unclip 2.0", Options{DB: unclip}},
+		{"PaddleOCR's CTC", Options{plainCTC: true}},
 		{"+ dilation (default)", Options{}},
 	}
 }

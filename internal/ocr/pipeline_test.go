@@ -38,7 +38,7 @@ func TestCTCGreedy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, score := ctcGreedy(onehot(tt.seq, tt.space), len(tt.seq), 5, chars)
+			got, score := ctcGreedy(onehot(tt.seq, tt.space), len(tt.seq), 5, chars, true)
 			if got != tt.want {
 				t.Errorf("ctcGreedy = %q, want %q", got, tt.want)
 			}
