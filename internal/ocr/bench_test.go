@@ -2,6 +2,7 @@ package ocr
 
 import (
 	"context"
+	"image"
 	"os"
 	"sort"
 	"testing"
@@ -155,4 +156,49 @@ func ratio(total time.Duration, n int, rawRead func() time.Duration) float64 {
 		}
 	}
 	return float64(total) / float64(n) / float64(best)
+}
+
+// BenchmarkOCRPostprocess reads eight images of the evaluation set (one per
+// category and noise level) per op, with the first DB post-processing
+// (unclip 1.5, no dilation) and with today's default (2.0, dilation):
+// larger boxes and the dilation pass must not slow OCR down.
+//
+//	go test -run '^$' -bench OCRPostprocess -count 6 ./internal/ocr
+func BenchmarkOCRPostprocess(b *testing.B) {
+	dir := benchAssets(b)
+	cases := ocrtest.EvalSet(b, 15, 1)
+	imgs := make([]image.Image, len(cases))
+	for i, c := range cases {
+		img, err := Decode(c.Image)
+		if err != nil {
+			b.Fatal(err)
+		}
+		imgs[i] = img
+	}
+	before := defaultDB()
+	before.UnclipRatio, before.Dilate = 1.5, false
+	for _, cfg := range []struct {
+		name string
+		db   DBParams
+	}{{"unclip1.5", before}, {"default", defaultDB()}} {
+		b.Run(cfg.name, func(b *testing.B) {
+			e, err := Load(dir, Options{DB: cfg.db})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			ctx := context.Background()
+			if err := e.Warmup(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for _, img := range imgs {
+					if _, err := e.Recognize(ctx, img); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
 }
