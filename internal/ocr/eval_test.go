@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -82,6 +83,9 @@ func TestEvalCER(t *testing.T) {
 				t.Fatalf("%s: %v", ec.Name, err)
 			}
 			m := scoreReading(ec.Lines, res.Text)
+			for _, l := range res.Lines {
+				m.recCols += recColumns(l.Box)
+			}
 			sc.add(ec, m)
 			if *evalShow && (m.dist > 0) {
 				t.Logf("%s %s: dist %d eol %d comma %d\n  ref %q\n  got %q", c.name, ec.Name, m.dist, m.eolDropped, m.commaSpace,
@@ -120,6 +124,18 @@ type evalMetrics struct {
 	eolDropped   int // ... whose final punctuation the reading lacks
 	commas       int // ", " in the reference
 	commaSpace   int // ... read with the comma but without the space
+	recCols      int // recogniser input columns of the lines read (compute)
+}
+
+// recColumns is how wide a line box is once scaled to the recogniser's
+// height 48, before padding: the recogniser's work grows with it.
+func recColumns(b [4][2]int) int {
+	d := func(p, q [2]int) float64 { return math.Hypot(float64(p[0]-q[0]), float64(p[1]-q[1])) }
+	w, h := math.Max(d(b[0], b[1]), d(b[3], b[2])), math.Max(d(b[0], b[3]), d(b[1], b[2]))
+	if h < 1 {
+		return 0
+	}
+	return int(math.Ceil(recHeight * w / h))
 }
 
 type evalScore struct {
@@ -141,6 +157,7 @@ func (s evalScore) add(c ocrtest.EvalCase, m evalMetrics) {
 		a.eolDropped += m.eolDropped
 		a.commas += m.commas
 		a.commaSpace += m.commaSpace
+		a.recCols += m.recCols
 	}
 }
 
@@ -170,6 +187,11 @@ func evalTableText(configs []evalConfig, res []evalScore, n int) string {
 	fmt.Fprintf(tw, "space after comma missing\t")
 	for _, s := range res {
 		fmt.Fprintf(tw, "%d / %d\t", s.by["all"].commaSpace, s.by["all"].commas)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintf(tw, "recogniser input columns (sum)\t")
+	for _, s := range res {
+		fmt.Fprintf(tw, "%d\t", s.by["all"].recCols)
 	}
 	fmt.Fprintln(tw)
 	tw.Flush()
