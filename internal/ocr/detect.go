@@ -185,20 +185,20 @@ func dist(a, b point) float64 { return math.Hypot(a.X-b.X, a.Y-b.Y) }
 
 // dilate2x2 is OpenCV's dilate with a 2x2 kernel of ones (anchor at its
 // lower-right cell): a pixel is set if it, its left, upper or upper-left
-// neighbour is.
+// neighbour is. It works in place, last pixel first, so every neighbour it
+// reads is still undilated.
 func dilate2x2(m []bool, h, w int) []bool {
-	out := make([]bool, len(m))
-	for y := 0; y < h; y++ {
-		for x := 0; x < w; x++ {
+	for y := h - 1; y >= 0; y-- {
+		for x := w - 1; x >= 0; x-- {
 			i := y*w + x
 			v := m[i] || (x > 0 && m[i-1])
 			if y > 0 {
 				v = v || m[i-w] || (x > 0 && m[i-w-1])
 			}
-			out[i] = v
+			m[i] = v
 		}
 	}
-	return out
+	return m
 }
 
 // components labels 8-connected set pixels of mask, 1..n (0 = background),
