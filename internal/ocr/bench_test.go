@@ -2,6 +2,7 @@ package ocr
 
 import (
 	"context"
+	"image"
 	"os"
 	"sort"
 	"testing"
@@ -155,4 +156,85 @@ func ratio(total time.Duration, n int, rawRead func() time.Duration) float64 {
 		}
 	}
 	return float64(total) / float64(n) / float64(best)
+}
+
+// BenchmarkDBBoxes is the DB post-processing alone (threshold, dilation,
+// regions, rectangles, scores, unclip) on a 960x960 map holding 24 text
+// lines, with the first parameters (unclip 1.5, no dilation) and today's
+// default (2.0, dilation):
+//
+//	go test -run '^$' -bench DBBoxes -benchmem -count 6 ./internal/ocr
+func BenchmarkDBBoxes(b *testing.B) {
+	const w, h = 960, 960
+	prob := make([]float32, w*h)
+	for line := 0; line < 24; line++ {
+		y0 := 20 + line*39
+		for y := y0; y < y0+14; y++ {
+			for x := 40; x < 900; x++ {
+				if (x/60)%5 != 4 || x%60 < 50 { // words with gaps
+					prob[y*w+x] = 0.85
+				}
+			}
+		}
+	}
+	before := defaultDB()
+	before.UnclipRatio, before.Dilate = 1.5, false
+	for _, cfg := range []struct {
+		name string
+		db   DBParams
+	}{{"unclip1.5", before}, {"default", defaultDB()}} {
+		b.Run(cfg.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if n := len(dbBoxes(prob, h, w, w, h, cfg.db)); n == 0 {
+					b.Fatal("no boxes")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkOCRPostprocess reads eight images of the evaluation set (one per
+// category and noise level) per op, with the first DB post-processing
+// (unclip 1.5, no dilation) and with today's default (2.0, dilation):
+// larger boxes and the dilation pass must not slow OCR down.
+//
+//	go test -run '^$' -bench OCRPostprocess -count 6 ./internal/ocr
+func BenchmarkOCRPostprocess(b *testing.B) {
+	dir := benchAssets(b)
+	cases := ocrtest.EvalSet(b, 15, 1)
+	imgs := make([]image.Image, len(cases))
+	for i, c := range cases {
+		img, err := Decode(c.Image)
+		if err != nil {
+			b.Fatal(err)
+		}
+		imgs[i] = img
+	}
+	before := defaultDB()
+	before.UnclipRatio, before.Dilate = 1.5, false
+	for _, cfg := range []struct {
+		name string
+		db   DBParams
+	}{{"unclip1.5", before}, {"default", defaultDB()}} {
+		b.Run(cfg.name, func(b *testing.B) {
+			e, err := Load(dir, Options{DB: cfg.db})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer e.Close()
+			ctx := context.Background()
+			if err := e.Warmup(ctx); err != nil {
+				b.Fatal(err)
+			}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for _, img := range imgs {
+					if _, err := e.Recognize(ctx, img); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
 }

@@ -84,6 +84,10 @@ type Options struct {
 	// default). Off by default: on the few shared cores a serverless
 	// instance gets, spinning steals CPU from useful work.
 	Spin bool
+
+	// plainCTC decodes without spaceRescue, as PaddleOCR does (for the
+	// evaluation's comparison in eval_test.go).
+	plainCTC bool
 }
 
 func (o Options) withDefaults() Options {
@@ -427,7 +431,7 @@ func (e *Engine) read(ctx context.Context, crops []*rgbImage) ([]string, []float
 			return nil, nil, fmt.Errorf("ocr: recogniser has %d classes but the dictionary gives %d", classes, len(e.chars))
 		}
 		for k, j := range idx {
-			texts[j], scores[j] = ctcGreedy(out[k*steps*classes:(k+1)*steps*classes], steps, classes, e.chars)
+			texts[j], scores[j] = ctcGreedy(out[k*steps*classes:(k+1)*steps*classes], steps, classes, e.chars, !e.opts.plainCTC)
 		}
 	}
 	return texts, scores, nil

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"slices"
 	"testing"
 )
 
@@ -37,7 +38,7 @@ func TestCTCGreedy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, score := ctcGreedy(onehot(tt.seq, tt.space), len(tt.seq), 5, chars)
+			got, score := ctcGreedy(onehot(tt.seq, tt.space), len(tt.seq), 5, chars, true)
 			if got != tt.want {
 				t.Errorf("ctcGreedy = %q, want %q", got, tt.want)
 			}
@@ -88,20 +89,77 @@ func TestDBBoxes(t *testing.T) {
 		}
 	}
 	prob[2*w+2] = 0.9 // a speck: below the minimum size
-	boxes := dbBoxes(prob, h, w, 2*w, 2*h, defaultDB())
-	if len(boxes) != 1 {
-		t.Fatalf("got %d boxes, want 1: %v", len(boxes), boxes)
+	first := defaultDB()
+	first.UnclipRatio, first.Dilate = 1.5, false
+	tests := []struct {
+		name string
+		p    DBParams
+		want quad
+	}{
+		// Kernel 39x7 (pixel centres); unclip d = 39*7*1.5/(2*46) ≈ 4.45,
+		// so 47.9x15.9 map pixels centred on (29.5, 15.5): x 5.55..53.45,
+		// y 7.55..23.45, scaled 2x and rounded.
+		{"unclip 1.5, no dilation", first, quad{{11, 15}, {107, 15}, {107, 47}, {11, 47}}},
+		// Dilation adds a column and a row (40x8 centred on (30, 16));
+		// d = 40*8*2/(2*48) ≈ 6.67: x 3.33..56.67, y 5.33..26.67.
+		{"defaults: unclip 2.0, dilation", defaultDB(), quad{{7, 11}, {113, 11}, {113, 53}, {7, 53}}},
 	}
-	// Kernel 39x7 (pixel centres); unclip d = 39*7*1.5/(2*46) ≈ 4.45, so
-	// 47.9x15.9 map pixels centred on (29.5, 15.5): x 5.55..53.45, y
-	// 7.55..23.45, scaled 2x and rounded.
-	b := boxes[0]
-	want := quad{{11, 15}, {107, 15}, {107, 47}, {11, 47}}
-	for i := range b {
-		if math.Abs(b[i].X-want[i].X) > 1 || math.Abs(b[i].Y-want[i].Y) > 1 {
-			t.Errorf("box = %v, want about %v", b, want)
-			break
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			boxes := dbBoxes(prob, h, w, 2*w, 2*h, tt.p)
+			if len(boxes) != 1 {
+				t.Fatalf("got %d boxes, want 1: %v", len(boxes), boxes)
+			}
+			b := boxes[0]
+			for i := range b {
+				if math.Abs(b[i].X-tt.want[i].X) > 1 || math.Abs(b[i].Y-tt.want[i].Y) > 1 {
+					t.Errorf("box = %v, want about %v", b, tt.want)
+					break
+				}
+			}
+		})
+	}
+}
+
+func TestDilate2x2(t *testing.T) {
+	// One set pixel at (1, 1) of a 3x3 map also sets (2, 1), (1, 2) and
+	// (2, 2): OpenCV's 2x2 kernel, anchored at its lower-right cell.
+	m := make([]bool, 9)
+	m[4] = true
+	got := dilate2x2(m, 3, 3)
+	want := []bool{false, false, false, false, true, true, false, true, true}
+	if !slices.Equal(got, want) {
+		t.Errorf("dilate2x2 = %v, want %v", got, want)
+	}
+}
+
+func TestBoxScoreModes(t *testing.T) {
+	// A diagonal stroke 4 pixels wide on an empty map. The fast score
+	// averages its minimum-area rectangle, the slow one its hull, which
+	// holds every stroke pixel and no more background than the rectangle:
+	// slow ≥ fast, and high for a solid stroke.
+	const w, h = 40, 40
+	prob := make([]float32, w*h)
+	for i := 5; i < 35; i++ {
+		for d := 0; d < 4; d++ {
+			prob[i*w+i+d] = 0.8
 		}
+	}
+	labels, n := components(func() []bool {
+		m := make([]bool, len(prob))
+		for i, v := range prob {
+			m[i] = v > 0.3
+		}
+		return m
+	}(), h, w)
+	if n != 1 {
+		t.Fatalf("%d regions, want 1", n)
+	}
+	hull := regionHulls(labels, h, w, n)[0]
+	q := minAreaRect(hull).corners()
+	fast, slow := polyScore(prob, h, w, q[:]), polyScore(prob, h, w, hull)
+	if slow < fast || slow < 0.6 {
+		t.Errorf("slow score %.3f, fast %.3f: want slow ≥ fast and ≥ 0.6", slow, fast)
 	}
 }
 

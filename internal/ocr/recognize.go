@@ -63,7 +63,7 @@ const spaceRescue = 0.03
 // step, merge repeats, drop blanks (class 0), and restore word gaps (see
 // spaceRescue; the space class is the last one). The score is the mean
 // probability of the kept steps.
-func ctcGreedy(probs []float32, steps, classes int, chars []string) (string, float32) {
+func ctcGreedy(probs []float32, steps, classes int, chars []string, rescue bool) (string, float32) {
 	var sb strings.Builder
 	var sum float32
 	var kept int
@@ -82,7 +82,7 @@ func ctcGreedy(probs []float32, steps, classes int, chars []string) (string, flo
 			gapSpace += row[space]
 		}
 		if best != 0 && best != prev && best < len(chars) {
-			if kept > 0 && best != space && gapSpace >= spaceRescue && !strings.HasSuffix(sb.String(), " ") {
+			if rescue && kept > 0 && best != space && gapSpace >= spaceRescue && !strings.HasSuffix(sb.String(), " ") {
 				sb.WriteByte(' ')
 			}
 			sb.WriteString(chars[best])
