@@ -12,12 +12,18 @@ func (c *upConn) alive() bool {
 	if c.raw == nil {
 		return true
 	}
+	if c.peekFn == nil {
+		c.peekFn = c.peek // once per connection, not per request
+	}
+	c.peekIdle = false
+	err := c.raw.Read(c.peekFn)
+	return err == nil && c.peekIdle
+}
+
+// peek is alive's RawConn.Read callback.
+func (c *upConn) peek(fd uintptr) bool {
 	var buf [1]byte
-	ok := false
-	err := c.raw.Read(func(fd uintptr) bool {
-		_, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		ok = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
-		return true // never wait for readiness
-	})
-	return err == nil && ok
+	_, _, err := syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	c.peekIdle = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
+	return true // never wait for readiness
 }

@@ -54,6 +54,9 @@ type upConn struct {
 	pool  *connPool
 	limit limitedReader   // bounds response headers; reset per response
 	raw   syscall.RawConn // for alive; nil when the conn has no fd
+
+	peekFn   func(fd uintptr) bool // alive's callback, bound once
+	peekIdle bool
 }
 
 // limitedReader is io.LimitedReader that can be re-armed without allocating.
@@ -447,13 +450,24 @@ func writeRequest(bw *bufio.Writer, r *http.Request, addr, path string) error {
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("\r\n")
-	if r.ContentLength > 0 {
-		n, err := io.Copy(bw, io.LimitReader(r.Body, r.ContentLength))
-		if err != nil {
-			return err
+	// The body is read straight into the writer's buffer: exactly
+	// ContentLength bytes, no wrapper to allocate.
+	for left := r.ContentLength; left > 0; {
+		if bw.Available() == 0 {
+			if err := bw.Flush(); err != nil {
+				return err
+			}
 		}
-		if n < r.ContentLength {
+		b := bw.AvailableBuffer()
+		b = b[:min(int64(cap(b)), left)]
+		n, err := r.Body.Read(b)
+		bw.Write(b[:n])
+		left -= int64(n)
+		if err == io.EOF && left > 0 {
 			return errBodyShort
+		}
+		if err != nil && err != io.EOF {
+			return err
 		}
 	}
 	return bw.Flush()
