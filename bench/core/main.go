@@ -366,7 +366,10 @@ type sample struct {
 	// Ember) and by the sim instance.
 	selfCPU, simCPU time.Duration
 	proxyCPU        time.Duration // nginx's own processes (the nginx target)
-	sorted          bool
+	// Heap allocations by this process meanwhile (runtime.MemStats.Mallocs):
+	// unlike CPU time, a count the machine's load does not skew.
+	mallocs uint64
+	sorted  bool
 }
 
 func (s *sample) add(o *sample) {
@@ -378,6 +381,7 @@ func (s *sample) add(o *sample) {
 	s.selfCPU += o.selfCPU
 	s.simCPU += o.simCPU
 	s.proxyCPU += o.proxyCPU
+	s.mallocs += o.mallocs
 	s.sorted = false
 }
 
@@ -399,6 +403,13 @@ func (s *sample) cpuPerReq(d time.Duration) time.Duration {
 		return 0
 	}
 	return d / time.Duration(len(s.lat))
+}
+
+func (s *sample) allocsPerReq() float64 {
+	if len(s.lat) == 0 {
+		return 0
+	}
+	return float64(s.mallocs) / float64(len(s.lat))
 }
 
 func (s *sample) rps() float64 {
@@ -501,9 +512,9 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		if ngx != nil {
 			px0 = ngx.groupCPU()
 		}
-		self0, sim0 := selfCPU(), procCPU(res.simPID)
+		self0, sim0, m0 := selfCPU(), procCPU(res.simPID), mallocs()
 		s := f()
-		s.selfCPU, s.simCPU = selfCPU()-self0, procCPU(res.simPID)-sim0
+		s.selfCPU, s.simCPU, s.mallocs = selfCPU()-self0, procCPU(res.simPID)-sim0, mallocs()-m0
 		if ngx != nil {
 			s.proxyCPU = ngx.groupCPU() - px0
 		}
@@ -569,6 +580,13 @@ func simServed(ctx context.Context, hc *http.Client, addr string) (int64, error)
 	}
 	v = bytes.TrimRight(bytes.TrimSpace(v), "}")
 	return strconv.ParseInt(string(v), 10, 64)
+}
+
+// mallocs is this process's heap allocation count so far.
+func mallocs() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.Mallocs
 }
 
 // selfCPU is the user+system CPU time of this process so far.
@@ -744,14 +762,15 @@ func (r *warmResult) print(out io.Writer, o options) {
 		// the difference of the two rows is Ember's own CPU per request.
 		fmt.Fprintln(out, "\nCPU per request (closed loop):")
 		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "\tbench process\tnginx\tsim instance\ttotal\t")
+		fmt.Fprintln(tw, "\tbench process\tnginx\tsim instance\ttotal\tallocs/req (bench process)\t")
 		for i, name := range r.names {
 			s := r.closed[i]
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", name, us(s.cpuPerReq(s.selfCPU)), us(s.cpuPerReq(s.proxyCPU)),
-				us(s.cpuPerReq(s.simCPU)), us(s.cpuPerReq(s.selfCPU+s.proxyCPU+s.simCPU)))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f\t\n", name, us(s.cpuPerReq(s.selfCPU)), us(s.cpuPerReq(s.proxyCPU)),
+				us(s.cpuPerReq(s.simCPU)), us(s.cpuPerReq(s.selfCPU+s.proxyCPU+s.simCPU)), s.allocsPerReq())
 		}
 		e, d := r.closed[0], r.closed[1]
-		fmt.Fprintf(tw, "Ember's own (ember − direct)\t%s\t\t\t\t\n", us(e.cpuPerReq(e.selfCPU)-d.cpuPerReq(d.selfCPU)))
+		fmt.Fprintf(tw, "Ember's own (ember − direct)\t%s\t\t\t\t%.1f\t\n", us(e.cpuPerReq(e.selfCPU)-d.cpuPerReq(d.selfCPU)),
+			e.allocsPerReq()-d.allocsPerReq())
 		tw.Flush()
 	}
 	fmt.Fprintln(out)
