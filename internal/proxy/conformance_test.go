@@ -576,6 +576,34 @@ func TestConformanceUpgrade(t *testing.T) {
 	}
 }
 
+// A header value with a line break (set by code, not parsed: net/http
+// refuses it from a client) is never written, so it cannot add a header
+// or end the head early.
+func TestWriteRequestDropsLineBreaks(t *testing.T) {
+	r := httptest.NewRequest("GET", "/x", nil)
+	r.Header["Accept"] = []string{"a\r\nContent-Length: 5", "b"}
+	r.Header["X-Request-Id"] = []string{"r\n\r\nGET /smuggled HTTP/1.1"}
+	var buf bytes.Buffer
+	bw := bufio.NewWriter(&buf)
+	if err := writeRequest(bw, r, "127.0.0.1:1", "/x"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(&buf)
+	req, err := http.ReadRequest(br)
+	if err != nil {
+		t.Fatalf("written head does not parse: %v", err)
+	}
+	if got := req.Header["Accept"]; len(got) != 1 || got[0] != "b" {
+		t.Errorf("Accept %q, want only the clean value", got)
+	}
+	if req.Header.Get("X-Request-Id") != "" || req.ContentLength > 0 {
+		t.Errorf("a broken value got through: %v", req.Header)
+	}
+	if rest, _ := io.ReadAll(br); len(rest) != 0 {
+		t.Errorf("bytes after the head: %q", rest)
+	}
+}
+
 func TestLeanOK(t *testing.T) {
 	get := func() (io.ReadCloser, error) { return http.NoBody, nil }
 	for _, tc := range []struct {

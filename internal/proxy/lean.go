@@ -397,6 +397,9 @@ func connectionNames(conn []string, k string) bool {
 func writeRequest(bw *bufio.Writer, r *http.Request, addr, path string) error {
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
+	if path == "" {
+		path = "/"
+	}
 	bw.WriteString((&url.URL{Path: path}).EscapedPath())
 	if r.URL.RawQuery != "" {
 		bw.WriteByte('?')
@@ -421,6 +424,9 @@ func writeRequest(bw *bufio.Writer, r *http.Request, addr, path string) error {
 			continue
 		}
 		for _, v := range vv {
+			if !safeValue(v) {
+				continue // net/http refuses these already; never write a line break
+			}
 			bw.WriteString(k)
 			bw.WriteString(": ")
 			bw.WriteString(v)
@@ -484,4 +490,15 @@ func hasToken(vv []string, tok string) bool {
 		}
 	}
 	return false
+}
+
+// safeValue reports whether v may be written as a header value: no control
+// bytes but tab (RFC 9110 5.5), so no value can end its line early.
+func safeValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; (b < ' ' && b != '\t') || b == 0x7f {
+			return false
+		}
+	}
+	return true
 }
