@@ -628,3 +628,32 @@ func TestLeanOK(t *testing.T) {
 		}
 	}
 }
+
+// An idle timer that fires just as a request takes the connection must not
+// close it under that request; one that fires while it sits idle does.
+func TestIdleExpiry(t *testing.T) {
+	a, b := net.Pipe()
+	defer b.Close()
+	p := newConnPool(nil)
+	c := &upConn{nc: a, addr: "x", pool: p}
+	c.idle = time.AfterFunc(time.Hour, c.expire)
+	c.idle.Stop()
+	p.put(c)
+	if got := p.get("x"); got != c {
+		t.Fatalf("get = %v, want the pooled conn", got)
+	}
+	c.expire() // the timer's late run
+	go func() { _, _ = b.Write([]byte("x")) }()
+	buf := make([]byte, 1)
+	if _, err := a.Read(buf); err != nil {
+		t.Fatalf("connection in use was closed by a late idle timer: %v", err)
+	}
+	p.put(c)
+	c.expire()
+	if _, err := a.Read(buf); err == nil {
+		t.Error("an expired idle connection is still open")
+	}
+	if n := p.total; n != 0 {
+		t.Errorf("pool holds %d connections after expiry, want 0", n)
+	}
+}

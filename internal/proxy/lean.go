@@ -155,6 +155,7 @@ func (p *connPool) put(c *upConn) {
 func (c *upConn) expire() {
 	p := c.pool
 	p.mu.Lock()
+	found := false
 	cs := p.idle[c.addr]
 	for i, x := range cs {
 		if x == c {
@@ -165,11 +166,15 @@ func (c *upConn) expire() {
 			} else {
 				p.idle[c.addr] = cs
 			}
+			found = true
 			break
 		}
 	}
 	p.mu.Unlock()
-	c.nc.Close()
+	// Not found: get took c just as the timer fired; it is in use now.
+	if found {
+		c.nc.Close()
+	}
 }
 
 // closeIdle closes every idle connection; with final, the pool accepts no more.
