@@ -60,7 +60,7 @@ func FuzzForward(f *testing.F) {
 	p.rp.Transport.(*http.Transport).DialContext = counted
 	var mu sync.Mutex
 	var accepted []string
-	fr := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	fr := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		accepted = append(accepted, r.Method+" "+r.URL.Path)
 		mu.Unlock()
@@ -74,8 +74,9 @@ func FuzzForward(f *testing.F) {
 		}
 		_ = p.Forward(w, r, current().ln.Addr().String(), r.URL.Path)
 	}))
-	f.Cleanup(fr.Close)
 	fr.Config.ReadTimeout = 2 * time.Second
+	fr.Start()
+	f.Cleanup(fr.Close)
 
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		mu.Lock()
