@@ -76,8 +76,10 @@ type options struct {
 	sim        string
 	verbose    bool
 	tick       time.Duration
-	auth       bool // (c): added cost of auth + rate limiting (auth.go)
-	nginx      bool // (a): nginx as a peer, where installed (nginx.go)
+	auth       bool   // (c): added cost of auth + rate limiting (auth.go)
+	checks     bool   // (a), (b): the main server runs with auth and rate limits on
+	adminKey   string // the main server's, when checks (not a flag)
+	nginx      bool   // (a): nginx as a peer, where installed (nginx.go)
 }
 
 func main() {
@@ -107,6 +109,7 @@ func parseOptions(args []string) (options, error) {
 	fs.BoolVar(&o.verbose, "v", false, "print every cold-start iteration")
 	fs.DurationVar(&o.tick, "tick", config.Default().Tick, "Ember's controller tick")
 	fs.BoolVar(&o.nginx, "nginx", true, "in (a), also measure nginx (keep-alive upstream, a worker per core, access log off) in front of the same instance; skipped when nginx is not on PATH")
+	fs.BoolVar(&o.checks, "checks", true, "run the main server (parts a and b) as in production: API-key auth on, (a) calls with an invoke key that has a rate limit, and the function has a rate_limit (both too generous to refuse); metering and metrics are always on")
 	fs.BoolVar(&o.auth, "auth", false, "also measure (c): the warm path with and without API-key auth + rate limiting (a second in-process Ember with auth on)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -142,7 +145,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer func() { fmt.Fprintf(out, "load average at the end: %s\n", loadavg()) }()
 
-	srv, err := startEmber(ctx, filepath.Join(tmp, "data"), o.tick, false)
+	srv, err := startEmber(ctx, filepath.Join(tmp, "data"), o.tick, o.checks)
 	if err != nil {
 		return err
 	}
@@ -150,7 +153,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	hc := newHTTPClient(o.workers)
 	defer hc.CloseIdleConnections()
-	ec := client.New(srv.url, "")
+	adminKey := ""
+	if o.checks {
+		b, err := os.ReadFile(filepath.Join(tmp, "data", "admin.key"))
+		if err != nil {
+			return fmt.Errorf("admin key: %w", err)
+		}
+		adminKey = strings.TrimSpace(string(b))
+		o.adminKey = adminKey
+	}
+	ec := client.New(srv.url, adminKey)
 	ec.HTTP = hc
 
 	if o.cpuprofile != "" {
@@ -201,8 +213,19 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	}
 	if o.auth {
 		var ar *authResult
+		// (c) compares with a server that has auth off.
+		base, bc := srv.url, ec
+		if o.checks {
+			plain, err := startEmber(ctx, filepath.Join(tmp, "data-plain"), o.tick, false)
+			if err != nil {
+				return err
+			}
+			defer plain.stop()
+			base, bc = plain.url, client.New(plain.url, "")
+			bc.HTTP = hc
+		}
 		pprof.Do(ctx, pprof.Labels("role", "loadgen"), func(ctx context.Context) {
-			ar, err = benchAuth(ctx, o, hc, ec, srv.url, filepath.Join(tmp, "data-auth"), sim)
+			ar, err = benchAuth(ctx, o, hc, bc, base, filepath.Join(tmp, "data-auth"), sim)
 		})
 		if err != nil {
 			return fmt.Errorf("auth: %w", err)
@@ -343,7 +366,10 @@ type sample struct {
 	// Ember) and by the sim instance.
 	selfCPU, simCPU time.Duration
 	proxyCPU        time.Duration // nginx's own processes (the nginx target)
-	sorted          bool
+	// Heap allocations by this process meanwhile (runtime.MemStats.Mallocs):
+	// unlike CPU time, a count the machine's load does not skew.
+	mallocs uint64
+	sorted  bool
 }
 
 func (s *sample) add(o *sample) {
@@ -355,6 +381,7 @@ func (s *sample) add(o *sample) {
 	s.selfCPU += o.selfCPU
 	s.simCPU += o.simCPU
 	s.proxyCPU += o.proxyCPU
+	s.mallocs += o.mallocs
 	s.sorted = false
 }
 
@@ -378,6 +405,13 @@ func (s *sample) cpuPerReq(d time.Duration) time.Duration {
 	return d / time.Duration(len(s.lat))
 }
 
+func (s *sample) allocsPerReq() float64 {
+	if len(s.lat) == 0 {
+		return 0
+	}
+	return float64(s.mallocs) / float64(len(s.lat))
+}
+
 func (s *sample) rps() float64 {
 	if s.elapsed <= 0 {
 		return 0
@@ -393,10 +427,15 @@ type warmResult struct {
 	servedDelta  int64
 	sent         int
 	simPID       int
+	checks       bool // auth + rate limits on for the Ember target
 }
 
 func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Client, base, sim string) (*warmResult, error) {
-	if _, err := ec.Deploy(ctx, simSpec("sim", sim, "{min: 1, max: 1, concurrency: 0, idle_timeout: 1h}")); err != nil {
+	spec := simSpec("sim", sim, "{min: 1, max: 1, concurrency: 0, idle_timeout: 1h}")
+	if o.checks {
+		spec = fmt.Appendf(spec, "rate_limit: {rate: %q, burst: 1000000}\n", generousRate)
+	}
+	if _, err := ec.Deploy(ctx, spec); err != nil {
 		return nil, err
 	}
 	defer ec.Delete(context.WithoutCancel(ctx), "sim")
@@ -420,7 +459,20 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		{name: "ember", url: base + "/v1/run/sim/predict"},
 		{name: "direct", url: "http://" + in.Addr + "/predict"},
 	}
-	res := &warmResult{instance: in.ID, simPID: childPID(sim)}
+	res := &warmResult{instance: in.ID, simPID: childPID(sim), checks: o.checks}
+	if o.checks {
+		// Every Ember request pays for the bearer-token lookup, the scope
+		// check and both token buckets; none is refused.
+		key, err := ec.CreateKey(ctx, api.KeyCreate{Name: "bench-warm", Scope: api.ScopeInvoke, Functions: []string{"sim"},
+			Rate: generousRate, Burst: 1000000})
+		if err != nil {
+			return nil, err
+		}
+		targets[0].key = key.Secret
+		if _, _, err := call(ctx, hc, targets[0].url); err == nil || !strings.Contains(err.Error(), "HTTP 401") {
+			return nil, fmt.Errorf("ember without a key: %v, want HTTP 401 (auth is on)", err)
+		}
+	}
 	var ngx *nginx
 	if o.nginx {
 		dir, err := os.MkdirTemp("", "ember-bench-nginx-")
@@ -444,7 +496,7 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		res.names = append(res.names, t.name)
 	}
 	// Both paths must reach the very same instance.
-	if _, h, err := call(ctx, hc, targets[0].url); err != nil {
+	if _, h, err := callKey(ctx, hc, targets[0].url, targets[0].key); err != nil {
 		return nil, err
 	} else if got := h.Get(api.HeaderInstance); got != in.ID {
 		return nil, fmt.Errorf("ember routed to %q, want the one instance %q", got, in.ID)
@@ -460,9 +512,9 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		if ngx != nil {
 			px0 = ngx.groupCPU()
 		}
-		self0, sim0 := selfCPU(), procCPU(res.simPID)
+		self0, sim0, m0 := selfCPU(), procCPU(res.simPID), mallocs()
 		s := f()
-		s.selfCPU, s.simCPU = selfCPU()-self0, procCPU(res.simPID)-sim0
+		s.selfCPU, s.simCPU, s.mallocs = selfCPU()-self0, procCPU(res.simPID)-sim0, mallocs()-m0
 		if ngx != nil {
 			s.proxyCPU = ngx.groupCPU() - px0
 		}
@@ -528,6 +580,13 @@ func simServed(ctx context.Context, hc *http.Client, addr string) (int64, error)
 	}
 	v = bytes.TrimRight(bytes.TrimSpace(v), "}")
 	return strconv.ParseInt(string(v), 10, 64)
+}
+
+// mallocs is this process's heap allocation count so far.
+func mallocs() uint64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.Mallocs
 }
 
 // selfCPU is the user+system CPU time of this process so far.
@@ -657,6 +716,11 @@ func closedLoop(ctx context.Context, hc *http.Client, t target, workers int, d t
 
 func (r *warmResult) print(out io.Writer, o options) {
 	fmt.Fprintf(out, "== (a) warm path: one sim instance (%s), same instance behind every target ==\n", r.instance)
+	if r.checks {
+		fmt.Fprintf(out, "ember: auth on (invoke key, rate %s), function rate_limit %s, metering and metrics on (-checks=false turns auth and limits off)\n", generousRate, generousRate)
+	} else {
+		fmt.Fprintln(out, "ember: auth and rate limits OFF (-checks=false); metering and metrics on")
+	}
 	fmt.Fprintf(out, "open loop %d req/s, %s per target; closed loop %d workers, %s per target; %d interleaved slices\n",
 		o.rate, o.rateDur, o.workers, o.tputDur, o.slices)
 	if r.nginxNote != "" {
@@ -698,14 +762,15 @@ func (r *warmResult) print(out io.Writer, o options) {
 		// the difference of the two rows is Ember's own CPU per request.
 		fmt.Fprintln(out, "\nCPU per request (closed loop):")
 		tw = tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "\tbench process\tnginx\tsim instance\ttotal\t")
+		fmt.Fprintln(tw, "\tbench process\tnginx\tsim instance\ttotal\tallocs/req (bench process)\t")
 		for i, name := range r.names {
 			s := r.closed[i]
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", name, us(s.cpuPerReq(s.selfCPU)), us(s.cpuPerReq(s.proxyCPU)),
-				us(s.cpuPerReq(s.simCPU)), us(s.cpuPerReq(s.selfCPU+s.proxyCPU+s.simCPU)))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%.1f\t\n", name, us(s.cpuPerReq(s.selfCPU)), us(s.cpuPerReq(s.proxyCPU)),
+				us(s.cpuPerReq(s.simCPU)), us(s.cpuPerReq(s.selfCPU+s.proxyCPU+s.simCPU)), s.allocsPerReq())
 		}
 		e, d := r.closed[0], r.closed[1]
-		fmt.Fprintf(tw, "Ember's own (ember − direct)\t%s\t\t\t\t\n", us(e.cpuPerReq(e.selfCPU)-d.cpuPerReq(d.selfCPU)))
+		fmt.Fprintf(tw, "Ember's own (ember − direct)\t%s\t\t\t\t%.1f\t\n", us(e.cpuPerReq(e.selfCPU)-d.cpuPerReq(d.selfCPU)),
+			e.allocsPerReq()-d.allocsPerReq())
 		tw.Flush()
 	}
 	fmt.Fprintln(out)
@@ -744,7 +809,7 @@ func benchCold(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		if _, err := ec.Deploy(ctx, spec); err != nil {
 			return err
 		}
-		d, h, err := call(ctx, hc, base+"/v1/run/"+name+"/predict")
+		d, h, err := callKey(ctx, hc, base+"/v1/run/"+name+"/predict", o.adminKey)
 		if err != nil {
 			return err
 		}

@@ -528,8 +528,9 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 		h := w.Header()
 		h.Set(api.HeaderColdStart, strconv.FormatBool(s.Cold))
 		h.Set(api.HeaderInstance, s.Instance)
-		h.Set(api.HeaderQueueMs, strconv.FormatFloat(float64(s.Queue.Microseconds())/1000, 'f', 3, 64))
-		h.Set(api.HeaderServerTiming, g.serverTiming(s))
+		queueMs := strconv.FormatFloat(float64(s.Queue.Microseconds())/1000, 'f', 3, 64)
+		h.Set(api.HeaderQueueMs, queueMs)
+		h.Set(api.HeaderServerTiming, g.serverTiming(s, queueMs))
 		return g.fwd.Forward(sw, r, s.Addr, path)
 	})
 	if err == nil || sw.status != 0 {
@@ -560,14 +561,19 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 	return err
 }
 
-func (g *Gateway) serverTiming(s activator.Slot) string {
+// serverTiming is the Server-Timing value for s; queueMs is the queue
+// time as the Ember-Queue-Ms header has it. A warm call's value is one
+// concatenation (this runs on every request).
+func (g *Gateway) serverTiming(s activator.Slot, queueMs string) string {
+	if !s.Cold {
+		return "queue;dur=" + queueMs
+	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "queue;dur=%.3f", float64(s.Queue.Microseconds())/1000)
-	if s.Cold {
-		if in, ok := g.instances.Instance(s.Instance); ok {
-			for _, ph := range in.PhaseOrder {
-				fmt.Fprintf(&b, ", %s;dur=%.3f", ph, in.Phases[ph])
-			}
+	b.WriteString("queue;dur=")
+	b.WriteString(queueMs)
+	if in, ok := g.instances.Instance(s.Instance); ok {
+		for _, ph := range in.PhaseOrder {
+			fmt.Fprintf(&b, ", %s;dur=%.3f", ph, in.Phases[ph])
 		}
 	}
 	return b.String()

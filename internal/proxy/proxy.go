@@ -1,8 +1,13 @@
 // Package proxy is the reverse-proxy hop from the gateway to one instance.
 // Request headers pass by allow-list (ForwardHeader), so nothing of
-// Ember's (the caller's key, Ember-* headers) reaches the instance. Responses stream through unbuffered: chunked bodies and text/event-stream
-// are flushed as each write arrives (httputil.ReverseProxy does this for
-// unknown-length and SSE responses).
+// Ember's (the caller's key, Ember-* headers) reaches the instance.
+// Responses stream through unbuffered: chunked bodies and
+// text/event-stream are flushed as each write arrives.
+//
+// Two paths: the lean one (lean.go) for the warm inference call, a small
+// body of known length, written and answered on the caller's goroutine;
+// httputil.ReverseProxy over http.Transport for everything else (large or
+// streamed bodies, request trailers, protocol upgrades).
 package proxy
 
 import (
@@ -36,8 +41,10 @@ func (e *UpstreamError) Unwrap() error { return e.Err }
 
 // Proxy forwards requests to instances over pooled keep-alive connections.
 type Proxy struct {
-	rp     *httputil.ReverseProxy
-	client *http.Client // Do's: follows redirects as jobs always have
+	pool    *connPool
+	buffers sync.Pool // *[]byte, 32 KiB response copy buffers
+	rp      *httputil.ReverseProxy
+	client  *http.Client // Do's: follows redirects as jobs always have
 }
 
 type ctxKey struct{}
@@ -49,15 +56,17 @@ type target struct {
 
 // New returns a Proxy.
 func New() *Proxy {
+	dial := (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	tr := &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:           dial,
 		MaxIdleConns:          1024,
 		MaxIdleConnsPerHost:   256,
 		IdleConnTimeout:       90 * time.Second,
 		DisableCompression:    true,
 		ExpectContinueTimeout: time.Second,
 	}
-	p := &Proxy{}
+	p := &Proxy{pool: newConnPool(dial)}
+	p.buffers.New = func() any { b := make([]byte, 32<<10); return &b }
 	p.rp = &httputil.ReverseProxy{
 		Transport:  tr,
 		BufferPool: newBufferPool(),
@@ -88,6 +97,9 @@ func New() *Proxy {
 // caller writes the error), the request context's error when the client
 // went away first, or nil.
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, addr, path string) error {
+	if leanOK(r) {
+		return p.forwardLean(w, r, addr, path)
+	}
 	t := &target{addr: addr, path: path, rawQuery: r.URL.RawQuery}
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, t))
 	p.rp.ServeHTTP(w, r)
@@ -118,6 +130,7 @@ func (p *Proxy) Do(ctx context.Context, addr string, r *http.Request) (*http.Res
 
 // Close drops idle connections.
 func (p *Proxy) Close() {
+	p.pool.closeIdle(true)
 	if tr, ok := p.rp.Transport.(*http.Transport); ok {
 		tr.CloseIdleConnections()
 	}

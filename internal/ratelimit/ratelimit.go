@@ -94,7 +94,12 @@ func (l *Limiter) Acquire(now time.Time, specs ...Spec) (d Decision, release fun
 		l.sweepLocked(now)
 		l.sweepAt = max(minSweep, 2*len(l.entries))
 	}
-	es := make([]*entry, len(specs))
+	var small [4]*entry // a call has one to three subjects: no allocation
+	es := small[:0]
+	if len(specs) > len(small) {
+		es = make([]*entry, 0, len(specs))
+	}
+	es = es[:len(specs)]
 	for i, s := range specs {
 		if s.Limit == (Limit{}) {
 			continue
