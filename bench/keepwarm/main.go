@@ -24,7 +24,7 @@ func main() {
 	azure := flag.String("azure", "../shared/data/traces/azure2019-sample", "directory of an Azure 2019 excerpt (invocations.csv, durations.csv); empty to skip")
 	hw := flag.String("hardware", "a100-40gb", "hardware class that prices idle seconds")
 	coldStart := flag.Duration("cold-start", 10*time.Second, "start-to-ready time of one instance")
-	coldUSD := flag.Float64("cold-start-usd", keepalive.DefaultColdStartUSD, "what one cold start's latency is worth (USD)")
+	coldUSD := flag.Float64("cold-start-usd", 0, "what one cold start's latency is worth (USD; 0: 10 min of the hardware's price, keepalive.DefaultColdStartWorth)")
 	flag.Parse()
 	if err := run(*seed, *n, *days, *azure, *hw, *coldStart, *coldUSD); err != nil {
 		fmt.Fprintln(os.Stderr, "keepwarm:", err)

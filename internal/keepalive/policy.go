@@ -16,9 +16,11 @@ const (
 	DefaultMaxOOB     = 0.5
 	DefaultFallback   = 10 * time.Minute
 	DefaultMinPreWarm = 5 * time.Second
-	// DefaultColdStartUSD is what one cold start's wait is worth to the
-	// user: 2 cents, about 50 s of an A100-40GB's serverless price.
-	DefaultColdStartUSD = 0.02
+	// DefaultColdStartWorth prices a cold start's wait, when the user sets
+	// no value, as this much of the function's own hardware time: the trade
+	// a fixed 10 min window makes (it pays up to 10 idle minutes to avoid
+	// one cold start). Being a time, it holds on any hardware class.
+	DefaultColdStartWorth = 10 * time.Minute
 )
 
 // Config tunes the policy. Zero fields take the defaults above.
@@ -82,7 +84,7 @@ type Prices struct {
 	// ColdStart is the measured start-to-ready time of one instance.
 	ColdStart time.Duration
 	// ColdStartUSD is what the user says one cold start's latency is worth
-	// (0: DefaultColdStartUSD).
+	// (0: DefaultColdStartWorth of the hardware's time).
 	ColdStartUSD float64
 }
 
@@ -91,7 +93,7 @@ type Prices struct {
 func (p Prices) ColdStartPrice() float64 {
 	v := p.ColdStartUSD
 	if !(v > 0) {
-		v = DefaultColdStartUSD
+		v = DefaultColdStartWorth.Seconds() * p.IdlePerSecond
 	}
 	return p.ColdStart.Seconds()*p.IdlePerSecond + v
 }
@@ -104,6 +106,13 @@ type Windows struct {
 	// KeepAlive is how long from PreWarm an instance is kept; 0 with
 	// PreWarm 0 = stop as soon as idle.
 	KeepAlive time.Duration `json:"keep_alive"`
+	// Extra is how long an instance beyond the first is kept idle. The
+	// histogram counts the function's idle gaps, which say nothing about
+	// how often it needs a second instance, so extra instances get the
+	// safe fixed window (or the keep-alive, if longer) while the function
+	// is expected back soon (no pre-warm, some keep-alive), and stop at
+	// once otherwise. With the fallback this is exactly the fixed window.
+	Extra time.Duration `json:"extra_hold"`
 	// Why the windows are what they are.
 	Samples  int           `json:"samples"`
 	Head     time.Duration `json:"head,omitempty"` // the Head percentile's bin (lower edge)
@@ -123,6 +132,10 @@ type Windows struct {
 func (w Windows) Warm(since time.Duration) bool {
 	return since >= w.PreWarm && since < w.PreWarm+w.KeepAlive
 }
+
+// Hold is how long an instance beyond the first may stay idle before it is
+// stopped (the per-instance idle timeout under auto).
+func (w Windows) Hold() time.Duration { return w.Extra }
 
 // Predicted reports whether an arrival after idle time since falls in the
 // window the policy predicted (served warm, unless the start was too slow).
@@ -160,28 +173,46 @@ func Choose(h *Histogram, cfg Config, pr Prices) Windows {
 		w.Reason = fmt.Sprintf("p%g of idle %s, p%g %s over %d idle times", cfg.Head, headLo, cfg.Tail, tailHi, w.Samples)
 	}
 	if w.Samples == 0 {
-		return w
+		return w.withExtra(cfg)
 	}
 	// Cost-aware: per idle gap, holding an instance K past the pre-warm
 	// moment costs its expected idle seconds and saves the cold starts it
-	// turns warm. Among the windows up to the chosen one (ends of non-empty
-	// bins), keep the one that saves most; none that costs more than it
-	// saves. Too few samples: trust the fallback.
+	// turns warm. Among the windows up to the longer of the percentile
+	// window and the fallback (ends of non-empty bins), keep the one that
+	// saves most; none that costs more than it saves. The fallback's length
+	// is always a candidate, so at the default cold-start value the choice
+	// is never worse in expectation than the fixed window. Too few
+	// samples: trust the fallback.
 	if pr.IdlePerSecond > 0 && w.Samples >= cfg.MinSamples {
-		best, idle, warm := bestKeepAlive(h, w.PreWarm, w.KeepAlive, pr, cfg.Margin)
-		if best < w.KeepAlive {
-			if best == 0 {
-				w.PreWarm = 0
-				w.Reason += fmt.Sprintf("; not kept warm: idle costs more than the cold starts it avoids ($%.6f each)", pr.ColdStartPrice())
-			} else {
-				w.Reason += fmt.Sprintf("; cut to %s: longer idle costs more than the cold starts it avoids ($%.6f each)", best, pr.ColdStartPrice())
+		best, idle, warm, net := bestKeepAlive(h, w.PreWarm, w.KeepAlive, pr, cfg.Margin)
+		if cfg.Fallback > w.KeepAlive {
+			// Widen only for a real gain over the percentile window.
+			if b, i, wm, n := bestKeepAlive(h, w.PreWarm, cfg.Fallback, pr, cfg.Margin); n > net*(1+1e-9)+1e-12 {
+				best, idle, warm = b, i, wm
 			}
-			w.KeepAlive = best
 		}
+		switch {
+		case best == 0 && w.KeepAlive > 0:
+			w.PreWarm = 0
+			w.Reason += fmt.Sprintf("; not kept warm: idle costs more than the cold starts it avoids ($%.6f each)", pr.ColdStartPrice())
+		case best < w.KeepAlive:
+			w.Reason += fmt.Sprintf("; cut to %s: longer idle costs more than the cold starts it avoids ($%.6f each)", best, pr.ColdStartPrice())
+		case best > w.KeepAlive:
+			w.Reason += fmt.Sprintf("; widened to %s: the cold starts it avoids ($%.6f each) cost more than the idle", best, pr.ColdStartPrice())
+		}
+		w.KeepAlive = best
 		w.ExpectedIdle, w.Avoided = idle, warm
-		return w
+		return w.withExtra(cfg)
 	}
 	w.ExpectedIdle, w.Avoided = expect(h, w)
+	return w.withExtra(cfg)
+}
+
+func (w Windows) withExtra(cfg Config) Windows {
+	w.Extra = 0
+	if w.PreWarm == 0 && w.KeepAlive > 0 {
+		w.Extra = max(w.KeepAlive, cfg.Fallback)
+	}
 	return w
 }
 
@@ -189,16 +220,17 @@ func Choose(h *Histogram, cfg Config, pr Prices) Windows {
 // the largest expected saving per gap: warm share × cold-start price minus
 // idle seconds × price, over candidate windows ending at bin edges (widened
 // by margin); 0 when no window saves anything. It also returns that
-// window's expected idle seconds and warm share. One pass over the bins.
-func bestKeepAlive(h *Histogram, pre, limit time.Duration, pr Prices, margin float64) (time.Duration, float64, float64) {
+// window's expected idle seconds, warm share and net saving. One pass over
+// the bins.
+func bestKeepAlive(h *Histogram, pre, limit time.Duration, pr Prices, margin float64) (time.Duration, float64, float64, float64) {
 	p, lim := pre.Seconds(), limit.Seconds()
 	n := float64(h.n)
 	if n == 0 {
-		return 0, 0, 0
+		return 0, 0, 0, 0
 	}
 	cold, price := pr.ColdStartPrice(), pr.IdlePerSecond
 	if h.counts == nil {
-		return 0, 0, 0
+		return 0, 0, 0, 0
 	}
 	// Walking candidate ends K upward: gaps below p are cold either way;
 	// gaps in [p, p+K) are warm and idle gap-p; all later gaps idle K.
@@ -234,7 +266,7 @@ func bestKeepAlive(h *Histogram, pre, limit time.Duration, pr Prices, margin flo
 		consider(min((edges[i+1]-p)*(1+margin), lim))
 	}
 	consider(lim)
-	return secs(bestK).Round(time.Second / 10), bestIdle, bestWarm
+	return secs(bestK).Round(time.Second / 10), bestIdle, bestWarm, bestNet
 }
 
 // expect returns, over the histogram's idle times, the mean idle

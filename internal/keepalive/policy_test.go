@@ -43,8 +43,8 @@ func diurnal() []float64 {
 }
 
 func TestChoose(t *testing.T) {
-	gpu := Prices{IdlePerSecond: 0.0004, ColdStart: 10 * time.Second, ColdStartUSD: DefaultColdStartUSD}
-	cpu := Prices{IdlePerSecond: 0.00001, ColdStart: 100 * time.Millisecond, ColdStartUSD: DefaultColdStartUSD}
+	gpu := Prices{IdlePerSecond: 0.0004, ColdStart: 10 * time.Second, ColdStartUSD: 0.02}
+	cpu := Prices{IdlePerSecond: 0.00001, ColdStart: 100 * time.Millisecond, ColdStartUSD: 0.02}
 	bursty := append(repeat(90, 1.5), repeat(10, 3600)...)
 	tests := []struct {
 		name          string
