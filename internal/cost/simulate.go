@@ -167,10 +167,7 @@ func (s *sim) idleFor() float64 {
 	if s.auto == nil {
 		return s.idle
 	}
-	if len(s.insts) <= 1 {
-		return 0
-	}
-	return s.auto.windows.Hold().Seconds()
+	return s.auto.windows.IdleHold(len(s.insts)).Seconds()
 }
 
 // dur converts simulated seconds to a Duration, rounded to the nanosecond:

@@ -137,6 +137,18 @@ func (w Windows) Warm(since time.Duration) bool {
 // stopped (the per-instance idle timeout under auto).
 func (w Windows) Hold() time.Duration { return w.Extra }
 
+// IdleHold is how long an idle instance is kept, beyond what the scaling
+// decision wants, while alive instances of the function exist (itself
+// included): Hold while there are others, nothing for the only one (Warm
+// holds it, through the decision's min). The simulator and the live
+// controller both stop instances by this rule.
+func (w Windows) IdleHold(alive int) time.Duration {
+	if alive <= 1 {
+		return 0
+	}
+	return w.Hold()
+}
+
 // Predicted reports whether an arrival after idle time since falls in the
 // window the policy predicted (served warm, unless the start was too slow).
 func (w Windows) Predicted(since time.Duration) bool { return w.Warm(since) }

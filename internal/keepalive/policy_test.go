@@ -166,3 +166,35 @@ func TestHistogramJSON(t *testing.T) {
 		}
 	}
 }
+
+// IdleHold is the one rule by which the simulator and the live controller
+// stop idle instances under auto: the fallback keeps extra instances for
+// its fixed window (as idle_timeout: 10m would), a pre-warm window stops
+// them at once, and the only instance is left to Warm.
+func TestIdleHold(t *testing.T) {
+	var empty Histogram
+	fallback := Choose(&empty, Config{}, Prices{})
+	var h Histogram
+	for range 50 {
+		h.Add(120 * time.Second)
+	}
+	prewarm := Choose(&h, Config{}, Prices{})
+	if prewarm.PreWarm == 0 {
+		t.Fatalf("periodic 120 s: no pre-warm (%+v)", prewarm)
+	}
+	for _, tt := range []struct {
+		name  string
+		w     Windows
+		alive int
+		want  time.Duration
+	}{
+		{"fallback, two alive", fallback, 2, DefaultFallback},
+		{"fallback, only one", fallback, 1, 0},
+		{"pre-warm, two alive", prewarm, 3, 0},
+		{"none alive", fallback, 0, 0},
+	} {
+		if got := tt.w.IdleHold(tt.alive); got != tt.want {
+			t.Errorf("%s: IdleHold(%d) = %s, want %s", tt.name, tt.alive, got, tt.want)
+		}
+	}
+}
