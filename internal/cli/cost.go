@@ -33,6 +33,7 @@ type costFlags struct {
 	traceFormat string
 	durations   string
 	coldUSD     float64
+	coldWorth   time.Duration
 }
 
 // maxKeepWarmTrace bounds a --policy trace file: the readers bound
@@ -158,7 +159,8 @@ instance-seconds with their price:
 	cmd.Flags().StringSliceVar(&f.policies, "policy", nil, "with --trace: compare keep-warm policies on a multi-function Azure Functions trace: auto, fixed:DURATION (repeat or comma-separate, e.g. auto,fixed:10m,fixed:120s)")
 	cmd.Flags().StringVar(&f.traceFormat, "trace-format", "auto", "with --policy: azure2019 (per-minute counts), azure2021 (per-invocation) or auto (from the header)")
 	cmd.Flags().StringVar(&f.durations, "durations", "", "with --policy and an azure2019 trace: its durations file (Average ms per function; default 1 s per call)")
-	cmd.Flags().Float64Var(&f.coldUSD, "cold-start-usd", 0, "with --policy: what one cold start's wait is worth to you in USD (default: 10 min of the hardware's price)")
+	cmd.Flags().Float64Var(&f.coldUSD, "cold-start-usd", 0, "with --policy: what one cold start's wait is worth to you in USD (overrides --cold-start-worth)")
+	cmd.Flags().DurationVar(&f.coldWorth, "cold-start-worth", keepalive.DefaultColdStartWorth, "with --policy: what one cold start's wait is worth, as that much of the hardware's time (scaling.cold_start_worth)")
 	cmd.Flags().StringVar(&f.engine, "engine", cost.EngineAnalytic, "analytic, simulate (replays arrivals through the real autoscaler) or both")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print one JSON object with options and crossovers")
 	cmd.Flags().BoolVar(&f.csv, "csv", false, "print chart-ready monthly cost vs requests/day for each option")
@@ -392,6 +394,9 @@ func (f *costFlags) keepWarm(out io.Writer) error {
 	if !(f.coldUSD >= 0) {
 		return fmt.Errorf("--cold-start-usd: want a price ≥ 0, got %g", f.coldUSD)
 	}
+	if f.coldWorth <= 0 || f.coldWorth > spec.MaxColdStartWorth {
+		return fmt.Errorf("--cold-start-worth: want a duration in (0, %s], got %s", spec.MaxColdStartWorth, f.coldWorth)
+	}
 	cat, err := loadCatalogue(f.prices)
 	if err != nil {
 		return err
@@ -448,7 +453,8 @@ func (f *costFlags) keepWarm(out io.Writer) error {
 	}
 	base := cost.Inputs{Hardware: f.in.Hardware, GPUsPerInstance: f.in.GPUsPerInstance, ColdStart: f.coldStart,
 		Concurrency: f.in.Concurrency, Max: f.in.Max, Target: f.in.Target}
-	rs, err := cost.EvaluateKeepWarm(mt, policies, base, price, f.coldUSD, keepalive.Config{})
+	worth := keepalive.Prices{ColdStartUSD: f.coldUSD, ColdStartWorth: f.coldWorth}
+	rs, err := cost.EvaluateKeepWarm(mt, policies, base, price, worth, keepalive.Config{})
 	if err != nil {
 		return err
 	}
@@ -456,11 +462,11 @@ func (f *costFlags) keepWarm(out io.Writer) error {
 		return writeJSON(out, map[string]any{"functions": len(mt.Functions), "span_s": mt.Span, "hardware": f.in.Hardware,
 			"usd_per_second": price, "cold_start_s": f.coldStart.Seconds(), "policies": rs})
 	}
-	worth := "10 min of the hardware's price"
+	said := fmt.Sprintf("%s of the hardware ($%.4f)", f.coldWorth, f.coldWorth.Seconds()*price)
 	if f.coldUSD > 0 {
-		worth = fmt.Sprintf("$%g", f.coldUSD)
+		said = fmt.Sprintf("$%g", f.coldUSD)
 	}
 	fmt.Fprintf(out, "%d functions over %.1f h on %s ($%.6f/s); cold start %s, worth %s\n",
-		len(mt.Functions), mt.Span/3600, f.in.Hardware, price, f.coldStart, worth)
+		len(mt.Functions), mt.Span/3600, f.in.Hardware, price, f.coldStart, said)
 	return cost.WriteKeepWarm(out, rs)
 }

@@ -283,8 +283,10 @@ type PolicyResult struct {
 
 // EvaluateKeepWarm replays every function of mt through the simulator (the
 // real autoscaler) under each policy; base gives the hardware, cold start
-// and concurrency; perSecond prices an instance-second.
-func EvaluateKeepWarm(mt *MultiTrace, policies []Policy, base Inputs, perSecond, coldStartUSD float64, cfg keepalive.Config) ([]PolicyResult, error) {
+// and concurrency; perSecond prices an instance-second; worth says what a
+// cold start's wait is worth to auto (its ColdStartUSD or ColdStartWorth;
+// the other prices are filled in from base and perSecond).
+func EvaluateKeepWarm(mt *MultiTrace, policies []Policy, base Inputs, perSecond float64, worth keepalive.Prices, cfg keepalive.Config) ([]PolicyResult, error) {
 	var out []PolicyResult
 	for _, p := range policies {
 		r := PolicyResult{Policy: p.Name}
@@ -304,8 +306,9 @@ func EvaluateKeepWarm(mt *MultiTrace, policies []Policy, base Inputs, perSecond,
 				in.IdleTimeout = -1 // explicit 0: stop as soon as idle
 			}
 			if p.Auto {
-				in.KeepWarm = &KeepWarmPolicy{Config: cfg, Prices: keepalive.Prices{
-					IdlePerSecond: perSecond, ColdStart: base.ColdStart, ColdStartUSD: coldStartUSD}}
+				pr := worth
+				pr.IdlePerSecond, pr.ColdStart = perSecond, base.ColdStart
+				in.KeepWarm = &KeepWarmPolicy{Config: cfg, Prices: pr}
 			}
 			in = in.withDefaults()
 			if err := in.validate(); err != nil {

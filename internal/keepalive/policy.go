@@ -84,8 +84,11 @@ type Prices struct {
 	// ColdStart is the measured start-to-ready time of one instance.
 	ColdStart time.Duration
 	// ColdStartUSD is what the user says one cold start's latency is worth
-	// (0: DefaultColdStartWorth of the hardware's time).
+	// (0: ColdStartWorth of the hardware's time).
 	ColdStartUSD float64
+	// ColdStartWorth is the same value as hardware time, when ColdStartUSD
+	// is 0 (scaling.cold_start_worth; 0: DefaultColdStartWorth).
+	ColdStartWorth time.Duration
 }
 
 // ColdStartPrice is the expected price of one cold start: its loading
@@ -93,7 +96,11 @@ type Prices struct {
 func (p Prices) ColdStartPrice() float64 {
 	v := p.ColdStartUSD
 	if !(v > 0) {
-		v = DefaultColdStartWorth.Seconds() * p.IdlePerSecond
+		worth := p.ColdStartWorth
+		if worth <= 0 {
+			worth = DefaultColdStartWorth
+		}
+		v = worth.Seconds() * p.IdlePerSecond
 	}
 	return p.ColdStart.Seconds()*p.IdlePerSecond + v
 }
