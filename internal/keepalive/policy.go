@@ -2,6 +2,7 @@ package keepalive
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -210,6 +211,11 @@ func Choose(h *Histogram, cfg Config, pr Prices) Windows {
 				best, idle, warm = b, i, wm
 			}
 		}
+		if ext := extendTail(h, w.PreWarm.Seconds(), max(w.KeepAlive, cfg.Fallback).Seconds(), best.Seconds(), pr.ColdStartPrice(), pr.IdlePerSecond); ext > best.Seconds() {
+			best = secs(ext).Round(time.Second / 10)
+			w.Reason += fmt.Sprintf("; %s past the longest idle time for those not seen yet", (best - w.KeepAlive).Round(time.Second))
+			w.KeepAlive = best
+		}
 		switch {
 		case best == 0 && w.KeepAlive > 0:
 			w.PreWarm = 0
@@ -286,6 +292,65 @@ func bestKeepAlive(h *Histogram, pre, limit time.Duration, pr Prices, margin flo
 	}
 	consider(lim)
 	return secs(bestK).Round(time.Second / 10), bestIdle, bestWarm, bestNet
+}
+
+// extendTail widens a keep-alive k that covers every idle time seen (from
+// pre p) past the longest one, for the gaps not seen yet. Ending exactly at
+// the longest gap seen makes every new longest gap a cold start, and a busy
+// function meets one every few hundred gaps (with the calls that arrive
+// during that start each starting an instance too). Beyond the longest
+// gap M the chance of another gap is taken as 1/(n+1) (none seen yet, the
+// rule of succession), spread as the tail seen so far, exponential with
+// the mean excess over the median μ; the chance that the function has
+// stopped altogether as (long+1)/(n+1), long being gaps seen beyond lim.
+// Extending by Δ gains q·(1−e^(−Δ/μ))·cold and costs about (q·e^(−Δ/μ)+s)
+// idle seconds per second at the margin, so the best Δ solves
+// q·e^(−Δ/μ)·(cold/μ − price) = s·price. Returns k unchanged when k cuts
+// into the seen gaps (the price check chose to go cold) or no extension
+// pays.
+func extendTail(h *Histogram, p, lim, k, cold, price float64) float64 {
+	if k <= 0 || !(price > 0) || h.counts == nil {
+		return k
+	}
+	top, long := -1, float64(h.oob)
+	for i, c := range h.counts {
+		if c == 0 {
+			continue
+		}
+		if edges[i]-p >= lim {
+			long += float64(c)
+			continue
+		}
+		top = i
+	}
+	if top < 0 || edges[top+1]-p > k {
+		return k
+	}
+	// Gaps in the median's bin count as the median: a strict period (one
+	// bin) has no tail to extend.
+	medLo, medHi, _ := h.Percentile(50)
+	med := (medLo + medHi).Seconds() / 2
+	var excess, above float64
+	h.each(func(mid, c float64) {
+		if mid > med {
+			excess += (mid - med) * c
+			above += c
+		}
+	})
+	if above == 0 {
+		return k
+	}
+	mu := excess / above
+	n := float64(h.n)
+	q, s := 1/(n+1), (long+1)/(n+1)
+	if cold/mu <= price {
+		return k
+	}
+	delta := mu * math.Log(q*(cold/mu-price)/(s*price))
+	if !(delta > 0) {
+		return k
+	}
+	return min(max(k, edges[top+1]-p+delta), lim)
 }
 
 // expect returns, over the histogram's idle times, the mean idle

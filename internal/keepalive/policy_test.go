@@ -2,6 +2,7 @@ package keepalive
 
 import (
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -196,5 +197,30 @@ func TestIdleHold(t *testing.T) {
 		if got := tt.w.IdleHold(tt.alive); got != tt.want {
 			t.Errorf("%s: IdleHold(%d) = %s, want %s", tt.name, tt.alive, got, tt.want)
 		}
+	}
+}
+
+// A busy function (exponential gaps, mean 12 s, a 10 s cold start): a
+// keep-alive ending at the longest gap seen makes every new longest gap a
+// cold start; the window reaches past it for gaps not seen yet, by about
+// μ·ln(price of a cold start / idle price of μ), and stays far below the
+// fixed 10 min that would be paid after the function's last call.
+func TestKeepAliveReachesPastTheLongestGap(t *testing.T) {
+	var h Histogram
+	longest := 0.0
+	for i := range 300 {
+		g := -12 * math.Log(1-(float64(i)+0.5)/300)
+		longest = max(longest, g)
+		h.Add(time.Duration(g * float64(time.Second)))
+	}
+	w := Choose(&h, Config{}, Prices{IdlePerSecond: 0.001, ColdStart: 10 * time.Second})
+	if w.PreWarm != 0 || w.Fallback != "" {
+		t.Fatalf("windows %+v, want learned, no pre-warm", w)
+	}
+	if ka := w.KeepAlive.Seconds(); ka < longest+20 || ka > 5*60 {
+		t.Fatalf("keep-alive %s, want between the longest gap %.0f s + 20 s and 5 min (%s)", w.KeepAlive, longest, w.Reason)
+	}
+	if !strings.Contains(w.Reason, "past the longest idle time") {
+		t.Errorf("reason %q does not say why", w.Reason)
 	}
 }
