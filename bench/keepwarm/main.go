@@ -73,6 +73,17 @@ func run(seed uint64, n int, days float64, azure, hw string, coldStart time.Dura
 	if azure == "" {
 		return nil
 	}
+	// The 2019 counts say nothing of times within a minute: both
+	// placements, since short windows depend on it.
+	for _, place := range []cost.Placement{cost.PlaceUniform, cost.PlaceEven} {
+		if err := showAzure(azure, seed, place, show); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func showAzure(azure string, seed uint64, place cost.Placement, show func(string, *cost.MultiTrace) error) error {
 	inv, err := os.Open(filepath.Join(azure, "invocations.csv"))
 	if err != nil {
 		fmt.Printf("\n(Azure excerpt skipped: %v)\n", err)
@@ -83,12 +94,11 @@ func run(seed uint64, n int, days float64, azure, hw string, coldStart time.Dura
 	if dur != nil {
 		defer dur.Close()
 	}
-	var durR *os.File = dur
-	mt, err := cost.ParseAzure2019(inv, readerOrNil(durR), seed)
+	mt, err := cost.ParseAzure2019Placed(inv, readerOrNil(dur), seed, place)
 	if err != nil {
 		return err
 	}
-	return show("Azure Functions 2019 excerpt (arrivals seeded-uniform within each minute)", mt)
+	return show(fmt.Sprintf("Azure Functions 2019 excerpt (arrivals %s within each minute)", place), mt)
 }
 
 // readerOrNil keeps a nil *os.File from becoming a non-nil io.Reader.

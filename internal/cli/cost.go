@@ -34,6 +34,7 @@ type costFlags struct {
 	durations   string
 	coldUSD     float64
 	coldWorth   time.Duration
+	arrivals    string
 }
 
 // maxKeepWarmTrace bounds a --policy trace file: the readers bound
@@ -160,6 +161,7 @@ instance-seconds with their price:
 	cmd.Flags().StringVar(&f.traceFormat, "trace-format", "auto", "with --policy: azure2019 (per-minute counts), azure2021 (per-invocation) or auto (from the header)")
 	cmd.Flags().StringVar(&f.durations, "durations", "", "with --policy and an azure2019 trace: its durations file (Average ms per function; default 1 s per call)")
 	cmd.Flags().Float64Var(&f.coldUSD, "cold-start-usd", 0, "with --policy: what one cold start's wait is worth to you in USD (overrides --cold-start-worth)")
+	cmd.Flags().StringVar(&f.arrivals, "arrivals", string(cost.PlaceUniform), "with --policy and an azure2019 trace: where a minute's calls go within it: uniform (seeded random times, --seed) or even")
 	cmd.Flags().DurationVar(&f.coldWorth, "cold-start-worth", keepalive.DefaultColdStartWorth, "with --policy: what one cold start's wait is worth, as that much of the hardware's time (scaling.cold_start_worth)")
 	cmd.Flags().StringVar(&f.engine, "engine", cost.EngineAnalytic, "analytic, simulate (replays arrivals through the real autoscaler) or both")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print one JSON object with options and crossovers")
@@ -434,12 +436,16 @@ func (f *costFlags) keepWarm(out io.Writer) error {
 		defer dh.Close()
 		durations = dh
 	}
+	place, err := cost.ParsePlacement(f.arrivals)
+	if err != nil {
+		return fmt.Errorf("--arrivals %w", err)
+	}
 	var mt *cost.MultiTrace
 	switch f.traceFormat {
 	case "auto", "":
-		mt, err = cost.ParseMultiTrace(fh, durations, f.in.Seed)
+		mt, err = cost.ParseMultiTrace(fh, durations, f.in.Seed, place)
 	case "azure2019":
-		mt, err = cost.ParseAzure2019(fh, durations, f.in.Seed)
+		mt, err = cost.ParseAzure2019Placed(fh, durations, f.in.Seed, place)
 	case "azure2021":
 		mt, err = cost.ParseAzure2021(fh)
 	default:
@@ -466,7 +472,7 @@ func (f *costFlags) keepWarm(out io.Writer) error {
 	if f.coldUSD > 0 {
 		said = fmt.Sprintf("$%g", f.coldUSD)
 	}
-	fmt.Fprintf(out, "%d functions over %.1f h on %s ($%.6f/s); cold start %s, worth %s\n",
-		len(mt.Functions), mt.Span/3600, f.in.Hardware, price, f.coldStart, said)
+	fmt.Fprintf(out, "%d functions over %.1f h on %s ($%.6f/s); cold start %s, worth %s; 2019 arrivals %s within a minute\n",
+		len(mt.Functions), mt.Span/3600, f.in.Hardware, price, f.coldStart, said, place)
 	return cost.WriteKeepWarm(out, rs)
 }

@@ -144,6 +144,7 @@ func TestCostErrors(t *testing.T) {
 		{"missing policy trace", newCostCmd, []string{"--trace", "/nonexistent/x.csv", "--policy", "auto"}, "--trace: open /nonexistent/x.csv"},
 		{"malformed line", newCostCmd, []string{"--trace", "testdata/kw2021-bad.csv", "--policy", "auto"}, "line 3"},
 		{"worth beyond a day", newCostCmd, []string{"--trace", "testdata/kw2021.csv", "--policy", "auto", "--cold-start-worth", "25h"}, "--cold-start-worth: want a duration in (0, 24h0m0s], got 25h0m0s"},
+		{"bad arrivals", newCostCmd, []string{"--trace", "testdata/kw2021.csv", "--policy", "auto", "--arrivals", "spread"}, `--arrivals "spread": want uniform`},
 		{"wrong format forced", newCostCmd, []string{"--trace", "testdata/kw2021.csv", "--policy", "auto", "--trace-format", "azure2019"}, "want the 2019 header"},
 	}
 	for _, tt := range tests {

@@ -202,3 +202,27 @@ func TestGenerateTrace(t *testing.T) {
 		}
 	}
 }
+
+// A 2019 minute's calls: even spreads them at (i+½)·60/n; uniform draws
+// them from the seed, in the minute, sorted.
+func TestAzure2019Placement(t *testing.T) {
+	in := "HashOwner,HashApp,HashFunction,Trigger,1,2\no,a,f,t,3,0\n"
+	even, err := ParseAzure2019Placed(strings.NewReader(in), nil, 1, PlaceEven)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(even.Functions[0].Arrivals); got != "[10 30 50]" {
+		t.Fatalf("even arrivals %s, want [10 30 50]", got)
+	}
+	uni, err := ParseAzure2019Placed(strings.NewReader(in), nil, 1, PlaceUniform)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := uni.Functions[0].Arrivals
+	if len(a) != 3 || fmt.Sprint(a) == "[10 30 50]" || a[0] < 0 || a[2] >= 60 || a[0] > a[1] || a[1] > a[2] {
+		t.Fatalf("uniform arrivals %v, want 3 sorted random times in [0, 60)", a)
+	}
+	if _, err := ParsePlacement("spread"); err == nil || !strings.Contains(err.Error(), "want uniform") {
+		t.Fatalf("ParsePlacement(spread) = %v", err)
+	}
+}
