@@ -24,15 +24,17 @@ func main() {
 	azure := flag.String("azure", "../shared/data/traces/azure2019-sample", "directory of an Azure 2019 excerpt (invocations.csv, durations.csv); empty to skip")
 	hw := flag.String("hardware", "a100-40gb", "hardware class that prices idle seconds")
 	coldStart := flag.Duration("cold-start", 10*time.Second, "start-to-ready time of one instance")
-	coldUSD := flag.Float64("cold-start-usd", keepalive.DefaultColdStartUSD, "what one cold start's latency is worth (USD)")
+	coldUSD := flag.Float64("cold-start-usd", 0, "what one cold start's latency is worth (USD; 0: -cold-start-worth of the hardware's price)")
+	coldWorth := flag.Duration("cold-start-worth", keepalive.DefaultColdStartWorth, "what one cold start's latency is worth, as hardware time")
 	flag.Parse()
-	if err := run(*seed, *n, *days, *azure, *hw, *coldStart, *coldUSD); err != nil {
+	worth := keepalive.Prices{ColdStartUSD: *coldUSD, ColdStartWorth: *coldWorth}
+	if err := run(*seed, *n, *days, *azure, *hw, *coldStart, worth); err != nil {
 		fmt.Fprintln(os.Stderr, "keepwarm:", err)
 		os.Exit(1)
 	}
 }
 
-func run(seed uint64, n int, days float64, azure, hw string, coldStart time.Duration, coldUSD float64) error {
+func run(seed uint64, n int, days float64, azure, hw string, coldStart time.Duration, worth keepalive.Prices) error {
 	cat, err := cost.DefaultCatalogue()
 	if err != nil {
 		return err
@@ -50,11 +52,15 @@ func run(seed uint64, n int, days float64, azure, hw string, coldStart time.Dura
 	base := cost.Inputs{Hardware: hw, ColdStart: coldStart, Concurrency: 1}
 	show := func(title string, mt *cost.MultiTrace) error {
 		start := time.Now()
-		rs, err := cost.EvaluateKeepWarm(mt, policies, base, price, coldUSD, keepalive.Config{})
+		rs, err := cost.EvaluateKeepWarm(mt, policies, base, price, worth, keepalive.Config{})
 		if err != nil {
 			return err
 		}
-		fmt.Printf("\n%s (%d functions, %.1f days; %s at $%.6f/s, cold start %s worth $%g)\n", title, len(mt.Functions), mt.Span/86400, hw, price, coldStart, coldUSD)
+		usd := worth.ColdStartUSD
+		if !(usd > 0) {
+			usd = worth.ColdStartWorth.Seconds() * price
+		}
+		fmt.Printf("\n%s (%d functions, %.1f days; %s at $%.6f/s, cold start %s worth $%g)\n", title, len(mt.Functions), mt.Span/86400, hw, price, coldStart, usd)
 		if err := cost.WriteKeepWarm(os.Stdout, rs); err != nil {
 			return err
 		}
@@ -67,6 +73,17 @@ func run(seed uint64, n int, days float64, azure, hw string, coldStart time.Dura
 	if azure == "" {
 		return nil
 	}
+	// The 2019 counts say nothing of times within a minute: both
+	// placements, since short windows depend on it.
+	for _, place := range []cost.Placement{cost.PlaceUniform, cost.PlaceEven} {
+		if err := showAzure(azure, seed, place, show); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func showAzure(azure string, seed uint64, place cost.Placement, show func(string, *cost.MultiTrace) error) error {
 	inv, err := os.Open(filepath.Join(azure, "invocations.csv"))
 	if err != nil {
 		fmt.Printf("\n(Azure excerpt skipped: %v)\n", err)
@@ -77,12 +94,11 @@ func run(seed uint64, n int, days float64, azure, hw string, coldStart time.Dura
 	if dur != nil {
 		defer dur.Close()
 	}
-	var durR *os.File = dur
-	mt, err := cost.ParseAzure2019(inv, readerOrNil(durR), seed)
+	mt, err := cost.ParseAzure2019Placed(inv, readerOrNil(dur), seed, place)
 	if err != nil {
 		return err
 	}
-	return show("Azure Functions 2019 excerpt (arrivals seeded-uniform within each minute)", mt)
+	return show(fmt.Sprintf("Azure Functions 2019 excerpt (arrivals %s within each minute)", place), mt)
 }
 
 // readerOrNil keeps a nil *os.File from becoming a non-nil io.Reader.

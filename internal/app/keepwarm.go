@@ -43,9 +43,14 @@ func (c *coldStarts) get(fn string) time.Duration {
 func keepWarmOptions(cfg config.Config, cat *cost.Catalogue, starts *coldStarts, m *telemetry.Metrics, db controller.KeepWarmStore) (controller.KeepWarm, error) {
 	kw := controller.KeepWarm{
 		Prices: func(f *spec.Function) keepalive.Prices {
+			worth := f.Scaling.ColdStartWorth.D()
+			if worth <= 0 {
+				worth = cfg.DefaultColdStartWorth
+			}
 			return keepalive.Prices{
-				IdlePerSecond: cat.MeterProfile(f).PerSecondUSD,
-				ColdStart:     starts.get(f.Name),
+				IdlePerSecond:  cat.MeterProfile(f).PerSecondUSD,
+				ColdStart:      starts.get(f.Name),
+				ColdStartWorth: worth,
 			}
 		},
 		Observer: m,

@@ -15,6 +15,7 @@ import (
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/client"
 	"github.com/ember-run/ember/internal/cost"
+	"github.com/ember-run/ember/internal/keepalive"
 	"github.com/ember-run/ember/internal/spec"
 )
 
@@ -27,7 +28,18 @@ type costFlags struct {
 	prices      string
 	engine      string
 	json, csv   bool
+	// keep-warm evaluation (ember cost --policy)
+	policies    []string
+	traceFormat string
+	durations   string
+	coldUSD     float64
+	coldWorth   time.Duration
+	arrivals    string
 }
+
+// maxKeepWarmTrace bounds a --policy trace file: the readers bound
+// functions and invocations, this bounds what is read to find them.
+const maxKeepWarmTrace = 256 << 20
 
 func (f *costFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
@@ -105,9 +117,21 @@ serverless (busy + cold-start + keep-warm idle seconds) and each hosted offer
 under its own billing rules, with utilisation, savings and the crossover
 requests/day of each pair.
 
-  ember cost --requests-per-day 1000 --seconds-per-request 5 --hardware a100-40gb`,
+  ember cost --requests-per-day 1000 --seconds-per-request 5 --hardware a100-40gb
+
+With --policy, replay a multi-function trace (Azure Functions 2019 per-minute
+counts, arrivals placed at seeded-uniform times within each minute, or 2021
+per-invocation) through the real autoscaler under each keep-warm policy and
+compare cold-start rate (overall and 75th percentile over functions) and idle
+instance-seconds with their price:
+
+  ember cost --trace invocations.csv --durations durations.csv \
+    --policy auto,fixed:10m,fixed:120s --cold-start 10s`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(f.policies) > 0 || cmd.Flags().Changed("trace-format") {
+				return f.keepWarm(cmd.OutOrStdout())
+			}
 			in, cat, err := f.inputs()
 			if err != nil {
 				return err
@@ -133,6 +157,12 @@ requests/day of each pair.
 		},
 	}
 	f.register(cmd)
+	cmd.Flags().StringSliceVar(&f.policies, "policy", nil, "with --trace: compare keep-warm policies on a multi-function Azure Functions trace: auto, fixed:DURATION (repeat or comma-separate, e.g. auto,fixed:10m,fixed:120s)")
+	cmd.Flags().StringVar(&f.traceFormat, "trace-format", "auto", "with --policy: azure2019 (per-minute counts), azure2021 (per-invocation) or auto (from the header)")
+	cmd.Flags().StringVar(&f.durations, "durations", "", "with --policy and an azure2019 trace: its durations file (Average ms per function; default 1 s per call)")
+	cmd.Flags().Float64Var(&f.coldUSD, "cold-start-usd", 0, "with --policy: what one cold start's wait is worth to you in USD (overrides --cold-start-worth)")
+	cmd.Flags().StringVar(&f.arrivals, "arrivals", string(cost.PlaceUniform), "with --policy and an azure2019 trace: where a minute's calls go within it: uniform (seeded random times, --seed) or even")
+	cmd.Flags().DurationVar(&f.coldWorth, "cold-start-worth", keepalive.DefaultColdStartWorth, "with --policy: what one cold start's wait is worth, as that much of the hardware's time (scaling.cold_start_worth)")
 	cmd.Flags().StringVar(&f.engine, "engine", cost.EngineAnalytic, "analytic, simulate (replays arrivals through the real autoscaler) or both")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print one JSON object with options and crossovers")
 	cmd.Flags().BoolVar(&f.csv, "csv", false, "print chart-ready monthly cost vs requests/day for each option")
@@ -341,4 +371,108 @@ func measuredWorkload(cmd *cobra.Command, g *globals, function string, window ti
 		m.peakQPS = max(m.peakQPS, float64(p.Requests)/3600)
 	}
 	return m, nil
+}
+
+// keepWarm runs `ember cost --trace FILE --policy ...`.
+func (f *costFlags) keepWarm(out io.Writer) error {
+	if f.trace == "" {
+		return errors.New("--policy needs --trace FILE (an Azure Functions 2019 or 2021 trace)")
+	}
+	if len(f.policies) == 0 {
+		return errors.New("--trace-format needs --policy (auto, fixed:DURATION)")
+	}
+	var policies []cost.Policy
+	seen := map[string]bool{}
+	for _, s := range f.policies {
+		p, err := cost.ParsePolicy(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("--policy: %w", err)
+		}
+		if !seen[p.Name] {
+			seen[p.Name] = true
+			policies = append(policies, p)
+		}
+	}
+	if !(f.coldUSD >= 0) {
+		return fmt.Errorf("--cold-start-usd: want a price ≥ 0, got %g", f.coldUSD)
+	}
+	if f.coldWorth <= 0 || f.coldWorth > spec.MaxColdStartWorth {
+		return fmt.Errorf("--cold-start-worth: want a duration in (0, %s], got %s", spec.MaxColdStartWorth, f.coldWorth)
+	}
+	cat, err := loadCatalogue(f.prices)
+	if err != nil {
+		return err
+	}
+	gpus := f.in.GPUsPerInstance
+	if gpus == 0 && f.in.Hardware != "cpu" {
+		gpus = 1
+	}
+	price := cat.HostedPerSecond(f.in.Hardware, gpus)
+	if !(price > 0) {
+		return fmt.Errorf("--hardware %q: the price catalogue has no offer for it (ember prices lists the known ones)", f.in.Hardware)
+	}
+	open := func(flag, path string) (*os.File, error) {
+		fh, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", flag, err)
+		}
+		if st, err := fh.Stat(); err == nil && st.Size() > maxKeepWarmTrace {
+			fh.Close()
+			return nil, fmt.Errorf("%s %s: %d bytes, more than the %d MiB a trace may have", flag, path, st.Size(), maxKeepWarmTrace>>20)
+		}
+		return fh, nil
+	}
+	fh, err := open("--trace", f.trace)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	var durations io.Reader
+	if f.durations != "" {
+		dh, err := open("--durations", f.durations)
+		if err != nil {
+			return err
+		}
+		defer dh.Close()
+		durations = dh
+	}
+	place, err := cost.ParsePlacement(f.arrivals)
+	if err != nil {
+		return fmt.Errorf("--arrivals %w", err)
+	}
+	var mt *cost.MultiTrace
+	switch f.traceFormat {
+	case "auto", "":
+		mt, err = cost.ParseMultiTrace(fh, durations, f.in.Seed, place)
+	case "azure2019":
+		mt, err = cost.ParseAzure2019Placed(fh, durations, f.in.Seed, place)
+	case "azure2021":
+		mt, err = cost.ParseAzure2021(fh)
+	default:
+		return fmt.Errorf("--trace-format %q: want auto, azure2019 or azure2021", f.traceFormat)
+	}
+	if err != nil {
+		return fmt.Errorf("--trace %s: %w", f.trace, err)
+	}
+	if f.in.SecondsPerRequest > 0 {
+		mt.Duration = f.in.SecondsPerRequest
+	}
+	base := cost.Inputs{Hardware: f.in.Hardware, GPUsPerInstance: f.in.GPUsPerInstance, ColdStart: f.coldStart,
+		Concurrency: f.in.Concurrency, Max: f.in.Max, Target: f.in.Target}
+	worth := keepalive.Prices{ColdStartUSD: f.coldUSD, ColdStartWorth: f.coldWorth}
+	rs, err := cost.EvaluateKeepWarm(mt, policies, base, price, worth, keepalive.Config{})
+	if err != nil {
+		return err
+	}
+	if f.json {
+		return writeJSON(out, map[string]any{"functions": len(mt.Functions), "span_s": mt.Span, "hardware": f.in.Hardware,
+			"usd_per_second": price, "cold_start_s": f.coldStart.Seconds(), "policies": rs})
+	}
+	said := fmt.Sprintf("%s of the hardware ($%.4f)", f.coldWorth, f.coldWorth.Seconds()*price)
+	if f.coldUSD > 0 {
+		said = fmt.Sprintf("$%g", f.coldUSD)
+	}
+	fmt.Fprintf(out, "%d functions over %.1f h on %s ($%.6f/s); cold start %s, worth %s; 2019 arrivals %s within a minute\n",
+		len(mt.Functions), mt.Span/3600, f.in.Hardware, price, f.coldStart, said, place)
+	return cost.WriteKeepWarm(out, rs)
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ember-run/ember/internal/cost"
 )
 
 func runCmd(t *testing.T, cmd *cobra.Command, args ...string) (string, error) {
@@ -136,6 +138,14 @@ func TestCostErrors(t *testing.T) {
 		{"no seconds", newCostCmd, []string{"--requests-per-day", "10"}, "--seconds-per-request"},
 		{"unknown hardware", newCostCmd, []string{"--requests-per-day", "10", "--seconds-per-request", "1", "--hardware", "tpu"}, "no offer for hardware"},
 		{"missing trace", newCostCmd, []string{"--trace", "/nonexistent/x.csv", "--seconds-per-request", "1"}, "--trace"},
+		{"policy without trace", newCostCmd, []string{"--policy", "auto"}, "--policy needs --trace"},
+		{"bad policy", newCostCmd, []string{"--trace", "x", "--policy", "auto,fixed:soon"}, `--policy: policy "fixed:soon": want auto or fixed:DURATION`},
+		{"bad format", newCostCmd, []string{"--trace", "testdata/kw2021.csv", "--policy", "auto", "--trace-format", "azure2020"}, `--trace-format "azure2020"`},
+		{"missing policy trace", newCostCmd, []string{"--trace", "/nonexistent/x.csv", "--policy", "auto"}, "--trace: open /nonexistent/x.csv"},
+		{"malformed line", newCostCmd, []string{"--trace", "testdata/kw2021-bad.csv", "--policy", "auto"}, "line 3"},
+		{"worth beyond a day", newCostCmd, []string{"--trace", "testdata/kw2021.csv", "--policy", "auto", "--cold-start-worth", "25h"}, "--cold-start-worth: want a duration in (0, 24h0m0s], got 25h0m0s"},
+		{"bad arrivals", newCostCmd, []string{"--trace", "testdata/kw2021.csv", "--policy", "auto", "--arrivals", "spread"}, `--arrivals "spread": want uniform`},
+		{"wrong format forced", newCostCmd, []string{"--trace", "testdata/kw2021.csv", "--policy", "auto", "--trace-format", "azure2019"}, "want the 2019 header"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -164,5 +174,38 @@ func TestAdviseParams(t *testing.T) {
 	}
 	if len(got.Recommendations) != 1 || got.Recommendations[0].Mode != "provisioned-warm" || got.Recommendations[0].Change["scaling.min"] != 1.0 {
 		t.Errorf("recommendations = %+v, want one provisioned-warm with scaling.min 1", got.Recommendations)
+	}
+}
+
+func TestCostKeepWarmPolicies(t *testing.T) {
+	out, err := runCmd(t, newCostCmd(), "--trace", "testdata/kw2021.csv", "--policy", "auto,fixed:10m", "--policy", "fixed:0s", "--cold-start", "2s", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Functions int                 `json:"functions"`
+		Policies  []cost.PolicyResult `json:"policies"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if got.Functions != 2 || len(got.Policies) != 3 {
+		t.Fatalf("functions %d, policies %d, want 2 and 3:\n%s", got.Functions, len(got.Policies), out)
+	}
+	byName := map[string]cost.PolicyResult{}
+	for _, p := range got.Policies {
+		byName[p.Policy] = p
+		if p.Requests != 8 {
+			t.Errorf("%s: %v requests, want 8", p.Policy, p.Requests)
+		}
+	}
+	// Scale to zero at once: every call cold, idle at most until the
+	// controller's next tick (1 s) per call; 10 min keeps the calls a
+	// minute apart warm.
+	if z := byName["fixed:0s"]; z.ColdStart != 8 || z.IdleSeconds > 8 {
+		t.Errorf("fixed:0s: %v cold, %v idle; want 8 and ≤ 8", z.ColdStart, z.IdleSeconds)
+	}
+	if f := byName["fixed:10m"]; f.ColdStart != 2 {
+		t.Errorf("fixed:10m: %v cold, want 2 (one per function)", f.ColdStart)
 	}
 }

@@ -58,6 +58,7 @@ Every flag can also be set with the environment variable shown.`,
 	f.DurationVar(&cfg.ReadHeaderTimeout, "read-header-timeout", cfg.ReadHeaderTimeout, h("read-header-timeout"))
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", cfg.IdleTimeout, h("idle-timeout"))
 	f.StringVar(&cfg.DefaultIdleTimeout, "default-idle-timeout", cfg.DefaultIdleTimeout, h("default-idle-timeout"))
+	f.DurationVar(&cfg.DefaultColdStartWorth, "default-cold-start-worth", cfg.DefaultColdStartWorth, h("default-cold-start-worth"))
 	f.BoolVar(&cfg.Auth, "auth", cfg.Auth, h("auth"))
 	f.BoolVar(&cfg.OpenMetrics, "open-metrics", cfg.OpenMetrics, h("open-metrics"))
 	f.BoolVar(&cfg.WebhookAllowPrivate, "webhook-allow-private", cfg.WebhookAllowPrivate, h("webhook-allow-private"))

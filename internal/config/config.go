@@ -48,6 +48,9 @@ type Config struct {
 	// without one: "auto" (learned keep-warm) or a duration ("" = 120s, the
 	// spec's own default).
 	DefaultIdleTimeout string
+	// DefaultColdStartWorth is scaling.cold_start_worth of functions that
+	// set none: what a cold start's wait is worth, as hardware time.
+	DefaultColdStartWorth time.Duration
 	// Auth requires an API key on every request. Off only for local
 	// experiments: anyone who reaches the port can then run anything.
 	Auth bool
@@ -134,8 +137,11 @@ func Default() Config {
 		LogFormat:         "text",
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
-		Auth:              true,
-		ONNXPool:          1,
+		// keepalive.DefaultColdStartWorth (config sits below keepalive's
+		// tier; TestDefaultColdStartWorth keeps them equal).
+		DefaultColdStartWorth: 10 * time.Minute,
+		Auth:                  true,
+		ONNXPool:              1,
 		// One machine: 64 instances of one function and 256 in all keep
 		// processes, threads, ports and pipes well short of what a
 		// machine allows (each instance holds a few of each), where
@@ -197,6 +203,7 @@ func Knobs() []Knob {
 		{"read-header-timeout", "EMBER_READ_HEADER_TIMEOUT", "cut off clients that send headers slower than this"},
 		{"idle-timeout", "EMBER_IDLE_TIMEOUT", "close idle client keep-alive connections after this"},
 		{"default-idle-timeout", "EMBER_DEFAULT_IDLE_TIMEOUT", "scaling.idle_timeout of functions deployed without one: auto (learned keep-warm and pre-warm) or a duration (default 120s)"},
+		{"default-cold-start-worth", "EMBER_DEFAULT_COLD_START_WORTH", "scaling.cold_start_worth of functions that set none: what one cold start's wait is worth, as that much of the function's hardware time; idle_timeout: auto keeps instances warm while idle costs less (at most 24h)"},
 		{"auth", "EMBER_AUTH", "require API keys (an admin key is written to <data-dir>/admin.key on first start); false only for local experiments"},
 		{"open-metrics", "EMBER_OPEN_METRICS", "serve /metrics without a key (/healthz and /readyz never need one)"},
 		{"webhook-allow-private", "EMBER_WEBHOOK_ALLOW_PRIVATE", "let webhooks reach loopback and private addresses (refused by default; link-local, e.g. cloud metadata, is always refused)"},
@@ -243,6 +250,9 @@ func (c Config) Validate() error {
 		if d.v < d.min {
 			return fmt.Errorf("%s: must be ≥ %s (got %s)", d.name, d.min, d.v)
 		}
+	}
+	if c.DefaultColdStartWorth <= 0 || c.DefaultColdStartWorth > 24*time.Hour {
+		return fmt.Errorf("default-cold-start-worth: want a duration in (0, 24h] such as 10m (got %s)", c.DefaultColdStartWorth)
 	}
 	if v := c.DefaultIdleTimeout; v != "" && v != "auto" {
 		if d, err := time.ParseDuration(v); err != nil || d < 0 {

@@ -41,7 +41,9 @@ type Store interface {
 type Scaler interface {
 	Put(fn *spec.Function, version int64)
 	Remove(ctx context.Context, name string)
-	Reconcile(fn string, desired int, now time.Time)
+	// ReconcileIdle starts up to desired instances and stops those beyond
+	// it idle for extra (while others remain) or last (the only one).
+	ReconcileIdle(fn string, desired int, extra, last time.Duration, now time.Time)
 	Health(fn string) (live int, retryAt time.Time, failing error)
 	Limit(fn string, n int, why string)
 	// Demanded records that requests wait for an instance of fn now: after
@@ -341,6 +343,7 @@ func (c *Controller) decide(name string, now time.Time, avg float64, record bool
 	}
 	s := fn.spec.Scaling
 	minNow, idle := s.EffectiveMin(now), s.IdleTimeout.D()
+	extra, last := idle, idle
 	if l := c.learnerFor(fn); l != nil {
 		// Learned keep-warm: the decision falls to min as soon as traffic
 		// stops, and the policy raises min for its window, as a schedule
@@ -349,6 +352,9 @@ func (c *Controller) decide(name string, now time.Time, avg float64, record bool
 		if c.observe(name, l, fn.spec, now, avg > 0 || current > 0, live) > 0 {
 			minNow = max(minNow, min(1, s.Max))
 		}
+		// Instances beyond the first: the windows' hold, as the
+		// simulator applies it (keepalive.Windows.IdleHold).
+		extra, last = l.windows.IdleHold(2), l.windows.IdleHold(1)
 	}
 	d := autoscaler.Decide(autoscaler.Params{
 		Min: minNow, Max: s.Max, Buffer: s.Buffer,
@@ -370,7 +376,7 @@ func (c *Controller) decide(name string, now time.Time, avg float64, record bool
 	c.mu.Lock()
 	fn.decision = d
 	c.mu.Unlock()
-	c.scaler.Reconcile(name, d.Desired, now)
+	c.scaler.ReconcileIdle(name, d.Desired, extra, last, now)
 }
 
 // applyBudget caps the decision of a function over its daily budget: cap

@@ -28,7 +28,7 @@ func (s *recordingScaler) Put(fn *spec.Function, version int64) {
 func (s *recordingScaler) Remove(ctx context.Context, name string) {}
 func (s *recordingScaler) Demanded(string, time.Time)              {}
 
-func (s *recordingScaler) Reconcile(fn string, desired int, now time.Time) {
+func (s *recordingScaler) ReconcileIdle(fn string, desired int, extra, last time.Duration, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.desired[fn] = desired

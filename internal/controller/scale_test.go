@@ -141,3 +141,81 @@ func TestWaitingDemandStartsRightCountOnce(t *testing.T) {
 		mgr.Shutdown(context.Background())
 	})
 }
+
+// TestAutoHoldsExtraInstancesLikeTheSimulator: under idle_timeout: auto
+// the live controller keeps an instance beyond the first for the learned
+// windows' hold (keepalive.Windows.IdleHold), the rule the simulator in
+// `ember cost --policy` applies. Before any idle time is learned the
+// policy falls back to a fixed 10 min window, so auto must do exactly what
+// idle_timeout: 10m does, second instance included. The live path used to
+// stop auto's second instance as soon as it was idle: a cold start the
+// simulation did not count.
+func TestAutoHoldsExtraInstancesLikeTheSimulator(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+		drv := &coldDriver{coldStart: 2 * time.Second}
+		mgr := instance.New(drv, logger, instance.Options{})
+		demand := controller.NewDemandReports(0)
+		ctl := controller.New(memStore{}, mgr, demand, logger, controller.Options{Tick: 500 * time.Millisecond})
+		act := activator.New(mgr, ctl)
+		demand.Add(act)
+		mgr.SetNotify(act.Notify)
+		ctx, cancel := context.WithCancel(context.Background())
+		for _, s := range []string{
+			`{name: auto, command: [x], scaling: {max: 4, concurrency: 1, idle_timeout: auto}}`,
+			`{name: fixed, command: [x], scaling: {max: 4, concurrency: 1, idle_timeout: 10m}}`,
+		} {
+			f, err := spec.Parse([]byte(s))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := ctl.Deploy(ctx, f); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var loop sync.WaitGroup
+		loop.Go(func() { ctl.Run(ctx) })
+
+		// Two overlapping 1 s calls to each: two instances each.
+		var reqs sync.WaitGroup
+		for _, fn := range []string{"auto", "fixed"} {
+			for range 2 {
+				reqs.Go(func() {
+					if err := act.Try(ctx, fn, func(activator.Slot) error { time.Sleep(time.Second); return nil }); err != nil {
+						t.Errorf("Try %s: %v", fn, err)
+					}
+				})
+			}
+		}
+		reqs.Wait()
+		ready := func(fn string) int {
+			synctest.Wait()
+			s, _ := mgr.Summary(fn, time.Now())
+			return s.Ready
+		}
+		if a, f := ready("auto"), ready("fixed"); a != 2 || f != 2 {
+			t.Fatalf("after the calls: auto %d ready, fixed %d; want 2 and 2", a, f)
+		}
+		// Both functions keep both instances for the fallback's 10 min of
+		// idle, then stop them; no instance starts again.
+		idleFrom := time.Now()
+		for _, at := range []struct {
+			after time.Duration
+			want  int
+		}{{time.Minute, 2}, {9*time.Minute + 50*time.Second, 2}, {10*time.Minute + 5*time.Second, 0}} {
+			time.Sleep(time.Until(idleFrom.Add(at.after)))
+			if a, f := ready("auto"), ready("fixed"); a != at.want || f != at.want {
+				t.Errorf("%s after the calls: auto %d ready, fixed %d; want %d each", at.after, a, f, at.want)
+			}
+		}
+		if n := len(drv.starts()); n != 4 {
+			t.Errorf("%d starts, want 4 (two per function)", n)
+		}
+		if kw, ok := ctl.KeepWarmStatus("auto"); !ok || kw.Fallback == "" {
+			t.Errorf("keep-warm status %+v, want the fallback (nothing learned yet)", kw)
+		}
+		cancel()
+		loop.Wait()
+		mgr.Shutdown(context.Background())
+	})
+}

@@ -33,9 +33,10 @@ func (s *countingScaler) Put(fn *spec.Function, version int64) {
 func (s *countingScaler) Remove(ctx context.Context, name string) { s.record("remove " + name) }
 func (s *countingScaler) Demanded(string, time.Time)              {}
 
-func (s *countingScaler) Reconcile(fn string, desired int, now time.Time) {}
-func (s *countingScaler) Health(fn string) (int, time.Time, error)        { return 0, time.Time{}, nil }
-func (s *countingScaler) Limit(fn string, n int, why string)              {}
+func (s *countingScaler) ReconcileIdle(fn string, desired int, extra, last time.Duration, now time.Time) {
+}
+func (s *countingScaler) Health(fn string) (int, time.Time, error) { return 0, time.Time{}, nil }
+func (s *countingScaler) Limit(fn string, n int, why string)       {}
 func (s *countingScaler) take() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -51,6 +51,33 @@ var ErrTrace = errors.New("cost: bad keep-warm trace")
 // repeatable and short windows are not flattered by evenly spread calls.
 // durations, if not nil, is the matching durations file (Average in ms).
 func ParseAzure2019(r io.Reader, durations io.Reader, seed uint64) (*MultiTrace, error) {
+	return ParseAzure2019Placed(r, durations, seed, PlaceUniform)
+}
+
+// Placement says where a 2019 minute's n arrivals go within it.
+type Placement string
+
+const (
+	// PlaceUniform: n seeded-uniform random times (the default): calls
+	// sometimes bunch and sometimes leave a long gap, as real ones do.
+	PlaceUniform Placement = "uniform"
+	// PlaceEven: at (i+½)·60/n s, evenly spread: the kindest case for short
+	// windows, the one a replay of counts would give without a seed.
+	PlaceEven Placement = "even"
+)
+
+// ParsePlacement reads "uniform" or "even".
+func ParsePlacement(s string) (Placement, error) {
+	switch p := Placement(s); p {
+	case PlaceUniform, PlaceEven:
+		return p, nil
+	}
+	return "", fmt.Errorf("%q: want uniform (seeded random times within each minute) or even", s)
+}
+
+// ParseAzure2019Placed is ParseAzure2019 with the placement of arrivals
+// within each minute chosen.
+func ParseAzure2019Placed(r io.Reader, durations io.Reader, seed uint64, place Placement) (*MultiTrace, error) {
 	rows, err := readCSV(r)
 	if err != nil {
 		return nil, err
@@ -95,8 +122,12 @@ func ParseAzure2019(r io.Reader, durations io.Reader, seed uint64) (*MultiTrace,
 				return nil, fmt.Errorf("%w: more than %d invocations", ErrTrace, maxTraceArrivals)
 			}
 			start := len(ft.Arrivals)
-			for range n {
-				ft.Arrivals = append(ft.Arrivals, float64(m)*60+rng.Float64()*60)
+			for j := range n {
+				off := rng.Float64() * 60
+				if place == PlaceEven {
+					off = (float64(j) + 0.5) * 60 / float64(n)
+				}
+				ft.Arrivals = append(ft.Arrivals, float64(m)*60+off)
 			}
 			slices.Sort(ft.Arrivals[start:])
 		}
@@ -163,11 +194,11 @@ func ParseAzure2021(r io.Reader) (*MultiTrace, error) {
 }
 
 // ParseMultiTrace reads either Azure format, told apart by the header.
-func ParseMultiTrace(r io.Reader, durations io.Reader, seed uint64) (*MultiTrace, error) {
+func ParseMultiTrace(r io.Reader, durations io.Reader, seed uint64, place Placement) (*MultiTrace, error) {
 	br := bufio.NewReader(r)
 	head, _ := br.Peek(512)
 	if strings.HasPrefix(string(head), "HashOwner") {
-		return ParseAzure2019(br, durations, seed)
+		return ParseAzure2019Placed(br, durations, seed, place)
 	}
 	return ParseAzure2021(br)
 }
@@ -283,8 +314,10 @@ type PolicyResult struct {
 
 // EvaluateKeepWarm replays every function of mt through the simulator (the
 // real autoscaler) under each policy; base gives the hardware, cold start
-// and concurrency; perSecond prices an instance-second.
-func EvaluateKeepWarm(mt *MultiTrace, policies []Policy, base Inputs, perSecond, coldStartUSD float64, cfg keepalive.Config) ([]PolicyResult, error) {
+// and concurrency; perSecond prices an instance-second; worth says what a
+// cold start's wait is worth to auto (its ColdStartUSD or ColdStartWorth;
+// the other prices are filled in from base and perSecond).
+func EvaluateKeepWarm(mt *MultiTrace, policies []Policy, base Inputs, perSecond float64, worth keepalive.Prices, cfg keepalive.Config) ([]PolicyResult, error) {
 	var out []PolicyResult
 	for _, p := range policies {
 		r := PolicyResult{Policy: p.Name}
@@ -304,8 +337,9 @@ func EvaluateKeepWarm(mt *MultiTrace, policies []Policy, base Inputs, perSecond,
 				in.IdleTimeout = -1 // explicit 0: stop as soon as idle
 			}
 			if p.Auto {
-				in.KeepWarm = &KeepWarmPolicy{Config: cfg, Prices: keepalive.Prices{
-					IdlePerSecond: perSecond, ColdStart: base.ColdStart, ColdStartUSD: coldStartUSD}}
+				pr := worth
+				pr.IdlePerSecond, pr.ColdStart = perSecond, base.ColdStart
+				in.KeepWarm = &KeepWarmPolicy{Config: cfg, Prices: pr}
 			}
 			in = in.withDefaults()
 			if err := in.validate(); err != nil {

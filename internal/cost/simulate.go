@@ -132,7 +132,8 @@ func newSim(in Inputs) *sim {
 		u:      Usage{Engine: EngineSimulate},
 	}
 	if in.KeepWarm != nil {
-		s.idle = 0 // the policy's raised min holds instances instead
+		// The policy's raised min holds the first instance; instances
+		// beyond it are held by the windows' Hold (see idleFor).
 		s.auto = &simAuto{idleSince: -1}
 		s.auto.windows = keepalive.Choose(&s.auto.hist, in.KeepWarm.Config, in.KeepWarm.Prices)
 	}
@@ -152,11 +153,28 @@ type simAuto struct {
 // learned window holds.
 func (s *sim) minNow(now float64) int {
 	m := s.in.Min
-	if a := s.auto; a != nil && a.idleSince >= 0 && s.in.Max > 0 &&
-		a.windows.Warm(time.Duration((now-a.idleSince)*float64(time.Second))) {
+	if a := s.auto; a != nil && a.idleSince >= 0 && s.in.Max > 0 && a.windows.Warm(dur(now-a.idleSince)) {
 		m = max(m, 1)
 	}
 	return m
+}
+
+// idleFor is how long an idle instance is kept while the decider wants
+// fewer: the fixed window; under auto, for the only instance nothing (the
+// learned window holds it through min) and, while there are more, the
+// windows' Hold.
+func (s *sim) idleFor() float64 {
+	if s.auto == nil {
+		return s.idle
+	}
+	return s.auto.windows.IdleHold(len(s.insts)).Seconds()
+}
+
+// dur converts simulated seconds to a Duration, rounded to the nanosecond:
+// truncating would put a window's closing event, scheduled at
+// idleSince+window in floating point, a nanosecond inside the window.
+func dur(secs float64) time.Duration {
+	return time.Duration(math.Round(secs * float64(time.Second)))
 }
 
 // busyAgain records an arrival that ends an idle gap.
@@ -165,7 +183,7 @@ func (s *sim) busyAgain(now float64) {
 	if a == nil || a.idleSince < 0 {
 		return
 	}
-	a.hist.Add(time.Duration((now - a.idleSince) * float64(time.Second)))
+	a.hist.Add(dur(now - a.idleSince))
 	a.windows = keepalive.Choose(&a.hist, s.in.KeepWarm.Config, s.in.KeepWarm.Prices)
 	a.idleSince = -1
 }
@@ -196,6 +214,14 @@ func (s *sim) policy(now, stamp float64) {
 		s.start(now)
 	}
 	s.expire(now)
+	// After the window closes the decider may still hold an instance (its
+	// newest sample was not yet zero): look again at the next tick until it
+	// lets go, as the controller's ticks would. Without this an instance
+	// held at the closing moment stayed up until the next request.
+	w := s.auto.windows
+	if now-stamp >= (w.PreWarm+w.KeepAlive).Seconds()-1e-9 && len(s.insts) > s.minNow(now) {
+		s.push(event{at: now + tickInterval, kind: evPolicy, stamp: stamp})
+	}
 }
 
 func (s *sim) push(e event) {
@@ -263,6 +289,11 @@ func (s *sim) run(arrivals, durations []float64, horizon float64) Usage {
 		case evExpire:
 			inst := e.inst
 			if inst.stopped || !inst.ready || inst.inflight > 0 || inst.idleSince != e.stamp {
+				continue
+			}
+			if due := inst.idleSince + s.idleFor(); now < due-1e-9 {
+				// The learned hold grew since this was armed.
+				s.push(event{at: due, kind: evExpire, inst: inst, stamp: e.stamp})
 				continue
 			}
 			s.decide(now)
@@ -402,7 +433,7 @@ func (s *sim) onComplete(inst *simInstance, now float64) {
 
 func (s *sim) goIdle(inst *simInstance, now float64) {
 	inst.idleSince = now
-	s.push(event{at: now + s.idle, kind: evExpire, inst: inst, stamp: now})
+	s.push(event{at: now + s.idleFor(), kind: evExpire, inst: inst, stamp: now})
 }
 
 func (s *sim) ensureTicking(now float64) {
@@ -455,7 +486,7 @@ func (s *sim) decide(now float64) {
 func (s *sim) expire(now float64) {
 	for j := len(s.insts) - 1; j >= 0 && len(s.insts) > s.decision.Desired; j-- {
 		inst := s.insts[j]
-		if !inst.ready || inst.inflight > 0 || now-inst.idleSince < s.idle-1e-9 {
+		if !inst.ready || inst.inflight > 0 || now-inst.idleSince < s.idleFor()-1e-9 {
 			continue
 		}
 		s.account(inst, now)

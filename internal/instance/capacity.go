@@ -55,44 +55,66 @@ func (m *Manager) loadLocked(p *pool) Load {
 
 // Reconcile drives fn toward desired instances at now: it starts instances
 // up to desired, and stops instances that have been idle for the keep-warm
-// window while more than desired are ready. Instances still starting are
-// never stopped for idleness.
+// window (the spec's fixed scaling.idle_timeout) while more than desired
+// are ready. Instances still starting are never stopped for idleness.
 func (m *Manager) Reconcile(fn string, desired int, now time.Time) {
+	m.ReconcileIdle(fn, desired, -1, -1, now)
+}
+
+// ReconcileIdle is Reconcile with the keep-warm window chosen by the caller
+// (the learned policy's, keepalive.Windows.IdleHold): an idle instance is
+// stopped after extra while other instances of fn remain, after last when
+// it is the only one. Negative values mean the spec's idle_timeout.
+func (m *Manager) ReconcileIdle(fn string, desired int, extra, last time.Duration, now time.Time) {
 	m.mu.Lock()
 	p := m.pools[fn]
 	if p == nil {
 		m.mu.Unlock()
 		return
 	}
+	if extra < 0 {
+		extra = p.fn.Scaling.IdleTimeout.D()
+	}
+	if last < 0 {
+		last = p.fn.Scaling.IdleTimeout.D()
+	}
+	p.hold = extra
 	ins, _ := m.growLocked(p, desired)
 	ins = append(ins, m.nextRolloutLocked(p)...) // retry a failed rollout after its backoff
 	var stop []*Instance
+	var why []string
 	l := m.loadLocked(p)
-	excess := l.Ready + l.Starting - max(desired, 0)
+	alive := l.Ready + l.Starting
+	excess := alive - max(desired, 0)
 	// While a rollout runs, its starting instance is not capacity yet: the
 	// outdated one it will replace must not be stopped for idleness in
 	// favour of an instance that may never become ready.
 	if outdated, starting := rolloutProgressLocked(p); outdated {
 		excess -= starting
 	}
-	idle := p.fn.Scaling.IdleTimeout.D()
 	if p.limit >= 0 && l.Ready+l.Starting > p.limit {
-		idle = 0 // a budget cap: no keep-warm beyond it
+		extra, last = 0, 0 // a budget cap: no keep-warm beyond it
 		excess = max(excess, l.Ready+l.Starting-p.limit)
 	}
 	// Newest idle instances go first: load packs onto the oldest.
 	for i := len(p.instances) - 1; i >= 0 && excess > 0; i-- {
 		in := p.instances[i]
+		idle := extra
+		if alive <= 1 {
+			idle = last
+		}
 		if in.state == Ready && in.inFlight == 0 && !in.idleSince.IsZero() && now.Sub(in.idleSince) >= idle {
 			m.setLocked(in, Stopping)
 			stop = append(stop, in)
 			excess--
+			alive--
+			why = append(why, fmt.Sprintf("idle for %s", idle))
 		}
 	}
 	m.mu.Unlock()
 	m.launch(ins)
-	for _, in := range stop {
-		m.stopAsync(in, fmt.Sprintf("idle for %s", idle))
+	for i, in := range stop {
+		m.stopAsync(in, why[i])
 	}
 }
 

@@ -133,6 +133,18 @@ type pool struct {
 	// (-1: no cap); limitWhy says which budget.
 	limit    int
 	limitWhy string
+
+	// hold is the keep-warm window of an idle instance beyond the first, as
+	// the controller last chose it (ReconcileIdle); -1 until then.
+	hold time.Duration
+}
+
+// holdFor is how long an idle instance of p is kept (shown as its expiry).
+func (p *pool) holdFor() time.Duration {
+	if p.hold >= 0 {
+		return p.hold
+	}
+	return p.fn.Scaling.IdleTimeout.D()
 }
 
 // Instance is one instance of a function. Manager.mu guards the mutable fields.
@@ -205,7 +217,7 @@ func (m *Manager) Put(fn *spec.Function, version int64) {
 	m.mu.Lock()
 	p, ok := m.pools[fn.Name]
 	if !ok {
-		p = &pool{limit: -1}
+		p = &pool{limit: -1, hold: -1}
 		m.pools[fn.Name] = p
 	}
 	p.fn, p.version = fn, version

@@ -58,7 +58,7 @@ func (m *Manager) viewLocked(p *pool, in *Instance) api.Instance {
 		t := in.idleSince
 		v.IdleSince = &t
 		if p != nil {
-			e := t.Add(p.fn.Scaling.IdleTimeout.D())
+			e := t.Add(p.holdFor())
 			v.ExpiresAt = &e
 		}
 	}

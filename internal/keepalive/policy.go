@@ -2,6 +2,7 @@ package keepalive
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -16,9 +17,11 @@ const (
 	DefaultMaxOOB     = 0.5
 	DefaultFallback   = 10 * time.Minute
 	DefaultMinPreWarm = 5 * time.Second
-	// DefaultColdStartUSD is what one cold start's wait is worth to the
-	// user: 2 cents, about 50 s of an A100-40GB's serverless price.
-	DefaultColdStartUSD = 0.02
+	// DefaultColdStartWorth prices a cold start's wait, when the user sets
+	// no value, as this much of the function's own hardware time: the trade
+	// a fixed 10 min window makes (it pays up to 10 idle minutes to avoid
+	// one cold start). Being a time, it holds on any hardware class.
+	DefaultColdStartWorth = 10 * time.Minute
 )
 
 // Config tunes the policy. Zero fields take the defaults above.
@@ -82,8 +85,11 @@ type Prices struct {
 	// ColdStart is the measured start-to-ready time of one instance.
 	ColdStart time.Duration
 	// ColdStartUSD is what the user says one cold start's latency is worth
-	// (0: DefaultColdStartUSD).
+	// (0: ColdStartWorth of the hardware's time).
 	ColdStartUSD float64
+	// ColdStartWorth is the same value as hardware time, when ColdStartUSD
+	// is 0 (scaling.cold_start_worth; 0: DefaultColdStartWorth).
+	ColdStartWorth time.Duration
 }
 
 // ColdStartPrice is the expected price of one cold start: its loading
@@ -91,7 +97,11 @@ type Prices struct {
 func (p Prices) ColdStartPrice() float64 {
 	v := p.ColdStartUSD
 	if !(v > 0) {
-		v = DefaultColdStartUSD
+		worth := p.ColdStartWorth
+		if worth <= 0 {
+			worth = DefaultColdStartWorth
+		}
+		v = worth.Seconds() * p.IdlePerSecond
 	}
 	return p.ColdStart.Seconds()*p.IdlePerSecond + v
 }
@@ -104,6 +114,13 @@ type Windows struct {
 	// KeepAlive is how long from PreWarm an instance is kept; 0 with
 	// PreWarm 0 = stop as soon as idle.
 	KeepAlive time.Duration `json:"keep_alive"`
+	// Extra is how long an instance beyond the first is kept idle. The
+	// histogram counts the function's idle gaps, which say nothing about
+	// how often it needs a second instance, so extra instances get the
+	// safe fixed window (or the keep-alive, if longer) while the function
+	// is expected back soon (no pre-warm, some keep-alive), and stop at
+	// once otherwise. With the fallback this is exactly the fixed window.
+	Extra time.Duration `json:"extra_hold"`
 	// Why the windows are what they are.
 	Samples  int           `json:"samples"`
 	Head     time.Duration `json:"head,omitempty"` // the Head percentile's bin (lower edge)
@@ -122,6 +139,22 @@ type Windows struct {
 // time since the function's last busy period ended).
 func (w Windows) Warm(since time.Duration) bool {
 	return since >= w.PreWarm && since < w.PreWarm+w.KeepAlive
+}
+
+// Hold is how long an instance beyond the first may stay idle before it is
+// stopped (the per-instance idle timeout under auto).
+func (w Windows) Hold() time.Duration { return w.Extra }
+
+// IdleHold is how long an idle instance is kept, beyond what the scaling
+// decision wants, while alive instances of the function exist (itself
+// included): Hold while there are others, nothing for the only one (Warm
+// holds it, through the decision's min). The simulator and the live
+// controller both stop instances by this rule.
+func (w Windows) IdleHold(alive int) time.Duration {
+	if alive <= 1 {
+		return 0
+	}
+	return w.Hold()
 }
 
 // Predicted reports whether an arrival after idle time since falls in the
@@ -160,28 +193,51 @@ func Choose(h *Histogram, cfg Config, pr Prices) Windows {
 		w.Reason = fmt.Sprintf("p%g of idle %s, p%g %s over %d idle times", cfg.Head, headLo, cfg.Tail, tailHi, w.Samples)
 	}
 	if w.Samples == 0 {
-		return w
+		return w.withExtra(cfg)
 	}
 	// Cost-aware: per idle gap, holding an instance K past the pre-warm
 	// moment costs its expected idle seconds and saves the cold starts it
-	// turns warm. Among the windows up to the chosen one (ends of non-empty
-	// bins), keep the one that saves most; none that costs more than it
-	// saves. Too few samples: trust the fallback.
+	// turns warm. Among the windows up to the longer of the percentile
+	// window and the fallback (ends of non-empty bins), keep the one that
+	// saves most; none that costs more than it saves. The fallback's length
+	// is always a candidate, so at the default cold-start value the choice
+	// is never worse in expectation than the fixed window. Too few
+	// samples: trust the fallback.
 	if pr.IdlePerSecond > 0 && w.Samples >= cfg.MinSamples {
-		best, idle, warm := bestKeepAlive(h, w.PreWarm, w.KeepAlive, pr, cfg.Margin)
-		if best < w.KeepAlive {
-			if best == 0 {
-				w.PreWarm = 0
-				w.Reason += fmt.Sprintf("; not kept warm: idle costs more than the cold starts it avoids ($%.6f each)", pr.ColdStartPrice())
-			} else {
-				w.Reason += fmt.Sprintf("; cut to %s: longer idle costs more than the cold starts it avoids ($%.6f each)", best, pr.ColdStartPrice())
+		best, idle, warm, net := bestKeepAlive(h, w.PreWarm, w.KeepAlive, pr, cfg.Margin)
+		if cfg.Fallback > w.KeepAlive {
+			// Widen only for a real gain over the percentile window.
+			if b, i, wm, n := bestKeepAlive(h, w.PreWarm, cfg.Fallback, pr, cfg.Margin); n > net*(1+1e-9)+1e-12 {
+				best, idle, warm = b, i, wm
 			}
+		}
+		if ext := extendTail(h, w.PreWarm.Seconds(), max(w.KeepAlive, cfg.Fallback).Seconds(), best.Seconds(), pr.ColdStartPrice(), pr.IdlePerSecond); ext > best.Seconds() {
+			best = secs(ext).Round(time.Second / 10)
+			w.Reason += fmt.Sprintf("; %s past the longest idle time for those not seen yet", (best - w.KeepAlive).Round(time.Second))
 			w.KeepAlive = best
 		}
+		switch {
+		case best == 0 && w.KeepAlive > 0:
+			w.PreWarm = 0
+			w.Reason += fmt.Sprintf("; not kept warm: idle costs more than the cold starts it avoids ($%.6f each)", pr.ColdStartPrice())
+		case best < w.KeepAlive:
+			w.Reason += fmt.Sprintf("; cut to %s: longer idle costs more than the cold starts it avoids ($%.6f each)", best, pr.ColdStartPrice())
+		case best > w.KeepAlive:
+			w.Reason += fmt.Sprintf("; widened to %s: the cold starts it avoids ($%.6f each) cost more than the idle", best, pr.ColdStartPrice())
+		}
+		w.KeepAlive = best
 		w.ExpectedIdle, w.Avoided = idle, warm
-		return w
+		return w.withExtra(cfg)
 	}
 	w.ExpectedIdle, w.Avoided = expect(h, w)
+	return w.withExtra(cfg)
+}
+
+func (w Windows) withExtra(cfg Config) Windows {
+	w.Extra = 0
+	if w.PreWarm == 0 && w.KeepAlive > 0 {
+		w.Extra = max(w.KeepAlive, cfg.Fallback)
+	}
 	return w
 }
 
@@ -189,16 +245,17 @@ func Choose(h *Histogram, cfg Config, pr Prices) Windows {
 // the largest expected saving per gap: warm share × cold-start price minus
 // idle seconds × price, over candidate windows ending at bin edges (widened
 // by margin); 0 when no window saves anything. It also returns that
-// window's expected idle seconds and warm share. One pass over the bins.
-func bestKeepAlive(h *Histogram, pre, limit time.Duration, pr Prices, margin float64) (time.Duration, float64, float64) {
+// window's expected idle seconds, warm share and net saving. One pass over
+// the bins.
+func bestKeepAlive(h *Histogram, pre, limit time.Duration, pr Prices, margin float64) (time.Duration, float64, float64, float64) {
 	p, lim := pre.Seconds(), limit.Seconds()
 	n := float64(h.n)
 	if n == 0 {
-		return 0, 0, 0
+		return 0, 0, 0, 0
 	}
 	cold, price := pr.ColdStartPrice(), pr.IdlePerSecond
 	if h.counts == nil {
-		return 0, 0, 0
+		return 0, 0, 0, 0
 	}
 	// Walking candidate ends K upward: gaps below p are cold either way;
 	// gaps in [p, p+K) are warm and idle gap-p; all later gaps idle K.
@@ -234,7 +291,66 @@ func bestKeepAlive(h *Histogram, pre, limit time.Duration, pr Prices, margin flo
 		consider(min((edges[i+1]-p)*(1+margin), lim))
 	}
 	consider(lim)
-	return secs(bestK).Round(time.Second / 10), bestIdle, bestWarm
+	return secs(bestK).Round(time.Second / 10), bestIdle, bestWarm, bestNet
+}
+
+// extendTail widens a keep-alive k that covers every idle time seen (from
+// pre p) past the longest one, for the gaps not seen yet. Ending exactly at
+// the longest gap seen makes every new longest gap a cold start, and a busy
+// function meets one every few hundred gaps (with the calls that arrive
+// during that start each starting an instance too). Beyond the longest
+// gap M the chance of another gap is taken as 1/(n+1) (none seen yet, the
+// rule of succession), spread as the tail seen so far, exponential with
+// the mean excess over the median μ; the chance that the function has
+// stopped altogether as (long+1)/(n+1), long being gaps seen beyond lim.
+// Extending by Δ gains q·(1−e^(−Δ/μ))·cold and costs about (q·e^(−Δ/μ)+s)
+// idle seconds per second at the margin, so the best Δ solves
+// q·e^(−Δ/μ)·(cold/μ − price) = s·price. Returns k unchanged when k cuts
+// into the seen gaps (the price check chose to go cold) or no extension
+// pays.
+func extendTail(h *Histogram, p, lim, k, cold, price float64) float64 {
+	if k <= 0 || !(price > 0) || h.counts == nil {
+		return k
+	}
+	top, long := -1, float64(h.oob)
+	for i, c := range h.counts {
+		if c == 0 {
+			continue
+		}
+		if edges[i]-p >= lim {
+			long += float64(c)
+			continue
+		}
+		top = i
+	}
+	if top < 0 || edges[top+1]-p > k {
+		return k
+	}
+	// Gaps in the median's bin count as the median: a strict period (one
+	// bin) has no tail to extend.
+	medLo, medHi, _ := h.Percentile(50)
+	med := (medLo + medHi).Seconds() / 2
+	var excess, above float64
+	h.each(func(mid, c float64) {
+		if mid > med {
+			excess += (mid - med) * c
+			above += c
+		}
+	})
+	if above == 0 {
+		return k
+	}
+	mu := excess / above
+	n := float64(h.n)
+	q, s := 1/(n+1), (long+1)/(n+1)
+	if cold/mu <= price {
+		return k
+	}
+	delta := mu * math.Log(q*(cold/mu-price)/(s*price))
+	if !(delta > 0) {
+		return k
+	}
+	return min(max(k, edges[top+1]-p+delta), lim)
 }
 
 // expect returns, over the histogram's idle times, the mean idle

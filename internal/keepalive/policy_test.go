@@ -2,6 +2,7 @@ package keepalive
 
 import (
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -43,8 +44,8 @@ func diurnal() []float64 {
 }
 
 func TestChoose(t *testing.T) {
-	gpu := Prices{IdlePerSecond: 0.0004, ColdStart: 10 * time.Second, ColdStartUSD: DefaultColdStartUSD}
-	cpu := Prices{IdlePerSecond: 0.00001, ColdStart: 100 * time.Millisecond, ColdStartUSD: DefaultColdStartUSD}
+	gpu := Prices{IdlePerSecond: 0.0004, ColdStart: 10 * time.Second, ColdStartUSD: 0.02}
+	cpu := Prices{IdlePerSecond: 0.00001, ColdStart: 100 * time.Millisecond, ColdStartUSD: 0.02}
 	bursty := append(repeat(90, 1.5), repeat(10, 3600)...)
 	tests := []struct {
 		name          string
@@ -164,5 +165,62 @@ func TestHistogramJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(bad), &back); err == nil {
 			t.Errorf("%s: accepted, want an error", bad)
 		}
+	}
+}
+
+// IdleHold is the one rule by which the simulator and the live controller
+// stop idle instances under auto: the fallback keeps extra instances for
+// its fixed window (as idle_timeout: 10m would), a pre-warm window stops
+// them at once, and the only instance is left to Warm.
+func TestIdleHold(t *testing.T) {
+	var empty Histogram
+	fallback := Choose(&empty, Config{}, Prices{})
+	var h Histogram
+	for range 50 {
+		h.Add(120 * time.Second)
+	}
+	prewarm := Choose(&h, Config{}, Prices{})
+	if prewarm.PreWarm == 0 {
+		t.Fatalf("periodic 120 s: no pre-warm (%+v)", prewarm)
+	}
+	for _, tt := range []struct {
+		name  string
+		w     Windows
+		alive int
+		want  time.Duration
+	}{
+		{"fallback, two alive", fallback, 2, DefaultFallback},
+		{"fallback, only one", fallback, 1, 0},
+		{"pre-warm, two alive", prewarm, 3, 0},
+		{"none alive", fallback, 0, 0},
+	} {
+		if got := tt.w.IdleHold(tt.alive); got != tt.want {
+			t.Errorf("%s: IdleHold(%d) = %s, want %s", tt.name, tt.alive, got, tt.want)
+		}
+	}
+}
+
+// A busy function (exponential gaps, mean 12 s, a 10 s cold start): a
+// keep-alive ending at the longest gap seen makes every new longest gap a
+// cold start; the window reaches past it for gaps not seen yet, by about
+// μ·ln(price of a cold start / idle price of μ), and stays far below the
+// fixed 10 min that would be paid after the function's last call.
+func TestKeepAliveReachesPastTheLongestGap(t *testing.T) {
+	var h Histogram
+	longest := 0.0
+	for i := range 300 {
+		g := -12 * math.Log(1-(float64(i)+0.5)/300)
+		longest = max(longest, g)
+		h.Add(time.Duration(g * float64(time.Second)))
+	}
+	w := Choose(&h, Config{}, Prices{IdlePerSecond: 0.001, ColdStart: 10 * time.Second})
+	if w.PreWarm != 0 || w.Fallback != "" {
+		t.Fatalf("windows %+v, want learned, no pre-warm", w)
+	}
+	if ka := w.KeepAlive.Seconds(); ka < longest+20 || ka > 5*60 {
+		t.Fatalf("keep-alive %s, want between the longest gap %.0f s + 20 s and 5 min (%s)", w.KeepAlive, longest, w.Reason)
+	}
+	if !strings.Contains(w.Reason, "past the longest idle time") {
+		t.Errorf("reason %q does not say why", w.Reason)
 	}
 }

@@ -161,6 +161,13 @@ type Scaling struct {
 	// IdleAuto ("auto") learns it from the function's own idle times
 	// (internal/keepalive) and pre-warms before likely arrivals.
 	IdleTimeout Duration `json:"idle_timeout"`
+	// ColdStartWorth is what one cold start's wait is worth to the user,
+	// as this much of the function's own hardware time (a 10 min worth on
+	// a $0.001/s GPU is $0.60). The learned keep-warm policy (idle_timeout:
+	// auto) keeps an instance idle while that costs less than the cold
+	// starts it avoids. 0: the server's --default-cold-start-worth
+	// (keepalive.DefaultColdStartWorth, 10m).
+	ColdStartWorth Duration `json:"cold_start_worth,omitempty"`
 	// Buffer spare ready instances are kept while traffic flows.
 	Buffer int `json:"buffer,omitempty"`
 	// Queue bounds the requests waiting for a slot.
@@ -179,6 +186,10 @@ type Window struct {
 // Duration is a time.Duration that reads "120s" or a number of seconds and
 // writes the string form.
 type Duration time.Duration
+
+// MaxColdStartWorth bounds scaling.cold_start_worth: a day of hardware time
+// for one cold start already means "never scale to zero".
+const MaxColdStartWorth = 24 * time.Hour
 
 // IdleAuto is scaling.idle_timeout: auto, the learned keep-warm policy. It
 // is negative so that code reading it as a window (the instance manager's
@@ -271,7 +282,9 @@ type presence struct {
 		Concurrency *json.RawMessage `json:"concurrency"`
 		Target      *json.RawMessage `json:"target"`
 		IdleTimeout *json.RawMessage `json:"idle_timeout"`
-		Queue       *json.RawMessage `json:"queue"`
+		// ColdStartWorth: 0 written is refused rather than read as unset.
+		ColdStartWorth *json.RawMessage `json:"cold_start_worth"`
+		Queue          *json.RawMessage `json:"queue"`
 	} `json:"scaling"`
 	Timeout      *json.RawMessage `json:"timeout"`
 	StartTimeout *json.RawMessage `json:"start_timeout"`
@@ -307,6 +320,8 @@ func (p presence) scaling(field string) bool {
 		return p.Scaling.Queue != nil
 	case "concurrency":
 		return p.Scaling.Concurrency != nil
+	case "cold_start_worth":
+		return p.Scaling.ColdStartWorth != nil
 	}
 	return false
 }
@@ -499,6 +514,10 @@ func (f *Function) Validate() error {
 	}
 	if s.IdleTimeout < 0 && !s.IdleTimeout.Auto() {
 		add("scaling.idle_timeout", "must be auto or ≥ 0 (got %s)", s.IdleTimeout.D())
+	}
+	if s.ColdStartWorth < 0 || s.ColdStartWorth.D() > MaxColdStartWorth ||
+		(s.ColdStartWorth == 0 && f.given != nil && f.given.scaling("cold_start_worth")) {
+		add("scaling.cold_start_worth", "must be a duration of hardware time in (0, %s] (got %s; leave it out for the server's --default-cold-start-worth)", MaxColdStartWorth, s.ColdStartWorth.D())
 	}
 	if s.Buffer < 0 {
 		add("scaling.buffer", "must be ≥ 0 (got %d)", s.Buffer)

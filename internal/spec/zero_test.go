@@ -23,6 +23,7 @@ func TestZeroMeansWhatTheTableSays(t *testing.T) {
 		{"scaling.target", "scaling: {target: 0}", "scaling.target: must be in (0, 1] (got 0)", nil},
 		{"scaling.idle_timeout", "scaling: {idle_timeout: 0s}", "", func(f *Function) bool { return f.Scaling.IdleTimeout == 0 }},
 		{"scaling.idle_timeout as a number", "scaling: {idle_timeout: 0}", "", func(f *Function) bool { return f.Scaling.IdleTimeout == 0 }},
+		{"scaling.cold_start_worth", "scaling: {idle_timeout: auto, cold_start_worth: 0s}", "scaling.cold_start_worth: must be a duration of hardware time in (0, 24h0m0s] (got 0s;", nil},
 		{"scaling.buffer", "scaling: {buffer: 0}", "", func(f *Function) bool { return f.Scaling.Buffer == 0 }},
 		{"scaling.queue with min 1", "scaling: {min: 1, queue: 0}", "", func(f *Function) bool { return f.Scaling.Queue == 0 }},
 		{"scaling.queue with min 0", "scaling: {queue: 0}", "scaling.queue: 0 (fail fast: no call waits for a slot) needs scaling.min ≥ 1", nil},
