@@ -122,10 +122,14 @@ type Resources struct {
 	GPU    *GPU   `json:"gpu,omitempty"`
 }
 
-// GPU is an accelerator request.
+// GPU is an accelerator request: Count whole GPUs of Type per instance.
 type GPU struct {
 	Type  string `json:"type"`
 	Count int    `json:"count"`
+	// Shared lets instances that ask for it share GPUs with each other
+	// (small models that fit together in one GPU's memory); without it an
+	// instance's GPUs are its own.
+	Shared bool `json:"shared,omitempty"`
 }
 
 // Scaling is the per-function scaling policy.

@@ -64,6 +64,16 @@ const (
 	PhaseStarted = "started" // the engine started it
 )
 
+// GPU device drivers: how a container is given its GPUs.
+const (
+	// GPUNvidia asks the engine's "nvidia" device driver (the NVIDIA
+	// Container Toolkit) for the GPUs by UUID: `docker run --gpus`.
+	GPUNvidia = "nvidia"
+	// GPUCDI names the GPUs as CDI devices (nvidia.com/gpu=<uuid>), for
+	// engines set up with a CDI spec (`nvidia-ctk cdi generate`).
+	GPUCDI = "cdi"
+)
+
 // LabelOwner names the server that started a container (its data dir), so
 // that Cleanup removes this server's leftovers and no other's.
 const LabelOwner = "ember.run/owner"
@@ -83,6 +93,9 @@ type Options struct {
 	// without CAP_SYS_RESOURCE for the engine needs nofile and nproc
 	// within its own limits. Nil: the engine's defaults.
 	Ulimits []Ulimit
+	// GPUDriver is GPUNvidia (default) or GPUCDI: how the GPUs the
+	// allocator assigned (StartSpec.GPUDevices) are requested.
+	GPUDriver string
 	// OCIRuntime names the engine's OCI runtime ("runc"); "" = engine default.
 	OCIRuntime string
 	// AllowHostPaths lists host directories that specs may mount (each
@@ -167,6 +180,10 @@ func New(logger *slog.Logger, opts Options) (*Driver, error) {
 	opts.Network = cmp.Or(opts.Network, NetworkBridge)
 	if opts.Network != NetworkBridge && opts.Network != NetworkHost {
 		return nil, fmt.Errorf("container network: want %s or %s (got %q)", NetworkBridge, NetworkHost, opts.Network)
+	}
+	opts.GPUDriver = cmp.Or(opts.GPUDriver, GPUNvidia)
+	if opts.GPUDriver != GPUNvidia && opts.GPUDriver != GPUCDI {
+		return nil, fmt.Errorf("container GPU driver: want %s or %s (got %q)", GPUNvidia, GPUCDI, opts.GPUDriver)
 	}
 	opts.StopTimeout = cmp.Or(opts.StopTimeout, 10*time.Second)
 	opts.ProbeInitial = cmp.Or(opts.ProbeInitial, 200*time.Microsecond)
@@ -381,6 +398,9 @@ func (d *Driver) configs(s driver.StartSpec, secrets []string, hostPort int) (*c
 		hc.Memory = m
 		hc.MemorySwap = m // no swap: the limit is the limit
 	}
+	if len(s.GPUDevices) > 0 {
+		hc.DeviceRequests = []container.DeviceRequest{d.gpuRequest(s.GPUDevices)}
+	}
 	for _, u := range d.opts.Ulimits {
 		hc.Ulimits = append(hc.Ulimits, &container.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
 	}
@@ -394,6 +414,19 @@ func (d *Driver) configs(s driver.StartSpec, secrets []string, hostPort int) (*c
 		hc.Mounts = append(hc.Mounts, m)
 	}
 	return cfg, hc, nil
+}
+
+// gpuRequest asks the engine for exactly the GPUs the allocator assigned,
+// never "all": two containers must not see each other's GPUs.
+func (d *Driver) gpuRequest(ids []string) container.DeviceRequest {
+	if d.opts.GPUDriver == GPUCDI {
+		names := make([]string, len(ids))
+		for i, id := range ids {
+			names[i] = "nvidia.com/gpu=" + id
+		}
+		return container.DeviceRequest{Driver: "cdi", DeviceIDs: names}
+	}
+	return container.DeviceRequest{Driver: "nvidia", DeviceIDs: slices.Clone(ids), Capabilities: [][]string{{"gpu"}}}
 }
 
 // volumeName is the engine name of a spec's named volume: prefixed, so a

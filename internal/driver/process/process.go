@@ -250,6 +250,11 @@ func (d *Driver) environ(s driver.StartSpec, secrets []string, port string, expa
 		env = append(env, k+"="+expand(s.Env[k]))
 	}
 	env = append(env, secrets...)
+	if len(s.GPUDevices) > 0 {
+		// The GPUs the allocator assigned, by UUID (stable whatever
+		// order CUDA enumerates in); it wins over a spec's own value.
+		env = append(env, "CUDA_VISIBLE_DEVICES="+strings.Join(s.GPUDevices, ","))
+	}
 	return append(env,
 		"PORT="+port,
 		"EMBER_FUNCTION="+s.Function,
