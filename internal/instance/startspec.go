@@ -27,7 +27,7 @@ func StartSpecFor(fn *spec.Function, version int64, id string) driver.StartSpec 
 		}
 	}
 	for _, v := range fn.Volumes {
-		s.Volumes = append(s.Volumes, driver.Volume{Name: v.Name, HostPath: v.HostPath, MountPath: v.MountPath, ReadOnly: v.ReadOnly})
+		s.Volumes = append(s.Volumes, driver.Volume{Name: v.Name, HostPath: v.HostPath, MountPath: v.MountPath, ReadOnly: !v.Writable()})
 	}
 	return s
 }

@@ -67,7 +67,7 @@ type Function struct {
 	Port int `json:"port,omitempty"`
 	// Volumes are mounted into a container's filesystem (refused by
 	// process and onnx, which share the host's).
-	Volumes []Volume `json:"volumes,omitempty"`
+	Volumes Volumes `json:"volumes,omitempty"`
 
 	Scaling Scaling `json:"scaling"`
 	// Timeout bounds one request, queue wait included.
