@@ -33,7 +33,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -166,8 +165,7 @@ type Driver struct {
 	cli    *client.Client
 	probe  *http.Client
 
-	mu    sync.Mutex   // guards the following
-	ports map[int]bool // host ports handed to live instances
+	ports driver.Ports // host ports handed to live instances
 }
 
 // New returns a Driver for the engine at opts.Host. It does not contact
@@ -199,7 +197,6 @@ func New(logger *slog.Logger, opts Options) (*Driver, error) {
 			Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		ports: map[int]bool{},
 	}, nil
 }
 
@@ -474,35 +471,14 @@ func (d *Driver) resolveSecrets(ctx context.Context, refs map[string]string) ([]
 // reservePort picks a free loopback port for the instance (its published
 // port in bridge mode, its $PORT in host mode).
 func (d *Driver) reservePort() (int, error) {
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	for range 16 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("container: picking a port: %w", err)
-		}
-		held = append(held, l)
-		port := l.Addr().(*net.TCPAddr).Port
-		d.mu.Lock()
-		taken := d.ports[port]
-		d.ports[port] = true
-		d.mu.Unlock()
-		if !taken {
-			return port, nil
-		}
+	port, err := d.ports.Reserve("127.0.0.1")
+	if err != nil {
+		return 0, fmt.Errorf("container: %w", err)
 	}
-	return 0, errors.New("container: no free port after 16 attempts")
+	return port, nil
 }
 
-func (d *Driver) releasePort(port int) {
-	d.mu.Lock()
-	delete(d.ports, port)
-	d.mu.Unlock()
-}
+func (d *Driver) releasePort(port int) { d.ports.Release(port) }
 
 // waitReady probes inst with the shared loop and cadence of every driver
 // (driver.AwaitReady): tight at first, then backing off to the spec's
