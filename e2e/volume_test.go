@@ -67,3 +67,31 @@ func TestContainerNamedVolumeSharedReadOnly(t *testing.T) {
 		t.Errorf("write through the default (read-only) mount: %d %s, want 500 read-only file system", r.status, r.body)
 	}
 }
+
+// TestContainerImageRemovedAfterDeploy: a cold start does not ask the
+// engine about an image it saw present (one round trip less per cold
+// start), yet an image removed since deploy still gets the precise
+// "not present" reason, not a raw create error.
+func TestContainerImageRemovedAfterDeploy(t *testing.T) {
+	e := needEngine(t)
+	ref := "localhost/" + uniqueName("ember-e2e-gone") + ":1"
+	if _, err := e.cli.ImageTag(context.Background(), client.ImageTagOptions{Source: e.image(t), Target: ref}); err != nil {
+		t.Fatal(err)
+	}
+	removeTag := func() {
+		e.cli.ImageRemove(context.Background(), ref, client.ImageRemoveOptions{})
+	}
+	t.Cleanup(removeTag)
+	s := containerServer(t, e, "")
+	name := uniqueName("ctr-gone")
+	s.deploy(fmt.Sprintf("name: %s\nruntime: container\nimage: %s\nenv: {SIM_HOST: 0.0.0.0}\nscaling: {min: 0, max: 1, idle_timeout: 1s}\n", name, ref))
+	if r := s.call("POST", "/v1/run/"+name+"/predict", `{}`); r.status != 200 {
+		t.Fatalf("first call: %d %s", r.status, r.body)
+	}
+	eventually(t, 30*time.Second, "idle instance stopped", func() bool { return len(s.instances(name)) == 0 })
+	removeTag()
+	r := s.call("POST", "/v1/run/"+name+"/predict", `{}`)
+	if r.status < 500 || !strings.Contains(string(r.body), "is not present on the engine") {
+		t.Errorf("call after the image was removed: %d %s, want 5xx saying it is not present", r.status, r.body)
+	}
+}

@@ -33,6 +33,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -166,6 +167,35 @@ type Driver struct {
 	probe  *http.Client
 
 	ports driver.Ports // host ports handed to live instances
+
+	mu     sync.Mutex      // guards the following
+	images map[string]bool // images seen present on the engine (deploy pulled or a start inspected them)
+}
+
+// maxKnownImages bounds the images remembered as present; past it the
+// memory starts over (a start then inspects once more).
+const maxKnownImages = 1024
+
+// imageKnown reports whether image was seen present, so a cold start need
+// not ask the engine again: a removed image still fails the create, which
+// Start reports like a missing image.
+func (d *Driver) imageKnown(image string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.images[image]
+}
+
+func (d *Driver) setImageKnown(image string, known bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !known {
+		delete(d.images, image)
+		return
+	}
+	if d.images == nil || len(d.images) >= maxKnownImages {
+		d.images = map[string]bool{}
+	}
+	d.images[image] = true
 }
 
 // New returns a Driver for the engine at opts.Host. It does not contact
@@ -243,6 +273,7 @@ func (d *Driver) Cleanup(ctx context.Context) (int, error) {
 // caller's cold start ever waits for a pull.
 func (d *Driver) EnsureImage(ctx context.Context, image string, progress io.Writer) error {
 	if _, err := d.cli.ImageInspect(ctx, image); err == nil {
+		d.setImageKnown(image, true)
 		return nil
 	} else if !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("inspect image %s on %s: %w", image, d.opts.Host, err)
@@ -281,13 +312,19 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	inst.out = lineWriter{ring: inst.logs, w: s.Output}
 
 	// The image must be present: deploy pulled it. A missing image is a
-	// start failure, never a pull on the caller's time.
-	if _, err := d.cli.ImageInspect(ctx, s.Image); err != nil {
-		reason := fmt.Sprintf("image %s: cannot inspect on %s", s.Image, d.opts.Host)
-		if cerrdefs.IsNotFound(err) {
-			reason = fmt.Sprintf("image %s is not present on the engine (deploy pulls it; redeploy, or build it there)", s.Image)
+	// start failure, never a pull on the caller's time. An image seen
+	// present before is not asked about again (a round trip to the engine
+	// on every cold start); if it was removed since, the create fails
+	// and says so the same way.
+	if !d.imageKnown(s.Image) {
+		if _, err := d.cli.ImageInspect(ctx, s.Image); err != nil {
+			reason := fmt.Sprintf("image %s: cannot inspect on %s", s.Image, d.opts.Host)
+			if cerrdefs.IsNotFound(err) {
+				reason = missingImage(s.Image)
+			}
+			return nil, &driver.StartError{Reason: reason, Err: err}
 		}
-		return nil, &driver.StartError{Reason: reason, Err: err}
+		d.setImageKnown(s.Image, true)
 	}
 	inst.phase(PhaseImage)
 
@@ -319,6 +356,10 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	})
 	if err != nil {
 		d.releasePort(hostPort)
+		if cerrdefs.IsNotFound(err) {
+			d.setImageKnown(s.Image, false)
+			return nil, &driver.StartError{Reason: missingImage(s.Image), Err: err}
+		}
 		return nil, &driver.StartError{Reason: "create container: " + err.Error(), Err: err}
 	}
 	inst.containerID = created.ID
@@ -347,6 +388,10 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	}
 	logger.Debug("container ready", "phases", inst.Phases())
 	return inst, nil
+}
+
+func missingImage(image string) string {
+	return fmt.Sprintf("image %s is not present on the engine (deploy pulls it; redeploy, or build it there)", image)
 }
 
 // configs builds the container's configuration: labels, environment,
