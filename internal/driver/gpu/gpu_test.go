@@ -257,3 +257,13 @@ func TestAllocatorMessages(t *testing.T) {
 		t.Errorf("Held = %v", got)
 	}
 }
+
+// testdata/h200.csv is the real answer of nvidia-smi with Query on an
+// NVIDIA H200 machine (driver output, November 2026).
+func TestParseRealH200(t *testing.T) {
+	devs, err := File{Path: "testdata/h200.csv"}.GPUs(t.Context())
+	want := []Device{{Index: 0, UUID: "GPU-cbbf01cc-aac3-342e-da7b-5e0e6c0fb129", Name: "NVIDIA H200", MemoryMiB: 143771, Class: "h200-141gb"}}
+	if err != nil || !reflect.DeepEqual(devs, want) {
+		t.Fatalf("GPUs = %+v, %v; want %+v", devs, err, want)
+	}
+}
