@@ -50,7 +50,8 @@ func within(got, want, rel float64) bool { return math.Abs(got-want) <= rel*math
 // own timeline (start, ready, requests, stop) within 1 %, and that the cost
 // is the catalogue price × seconds.
 func TestMeteringMatchesTimeline(t *testing.T) {
-	s := startServer(t, "")
+	// resources.gpu here prices the a100 class; no GPU is needed to meter it.
+	s := startServer(t, "", "--gpus", "off")
 	beforeDeploy := time.Now()
 	s.deploy(simSpec("meter", "{min: 0, max: 1, concurrency: 1, idle_timeout: 1s}",
 		"env: {SIM_START_DELAY: 300ms}",

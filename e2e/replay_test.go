@@ -44,7 +44,7 @@ func TestReplayMatchesCostModel(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s := startServer(t, "")
+	s := startServer(t, "", "--gpus", "off") // resources.gpu only prices the replay
 	s.deploy(simSpec("replay", fmt.Sprintf("{min: 0, max: 1, concurrency: 1, target: 1, idle_timeout: %s}", idle),
 		"env: {SIM_START_DELAY: 300ms}",
 		"resources: {gpu: {type: a100-40gb, count: 1}}"))

@@ -282,6 +282,7 @@ func (s *server) routes() http.Handler {
 	mux.Handle("POST /v1/embeddings", s.counted(s.embeddings))
 	mux.Handle("/stream", s.counted(s.stream)) // any method: async jobs POST to it
 	mux.Handle("/whoami", s.counted(s.whoami))
+	mux.Handle("/file", s.counted(s.file))
 	mux.Handle("/", s.counted(s.echo))
 	return s.logged(mux)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/ember-run/ember/internal/config"
 	"github.com/ember-run/ember/internal/driver"
 	"github.com/ember-run/ember/internal/driver/container"
+	"github.com/ember-run/ember/internal/driver/gpu"
 	"github.com/ember-run/ember/internal/driver/onnx"
 	"github.com/ember-run/ember/internal/driver/process"
 	"github.com/ember-run/ember/internal/instance"
@@ -32,7 +33,10 @@ type runtimes struct {
 	process   *process.Driver
 	onnx      *onnx.Driver
 	container *container.Driver
-	byName    map[string]driver.Driver // spec runtime → its driver
+	// gpus hands GPUs to process and container instances (nil: --gpus
+	// off, resources.gpu only meters).
+	gpus   *gpu.Allocator
+	byName map[string]driver.Driver // spec runtime → its driver
 	// hardware reports whether the price catalogue knows a hardware class
 	// (nil: not checked); an unknown one would be metered at $0.
 	hardware func(class string) bool
@@ -43,7 +47,41 @@ func (r *runtimes) Start(ctx context.Context, s driver.StartSpec) (driver.Instan
 	if !ok {
 		return nil, &driver.StartError{Reason: fmt.Sprintf("unknown runtime %q", s.Runtime)}
 	}
-	return d.Start(ctx, s)
+	if r.gpus == nil || s.Resources.GPU.Count == 0 || !gpuRuntime(s.Runtime) {
+		return d.Start(ctx, s)
+	}
+	// Whole GPUs for the instance's life: taken before the start (none
+	// free is a start failure that names the holders, retried with the
+	// start backoff like any failed start), given back when it exits.
+	owner := s.Function + "/" + s.InstanceID
+	devs, err := r.gpus.Acquire(gpu.Request{Owner: owner, Class: strings.ToLower(s.Resources.GPU.Type),
+		Count: s.Resources.GPU.Count, Shared: s.Resources.GPU.Shared})
+	if err != nil {
+		return nil, &driver.StartError{Reason: "resources.gpu: " + err.Error(), Err: err}
+	}
+	s.GPUDevices = make([]string, len(devs))
+	for i, dv := range devs {
+		s.GPUDevices[i] = dv.ID()
+	}
+	inst, err := d.Start(ctx, s)
+	if err != nil {
+		r.gpus.Release(owner)
+		return nil, err
+	}
+	// Owned by the instance: it ends when the instance has exited,
+	// whether stopped or crashed, which every driver reports by Done.
+	go func() {
+		<-inst.Done()
+		r.gpus.Release(owner)
+	}()
+	return inst, nil
+}
+
+// gpuRuntime: the runtimes whose instances are given GPUs (onnx workers
+// run on CPU; their resources.gpu only meters).
+func gpuRuntime(rt string) bool {
+	rt = cmp.Or(rt, spec.RuntimeProcess)
+	return rt == spec.RuntimeProcess || rt == spec.RuntimeContainer
 }
 
 // Validate is the runtime-specific half of deploy validation (the spec's
@@ -63,6 +101,12 @@ func (r *runtimes) Validate(f *spec.Function) error {
 	if hw := f.HardwareClass(); r.hardware != nil && !r.hardware(hw) {
 		errs = append(errs, &spec.FieldError{Field: "resources.gpu.type",
 			Reason: fmt.Sprintf("unknown hardware class %q: the price catalogue has no offer for it (ember prices lists the known ones; add one in <data-dir>/prices.yaml)", hw)})
+	}
+	if n := f.GPUCount(); n > 0 && r.gpus != nil && gpuRuntime(f.Runtime) {
+		if err := r.gpus.Check(f.HardwareClass(), n); err != nil {
+			errs = append(errs, &spec.FieldError{Field: "resources.gpu",
+				Reason: err.Error() + " (ember serve --gpus off meters resources.gpu without GPUs)"})
+		}
 	}
 	if v, ok := d.(driver.Validator); ok {
 		var ve *spec.ValidationError
@@ -127,6 +171,7 @@ func newRuntimes(cfg config.Config, logger *slog.Logger, guard *process.Guard, s
 	}
 	r := newRegistry(proc, on)
 	r.container = ctr
+	r.gpus = newGPUs(cfg, logger.With("component", "gpu"))
 	r.byName[spec.RuntimeContainer] = ctr
 	return r, nil
 }
@@ -157,7 +202,7 @@ func newContainers(cfg config.Config, logger *slog.Logger, secrets process.Secre
 	}
 	d, err := container.New(logger, container.Options{
 		Host: cfg.ContainerHost, Network: cfg.ContainerNetwork, Ulimits: ulimits,
-		OCIRuntime: cfg.ContainerOCIRuntime, AllowHostPaths: cfg.ContainerAllowHostPaths,
+		OCIRuntime: cfg.ContainerOCIRuntime, GPUDriver: cfg.ContainerGPUDriver, AllowHostPaths: cfg.ContainerAllowHostPaths,
 		Owner: owner, Secrets: secrets, PublicURL: publicURL(cfg),
 	})
 	if err != nil {
@@ -177,6 +222,38 @@ func newContainers(cfg config.Config, logger *slog.Logger, secrets process.Secre
 		logger.Info("removed containers left by an earlier run", "count", n, "host", d.Host())
 	}
 	return d, nil
+}
+
+// newGPUs reads the GPU inventory once, at start, and returns the
+// allocator over it; nil for --gpus off. A machine without nvidia-smi has
+// no GPUs (said once, at info); lines nvidia-smi printed that do not parse
+// are warned about and left out.
+func newGPUs(cfg config.Config, logger *slog.Logger) *gpu.Allocator {
+	var inv gpu.Inventory = gpu.SMI{}
+	switch {
+	case cfg.GPUs == "off":
+		return nil
+	case strings.HasPrefix(cfg.GPUs, "file:"):
+		inv = gpu.File{Path: strings.TrimPrefix(cfg.GPUs, "file:")}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	devs, err := inv.GPUs(ctx)
+	why := ""
+	switch {
+	case errors.Is(err, gpu.ErrNoSMI):
+		why = err.Error()
+		logger.Info("no GPUs: functions with resources.gpu are refused at deploy (--gpus off to meter them without GPUs)", "reason", err)
+	case err != nil && len(devs) == 0:
+		why = err.Error()
+		logger.Warn("no GPUs: the inventory failed", "err", err)
+	case err != nil:
+		logger.Warn("GPU inventory: lines left out", "err", err)
+	}
+	for _, d := range devs {
+		logger.Info("GPU", "index", d.Index, "uuid", d.UUID, "name", d.Name, "memory_mib", d.MemoryMiB, "class", d.Class)
+	}
+	return gpu.NewAllocator(devs, why)
 }
 
 // preparer fetches an onnx function's model and the ONNX Runtime library

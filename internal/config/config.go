@@ -117,6 +117,14 @@ type Config struct {
 	// ContainerAllowHostPaths lists host directories container specs may
 	// mount (host_path); empty refuses every host path.
 	ContainerAllowHostPaths []string
+	// GPUs is where the GPU inventory comes from: "auto" (nvidia-smi;
+	// none when it is absent), "off" (no allocation: resources.gpu is a
+	// metering and pricing hint, the GPUs are not checked or assigned), or
+	// "file:PATH" (nvidia-smi's CSV in a file).
+	GPUs string
+	// ContainerGPUDriver is how containers get their GPUs: nvidia (an
+	// NVIDIA device request, the Container Toolkit) or cdi (CDI names).
+	ContainerGPUDriver string
 	// GuardCommand is the argv of the helper that kills instances' whole
 	// process groups if the server dies (process.Guard). The CLI sets it
 	// to `ember worker guard`; empty (in-process embedders, benchmarks)
@@ -154,6 +162,8 @@ func Default() Config {
 		BodyBufferBudget:        256 << 20,
 		MinBodyRate:             1 << 10,
 		ContainerNetwork:        "bridge",
+		GPUs:                    "auto",
+		ContainerGPUDriver:      "nvidia",
 	}
 }
 
@@ -226,6 +236,8 @@ func Knobs() []Knob {
 		{"container-ulimit", "EMBER_CONTAINER_ULIMIT", "ulimits set on every container, name=soft:hard, comma-separated (e.g. nofile=1024:1024,nproc=1024:1024 where the engine lacks CAP_SYS_RESOURCE); default: the engine's"},
 		{"container-oci-runtime", "EMBER_CONTAINER_OCI_RUNTIME", "the engine's OCI runtime for containers, e.g. runc; default: the engine's"},
 		{"container-allow-host-path", "EMBER_CONTAINER_ALLOW_HOST_PATH", "host directories container specs may mount as host_path (comma-separated); none by default"},
+		{"container-gpu-driver", "EMBER_CONTAINER_GPU_DRIVER", "how containers get their GPUs: nvidia (device request to the NVIDIA Container Toolkit) or cdi (CDI names nvidia.com/gpu=<uuid>)"},
+		{"gpus", "EMBER_GPUS", "GPU inventory: auto (nvidia-smi; none without it), off (resources.gpu only meters and prices; no GPU is checked or assigned) or file:PATH (nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits output)"},
 	}
 }
 
@@ -296,6 +308,17 @@ func (c Config) Validate() error {
 		if !ulimitRE.MatchString(u) {
 			return fmt.Errorf("container-ulimit: want name=soft:hard, e.g. nofile=1024:1024 (got %q)", u)
 		}
+	}
+	switch {
+	case c.GPUs == "auto", c.GPUs == "off":
+	case strings.HasPrefix(c.GPUs, "file:") && filepath.IsAbs(strings.TrimPrefix(c.GPUs, "file:")):
+	default:
+		return fmt.Errorf("gpus: want auto, off or file:/absolute/path (got %q)", c.GPUs)
+	}
+	switch c.ContainerGPUDriver {
+	case "nvidia", "cdi":
+	default:
+		return fmt.Errorf("container-gpu-driver: want nvidia or cdi (got %q)", c.ContainerGPUDriver)
 	}
 	for _, p := range c.ContainerAllowHostPaths {
 		if !filepath.IsAbs(p) || filepath.Clean(p) != p {

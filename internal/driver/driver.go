@@ -55,6 +55,11 @@ type StartSpec struct {
 	// Resources is what one instance occupies; a driver that cannot
 	// enforce a limit treats it as a hint (process: metering only).
 	Resources Resources
+	// GPUDevices are the GPUs assigned to this instance (UUIDs, or
+	// indexes), Resources.GPU.Count of them, by the server's allocator:
+	// a process sees them as CUDA_VISIBLE_DEVICES, a container gets them
+	// as an engine device request. Empty: no GPU is exposed.
+	GPUDevices []string
 	// Volumes are mounted into the instance's filesystem (container
 	// runtimes); in spec order.
 	Volumes []Volume
@@ -89,8 +94,9 @@ type Resources struct {
 
 // GPU is an accelerator request; Count 0 means none.
 type GPU struct {
-	Type  string // e.g. "a100-40gb", as written in the spec
-	Count int
+	Type   string // e.g. "a100-40gb", as written in the spec
+	Count  int
+	Shared bool // the GPUs may be shared with other Shared instances
 }
 
 // Volume is one mount. Exactly one of Name (a runtime-managed volume: an

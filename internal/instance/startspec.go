@@ -23,11 +23,11 @@ func StartSpecFor(fn *spec.Function, version int64, id string) driver.StartSpec 
 		s.Resources.CPU = r.CPU
 		s.Resources.MemoryBytes, _ = r.MemoryBytes() // validated: 0 only when unset
 		if r.GPU != nil {
-			s.Resources.GPU = driver.GPU{Type: r.GPU.Type, Count: fn.GPUCount()}
+			s.Resources.GPU = driver.GPU{Type: r.GPU.Type, Count: fn.GPUCount(), Shared: r.GPU.Shared}
 		}
 	}
 	for _, v := range fn.Volumes {
-		s.Volumes = append(s.Volumes, driver.Volume{Name: v.Name, HostPath: v.HostPath, MountPath: v.MountPath, ReadOnly: v.ReadOnly})
+		s.Volumes = append(s.Volumes, driver.Volume{Name: v.Name, HostPath: v.HostPath, MountPath: v.MountPath, ReadOnly: !v.Writable()})
 	}
 	return s
 }

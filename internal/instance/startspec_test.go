@@ -34,7 +34,7 @@ health: /ready
 resources: {cpu: 1.5, memory: 16Gi, gpu: {type: A100-40GB, count: 2}}
 volumes:
   - {name: weights, mount_path: /weights, read_only: true}
-  - {host_path: /srv/cache, mount_path: /cache}
+  - {host_path: /srv/cache, mount_path: /cache, read_only: false}
 `, 1, "acme-llm-1", driver.StartSpec{
 			Function: "acme/llm", InstanceID: "acme-llm-1",
 			Labels:  driver.Labels{Function: "acme/llm", Version: 1, Instance: "acme-llm-1"},

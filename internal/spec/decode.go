@@ -166,6 +166,7 @@ func (w *walker) fail(path, format string, args ...any) {
 var (
 	durationType = reflect.TypeFor[Duration]()
 	unmarshaler  = reflect.TypeFor[json.Unmarshaler]()
+	volumesType  = reflect.TypeFor[Volumes]()
 )
 
 // walk checks v against t at path and returns v, rewritten where the spec
@@ -181,6 +182,9 @@ func (w *walker) walk(path string, v any, t reflect.Type) any {
 	case t == durationType:
 		w.duration(path, v)
 		return v
+	case t == volumesType && isList(v):
+		// The list form of volumes is plain structs: walked as such, so
+		// its errors are the spec's usual ones (did-you-mean and all).
 	case reflect.PointerTo(t).Implements(unmarshaler):
 		w.custom(path, v, t)
 		return v
@@ -396,6 +400,11 @@ func editDistance(a, b string) int {
 		prev, cur = cur, prev
 	}
 	return prev[len(rb)]
+}
+
+func isList(v any) bool {
+	_, ok := v.([]any)
+	return ok
 }
 
 func join(path, key string) string {

@@ -38,8 +38,14 @@ type Volume struct {
 	Name      string `json:"name,omitempty"`
 	HostPath  string `json:"host_path,omitempty"`
 	MountPath string `json:"mount_path"`
-	ReadOnly  bool   `json:"read_only,omitempty"`
+	// ReadOnly is true unless set to false: weights are read, and an
+	// instance that may write must say so.
+	ReadOnly *bool `json:"read_only,omitempty"`
 }
+
+// Writable reports whether the spec asked for a read-write mount
+// (read_only: false); every other mount is read-only.
+func (v Volume) Writable() bool { return v.ReadOnly != nil && !*v.ReadOnly }
 
 // GPUCount is the number of GPUs one instance of f occupies (0 for a CPU
 // function): the one reading of resources.gpu.count for metering, pricing

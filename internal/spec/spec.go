@@ -81,7 +81,7 @@ type Function struct {
 	Port int `json:"port,omitempty"`
 	// Volumes are mounted into a container's filesystem (refused by
 	// process and onnx, which share the host's).
-	Volumes []Volume `json:"volumes,omitempty"`
+	Volumes Volumes `json:"volumes,omitempty"`
 	// Protocol is how Ember talks to the instance: http (default: requests
 	// are forwarded as they are) or cog (Cog's predictions API; runtime
 	// container only, port 5000 and scaling.concurrency 1 by default).
@@ -141,10 +141,14 @@ type Resources struct {
 	GPU    *GPU   `json:"gpu,omitempty"`
 }
 
-// GPU is an accelerator request.
+// GPU is an accelerator request: Count whole GPUs of Type per instance.
 type GPU struct {
 	Type  string `json:"type"`
 	Count int    `json:"count"`
+	// Shared lets instances that ask for it share GPUs with each other
+	// (small models that fit together in one GPU's memory); without it an
+	// instance's GPUs are its own.
+	Shared bool `json:"shared,omitempty"`
 }
 
 // Scaling is the per-function scaling policy.

@@ -3,6 +3,7 @@ package spec
 import (
 	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -166,8 +167,9 @@ func TestContainerFieldsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
-	want := []Volume{{Name: "models", MountPath: "/models", ReadOnly: true}, {HostPath: "/srv/cache", MountPath: "/cache"}}
-	if f.Image != "ghcr.io/acme/m@sha256:0123" || len(f.Volumes) != 2 || f.Volumes[0] != want[0] || f.Volumes[1] != want[1] {
+	yes := true
+	want := Volumes{{Name: "models", MountPath: "/models", ReadOnly: &yes}, {HostPath: "/srv/cache", MountPath: "/cache"}}
+	if f.Image != "ghcr.io/acme/m@sha256:0123" || !reflect.DeepEqual(f.Volumes, want) {
 		t.Errorf("Parse = image %q volumes %+v, want %+v", f.Image, f.Volumes, want)
 	}
 	if got, err := f.Resources.MemoryBytes(); err != nil || got != 2<<30 {

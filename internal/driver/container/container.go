@@ -66,6 +66,16 @@ const (
 	PhaseStarted = "started" // the engine started it
 )
 
+// GPU device drivers: how a container is given its GPUs.
+const (
+	// GPUNvidia asks the engine's "nvidia" device driver (the NVIDIA
+	// Container Toolkit) for the GPUs by UUID: `docker run --gpus`.
+	GPUNvidia = "nvidia"
+	// GPUCDI names the GPUs as CDI devices (nvidia.com/gpu=<uuid>), for
+	// engines set up with a CDI spec (`nvidia-ctk cdi generate`).
+	GPUCDI = "cdi"
+)
+
 // LabelOwner names the server that started a container (its data dir), so
 // that Cleanup removes this server's leftovers and no other's.
 const LabelOwner = "ember.run/owner"
@@ -85,6 +95,9 @@ type Options struct {
 	// without CAP_SYS_RESOURCE for the engine needs nofile and nproc
 	// within its own limits. Nil: the engine's defaults.
 	Ulimits []Ulimit
+	// GPUDriver is GPUNvidia (default) or GPUCDI: how the GPUs the
+	// allocator assigned (StartSpec.GPUDevices) are requested.
+	GPUDriver string
 	// OCIRuntime names the engine's OCI runtime ("runc"); "" = engine default.
 	OCIRuntime string
 	// AllowHostPaths lists host directories that specs may mount (each
@@ -162,11 +175,39 @@ type Driver struct {
 	// cogFiles keeps protocol cog file outputs, served as links.
 	cogFiles *cog.Files
 
-	mu    sync.Mutex   // guards the following
-	ports map[int]bool // host ports handed to live instances
+	ports driver.Ports // host ports handed to live instances
+
+	mu     sync.Mutex      // guards the following
+	images map[string]bool // images seen present on the engine (deploy pulled or a start inspected them)
 	// cogSchemas is each cog function's input schema, as its latest
 	// ready instance declared it.
 	cogSchemas map[string]*cog.Schema
+}
+
+// maxKnownImages bounds the images remembered as present; past it the
+// memory starts over (a start then inspects once more).
+const maxKnownImages = 1024
+
+// imageKnown reports whether image was seen present, so a cold start need
+// not ask the engine again: a removed image still fails the create, which
+// Start reports like a missing image.
+func (d *Driver) imageKnown(image string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.images[image]
+}
+
+func (d *Driver) setImageKnown(image string, known bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !known {
+		delete(d.images, image)
+		return
+	}
+	if d.images == nil || len(d.images) >= maxKnownImages {
+		d.images = map[string]bool{}
+	}
+	d.images[image] = true
 }
 
 // New returns a Driver for the engine at opts.Host. It does not contact
@@ -179,6 +220,10 @@ func New(logger *slog.Logger, opts Options) (*Driver, error) {
 	opts.Network = cmp.Or(opts.Network, NetworkBridge)
 	if opts.Network != NetworkBridge && opts.Network != NetworkHost {
 		return nil, fmt.Errorf("container network: want %s or %s (got %q)", NetworkBridge, NetworkHost, opts.Network)
+	}
+	opts.GPUDriver = cmp.Or(opts.GPUDriver, GPUNvidia)
+	if opts.GPUDriver != GPUNvidia && opts.GPUDriver != GPUCDI {
+		return nil, fmt.Errorf("container GPU driver: want %s or %s (got %q)", GPUNvidia, GPUCDI, opts.GPUDriver)
 	}
 	opts.StopTimeout = cmp.Or(opts.StopTimeout, 10*time.Second)
 	opts.ProbeInitial = cmp.Or(opts.ProbeInitial, 200*time.Microsecond)
@@ -194,7 +239,6 @@ func New(logger *slog.Logger, opts Options) (*Driver, error) {
 			Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		ports:    map[int]bool{},
 		cogFiles: cog.NewFiles(opts.PublicURL, cog.DefaultFilesBytes, cog.DefaultFilesTTL), cogSchemas: map[string]*cog.Schema{},
 	}, nil
 }
@@ -272,6 +316,7 @@ func (d *Driver) Cleanup(ctx context.Context) (int, error) {
 // caller's cold start ever waits for a pull.
 func (d *Driver) EnsureImage(ctx context.Context, image string, progress io.Writer) error {
 	if _, err := d.cli.ImageInspect(ctx, image); err == nil {
+		d.setImageKnown(image, true)
 		return nil
 	} else if !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("inspect image %s on %s: %w", image, d.opts.Host, err)
@@ -310,13 +355,19 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	inst.out = lineWriter{ring: inst.logs, w: s.Output}
 
 	// The image must be present: deploy pulled it. A missing image is a
-	// start failure, never a pull on the caller's time.
-	if _, err := d.cli.ImageInspect(ctx, s.Image); err != nil {
-		reason := fmt.Sprintf("image %s: cannot inspect on %s", s.Image, d.opts.Host)
-		if cerrdefs.IsNotFound(err) {
-			reason = fmt.Sprintf("image %s is not present on the engine (deploy pulls it; redeploy, or build it there)", s.Image)
+	// start failure, never a pull on the caller's time. An image seen
+	// present before is not asked about again (a round trip to the engine
+	// on every cold start); if it was removed since, the create fails
+	// and says so the same way.
+	if !d.imageKnown(s.Image) {
+		if _, err := d.cli.ImageInspect(ctx, s.Image); err != nil {
+			reason := fmt.Sprintf("image %s: cannot inspect on %s", s.Image, d.opts.Host)
+			if cerrdefs.IsNotFound(err) {
+				reason = missingImage(s.Image)
+			}
+			return nil, &driver.StartError{Reason: reason, Err: err}
 		}
-		return nil, &driver.StartError{Reason: reason, Err: err}
+		d.setImageKnown(s.Image, true)
 	}
 	inst.phase(PhaseImage)
 
@@ -348,6 +399,10 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	})
 	if err != nil {
 		d.releasePort(hostPort)
+		if cerrdefs.IsNotFound(err) {
+			d.setImageKnown(s.Image, false)
+			return nil, &driver.StartError{Reason: missingImage(s.Image), Err: err}
+		}
 		return nil, &driver.StartError{Reason: "create container: " + err.Error(), Err: err}
 	}
 	inst.containerID = created.ID
@@ -386,6 +441,10 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	}
 	logger.Debug("container ready", "phases", inst.Phases())
 	return inst, nil
+}
+
+func missingImage(image string) string {
+	return fmt.Sprintf("image %s is not present on the engine (deploy pulls it; redeploy, or build it there)", image)
 }
 
 // configs builds the container's configuration: labels, environment,
@@ -434,6 +493,9 @@ func (d *Driver) configs(s driver.StartSpec, secrets []string, hostPort int) (*c
 		hc.Memory = m
 		hc.MemorySwap = m // no swap: the limit is the limit
 	}
+	if len(s.GPUDevices) > 0 {
+		hc.DeviceRequests = []container.DeviceRequest{d.gpuRequest(s.GPUDevices)}
+	}
 	for _, u := range d.opts.Ulimits {
 		hc.Ulimits = append(hc.Ulimits, &container.Ulimit{Name: u.Name, Soft: u.Soft, Hard: u.Hard})
 	}
@@ -447,6 +509,19 @@ func (d *Driver) configs(s driver.StartSpec, secrets []string, hostPort int) (*c
 		hc.Mounts = append(hc.Mounts, m)
 	}
 	return cfg, hc, nil
+}
+
+// gpuRequest asks the engine for exactly the GPUs the allocator assigned,
+// never "all": two containers must not see each other's GPUs.
+func (d *Driver) gpuRequest(ids []string) container.DeviceRequest {
+	if d.opts.GPUDriver == GPUCDI {
+		names := make([]string, len(ids))
+		for i, id := range ids {
+			names[i] = "nvidia.com/gpu=" + id
+		}
+		return container.DeviceRequest{Driver: "cdi", DeviceIDs: names}
+	}
+	return container.DeviceRequest{Driver: "nvidia", DeviceIDs: slices.Clone(ids), Capabilities: [][]string{{"gpu"}}}
 }
 
 // volumeName is the engine name of a spec's named volume: prefixed, so a
@@ -494,35 +569,14 @@ func (d *Driver) resolveSecrets(ctx context.Context, refs map[string]string) ([]
 // reservePort picks a free loopback port for the instance (its published
 // port in bridge mode, its $PORT in host mode).
 func (d *Driver) reservePort() (int, error) {
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	for range 16 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("container: picking a port: %w", err)
-		}
-		held = append(held, l)
-		port := l.Addr().(*net.TCPAddr).Port
-		d.mu.Lock()
-		taken := d.ports[port]
-		d.ports[port] = true
-		d.mu.Unlock()
-		if !taken {
-			return port, nil
-		}
+	port, err := d.ports.Reserve("127.0.0.1")
+	if err != nil {
+		return 0, fmt.Errorf("container: %w", err)
 	}
-	return 0, errors.New("container: no free port after 16 attempts")
+	return port, nil
 }
 
-func (d *Driver) releasePort(port int) {
-	d.mu.Lock()
-	delete(d.ports, port)
-	d.mu.Unlock()
-}
+func (d *Driver) releasePort(port int) { d.ports.Release(port) }
 
 // waitReady probes inst with the shared loop and cadence of every driver
 // (driver.AwaitReady): tight at first, then backing off to the spec's

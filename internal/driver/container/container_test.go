@@ -2,9 +2,12 @@ package container
 
 import (
 	"errors"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/moby/moby/api/types/container"
 
 	"github.com/ember-run/ember/internal/driver"
 )
@@ -45,7 +48,8 @@ func TestValidate(t *testing.T) {
 		{"host path outside the allow-list", driver.StartSpec{Image: "i", Volumes: []driver.Volume{{HostPath: "/var/run", MountPath: "/m"}}}, "volumes[0].host_path"},
 		{"prefix is not a parent", driver.StartSpec{Image: "i", Volumes: []driver.Volume{{HostPath: "/srv/models2", MountPath: "/m"}}}, "volumes[0].host_path"},
 		{"named volume", driver.StartSpec{Image: "i", Volumes: []driver.Volume{{Name: "weights", MountPath: "/m"}}}, ""},
-		{"gpu", driver.StartSpec{Image: "i", Resources: driver.Resources{GPU: driver.GPU{Type: "l4", Count: 1}}}, "resources.gpu"},
+		// Whether this machine has the GPU is the allocator's check (app).
+		{"gpu", driver.StartSpec{Image: "i", Resources: driver.Resources{GPU: driver.GPU{Type: "l4", Count: 1}}}, ""},
 	} {
 		err := d.Validate(tc.s)
 		var fe *driver.FieldError
@@ -113,5 +117,36 @@ func TestConfigsIsolate(t *testing.T) {
 		} else if len(hc.PortBindings) != 0 {
 			t.Errorf("host network publishes %v", hc.PortBindings)
 		}
+	}
+}
+
+// TestConfigsGPUs: the assigned GPUs, and only those, become the device
+// request of the configured kind; none assigned, none requested.
+func TestConfigsGPUs(t *testing.T) {
+	for _, tc := range []struct {
+		driver  string
+		devices []string
+		want    []container.DeviceRequest
+	}{
+		{GPUNvidia, nil, nil},
+		{GPUNvidia, []string{"GPU-a", "GPU-b"}, []container.DeviceRequest{{Driver: "nvidia", DeviceIDs: []string{"GPU-a", "GPU-b"}, Capabilities: [][]string{{"gpu"}}}}},
+		{GPUCDI, []string{"GPU-a"}, []container.DeviceRequest{{Driver: "cdi", DeviceIDs: []string{"nvidia.com/gpu=GPU-a"}}}},
+	} {
+		d, err := New(nil, Options{Host: "unix:///nonexistent.sock", GPUDriver: tc.driver})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := driver.StartSpec{Function: "f", InstanceID: "f-1", Image: "img", GPUDevices: tc.devices,
+			Resources: driver.Resources{GPU: driver.GPU{Type: "a100-40gb", Count: len(tc.devices)}}}
+		_, hc, err := d.configs(s, nil, 40000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(hc.DeviceRequests, tc.want) {
+			t.Errorf("%s %v: device requests = %+v, want %+v", tc.driver, tc.devices, hc.DeviceRequests, tc.want)
+		}
+	}
+	if _, err := New(nil, Options{Host: "unix:///nonexistent.sock", GPUDriver: "amd"}); err == nil {
+		t.Error("GPUDriver amd accepted")
 	}
 }

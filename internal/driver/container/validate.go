@@ -22,10 +22,6 @@ func (d *Driver) Validate(s driver.StartSpec) error {
 		errs = append(errs, &driver.FieldError{Field: "task",
 			Reason: "task and model configure the onnx runtime; a container runs its image"})
 	}
-	if s.Resources.GPU.Count > 0 {
-		errs = append(errs, &driver.FieldError{Field: "resources.gpu",
-			Reason: "GPU device requests for containers are not supported by this server yet"})
-	}
 	for i, v := range s.Volumes {
 		if v.HostPath != "" && !d.hostPathAllowed(v.HostPath) {
 			reason := "host paths are refused unless the operator allows them (ember serve --container-allow-host-path DIR)"

@@ -75,3 +75,19 @@ func TestEnviron(t *testing.T) {
 		t.Errorf("resolveSecrets without a store = %v", err)
 	}
 }
+
+// The allocator's GPUs reach the process as CUDA_VISIBLE_DEVICES, over a
+// value the spec set itself (exec keeps the last of a duplicated name).
+func TestEnvironGPUs(t *testing.T) {
+	d := New(nil, Options{Env: []string{"PATH=/bin"}})
+	s := driver.StartSpec{Function: "f", InstanceID: "f-1",
+		Env:        map[string]string{"CUDA_VISIBLE_DEVICES": "0,1,2,3"},
+		GPUDevices: []string{"GPU-aaaa", "GPU-bbbb"},
+	}
+	got := d.environ(s, nil, "4000", func(v string) string { return v })
+	want := []string{"PATH=/bin", "CUDA_VISIBLE_DEVICES=0,1,2,3", "CUDA_VISIBLE_DEVICES=GPU-aaaa,GPU-bbbb",
+		"PORT=4000", "EMBER_FUNCTION=f", "EMBER_INSTANCE=f-1", "EMBER_READY_FD=3"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("environ (-want +got):\n%s", d)
+	}
+}

@@ -32,7 +32,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ember-run/ember/internal/driver"
@@ -98,8 +97,7 @@ type Driver struct {
 	opts   Options
 	probe  *http.Client
 
-	mu    sync.Mutex   // guards the following
-	ports map[int]bool // ports handed to instances that have not exited
+	ports driver.Ports // ports handed to instances that have not exited
 }
 
 // New returns a Driver. A nil logger discards logs.
@@ -145,7 +143,6 @@ func New(logger *slog.Logger, opts Options) *Driver {
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		ports: map[int]bool{},
 	}
 }
 
@@ -250,6 +247,11 @@ func (d *Driver) environ(s driver.StartSpec, secrets []string, port string, expa
 		env = append(env, k+"="+expand(s.Env[k]))
 	}
 	env = append(env, secrets...)
+	if len(s.GPUDevices) > 0 {
+		// The GPUs the allocator assigned, by UUID (stable whatever
+		// order CUDA enumerates in); it wins over a spec's own value.
+		env = append(env, "CUDA_VISIBLE_DEVICES="+strings.Join(s.GPUDevices, ","))
+	}
 	return append(env,
 		"PORT="+port,
 		"EMBER_FUNCTION="+s.Function,
@@ -339,43 +341,15 @@ func (d *Driver) checkHealth(ctx context.Context, url string, timeout time.Durat
 	return resp.StatusCode >= 200 && resp.StatusCode < 300, resp.Status
 }
 
-// reservePort picks a free port on Host. The kernel chooses it; the
-// listener is closed before the instance binds it, so another program
-// could take it in between. The reservation at least stops this driver
-// handing one port to two live instances.
 func (d *Driver) reservePort() (int, error) {
-	const attempts = 16
-	var held []net.Listener // ports we skipped stay bound until we decide
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	for range attempts {
-		l, err := net.Listen("tcp", net.JoinHostPort(d.opts.Host, "0"))
-		if err != nil {
-			return 0, fmt.Errorf("process: picking a port: %w", err)
-		}
-		held = append(held, l)
-		port := l.Addr().(*net.TCPAddr).Port
-		d.mu.Lock()
-		taken := d.ports[port]
-		if !taken {
-			d.ports[port] = true
-		}
-		d.mu.Unlock()
-		if !taken {
-			return port, nil
-		}
+	port, err := d.ports.Reserve(d.opts.Host)
+	if err != nil {
+		return 0, fmt.Errorf("process: %w", err)
 	}
-	return 0, fmt.Errorf("process: no free port after %d attempts", attempts)
+	return port, nil
 }
 
-func (d *Driver) releasePort(port int) {
-	d.mu.Lock()
-	delete(d.ports, port)
-	d.mu.Unlock()
-}
+func (d *Driver) releasePort(port int) { d.ports.Release(port) }
 
 // Interface guards.
 var (
