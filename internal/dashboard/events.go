@@ -5,7 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/ember-run/ember/internal/jobs"
 )
 
 // streamLife bounds one SSE stream; the browser's EventSource reconnects,
@@ -19,7 +23,8 @@ const streamLife = 10 * time.Minute
 // still shows its state as loaded.
 func (d *Dashboard) events(w http.ResponseWriter, r *http.Request, v viewer) {
 	q := r.URL.Query()
-	render, ok := d.renderer(r, v, q.Get("page"), q.Get("name"), q.Get("id"))
+	chunks := &jobChunks{}
+	render, ok := d.renderer(r, v, q.Get("page"), q.Get("name"), q.Get("id"), chunks)
 	if !ok {
 		http.Error(w, "page: one of functions, function (with name), job (with id), routes", http.StatusBadRequest)
 		return
@@ -52,7 +57,7 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request, v viewer) {
 		fl.Flush()
 		return more
 	}
-	wake := d.wakeup(ctx, v, q.Get("page"), q.Get("id"))
+	wake := d.wakeup(ctx, v, q.Get("page"), q.Get("id"), chunks)
 	for {
 		select {
 		case <-ctx.Done():
@@ -67,9 +72,41 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request, v viewer) {
 	}
 }
 
+// maxChunks bounds the output chunks a job page's stream keeps.
+const maxChunks = 1000
+
+// jobChunks collects a running job's output events for its page: the
+// record has the output only once the job is done.
+type jobChunks struct {
+	mu     sync.Mutex // guards chunks
+	chunks []string
+}
+
+func (c *jobChunks) add(e jobs.Event) {
+	if e.Type != "output" {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.chunks) < maxChunks {
+		chunk := string(e.Data)
+		var text string // a chunk that is a JSON string shows as its text
+		if json.Unmarshal(e.Data, &text) == nil {
+			chunk = text
+		}
+		c.chunks = append(c.chunks, truncate(chunk, 4096))
+	}
+}
+
+func (c *jobChunks) text() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.Join(c.chunks, "\n")
+}
+
 // renderer returns the function that renders the page's live fragments
 // (and whether more may follow).
-func (d *Dashboard) renderer(r *http.Request, v viewer, page, name, id string) (func() (map[string]string, bool), bool) {
+func (d *Dashboard) renderer(r *http.Request, v viewer, page, name, id string, chunks *jobChunks) (func() (map[string]string, bool), bool) {
 	switch page {
 	case "functions":
 		return func() (map[string]string, bool) {
@@ -103,6 +140,12 @@ func (d *Dashboard) renderer(r *http.Request, v viewer, page, name, id string) (
 				return map[string]string{}, false
 			}
 			done := p.Status == "succeeded" || p.Status == "failed" || p.Status == "canceled"
+			if !done && (len(p.Output) == 0 || string(p.Output) == "null") {
+				if t := chunks.text(); t != "" {
+					p.Output = nil
+					return map[string]string{"job": string(jobFragmentStreaming(p, t))}, true
+				}
+			}
 			return map[string]string{"job": string(jobFragment(p))}, !done
 		}, true
 	}
@@ -110,9 +153,9 @@ func (d *Dashboard) renderer(r *http.Request, v viewer, page, name, id string) (
 }
 
 // wakeup delivers a tick whenever the page should be re-rendered: the
-// recorder's samples, or a job's own events. It closes when the source
-// ends; its goroutine stops with ctx.
-func (d *Dashboard) wakeup(ctx context.Context, v viewer, page, id string) <-chan struct{} {
+// recorder's samples, or a job's own events (collected into chunks). It
+// closes when the source ends; its goroutine stops with ctx.
+func (d *Dashboard) wakeup(ctx context.Context, v viewer, page, id string, chunks *jobChunks) <-chan struct{} {
 	out := make(chan struct{}, 1)
 	out <- struct{}{} // render once at once
 	go func() {
@@ -123,7 +166,8 @@ func (d *Dashboard) wakeup(ctx context.Context, v viewer, page, id string) <-cha
 				return
 			}
 			for {
-				if _, err := st.Next(ctx); err != nil {
+				e, err := st.Next(ctx)
+				if err != nil {
 					// The stream ended (job done) or ctx is gone: one last render.
 					select {
 					case out <- struct{}{}:
@@ -131,6 +175,7 @@ func (d *Dashboard) wakeup(ctx context.Context, v viewer, page, id string) <-cha
 					}
 					return
 				}
+				chunks.add(e)
 				select {
 				case out <- struct{}{}:
 				default: // a render is already due

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"html"
 	"net/http"
 	"net/url"
 	"slices"
@@ -20,7 +21,7 @@ import (
 func (d *Dashboard) page(w http.ResponseWriter, v viewer, title, active, events string, body safe) {
 	var b buf
 	b.f(`<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">`+
-		`<title>%s · Ember</title><link rel="stylesheet" href="/ui/assets/ui.css"><script src="/ui/assets/ui.js" defer></script></head>`+
+		`<title>%s · Ember</title><link rel="stylesheet" href="/ui/assets/ui.css"><link rel="icon" href="data:,"><script src="/ui/assets/ui.js" defer></script></head>`+
 		`<body data-events="%s"><header><a class="brand" href="/ui/">ember</a><nav>`, title, events)
 	for _, n := range [][2]string{{"functions", "/ui/"}, {"jobs", "/ui/jobs"}, {"routes", "/ui/routes"}, {"cost", "/ui/cost"}} {
 		cls := ""
@@ -354,6 +355,13 @@ func (d *Dashboard) jobPage(w http.ResponseWriter, r *http.Request, v viewer) {
 		return
 	}
 	d.page(w, v, "Job "+id, "jobs", "/ui/events?page=job&id="+url.QueryEscape(id), d.live("job", jobFragment(p)))
+}
+
+// jobFragmentStreaming is jobFragment while the job runs: the output so
+// far is the chunks its stream sent.
+func jobFragmentStreaming(p *api.Prediction, chunks string) safe {
+	f := string(jobFragment(p))
+	return safe(strings.Replace(f, `<pre id="job-output">–</pre>`, `<pre id="job-output">`+string(html.EscapeString(chunks))+`</pre>`, 1))
 }
 
 func jobFragment(p *api.Prediction) safe {
