@@ -107,7 +107,7 @@ func (d *Dashboard) meteredSection(r *http.Request, v viewer) safe {
 		for _, p := range f.Periods {
 			days = append(days, bar{Label: p.Start.UTC().Format("2006-01-02"), Parts: byState(p.CostUSD, p.Seconds.Loading, p.Seconds.Busy, p.Seconds.Idle)})
 		}
-		alts := []bar{{Label: "Ember (metered)", Parts: []float64{f.CostUSD}}}
+		alts := []bar{{Label: "Ember (metered)", Parts: []float64{0, f.CostUSD}}}
 		for _, a := range f.Alternatives {
 			alts = append(alts, bar{Label: truncate(a.Name, 34), Parts: []float64{0, 0, 0, a.CostUSD}})
 		}

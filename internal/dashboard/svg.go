@@ -123,7 +123,7 @@ func (c lineChart) svg() safe {
 	}
 	xs, ys := bounds(c)
 	var b buf
-	b.f(`<svg class="chart" viewBox="0 0 %d %d" role="img" aria-label="%s"><title>%s</title>`, chartW, chartH, c.Title, c.Title)
+	b.f(`<figure><figcaption>%s</figcaption><svg class="chart" viewBox="0 0 %d %d" role="img" aria-label="%s"><title>%s</title>`, c.Title, chartW, chartH, c.Title, c.Title)
 	for _, t := range ys.ticks(4) {
 		y := ys.at(t)
 		b.f(`<line class="grid" x1="%d" x2="%d" y1="%s" y2="%s"/><text class="tick" x="%d" y="%s" text-anchor="end">%s</text>`,
@@ -156,7 +156,7 @@ func (c lineChart) svg() safe {
 	for i, s := range c.Series {
 		b.f(`<li><span class="key s%d"></span>%s</li>`, i%8, s.Name)
 	}
-	b.f(`</ul>`)
+	b.f(`</ul></figure>`)
 	return b.safe()
 }
 
@@ -171,7 +171,7 @@ func shortNum(v float64) string {
 	case a == 0:
 		return "0"
 	}
-	return strconv.FormatFloat(v, 'g', 2, 64)
+	return strconv.FormatFloat(v, 'g', 3, 64)
 }
 
 // seg is one state of one lane of a timeline, in seconds on its x axis.
