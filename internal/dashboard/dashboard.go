@@ -85,6 +85,7 @@ type Dashboard struct {
 	rec      *Recorder
 	sessions *sessions
 	streams  chan struct{} // a slot per open SSE stream
+	frames   frames        // function pages' fragments, shared per sample
 	now      func() time.Time
 	log      *slog.Logger
 }

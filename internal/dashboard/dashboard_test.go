@@ -66,6 +66,12 @@ func (m mux) Register(p string, _ auth.Right, h http.Handler) { m.Handle(p, h) }
 
 func newTestServer(t *testing.T) (*httptest.Server, *fakeKeys) {
 	t.Helper()
+	srv, keys, _ := newTestServerD(t)
+	return srv, keys
+}
+
+func newTestServerD(t *testing.T) (*httptest.Server, *fakeKeys, *Dashboard) {
+	t.Helper()
 	cat, err := cost.DefaultCatalogue()
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +84,7 @@ func newTestServer(t *testing.T) (*httptest.Server, *fakeKeys) {
 	d.Mount(m)
 	srv := httptest.NewServer(m)
 	t.Cleanup(srv.Close)
-	return srv, keys
+	return srv, keys, d
 }
 
 // client keeps cookies and does not follow redirects, so each answer can
@@ -307,5 +313,48 @@ func TestStreamsAreBounded(t *testing.T) {
 	d.events(rec, httptest.NewRequest("GET", "/ui/events?page=functions", nil), viewer{})
 	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
 		t.Errorf("past the bound: %d %v, want 503 with Retry-After", rec.Code, rec.Header())
+	}
+}
+
+func TestFramesRenderOncePerSample(t *testing.T) {
+	var f frames
+	r := NewRecorder()
+	n := 0
+	render := func() map[string]string { n++; return map[string]string{"x": "y"} }
+	for range 10 {
+		f.get(r.Changed(), "fn", render)
+	}
+	if n != 1 {
+		t.Errorf("rendered %d times for one sample, want 1", n)
+	}
+	r.Sample(time.Now(), nil, nil)
+	f.get(r.Changed(), "fn", render)
+	if n != 2 {
+		t.Errorf("rendered %d times after a new sample, want 2", n)
+	}
+}
+
+func TestRevocationEndsAnOpenStream(t *testing.T) {
+	srv, keys, d := newTestServerD(t)
+	c := client(t)
+	signIn(t, c, srv.URL, "admin-key")
+	resp, err := c.Get(srv.URL + "/ui/events?page=functions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("events: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	b := make([]byte, 64<<10)
+	if n, err := resp.Body.Read(b); err != nil || !strings.HasPrefix(string(b[:n]), "data: {") {
+		t.Fatalf("first message %q, %v", b[:n], err)
+	}
+	keys.mu.Lock()
+	keys.revoked["admin-key"] = true
+	keys.mu.Unlock()
+	d.rec.Sample(time.Now(), nil, nil) // the next message is due: the key is checked first
+	if n, err := resp.Body.Read(b); err == nil {
+		t.Errorf("the stream went on after the key was revoked: %q", b[:n])
 	}
 }

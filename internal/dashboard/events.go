@@ -49,6 +49,14 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request, v viewer) {
 	end := time.NewTimer(streamLife)
 	defer end.Stop()
 	send := func() bool {
+		// The key is re-checked before every message too (a map lookup in
+		// the authenticator's cache): revoking it ends open streams.
+		if v.ss != nil {
+			if _, err := d.opts.Keys.Authenticate(ctx, "Bearer "+v.ss.key); err != nil {
+				d.sessions.close(v.ss.id)
+				return false
+			}
+		}
 		frags, more := render()
 		b, _ := json.Marshal(frags)
 		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
@@ -70,6 +78,32 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request, v viewer) {
 			}
 		}
 	}
+}
+
+// frames shares a function page's rendered fragments among the streams
+// open on it: rendered once per sample, however many dashboards watch.
+// Access is checked when a stream opens, so the fragments are the same for
+// every viewer.
+type frames struct {
+	mu  sync.Mutex // guards the following
+	gen <-chan struct{}
+	m   map[string]map[string]string
+}
+
+// get returns name's fragments for the sample generation gen (the
+// recorder's Changed channel), rendering them if this generation has none.
+func (f *frames) get(gen <-chan struct{}, name string, render func() map[string]string) map[string]string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.gen != gen {
+		f.gen, f.m = gen, map[string]map[string]string{}
+	}
+	if out, ok := f.m[name]; ok {
+		return out
+	}
+	out := render()
+	f.m[name] = out
+	return out
 }
 
 // maxChunks bounds the output chunks a job page's stream keeps.
@@ -117,11 +151,13 @@ func (d *Dashboard) renderer(r *http.Request, v viewer, page, name, id string, c
 			return nil, false
 		}
 		return func() (map[string]string, bool) {
-			out := map[string]string{}
-			for _, id := range []string{"status", "timeline", "rate", "starts", "logs"} {
-				out[id] = string(d.functionFragment(id, name))
-			}
-			return out, true
+			return d.frames.get(d.rec.Changed(), name, func() map[string]string {
+				out := map[string]string{}
+				for _, id := range []string{"status", "timeline", "rate", "starts", "logs"} {
+					out[id] = string(d.functionFragment(id, name))
+				}
+				return out
+			}), true
 		}, true
 	case "routes":
 		return func() (map[string]string, bool) {
