@@ -140,6 +140,17 @@ func TestDashboardInABrowser(t *testing.T) {
 	s := startServer(t, "")
 	s.deploy(simSpec("web", "{min: 0, max: 2, concurrency: 4, idle_timeout: 3s}", "env: {SIM_LOAD_DELAY: 300ms}"))
 	s.deploy(simSpec("streamjob", "{min: 0, max: 1, idle_timeout: 30s}", "predict_path: /stream", "env: {SIM_STREAM_N: '6', SIM_STREAM_INTERVAL_MS: '700'}"))
+	// A route from web to streamjob whose low threshold the calls below
+	// cross: the routes page shows the QPS against it and the switch.
+	if _, err := s.c.ApplyRoute(context.Background(), []byte(`
+name: chat
+targets:
+  persistent: {function: streamjob}
+  serverless: {function: web}
+policy: {threshold: 0.2, window: 10s, hold: 1ms}
+`)); err != nil {
+		t.Fatal(err)
+	}
 
 	// Sign in: the key goes in a form field, never the URL.
 	must(t, chromedp.Do(ctx,
@@ -161,6 +172,7 @@ func TestDashboardInABrowser(t *testing.T) {
 	go func() {
 		for range 5 {
 			s.callAs(s.key, "POST", "/v1/run/web/predict", `{"sleep_ms": 200}`)
+			s.callAs(s.key, "POST", "/v1/run/chat/predict", `{"sleep_ms": 200}`)
 		}
 	}()
 	waitText(t, ctx, 20*time.Second, "web ready", "#fn-state", func(s string) bool { return s == api.FunctionReady })
@@ -199,7 +211,10 @@ func TestDashboardInABrowser(t *testing.T) {
 		t.Error("the cost table did not change with requests/day")
 	}
 	shoot(t, ctx, "cost")
-	must(t, chromedp.Do(ctx, chromedp.Navigate(s.url+"/ui/routes"), chromedp.WaitVisible(chromedp.CSS(`main`))))
+	must(t, chromedp.Do(ctx, chromedp.Navigate(s.url+"/ui/routes")))
+	waitText(t, ctx, 10*time.Second, "the route's switch to persistent", "[data-live=routes]", func(s string) bool {
+		return strings.Contains(s, "serverless → persistent")
+	})
 	shoot(t, ctx, "routes")
 
 	if errs := consoleErrors(); len(errs) > 0 {
