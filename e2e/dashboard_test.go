@@ -4,6 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"fmt"
 	"os"
 	"os/exec"
@@ -216,6 +220,24 @@ policy: {threshold: 0.2, window: 10s, hold: 1ms}
 		return strings.Contains(s, "serverless → persistent")
 	})
 	shoot(t, ctx, "routes")
+
+	// An invoke key for web only: its dashboard lists web, not streamjob,
+	// and not the admin's job (checked over plain HTTP with its own session).
+	invoke := s.createKey(api.KeyCreate{Name: "viewer", Scope: api.ScopeInvoke, Functions: []string{"web"}})
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar}
+	resp, err := hc.PostForm(s.url+"/ui/signin", url.Values{"key": {invoke}})
+	must(t, err)
+	resp.Body.Close()
+	for path, want := range map[string][2]string{"/ui/": {"/ui/functions/web", "streamjob"}, "/ui/jobs": {"No jobs match", p.ID}} {
+		resp, err := hc.Get(s.url + path)
+		must(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), want[0]) || strings.Contains(string(body), want[1]) {
+			t.Errorf("invoke key's %s: want %q and not %q:\n%s", path, want[0], want[1], body)
+		}
+	}
 
 	if errs := consoleErrors(); len(errs) > 0 {
 		t.Errorf("console errors:\n%s", strings.Join(errs, "\n"))

@@ -358,3 +358,22 @@ func TestRevocationEndsAnOpenStream(t *testing.T) {
 		t.Errorf("the stream went on after the key was revoked: %q", b[:n])
 	}
 }
+
+func TestCookieIsSecureOverTLS(t *testing.T) {
+	keys := &fakeKeys{revoked: map[string]bool{}}
+	d := New(Options{Functions: fakeFns{}, Instances: fakeInstances{}, Keys: keys, Recorder: NewRecorder()})
+	m := mux{http.NewServeMux()}
+	d.Mount(m)
+	srv := httptest.NewTLSServer(m)
+	defer srv.Close()
+	c := srv.Client()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := c.PostForm(srv.URL+"/ui/signin", url.Values{"key": {"admin-key"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if ck := resp.Cookies(); len(ck) != 1 || !ck[0].Secure {
+		t.Errorf("cookies over TLS = %+v, want one Secure cookie", ck)
+	}
+}
