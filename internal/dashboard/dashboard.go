@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
@@ -113,6 +114,10 @@ func (d *Dashboard) Mount(r Registrar) {
 	static, _ := fs.Sub(assets, "assets")
 	files := http.StripPrefix("/ui/assets/", http.FileServerFS(static))
 	r.Register("GET /ui/assets/", auth.RightPublic, d.headers(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r) // no directory listings
+			return
+		}
 		w.Header().Set("Cache-Control", "public, max-age=3600")
 		files.ServeHTTP(w, r)
 	})))

@@ -190,6 +190,9 @@ func TestBadKeyIsRefusedWithTheReason(t *testing.T) {
 
 func TestSecurityHeaders(t *testing.T) {
 	srv, _ := newTestServer(t)
+	if resp, _ := get(t, client(t), srv.URL+"/ui/assets/"); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /ui/assets/ = %d, want 404 (no listing)", resp.StatusCode)
+	}
 	for _, p := range []string{"/ui/signin", "/ui/assets/ui.css"} {
 		resp, _ := get(t, client(t), srv.URL+p)
 		h := resp.Header
