@@ -155,6 +155,17 @@ policy: {threshold: 0.2, window: 10s, hold: 1ms}
 `)); err != nil {
 		t.Fatal(err)
 	}
+	// A cost-policy route between two priced URL pools (never called):
+	// the routes page draws both targets' prices per hour over time.
+	if _, err := s.c.ApplyRoute(context.Background(), []byte(`
+name: pricey
+targets:
+  persistent: {url: "http://127.0.0.1:9", usd_per_hour: 1.25}
+  serverless: {url: "http://127.0.0.2:9", usd_per_request: 0.001}
+policy: {type: cost}
+`)); err != nil {
+		t.Fatal(err)
+	}
 
 	// Sign in: the key goes in a form field, never the URL.
 	must(t, chromedp.Do(ctx,
@@ -218,6 +229,9 @@ policy: {threshold: 0.2, window: 10s, hold: 1ms}
 	must(t, chromedp.Do(ctx, chromedp.Navigate(s.url+"/ui/routes")))
 	waitText(t, ctx, 10*time.Second, "the route's switch to persistent", "[data-live=routes]", func(s string) bool {
 		return strings.Contains(s, "serverless → persistent")
+	})
+	waitText(t, ctx, 10*time.Second, "the cost route's prices", "[data-live=routes]", func(s string) bool {
+		return strings.Contains(s, "persistent $1.25/h · serverless $0.00/h") && strings.Contains(s, "price per hour of each target")
 	})
 	shoot(t, ctx, "routes")
 

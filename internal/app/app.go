@@ -142,8 +142,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	}
 	px := proxy.New()
 	defer px.Close()
+	routeCosts := routing.Costs{Functions: mgr, Meter: meter, Catalogue: prices}
 	routeSvc, err := routing.New(ctx, routing.Options{Store: db, Observer: metrics, Secrets: db,
-		Cost:       routing.Costs{Functions: mgr, Meter: meter, Catalogue: prices},
+		Cost:       routeCosts,
 		IsFunction: func(name string) bool { _, ok := mgr.Function(name); return ok },
 		Logger:     logger.With("component", "routing")})
 	if err != nil {
@@ -207,7 +208,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	predictions.Mount(gw)
 	dashOpts := dashboard.Options{Functions: registryView{ctl}, Instances: instancesView{mgr}, Routes: routeSvc,
 		Jobs: predictionJobs, Usage: usageHandler, Recorder: dashRec, Catalogue: prices,
-		Logger: logger.With("component", "dashboard")}
+		Prices: routeCosts, Logger: logger.With("component", "dashboard")}
 	if authn != nil {
 		dashOpts.Keys = authn
 	}

@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"embed"
+	"encoding/json"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/cost"
 	"github.com/ember-run/ember/internal/jobs"
+	"github.com/ember-run/ember/internal/route"
 )
 
 //go:embed assets
@@ -73,6 +75,9 @@ type Options struct {
 	Keys      Keys
 	Recorder  *Recorder
 	Catalogue *cost.Catalogue
+	// Prices prices a cost-policy route's targets, with the same inputs
+	// the router's decision uses (routing.Costs); nil draws no prices.
+	Prices route.CostComparer
 	// MaxStreams bounds the SSE streams open at once (default 64).
 	MaxStreams int
 	// Every is the sampling interval (default 1s).
@@ -310,9 +315,35 @@ func (d *Dashboard) sample(now time.Time) {
 		o.Instances, _ = d.opts.Instances.Instances(f.Name)
 		obs = append(obs, o)
 	}
-	var routes []api.Route
+	var routes []observedRoute
 	if d.opts.Routes != nil {
-		routes = d.opts.Routes.List()
+		for _, rt := range d.opts.Routes.List() {
+			routes = append(routes, d.priced(rt))
+		}
 	}
 	d.rec.Sample(now, obs, routes)
+}
+
+// priced adds a cost-policy route's targets' prices per hour at its
+// measured QPS, as the router's cost decision computes them.
+func (d *Dashboard) priced(rt api.Route) observedRoute {
+	o := observedRoute{Route: rt}
+	if d.opts.Prices == nil || rt.Status == nil {
+		return o
+	}
+	var r route.Route
+	if json.Unmarshal(rt.Spec, &r) != nil {
+		return o
+	}
+	r.Name = rt.Name
+	r.Default()
+	if r.Policy.Type != route.PolicyCost {
+		return o
+	}
+	p, s, err := d.opts.Prices.HourlyCosts(&r, rt.Status.QPS)
+	if err != nil {
+		return o // nothing to price with yet (no measured request): a gap in the chart
+	}
+	o.Priced, o.Persistent, o.Serverless = true, p, s
+	return o
 }

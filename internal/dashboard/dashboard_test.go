@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -14,6 +15,7 @@ import (
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/cost"
+	"github.com/ember-run/ember/internal/route"
 )
 
 type fakeFns struct{ fns []api.Function }
@@ -378,5 +380,56 @@ func TestCookieIsSecureOverTLS(t *testing.T) {
 	resp.Body.Close()
 	if ck := resp.Cookies(); len(ck) != 1 || !ck[0].Secure {
 		t.Errorf("cookies over TLS = %+v, want one Secure cookie", ck)
+	}
+}
+
+type fakeRoutes []api.Route
+
+func (f fakeRoutes) List() []api.Route { return f }
+
+// fakePrices prices persistent at 1 + qps and serverless at 2×qps, or
+// fails for the routes named in fail.
+type fakePrices struct{ fail string }
+
+func (f fakePrices) HourlyCosts(r *route.Route, qps float64) (float64, float64, error) {
+	if r.Name == f.fail {
+		return 0, 0, errors.New("no measured requests")
+	}
+	return 1 + qps, 2 * qps, nil
+}
+
+// TestCostRoutesDrawBothPrices: a cost-policy route's page shows both
+// targets' prices over time at the measured QPS; a qps route, or a cost
+// route the model cannot price yet, shows none.
+func TestCostRoutesDrawBothPrices(t *testing.T) {
+	st := func(qps float64) *api.RouteStatus { return &api.RouteStatus{Choice: "serverless", QPS: qps} }
+	spec := func(policy string) json.RawMessage {
+		return json.RawMessage(`{"targets":{"persistent":{"url":"http://p","usd_per_hour":1},"serverless":{"function":"f"}},"policy":` + policy + `}`)
+	}
+	tests := []struct {
+		name, policy, fail string
+		want, notWant      string
+	}{
+		{name: "cost", policy: `{"type":"cost"}`, want: "now: persistent $1.50/h · serverless $1.00/h", notWant: "$NaN"},
+		{name: "qps", policy: `{"threshold":3}`, notWant: "price per hour"},
+		{name: "unpriced", policy: `{"type":"cost"}`, fail: "unpriced", notWant: "price per hour"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			routes := fakeRoutes{{Name: tt.name, Spec: spec(tt.policy), Status: st(0.5)}}
+			d := New(Options{Functions: fakeFns{}, Instances: fakeInstances{}, Routes: routes, Recorder: NewRecorder(),
+				Prices: fakePrices{fail: tt.fail}})
+			t0 := time.Now()
+			d.now = func() time.Time { return t0.Add(2 * time.Second) }
+			d.sample(t0)
+			d.sample(t0.Add(time.Second))
+			html := string(d.routesFragment(viewer{}))
+			if tt.want != "" && !strings.Contains(html, tt.want) {
+				t.Errorf("routes page lacks %q:\n%s", tt.want, html)
+			}
+			if strings.Contains(html, tt.notWant) {
+				t.Errorf("routes page has %q:\n%s", tt.notWant, html)
+			}
+		})
 	}
 }

@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"encoding/json"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -82,6 +83,19 @@ type routeSample struct {
 	Threshold float64
 	Choice    string
 	Reason    string
+	// Persistent and Serverless are the targets' prices per hour at
+	// QPS for a cost-policy route (NaN when the cost model could not
+	// price them, or the route has another policy).
+	Persistent, Serverless float64
+}
+
+// observedRoute is a route as sampled, with its targets' prices when its
+// policy is cost.
+type observedRoute struct {
+	Route api.Route
+	// Priced says Persistent and Serverless hold prices.
+	Priced                 bool
+	Persistent, Serverless float64
 }
 
 // Recorder keeps the bounded history the pages draw: it observes the
@@ -230,7 +244,7 @@ type observed struct {
 
 // Sample closes the current second of every function seen and wakes the
 // live streams. now is the sample time.
-func (r *Recorder) Sample(now time.Time, fns []observed, routes []api.Route) {
+func (r *Recorder) Sample(now time.Time, fns []observed, routes []observedRoute) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	live := map[string]bool{}
@@ -282,13 +296,17 @@ func (r *Recorder) Sample(now time.Time, fns []observed, routes []api.Route) {
 		}
 	}
 	seenRoutes := map[string]bool{}
-	for _, rt := range routes {
+	for _, o := range routes {
+		rt := o.Route
 		seenRoutes[rt.Name] = true
 		hist, ok := r.routes[rt.Name]
 		if !ok && len(r.routes) >= maxRoutes {
 			continue
 		}
-		s := routeSample{At: now, Threshold: routeThreshold(rt)}
+		s := routeSample{At: now, Threshold: routeThreshold(rt), Persistent: math.NaN(), Serverless: math.NaN()}
+		if o.Priced {
+			s.Persistent, s.Serverless = o.Persistent, o.Serverless
+		}
 		if rt.Status != nil {
 			s.QPS, s.Choice, s.Reason = rt.Status.QPS, rt.Status.Choice, rt.Status.Reason
 		}

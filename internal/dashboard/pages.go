@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"html"
+	"math"
 	"net/http"
 	"net/url"
 	"slices"
@@ -416,11 +417,14 @@ func (d *Dashboard) routesFragment(v viewer) safe {
 		}
 		n++
 		hist := d.rec.route(rt.Name)
-		var x, qps, thr []float64
+		var x, qps, thr, pp, sp []float64
 		var marks []mark
+		priced := false
 		for i, s := range hist {
 			x = append(x, s.At.Sub(now).Seconds())
 			qps, thr = append(qps, s.QPS), append(thr, s.Threshold)
+			pp, sp = append(pp, s.Persistent), append(sp, s.Serverless)
+			priced = priced || !math.IsNaN(s.Persistent)
 			if i > 0 && s.Choice != hist[i-1].Choice {
 				marks = append(marks, mark{X: x[i], Y: nan(), Label: hist[i-1].Choice + " → " + s.Choice + ": " + s.Reason})
 			}
@@ -431,6 +435,13 @@ func (d *Dashboard) routesFragment(v viewer) safe {
 		}
 		b.f(`<section><h2>%s</h2><p>now: <b>%s</b> · %s</p>%s`, rt.Name, choice, reason,
 			lineChart{Title: "measured QPS against the threshold", Y0: true, XFmt: secondsAgo, Series: []series{{"QPS", x, qps}, {"threshold", x, thr}}, Marks: marks}.svg())
+		if priced {
+			// A cost policy decides on prices, not the threshold: both
+			// targets' prices per hour at the measured QPS, switches marked.
+			b.f(`<p class="prices">now: persistent %s/h · serverless %s/h</p>%s`, usd(last(pp)), usd(last(sp)),
+				lineChart{Title: "price per hour of each target at the measured QPS (USD)", Y0: true, XFmt: secondsAgo,
+					Series: []series{{"persistent $/h", x, pp}, {"serverless $/h", x, sp}}, Marks: marks}.svg())
+		}
 		if len(marks) > 0 {
 			b.f(`<ul class="switches">`)
 			for _, m := range marks {
@@ -444,4 +455,14 @@ func (d *Dashboard) routesFragment(v viewer) safe {
 		b.f(`<p class="empty">No routes. <code>ember route apply route.yaml</code> adds one.</p>`)
 	}
 	return b.safe()
+}
+
+// last is the newest value of xs that is a number, NaN when none is.
+func last(xs []float64) float64 {
+	for i := len(xs) - 1; i >= 0; i-- {
+		if !math.IsNaN(xs[i]) {
+			return xs[i]
+		}
+	}
+	return math.NaN()
 }
