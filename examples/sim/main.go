@@ -39,7 +39,8 @@
 //	                           [runes in s, words in s, index, 0.25]; "encoding_format":
 //	                           "base64" gives little-endian float32s in base64, as OpenAI does
 //	GET  /stream?n=5&interval_ms=100 (any method; async jobs POST here)
-//	                           n SSE events, then "data: [DONE]"
+//	                           n SSE events, then "data: [DONE]"; without the query,
+//	                           SIM_STREAM_N and SIM_STREAM_INTERVAL_MS set them (a job's path has none)
 //	GET  /stats                {"max_in_flight":N,"in_flight":n,"served":m}
 //	/whoami (any method)       {"headers":{...},"env":["NAME=value",...]}: what reached
 //	                           the process (tests check that nothing of Ember's leaks)
@@ -416,8 +417,8 @@ func (s *server) whoami(w http.ResponseWriter, r *http.Request) {
 // stream sends n server-sent events, one per interval, flushing each so
 // the client sees them as they are produced.
 func (s *server) stream(w http.ResponseWriter, r *http.Request) {
-	n := queryInt(r, "n", 5)
-	interval := time.Duration(queryInt(r, "interval_ms", 100)) * time.Millisecond
+	n := queryInt(r, "n", envInt("SIM_STREAM_N", 5))
+	interval := time.Duration(queryInt(r, "interval_ms", envInt("SIM_STREAM_INTERVAL_MS", 100))) * time.Millisecond
 	sse := startSSE(w)
 	for i := range n {
 		if i > 0 && !sleepCtx(r.Context(), interval) {
@@ -581,6 +582,13 @@ func (s sseWriter) done() {
 
 func queryInt(r *http.Request, name string, def int) int {
 	if v, err := strconv.Atoi(r.URL.Query().Get(name)); err == nil && v >= 0 {
+		return v
+	}
+	return def
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v >= 0 {
 		return v
 	}
 	return def

@@ -22,6 +22,7 @@ import (
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/config"
 	"github.com/ember-run/ember/internal/controller"
+	"github.com/ember-run/ember/internal/dashboard"
 	"github.com/ember-run/ember/internal/gateway"
 	"github.com/ember-run/ember/internal/gateway/replicate"
 	"github.com/ember-run/ember/internal/instance"
@@ -105,7 +106,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	meter := metering.New(st.usage, meterProfiles(mgr, prices),
 		logger.With("component", "metering"), metering.Options{})
 	starts := &coldStarts{}
-	obs := observers{metrics: metrics, meter: meter, starts: starts}
+	dashRec := dashboard.NewRecorder() // the /ui pages' bounded history
+	obs := observers{metrics: metrics, meter: meter, starts: starts, dash: dashRec}
 	mgr.SetObserver(obs)
 	drv.onnx.SetObserver(obs) // pooled workers are metered while they wait
 	// --- end metering ---
@@ -139,8 +141,9 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	}
 	px := proxy.New()
 	defer px.Close()
+	routeCosts := routing.Costs{Functions: mgr, Meter: meter, Catalogue: prices}
 	routeSvc, err := routing.New(ctx, routing.Options{Store: db, Observer: metrics, Secrets: db,
-		Cost:       routing.Costs{Functions: mgr, Meter: meter, Catalogue: prices},
+		Cost:       routeCosts,
 		IsFunction: func(name string) bool { _, ok := mgr.Function(name); return ok },
 		Logger:     logger.With("component", "routing")})
 	if err != nil {
@@ -162,7 +165,8 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	if err != nil {
 		return err
 	}
-	gw.Register("GET /v1/usage", auth.RightInvoke, usage.NewHandler(meter, usageSpecs{mgr, ctl}, prices))
+	usageHandler := usage.NewHandler(meter, usageSpecs{mgr, ctl}, prices)
+	gw.Register("GET /v1/usage", auth.RightInvoke, usageHandler)
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -205,6 +209,14 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		predictions.SetStreamTokens(tokens)
 	}
 	predictions.Mount(gw)
+	dashOpts := dashboard.Options{Functions: registryView{ctl}, Instances: instancesView{mgr}, Routes: routeSvc,
+		Jobs: predictionJobs, Usage: usageHandler, Recorder: dashRec, Catalogue: prices,
+		Prices: routeCosts, Logger: logger.With("component", "dashboard")}
+	if authn != nil {
+		dashOpts.Keys = authn
+	}
+	dash := dashboard.New(dashOpts)
+	dash.Mount(gw)
 	jobsCtx, stopJobs := context.WithCancel(context.Background())
 	defer stopJobs()
 	jobsDone := make(chan error, 1)
@@ -243,6 +255,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		return ctl.Run(gctx)
 	})
 	g.Go(func() error { return meter.Run(gctx) }) // metering (issue #6)
+	g.Go(func() error { return dash.Run(gctx) })  // the dashboard's sampler
 	fol := follower{functions: ctl.Sync, routes: routeSvc.Sync, logger: logger.With("component", "store")}
 	if authn != nil {
 		fol.keys = authn.Forget

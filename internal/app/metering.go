@@ -3,6 +3,7 @@ package app
 import (
 	"errors"
 	"fmt"
+	"github.com/ember-run/ember/internal/dashboard"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ type observers struct {
 	metrics *telemetry.Metrics
 	meter   *metering.Meter
 	starts  *coldStarts // the keep-warm policy's measured start times
+	dash    *dashboard.Recorder
 }
 
 func (o observers) Phase(fn, phase string, d time.Duration) {
@@ -34,16 +36,19 @@ func (o observers) Phase(fn, phase string, d time.Duration) {
 func (o observers) StateChange(fn, id, from, to string, at time.Time) {
 	o.metrics.StateChange(fn, id, from, to, at)
 	o.meter.StateChange(fn, id, from, to, at)
+	o.dash.StateChange(fn, id, from, to, at)
 }
 
 func (o observers) Busy(fn, id string, busy bool, at time.Time) {
 	o.metrics.Busy(fn, id, busy, at)
 	o.meter.Busy(fn, id, busy, at)
+	o.dash.Busy(fn, id, busy, at)
 }
 
 func (o observers) Request(fn string, status int, d, queue time.Duration, cold bool) {
 	o.metrics.Request(fn, status, d, queue, cold)
 	o.meter.Request(fn, status, d, queue, cold)
+	o.dash.Request(fn, status, d, queue, cold)
 }
 
 // loadPrices returns the embedded price catalogue merged with

@@ -18,7 +18,7 @@ var tiers = map[string]int{
 	"internal/cli": 1, "internal/app": 1,
 
 	"internal/gateway": 2, "internal/gateway/openai": 2, "internal/gateway/replicate": 2,
-	"internal/usage": 2, "internal/worker": 2,
+	"internal/usage": 2, "internal/worker": 2, "internal/dashboard": 2,
 
 	"internal/activator": 3, "internal/jobs": 3, "internal/controller": 3, "internal/routing": 3,
 	"internal/ocr": 3, "internal/ocr/ocrtest": 3,

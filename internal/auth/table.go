@@ -27,11 +27,15 @@ const (
 	// RightCapability needs no key: the handler checks a signed, expiring
 	// token for one object carried in the URL.
 	RightCapability Right = "capability"
+	// RightSession needs no key on the request: the handler (the /ui
+	// dashboard) checks a session cookie opened with a key, and re-checks
+	// that key on every request.
+	RightSession Right = "session"
 )
 
 func (r Right) valid() bool {
 	switch r {
-	case RightPublic, RightMetrics, RightInvoke, RightAdmin, RightCapability:
+	case RightPublic, RightMetrics, RightInvoke, RightAdmin, RightCapability, RightSession:
 		return true
 	}
 	return false
@@ -110,7 +114,7 @@ func (t *Table) allow(p *Principal, right Right) error {
 		return nil
 	}
 	switch right {
-	case RightPublic, RightCapability:
+	case RightPublic, RightCapability, RightSession:
 		return nil
 	case RightMetrics:
 		if t.openMetrics {

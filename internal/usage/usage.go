@@ -73,6 +73,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	json.NewEncoder(w).Encode(rep)
 }
 
+// Report is the report ServeHTTP would answer r with (the dashboard's
+// cost pages read it in-process, with the viewer's principal in r's
+// context).
+func (h *Handler) Report(r *http.Request) (*api.UsageReport, error) { return h.report(r, h.now()) }
+
 func (h *Handler) report(r *http.Request, now time.Time) (*api.UsageReport, error) {
 	q := r.URL.Query()
 	by, err := metering.ParseBy(q.Get("by"))
