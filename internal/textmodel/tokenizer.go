@@ -102,11 +102,11 @@ type tokenizerFile struct {
 		Cls []json.RawMessage `json:"cls"`
 	} `json:"post_processor"`
 	Model struct {
-		Type       string           `json:"type"`
-		UnkToken   string           `json:"unk_token"`
-		Prefix     *string          `json:"continuing_subword_prefix"`
-		MaxChars   int              `json:"max_input_chars_per_word"`
-		Vocab      map[string]int32 `json:"vocab"`
+		Type     string           `json:"type"`
+		UnkToken string           `json:"unk_token"`
+		Prefix   *string          `json:"continuing_subword_prefix"`
+		MaxChars int              `json:"max_input_chars_per_word"`
+		Vocab    map[string]int32 `json:"vocab"`
 	} `json:"model"`
 }
 
