@@ -21,7 +21,7 @@ var tiers = map[string]int{
 	"internal/usage": 2, "internal/worker": 2,
 
 	"internal/activator": 3, "internal/jobs": 3, "internal/controller": 3, "internal/routing": 3,
-	"internal/ocr": 3, "internal/ocr/ocrtest": 3, "internal/textmodel": 3,
+	"internal/ocr": 3, "internal/ocr/ocrtest": 3, "internal/textmodel": 3, "internal/textmodel/bertgen": 3,
 
 	"internal/instance": 4, "internal/cost": 4,
 

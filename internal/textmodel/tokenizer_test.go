@@ -37,7 +37,7 @@ func loadReference(t *testing.T) []refCase {
 // tokenizer.json: its own truncation (128) and fixed padding (128), and a
 // lower max length with padding off, as a spec override does.
 func TestTokenizerMatchesHuggingFace(t *testing.T) {
-	tk, err := LoadTokenizer("testdata/tokenizer.json")
+	tk, err := LoadTokenizer("bertgen/tokenizer.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestTokenizerMatchesHuggingFace(t *testing.T) {
 }
 
 func TestParseTokenizerRefuses(t *testing.T) {
-	base, err := os.ReadFile("testdata/tokenizer.json")
+	base, err := os.ReadFile("bertgen/tokenizer.json")
 	if err != nil {
 		t.Fatal(err)
 	}

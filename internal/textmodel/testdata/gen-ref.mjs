@@ -10,8 +10,8 @@ const { Tokenizer } = require('tokenizers')
 
 const here = new URL('.', import.meta.url).pathname
 const sentences = JSON.parse(readFileSync(here + 'sentences.json', 'utf8'))
-const tok = Tokenizer.fromFile(here + 'tokenizer.json')
-const short = Tokenizer.fromFile(here + 'tokenizer.json')
+const tok = Tokenizer.fromFile(here + '../bertgen/tokenizer.json')
+const short = Tokenizer.fromFile(here + '../bertgen/tokenizer.json')
 short.setTruncation(16)
 short.disablePadding()
 const out = []
