@@ -43,6 +43,9 @@ type StartSpec struct {
 	Runtime string
 	Task    string
 	Model   string
+	// TaskOptions is a JSON object of the built-in runtime's task options
+	// (text.*, batch.*), "" for none.
+	TaskOptions string
 	// Image is the OCI image of a container runtime; "" for host runtimes.
 	Image string
 	// Port is the port the image listens on inside its network namespace

@@ -136,6 +136,9 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		w.Stop(context.WithoutCancel(ctx))
 	}
 	s.Command = append(d.baseArgs(), "--task", s.Task, "--model-dir", s.Model)
+	if s.TaskOptions != "" {
+		s.Command = append(s.Command, "--options", s.TaskOptions)
+	}
 	s.HealthPath = "/health"
 	in, err := d.proc.Start(ctx, s)
 	if err != nil {
@@ -152,7 +155,11 @@ func (d *Driver) specialise(ctx context.Context, w driver.Instance, s driver.Sta
 	if r, ok := w.(redirector); ok {
 		r.Redirect(s.Output) // from here on its lines are this instance's log
 	}
-	body, _ := json.Marshal(map[string]string{"task": s.Task, "model_dir": s.Model})
+	load := map[string]any{"task": s.Task, "model_dir": s.Model}
+	if s.TaskOptions != "" {
+		load["options"] = json.RawMessage(s.TaskOptions)
+	}
+	body, _ := json.Marshal(load)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+w.Addr()+"/load", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
