@@ -110,7 +110,8 @@ func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
 // TestClassifyMatchesDirectRun: Ember's tokenizer + session + softmax give
 // the probabilities a direct ONNX Runtime run of Hugging Face's ids gives,
 // labelled by config.json's id2label; for the float graph and for its
-// int8 QDQ-quantised copy.
+// int8 quantised copies: QDQ (DequantizeLinear → MatMul) and
+// quantize_dynamic's (DynamicQuantizeLinear → MatMulInteger).
 func TestClassifyMatchesDirectRun(t *testing.T) {
 	initRuntime(t)
 	cases := loadReference(t)
@@ -120,9 +121,9 @@ func TestClassifyMatchesDirectRun(t *testing.T) {
 	}
 	texts[len(texts)-1] = strings.Repeat("long ", 1000) // truncated, not refused
 	cases[len(cases)-1] = refCase{Text: texts[len(texts)-1]}
-	for _, qdq := range []bool{false, true} {
+	for _, quant := range []string{"float", "qdq", "dynamic"} {
 		c := bertgen.Small()
-		c.Labels, c.QDQ = labels3, qdq
+		c.Labels, c.QDQ, c.DynamicInt8 = labels3, quant == "qdq", quant == "dynamic"
 		dir := genModel(t, c, bertgen.Options{})
 		m := loadModel(t, dir, Options{Task: TaskClassification})
 		if m.MaxLength() != 128 {
@@ -137,7 +138,7 @@ func TestClassifyMatchesDirectRun(t *testing.T) {
 			t.Fatal(err)
 		}
 		if usage.Truncated != 1 {
-			t.Errorf("qdq=%v: truncated %d texts, want 1", qdq, usage.Truncated)
+			t.Errorf("%s: truncated %d texts, want 1", quant, usage.Truncated)
 		}
 		logits, shape := directRun(t, dir, "logits", cases, true)
 		if shape[0] != int64(len(cases)) || shape[1] != 3 {
@@ -151,7 +152,7 @@ func TestClassifyMatchesDirectRun(t *testing.T) {
 			for _, l := range got[i] {
 				j := indexOf(labels3, l.Label)
 				if j < 0 || !near(l.Score, want[j], 1e-5) {
-					t.Errorf("qdq=%v %q: %s = %.6f, direct run %v", qdq, cases[i].Text, l.Label, l.Score, want)
+					t.Errorf("%s %q: %s = %.6f, direct run %v", quant, cases[i].Text, l.Label, l.Score, want)
 				}
 			}
 			if got[i][0].Score < got[i][1].Score || got[i][1].Score < got[i][2].Score {

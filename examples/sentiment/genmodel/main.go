@@ -24,7 +24,7 @@ func main() {
 	out := flag.String("out", "examples/sentiment/model", "directory to write")
 	size := flag.String("size", "small", "small (2 layers, hidden 32, ~4 MB) or distilbert (6 layers, hidden 768, ~265 MB)")
 	task := flag.String("task", "text-classification", "text-classification or embeddings")
-	qdq := flag.Bool("qdq", false, "store MatMul weights as int8 (a QDQ-quantised graph)")
+	quant := flag.String("quant", "none", "int8 quantisation: none, qdq (DequantizeLinear → MatMul) or dynamic (quantize_dynamic's MatMulInteger)")
 	flag.Parse()
 	var c bertgen.Config
 	switch *size {
@@ -45,7 +45,16 @@ func main() {
 		fmt.Fprintf(os.Stderr, "genmodel: -task %q: want text-classification or embeddings\n", *task)
 		os.Exit(2)
 	}
-	c.QDQ = *qdq
+	switch *quant {
+	case "none":
+	case "qdq":
+		c.QDQ = true
+	case "dynamic":
+		c.DynamicInt8 = true
+	default:
+		fmt.Fprintf(os.Stderr, "genmodel: -quant %q: want none, qdq or dynamic\n", *quant)
+		os.Exit(2)
+	}
 	// Truncation at 512 and no padding, as a DistilBERT export's
 	// tokenizer.json has it.
 	if err := bertgen.Write(*out, c, bertgen.Options{MaxLength: 512}); err != nil {

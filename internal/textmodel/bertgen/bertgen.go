@@ -40,8 +40,12 @@ type Config struct {
 	Labels []string
 	// QDQ stores every MatMul weight as int8 with a per-tensor scale,
 	// dequantised by DequantizeLinear (a QDQ-format quantised graph).
-	QDQ  bool
-	Seed uint64
+	QDQ bool
+	// DynamicInt8 quantises every MatMul as onnxruntime's quantize_dynamic
+	// does: DynamicQuantizeLinear on the activation (uint8), MatMulInteger
+	// with int8 weights, Cast to float and one Mul by both scales.
+	DynamicInt8 bool
+	Seed        uint64
 }
 
 // Small is a test-sized model: 2 layers, hidden 32.
@@ -134,6 +138,7 @@ type builder struct {
 	rng *rand.Rand
 	n   int
 	qdq bool
+	dyn bool
 }
 
 func (b *builder) name(p string) string { b.n++; return p + "_" + strconv.Itoa(b.n) }
@@ -177,13 +182,9 @@ func (b *builder) scalarI(p string, v int64) string {
 	return name
 }
 
-// matmulWeight returns a [in, out] weight for MatMul: float, or with QDQ
-// int8 values and a scale through DequantizeLinear.
-func (b *builder) matmulWeight(p string, in, out int64) string {
-	w := b.weight(p, in, out)
-	if !b.qdq {
-		return w
-	}
+// quantize turns the last initializer (a float weight) into int8 values
+// and returns its per-tensor scale's initializer name.
+func (b *builder) quantize(p string) string {
 	t := &b.g.initializers[len(b.g.initializers)-1]
 	vals := make([]float32, len(t.raw)/4)
 	var maxAbs float32
@@ -197,13 +198,40 @@ func (b *builder) matmulWeight(p string, in, out int64) string {
 		q[i] = byte(int8(math.Round(float64(v / scale))))
 	}
 	*t = tensor{name: t.name, dims: t.dims, dtype: 3 /* INT8 */, raw: q}
-	sc := b.constF(p+"_scale", nil, scale)
+	return b.constF(p+"_scale", nil, scale)
+}
+
+// int8Zero adds an int8 scalar 0 (a zero point).
+func (b *builder) int8Zero(p string) string {
 	zp := b.name(p + "_zp")
+	b.g.initializers = append(b.g.initializers, tensor{name: zp, dtype: 3, raw: []byte{0}})
+	return zp
+}
+
+// matmulWeight returns a [in, out] weight for MatMul: float, or with QDQ
+// int8 values and a scale through DequantizeLinear.
+func (b *builder) matmulWeight(p string, in, out int64) string {
+	w := b.weight(p, in, out)
+	if !b.qdq {
+		return w
+	}
+	sc := b.quantize(p)
+	zp := b.int8Zero(p)
 	b.g.initializers = append(b.g.initializers, tensor{name: zp, dtype: 3, raw: []byte{0}})
 	return b.op("DequantizeLinear", []string{w, sc, zp})
 }
 
 func (b *builder) dense(x string, in, out int64, p string) string {
+	if b.dyn {
+		w := b.weight(p+"_w", in, out)
+		ws := b.quantize(p + "_w")
+		q := b.name("DynamicQuantizeLinear")
+		xq, xs, xzp := q+"_y", q+"_scale", q+"_zp"
+		b.g.nodes = append(b.g.nodes, node{op: "DynamicQuantizeLinear", name: q, inputs: []string{x}, outputs: []string{xq, xs, xzp}})
+		y := b.op("MatMulInteger", []string{xq, w, xzp, b.int8Zero(p + "_w")})
+		y = b.op("Mul", []string{b.op("Cast", []string{y}, intAttr("to", tFloat)), b.op("Mul", []string{xs, ws})})
+		return b.op("Add", []string{y, b.constZero(p+"_b", out)})
+	}
 	y := b.op("MatMul", []string{x, b.matmulWeight(p+"_w", in, out)})
 	return b.op("Add", []string{y, b.constZero(p+"_b", out)})
 }
@@ -223,7 +251,7 @@ func (b *builder) layerNorm(x string, h int64, p string) string {
 
 // Build returns the ONNX model bytes for c.
 func Build(c Config) []byte {
-	b := &builder{rng: rand.New(rand.NewPCG(c.Seed, 0x5eed)), qdq: c.QDQ}
+	b := &builder{rng: rand.New(rand.NewPCG(c.Seed, 0x5eed)), qdq: c.QDQ, dyn: c.DynamicInt8}
 	H, I, nh := int64(c.Hidden), int64(c.Intermediate), int64(c.Heads)
 	hd := H / nh
 	dyn := []any{"batch", "sequence"}
