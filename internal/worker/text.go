@@ -143,7 +143,6 @@ func (s *Server) handleText(w http.ResponseWriter, r *http.Request, m textModel)
 		if err != nil {
 			return inferError(r, err)
 		}
-		w.Header().Set("Ember-Tokens", fmt.Sprint(usage.Tokens))
 		cs := make([]classification, len(res))
 		for i, ls := range res {
 			cs[i] = classification{Label: ls[0].Label, Score: ls[0].Score}
