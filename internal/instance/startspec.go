@@ -53,6 +53,9 @@ func taskOptions(fn *spec.Function) string {
 		if t.Normalize != nil {
 			o["normalize"] = *t.Normalize
 		}
+		if t.Padding != "" {
+			o["padding"] = t.Padding
+		}
 	}
 	if b := fn.Batch; b != nil {
 		o["batch_max_size"] = b.MaxSize

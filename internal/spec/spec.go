@@ -584,6 +584,10 @@ type TextOptions struct {
 	Pooling string `json:"pooling,omitempty"`
 	// Normalize scales embeddings to unit length (default true).
 	Normalize *bool `json:"normalize,omitempty"`
+	// Padding "longest" pads each batch to its longest text even where
+	// tokenizer.json fixes the length (the attention mask makes the
+	// answers the same, for less work); "" keeps tokenizer.json's.
+	Padding string `json:"padding,omitempty"`
 }
 
 // Batch is the dynamic batcher's configuration.
@@ -607,6 +611,9 @@ func validateText(f *Function, add func(field, format string, args ...any)) {
 	if t := f.Text; t != nil {
 		if t.MaxLength < 0 || t.MaxLength > MaxTextLength {
 			add("text.max_length", "must be in [0, %d] tokens (got %d)", MaxTextLength, t.MaxLength)
+		}
+		if t.Padding != "" && t.Padding != "longest" {
+			add("text.padding", "must be longest, or omitted for tokenizer.json's (got %q)", t.Padding)
 		}
 		if t.Pooling != "" && t.Pooling != "mean" && t.Pooling != "cls" {
 			add("text.pooling", "must be mean or cls (got %q)", t.Pooling)

@@ -18,6 +18,8 @@ func TestTextAndBatchFields(t *testing.T) {
 		{"batch: {max_size: 8, max_delay: 2s}\n", "batch.max_delay: must be in [0, 1s] (got 2s)"},
 		{"text: {max_length: -1}\n", "text.max_length: must be in [0, 8192]"},
 		{"text: {pooling: max}\n", `text.pooling: must be mean or cls (got "max")`},
+		{"text: {padding: fixed}\n", `text.padding: must be longest, or omitted for tokenizer.json's (got "fixed")`},
+		{"text: {padding: longest}\n", ""},
 	} {
 		f, err := Parse([]byte(base + tc.yaml))
 		switch {

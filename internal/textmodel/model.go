@@ -42,6 +42,10 @@ type Options struct {
 	// Normalize scales embeddings to unit length (nil: config.json's
 	// "normalize", else true).
 	Normalize *bool
+	// PadLongest pads each run to its longest text even where
+	// tokenizer.json fixes the length (all-MiniLM-L6-v2's pads to 128):
+	// the attention mask keeps the answers the same, for less work.
+	PadLongest bool
 	// Threads is ONNX Runtime's intra-op thread count (0: one per core).
 	Threads int
 	// BatchMaxSize > 1 turns dynamic batching on: concurrent calls are
@@ -154,10 +158,13 @@ func Load(dir string, o Options) (*Model, error) {
 	if o.MaxLength > 0 {
 		m.maxLen = o.MaxLength
 	}
-	if tok.PadFixed > m.maxLen {
+	if tok.PadFixed > m.maxLen || (o.PadLongest && tok.PadFixed > 0) {
 		// A fixed padding longer than what may be kept pads to the limit.
 		t := *tok
-		t.PadFixed = m.maxLen
+		t.PadFixed = min(t.PadFixed, m.maxLen)
+		if o.PadLongest {
+			t.PadFixed = 0
+		}
 		m.tok = &t
 	}
 

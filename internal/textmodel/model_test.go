@@ -186,8 +186,17 @@ func TestEmbedMatchesDirectRun(t *testing.T) {
 	dir := genModel(t, c, bertgen.Options{})
 	hidden, shape := directRun(t, dir, "last_hidden_state", cases, false)
 	seq, h := int(shape[1]), int(shape[2])
-	for _, mode := range []string{PoolMean, PoolCLS} {
-		m := loadModel(t, dir, Options{Task: TaskEmbeddings, Pooling: mode})
+	// The direct run pads to tokenizer.json's fixed 128; PadLongest pads
+	// to the longest text and must give the same embeddings.
+	for _, v := range []struct {
+		mode    string
+		longest bool
+	}{{PoolMean, false}, {PoolCLS, false}, {PoolMean, true}} {
+		mode := v.mode
+		m := loadModel(t, dir, Options{Task: TaskEmbeddings, Pooling: mode, PadLongest: v.longest})
+		if e := m.Encode(texts[:1])[0]; v.longest != (len(e.IDs) < 128) {
+			t.Fatalf("PadLongest %v: encoding of %d tokens", v.longest, len(e.IDs))
+		}
 		got, usage, err := m.Embed(context.Background(), texts)
 		if err != nil {
 			t.Fatal(err)

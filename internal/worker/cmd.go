@@ -53,7 +53,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 	fs.IntVar(&f.port, "port", defPort, "port to serve HTTP on (default $PORT, else 8080; 0 picks a free one)")
 	fs.StringVar(&f.host, "host", "127.0.0.1", "address to listen on")
 	fs.StringVar(&f.task, "task", "ocr", "task to serve: "+strings.Join(supportedTasks, ", "))
-	fs.Func("options", `task options as JSON: {"max_length", "pooling", "normalize", "batch_max_size", "batch_max_delay_ms"}`, func(v string) error {
+	fs.Func("options", `task options as JSON: {"max_length", "pooling", "normalize", "padding", "batch_max_size", "batch_max_delay_ms"}`, func(v string) error {
 		d := json.NewDecoder(strings.NewReader(v))
 		d.DisallowUnknownFields()
 		return d.Decode(&f.options)

@@ -32,6 +32,8 @@ type TaskOptions struct {
 	Pooling string `json:"pooling,omitempty"`
 	// Normalize scales embeddings to unit length (default true).
 	Normalize *bool `json:"normalize,omitempty"`
+	// Padding "longest" overrides tokenizer.json's fixed padding.
+	Padding string `json:"padding,omitempty"`
 	// BatchMaxSize > 1 turns on dynamic batching; BatchMaxDelayMS is how
 	// long an open batch waits for more (milliseconds, may be fractional).
 	BatchMaxSize    int     `json:"batch_max_size,omitempty"`
@@ -42,6 +44,7 @@ type TaskOptions struct {
 func (o TaskOptions) TextOptions(task string, threads int) textmodel.Options {
 	return textmodel.Options{
 		Task: task, MaxLength: o.MaxLength, Pooling: o.Pooling, Normalize: o.Normalize, Threads: threads,
+		PadLongest:   o.Padding == "longest",
 		BatchMaxSize: o.BatchMaxSize, BatchMaxDelay: time.Duration(o.BatchMaxDelayMS * float64(time.Millisecond)),
 	}
 }
