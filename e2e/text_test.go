@@ -6,6 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -32,11 +35,33 @@ func exampleSpec(t *testing.T, path, dir string) string {
 	return strings.Join(out, "\n")
 }
 
-// TestSentimentFunction deploys examples/sentiment on a real server (the
-// pre-warmed pool on: a pooled worker takes the options in POST /load) on a generated
-// stand-in model, and checks the seed's request/response shape, its 400,
-// the cold-start phases, and that concurrent calls are answered under
-// batching exactly as one at a time.
+// poolReady is how many pooled onnx workers have become ready (taken
+// ones included), from /metrics: the driver reports a worker ready only
+// once it is in the pool, so the next start takes it.
+func (s *server) poolReady() int {
+	s.t.Helper()
+	r := s.call("GET", "/metrics", "")
+	if r.status != 200 {
+		s.t.Fatalf("GET /metrics as admin: %d %s", r.status, r.body)
+	}
+	re := regexp.MustCompile(`(?m)^ember_instance_transitions_total\{function="ember:onnx-pool",to="ready"\} (\d+)$`)
+	m := re.FindSubmatch(r.body)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// TestSentimentFunction deploys examples/sentiment on a real server on a
+// generated stand-in model, with text.max_length lowered to 8, and waits
+// for the pre-warmed pool's worker, so the cold start specialises it
+// through POST /load with the task options. It checks that the pooled
+// worker served it (pool_acquired) and applied the options (texts equal
+// in their first 6 words answer alike; a change in the 6th word shows),
+// the seed's request/response shape, its 400, the cold-start phases, and
+// that concurrent calls are answered under batching exactly as one at a
+// time.
 func TestSentimentFunction(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs ONNX Runtime")
@@ -48,11 +73,33 @@ func TestSentimentFunction(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := startServer(t, "", "--onnx-pool", "1")
-	s.deploy(exampleSpec(t, "../examples/sentiment/sentiment.yaml", dir))
+	s.deploy(exampleSpec(t, "../examples/sentiment/sentiment.yaml", dir) + "\ntext: {max_length: 8}\n")
+	// The pool fills once an onnx function exists.
+	eventually(t, 2*time.Minute, "a pooled onnx worker ready", func() bool { return s.poolReady() >= 1 })
 
 	cold := s.call("POST", "/v1/run/sentiment", `{"text": "I love this movie!"}`)
 	if cold.status != 200 || cold.header.Get(api.HeaderColdStart) != "true" {
 		t.Fatalf("cold call: %d cold=%q %s\n%s", cold.status, cold.header.Get(api.HeaderColdStart), cold.body, s.logs.String())
+	}
+	ins := s.instances("sentiment")
+	if len(ins) != 1 || !slices.Contains(ins[0].PhaseOrder, "pool_acquired") {
+		t.Fatalf("instances %+v: want one, started from the pool (phase pool_acquired)", ins)
+	}
+	// [CLS] + 6 one-token words + [SEP] = 8: what follows the 6th word is
+	// cut off, the 6th is not.
+	score := func(text string) string {
+		r := s.call("POST", "/v1/run/sentiment", `{"text": "`+text+`", "top_k": 2}`)
+		if r.status != 200 {
+			t.Fatalf("%q: %d %s", text, r.status, r.body)
+		}
+		return string(r.body)
+	}
+	base := score("the movie was good and fun today really")
+	if got := score("the movie was good and fun never again at all"); got != base {
+		t.Errorf("texts equal in their first 6 words answer %s and %s: the pooled worker did not truncate at max_length 8", base, got)
+	}
+	if got := score("the movie was good and bad today really"); got == base {
+		t.Errorf("a different 6th word answers %s as before: truncated too early, or the model ignores its input", got)
 	}
 	var one map[string]any
 	decode(t, cold.body, &one)

@@ -318,6 +318,10 @@ func (d *Driver) refill() {
 			if err == nil {
 				if d.ctx.Err() == nil {
 					d.pool = append(d.pool, w)
+					// Reported ready once it can be taken (and under mu,
+					// so before take reports it leaving): an observer that
+					// sees it ready can count on the next start taking it.
+					d.report(w.id, "starting", "ready")
 					d.wg.Add(1)
 					go func(w pooled) {
 						defer d.wg.Done()
@@ -330,9 +334,9 @@ func (d *Driver) refill() {
 			if err != nil && d.ctx.Err() == nil {
 				d.logger.Warn("could not pre-start a pooled onnx worker", "err", err)
 			}
-			if w.Instance != nil {
+			if w.Instance != nil { // the pool closed while it started
 				w.Stop(context.Background())
-				d.report(w.id, "ready", "")
+				d.report(w.id, "starting", "")
 			}
 		}()
 	}
@@ -355,7 +359,6 @@ func (d *Driver) startPooled() (pooled, error) {
 		d.report(id, "starting", "failed")
 		return pooled{id: id}, err
 	}
-	d.report(id, "starting", "ready")
 	return pooled{Instance: w, id: id, taken: make(chan struct{})}, nil
 }
 
