@@ -26,7 +26,7 @@ var tiers = map[string]int{
 	"internal/instance": 4, "internal/cost": 4,
 
 	"internal/driver": 5, "internal/autoscaler": 5, "internal/keepalive": 5, "internal/route": 5, "internal/ratelimit": 5,
-	"internal/auth": 5, "internal/proxy": 5, "internal/webhook": 5, "internal/models": 5,
+	"internal/auth": 5, "internal/proxy": 5, "internal/webhook": 5, "internal/models": 5, "internal/ortcache": 5,
 	"internal/datadir": 5,
 
 	"internal/spec": 6, "internal/api": 6, "internal/metering": 6, "internal/config": 6,

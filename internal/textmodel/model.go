@@ -15,6 +15,8 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/ember-run/ember/internal/ortcache"
 )
 
 // Tasks.
@@ -48,6 +50,15 @@ type Options struct {
 	PadLongest bool
 	// Threads is ONNX Runtime's intra-op thread count (0: one per core).
 	Threads int
+	// OptimizedDir, if set, caches the graph after ONNX Runtime's level-"all"
+	// optimisations for this CPU (the OCR engine's cache, internal/ortcache),
+	// and later loads start from it with optimisation off. Where the CPU
+	// cannot be identified the cache is skipped (a level-"all" graph is
+	// valid on its CPU only). The worker leaves it off for text models: on
+	// a DistilBERT-sized graph it made loads slower, not faster (session
+	// creation there is weight handling, not graph rewriting; see
+	// BenchmarkLoadDistilBERT and docs/onnx.md).
+	OptimizedDir string
 	// BatchMaxSize > 1 turns dynamic batching on: concurrent calls are
 	// coalesced into one run of up to this many texts, waiting at most
 	// BatchMaxDelay after the first.
@@ -202,11 +213,21 @@ func Load(dir string, o Options) (*Model, error) {
 	}
 
 	t0 := time.Now()
-	data, err := os.ReadFile(file)
+	src, save := file, ""
+	cpu := ""
+	if o.OptimizedDir != "" {
+		cpu = ortcache.CPUKey()
+	}
+	if cpu != "" {
+		if src, save, err = ortcache.Paths(file, o.OptimizedDir, ort.GetVersion(), cpu); err != nil {
+			return nil, fmt.Errorf("textmodel: %w", err)
+		}
+	}
+	data, err := os.ReadFile(src)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrModelDir, err)
 	}
-	m.stats = LoadStats{Bytes: int64(len(data)), Read: time.Since(t0), File: file}
+	m.stats = LoadStats{Bytes: int64(len(data)), Read: time.Since(t0), File: src}
 	ins, outs, err := ioNames(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %w", ErrModelDir, file, err)
@@ -247,8 +268,34 @@ func Load(dir string, o Options) (*Model, error) {
 	if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
 		return nil, fmt.Errorf("textmodel: %w", err)
 	}
+	var tmp string
+	switch {
+	case save != "":
+		// First load: optimise fully and have the runtime write the
+		// result, published by rename once complete.
+		tmp = save + ".tmp-" + strconv.Itoa(os.Getpid())
+		if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelEnableAll); err != nil {
+			return nil, fmt.Errorf("textmodel: %w", err)
+		}
+		if err := so.SetOptimizedModelFilePath(tmp); err != nil {
+			return nil, fmt.Errorf("textmodel: %w", err)
+		}
+	case src != file:
+		// The cached copy is already fully optimised for this CPU.
+		if err := so.SetGraphOptimizationLevel(ort.GraphOptimizationLevelDisableAll); err != nil {
+			return nil, fmt.Errorf("textmodel: %w", err)
+		}
+	}
 	if m.sess, err = ort.NewDynamicAdvancedSessionWithONNXData(data, m.inputs, []string{m.output}, so); err != nil {
-		return nil, fmt.Errorf("textmodel: %s: %w", file, err)
+		if tmp != "" {
+			os.Remove(tmp)
+		}
+		return nil, fmt.Errorf("textmodel: %s: %w", src, err)
+	}
+	if tmp != "" {
+		if err := os.Rename(tmp, save); err != nil {
+			os.Remove(tmp) // the cache is an optimisation; the session is fine
+		}
 	}
 	m.stats.Session = time.Since(t1)
 	if o.BatchMaxSize > 1 {

@@ -19,7 +19,7 @@ import (
 
 // initRuntime loads ONNX Runtime from $EMBER_ORT_LIB or pulls it into
 // $EMBER_CACHE_DIR (else a cache of this test run).
-func initRuntime(t *testing.T) {
+func initRuntime(t testing.TB) {
 	t.Helper()
 	if ort.IsInitialized() {
 		return
