@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -110,8 +111,11 @@ func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol }
 // TestClassifyMatchesDirectRun: Ember's tokenizer + session + softmax give
 // the probabilities a direct ONNX Runtime run of Hugging Face's ids gives,
 // labelled by config.json's id2label; for the float graph and for its
-// int8 quantised copies: QDQ (DequantizeLinear → MatMul) and
-// quantize_dynamic's (DynamicQuantizeLinear → MatMulInteger).
+// int8 quantised copies: QDQ (DequantizeLinear → MatMul),
+// quantize_dynamic's (DynamicQuantizeLinear → MatMulInteger) and
+// quantize_static's QOperator format (QuantizeLinear → QLinearMatMul →
+// DequantizeLinear). The quantised copies, having the float graph's
+// weights, must also stay near its probabilities.
 func TestClassifyMatchesDirectRun(t *testing.T) {
 	initRuntime(t)
 	cases := loadReference(t)
@@ -121,9 +125,10 @@ func TestClassifyMatchesDirectRun(t *testing.T) {
 	}
 	texts[len(texts)-1] = strings.Repeat("long ", 1000) // truncated, not refused
 	cases[len(cases)-1] = refCase{Text: texts[len(texts)-1]}
-	for _, quant := range []string{"float", "qdq", "dynamic"} {
+	var float [][]Label
+	for _, quant := range []string{"float", "qdq", "dynamic", "qlinear"} {
 		c := bertgen.Small()
-		c.Labels, c.QDQ, c.DynamicInt8 = labels3, quant == "qdq", quant == "dynamic"
+		c.Labels, c.QDQ, c.DynamicInt8, c.QLinear = labels3, quant == "qdq", quant == "dynamic", quant == "qlinear"
 		dir := genModel(t, c, bertgen.Options{})
 		m := loadModel(t, dir, Options{Task: TaskClassification})
 		if m.MaxLength() != 128 {
@@ -139,6 +144,17 @@ func TestClassifyMatchesDirectRun(t *testing.T) {
 		}
 		if usage.Truncated != 1 {
 			t.Errorf("%s: truncated %d texts, want 1", quant, usage.Truncated)
+		}
+		if quant == "float" {
+			float = got
+		}
+		for i := range got {
+			for _, l := range got[i] {
+				j := slices.IndexFunc(float[i], func(f Label) bool { return f.Label == l.Label })
+				if !near(l.Score, float[i][j].Score, quantTolerance) {
+					t.Errorf("%s %q: %s = %.4f, float graph %.4f (tolerance %g)", quant, texts[i], l.Label, l.Score, float[i][j].Score, quantTolerance)
+				}
+			}
 		}
 		logits, shape := directRun(t, dir, "logits", cases, true)
 		if shape[0] != int64(len(cases)) || shape[1] != 3 {
@@ -161,6 +177,13 @@ func TestClassifyMatchesDirectRun(t *testing.T) {
 		}
 	}
 }
+
+// quantTolerance bounds how far an int8 graph's probabilities may drift
+// from the float graph's with the same weights. The small random model's
+// three probabilities spread only ~0.013 around 1/3, so the bound is a
+// tenth of that spread (measured drift: ≤ 0.0001 QDQ and dynamic, ≤ 0.0004
+// QLinearMatMul with its fixed activation scales).
+const quantTolerance = 0.001
 
 func indexOf(s []string, v string) int {
 	for i, x := range s {

@@ -51,8 +51,10 @@ func main() {
 		c.QDQ = true
 	case "dynamic":
 		c.DynamicInt8 = true
+	case "qlinear":
+		c.QLinear = true
 	default:
-		fmt.Fprintf(os.Stderr, "genmodel: -quant %q: want none, qdq or dynamic\n", *quant)
+		fmt.Fprintf(os.Stderr, "genmodel: -quant %q: want none, qdq, dynamic or qlinear\n", *quant)
 		os.Exit(2)
 	}
 	// Truncation at 512 and no padding, as a DistilBERT export's

@@ -45,7 +45,13 @@ type Config struct {
 	// does: DynamicQuantizeLinear on the activation (uint8), MatMulInteger
 	// with int8 weights, Cast to float and one Mul by both scales.
 	DynamicInt8 bool
-	Seed        uint64
+	// QLinear quantises every MatMul statically, as quantize_static's
+	// QOperator format does: QuantizeLinear on the activation (uint8,
+	// fixed scale covering ±8), QLinearMatMul with int8 weights and a
+	// fixed output scale (±6 standard deviations of the product), then
+	// DequantizeLinear.
+	QLinear bool
+	Seed    uint64
 }
 
 // Small is a test-sized model: 2 layers, hidden 32.
@@ -134,11 +140,12 @@ func Write(dir string, c Config, o Options) error {
 
 // builder accumulates a graph.
 type builder struct {
-	g   graph
-	rng *rand.Rand
-	n   int
-	qdq bool
-	dyn bool
+	g    graph
+	rng  *rand.Rand
+	n    int
+	qdq  bool
+	dyn  bool
+	qlin bool
 }
 
 func (b *builder) name(p string) string { b.n++; return p + "_" + strconv.Itoa(b.n) }
@@ -217,8 +224,14 @@ func (b *builder) matmulWeight(p string, in, out int64) string {
 	}
 	sc := b.quantize(p)
 	zp := b.int8Zero(p)
-	b.g.initializers = append(b.g.initializers, tensor{name: zp, dtype: 3, raw: []byte{0}})
 	return b.op("DequantizeLinear", []string{w, sc, zp})
+}
+
+// uint8Const adds a uint8 scalar (a zero point).
+func (b *builder) uint8Const(p string, v byte) string {
+	zp := b.name(p)
+	b.g.initializers = append(b.g.initializers, tensor{name: zp, dtype: 2 /* UINT8 */, raw: []byte{v}})
+	return zp
 }
 
 func (b *builder) dense(x string, in, out int64, p string) string {
@@ -230,6 +243,18 @@ func (b *builder) dense(x string, in, out int64, p string) string {
 		b.g.nodes = append(b.g.nodes, node{op: "DynamicQuantizeLinear", name: q, inputs: []string{x}, outputs: []string{xq, xs, xzp}})
 		y := b.op("MatMulInteger", []string{xq, w, xzp, b.int8Zero(p + "_w")})
 		y = b.op("Mul", []string{b.op("Cast", []string{y}, intAttr("to", tFloat)), b.op("Mul", []string{xs, ws})})
+		return b.op("Add", []string{y, b.constZero(p+"_b", out)})
+	}
+	if b.qlin {
+		w := b.weight(p+"_w", in, out)
+		ws := b.quantize(p + "_w")
+		wzp := b.int8Zero(p + "_w")
+		xs, xzp := b.constF(p+"_x_scale", nil, 8.0/127), b.uint8Const(p+"_x_zp", 128)
+		ys := b.constF(p+"_y_scale", nil, float32(0.02*math.Sqrt(float64(in))*6/127))
+		yzp := b.uint8Const(p+"_y_zp", 128)
+		xq := b.op("QuantizeLinear", []string{x, xs, xzp})
+		yq := b.op("QLinearMatMul", []string{xq, xs, xzp, w, ws, wzp, ys, yzp})
+		y := b.op("DequantizeLinear", []string{yq, ys, yzp})
 		return b.op("Add", []string{y, b.constZero(p+"_b", out)})
 	}
 	y := b.op("MatMul", []string{x, b.matmulWeight(p+"_w", in, out)})
@@ -251,7 +276,7 @@ func (b *builder) layerNorm(x string, h int64, p string) string {
 
 // Build returns the ONNX model bytes for c.
 func Build(c Config) []byte {
-	b := &builder{rng: rand.New(rand.NewPCG(c.Seed, 0x5eed)), qdq: c.QDQ, dyn: c.DynamicInt8}
+	b := &builder{rng: rand.New(rand.NewPCG(c.Seed, 0x5eed)), qdq: c.QDQ, dyn: c.DynamicInt8, qlin: c.QLinear}
 	H, I, nh := int64(c.Hidden), int64(c.Intermediate), int64(c.Heads)
 	hd := H / nh
 	dyn := []any{"batch", "sequence"}
