@@ -14,7 +14,12 @@
 // on…) so drifting machine load hits both alike. Reported per cell:
 // requests/s, p50 and p99 latency, and the mean batch size (texts per ONNX
 // Runtime run). The cold-start split of loading each model (read, session
-// creation, warm-up) is printed first.
+// creation, warm-up) is printed first. Then (-cold N, default 3; 0 skips)
+// it generates a DistilBERT-sized embeddings model too, starts a real
+// Ember server in this process (-pool sets its onnx-pool) with a
+// text-classification and an embeddings function, and prints the
+// cold-start phases Ember records for each (GET
+// /v1/functions/{name}/instances), first start and median of the rest.
 //
 // Timing numbers depend on the machine: run it on a quiet one, and check
 // the load average it prints at start and end.
@@ -61,6 +66,11 @@ var sentences = []string{
 }
 
 func main() {
+	// The onnx driver runs os.Executable() as `worker onnx`: be that worker
+	// (the cold-start part runs a real Ember server in this process).
+	if len(os.Args) > 2 && os.Args[1] == "worker" && os.Args[2] == "onnx" {
+		os.Exit(worker.RunONNX(context.Background(), os.Args[3:], os.Stdout, os.Stderr))
+	}
 	modelDir := flag.String("model", "", "model directory (default: generate a DistilBERT-sized one in a temp dir)")
 	dur := flag.Duration("duration", 10*time.Second, "measured time per cell")
 	warm := flag.Duration("warmup", 2*time.Second, "unmeasured load before each cell")
@@ -69,8 +79,10 @@ func main() {
 	threads := flag.Int("threads", 0, "ONNX Runtime intra-op threads (0: one per core)")
 	clientsFlag := flag.String("clients", "1,4,16", "concurrent clients per cell")
 	cache := flag.String("cache-dir", os.Getenv("EMBER_CACHE_DIR"), "where ONNX Runtime is pulled (default <user cache>/ember)")
+	cold := flag.Int("cold", 3, "cold starts per task through a real Ember server (0: skip)")
+	pool := flag.Int("pool", 0, "onnx-pool of that server")
 	flag.Parse()
-	if err := run(*modelDir, *dur, *warm, *maxSize, *maxDelay, *threads, *clientsFlag, *cache); err != nil {
+	if err := run(*modelDir, *dur, *warm, *maxSize, *maxDelay, *threads, *clientsFlag, *cache, *cold, *pool); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/text:", err)
 		os.Exit(1)
 	}
@@ -110,10 +122,10 @@ func serve(dir string, opts worker.TaskOptions, threads int, name string) (*serv
 	}
 	hs := &http.Server{Handler: srv.Handler()}
 	go hs.Serve(ln) // ends with Close below
-	return &server{name: name, url: "http://" + ln.Addr().String() + "/predict", model: m, close: func() {
+	return &server{name: name, url: "http://" + ln.Addr().String() + "/predict", model: m, close: sync.OnceFunc(func() {
 		hs.Close()
 		srv.Close()
-	}}, split, nil
+	})}, split, nil
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -197,7 +209,7 @@ func drive(url string, m *textmodel.Model, n int, warm, dur time.Duration) cell 
 	return c
 }
 
-func run(modelDir string, dur, warm time.Duration, maxSize int, maxDelay time.Duration, threads int, clientsFlag, cache string) error {
+func run(modelDir string, dur, warm time.Duration, maxSize int, maxDelay time.Duration, threads int, clientsFlag, cache string, cold, pool int) error {
 	var clients []int
 	for _, f := range strings.Split(clientsFlag, ",") {
 		var n int
@@ -218,20 +230,26 @@ func run(modelDir string, dur, warm time.Duration, maxSize int, maxDelay time.Du
 	if err := ocr.InitRuntime(lib); err != nil {
 		return err
 	}
-	if modelDir == "" {
-		tmp, err := os.MkdirTemp("", "ember-bench-text-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(tmp)
-		modelDir = filepath.Join(tmp, "distilbert")
+	tmp, err := os.MkdirTemp("", "ember-bench-text-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	gen := func(name string, labels []string) (string, error) {
+		dir := filepath.Join(tmp, name)
 		c := bertgen.DistilBERT()
-		c.Labels = []string{"NEGATIVE", "POSITIVE"}
+		c.Labels = labels
 		t0 := time.Now()
-		if err := bertgen.Write(modelDir, c, bertgen.Options{MaxLength: 512}); err != nil {
+		if err := bertgen.Write(dir, c, bertgen.Options{MaxLength: 512}); err != nil {
+			return "", err
+		}
+		fmt.Printf("generated a DistilBERT-sized %s model in %s (%.1f s)\n", name, dir, time.Since(t0).Seconds())
+		return dir, nil
+	}
+	if modelDir == "" {
+		if modelDir, err = gen("classifier", []string{"NEGATIVE", "POSITIVE"}); err != nil {
 			return err
 		}
-		fmt.Printf("generated a DistilBERT-sized classifier in %s (%.1f s)\n", modelDir, time.Since(t0).Seconds())
 	}
 	fmt.Printf("machine: %d CPUs, %s/%s, ONNX Runtime %s, load average at start: %s\n",
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, ocr.RuntimeVersion(), loadavg())
@@ -264,6 +282,20 @@ func run(modelDir string, dur, warm time.Duration, maxSize int, maxDelay time.Du
 		a, b := res[fmt.Sprint("off", n)], res[fmt.Sprint("on", n)]
 		if a.rps > 0 {
 			fmt.Printf("%2d clients: throughput on/off %.2f×, p99 on/off %.2f×\n", n, b.rps/a.rps, b.p99/max(a.p99, 1e-9))
+		}
+	}
+	if cold > 0 {
+		// The embeddings model is the same encoder without the head.
+		embedDir, err := gen("embeddings", nil)
+		if err != nil {
+			return err
+		}
+		// Only the cold part's server loads these: free the warm ones first.
+		off.close()
+		on.close()
+		tasks := []coldTask{{"sentiment", worker.TaskClassification, modelDir}, {"embed", worker.TaskEmbeddings, embedDir}}
+		if err := benchCold(context.Background(), os.Stdout, tasks, cold, pool, cacheDir); err != nil {
+			return err
 		}
 	}
 	fmt.Printf("load average at end: %s\n", loadavg())

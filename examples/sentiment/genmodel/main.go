@@ -24,7 +24,7 @@ func main() {
 	out := flag.String("out", "examples/sentiment/model", "directory to write")
 	size := flag.String("size", "small", "small (2 layers, hidden 32, ~4 MB) or distilbert (6 layers, hidden 768, ~265 MB)")
 	task := flag.String("task", "text-classification", "text-classification or embeddings")
-	quant := flag.String("quant", "none", "int8 quantisation: none, qdq (DequantizeLinear → MatMul) or dynamic (quantize_dynamic's MatMulInteger)")
+	quant := flag.String("quant", "none", "int8 quantisation: none, qdq (DequantizeLinear → MatMul) dynamic (quantize_dynamic's MatMulInteger) or qlinear (quantize_static's QLinearMatMul)")
 	flag.Parse()
 	var c bertgen.Config
 	switch *size {
