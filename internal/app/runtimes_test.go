@@ -34,7 +34,7 @@ func TestRuntimesValidate(t *testing.T) {
 		{"process volumes and no command", "name: a\nvolumes: [{name: m, mount_path: /m}]",
 			`invalid spec for "a": command: required for runtime "process" (argv of the instance, e.g. ["./server", "--port", "${PORT}"]); volumes: the process runtime runs in the host's filesystem (see workdir); use runtime: container for volumes`},
 		{"onnx task", "name: a\nruntime: onnx\ntask: chat\nmodel: ./m",
-			`invalid spec for "a": task: unsupported task "chat" (supported: ocr)`},
+			`invalid spec for "a": task: unsupported task "chat" (supported: ocr, text-classification, embeddings)`},
 		{"known hardware", "name: a\ncommand: [sh]\nresources: {gpu: {type: A100-40GB, count: 1}}", ""},
 		{"unknown hardware", "name: a\ncommand: [sh]\nresources: {gpu: {type: h900, count: 1}}",
 			`invalid spec for "a": resources.gpu.type: unknown hardware class "h900": the price catalogue has no offer for it (ember prices lists the known ones; add one in <data-dir>/prices.yaml)`},

@@ -43,6 +43,9 @@ type StartSpec struct {
 	Runtime string
 	Task    string
 	Model   string
+	// TaskOptions is a JSON object of the built-in runtime's task options
+	// (text.*, batch.*), "" for none.
+	TaskOptions string
 	// Image is the OCI image of a container runtime; "" for host runtimes.
 	Image string
 	// Protocol is how Ember talks to the instance: "" or "http" (requests

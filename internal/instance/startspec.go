@@ -1,6 +1,9 @@
 package instance
 
 import (
+	"encoding/json"
+	"time"
+
 	"github.com/ember-run/ember/internal/driver"
 	"github.com/ember-run/ember/internal/spec"
 )
@@ -26,8 +29,42 @@ func StartSpecFor(fn *spec.Function, version int64, id string) driver.StartSpec 
 			s.Resources.GPU = driver.GPU{Type: r.GPU.Type, Count: fn.GPUCount(), Shared: r.GPU.Shared}
 		}
 	}
+	s.TaskOptions = taskOptions(fn)
 	for _, v := range fn.Volumes {
 		s.Volumes = append(s.Volumes, driver.Volume{Name: v.Name, HostPath: v.HostPath, MountPath: v.MountPath, ReadOnly: !v.Writable()})
 	}
 	return s
+}
+
+// taskOptions is the onnx worker's --options for fn's text and batch
+// fields ("" when it sets neither).
+func taskOptions(fn *spec.Function) string {
+	if fn.Text == nil && fn.Batch == nil {
+		return ""
+	}
+	o := map[string]any{}
+	if t := fn.Text; t != nil {
+		if t.MaxLength > 0 {
+			o["max_length"] = t.MaxLength
+		}
+		if t.Pooling != "" {
+			o["pooling"] = t.Pooling
+		}
+		if t.Normalize != nil {
+			o["normalize"] = *t.Normalize
+		}
+		if t.Padding != "" {
+			o["padding"] = t.Padding
+		}
+	}
+	if b := fn.Batch; b != nil {
+		o["batch_max_size"] = b.MaxSize
+		d := b.MaxDelay.D()
+		if d == 0 {
+			d = spec.DefaultBatchMaxDelay
+		}
+		o["batch_max_delay_ms"] = float64(d) / float64(time.Millisecond)
+	}
+	b, _ := json.Marshal(o) // a map of numbers, strings and bools
+	return string(b)
 }

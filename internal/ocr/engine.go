@@ -15,6 +15,8 @@ import (
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/ember-run/ember/internal/ortcache"
 )
 
 // InitRuntime loads the ONNX Runtime shared library and creates its
@@ -226,7 +228,7 @@ func Load(dir string, opts Options) (*Engine, error) {
 	t0 := time.Now()
 	cpu := ""
 	if opts.OptimizedDir != "" && !opts.PortableCache {
-		cpu = cpuKey()
+		cpu = ortcache.CPUKey()
 	}
 	for i, p := range paths {
 		m, err := readModel(p.path, opts, cpu)
@@ -530,29 +532,13 @@ func newSession(m modelBytes, opts Options) (*session, error) {
 }
 
 // optimizedPaths returns the file to load and, when the optimised copy does
-// not exist yet, where to save it. cpu, if set, names a level-"all" copy
-// for this CPU; else the copy is the portable level-"extended" one.
+// not exist yet, where to save it (see ortcache.Paths).
 func optimizedPaths(path, dir, cpu string) (load, save string, err error) {
-	if dir == "" {
-		return path, "", nil
-	}
-	fi, err := os.Stat(path)
+	load, save, err = ortcache.Paths(path, dir, ort.GetVersion(), cpu)
 	if err != nil {
 		return "", "", fmt.Errorf("ocr: %w", err)
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", "", fmt.Errorf("ocr: optimized model cache: %w", err)
-	}
-	base := strings.TrimSuffix(filepath.Base(path), ".onnx")
-	name := fmt.Sprintf("%s-%d-%d-ort%s.ext.onnx", base, fi.Size(), fi.ModTime().UnixNano(), ort.GetVersion())
-	if cpu != "" {
-		name = fmt.Sprintf("%s-%d-%d-ort%s-cpu%s.all.onnx", base, fi.Size(), fi.ModTime().UnixNano(), ort.GetVersion(), cpu)
-	}
-	cached := filepath.Join(dir, name)
-	if _, err := os.Stat(cached); err == nil {
-		return cached, "", nil
-	}
-	return path, cached, nil
+	return load, save, nil
 }
 
 // run feeds one float tensor and returns the first output's data and shape.

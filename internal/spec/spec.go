@@ -73,6 +73,12 @@ type Function struct {
 	// Task and Model configure the built-in onnx runtime.
 	Task  string `json:"task,omitempty"`
 	Model string `json:"model,omitempty"`
+	// Text configures the onnx runtime's text tasks (text-classification,
+	// embeddings).
+	Text *TextOptions `json:"text,omitempty"`
+	// Batch turns on dynamic batching in the onnx runtime's text tasks:
+	// concurrent requests to one instance run as one batch.
+	Batch *Batch `json:"batch,omitempty"`
 	// Image is the OCI image a container runtime runs (refused by process
 	// and onnx, which run host commands).
 	Image string `json:"image,omitempty"`
@@ -500,6 +506,7 @@ func (f *Function) Validate() error {
 	if !pathRE.MatchString(f.PredictPath) {
 		add("predict_path", "must be an absolute path such as /predict (got %q)", f.PredictPath)
 	}
+	validateText(f, add)
 	s := f.Scaling
 	if s.Min < 0 {
 		add("scaling.min", "must be ≥ 0 (got %d)", s.Min)
@@ -633,4 +640,63 @@ func (r *RateLimit) PerSecond() (float64, error) {
 		return v / 3600, nil
 	}
 	return 0, fmt.Errorf("invalid rate %q: unit must be s, m or h", r.Rate)
+}
+
+// TextOptions configure the text tasks of the onnx runtime.
+type TextOptions struct {
+	// MaxLength lowers the model's truncation length, in tokens (0: the
+	// model's, from tokenizer.json/config.json).
+	MaxLength int `json:"max_length,omitempty"`
+	// Pooling is mean or cls for embeddings (default: config.json's, else mean).
+	Pooling string `json:"pooling,omitempty"`
+	// Normalize scales embeddings to unit length (default true).
+	Normalize *bool `json:"normalize,omitempty"`
+	// Padding "longest" pads each batch to its longest text even where
+	// tokenizer.json fixes the length (the attention mask makes the
+	// answers the same, for less work); "" keeps tokenizer.json's.
+	Padding string `json:"padding,omitempty"`
+}
+
+// Batch is the dynamic batcher's configuration.
+type Batch struct {
+	// MaxSize is the most texts one run holds.
+	MaxSize int `json:"max_size"`
+	// MaxDelay is how long an open batch waits for more requests
+	// (default DefaultBatchMaxDelay).
+	MaxDelay Duration `json:"max_delay,omitempty"`
+}
+
+// Limits of the text and batch fields.
+const (
+	MaxBatchSize         = 256
+	MaxBatchDelay        = time.Second
+	DefaultBatchMaxDelay = 5 * time.Millisecond
+	MaxTextLength        = 8192
+)
+
+func validateText(f *Function, add func(field, format string, args ...any)) {
+	if t := f.Text; t != nil {
+		if t.MaxLength < 0 || t.MaxLength > MaxTextLength {
+			add("text.max_length", "must be in [0, %d] tokens (got %d)", MaxTextLength, t.MaxLength)
+		}
+		if t.Padding != "" && t.Padding != "longest" {
+			add("text.padding", "must be longest, or omitted for tokenizer.json's (got %q)", t.Padding)
+		}
+		if t.Pooling != "" && t.Pooling != "mean" && t.Pooling != "cls" {
+			add("text.pooling", "must be mean or cls (got %q)", t.Pooling)
+		}
+	}
+	b := f.Batch
+	if b == nil {
+		return
+	}
+	if b.MaxSize < 1 || b.MaxSize > MaxBatchSize {
+		add("batch.max_size", "must be in [1, %d] (got %d)", MaxBatchSize, b.MaxSize)
+	}
+	if b.MaxDelay < 0 || b.MaxDelay.D() > MaxBatchDelay {
+		add("batch.max_delay", "must be in [0, %s] (got %s)", MaxBatchDelay, b.MaxDelay.D())
+	}
+	if c := f.Scaling.Concurrency; c > 0 && c < b.MaxSize {
+		add("scaling.concurrency", "%d is below batch.max_size %d: an instance never holds more than %d requests at once, so its batches could never fill and every batch would wait out max_delay; raise scaling.concurrency to at least %d (or omit it) or lower batch.max_size", c, b.MaxSize, c, b.MaxSize)
+	}
 }

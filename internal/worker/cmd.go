@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,11 +14,13 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/ember-run/ember/internal/models"
 	"github.com/ember-run/ember/internal/ocr"
+	"github.com/ember-run/ember/internal/textmodel"
 )
 
 // flags of `ember worker onnx`.
@@ -36,6 +39,7 @@ type flags struct {
 	loadMode  string
 	warmup    bool
 	optCache  bool
+	options   TaskOptions
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (flags, error) {
@@ -48,7 +52,12 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 	}
 	fs.IntVar(&f.port, "port", defPort, "port to serve HTTP on (default $PORT, else 8080; 0 picks a free one)")
 	fs.StringVar(&f.host, "host", "127.0.0.1", "address to listen on")
-	fs.StringVar(&f.task, "task", "ocr", "task to serve: ocr")
+	fs.StringVar(&f.task, "task", "ocr", "task to serve: "+strings.Join(supportedTasks, ", "))
+	fs.Func("options", `task options as JSON: {"max_length", "pooling", "normalize", "padding", "batch_max_size", "batch_max_delay_ms"}`, func(v string) error {
+		d := json.NewDecoder(strings.NewReader(v))
+		d.DisallowUnknownFields()
+		return d.Decode(&f.options)
+	})
 	fs.StringVar(&f.modelDir, "model-dir", "", "model directory, or an npm:<name>@<version> reference to pull (required unless --pool)")
 	fs.StringVar(&f.ortLib, "ort-lib", getenv("EMBER_ORT_LIB"), "ONNX Runtime shared library (default $EMBER_ORT_LIB, else pulled "+models.RuntimeRef+")")
 	fs.StringVar(&f.cacheDir, "cache-dir", getenv("EMBER_CACHE_DIR"), "model and runtime cache (default $EMBER_CACHE_DIR, else <user cache>/ember)")
@@ -73,7 +82,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 		return f, fmt.Errorf("--load: want mmap or read, got %q", f.loadMode)
 	}
 	if !supported(f.task) {
-		return f, fmt.Errorf("--task: unsupported task %q (supported: ocr)", f.task)
+		return f, fmt.Errorf("--task: unsupported task %q (supported: %s)", f.task, strings.Join(supportedTasks, ", "))
 	}
 	return f, nil
 }
@@ -109,10 +118,13 @@ func RunONNX(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if f.optCache {
 		opts.OptimizedDir = filepath.Join(cache, "optimized")
 	}
-	load := func(ctx context.Context, task, dir string) (Model, error) {
+	load := func(ctx context.Context, task, dir string, topts TaskOptions) (Model, error) {
 		dir, err := models.Pull(ctx, dir, cache, stderr)
 		if err != nil {
 			return nil, err
+		}
+		if task == TaskClassification || task == TaskEmbeddings {
+			return textmodel.Load(dir, topts.TextOptions(task, f.threads))
 		}
 		return ocr.Load(dir, opts)
 	}
@@ -151,7 +163,7 @@ func RunONNX(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if f.pool {
 			return -1
 		}
-		if err := srv.Load(ctx, f.task, f.modelDir); err != nil {
+		if err := srv.Load(ctx, f.task, f.modelDir, f.options); err != nil {
 			log.Error("load model", "model", f.modelDir, "err", err)
 			return 1
 		}

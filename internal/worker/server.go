@@ -28,19 +28,24 @@ const (
 	PhaseWarmupDone      = "warmup_done"      // first inference done; /health turns 200
 )
 
-// Model is a loaded task model.
+// Model is a loaded task model: an imageModel (OCR) or a textModel
+// (text-classification, embeddings).
 type Model interface {
-	Recognize(ctx context.Context, img image.Image) (ocr.Result, error)
 	Warmup(ctx context.Context) error
 	Close() error
 }
 
+// imageModel is the OCR task's model.
+type imageModel interface {
+	Recognize(ctx context.Context, img image.Image) (ocr.Result, error)
+}
+
 // LoadFunc loads the model for task from dir (a directory or a model
-// reference the function resolves).
-type LoadFunc func(ctx context.Context, task, dir string) (Model, error)
+// reference the function resolves), with the task's options.
+type LoadFunc func(ctx context.Context, task, dir string, opts TaskOptions) (Model, error)
 
 // Tasks the worker serves.
-var supportedTasks = []string{"ocr"}
+var supportedTasks = []string{"ocr", TaskClassification, TaskEmbeddings}
 
 // Server is the worker's HTTP surface. Build it with NewServer.
 type Server struct {
@@ -126,7 +131,7 @@ var ErrTask = errors.New("unsupported task")
 
 // Load loads task's model from dir, records the phases, and warms it up.
 // Loading the model already loaded is a no-op.
-func (s *Server) Load(ctx context.Context, task, dir string) error {
+func (s *Server) Load(ctx context.Context, task, dir string, opts TaskOptions) error {
 	if !supported(task) {
 		return fmt.Errorf("%w %q (supported: %s)", ErrTask, task, strings.Join(supportedTasks, ", "))
 	}
@@ -154,7 +159,7 @@ func (s *Server) Load(ctx context.Context, task, dir string) error {
 	}()
 
 	t0 := time.Now()
-	m, err := s.load(ctx, task, dir)
+	m, err := s.load(ctx, task, dir, opts)
 	if err != nil {
 		return err
 	}
@@ -174,6 +179,13 @@ func (s *Server) Load(ctx context.Context, task, dir string) error {
 		stats["model_bytes"] = st.Bytes
 		stats["read_ms"] = msf(st.Read)
 		stats["session_ms"] = msf(st.Session)
+	}
+	if tm, ok := m.(textModel); ok {
+		st := tm.Stats()
+		stats["model_bytes"] = st.Bytes
+		stats["read_ms"] = msf(st.Read)
+		stats["session_ms"] = msf(st.Session)
+		stats["max_length"] = tm.MaxLength()
 	}
 	s.mu.Lock()
 	s.model, s.task, s.dir, s.stats = m, task, dir, stats
@@ -211,7 +223,9 @@ func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 //	GET  /live     200 once ONNX Runtime is initialised (pool members wait here)
 //	GET  /phases   [{"name", "at"}] cold-start phases, at in Unix nanoseconds
 //	POST /load     {"task", "model_dir"}: specialise a pooled worker
-//	POST /, /predict   an image → {"text", "lines", "timings_ms"}
+//	POST /, /predict   ocr: an image → {"text", "lines", "timings_ms"};
+//	                   text tasks: {"text"} or {"texts"} (text.go)
+//	POST /v1/embeddings  OpenAI's embeddings request (embeddings task)
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", s.handleHealth)
@@ -231,6 +245,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /load", s.wrap(s.handleLoad))
 	mux.Handle("POST /{$}", s.wrap(s.handlePredict))
 	mux.Handle("POST /predict", s.wrap(s.handlePredict))
+	mux.Handle("POST /v1/embeddings", s.wrap(s.handleOpenAIEmbeddings))
 	return mux
 }
 
@@ -250,8 +265,9 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 
 // loadRequest is the body of POST /load.
 type loadRequest struct {
-	Task     string `json:"task"`
-	ModelDir string `json:"model_dir"`
+	Task     string      `json:"task"`
+	ModelDir string      `json:"model_dir"`
+	Options  TaskOptions `json:"options"`
 }
 
 func (s *Server) handleLoad(w http.ResponseWriter, r *http.Request) error {
@@ -263,7 +279,7 @@ func (s *Server) handleLoad(w http.ResponseWriter, r *http.Request) error {
 	if req.Task == "" || req.ModelDir == "" {
 		return &httpError{Code: http.StatusBadRequest, Msg: `load request needs "task" and "model_dir"`}
 	}
-	if err := s.Load(r.Context(), req.Task, req.ModelDir); err != nil {
+	if err := s.Load(r.Context(), req.Task, req.ModelDir, req.Options); err != nil {
 		code := http.StatusInternalServerError
 		switch {
 		case errors.Is(err, ErrTask):
@@ -289,6 +305,13 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) error {
 	if m == nil {
 		return &httpError{Code: http.StatusServiceUnavailable, Msg: "no model loaded"}
 	}
+	if tm, ok := m.(textModel); ok {
+		return s.handleText(w, r, tm)
+	}
+	im, ok := m.(imageModel)
+	if !ok {
+		return &httpError{Code: http.StatusInternalServerError, Msg: fmt.Sprintf("model %T serves no requests", m)}
+	}
 	t0 := time.Now()
 	b, err := readImage(r, s.maxBytes)
 	if err != nil {
@@ -299,7 +322,7 @@ func (s *Server) handlePredict(w http.ResponseWriter, r *http.Request) error {
 		return &httpError{Code: http.StatusBadRequest, Msg: err.Error(), Err: err}
 	}
 	decode := time.Since(t0)
-	res, err := m.Recognize(r.Context(), img)
+	res, err := im.Recognize(r.Context(), img)
 	if err != nil {
 		if r.Context().Err() != nil {
 			return &httpError{Code: 499, Msg: "client went away", Err: err}

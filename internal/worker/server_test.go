@@ -46,7 +46,7 @@ func realLoader(t testing.TB) (LoadFunc, string) {
 	if sharedEngine.err != nil {
 		t.Fatal(sharedEngine.err)
 	}
-	return func(ctx context.Context, task, d string) (Model, error) {
+	return func(ctx context.Context, task, d string, _ TaskOptions) (Model, error) {
 		return noClose{sharedEngine.eng}, nil
 	}, sharedEngine.dir
 }
@@ -57,7 +57,7 @@ func newTestServer(t *testing.T, cfg Config, loaded bool) (*Server, *httptest.Se
 	s := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), load, cfg, time.Now())
 	s.RuntimeLoaded(time.Now())
 	if loaded {
-		if err := s.Load(context.Background(), "ocr", dir); err != nil {
+		if err := s.Load(context.Background(), "ocr", dir, TaskOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

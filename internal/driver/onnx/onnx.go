@@ -136,6 +136,9 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		w.Stop(context.WithoutCancel(ctx))
 	}
 	s.Command = append(d.baseArgs(), "--task", s.Task, "--model-dir", s.Model)
+	if s.TaskOptions != "" {
+		s.Command = append(s.Command, "--options", s.TaskOptions)
+	}
 	s.HealthPath = "/health"
 	in, err := d.proc.Start(ctx, s)
 	if err != nil {
@@ -152,7 +155,11 @@ func (d *Driver) specialise(ctx context.Context, w driver.Instance, s driver.Sta
 	if r, ok := w.(redirector); ok {
 		r.Redirect(s.Output) // from here on its lines are this instance's log
 	}
-	body, _ := json.Marshal(map[string]string{"task": s.Task, "model_dir": s.Model})
+	load := map[string]any{"task": s.Task, "model_dir": s.Model}
+	if s.TaskOptions != "" {
+		load["options"] = json.RawMessage(s.TaskOptions)
+	}
+	body, _ := json.Marshal(load)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+w.Addr()+"/load", bytes.NewReader(body))
 	if err != nil {
 		return nil, err
@@ -311,6 +318,10 @@ func (d *Driver) refill() {
 			if err == nil {
 				if d.ctx.Err() == nil {
 					d.pool = append(d.pool, w)
+					// Reported ready once it can be taken (and under mu,
+					// so before take reports it leaving): an observer that
+					// sees it ready can count on the next start taking it.
+					d.report(w.id, "starting", "ready")
 					d.wg.Add(1)
 					go func(w pooled) {
 						defer d.wg.Done()
@@ -323,9 +334,9 @@ func (d *Driver) refill() {
 			if err != nil && d.ctx.Err() == nil {
 				d.logger.Warn("could not pre-start a pooled onnx worker", "err", err)
 			}
-			if w.Instance != nil {
+			if w.Instance != nil { // the pool closed while it started
 				w.Stop(context.Background())
-				d.report(w.id, "ready", "")
+				d.report(w.id, "starting", "")
 			}
 		}()
 	}
@@ -348,7 +359,6 @@ func (d *Driver) startPooled() (pooled, error) {
 		d.report(id, "starting", "failed")
 		return pooled{id: id}, err
 	}
-	d.report(id, "starting", "ready")
 	return pooled{Instance: w, id: id, taken: make(chan struct{})}, nil
 }
 

@@ -10,7 +10,7 @@ import (
 )
 
 // Tasks are the tasks the built-in worker serves (`ember worker onnx --task`).
-var Tasks = []string{"ocr"}
+var Tasks = []string{"ocr", "text-classification", "embeddings"}
 
 // Validate refuses what the built-in worker cannot serve: it needs a
 // supported task and a model, and, being a host process like any other,
@@ -28,6 +28,9 @@ func (d *Driver) Validate(s driver.StartSpec) error {
 		add("task", `required for runtime "onnx" (supported: %s)`, strings.Join(Tasks, ", "))
 	case !slices.Contains(Tasks, s.Task):
 		add("task", "unsupported task %q (supported: %s)", s.Task, strings.Join(Tasks, ", "))
+	}
+	if s.TaskOptions != "" && s.Task == "ocr" {
+		add("text", "text and batch options are for the text tasks (text-classification, embeddings), not %q", s.Task)
 	}
 	if s.Image != "" {
 		add("image", "the onnx runtime runs the built-in ONNX worker on the host; use runtime: container for images")

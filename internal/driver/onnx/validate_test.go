@@ -22,10 +22,12 @@ func TestValidate(t *testing.T) {
 		{"task and model", ok, nil},
 		{"resources are hints", with(func(s *driver.StartSpec) { s.Resources.CPU = 4 }), nil},
 		{"no model", with(func(s *driver.StartSpec) { s.Model = "" }), []string{`model: required for runtime "onnx"`}},
-		{"no task", with(func(s *driver.StartSpec) { s.Task = "" }), []string{`task: required for runtime "onnx" (supported: ocr)`}},
-		{"unsupported task", with(func(s *driver.StartSpec) { s.Task = "chat" }), []string{`task: unsupported task "chat" (supported: ocr)`}},
+		{"no task", with(func(s *driver.StartSpec) { s.Task = "" }), []string{`task: required for runtime "onnx" (supported: ocr, text-classification, embeddings)`}},
+		{"unsupported task", with(func(s *driver.StartSpec) { s.Task = "chat" }), []string{`task: unsupported task "chat" (supported: ocr, text-classification, embeddings)`}},
 		{"image", with(func(s *driver.StartSpec) { s.Image = "acme/ocr:1" }), []string{"image: the onnx runtime runs the built-in ONNX worker on the host"}},
 		{"volumes", with(func(s *driver.StartSpec) { s.Volumes = []driver.Volume{{Name: "m", MountPath: "/m"}} }), []string{"volumes: the onnx runtime runs in the host's filesystem"}},
+		{"text task with options", with(func(s *driver.StartSpec) { s.Task, s.TaskOptions = "embeddings", `{"batch_max_size":8}` }), nil},
+		{"batch on ocr", with(func(s *driver.StartSpec) { s.TaskOptions = `{"batch_max_size":8}` }), []string{`text: text and batch options are for the text tasks`}},
 		{"nothing", driver.StartSpec{}, []string{"model: required", "task: required"}},
 	}
 	d := New(&stubProc{}, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{})

@@ -1,4 +1,4 @@
-package ocr
+package ortcache
 
 import (
 	"strings"
@@ -10,7 +10,7 @@ func TestCPUKey(t *testing.T) {
 	const x86MHz = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 106\nmodel name\t: Intel(R) Xeon(R)\ncpu MHz\t\t: 3100.000\nflags\t\t: fpu sse avx2 avx512f\n"
 	const x86AVX2 = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 106\nmodel name\t: Intel(R) Xeon(R)\ncpu MHz\t\t: 2600.000\nflags\t\t: fpu sse avx2\n"
 	const arm = "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd sve\nCPU implementer\t: 0x41\nCPU part\t: 0xd40\n"
-	key := func(s, arch string) string { return cpuKeyFrom(strings.NewReader(s), arch) }
+	key := func(s, arch string) string { return CPUKeyFrom(strings.NewReader(s), arch) }
 	tests := []struct {
 		name      string
 		a, b      string // cpuinfo texts

@@ -1,4 +1,4 @@
-package ocr
+package ortcache
 
 import (
 	"bufio"
@@ -10,22 +10,22 @@ import (
 	"strings"
 )
 
-// cpuKey identifies this CPU's model and instruction-set extensions, which
+// CPUKey identifies this CPU's model and instruction-set extensions, which
 // decide the layout ONNX Runtime's level-"all" optimisations bake into a
 // graph (NCHWc block size, kernels). It is a short hash of the first
 // processor's identifying lines in /proc/cpuinfo, or "" where that file is
 // missing or says nothing useful (callers then stay portable).
-func cpuKey() string {
+func CPUKey() string {
 	f, err := os.Open("/proc/cpuinfo")
 	if err != nil {
 		return ""
 	}
 	defer f.Close()
-	return cpuKeyFrom(f, runtime.GOARCH)
+	return CPUKeyFrom(f, runtime.GOARCH)
 }
 
-// cpuKeyFrom hashes the identifying lines of cpuinfo's first processor.
-func cpuKeyFrom(cpuinfo io.Reader, arch string) string {
+// CPUKeyFrom hashes the identifying lines of cpuinfo's first processor.
+func CPUKeyFrom(cpuinfo io.Reader, arch string) string {
 	h := fnv.New64a()
 	fmt.Fprintln(h, arch)
 	found := false
