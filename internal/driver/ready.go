@@ -48,7 +48,19 @@ type Readiness struct {
 	// Exited closes when the instance ends; Err then says why.
 	Exited <-chan struct{}
 	Err    func() error
+	// Kick, if not nil, makes the loop check Listening at once instead of
+	// waiting out its pause, while the port is not open yet: a server
+	// usually prints a line right after it starts listening, so the
+	// process driver kicks on output. It is ignored once listening, as an
+	// HTTP probe there would itself print a line (an access log) and kick
+	// again. A kick sooner than KickGap after the last check is deferred
+	// to that point, so a chatty start costs at most one check per KickGap.
+	Kick <-chan struct{}
 }
+
+// KickGap is the least time between two checks of a port that Kick
+// brings forward.
+const KickGap = 200 * time.Microsecond
 
 // AwaitReady probes until the instance listens (PhaseListening) and then
 // until its health path answers 2xx (PhaseReady), pausing as the cadence
@@ -71,8 +83,10 @@ func AwaitReady(ctx context.Context, r Readiness) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
+	var lastListenCheck time.Time
 	for {
 		if !listening {
+			lastListenCheck = time.Now()
 			if ok, _ := r.Listening(ctx); ok {
 				listening = true
 				r.Phase(PhaseListening)
@@ -94,20 +108,39 @@ func AwaitReady(ctx context.Context, r Readiness) error {
 			}
 		}
 		timer.Reset(pause)
-		select {
-		case <-timer.C:
-		case <-r.Exited:
-			err := r.Err()
-			return &StartError{Reason: err.Error() + " before becoming ready", Err: err}
-		case <-ctx.Done():
-			phase := "waiting for port " + r.Addr
-			if listening {
-				phase = "listening, health check " + r.HealthPath + ": " + lastProbe
+		kick := r.Kick
+		if listening {
+			kick = nil
+		}
+		kicked := false
+		for waiting := true; waiting; {
+			select {
+			case <-timer.C:
+				waiting = false
+			case <-kick:
+				kick, kicked = nil, true
+				timer.Stop() // Go ≥ 1.23: no stale tick to drain
+				if gap := time.Since(lastListenCheck); gap < KickGap {
+					timer.Reset(KickGap - gap)
+					continue
+				}
+				waiting = false
+			case <-r.Exited:
+				err := r.Err()
+				return &StartError{Reason: err.Error() + " before becoming ready", Err: err}
+			case <-ctx.Done():
+				phase := "waiting for port " + r.Addr
+				if listening {
+					phase = "listening, health check " + r.HealthPath + ": " + lastProbe
+				}
+				return &StartError{
+					Reason: fmt.Sprintf("not ready after %s (%s)", time.Since(start).Round(time.Millisecond), phase),
+					Err:    ctx.Err(),
+				}
 			}
-			return &StartError{
-				Reason: fmt.Sprintf("not ready after %s (%s)", time.Since(start).Round(time.Millisecond), phase),
-				Err:    ctx.Err(),
-			}
+		}
+		if kicked {
+			continue // a check on a hint is not a step of the cadence
 		}
 		pause = c.Next(pause, time.Since(phaseStart))
 	}

@@ -443,6 +443,10 @@ func (m *Manager) start(in *Instance) {
 		m.stopAsync(old, "replaced by a new version")
 	}
 	m.launch(next)
+	// Waiting requests go first: the log line and the observer's phase
+	// and state records come after the dispatch, not between the
+	// instance's readiness and its first request.
+	m.opts.Notify(in.fn)
 	logger.Info("instance ready", "cold_start", now.Sub(in.startedAt).Round(time.Microsecond))
 	if o := m.opts.Observer; o != nil {
 		prev := in.startedAt
@@ -458,7 +462,6 @@ func (m *Manager) start(in *Instance) {
 		defer m.wg.Done()
 		m.watch(in, di, logger)
 	}()
-	m.opts.Notify(in.fn)
 }
 
 // fail records a failed start or an unexpected exit and arms the backoff.

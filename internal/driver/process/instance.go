@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -34,6 +36,10 @@ type Instance struct {
 	// and never changes after.
 	pid int
 
+	// outputSeen gets a value (never blocking) when the instance writes to
+	// stdout or stderr: a hint for the readiness loop (driver.Readiness.Kick).
+	outputSeen chan struct{}
+
 	done chan struct{} // closed by the reaper once the process has exited
 	err  error         // why it exited; written by the reaper before done is closed
 
@@ -45,6 +51,22 @@ type Instance struct {
 // the in-memory tail). A pre-started worker uses it when it is handed to a
 // function, so its output lands in that instance's log.
 func (i *Instance) Redirect(w io.Writer) { i.output.set(w) }
+
+// kickOutput records that output arrived, for the readiness loop. Once
+// the loop has ended nobody reads, and the one buffered value stays.
+func (i *Instance) kickOutput() {
+	select {
+	case i.outputSeen <- struct{}{}:
+	default:
+	}
+}
+
+// port is the TCP port of Addr.
+func (i *Instance) port() int {
+	_, p, _ := net.SplitHostPort(i.addr)
+	n, _ := strconv.Atoi(p)
+	return n
+}
 
 // Addr is the host:port the instance serves HTTP on.
 func (i *Instance) Addr() string { return i.addr }
@@ -138,7 +160,7 @@ func (i *Instance) run(cmd *exec.Cmd, r, w *os.File, output io.Writer, started c
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
-		copyOutput(r, output, i.logs)
+		copyOutput(r, output, i.logs, i.kickOutput)
 	}()
 
 	err := cmd.Start()

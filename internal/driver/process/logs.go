@@ -21,12 +21,17 @@ const (
 // go in one write. A server that logs every request would otherwise cost
 // a write syscall and a sink lock per request on the warm path (the
 // largest item in bench/core's profile of Ember after the proxy itself).
-func copyOutput(r io.Reader, out io.Writer, logs *ring) {
+// onOutput, if not nil, is called after each read that returned bytes
+// (the readiness loop takes output as a hint that the port may be open).
+func copyOutput(r io.Reader, out io.Writer, logs *ring, onOutput func()) {
 	buf := make([]byte, 64<<10)
 	n := 0 // bytes held: at most one incomplete line
 	for {
 		m, err := r.Read(buf[n:])
 		n += m
+		if m > 0 && onOutput != nil {
+			onOutput()
+		}
 		end := bytes.LastIndexByte(buf[:n], '\n') + 1
 		if err != nil || (end == 0 && n == len(buf)) {
 			end = n // the last unterminated line, or one longer than buf: kept as several

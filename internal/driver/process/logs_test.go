@@ -49,7 +49,7 @@ func TestCopyOutput(t *testing.T) {
 	in := "first\nsecond\n" + long + "\nno newline at end"
 	var out strings.Builder
 	r := newRing(ringLines)
-	copyOutput(strings.NewReader(in), &out, r)
+	copyOutput(strings.NewReader(in), &out, r, nil)
 
 	if got := out.String(); got != in {
 		t.Errorf("Output got %d bytes, want the %d bytes written, unchanged", len(got), len(in))
