@@ -58,7 +58,8 @@ func (e *engine) prepared(t *testing.T, fn string, not ...string) engineContaine
 // cold start runs that very container (no create on its path, and the
 // instance says "prewarmed"); back at zero a new one is prepared; a
 // redeploy replaces it; a server killed by SIGKILL leaves it, and the
-// restarted server removes it before preparing its own.
+// restarted server removes it before preparing its own; a graceful stop
+// and a delete remove it.
 func TestContainerPrewarm(t *testing.T) {
 	e := needEngine(t)
 	image := e.image(t)
@@ -119,6 +120,18 @@ func TestContainerPrewarm(t *testing.T) {
 	if got := e.listFn(t, name); len(got) != 1 || got[0].ID != c4.ID {
 		t.Fatalf("after the call containers = %+v, want the prepared %s running", got, c4.ID[:12])
 	}
-	s2.c.Delete(context.Background(), name)
+	// Back at zero, then a graceful stop: the prepared container goes with
+	// the server.
+	c5 := e.prepared(t, name, c4.ID)
+	s2.cmd.Process.Signal(syscall.SIGTERM)
+	<-s2.done
+	if got := e.listFn(t, name); len(got) != 0 {
+		t.Fatalf("after a graceful stop containers = %+v, want none (prepared %s removed at stop)", got, c5.ID[:12])
+	}
+
+	// Deleting the function removes its prepared container.
+	s3 := containerServer(t, e, dataDir, "--container-prewarm", "4")
+	e.prepared(t, name)
+	s3.c.Delete(context.Background(), name)
 	eventually(t, 30*time.Second, "containers gone after rm", func() bool { return len(e.listFn(t, name)) == 0 })
 }
