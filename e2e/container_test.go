@@ -118,10 +118,12 @@ func (e *engine) containers(t *testing.T, fn string) []string {
 
 // containerServer starts ember serve with the settings this host's engine
 // needs (runc; ulimits within the engine's own, it lacks CAP_SYS_RESOURCE).
+// Prewarming is off unless extra turns it on (a later flag wins), so a
+// function at zero has no container: container_prewarm_test.go covers it.
 func containerServer(t *testing.T, e *engine, dataDir string, extra ...string) *server {
 	t.Helper()
 	args := append([]string{"--container-host", e.host, "--container-oci-runtime", "runc",
-		"--container-ulimit", "nofile=1024:1024,nproc=1024:1024"}, extra...)
+		"--container-ulimit", "nofile=1024:1024,nproc=1024:1024", "--container-prewarm", "0"}, extra...)
 	return startServer(t, dataDir, args...)
 }
 

@@ -13,6 +13,13 @@
 // overhead. The engine-alone run also reports where its time goes
 // (create, start, ready, first response).
 //
+// With -prewarm, a third target joins the interleaving: the same call
+// through a second Ember (its own data dir) run with --container-prewarm,
+// timed once the function's container has been created ahead (the engine
+// lists it, created, not started), so the cold start skips the engine's
+// create. The first Ember runs with prewarming off, so "through Ember"
+// stays the create-on-the-caller's-time path.
+//
 // (b) Warm path: one ready container is called through Ember
 // (POST /v1/run/<fn>/predict) and directly at its published address, in
 // alternating slices with one shared client.
@@ -57,6 +64,7 @@ import (
 	"github.com/ember-run/ember/internal/app"
 	"github.com/ember-run/ember/internal/client"
 	"github.com/ember-run/ember/internal/config"
+	"github.com/ember-run/ember/internal/driver"
 	ctrdriver "github.com/ember-run/ember/internal/driver/container"
 )
 
@@ -76,6 +84,7 @@ type options struct {
 	slices     int
 	skipWarm   bool
 	skipCold   bool
+	prewarm    bool
 }
 
 func main() {
@@ -100,6 +109,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.slices, "slices", 10, "alternating slices the warm requests are split into")
 	fs.BoolVar(&o.skipWarm, "skip-warm", false, "skip (b)")
 	fs.BoolVar(&o.skipCold, "skip-cold", false, "skip (a)")
+	fs.BoolVar(&o.prewarm, "prewarm", false, "add to (a) cold starts through an Ember with --container-prewarm (container created ahead)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -164,18 +174,35 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if o.ulimits != "" {
 		cfg.ContainerUlimits = strings.Split(o.ulimits, ",")
 	}
+	cfg.ContainerPrewarm = 0 // the create stays on the caller's time
 	srv, err := startEmber(ctx, cfg)
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
+	var pw *prewarmed
+	if o.prewarm {
+		pcfg := cfg
+		pcfg.DataDir = filepath.Join(tmp, "data-prewarm")
+		pcfg.ContainerPrewarm = 16
+		psrv, err := startEmber(ctx, pcfg)
+		if err != nil {
+			return err
+		}
+		defer psrv.stop()
+		owner, err := filepath.Abs(pcfg.DataDir)
+		if err != nil {
+			return err
+		}
+		pw = &prewarmed{url: psrv.url, owner: owner, eng: eng}
+	}
 	hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 8, DisableCompression: true}}
 	ec := client.New(srv.url, "")
 	ec.HTTP = hc
 	alone := &engineAlone{eng: eng, o: o, hc: hc}
 
 	if !o.skipCold {
-		if err := benchCold(ctx, out, o, ec, hc, srv.url, alone); err != nil {
+		if err := benchCold(ctx, out, o, ec, hc, srv.url, alone, pw); err != nil {
 			return err
 		}
 	}
@@ -334,35 +361,63 @@ func (a *engineAlone) coldStart(ctx context.Context, i int) (phases, error) {
 	return p, nil
 }
 
-func benchCold(ctx context.Context, out io.Writer, o options, ec *client.Client, hc *http.Client, base string, alone *engineAlone) error {
-	var viaEmber, direct []time.Duration
-	var ph []phases
-	emberPhases := map[string][]time.Duration{}
-	through := func(i int) error {
-		name := fmt.Sprintf("cold%d", i)
-		if _, err := ec.Deploy(ctx, spec(name, o.image, "{min: 0, max: 1, idle_timeout: 1h}")); err != nil {
-			return err
-		}
-		t0 := time.Now()
-		h, err := post(ctx, hc, base+"/v1/run/"+name+"/predict")
-		d := time.Since(t0)
+// prewarmed is the second Ember of -prewarm: the one that creates a
+// function's container ahead.
+type prewarmed struct {
+	url   string
+	owner string // its data dir, the owner label of its containers
+	eng   *mobyclient.Client
+}
+
+// containers lists fn's containers of this Ember and their states.
+func (p *prewarmed) containers(ctx context.Context, fn string) ([]string, error) {
+	list, err := p.eng.ContainerList(ctx, mobyclient.ContainerListOptions{All: true,
+		Filters: mobyclient.Filters{}.Add("label", driver.LabelFunction+"="+fn).Add("label", ctrdriver.LabelOwner+"="+p.owner)})
+	if err != nil {
+		return nil, err
+	}
+	var states []string
+	for _, c := range list.Items {
+		states = append(states, string(c.State))
+	}
+	return states, nil
+}
+
+// waitContainers polls until fn's containers of this Ember are want
+// (their states, e.g. ["created"]; nil for none).
+func (p *prewarmed) waitContainers(ctx context.Context, fn string, want []string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		got, err := p.containers(ctx, fn)
 		if err != nil {
 			return err
 		}
-		if h.Get(api.HeaderColdStart) != "true" {
-			return fmt.Errorf("%s: the first request was not a cold start", name)
+		if slices.Equal(got, want) {
+			return nil
 		}
-		viaEmber = append(viaEmber, d)
-		for part := range strings.SplitSeq(h.Get(api.HeaderServerTiming), ",") {
-			n, v, ok := strings.Cut(strings.TrimSpace(part), ";dur=")
-			if f, err := strconv.ParseFloat(v, 64); ok && err == nil {
-				emberPhases[n] = append(emberPhases[n], time.Duration(f*float64(time.Millisecond)))
-			}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		if err := ec.Delete(ctx, name); err != nil {
-			return err
-		}
-		return waitGone(ctx, ec, name)
+		time.Sleep(5 * time.Millisecond) // polling the engine with a deadline
+	}
+	return fmt.Errorf("%s: containers not %v within 30s", fn, want)
+}
+
+func benchCold(ctx context.Context, out io.Writer, o options, ec *client.Client, hc *http.Client, base string, alone *engineAlone, pw *prewarmed) error {
+	var viaEmber, viaPrewarm, direct []time.Duration
+	var ph []phases
+	emberPhases := map[string][]time.Duration{}
+	prewarmPhases := map[string][]time.Duration{}
+	through := func(i int) error {
+		return coldThrough(ctx, o, ec, hc, base, fmt.Sprintf("cold%d", i), nil, &viaEmber, emberPhases)
+	}
+	var pec *client.Client
+	if pw != nil {
+		pec = client.New(pw.url, "")
+		pec.HTTP = hc
+	}
+	throughPrewarmed := func(i int) error {
+		return coldThrough(ctx, o, pec, hc, pw.url, fmt.Sprintf("prewarm%d", i), pw, &viaPrewarm, prewarmPhases)
 	}
 	for i := range o.iterations {
 		steps := []func() error{
@@ -373,7 +428,14 @@ func benchCold(ctx context.Context, out io.Writer, o options, ec *client.Client,
 				return err
 			},
 		}
-		if i%2 == 1 {
+		if pw != nil {
+			steps = append(steps, func() error { return throughPrewarmed(i) })
+		}
+		// ABBA for two targets; with three, each leads in turn.
+		if pw != nil {
+			k := i % len(steps)
+			steps = append(steps[k:], steps[:k]...)
+		} else if i%2 == 1 {
 			slices.Reverse(steps)
 		}
 		for _, s := range steps {
@@ -389,6 +451,9 @@ func benchCold(ctx context.Context, out io.Writer, o options, ec *client.Client,
 		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", name, ms(pct(ds, 50)), ms(pct(ds, 90)))
 	}
 	row("through Ember", viaEmber)
+	if pw != nil {
+		row("through Ember, prewarmed (created ahead)", viaPrewarm)
+	}
 	row("engine alone (create→start→200)", direct)
 	pick := func(f func(phases) time.Duration) []time.Duration {
 		var out []time.Duration
@@ -404,9 +469,61 @@ func benchCold(ctx context.Context, out io.Writer, o options, ec *client.Client,
 	for _, n := range slices.Sorted(maps.Keys(emberPhases)) {
 		row("  Ember Server-Timing: "+n, emberPhases[n])
 	}
+	for _, n := range slices.Sorted(maps.Keys(prewarmPhases)) {
+		row("  Ember prewarmed Server-Timing: "+n, prewarmPhases[n])
+	}
 	tw.Flush()
 	over := pct(viaEmber, 50) - pct(direct, 50)
 	fmt.Fprintf(out, "Ember's cold-start overhead (median − median): %s ms (target ≤ %s ms: %s)\n", ms(over), ms(targetOverhead), verdict(over <= targetOverhead))
+	if pw != nil {
+		fmt.Fprintf(out, "prewarming saves (median − median): %s ms of %s ms\n", ms(pct(viaEmber, 50)-pct(viaPrewarm, 50)), ms(pct(viaEmber, 50)))
+	}
+	return nil
+}
+
+// coldThrough deploys a min=0 function as name, calls it once from zero
+// and records the time to the full response and its Server-Timing
+// phases; with pw, the call waits until the function's container has been
+// created ahead. It deletes the function and waits until it is gone.
+func coldThrough(ctx context.Context, o options, ec *client.Client, hc *http.Client, base, name string, pw *prewarmed,
+	ds *[]time.Duration, phases map[string][]time.Duration) error {
+	if _, err := ec.Deploy(ctx, spec(name, o.image, "{min: 0, max: 1, idle_timeout: 1h}")); err != nil {
+		return err
+	}
+	if pw != nil {
+		if err := pw.waitContainers(ctx, name, []string{"created"}); err != nil {
+			return err
+		}
+	}
+	t0 := time.Now()
+	h, err := post(ctx, hc, base+"/v1/run/"+name+"/predict")
+	d := time.Since(t0)
+	if err != nil {
+		return err
+	}
+	if h.Get(api.HeaderColdStart) != "true" {
+		return fmt.Errorf("%s: the first request was not a cold start", name)
+	}
+	st := h.Get(api.HeaderServerTiming)
+	if pw != nil && !strings.Contains(st, "prewarmed;") {
+		return fmt.Errorf("%s: the cold start did not use the prepared container (Server-Timing %q)", name, st)
+	}
+	*ds = append(*ds, d)
+	for part := range strings.SplitSeq(st, ",") {
+		n, v, ok := strings.Cut(strings.TrimSpace(part), ";dur=")
+		if f, err := strconv.ParseFloat(v, 64); ok && err == nil {
+			phases[n] = append(phases[n], time.Duration(f*float64(time.Millisecond)))
+		}
+	}
+	if err := ec.Delete(ctx, name); err != nil {
+		return err
+	}
+	if err := waitGone(ctx, ec, name); err != nil {
+		return err
+	}
+	if pw != nil {
+		return pw.waitContainers(ctx, name, nil)
+	}
 	return nil
 }
 

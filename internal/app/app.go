@@ -95,6 +95,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		MaxPerFunction: cfg.MaxInstancesPerFunction,
 		MaxTotal:       cfg.MaxInstances,
 		MaxStarting:    cfg.MaxConcurrentStarts,
+		MaxPrewarmed:   cfg.ContainerPrewarm,
 	})
 	metrics = telemetry.New(mgr)
 	// --- metering (issue #6): usage accounting beside the metrics ---

@@ -77,6 +77,28 @@ func (r *runtimes) Start(ctx context.Context, s driver.StartSpec) (driver.Instan
 	return inst, nil
 }
 
+// Prewarms: the spec's runtime driver can prepare an instance ahead
+// (containers), and the spec asks for no GPU: its devices are assigned at
+// start, so an instance prepared ahead cannot carry them.
+func (r *runtimes) Prewarms(s driver.StartSpec) bool {
+	p, ok := r.byName[cmp.Or(s.Runtime, spec.RuntimeProcess)].(driver.Prewarmer)
+	return ok && s.Resources.GPU.Count == 0 && p.Prewarms(s)
+}
+
+func (r *runtimes) Prewarm(ctx context.Context, s driver.StartSpec) error {
+	p, ok := r.byName[cmp.Or(s.Runtime, spec.RuntimeProcess)].(driver.Prewarmer)
+	if !ok || s.Resources.GPU.Count > 0 {
+		return fmt.Errorf("runtime %q: instances cannot be prepared ahead", s.Runtime)
+	}
+	return p.Prewarm(ctx, s)
+}
+
+func (r *runtimes) Discard(ctx context.Context, s driver.StartSpec) {
+	if p, ok := r.byName[cmp.Or(s.Runtime, spec.RuntimeProcess)].(driver.Prewarmer); ok {
+		p.Discard(ctx, s)
+	}
+}
+
 // gpuRuntime: the runtimes whose instances are given GPUs (onnx workers
 // run on CPU; their resources.gpu only meters).
 func gpuRuntime(rt string) bool {

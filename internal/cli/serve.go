@@ -86,6 +86,7 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringSliceVar(&cfg.ContainerUlimits, "container-ulimit", cfg.ContainerUlimits, h("container-ulimit"))
 	f.StringVar(&cfg.ContainerOCIRuntime, "container-oci-runtime", cfg.ContainerOCIRuntime, h("container-oci-runtime"))
 	f.StringSliceVar(&cfg.ContainerAllowHostPaths, "container-allow-host-path", cfg.ContainerAllowHostPaths, h("container-allow-host-path"))
+	f.IntVar(&cfg.ContainerPrewarm, "container-prewarm", cfg.ContainerPrewarm, h("container-prewarm"))
 	f.StringVar(&cfg.ContainerGPUDriver, "container-gpu-driver", cfg.ContainerGPUDriver, h("container-gpu-driver"))
 	f.StringVar(&cfg.GPUs, "gpus", cfg.GPUs, h("gpus"))
 	return cmd

@@ -117,6 +117,10 @@ type Config struct {
 	// ContainerAllowHostPaths lists host directories container specs may
 	// mount (host_path); empty refuses every host path.
 	ContainerAllowHostPaths []string
+	// ContainerPrewarm bounds the container functions at zero whose next
+	// container is created ahead (not started), so their cold start skips
+	// the engine's create; 0 = off. GPU functions are never prewarmed.
+	ContainerPrewarm int
 	// GPUs is where the GPU inventory comes from: "auto" (nvidia-smi;
 	// none when it is absent), "off" (no allocation: resources.gpu is a
 	// metering and pricing hint, the GPUs are not checked or assigned), or
@@ -162,8 +166,11 @@ func Default() Config {
 		BodyBufferBudget:        256 << 20,
 		MinBodyRate:             1 << 10,
 		ContainerNetwork:        "bridge",
-		GPUs:                    "auto",
-		ContainerGPUDriver:      "nvidia",
+		// A created container holds a loopback port and the engine's
+		// record of it, nothing running: 16 is cheap on any engine.
+		ContainerPrewarm:   16,
+		GPUs:               "auto",
+		ContainerGPUDriver: "nvidia",
 	}
 }
 
@@ -236,6 +243,7 @@ func Knobs() []Knob {
 		{"container-ulimit", "EMBER_CONTAINER_ULIMIT", "ulimits set on every container, name=soft:hard, comma-separated (e.g. nofile=1024:1024,nproc=1024:1024 where the engine lacks CAP_SYS_RESOURCE); default: the engine's"},
 		{"container-oci-runtime", "EMBER_CONTAINER_OCI_RUNTIME", "the engine's OCI runtime for containers, e.g. runc; default: the engine's"},
 		{"container-allow-host-path", "EMBER_CONTAINER_ALLOW_HOST_PATH", "host directories container specs may mount as host_path (comma-separated); none by default"},
+		{"container-prewarm", "EMBER_CONTAINER_PREWARM", "most container functions at zero whose next container is created ahead (not started) so a cold start skips the engine's create; 0 = off; GPU functions never"},
 		{"container-gpu-driver", "EMBER_CONTAINER_GPU_DRIVER", "how containers get their GPUs: nvidia (device request to the NVIDIA Container Toolkit) or cdi (CDI names nvidia.com/gpu=<uuid>)"},
 		{"gpus", "EMBER_GPUS", "GPU inventory: auto (nvidia-smi; none without it), off (resources.gpu only meters and prices; no GPU is checked or assigned) or file:PATH (nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits output)"},
 	}
@@ -291,7 +299,8 @@ func (c Config) Validate() error {
 		min  int64
 	}{{"max-instances-per-function", int64(c.MaxInstancesPerFunction), 1}, {"max-instances", int64(c.MaxInstances), 1},
 		{"max-concurrent-starts", int64(c.MaxConcurrentStarts), 1}, {"body-preread-bytes", c.BodyPreReadBytes, 0},
-		{"body-buffer-budget", c.BodyBufferBudget, 0}, {"min-body-rate", c.MinBodyRate, 0}} {
+		{"body-buffer-budget", c.BodyBufferBudget, 0}, {"min-body-rate", c.MinBodyRate, 0},
+		{"container-prewarm", int64(c.ContainerPrewarm), 0}} {
 		if n.v < n.min {
 			return fmt.Errorf("%s: must be ≥ %d (got %d)", n.name, n.min, n.v)
 		}

@@ -218,6 +218,30 @@ func CapabilitiesOf(d Driver) Capabilities {
 	return Capabilities{OwnsReadiness: true}
 }
 
+// Prewarmer is implemented by drivers that can do part of a start ahead
+// of demand: the container driver creates a function's next container (not
+// started) while the function is at zero, so the cold start skips the
+// engine's create. The caller picks the instance id (StartSpec.InstanceID)
+// before Prewarm; a later Start with the same id and an equal spec takes
+// the prewarmed resources over, and one whose spec differs (a secret
+// changed) discards them and starts afresh. The caller calls Discard for
+// every Prewarm that no Start took over.
+type Prewarmer interface {
+	// Prewarms reports whether Prewarm can help s (no GPU function: its
+	// devices are assigned only at start). Cheap; no I/O.
+	Prewarms(s StartSpec) bool
+	// Prewarm prepares s's instance without starting it.
+	Prewarm(ctx context.Context, s StartSpec) error
+	// Discard releases what Prewarm prepared for s's instance, if a Start
+	// did not take it over.
+	Discard(ctx context.Context, s StartSpec)
+}
+
+// PhasePrewarmed marks a start that took over prewarmed resources: it
+// comes right before the phases that were done ahead (the container's
+// "created"), which then take ~0.
+const PhasePrewarmed = "prewarmed"
+
 // Listed is an instance a driver finds running that it started earlier,
 // possibly in an earlier life of the server or on another node.
 type Listed struct {

@@ -75,6 +75,11 @@ type Options struct {
 	// demand cannot fork hundreds of processes in one instant; the others
 	// wait their turn, still counted as starting (0 = no bound).
 	MaxStarting int
+	// MaxPrewarmed bounds the functions that have an instance prewarmed
+	// at once (0 = none), with a driver that can (driver.Prewarmer): a
+	// function at zero gets its next instance id chosen and its container
+	// created ahead, and its next cold start takes it over.
+	MaxPrewarmed int
 }
 
 // ErrInstanceLimit is returned while the server runs as many instances as
@@ -100,10 +105,21 @@ type Manager struct {
 
 	starting chan struct{} // a token per start in progress (MaxStarting); nil: unbounded
 
-	mu     sync.Mutex // guards the following
-	pools  map[string]*pool
-	byID   map[string]*Instance
-	closed bool // Shutdown has begun: no new starts
+	prewarmer driver.Prewarmer // drv's capability; nil if it has none
+
+	mu        sync.Mutex // guards the following
+	pools     map[string]*pool
+	byID      map[string]*Instance
+	closed    bool // Shutdown has begun: no new starts
+	prewarmed int  // pools whose warm is set (Options.MaxPrewarmed)
+}
+
+// prewarm is the next instance of a function, prepared ahead by the
+// driver (driver.Prewarmer) under an id chosen now.
+type prewarm struct {
+	version int64
+	spec    driver.StartSpec
+	done    chan struct{} // closed once Prewarm has returned
 }
 
 // pool is one function's set of instances. Manager.mu guards it.
@@ -137,6 +153,10 @@ type pool struct {
 	// hold is the keep-warm window of an idle instance beyond the first, as
 	// the controller last chose it (ReconcileIdle); -1 until then.
 	hold time.Duration
+
+	// warm is the function's next instance, prepared ahead while it is at
+	// zero; the next new instance of its version takes its id.
+	warm *prewarm
 }
 
 // holdFor is how long an idle instance of p is kept (shown as its expiry).
@@ -163,6 +183,10 @@ type Instance struct {
 	tail      []string
 	drv       driver.Instance
 	logOut    io.WriteCloser // from Options.Logs; closed when the instance has gone
+
+	// warm, if set, was prepared ahead: start waits for its Prewarm to
+	// return before it calls the driver's Start.
+	warm *prewarm
 
 	// cancelStart abandons the start in progress (stop of a starting
 	// instance); gone is closed once the instance has left its pool,
@@ -203,6 +227,7 @@ func New(drv driver.Driver, logger *slog.Logger, opts Options) *Manager {
 	if opts.MaxStarting > 0 {
 		m.starting = make(chan struct{}, opts.MaxStarting)
 	}
+	m.prewarmer, _ = drv.(driver.Prewarmer)
 	return m
 }
 
@@ -223,6 +248,9 @@ func (m *Manager) Put(fn *spec.Function, version int64) {
 	p.fn, p.version = fn, version
 	p.limit, p.limitWhy = -1, "" // the controller re-applies a budget cap next tick
 	p.failures, p.nextStart, p.lastErr = 0, time.Time{}, nil
+	if p.warm != nil && p.warm.version != version {
+		m.discardLocked(p) // created for the old spec
+	}
 	for _, in := range p.instances {
 		if in.version == version {
 			continue
@@ -236,6 +264,9 @@ func (m *Manager) Put(fn *spec.Function, version int64) {
 		}
 	}
 	ins := m.nextRolloutLocked(p)
+	if len(ins) == 0 {
+		m.prewarmLocked(p)
+	}
 	m.mu.Unlock()
 	for _, in := range stop {
 		m.stopAsync(in, "replaced by a new version")
@@ -255,6 +286,7 @@ func (m *Manager) Remove(ctx context.Context, name string) {
 		return
 	}
 	delete(m.pools, name)
+	m.discardLocked(p)
 	var now, busy []*Instance
 	for _, in := range p.instances {
 		busyNow := (in.state == Ready || in.state == Draining) && in.inFlight > 0
@@ -310,6 +342,11 @@ func (m *Manager) newInstanceLocked(p *pool, now time.Time) *Instance {
 	in := &Instance{
 		id: newID(p.fn.Name), fn: p.fn.Name, version: p.version,
 		state: Starting, startedAt: now, gone: make(chan struct{}),
+	}
+	if w := p.warm; w != nil && w.version == p.version {
+		in.id, in.warm = w.spec.InstanceID, w
+		p.warm = nil
+		m.prewarmed--
 	}
 	in.startCtx, in.cancelStart = context.WithCancel(m.ctx)
 	p.instances = append(p.instances, in)
@@ -397,7 +434,20 @@ func (m *Manager) start(in *Instance) {
 	defer cancel()
 	ss := StartSpecFor(fn, in.version, in.id)
 	ss.Output = out
+	if in.warm != nil {
+		// Its container is still being created: waiting costs less than
+		// creating another beside it.
+		select {
+		case <-in.warm.done:
+		case <-ctx.Done():
+		}
+	}
 	di, err := m.drv.Start(ctx, ss)
+	if in.warm != nil {
+		// A no-op when Start took it over; a start that failed before
+		// that leaves it to remove.
+		m.prewarmer.Discard(context.WithoutCancel(ctx), in.warm.spec)
+	}
 	now := m.now()
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && m.ctx.Err() == nil {
@@ -608,10 +658,57 @@ func (m *Manager) forgetLocked(in *Instance) {
 	delete(m.byID, in.id)
 	if p := m.pools[in.fn]; p != nil {
 		p.instances = slices.DeleteFunc(p.instances, func(x *Instance) bool { return x == in })
+		m.prewarmLocked(p)
 	}
 	if !in.state.over() {
 		m.setLocked(in, Stopped)
 	}
+}
+
+// prewarmLocked has the driver prepare p's next instance when p is at
+// zero, has none prepared, is not failing or held at zero by a budget,
+// and the server-wide bound allows; m.mu must be held.
+func (m *Manager) prewarmLocked(p *pool) {
+	if m.prewarmer == nil || m.closed || p.warm != nil || len(p.instances) > 0 || p.failures > 0 ||
+		p.limit == 0 || m.prewarmed >= m.opts.MaxPrewarmed {
+		return
+	}
+	s := StartSpecFor(p.fn, p.version, newID(p.fn.Name))
+	if !m.prewarmer.Prewarms(s) {
+		return
+	}
+	w := &prewarm{version: p.version, spec: s, done: make(chan struct{})}
+	p.warm = w
+	m.prewarmed++
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		defer close(w.done)
+		ctx, cancel := context.WithTimeout(m.ctx, time.Minute)
+		defer cancel()
+		if err := m.prewarmer.Prewarm(ctx, s); err != nil {
+			m.logger.Debug("cannot prepare an instance ahead", "function", s.Function, "instance", s.InstanceID, "err", err)
+		}
+	}()
+}
+
+// discardLocked drops p's prepared instance, if any, and has the driver
+// release it once its Prewarm has returned; m.mu must be held.
+func (m *Manager) discardLocked(p *pool) {
+	w := p.warm
+	if w == nil {
+		return
+	}
+	p.warm = nil
+	m.prewarmed--
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		<-w.done
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		m.prewarmer.Discard(ctx, w.spec)
+	}()
 }
 
 func (m *Manager) closeLogLocked(in *Instance) {
@@ -627,6 +724,9 @@ func (m *Manager) Shutdown(ctx context.Context) {
 	m.cancel() // abandons starts in progress
 	m.mu.Lock()
 	m.closed = true
+	for _, p := range m.pools {
+		m.discardLocked(p)
+	}
 	// byID, not the pools: it also holds draining instances of removed
 	// functions.
 	var all []*Instance

@@ -31,6 +31,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -182,6 +183,9 @@ type Driver struct {
 	// cogSchemas is each cog function's input schema, as its latest
 	// ready instance declared it.
 	cogSchemas map[string]*cog.Schema
+	// prewarmed are containers created ahead (Prewarm), by instance id,
+	// until a Start takes one over or Discard removes it.
+	prewarmed map[string]*created
 }
 
 // maxKnownImages bounds the images remembered as present; past it the
@@ -239,7 +243,7 @@ func New(logger *slog.Logger, opts Options) (*Driver, error) {
 			Transport:     &http.Transport{Proxy: nil, DisableKeepAlives: true},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		cogFiles: cog.NewFiles(opts.PublicURL, cog.DefaultFilesBytes, cog.DefaultFilesTTL), cogSchemas: map[string]*cog.Schema{},
+		cogFiles: cog.NewFiles(opts.PublicURL, cog.DefaultFilesBytes, cog.DefaultFilesTTL), cogSchemas: map[string]*cog.Schema{}, prewarmed: map[string]*created{},
 	}, nil
 }
 
@@ -375,51 +379,31 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	if err != nil {
 		return nil, err
 	}
-	hostPort, err := d.reservePort()
-	if err != nil {
-		return nil, &driver.StartError{Reason: "no free port", Err: err}
+	c := d.takePrewarmed(s, secrets)
+	if c != nil {
+		inst.phase(driver.PhasePrewarmed)
+	} else if c, err = d.create(ctx, s, secrets); err != nil {
+		return nil, err
 	}
-	inst.hostPort = hostPort
-	inst.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(hostPort))
-	cfg, hc, err := d.configs(s, secrets, hostPort)
-	if err != nil {
-		d.releasePort(hostPort)
-		return nil, &driver.StartError{Reason: err.Error(), Err: err}
-	}
-	for _, v := range s.Volumes {
-		if v.Name != "" {
-			if err := d.ensureVolume(ctx, v.Name, s.Function); err != nil {
-				d.releasePort(hostPort)
-				return nil, &driver.StartError{Reason: err.Error(), Err: err}
-			}
-		}
-	}
-	created, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: cfg, HostConfig: hc, Name: containerName(s),
-	})
-	if err != nil {
-		d.releasePort(hostPort)
-		if cerrdefs.IsNotFound(err) {
-			d.setImageKnown(s.Image, false)
-			return nil, &driver.StartError{Reason: missingImage(s.Image), Err: err}
-		}
-		return nil, &driver.StartError{Reason: "create container: " + err.Error(), Err: err}
-	}
-	inst.containerID = created.ID
+	created := c.id
+	inst.hostPort = c.hostPort
+	inst.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(c.hostPort))
+	inst.containerID = created
 	inst.phase(PhaseCreated)
-	logger := d.logger.With("function", s.Function, "instance", s.InstanceID, "container", shortID(created.ID))
+	hostPort := c.hostPort
+	logger := d.logger.With("function", s.Function, "instance", s.InstanceID, "container", shortID(created))
 
 	// The start runs on its own context: an abandoned start still
 	// removes what it created (below).
-	if _, err := d.cli.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
-		d.remove(created.ID)
+	if _, err := d.cli.ContainerStart(ctx, created, client.ContainerStartOptions{}); err != nil {
+		d.remove(created)
 		d.releasePort(hostPort)
 		return nil, &driver.StartError{Reason: "start container: " + err.Error(), Err: err}
 	}
 	inst.phase(PhaseStarted)
 	if s.Protocol == cog.Protocol {
 		if inst.cog, err = cog.Listen(inst.addr, d.cogFiles, logger); err != nil {
-			d.remove(created.ID)
+			d.remove(created)
 			d.releasePort(hostPort)
 			return nil, &driver.StartError{Reason: err.Error(), Err: err}
 		}
@@ -441,6 +425,139 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	}
 	logger.Debug("container ready", "phases", inst.Phases())
 	return inst, nil
+}
+
+// created is a container that exists on the engine, not started: its
+// configuration, and the host port it was given.
+type created struct {
+	id       string
+	hostPort int
+	cfg      *container.Config
+	hc       *container.HostConfig
+}
+
+// create reserves the instance's port and creates its container (and its
+// named volumes). On failure nothing is left behind.
+func (d *Driver) create(ctx context.Context, s driver.StartSpec, secrets []string) (*created, error) {
+	hostPort, err := d.reservePort()
+	if err != nil {
+		return nil, &driver.StartError{Reason: "no free port", Err: err}
+	}
+	cfg, hc, err := d.configs(s, secrets, hostPort)
+	if err != nil {
+		d.releasePort(hostPort)
+		return nil, &driver.StartError{Reason: err.Error(), Err: err}
+	}
+	for _, v := range s.Volumes {
+		if v.Name != "" {
+			if err := d.ensureVolume(ctx, v.Name, s.Function); err != nil {
+				d.releasePort(hostPort)
+				return nil, &driver.StartError{Reason: err.Error(), Err: err}
+			}
+		}
+	}
+	res, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: cfg, HostConfig: hc, Name: containerName(s),
+	})
+	if err != nil {
+		d.releasePort(hostPort)
+		if cerrdefs.IsNotFound(err) {
+			d.setImageKnown(s.Image, false)
+			return nil, &driver.StartError{Reason: missingImage(s.Image), Err: err}
+		}
+		return nil, &driver.StartError{Reason: "create container: " + err.Error(), Err: err}
+	}
+	return &created{id: res.ID, hostPort: hostPort, cfg: cfg, hc: hc}, nil
+}
+
+// maxPrewarmed bounds the containers created ahead that the driver keeps
+// (the instance manager keeps far fewer: --prewarm-containers).
+const maxPrewarmed = 1024
+
+// ErrNotPrewarmable is returned by Prewarm for a spec whose container
+// cannot be created ahead.
+var ErrNotPrewarmable = errors.New("container: cannot be created ahead")
+
+// Prewarms: every container function but a GPU one, whose device request
+// names the GPUs the allocator assigns only at start.
+func (d *Driver) Prewarms(s driver.StartSpec) bool {
+	return s.Resources.GPU.Count == 0 && len(s.GPUDevices) == 0
+}
+
+// Prewarm creates s's container without starting it, so that Start of
+// s.InstanceID skips the engine's create. The container carries Ember's
+// labels, so a server killed before it started or discarded it removes
+// it at its next start (Cleanup).
+func (d *Driver) Prewarm(ctx context.Context, s driver.StartSpec) error {
+	if !d.Prewarms(s) {
+		return fmt.Errorf("%w: a GPU function's devices are assigned at start", ErrNotPrewarmable)
+	}
+	if err := d.Validate(s); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotPrewarmable, err)
+	}
+	if !d.imageKnown(s.Image) {
+		if _, err := d.cli.ImageInspect(ctx, s.Image); err != nil {
+			return fmt.Errorf("%w: image %s: %w", ErrNotPrewarmable, s.Image, err)
+		}
+		d.setImageKnown(s.Image, true)
+	}
+	d.mu.Lock()
+	_, dup := d.prewarmed[s.InstanceID]
+	full := len(d.prewarmed) >= maxPrewarmed
+	d.mu.Unlock()
+	if dup || full {
+		return fmt.Errorf("%w: instance %s already prewarmed, or %d are", ErrNotPrewarmable, s.InstanceID, maxPrewarmed)
+	}
+	secrets, err := d.resolveSecrets(ctx, s.SecretEnv)
+	if err != nil {
+		return err
+	}
+	c, err := d.create(ctx, s, secrets)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.prewarmed[s.InstanceID] = c
+	d.mu.Unlock()
+	d.logger.Debug("container created ahead", "function", s.Function, "instance", s.InstanceID, "container", shortID(c.id))
+	return nil
+}
+
+// Discard removes the container Prewarm created for s's instance, unless
+// a Start took it over.
+func (d *Driver) Discard(ctx context.Context, s driver.StartSpec) {
+	d.mu.Lock()
+	c := d.prewarmed[s.InstanceID]
+	delete(d.prewarmed, s.InstanceID)
+	d.mu.Unlock()
+	if c == nil {
+		return
+	}
+	if _, err := d.cli.ContainerRemove(ctx, c.id, client.ContainerRemoveOptions{Force: true}); err != nil && !cerrdefs.IsNotFound(err) {
+		d.logger.Warn("cannot remove a container created ahead; the next server start removes it", "container", shortID(c.id), "err", err)
+	}
+	d.releasePort(c.hostPort)
+}
+
+// takePrewarmed hands Start the container created ahead for s's instance
+// when its configuration is the one s would create now; one that differs
+// (a secret's value changed since) is removed and Start creates afresh.
+func (d *Driver) takePrewarmed(s driver.StartSpec, secrets []string) *created {
+	d.mu.Lock()
+	c := d.prewarmed[s.InstanceID]
+	delete(d.prewarmed, s.InstanceID)
+	d.mu.Unlock()
+	if c == nil {
+		return nil
+	}
+	cfg, hc, err := d.configs(s, secrets, c.hostPort)
+	if err == nil && reflect.DeepEqual(cfg, c.cfg) && reflect.DeepEqual(hc, c.hc) {
+		return c
+	}
+	d.logger.Debug("container created ahead no longer matches its spec; creating afresh", "function", s.Function, "instance", s.InstanceID)
+	d.remove(c.id)
+	d.releasePort(c.hostPort)
+	return nil
 }
 
 func missingImage(image string) string {
@@ -712,4 +829,5 @@ var (
 	_ driver.Driver             = (*Driver)(nil)
 	_ driver.Validator          = (*Driver)(nil)
 	_ driver.CapabilityReporter = (*Driver)(nil)
+	_ driver.Prewarmer          = (*Driver)(nil)
 )
