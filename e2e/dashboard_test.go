@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -141,8 +142,24 @@ func shoot(t *testing.T, ctx context.Context, name string) {
 // phone and desktop widths.
 func TestDashboardInABrowser(t *testing.T) {
 	ctx, consoleErrors := browser(t)
-	s := startServer(t, "")
+	// The job below announces its completion to this receiver (loopback,
+	// allowed with --webhook-allow).
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) }))
+	t.Cleanup(hook.Close)
+	s := startServer(t, "", "--webhook-allow", "127.0.0.1/32")
+	// Deployed twice: the function's page lists both versions.
 	s.deploy(simSpec("web", "{min: 0, max: 2, concurrency: 4, idle_timeout: 3s}", "env: {SIM_LOAD_DELAY: 300ms}"))
+	s.deploy(simSpec("web", "{min: 0, max: 2, concurrency: 4, idle_timeout: 3s}", "env: {SIM_LOAD_DELAY: 300ms, DEPLOYED: second}"))
+	vs, err := s.c.Versions(context.Background(), "web")
+	must(t, err)
+	if len(vs) != 2 || vs[0].Version != 2 || !strings.Contains(string(vs[0].Spec), "second") || vs[1].Version != 1 || vs[0].DeployedBy == "" {
+		t.Errorf("GET /v1/functions/web/versions = %+v", vs)
+	}
+	out, err := exec.Command(bins.ember, "--server", s.url, "--key-file", s.dataDir+"/admin.key", "versions", "web").CombinedOutput()
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); err != nil || len(lines) != 3 ||
+		!strings.HasPrefix(lines[1], "2 ") || !strings.HasPrefix(lines[2], "1 ") || !strings.Contains(lines[1], vs[0].DeployedBy) {
+		t.Errorf("ember versions web: %v\n%s", err, out)
+	}
 	s.deploy(simSpec("streamjob", "{min: 0, max: 1, idle_timeout: 30s}", "predict_path: /stream", "env: {SIM_STREAM_N: '6', SIM_STREAM_INTERVAL_MS: '700'}"))
 	// A route from web to streamjob whose low threshold the calls below
 	// cross: the routes page shows the QPS against it and the switch.
@@ -198,10 +215,16 @@ policy: {type: cost}
 	if busyRects == 0 {
 		t.Error("the instance timeline shows no starting segment")
 	}
+	versions, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("table.versions tr.version td:first-child")).map(td => td.textContent)`))
+	must(t, err)
+	if strings.Join(versions, ",") != "v2,v1" {
+		t.Errorf("deploy history shows %q, want v2,v1", versions)
+	}
 	shoot(t, ctx, "function")
 
 	// A job's output streams in while it runs.
-	p, err := s.c.CreatePrediction(context.Background(), api.PredictionRequest{Model: "streamjob", Input: json.RawMessage(`{"prompt": "hello"}`)}, client.PredictionOptions{})
+	p, err := s.c.CreatePrediction(context.Background(), api.PredictionRequest{Model: "streamjob", Input: json.RawMessage(`{"prompt": "hello"}`),
+		Webhook: hook.URL, WebhookEventsFilter: []string{api.WebhookCompleted}}, client.PredictionOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -210,6 +233,17 @@ policy: {type: cost}
 		return (strings.Contains(s, `"i":1`) || strings.Contains(s, `"i": 1`)) && !strings.Contains(s, "succeeded")
 	})
 	waitText(t, ctx, 30*time.Second, "the job done", "#job-status", func(s string) bool { return s == api.PredictionSucceeded })
+	// The completed webhook is sent after the job ends: once delivered,
+	// the API and a reloaded page show the delivery.
+	eventually(t, 30*time.Second, "the delivery recorded", func() bool {
+		got, err := s.c.Prediction(context.Background(), p.ID, 0)
+		return err == nil && len(got.WebhookDeliveries) == 1 && got.WebhookDeliveries[0].Outcome == api.DeliveryDelivered &&
+			got.WebhookDeliveries[0].StatusCode == http.StatusOK && got.WebhookDeliveries[0].Attempts == 1
+	})
+	must(t, chromedp.Do(ctx, chromedp.Navigate(s.url+"/ui/jobs/"+p.ID)))
+	waitText(t, ctx, 10*time.Second, "the delivered webhook", "table.deliveries", func(s string) bool {
+		return strings.Contains(s, "completed") && strings.Contains(s, "delivered") && strings.Contains(s, "HTTP 200")
+	})
 	shoot(t, ctx, "job")
 	must(t, chromedp.Do(ctx, chromedp.Navigate(s.url+"/ui/jobs"), chromedp.WaitVisible(chromedp.CSS(`a[href="/ui/jobs/`+p.ID+`"]`))))
 	shoot(t, ctx, "jobs")

@@ -196,3 +196,20 @@ type KeepWarm struct {
 	Predicted int64 `json:"predicted"`
 	Avoided   int64 `json:"avoided"`
 }
+
+// FunctionVersionsKept is how many versions of each function the deploy
+// history keeps; each write prunes older ones.
+const FunctionVersionsKept = 50
+
+// FunctionVersion is one entry of a function's deploy history
+// (GET /v1/functions/{name}/versions, newest first).
+type FunctionVersion struct {
+	Name    string `json:"name"`
+	Version int64  `json:"version"`
+	// Spec is the spec as that version stored it.
+	Spec       json.RawMessage `json:"spec"`
+	DeployedAt time.Time       `json:"deployed_at"`
+	// DeployedBy is the id of the API key that wrote it ("" when the
+	// server ran without authentication or the write predates history).
+	DeployedBy string `json:"deployed_by,omitempty"`
+}

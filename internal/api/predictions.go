@@ -86,6 +86,9 @@ type Prediction struct {
 	// out for their size, with their size in bytes; GET urls.get has
 	// them whole (Ember extension).
 	Omitted map[string]int64 `json:"omitted,omitempty"`
+	// WebhookDeliveries, in GET urls.get only, are the prediction's
+	// webhooks with their outcome, oldest first (Ember extension).
+	WebhookDeliveries []WebhookDelivery `json:"webhook_deliveries,omitempty"`
 }
 
 // PredictionMetrics are durations in seconds.
@@ -118,4 +121,28 @@ type PredictionList struct {
 // WebhookSecret answers GET /v1/webhooks/default/secret.
 type WebhookSecret struct {
 	Key string `json:"key"`
+}
+
+// Webhook delivery outcomes (WebhookDelivery.Outcome).
+const (
+	DeliveryPending   = "pending"
+	DeliveryDelivered = "delivered"
+	DeliveryAbandoned = "abandoned"
+)
+
+// WebhookDelivery is one webhook of a prediction and what its attempts
+// came to (GET /v1/predictions/{id}, Ember extension).
+type WebhookDelivery struct {
+	Event    string `json:"event"`
+	URL      string `json:"url"`
+	Outcome  string `json:"outcome"`
+	Attempts int    `json:"attempts"`
+	// StatusCode is the last attempt's HTTP status (0: no answer).
+	StatusCode int `json:"status_code,omitempty"`
+	// Error is why the last attempt failed.
+	Error         string     `json:"error,omitempty"`
+	CreatedAt     time.Time  `json:"created_at"`
+	LastAttemptAt *time.Time `json:"last_attempt_at,omitempty"`
+	// NextAttemptAt is when a pending delivery is tried next.
+	NextAttemptAt *time.Time `json:"next_attempt_at,omitempty"`
 }

@@ -153,7 +153,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	defer routeSvc.Close()
 	gw := gateway.New(gateway.Options{Invoker: act, Registry: registryView{ctl}, Instances: instancesView{mgr},
 		Forwarder: px, Observer: obs, Routes: routeSvc, Secrets: db, Budgets: usage.Budgets{Source: meter},
-		MaxPerFunction: cfg.MaxInstancesPerFunction, Inputs: drv.container,
+		MaxPerFunction: cfg.MaxInstancesPerFunction, Inputs: drv.container, Versions: db,
 		Bodies: gateway.BodyLimits{PreRead: cfg.BodyPreReadBytes, Budget: cfg.BodyBufferBudget,
 			MinRate: cfg.MinBodyRate, Grace: 10 * time.Second},
 		Auth: cfg.Auth, OpenMetrics: cfg.OpenMetrics,
@@ -211,7 +211,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	}
 	predictions.Mount(gw)
 	dashOpts := dashboard.Options{Functions: registryView{ctl}, Instances: instancesView{mgr}, Routes: routeSvc,
-		Jobs: predictionJobs, Usage: usageHandler, Recorder: dashRec, Catalogue: prices,
+		Jobs: predictionJobs, Usage: usageHandler, Recorder: dashRec, Versions: db, Catalogue: prices,
 		Prices: routeCosts, Logger: logger.With("component", "dashboard")}
 	if authn != nil {
 		dashOpts.Keys = authn

@@ -30,6 +30,7 @@ type records interface {
 	routing.Store
 	auth.KeyStore
 	gateway.SecretStore
+	gateway.FunctionVersions
 	ChangeHead(ctx context.Context) (int64, error)
 }
 

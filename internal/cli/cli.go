@@ -89,7 +89,7 @@ and call it with 'ember run NAME' or HTTP on /v1/run/NAME.`,
 
 	root.AddCommand(
 		newServeCmd(), newDemoCmd(),
-		newDeployCmd(g), newLsCmd(g), newDescribeCmd(g), newRmCmd(g), newLogsCmd(g), newRunCmd(g),
+		newDeployCmd(g), newLsCmd(g), newDescribeCmd(g), newVersionsCmd(g), newRmCmd(g), newLogsCmd(g), newRunCmd(g),
 		newLoginCmd(g), newLogoutCmd(g),
 	)
 	for _, extra := range extraCommands(g) {

@@ -264,6 +264,37 @@ func phases(in api.Instance) string {
 	return strings.Join(parts, ", ") + fmt.Sprintf(" (total %.1f)", total)
 }
 
+func newVersionsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "versions NAME",
+		Short: "Show a function's deploy history: its last versions, when and by which key (--json: with specs)",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			vs, err := c.Versions(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if g.json {
+				return printJSON(cmd.OutOrStdout(), vs)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "VERSION\tDEPLOYED\tBY KEY")
+			for _, v := range vs {
+				by := v.DeployedBy
+				if by == "" {
+					by = "-"
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\n", v.Version, v.DeployedAt.Local().Format(time.DateTime), by)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
 func newRmCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rm NAME",

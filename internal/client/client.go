@@ -166,6 +166,13 @@ func (c *Client) Function(ctx context.Context, name string) (api.Function, error
 	return out, err
 }
 
+// Versions returns a function's deploy history, newest first.
+func (c *Client) Versions(ctx context.Context, name string) ([]api.FunctionVersion, error) {
+	var out []api.FunctionVersion
+	err := c.do(ctx, http.MethodGet, "/v1/functions/"+name+"/versions", nil, &out)
+	return out, err
+}
+
 // Delete removes a function.
 func (c *Client) Delete(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/functions/"+name, nil, nil)

@@ -48,6 +48,11 @@ type Jobs interface {
 	Subscribe(ctx context.Context, id string, lastEventID int64) (*jobs.Stream, error)
 }
 
+// Versions reads a function's deploy history, newest first (the store).
+type Versions interface {
+	FunctionVersions(ctx context.Context, name string, limit int) ([]api.FunctionVersion, error)
+}
+
 // Usage reports metered usage as GET /v1/usage would answer r.
 type Usage interface {
 	Report(r *http.Request) (*api.UsageReport, error)
@@ -73,6 +78,9 @@ type Options struct {
 	Jobs      Jobs
 	Usage     Usage
 	Keys      Keys
+	// Versions shows the stored deploy history on a function's page (nil:
+	// the versions seen since the server started).
+	Versions  Versions
 	Recorder  *Recorder
 	Catalogue *cost.Catalogue
 	// Prices prices a cost-policy route's targets, with the same inputs

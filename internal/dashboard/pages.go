@@ -188,12 +188,42 @@ func (d *Dashboard) functionPage(w http.ResponseWriter, r *http.Request, v viewe
 	}
 	var spec bytes.Buffer
 	_ = json.Indent(&spec, f.Spec, "", "  ")
-	b.f(`<section><h2>Deploy history</h2><ul class="versions">`)
-	for _, ver := range slices.Backward(d.rec.function(name, d.now()).Versions) {
-		b.f(`<li>v%d · %s</li>`, ver.Version, ver.At.UTC().Format(time.RFC3339))
-	}
-	b.f(`<li>created %s</li></ul></section><section><h2>Spec</h2><pre class="spec">%s</pre></section>`, f.CreatedAt.UTC().Format(time.RFC3339), truncate(spec.String(), 64<<10))
+	b.f(`%s`, d.deployHistory(r, name, f))
+	b.f(`<section><h2>Spec</h2><pre class="spec">%s</pre></section>`, truncate(spec.String(), 64<<10))
 	d.page(w, v, name, "functions", "/ui/events?page=function&name="+url.QueryEscape(name), b.safe())
+}
+
+// historyShown bounds the versions a function's page lists.
+const historyShown = 20
+
+// deployHistory lists the function's stored versions, newest first, each
+// with its spec folded; without a store, the versions seen since start.
+func (d *Dashboard) deployHistory(r *http.Request, name string, f api.Function) safe {
+	var b buf
+	b.f(`<section><h2>Deploy history</h2>`)
+	if d.opts.Versions == nil {
+		b.f(`<ul class="versions">`)
+		for _, ver := range slices.Backward(d.rec.function(name, d.now()).Versions) {
+			b.f(`<li>v%d · %s</li>`, ver.Version, ver.At.UTC().Format(time.RFC3339))
+		}
+		b.f(`<li>created %s</li></ul></section>`, f.CreatedAt.UTC().Format(time.RFC3339))
+		return b.safe()
+	}
+	vs, err := d.opts.Versions.FunctionVersions(r.Context(), name, historyShown)
+	if err != nil {
+		d.log.Warn("dashboard: read deploy history", "function", name, "err", err)
+		b.f(`<p class="error">deploy history unavailable</p></section>`)
+		return b.safe()
+	}
+	b.f(`<table class="list versions"><thead><tr><th>version</th><th>deployed</th><th>by key</th><th>spec</th></tr></thead><tbody>`)
+	for _, v := range vs {
+		var spec bytes.Buffer
+		_ = json.Indent(&spec, v.Spec, "", "  ")
+		b.f(`<tr class="version"><td>v%d</td><td>%s</td><td>%s</td><td><details><summary>spec</summary><pre class="spec">%s</pre></details></td></tr>`,
+			v.Version, v.DeployedAt.UTC().Format(time.RFC3339), orDash(v.DeployedBy), truncate(spec.String(), 16<<10))
+	}
+	b.f(`</tbody></table><p class="sub">created %s · the last %d versions are kept</p></section>`, f.CreatedAt.UTC().Format(time.RFC3339), api.FunctionVersionsKept)
+	return b.safe()
 }
 
 // functionFragment renders one live part of a function's page.
@@ -381,6 +411,24 @@ func jobFragment(p *api.Prediction) safe {
 	b.f(`</dl>`)
 	if p.Error != nil {
 		b.f(`<p class="error">%s</p>`, *p.Error)
+	}
+	if len(p.WebhookDeliveries) > 0 {
+		b.f(`<h2>Webhook deliveries</h2><table class="list deliveries"><thead><tr><th>event</th><th>outcome</th><th>attempts</th><th>last status</th><th>last attempt</th></tr></thead><tbody>`)
+		for _, wd := range p.WebhookDeliveries {
+			last, status := "–", orDash(wd.Error)
+			if wd.LastAttemptAt != nil {
+				last = wd.LastAttemptAt.UTC().Format(time.RFC3339)
+			}
+			if wd.StatusCode != 0 {
+				status = fmt.Sprintf("HTTP %d", wd.StatusCode)
+				if wd.Error != "" && wd.Outcome != api.DeliveryDelivered {
+					status += " · " + wd.Error
+				}
+			}
+			b.f(`<tr class="delivery"><td>%s</td><td><span class="state %s">%s</span></td><td>%d</td><td>%s</td><td>%s</td></tr>`,
+				wd.Event, wd.Outcome, wd.Outcome, wd.Attempts, status, last)
+		}
+		b.f(`</tbody></table>`)
 	}
 	b.f(`<h2>Input</h2><pre>%s</pre><h2>Output</h2><pre id="job-output">%s</pre><h2>Logs</h2><pre class="logs">%s</pre>`,
 		pretty(p.Input), pretty(p.Output), truncate(p.Logs, 64<<10))

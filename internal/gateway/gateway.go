@@ -113,6 +113,8 @@ type Gateway struct {
 	limiter *ratelimit.Limiter
 	budgets Budgets
 	inputs  InputSchemas
+	// versions serves GET /v1/functions/{name}/versions (nil: not found).
+	versions FunctionVersions
 	// table is the router: every route is registered with its right.
 	table *auth.Table
 	// routes is the hybrid-routing service; nil: routes are disabled.
@@ -149,6 +151,9 @@ type Options struct {
 	// Inputs adds functions' input schemas to GET /v1/functions/{name}
 	// (nil: none shown).
 	Inputs InputSchemas
+	// Versions serves the deploy history, GET /v1/functions/{name}/versions
+	// (nil: that route answers not_found).
+	Versions FunctionVersions
 	// Bodies bound request bodies (DefaultBodyLimits when zero).
 	Bodies BodyLimits
 	// Auth makes every route check the caller's key against its right,
@@ -158,10 +163,15 @@ type Options struct {
 	Logger            *slog.Logger
 }
 
+// FunctionVersions reads a function's deploy history, newest first.
+type FunctionVersions interface {
+	FunctionVersions(ctx context.Context, name string, limit int) ([]api.FunctionVersion, error)
+}
+
 // New builds the gateway.
 func New(opts Options) *Gateway {
 	g := &Gateway{inv: opts.Invoker, reg: opts.Registry, instances: opts.Instances, fwd: opts.Forwarder,
-		obs: opts.Observer, routes: opts.Routes, budgets: opts.Budgets, inputs: opts.Inputs, maxPerFunction: opts.MaxPerFunction,
+		obs: opts.Observer, routes: opts.Routes, budgets: opts.Budgets, inputs: opts.Inputs, versions: opts.Versions, maxPerFunction: opts.MaxPerFunction,
 		logger: opts.Logger, now: time.Now, limiter: ratelimit.New()}
 	if opts.Secrets != nil {
 		g.secrets = &secrets{store: opts.Secrets, now: g.now}
@@ -401,6 +411,22 @@ func (g *Gateway) getFunction(w http.ResponseWriter, r *http.Request) error {
 			return unknown(name)
 		}
 		writeJSON(w, http.StatusOK, ro)
+	case "/versions":
+		// Admin, as the function record: specs carry env.
+		if g.versions == nil {
+			return unknown(name)
+		}
+		vs, err := g.versions.FunctionVersions(r.Context(), name, api.FunctionVersionsKept)
+		if err != nil {
+			return err
+		}
+		if len(vs) == 0 {
+			if _, ok := g.reg.Get(name); !ok {
+				return unknown(name)
+			}
+			vs = []api.FunctionVersion{}
+		}
+		writeJSON(w, http.StatusOK, vs)
 	case "/logs":
 		tail := 100
 		if v := r.URL.Query().Get("tail"); v != "" {

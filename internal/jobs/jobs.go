@@ -147,6 +147,36 @@ type Webhook struct {
 	CreatedAt time.Time
 }
 
+// DeliveriesKept bounds the settled (delivered or abandoned) webhooks kept
+// per job for its detail page: settling one prunes the older ones beyond
+// it. Pending ones are never pruned; all go with the job's record.
+const DeliveriesKept = 20
+
+// Attempt is what one webhook delivery attempt came to.
+type Attempt struct {
+	At time.Time
+	// StatusCode is the receiver's HTTP status (0: no answer).
+	StatusCode int
+	// Error is why the attempt failed ("" when it succeeded).
+	Error string
+}
+
+// Delivery is one outbox entry as a job's detail shows it: pending, or
+// settled with its outcome (api.DeliveryDelivered, api.DeliveryAbandoned).
+type Delivery struct {
+	ID         int64
+	Event      string
+	URL        string
+	Outcome    string
+	Attempts   int
+	StatusCode int
+	LastError  string
+	// LastAttemptAt is zero before the first attempt.
+	LastAttemptAt time.Time
+	NextAt        time.Time
+	CreatedAt     time.Time
+}
+
 // ListQuery selects a page of jobs, newest first.
 type ListQuery struct {
 	// Before is an exclusive cursor: only jobs with a smaller ID (IDs sort
@@ -175,6 +205,9 @@ type Store interface {
 	// DueWebhooks returns, for up to limit jobs, the oldest undelivered
 	// webhook if it is due at now (so deliveries per job stay in order).
 	DueWebhooks(ctx context.Context, now time.Time, limit int) ([]*Webhook, error)
+	// Deliveries returns a job's webhooks, pending and settled, oldest
+	// first: its newest limit.
+	Deliveries(ctx context.Context, jobID string, limit int) ([]*Delivery, error)
 	// WebhookSecret returns the stored signing secret, storing
 	// generate's result first if there is none.
 	WebhookSecret(ctx context.Context, generate func() (string, error)) (string, error)
@@ -214,12 +247,17 @@ type Tx interface {
 	// completed at most once, and only by its holder. False otherwise.
 	Finish(r *Record) (bool, error)
 	AddWebhook(w *Webhook) error
-	// WebhookDone removes a delivered (or abandoned) webhook.
-	WebhookDone(id int64) error
-	WebhookRetry(id int64, attempts int, next time.Time, lastErr string) error
+	// WebhookDone settles a webhook with outcome (api.DeliveryDelivered
+	// or api.DeliveryAbandoned) after attempts, the last one a: it leaves
+	// the outbox (DueWebhooks) but stays, without its body, for
+	// Deliveries, the job's settled entries pruned to DeliveriesKept.
+	WebhookDone(id int64, attempts int, outcome string, a Attempt) error
+	// WebhookRetry records a failed attempt a and when to try next.
+	WebhookRetry(id int64, attempts int, next time.Time, a Attempt) error
 	// Sweep removes input, output, logs and events of jobs completed before
-	// purgeBefore, deletes the remaining records of jobs completed before
-	// deleteBefore and idempotency keys created before keysBefore.
+	// purgeBefore, deletes the remaining records (and settled webhooks) of
+	// jobs completed before deleteBefore and idempotency keys created
+	// before keysBefore.
 	Sweep(purgeBefore, deleteBefore, keysBefore time.Time) (purged int, err error)
 }
 

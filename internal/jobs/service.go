@@ -331,17 +331,49 @@ func (s *Service) newRecord(req SubmitRequest, now time.Time) (*Record, error) {
 // Get returns a prediction: live state for a running job, else the record.
 // A prediction removed by retention is an *ExpiredError (ErrExpired).
 func (s *Service) Get(ctx context.Context, id string) (*api.Prediction, error) {
+	var p *api.Prediction
 	if j := s.liveJob(id); j != nil {
-		return j.prediction(s), nil
+		p = j.prediction(s)
+	} else {
+		r, err := s.store.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.expired(r, s.clock.Now()); err != nil {
+			return nil, err
+		}
+		p = s.toPrediction(r)
 	}
-	r, err := s.store.Get(ctx, id)
+	if p.Webhook == "" {
+		return p, nil
+	}
+	ds, err := s.store.Deliveries(ctx, id, DeliveriesKept+maxPendingShown)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("read webhook deliveries of %s: %w", id, err)
 	}
-	if err := s.expired(r, s.clock.Now()); err != nil {
-		return nil, err
+	p.WebhookDeliveries = make([]api.WebhookDelivery, 0, len(ds))
+	for _, d := range ds {
+		p.WebhookDeliveries = append(p.WebhookDeliveries, d.wire())
 	}
-	return s.toPrediction(r), nil
+	return p, nil
+}
+
+// maxPendingShown bounds the pending deliveries Get shows beside the
+// settled ones (a job streaming output can queue many).
+const maxPendingShown = 20
+
+func (d *Delivery) wire() api.WebhookDelivery {
+	w := api.WebhookDelivery{Event: d.Event, URL: d.URL, Outcome: d.Outcome, Attempts: d.Attempts,
+		StatusCode: d.StatusCode, Error: d.LastError, CreatedAt: d.CreatedAt.UTC()}
+	if !d.LastAttemptAt.IsZero() {
+		t := d.LastAttemptAt.UTC()
+		w.LastAttemptAt = &t
+	}
+	if d.Outcome == api.DeliveryPending && !d.NextAt.IsZero() {
+		t := d.NextAt.UTC()
+		w.NextAttemptAt = &t
+	}
+	return w
 }
 
 // Owner returns the id of the API key that created prediction id ("" for

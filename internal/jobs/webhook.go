@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ember-run/ember/internal/api"
 )
 
 // Standard Webhooks headers (https://www.standardwebhooks.com).
@@ -151,44 +153,61 @@ func (s *Service) deliverWebhooks(ctx context.Context) {
 
 // deliver POSTs one webhook and records the outcome.
 func (s *Service) deliver(ctx context.Context, w *Webhook) {
-	err := s.post(ctx, w)
+	code, err := s.post(ctx, w)
 	if ctx.Err() != nil {
 		return // shutting down: delivered again at the next start
 	}
+	a := Attempt{At: s.clock.Now(), StatusCode: code}
+	if err != nil {
+		a.Error = truncate(err.Error(), maxAttemptError)
+	}
+	n := w.Attempts + 1
 	var record func(Tx) error
 	switch {
 	case err == nil:
-		record = func(tx Tx) error { return tx.WebhookDone(w.ID) }
-	case w.Attempts+1 >= s.opts.WebhookMaxAttempts:
-		s.log.Warn("jobs: webhook abandoned", "job", w.JobID, "event", w.Event, "url", w.URL, "attempts", w.Attempts+1, "err", err)
-		record = func(tx Tx) error { return tx.WebhookDone(w.ID) }
+		record = func(tx Tx) error { return tx.WebhookDone(w.ID, n, api.DeliveryDelivered, a) }
+	case n >= s.opts.WebhookMaxAttempts:
+		s.log.Warn("jobs: webhook abandoned", "job", w.JobID, "event", w.Event, "url", w.URL, "attempts", n, "err", err)
+		record = func(tx Tx) error { return tx.WebhookDone(w.ID, n, api.DeliveryAbandoned, a) }
 	default:
-		next := s.clock.Now().Add(backoff(s.opts.WebhookBackoff, s.opts.MaxWebhookBackoff, w.Attempts+1))
+		next := s.clock.Now().Add(backoff(s.opts.WebhookBackoff, s.opts.MaxWebhookBackoff, n))
 		s.log.Debug("jobs: webhook failed, will retry", "job", w.JobID, "event", w.Event, "at", next, "err", err)
-		msg := err.Error()
-		record = func(tx Tx) error { return tx.WebhookRetry(w.ID, w.Attempts+1, next, msg) }
+		record = func(tx Tx) error { return tx.WebhookRetry(w.ID, n, next, a) }
 	}
 	if err := s.write(ctx, record); err != nil && ctx.Err() == nil {
 		s.log.Error("jobs: record webhook delivery", "job", w.JobID, "err", err)
 	}
 }
 
-func (s *Service) post(ctx context.Context, w *Webhook) error {
+// maxAttemptError bounds the error text kept per delivery (a receiver's
+// or resolver's message can be long).
+const maxAttemptError = 512
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "")
+}
+
+// post sends w once and returns the receiver's HTTP status (0 when none
+// came) and why the attempt failed.
+func (s *Service) post(ctx context.Context, w *Webhook) (int, error) {
 	secret, err := s.WebhookSecret(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	id := "msg_" + w.JobID + "_" + strconv.FormatInt(w.ID, 10)
 	now := s.clock.Now()
 	sig, err := SignWebhook(secret, id, now, w.Body)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.opts.WebhookTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(w.Body))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "ember-webhooks")
@@ -198,12 +217,12 @@ func (s *Service) post(ctx context.Context, w *Webhook) error {
 	req.Header.Set("Ember-Webhook-Event", w.Event)
 	resp, err := s.opts.WebhookClient.Do(req)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("receiver answered HTTP %d", resp.StatusCode)
+		return resp.StatusCode, fmt.Errorf("receiver answered HTTP %d", resp.StatusCode)
 	}
-	return nil
+	return resp.StatusCode, nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/jobs"
 )
 
@@ -149,13 +150,26 @@ func (t *jobTx) AddWebhook(w *jobs.Webhook) error {
 	return err
 }
 
-func (t *jobTx) WebhookDone(id int64) error {
-	_, err := t.tx.Exec(t.ctx, `DELETE FROM job_webhooks WHERE id = $1`, id)
+// WebhookDone settles a delivery, keeping its outcome but not its body,
+// and prunes the job's settled deliveries to jobs.DeliveriesKept.
+func (t *jobTx) WebhookDone(id int64, attempts int, outcome string, a jobs.Attempt) error {
+	var jobID string
+	err := t.tx.QueryRow(t.ctx, `UPDATE job_webhooks SET attempts = $1, outcome = $2, status_code = $3, last_error = $4, last_at = $5, body = ''::bytea
+		WHERE id = $6 AND outcome = '' RETURNING job_id`, attempts, outcome, a.StatusCode, a.Error, a.At.UnixNano(), id).Scan(&jobID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // settled already (or swept)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = t.tx.Exec(t.ctx, `DELETE FROM job_webhooks WHERE job_id = $1 AND outcome != '' AND id NOT IN
+		(SELECT id FROM job_webhooks WHERE job_id = $1 AND outcome != '' ORDER BY id DESC LIMIT $2)`, jobID, jobs.DeliveriesKept)
 	return err
 }
 
-func (t *jobTx) WebhookRetry(id int64, attempts int, next time.Time, lastErr string) error {
-	_, err := t.tx.Exec(t.ctx, `UPDATE job_webhooks SET attempts = $1, next_at = $2, last_error = $3 WHERE id = $4`, attempts, next.UnixNano(), lastErr, id)
+func (t *jobTx) WebhookRetry(id int64, attempts int, next time.Time, a jobs.Attempt) error {
+	_, err := t.tx.Exec(t.ctx, `UPDATE job_webhooks SET attempts = $1, next_at = $2, status_code = $3, last_error = $4, last_at = $5 WHERE id = $6`,
+		attempts, next.UnixNano(), a.StatusCode, a.Error, a.At.UnixNano(), id)
 	return err
 }
 
@@ -163,6 +177,11 @@ func (t *jobTx) Sweep(purgeBefore, deleteBefore, keysBefore time.Time) (int, err
 	tag, err := t.tx.Exec(t.ctx, `UPDATE jobs SET input = NULL, output = NULL, logs = '', events = NULL, data_removed = true
 		WHERE completed_at IS NOT NULL AND completed_at < $1 AND NOT data_removed`, purgeBefore.UnixNano())
 	if err != nil {
+		return 0, err
+	}
+	// Settled deliveries go with their job; pending ones are still sent.
+	if _, err := t.tx.Exec(t.ctx, `DELETE FROM job_webhooks WHERE outcome != '' AND job_id IN
+		(SELECT id FROM jobs WHERE completed_at IS NOT NULL AND completed_at < $1)`, deleteBefore.UnixNano()); err != nil {
 		return 0, err
 	}
 	if _, err := t.tx.Exec(t.ctx, `DELETE FROM jobs WHERE completed_at IS NOT NULL AND completed_at < $1`, deleteBefore.UnixNano()); err != nil {
@@ -249,8 +268,8 @@ func (j *Jobs) Unfinished(ctx context.Context) ([]*jobs.Record, error) {
 // entry is sent by one node at a time.
 func (j *Jobs) DueWebhooks(ctx context.Context, now time.Time, limit int) ([]*jobs.Webhook, error) {
 	rows, err := j.db.Pool.Query(ctx, `UPDATE job_webhooks SET next_at = $2
-		WHERE id IN (SELECT w.id FROM job_webhooks w WHERE w.next_at <= $1
-			AND NOT EXISTS (SELECT 1 FROM job_webhooks o WHERE o.job_id = w.job_id AND o.id < w.id)
+		WHERE id IN (SELECT w.id FROM job_webhooks w WHERE w.outcome = '' AND w.next_at <= $1
+			AND NOT EXISTS (SELECT 1 FROM job_webhooks o WHERE o.job_id = w.job_id AND o.id < w.id AND o.outcome = '')
 			ORDER BY w.next_at LIMIT $3 FOR UPDATE SKIP LOCKED)
 		RETURNING id, job_id, event, url, body, attempts, next_at, created_at`, now.UnixNano(), now.Add(webhookHold).UnixNano(), limit)
 	if err != nil {
@@ -267,6 +286,34 @@ func (j *Jobs) DueWebhooks(ctx context.Context, now time.Time, limit int) ([]*jo
 	})
 	slices.SortFunc(out, func(a, b *jobs.Webhook) int { return cmp.Compare(a.ID, b.ID) })
 	return out, err
+}
+
+// Deliveries returns jobID's newest limit webhooks, oldest first.
+func (j *Jobs) Deliveries(ctx context.Context, jobID string, limit int) ([]*jobs.Delivery, error) {
+	rows, err := j.db.Pool.Query(ctx, `SELECT id, event, url, outcome, attempts, status_code, last_error, last_at, next_at, created_at
+		FROM job_webhooks WHERE job_id = $1 ORDER BY id DESC LIMIT $2`, jobID, max(limit, 1))
+	if err != nil {
+		return nil, fmt.Errorf("read webhook deliveries: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*jobs.Delivery, error) {
+		var d jobs.Delivery
+		var last *int64
+		var next, created int64
+		err := r.Scan(&d.ID, &d.Event, &d.URL, &d.Outcome, &d.Attempts, &d.StatusCode, &d.LastError, &last, &next, &created)
+		if d.Outcome == "" {
+			d.Outcome = api.DeliveryPending
+		}
+		if last != nil {
+			d.LastAttemptAt = time.Unix(0, *last)
+		}
+		d.NextAt, d.CreatedAt = time.Unix(0, next), time.Unix(0, created)
+		return &d, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read webhook deliveries: %w", err)
+	}
+	slices.Reverse(out)
+	return out, nil
 }
 
 // WebhookSecret returns the stored secret, storing generate's first.

@@ -57,6 +57,11 @@ func (db *DB) put(ctx context.Context, t versioned, name string, specJSON []byte
 		if err != nil {
 			return fmt.Errorf("write %s %q: %w", kind, name, err)
 		}
+		if t == functionsTable {
+			if err := addVersion(ctx, tx, name, r.version, specJSON, r.updated); err != nil {
+				return err
+			}
+		}
 		return logChange(ctx, tx, kind, name, false, r.version)
 	})
 	r.created = r.created.UTC()
@@ -76,9 +81,55 @@ func (db *DB) remove(ctx context.Context, t versioned, name string) (bool, error
 		if existed = tag.RowsAffected() > 0; !existed {
 			return nil
 		}
+		if t == functionsTable {
+			// A function deployed again under the name starts at version 1.
+			if _, err := tx.Exec(ctx, `DELETE FROM function_versions WHERE name = $1`, name); err != nil {
+				return fmt.Errorf("delete history of %s %q: %w", kind, name, err)
+			}
+		}
 		return logChange(ctx, tx, kind, name, true, 0)
 	})
 	return existed, err
+}
+
+// addVersion records a function version in its deploy history, with the
+// id of the key that makes the request in ctx ("" for none), and prunes
+// the history to api.FunctionVersionsKept.
+func addVersion(ctx context.Context, tx pgx.Tx, name string, version int64, specJSON []byte, at time.Time) error {
+	var by string
+	if p := auth.FromContext(ctx); p != nil {
+		by = p.KeyID
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO function_versions (name, version, spec, deployed_at, deployed_by) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (name, version) DO UPDATE SET spec = excluded.spec, deployed_at = excluded.deployed_at, deployed_by = excluded.deployed_by`,
+		name, version, string(specJSON), at, by); err != nil {
+		return fmt.Errorf("write history of function %q: %w", name, err)
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM function_versions WHERE name = $1 AND version <= $2`, name, version-api.FunctionVersionsKept); err != nil {
+		return fmt.Errorf("prune history of function %q: %w", name, err)
+	}
+	return nil
+}
+
+// FunctionVersions returns name's deploy history, newest first, at most
+// limit entries (api.FunctionVersionsKept are kept).
+func (db *DB) FunctionVersions(ctx context.Context, name string, limit int) ([]api.FunctionVersion, error) {
+	rows, err := db.Pool.Query(ctx, `SELECT version, spec, deployed_at, deployed_by FROM function_versions
+		WHERE name = $1 ORDER BY version DESC LIMIT $2`, name, max(limit, 1))
+	if err != nil {
+		return nil, fmt.Errorf("read history of function %q: %w", name, err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (api.FunctionVersion, error) {
+		v := api.FunctionVersion{Name: name}
+		var spec string
+		err := r.Scan(&v.Version, &spec, &v.DeployedAt, &v.DeployedBy)
+		v.Spec, v.DeployedAt = json.RawMessage(spec), v.DeployedAt.UTC()
+		return v, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read history of function %q: %w", name, err)
+	}
+	return out, nil
 }
 
 // PutFunction creates or replaces the spec of name, raising its version.

@@ -67,3 +67,28 @@ func record(name, spec string, version int64, created, updated string) (api.Func
 	}
 	return api.Function{Name: name, Spec: json.RawMessage(spec), Runtime: runtime, Version: version, CreatedAt: c, UpdatedAt: u}, nil
 }
+
+// FunctionVersions returns name's deploy history, newest first, at most
+// limit entries (api.FunctionVersionsKept are kept).
+func (s *DB) FunctionVersions(ctx context.Context, name string, limit int) ([]api.FunctionVersion, error) {
+	rows, err := s.SQL.QueryContext(ctx, `SELECT version, spec, deployed_at, deployed_by FROM function_versions
+		WHERE name = ? ORDER BY version DESC LIMIT ?`, name, max(limit, 1))
+	if err != nil {
+		return nil, fmt.Errorf("read history of function %q: %w", name, err)
+	}
+	defer rows.Close()
+	var out []api.FunctionVersion
+	for rows.Next() {
+		v := api.FunctionVersion{Name: name}
+		var spec, at string
+		if err := rows.Scan(&v.Version, &spec, &at, &v.DeployedBy); err != nil {
+			return nil, fmt.Errorf("read history of function %q: %w", name, err)
+		}
+		if v.DeployedAt, err = time.Parse(timeFormat, at); err != nil {
+			return nil, fmt.Errorf("function %q version %d: bad deployed_at: %w", name, v.Version, err)
+		}
+		v.Spec = json.RawMessage(spec)
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}

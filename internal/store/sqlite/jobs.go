@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/jobs"
 )
 
@@ -29,7 +30,7 @@ const jobColumns = `id, function, version, status, input, output, error, logs, a
 var jobStatements = map[string]string{
 	// The webhook deliverer's poll, several times a second.
 	"hookDue": `SELECT id, job_id, event, url, body, attempts, next_at, created_at
-		FROM job_webhooks WHERE id IN (SELECT min(id) FROM job_webhooks GROUP BY job_id) AND next_at <= ?
+		FROM job_webhooks WHERE id IN (SELECT min(id) FROM job_webhooks WHERE outcome = '' GROUP BY job_id) AND next_at <= ?
 		ORDER BY next_at LIMIT ?`,
 	"insert": `INSERT INTO jobs (` + jobColumns + `) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)`,
 	"keyGet": `SELECT job_id, created_at FROM job_idempotency WHERE key = ?`,
@@ -53,8 +54,15 @@ var jobStatements = map[string]string{
 		WHERE lease_owner = ? AND status IN ('starting', 'processing')`,
 	"cancelRequest": `UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND status IN ('starting', 'processing')`,
 	"hookAdd":       `INSERT INTO job_webhooks (job_id, event, url, body, attempts, next_at, created_at) VALUES (?,?,?,?,?,?,?)`,
-	"hookDone":      `DELETE FROM job_webhooks WHERE id = ?`,
-	"hookRetry":     `UPDATE job_webhooks SET attempts = ?, next_at = ?, last_error = ? WHERE id = ?`,
+	// A settled delivery keeps its outcome, not its body.
+	"hookDone": `UPDATE job_webhooks SET attempts = ?, outcome = ?, status_code = ?, last_error = ?, last_at = ?, body = x''
+		WHERE id = ? AND outcome = '' RETURNING job_id`,
+	// Keeps a job's newest settled deliveries (the first parameter twice).
+	"hookPrune": `DELETE FROM job_webhooks WHERE job_id = ? AND outcome != '' AND id NOT IN
+		(SELECT id FROM job_webhooks WHERE job_id = ? AND outcome != '' ORDER BY id DESC LIMIT ?)`,
+	"hookRetry": `UPDATE job_webhooks SET attempts = ?, next_at = ?, status_code = ?, last_error = ?, last_at = ? WHERE id = ?`,
+	"hookList": `SELECT id, event, url, outcome, attempts, status_code, last_error, last_at, next_at, created_at
+		FROM job_webhooks WHERE job_id = ? ORDER BY id DESC LIMIT ?`,
 }
 
 // NewJobs prepares the jobs store on db.
@@ -192,13 +200,21 @@ func (t *jobTx) AddWebhook(w *jobs.Webhook) error {
 	return err
 }
 
-func (t *jobTx) WebhookDone(id int64) error {
-	_, err := t.stmt("hookDone").ExecContext(t.ctx, id)
+func (t *jobTx) WebhookDone(id int64, attempts int, outcome string, a jobs.Attempt) error {
+	var jobID string
+	err := t.stmt("hookDone").QueryRowContext(t.ctx, attempts, outcome, a.StatusCode, a.Error, a.At.UnixNano(), id).Scan(&jobID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // settled already (or swept)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = t.stmt("hookPrune").ExecContext(t.ctx, jobID, jobID, jobs.DeliveriesKept)
 	return err
 }
 
-func (t *jobTx) WebhookRetry(id int64, attempts int, next time.Time, lastErr string) error {
-	_, err := t.stmt("hookRetry").ExecContext(t.ctx, attempts, next.UnixNano(), lastErr, id)
+func (t *jobTx) WebhookRetry(id int64, attempts int, next time.Time, a jobs.Attempt) error {
+	_, err := t.stmt("hookRetry").ExecContext(t.ctx, attempts, next.UnixNano(), a.StatusCode, a.Error, a.At.UnixNano(), id)
 	return err
 }
 
@@ -209,6 +225,11 @@ func (t *jobTx) Sweep(purgeBefore, deleteBefore, keysBefore time.Time) (int, err
 		return 0, err
 	}
 	n, _ := res.RowsAffected()
+	// Settled deliveries go with their job; pending ones are still sent.
+	if _, err := t.tx.ExecContext(t.ctx, `DELETE FROM job_webhooks WHERE outcome != '' AND job_id IN
+		(SELECT id FROM jobs WHERE completed_at IS NOT NULL AND completed_at < ?)`, deleteBefore.UnixNano()); err != nil {
+		return 0, err
+	}
 	if _, err := t.tx.ExecContext(t.ctx, `DELETE FROM jobs WHERE completed_at IS NOT NULL AND completed_at < ?`, deleteBefore.UnixNano()); err != nil {
 		return 0, err
 	}
@@ -305,6 +326,37 @@ func (j *Jobs) DueWebhooks(ctx context.Context, now time.Time, limit int) ([]*jo
 		out = append(out, &w)
 	}
 	return out, rows.Err()
+}
+
+// Deliveries returns jobID's newest limit webhooks, oldest first.
+func (j *Jobs) Deliveries(ctx context.Context, jobID string, limit int) ([]*jobs.Delivery, error) {
+	rows, err := j.stmts["hookList"].QueryContext(ctx, jobID, max(limit, 1))
+	if err != nil {
+		return nil, fmt.Errorf("read webhook deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []*jobs.Delivery
+	for rows.Next() {
+		var d jobs.Delivery
+		var last sql.NullInt64
+		var next, created int64
+		if err := rows.Scan(&d.ID, &d.Event, &d.URL, &d.Outcome, &d.Attempts, &d.StatusCode, &d.LastError, &last, &next, &created); err != nil {
+			return nil, fmt.Errorf("read webhook deliveries: %w", err)
+		}
+		if d.Outcome == "" {
+			d.Outcome = api.DeliveryPending
+		}
+		if last.Valid {
+			d.LastAttemptAt = time.Unix(0, last.Int64)
+		}
+		d.NextAt, d.CreatedAt = time.Unix(0, next), time.Unix(0, created)
+		out = append(out, &d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read webhook deliveries: %w", err)
+	}
+	slices.Reverse(out)
+	return out, nil
 }
 
 // WebhookSecret returns the stored secret, storing generate's first.

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/jobs"
 	"github.com/ember-run/ember/internal/store/sqlite"
 )
@@ -125,8 +126,12 @@ func TestWebhookOutboxOrder(t *testing.T) {
 		}
 	}
 	// a's start fails and backs off: its completed waits behind it.
-	update(t, st, func(tx jobs.Tx) error { return tx.WebhookRetry(due[0].ID, 1, t0.Add(time.Minute), "down") })
-	update(t, st, func(tx jobs.Tx) error { return tx.WebhookDone(due[1].ID) })
+	update(t, st, func(tx jobs.Tx) error {
+		return tx.WebhookRetry(due[0].ID, 1, t0.Add(time.Minute), jobs.Attempt{At: t0, Error: "down"})
+	})
+	update(t, st, func(tx jobs.Tx) error {
+		return tx.WebhookDone(due[1].ID, 1, api.DeliveryDelivered, jobs.Attempt{At: t0, StatusCode: 200})
+	})
 	if due, _ := st.DueWebhooks(ctx, t0, 10); len(due) != 0 {
 		t.Errorf("due while backing off = %+v", due)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/auth"
 )
 
 // versioned is a table of named JSON specs that carry a version bumped on
@@ -60,6 +61,11 @@ func (s *DB) put(ctx context.Context, t versioned, name string, specJSON []byte,
 	if err != nil {
 		return row{}, fmt.Errorf("write %s %q: %w", kind, name, err)
 	}
+	if t == functionsTable {
+		if err := addVersion(ctx, tx, name, r.version, specJSON, ts, deployer(ctx)); err != nil {
+			return row{}, err
+		}
+	}
 	if err := logChange(ctx, tx, kind, name, false, r.version); err != nil {
 		return row{}, err
 	}
@@ -87,6 +93,12 @@ func (s *DB) remove(ctx context.Context, t versioned, name string) (bool, error)
 	if err != nil || n == 0 {
 		return false, err
 	}
+	if t == functionsTable {
+		// A function deployed again under the name starts at version 1.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM function_versions WHERE name = ?`, name); err != nil {
+			return false, fmt.Errorf("delete history of %s %q: %w", kind, name, err)
+		}
+	}
 	if err := logChange(ctx, tx, kind, name, true, 0); err != nil {
 		return false, err
 	}
@@ -94,4 +106,26 @@ func (s *DB) remove(ctx context.Context, t versioned, name string) (bool, error)
 		return false, fmt.Errorf("commit delete %s %q: %w", kind, name, err)
 	}
 	return true, nil
+}
+
+// deployer is the id of the key that makes the request in ctx, "" when
+// none (no authentication, or a write at start-up).
+func deployer(ctx context.Context) string {
+	if p := auth.FromContext(ctx); p != nil {
+		return p.KeyID
+	}
+	return ""
+}
+
+// addVersion records a function version in its deploy history and prunes
+// the history to api.FunctionVersionsKept.
+func addVersion(ctx context.Context, tx *sql.Tx, name string, version int64, specJSON []byte, ts, by string) error {
+	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO function_versions (name, version, spec, deployed_at, deployed_by) VALUES (?, ?, ?, ?, ?)`,
+		name, version, string(specJSON), ts, by); err != nil {
+		return fmt.Errorf("write history of function %q: %w", name, err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM function_versions WHERE name = ? AND version <= ?`, name, version-api.FunctionVersionsKept); err != nil {
+		return fmt.Errorf("prune history of function %q: %w", name, err)
+	}
+	return nil
 }

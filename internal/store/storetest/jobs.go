@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/jobs"
 )
 
@@ -244,23 +245,117 @@ func testWebhookOutbox(t *testing.T, a, b Handle) {
 	if len(due) != 1 || due[0].JobID != "j1" || due[0].Event != "start" || string(due[0].Body) != "1" || !due[0].CreatedAt.Equal(t0) {
 		t.Fatalf("due = %+v", due)
 	}
-	update(t, b.Jobs, func(tx jobs.Tx) error { return tx.WebhookRetry(due[0].ID, 1, t0.Add(time.Hour), "503") })
+	update(t, b.Jobs, func(tx jobs.Tx) error {
+		return tx.WebhookRetry(due[0].ID, 1, t0.Add(time.Hour), jobs.Attempt{At: t0, StatusCode: 503, Error: "503"})
+	})
 	due2, err := a.Jobs.DueWebhooks(ctx(t), t0.Add(2*time.Minute), 10)
 	must(t, err)
 	if len(due2) != 1 || due2[0].JobID != "j2" {
 		t.Fatalf("after retry: %+v", due2)
 	}
-	update(t, a.Jobs, func(tx jobs.Tx) error { return tx.WebhookDone(due2[0].ID) })
+	update(t, a.Jobs, func(tx jobs.Tx) error {
+		return tx.WebhookDone(due2[0].ID, 1, api.DeliveryDelivered, jobs.Attempt{At: t0.Add(2 * time.Minute), StatusCode: 200})
+	})
 	due3, err := a.Jobs.DueWebhooks(ctx(t), t0.Add(2*time.Hour), 10)
 	must(t, err)
 	if len(due3) != 1 || due3[0].Event != "start" || due3[0].Attempts != 1 {
 		t.Fatalf("retried: %+v", due3)
 	}
-	update(t, a.Jobs, func(tx jobs.Tx) error { return tx.WebhookDone(due3[0].ID) })
+	update(t, a.Jobs, func(tx jobs.Tx) error {
+		return tx.WebhookDone(due3[0].ID, 2, api.DeliveryDelivered, jobs.Attempt{At: t0.Add(2 * time.Hour), StatusCode: 204})
+	})
 	due4, err := b.Jobs.DueWebhooks(ctx(t), t0.Add(3*time.Hour), 10)
 	must(t, err)
 	if len(due4) != 1 || due4[0].Event != "completed" || due4[0].JobID != "j1" {
 		t.Fatalf("next of j1: %+v", due4)
+	}
+}
+
+// testWebhookDeliveries: a settled webhook leaves the outbox but keeps
+// its outcome (attempts, status, error, time), without its body; settled
+// ones are pruned to jobs.DeliveriesKept per job and go with the job.
+func testWebhookDeliveries(t *testing.T, a, b Handle) {
+	n := jobs.DeliveriesKept + 3
+	lease := jobs.Lease{Owner: "n1", Token: 1, Until: t0.Add(time.Minute)}
+	r := newJob("j1", lease)
+	update(t, a.Jobs, func(tx jobs.Tx) error { _, err := tx.Insert(r, t0); return err })
+	r.Status, r.CompletedAt, r.Output = "succeeded", t0.Add(time.Second), []byte(`1`)
+	var finished bool
+	update(t, a.Jobs, func(tx jobs.Tx) (err error) { finished, err = tx.Finish(r); return err })
+	if !finished {
+		t.Fatal("job not finished")
+	}
+	update(t, a.Jobs, func(tx jobs.Tx) error {
+		for i := range n {
+			w := jobs.Webhook{JobID: "j1", Event: fmt.Sprintf("e%d", i), URL: "http://hook", Body: []byte("{}"), NextAt: t0, CreatedAt: t0}
+			if err := tx.AddWebhook(&w); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	due, err := a.Jobs.DueWebhooks(ctx(t), t0, 10)
+	must(t, err)
+	if len(due) != 1 || due[0].Event != "e0" {
+		t.Fatalf("due = %+v", due)
+	}
+	failed := jobs.Attempt{At: t0.Add(time.Second), StatusCode: 503, Error: "receiver answered HTTP 503"}
+	update(t, a.Jobs, func(tx jobs.Tx) error { return tx.WebhookRetry(due[0].ID, 1, t0.Add(time.Minute), failed) })
+	ds, err := b.Jobs.Deliveries(ctx(t), "j1", 100)
+	must(t, err)
+	if len(ds) != n || ds[0].Event != "e0" || ds[0].Outcome != api.DeliveryPending || ds[0].Attempts != 1 || ds[0].StatusCode != 503 ||
+		ds[0].LastError != failed.Error || !ds[0].LastAttemptAt.Equal(failed.At) || !ds[0].NextAt.Equal(t0.Add(time.Minute)) ||
+		!ds[1].LastAttemptAt.IsZero() || ds[1].Outcome != api.DeliveryPending {
+		t.Fatalf("after a failed attempt: %d deliveries, first %+v, second %+v", len(ds), ds[0], ds[1])
+	}
+	ok := jobs.Attempt{At: t0.Add(time.Minute), StatusCode: 200}
+	update(t, b.Jobs, func(tx jobs.Tx) error { return tx.WebhookDone(due[0].ID, 2, api.DeliveryDelivered, ok) })
+	// Settling twice (two nodes racing) keeps the first outcome.
+	update(t, a.Jobs, func(tx jobs.Tx) error {
+		return tx.WebhookDone(due[0].ID, 9, api.DeliveryAbandoned, jobs.Attempt{At: t0.Add(time.Hour)})
+	})
+	ds, err = a.Jobs.Deliveries(ctx(t), "j1", 100)
+	must(t, err)
+	if d := ds[0]; d.Outcome != api.DeliveryDelivered || d.Attempts != 2 || d.StatusCode != 200 || d.LastError != "" || !d.LastAttemptAt.Equal(ok.At) {
+		t.Fatalf("delivered: %+v", d)
+	}
+	// The next one is due now that e0 settled.
+	due, err = b.Jobs.DueWebhooks(ctx(t), t0.Add(time.Minute), 10)
+	must(t, err)
+	if len(due) != 1 || due[0].Event != "e1" {
+		t.Fatalf("after e0 settled, due = %+v", due)
+	}
+	// Settle every one: the settled ones are pruned to DeliveriesKept,
+	// the newest kept, and none is due any more.
+	for i := 1; i < n; i++ {
+		due, err := a.Jobs.DueWebhooks(ctx(t), t0.Add(time.Hour), 10)
+		must(t, err)
+		if len(due) != 1 {
+			t.Fatalf("round %d: due = %+v", i, due)
+		}
+		update(t, a.Jobs, func(tx jobs.Tx) error {
+			return tx.WebhookDone(due[0].ID, 5, api.DeliveryAbandoned, jobs.Attempt{At: t0.Add(time.Hour), Error: "connection refused"})
+		})
+	}
+	if due, _ := a.Jobs.DueWebhooks(ctx(t), t0.Add(24*time.Hour), 10); len(due) != 0 {
+		t.Fatalf("settled ones still due: %+v", due)
+	}
+	ds, err = b.Jobs.Deliveries(ctx(t), "j1", 100)
+	must(t, err)
+	if len(ds) != jobs.DeliveriesKept || ds[0].Event != "e3" || ds[len(ds)-1].Event != fmt.Sprintf("e%d", n-1) ||
+		ds[len(ds)-1].Outcome != api.DeliveryAbandoned || ds[len(ds)-1].LastError != "connection refused" {
+		t.Fatalf("pruned: %d deliveries, first %+v, last %+v", len(ds), ds[0], ds[len(ds)-1])
+	}
+	if ds, _ := b.Jobs.Deliveries(ctx(t), "j1", 2); len(ds) != 2 || ds[1].Event != fmt.Sprintf("e%d", n-1) {
+		t.Fatalf("limit 2: %+v", ds)
+	}
+	// The job's deletion (retention) takes its settled deliveries along.
+	update(t, a.Jobs, func(tx jobs.Tx) error {
+		_, err := tx.Sweep(t0.Add(48*time.Hour), t0.Add(48*time.Hour), t0)
+		return err
+	})
+	if ds, _ := b.Jobs.Deliveries(ctx(t), "j1", 100); len(ds) != 0 {
+		t.Fatalf("after the job's deletion: %d deliveries", len(ds))
 	}
 }
 

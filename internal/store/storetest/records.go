@@ -58,6 +58,52 @@ func testFunctions(t *testing.T, a, b Handle) {
 	}
 }
 
+// testFunctionVersions: every write of a function adds a version to its
+// deploy history (spec, time, the key in ctx), kept to
+// api.FunctionVersionsKept and gone with the function; routes add none.
+func testFunctionVersions(t *testing.T, a, b Handle) {
+	s := a.Records
+	deployer := auth.NewContext(ctx(t), &auth.Principal{KeyID: "key-admin", Scope: auth.ScopeAdmin})
+	_, _, err := s.PutFunction(ctx(t), "echo", []byte(`{"v":1}`), t0)
+	must(t, err)
+	_, _, err = s.PutFunction(deployer, "echo", []byte(`{"v":2}`), t0.Add(time.Minute))
+	must(t, err)
+	_, _, err = s.PutRoute(ctx(t), "echo-route", []byte(`{}`), t0)
+	must(t, err)
+	vs, err := b.Records.FunctionVersions(ctx(t), "echo", 100)
+	must(t, err)
+	if len(vs) != 2 || vs[0].Version != 2 || string(vs[0].Spec) != `{"v":2}` || !vs[0].DeployedAt.Equal(t0.Add(time.Minute)) ||
+		vs[0].DeployedBy != "key-admin" || vs[1].Version != 1 || string(vs[1].Spec) != `{"v":1}` || vs[1].DeployedBy != "" ||
+		vs[1].Name != "echo" {
+		t.Fatalf("history = %+v", vs)
+	}
+	if vs, _ := b.Records.FunctionVersions(ctx(t), "echo-route", 100); len(vs) != 0 {
+		t.Fatalf("a route has a function history: %+v", vs)
+	}
+	for i := 3; i <= api.FunctionVersionsKept+5; i++ {
+		_, _, err := s.PutFunction(ctx(t), "echo", []byte(`{}`), t0.Add(time.Duration(i)*time.Minute))
+		must(t, err)
+	}
+	vs, err = b.Records.FunctionVersions(ctx(t), "echo", 1000)
+	must(t, err)
+	if len(vs) != api.FunctionVersionsKept || vs[0].Version != api.FunctionVersionsKept+5 || vs[len(vs)-1].Version != 6 {
+		t.Fatalf("pruned history: %d versions, %d..%d", len(vs), vs[0].Version, vs[len(vs)-1].Version)
+	}
+	if vs, _ := b.Records.FunctionVersions(ctx(t), "echo", 3); len(vs) != 3 {
+		t.Fatalf("limit 3: %d versions", len(vs))
+	}
+	// Deleted and deployed again: the history starts over at version 1.
+	_, err = s.DeleteFunction(ctx(t), "echo")
+	must(t, err)
+	_, _, err = s.PutFunction(ctx(t), "echo", []byte(`{"again":true}`), t0)
+	must(t, err)
+	vs, err = b.Records.FunctionVersions(ctx(t), "echo", 100)
+	must(t, err)
+	if len(vs) != 1 || vs[0].Version != 1 || string(vs[0].Spec) != `{"again":true}` {
+		t.Fatalf("after delete and deploy: %+v", vs)
+	}
+}
+
 func testRoutes(t *testing.T, a, b Handle) {
 	s := a.Records
 	r, created, err := s.PutRoute(ctx(t), "chat", []byte(`{"targets":[1]}`), t0)

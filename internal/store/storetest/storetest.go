@@ -25,6 +25,7 @@ type Records interface {
 	PutFunction(ctx context.Context, name string, specJSON []byte, now time.Time) (api.Function, bool, error)
 	DeleteFunction(ctx context.Context, name string) (bool, error)
 	ListFunctions(ctx context.Context) ([]api.Function, error)
+	FunctionVersions(ctx context.Context, name string, limit int) ([]api.FunctionVersion, error)
 	LoadKeepWarm(ctx context.Context) (map[string][]byte, error)
 	SaveKeepWarm(ctx context.Context, fn string, state []byte, now time.Time) error
 	PutRoute(ctx context.Context, name string, specJSON []byte, now time.Time) (api.Route, bool, error)
@@ -72,6 +73,7 @@ func Run(t *testing.T, open Open) {
 		run  func(t *testing.T, a, b Handle)
 	}{
 		{"Functions", testFunctions},
+		{"FunctionVersions", testFunctionVersions},
 		{"Routes", testRoutes},
 		{"Secrets", testSecrets},
 		{"Keys", testKeys},
@@ -83,6 +85,7 @@ func Run(t *testing.T, open Open) {
 		{"JobsExpiredLeaseReclaimed", testJobsExpiredLease},
 		{"JobsList", testJobsList},
 		{"JobsWebhookOutbox", testWebhookOutbox},
+		{"JobsWebhookDeliveries", testWebhookDeliveries},
 		{"JobsSettings", testJobsSettings},
 		{"JobsRaceTwoNodes", testJobsRace},
 	}
