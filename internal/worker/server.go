@@ -35,10 +35,11 @@ type WarmupMode string
 const (
 	// WarmupAuto warms up the tasks where it pays: the text tasks, not OCR.
 	// For OCR the warm-up ran on a blank 320×48 line, whose shapes are not
-	// a real image's, so it moved almost nothing off the first request:
-	// in-process on 2 cores, load → first answer 179 ms with it, 143 ms
-	// without; the first answer itself 57 vs 65 ms, within noise of a warm
-	// call (`go run ./bench/ocr -in-process`, section (d)).
+	// a real image's, so it moved little off the first request while
+	// delaying ready by its whole length: load → first answer was never
+	// slower without it and usually shorter by about the warm-up's length,
+	// at equal CPU time (`go run ./bench/ocr -in-process`, section (d);
+	// docs/onnx.md "Cutting cold start").
 	WarmupAuto WarmupMode = "auto"
 	WarmupOn   WarmupMode = "true"  // always
 	WarmupOff  WarmupMode = "false" // never
