@@ -59,10 +59,14 @@ func TestOCRFunction(t *testing.T) {
 		t.Errorf("recognised %q (%d lines), want \"Hello Ember 2026\"", out.Text, len(out.Lines))
 	}
 	st := cold.header.Get(api.HeaderServerTiming)
-	for _, ph := range []string{"spawned", "runtime_loaded", "sessions_created", "warmup_done", "ready"} {
+	for _, ph := range []string{"spawned", "runtime_loaded", "sessions_created", "ready"} {
 		if !strings.Contains(st, ph+";dur=") {
 			t.Errorf("Server-Timing %q lacks the %s phase", st, ph)
 		}
+	}
+	// OCR is ready without a warm-up inference (worker --warmup auto).
+	if strings.Contains(st, "warmup_done;") {
+		t.Errorf("Server-Timing %q has a warmup_done phase; OCR should skip the warm-up", st)
 	}
 	id := cold.header.Get(api.HeaderInstance)
 

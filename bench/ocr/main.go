@@ -76,6 +76,7 @@ type options struct {
 	tick      time.Duration
 	threads   int
 	verbose   bool
+	inProc    bool
 }
 
 func main() {
@@ -104,6 +105,7 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.tick, "tick", config.Default().Tick, "Ember's controller tick")
 	fs.IntVar(&o.threads, "threads", 0, "ONNX Runtime intra-op threads for the in-process load measurement (0: one per core, as workers)")
 	fs.BoolVar(&o.verbose, "v", false, "print every cold start")
+	fs.BoolVar(&o.inProc, "in-process", false, "only the in-process measurements (b) and (d): no servers, no cold starts through Ember")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -143,6 +145,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 
 	if err := benchLoad(out, modelDir, cache, o); err != nil {
 		return err
+	}
+	if err := benchFirst(out, modelDir, cache, img, o); err != nil {
+		return err
+	}
+	if o.inProc {
+		return nil
 	}
 
 	tmp, err := os.MkdirTemp("", "ember-bench-ocr-")
@@ -267,6 +275,99 @@ func benchLoad(out io.Writer, dir, cache string, o options) error {
 	fmt.Fprintln(out, "    Runtime parsing the graph, building kernels, prepacking weights, planning memory) is CPU work")
 	fmt.Fprintln(out, "    that no read path removes, so bytes+sessions is far above it.")
 	return nil
+}
+
+// ---- (d) load → first answer, in-process ----
+
+// benchFirst measures what a cold start's model part costs up to the first
+// answer: load, the optional warm-up, and the first real image, for the
+// session-option variants, interleaved. It says whether the warm-up earns
+// its place before ready (a warm-up only moves work if the first request
+// would pay the same amount without it).
+func benchFirst(out io.Writer, dir, cache string, png []byte, o options) error {
+	img, err := ocr.Decode(png)
+	if err != nil {
+		return err
+	}
+	base := ocr.Options{OptimizedDir: filepath.Join(cache, "optimized"), Threads: o.threads}
+	type conf struct {
+		name   string
+		opts   ocr.Options
+		warmup bool
+	}
+	noPattern, noArena := base, base
+	noPattern.NoMemPattern = true
+	noArena.NoArena = true
+	confs := []conf{
+		{"load + warm-up + first (today)", base, true},
+		{"load + first (no warm-up)", base, false},
+		{"mem pattern off, no warm-up", noPattern, false},
+		{"arena off, no warm-up", noArena, false},
+		{"mem pattern off + warm-up", noPattern, true},
+	}
+	type samples struct{ load, warm, first, second, total, cpu []time.Duration }
+	got := make([]samples, len(confs))
+	ctx := context.Background()
+	for i := 0; i < o.loadIters; i++ {
+		for k, c := range confs {
+			c0 := cpuTime()
+			t0 := time.Now()
+			e, err := ocr.Load(dir, c.opts)
+			if err != nil {
+				return err
+			}
+			t1 := time.Now()
+			if c.warmup {
+				if err := e.Warmup(ctx); err != nil {
+					e.Close()
+					return err
+				}
+			}
+			t2 := time.Now()
+			res, err := e.Recognize(ctx, img)
+			t3 := time.Now()
+			c3 := cpuTime()
+			if err == nil && res.Text != wantText {
+				err = fmt.Errorf("first answer %q, want %q", res.Text, wantText)
+			}
+			if err == nil {
+				_, err = e.Recognize(ctx, img)
+			}
+			t4 := time.Now()
+			e.Close()
+			if err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			g := &got[k]
+			g.load = append(g.load, t1.Sub(t0))
+			g.warm = append(g.warm, t2.Sub(t1))
+			g.first = append(g.first, t3.Sub(t2))
+			g.second = append(g.second, t4.Sub(t3))
+			g.total = append(g.total, t3.Sub(t0))
+			g.cpu = append(g.cpu, c3-c0)
+		}
+	}
+	fmt.Fprintf(out, "\n(d) Load → first answer, in-process, %d iterations (interleaved), medians\n", o.loadIters)
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "    variant	load ms	warm-up ms	first answer ms	second ms	load → first answer ms	  CPU ms	")
+	for k, c := range confs {
+		g := got[k]
+		fmt.Fprintf(tw, "    %s\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t%.1f\t\n", c.name, msf(median(g.load)), msf(median(g.warm)),
+			msf(median(g.first)), msf(median(g.second)), msf(median(g.total)), msf(median(g.cpu)))
+	}
+	tw.Flush()
+	fmt.Fprintln(out, "    CPU ms: this process's user+system time from load to the first answer (less sensitive to a")
+	fmt.Fprintln(out, "    loaded machine than wall time)")
+	return nil
+}
+
+// cpuTime is this process's user+system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func withMode(o ocr.Options, mode string) ocr.Options {

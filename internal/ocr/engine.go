@@ -86,6 +86,12 @@ type Options struct {
 	// default). Off by default: on the few shared cores a serverless
 	// instance gets, spinning steals CPU from useful work.
 	Spin bool
+	// NoMemPattern turns off ONNX Runtime's memory-pattern planning, which
+	// records each input shape's allocations on its first run (for
+	// measurement: see bench/ocr "first answer").
+	NoMemPattern bool
+	// NoArena turns off ONNX Runtime's CPU memory arena (for measurement).
+	NoArena bool
 
 	// plainCTC decodes without spaceRescue, as PaddleOCR does (for the
 	// evaluation's comparison in eval_test.go).
@@ -493,6 +499,16 @@ func newSession(m modelBytes, opts Options) (*session, error) {
 		// (measured on 2 cores: concurrent det+rec creation 108 → 85 ms,
 		// warm OCR of a 600×80 line 68 → 59 ms).
 		if err := so.AddSessionConfigEntry("session.intra_op.allow_spinning", "0"); err != nil {
+			return nil, fmt.Errorf("ocr: %w", err)
+		}
+	}
+	if opts.NoMemPattern {
+		if err := so.SetMemPattern(false); err != nil {
+			return nil, fmt.Errorf("ocr: %w", err)
+		}
+	}
+	if opts.NoArena {
+		if err := so.SetCpuMemArena(false); err != nil {
 			return nil, fmt.Errorf("ocr: %w", err)
 		}
 	}

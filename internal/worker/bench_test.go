@@ -36,7 +36,7 @@ func BenchmarkColdStart(b *testing.B) {
 			w.stop(b)
 		}
 		b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "exec_to_ready_ms")
-		for _, name := range []string{PhaseListening, PhaseRuntimeLoaded, PhaseSessionsCreated, PhaseWarmupDone} {
+		for _, name := range []string{PhaseListening, PhaseRuntimeLoaded, PhaseSessionsCreated} {
 			b.ReportMetric(phases[name]/float64(b.N), name+"_ms")
 		}
 	})
@@ -61,14 +61,14 @@ func BenchmarkColdStart(b *testing.B) {
 			b.StopTimer()
 			ph := w.phases(b)
 			base := ph[PhaseLoadRequested]
-			for _, name := range []string{PhaseSessionsCreated, PhaseWarmupDone} {
+			for _, name := range []string{PhaseSessionsCreated} {
 				phases[name] += float64(ph[name]-base) / 1e6
 			}
 			w.stop(b)
 			b.StartTimer()
 		}
 		b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "load_to_ready_ms")
-		for _, name := range []string{PhaseSessionsCreated, PhaseWarmupDone} {
+		for _, name := range []string{PhaseSessionsCreated} {
 			b.ReportMetric(phases[name]/float64(b.N), name+"_ms")
 		}
 	})

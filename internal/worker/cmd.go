@@ -37,7 +37,7 @@ type flags struct {
 	maxBytes  int64
 	maxPixels int64
 	loadMode  string
-	warmup    bool
+	warmup    WarmupMode
 	optCache  bool
 	options   TaskOptions
 }
@@ -67,7 +67,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 	fs.Int64Var(&f.maxBytes, "max-bytes", 10<<20, "largest accepted image upload in bytes")
 	fs.Int64Var(&f.maxPixels, "max-pixels", ocr.MaxPixels, "largest accepted image in pixels (width×height), checked before decoding")
 	fs.StringVar(&f.loadMode, "load", ocr.LoadMmap, "how model bytes are loaded: mmap or read")
-	fs.BoolVar(&f.warmup, "warmup", true, "run one inference after loading, before reporting healthy")
+	f.warmup = WarmupAuto
+	fs.Var(&warmupFlag{&f.warmup}, "warmup", "run one inference after loading, before reporting healthy: auto (the text tasks, not ocr), true or false")
 	fs.BoolVar(&f.optCache, "opt-cache", true, "cache graph-optimised models under <cache-dir>/optimized (faster later loads)")
 	if err := fs.Parse(args); err != nil {
 		return f, err
@@ -86,6 +87,23 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (fl
 	}
 	return f, nil
 }
+
+// warmupFlag is --warmup: auto, true or false; a bare --warmup is true.
+type warmupFlag struct{ m *WarmupMode }
+
+func (f *warmupFlag) String() string {
+	if f.m == nil {
+		return string(WarmupAuto)
+	}
+	return string(*f.m)
+}
+
+func (f *warmupFlag) Set(v string) (err error) {
+	*f.m, err = ParseWarmupMode(v)
+	return err
+}
+
+func (f *warmupFlag) IsBoolFlag() bool { return true }
 
 // RunONNX runs `ember worker onnx [flags]` until ctx ends or SIGTERM/SIGINT
 // arrives, and returns the exit code. It opens the port first, so /phases

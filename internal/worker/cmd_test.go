@@ -154,9 +154,12 @@ func TestWorkerProcess(t *testing.T) {
 		name   string
 		args   []string
 		phases []string
+		absent string // a phase that must not be there
 	}{
-		{"direct npm ref", []string{"--model-dir", ocrtest.ModelRef}, []string{"process_start", "listening", "runtime_loaded", "sessions_created", "warmup_done"}},
-		{"pool then load", []string{"--pool", "--load", "read"}, []string{"process_start", "listening", "runtime_loaded", "load_requested", "sessions_created", "warmup_done"}},
+		// OCR skips the warm-up by default (WarmupAuto): no warmup_done.
+		{"direct npm ref", []string{"--model-dir", ocrtest.ModelRef}, []string{"process_start", "listening", "runtime_loaded", "sessions_created"}, "warmup_done"},
+		{"direct, --warmup", []string{"--model-dir", ocrtest.ModelRef, "--warmup"}, []string{"process_start", "listening", "runtime_loaded", "sessions_created", "warmup_done"}, ""},
+		{"pool then load", []string{"--pool", "--load", "read", "--warmup=true"}, []string{"process_start", "listening", "runtime_loaded", "load_requested", "sessions_created", "warmup_done"}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -197,10 +200,55 @@ func TestWorkerProcess(t *testing.T) {
 				}
 				prev = at
 			}
+			if _, ok := ph[tt.absent]; tt.absent != "" && ok {
+				t.Errorf("phase %s present in %v, want it absent", tt.absent, ph)
+			}
 			if err := w.stop(t); err != nil {
 				t.Errorf("worker exit after SIGTERM: %v; logs:\n%s", err, w.logs.String())
 			}
 		})
+	}
+}
+
+func TestWarmupFlag(t *testing.T) {
+	tests := []struct {
+		args []string
+		want WarmupMode
+	}{
+		{nil, WarmupAuto},
+		{[]string{"--warmup"}, WarmupOn},
+		{[]string{"--warmup=true"}, WarmupOn},
+		{[]string{"--warmup=false"}, WarmupOff},
+		{[]string{"--warmup=auto"}, WarmupAuto},
+	}
+	for _, tt := range tests {
+		f, err := parseFlags(append([]string{"--pool"}, tt.args...), func(string) string { return "" }, io.Discard)
+		if err != nil {
+			t.Errorf("%v: %v", tt.args, err)
+			continue
+		}
+		if f.warmup != tt.want {
+			t.Errorf("%v: warm-up mode %q, want %q", tt.args, f.warmup, tt.want)
+		}
+	}
+}
+
+func TestWarmupRuns(t *testing.T) {
+	tests := []struct {
+		mode WarmupMode
+		task string
+		want bool
+	}{
+		{WarmupAuto, "ocr", false},
+		{WarmupAuto, TaskClassification, true},
+		{WarmupAuto, TaskEmbeddings, true},
+		{WarmupOn, "ocr", true},
+		{WarmupOff, TaskEmbeddings, false},
+	}
+	for _, tt := range tests {
+		if got := tt.mode.runs(tt.task); got != tt.want {
+			t.Errorf("%s.runs(%s) = %v, want %v", tt.mode, tt.task, got, tt.want)
+		}
 	}
 }
 
@@ -213,6 +261,7 @@ func TestWorkerBadFlags(t *testing.T) {
 		{"no model", nil, "--model-dir is required"},
 		{"bad task", []string{"--pool", "--task", "tts"}, `unsupported task "tts"`},
 		{"bad load mode", []string{"--pool", "--load", "dma"}, "--load: want mmap or read"},
+		{"bad warm-up mode", []string{"--pool", "--warmup=sometimes"}, `warm-up mode "sometimes": want auto, true or false`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -25,8 +25,49 @@ const (
 	PhaseLoadRequested   = "load_requested"   // (pool only) POST /load arrived
 	PhaseModelRead       = "model_read"       // model files located and their bytes read/mapped
 	PhaseSessionsCreated = "sessions_created" // ONNX Runtime sessions built
-	PhaseWarmupDone      = "warmup_done"      // first inference done; /health turns 200
+	PhaseWarmupDone      = "warmup_done"      // warm-up inference done (only when it runs; see WarmupMode)
 )
+
+// WarmupMode says whether a worker runs one inference on a blank input
+// after loading, before /health turns 200.
+type WarmupMode string
+
+const (
+	// WarmupAuto warms up the tasks where it pays: the text tasks, not OCR.
+	// For OCR the warm-up ran on a blank 320×48 line, whose shapes are not
+	// a real image's, so it moved little off the first request while
+	// delaying ready by its whole length: load → first answer was never
+	// slower without it and usually shorter by about the warm-up's length,
+	// at equal CPU time (`go run ./bench/ocr -in-process`, section (d);
+	// docs/onnx.md "Cutting cold start").
+	WarmupAuto WarmupMode = "auto"
+	WarmupOn   WarmupMode = "true"  // always
+	WarmupOff  WarmupMode = "false" // never
+)
+
+// ParseWarmupMode parses a --warmup value: auto, or a boolean.
+func ParseWarmupMode(v string) (WarmupMode, error) {
+	switch strings.ToLower(v) {
+	case "", "auto":
+		return WarmupAuto, nil
+	case "true", "1", "on":
+		return WarmupOn, nil
+	case "false", "0", "off":
+		return WarmupOff, nil
+	}
+	return "", fmt.Errorf("warm-up mode %q: want auto, true or false", v)
+}
+
+// runs reports whether a model of task is warmed up under mode m.
+func (m WarmupMode) runs(task string) bool {
+	switch m {
+	case WarmupOn:
+		return true
+	case WarmupOff:
+		return false
+	}
+	return task != "ocr"
+}
 
 // Model is a loaded task model: an imageModel (OCR) or a textModel
 // (text-classification, embeddings).
@@ -53,7 +94,7 @@ type Server struct {
 	load      LoadFunc
 	maxBytes  int64
 	maxPixels int64
-	warmup    bool
+	warmup    WarmupMode
 
 	mu     sync.Mutex // guards the following
 	phases []PhaseAt
@@ -78,8 +119,9 @@ type Config struct {
 	// MaxPixels bounds a decoded image's width×height (default
 	// ocr.MaxPixels): larger images are refused with 400 before decoding.
 	MaxPixels int64
-	// Warmup runs one inference after loading, before /health turns 200.
-	Warmup bool
+	// Warmup says whether one inference runs after loading, before
+	// /health turns 200 (zero: WarmupAuto).
+	Warmup WarmupMode
 }
 
 // NewServer returns a server with no model loaded. start is when the
@@ -87,6 +129,9 @@ type Config struct {
 func NewServer(log *slog.Logger, load LoadFunc, cfg Config, start time.Time) *Server {
 	if cfg.MaxBytes <= 0 {
 		cfg.MaxBytes = 10 << 20
+	}
+	if cfg.Warmup == "" {
+		cfg.Warmup = WarmupAuto
 	}
 	s := &Server{log: log, load: load, maxBytes: cfg.MaxBytes, maxPixels: cfg.MaxPixels, warmup: cfg.Warmup}
 	s.Phase(PhaseProcessStart, start)
@@ -165,15 +210,17 @@ func (s *Server) Load(ctx context.Context, task, dir string, opts TaskOptions) e
 	}
 	t1 := time.Now()
 	s.Phase(PhaseSessionsCreated, t1)
-	if s.warmup {
+	t2 := t1
+	warm := s.warmup.runs(task)
+	if warm {
 		if err := m.Warmup(ctx); err != nil {
 			m.Close()
 			return err
 		}
+		t2 = time.Now()
+		s.Phase(PhaseWarmupDone, t2)
 	}
-	t2 := time.Now()
-	s.Phase(PhaseWarmupDone, t2)
-	stats := map[string]any{"load_ms": msf(t1.Sub(t0)), "warmup_ms": msf(t2.Sub(t1))}
+	stats := map[string]any{"load_ms": msf(t1.Sub(t0)), "warmup": warm, "warmup_ms": msf(t2.Sub(t1))}
 	if ls, ok := m.(interface{ Stats() ocr.LoadStats }); ok {
 		st := ls.Stats()
 		stats["model_bytes"] = st.Bytes
@@ -219,7 +266,7 @@ func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 // Handler serves:
 //
-//	GET  /health   200 once a model is loaded and warm, else 503
+//	GET  /health   200 once a model is loaded (and warmed up, if it is), else 503
 //	GET  /live     200 once ONNX Runtime is initialised (pool members wait here)
 //	GET  /phases   [{"name", "at"}] cold-start phases, at in Unix nanoseconds
 //	POST /load     {"task", "model_dir"}: specialise a pooled worker

@@ -224,7 +224,7 @@ func TestPoolSpecialise(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the real model")
 	}
-	s, ts := newTestServer(t, Config{Warmup: true}, false)
+	s, ts := newTestServer(t, Config{Warmup: WarmupOn}, false)
 	_, dir := realLoader(t)
 
 	if r := do(t, http.MethodGet, ts.URL+"/health", "", nil); r.code != http.StatusServiceUnavailable {

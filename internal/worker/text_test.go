@@ -44,7 +44,7 @@ func textServer(t *testing.T, task string, opts TaskOptions) (*Server, *httptest
 	load := func(ctx context.Context, task, dir string, o TaskOptions) (Model, error) {
 		return textmodel.Load(dir, o.TextOptions(task, 1))
 	}
-	s := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), load, Config{MaxBytes: 1 << 20, Warmup: true}, time.Now())
+	s := NewServer(slog.New(slog.NewTextHandler(io.Discard, nil)), load, Config{MaxBytes: 1 << 20, Warmup: WarmupOn}, time.Now())
 	s.RuntimeLoaded(time.Now())
 	if err := s.Load(context.Background(), task, dir, opts); err != nil {
 		t.Fatal(err)
