@@ -107,7 +107,7 @@ func serve(dir string, opts worker.TaskOptions, threads int, name string) (*serv
 		m, err = textmodel.Load(dir, o.TextOptions(task, threads))
 		return m, err
 	}
-	srv := worker.NewServer(slog.New(slog.DiscardHandler), load, worker.Config{MaxBytes: 1 << 20, Warmup: true}, time.Now())
+	srv := worker.NewServer(slog.New(slog.DiscardHandler), load, worker.Config{MaxBytes: 1 << 20, Warmup: worker.WarmupOn}, time.Now())
 	srv.RuntimeLoaded(time.Now())
 	t0 := time.Now()
 	if err := srv.Load(context.Background(), worker.TaskClassification, dir, opts); err != nil {
