@@ -355,7 +355,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		return nil, &driver.StartError{Reason: strings.ReplaceAll(err.Error(), "\n", "; "), Err: err}
 	}
 	inst := &Instance{d: d, function: s.Function, id: s.InstanceID, onPhase: s.OnPhase,
-		done: make(chan struct{}), logs: newRing(200), memory: s.Resources.MemoryBytes}
+		done: make(chan struct{}), follow: make(chan struct{}), logs: newRing(200), memory: s.Resources.MemoryBytes}
 	inst.out = lineWriter{ring: inst.logs, w: s.Output}
 
 	// The image must be present: deploy pulled it. A missing image is a
@@ -410,7 +410,9 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	}
 	go inst.run()
 
-	if err := d.waitReady(ctx, inst, s); err != nil {
+	err = d.waitReady(ctx, inst, s)
+	inst.startLogs()
+	if err != nil {
 		inst.kill()
 		<-inst.done
 		var se *driver.StartError

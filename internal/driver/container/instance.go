@@ -35,6 +35,13 @@ type Instance struct {
 	cog *cog.Adapter
 
 	done    chan struct{} // closed by run once the container exited and was removed
+	// follow is closed (once, followOnce) when the start is over, ready or
+	// not, or the container exited: only then does run open the engine's
+	// log stream. Following logs costs the engine (Podman's service) CPU
+	// while the container starts, on the same cores; the stream replays
+	// the output from the container's start, so nothing is lost.
+	follow     chan struct{}
+	followOnce sync.Once
 	stopped atomic.Bool   // Ember asked it to stop or killed it
 
 	mu     sync.Mutex // guards the following
@@ -83,6 +90,7 @@ func (in *Instance) run() {
 	logsDone := make(chan struct{})
 	go func() {
 		defer close(logsDone)
+		<-in.follow
 		rc, err := cli.ContainerLogs(ctx, in.containerID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Follow: true})
 		if err != nil {
 			in.out.Write([]byte("ember: cannot read container logs: " + err.Error() + "\n"))
@@ -97,6 +105,7 @@ func (in *Instance) run() {
 	case <-wait.Result:
 	case waitErr = <-wait.Error:
 	}
+	in.startLogs()
 	// The log stream ends when the container does; bound the wait for a
 	// slow engine so done is never held hostage.
 	select {
@@ -115,6 +124,9 @@ func (in *Instance) run() {
 	in.mu.Unlock()
 	close(in.done)
 }
+
+// startLogs lets run open the log stream; see follow.
+func (in *Instance) startLogs() { in.followOnce.Do(func() { close(in.follow) }) }
 
 // exitReason inspects the exited container: an OOM kill is named as such
 // (a container killed at its memory limit otherwise reads as status 137).
