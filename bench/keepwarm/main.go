@@ -21,7 +21,7 @@ func main() {
 	seed := flag.Uint64("seed", 1, "generator seed (the population is fixed by seed and count)")
 	n := flag.Int("functions", 100, "generated functions (cycling periodic, bursty, diurnal, rare)")
 	days := flag.Float64("days", 3, "days of generated traffic")
-	azure := flag.String("azure", "../shared/data/traces/azure2019-sample", "directory of an Azure 2019 excerpt (invocations.csv, durations.csv); empty to skip")
+	azure := flag.String("azure", "bench/keepwarm/testdata/azure2019-sample", "directory of an Azure 2019 excerpt (invocations.csv, durations.csv); empty to skip")
 	hw := flag.String("hardware", "a100-40gb", "hardware class that prices idle seconds")
 	coldStart := flag.Duration("cold-start", 10*time.Second, "start-to-ready time of one instance")
 	coldUSD := flag.Float64("cold-start-usd", 0, "what one cold start's latency is worth (USD; 0: -cold-start-worth of the hardware's price)")

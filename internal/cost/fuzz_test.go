@@ -16,7 +16,7 @@ func FuzzParseTrace(f *testing.F) {
 	f.Add("1700000000,0.5\n1700000001.25,0.25\n# comment\n\n1699999999,1\n")
 	f.Add("time,duration\n1,2\n3,4\n")
 	f.Add("1\n")
-	if files, _ := filepath.Glob("../../../shared/data/traces/*/*"); len(files) > 0 {
+	if files, _ := filepath.Glob("../../bench/keepwarm/testdata/*/*.csv"); len(files) > 0 {
 		for _, p := range files[:min(len(files), 4)] {
 			if b, err := os.ReadFile(p); err == nil && len(b) < 64<<10 {
 				f.Add(string(b))
