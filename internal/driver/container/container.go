@@ -726,12 +726,38 @@ func (d *Driver) waitReady(ctx context.Context, inst *Instance, s driver.StartSp
 	cad := driver.Cadence{Initial: d.opts.ProbeInitial, TightMax: d.opts.ProbeMax, TightFor: 20 * time.Millisecond,
 		Ceiling: max(cmp.Or(s.HealthInterval, 2*time.Second), d.opts.ProbeMax), Timeout: cmp.Or(s.HealthTimeout, time.Second)}
 	dialer := net.Dialer{Timeout: cad.Timeout}
+	listening := func(ctx context.Context) (bool, string) { return d.listening(ctx, inst.addr, &dialer) }
+	// With a plain health path, one GET of it is both the listening check
+	// (any HTTP answer) and the first health check, whose answer is kept
+	// for the loop's health probe right after: a connect and then a GET
+	// on a second connection cost the just-started container twice.
+	var answered *healthAnswer
+	if s.Protocol != cog.Protocol && s.HealthPath != "" {
+		url := "http://" + inst.addr + "/" + strings.TrimPrefix(s.HealthPath, "/")
+		listening = func(ctx context.Context) (bool, string) {
+			ctx, cancel := context.WithTimeout(ctx, cad.Timeout)
+			defer cancel()
+			a, err := d.getHealth(ctx, url)
+			if err != nil {
+				return false, err.Error()
+			}
+			answered = &a
+			return true, ""
+		}
+		health = func(ctx context.Context, url string) (bool, string) {
+			if a := answered; a != nil {
+				answered = nil
+				return a.ok, a.status
+			}
+			return d.checkHealth(ctx, url)
+		}
+	}
 	return driver.AwaitReady(ctx, driver.Readiness{
 		Addr: inst.addr, HealthPath: s.HealthPath, Cadence: cad,
 		// A published port accepts at the engine's proxy before the
 		// container listens; an HTTP answer is the real sign, so in bridge
 		// mode "listening" is the first HTTP response.
-		Listening: func(ctx context.Context) (bool, string) { return d.listening(ctx, inst.addr, &dialer) },
+		Listening: listening,
 		Health: func(ctx context.Context, url string) (bool, string) {
 			ctx, cancel := context.WithTimeout(ctx, cad.Timeout)
 			defer cancel()
@@ -808,18 +834,33 @@ func (d *Driver) listening(ctx context.Context, addr string, dialer *net.Dialer)
 	return true, ""
 }
 
+// healthAnswer is an HTTP answer of a health path: 2xx or not, and its status.
+type healthAnswer struct {
+	ok     bool
+	status string
+}
+
 func (d *Driver) checkHealth(ctx context.Context, url string) (bool, string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	a, err := d.getHealth(ctx, url)
 	if err != nil {
 		return false, err.Error()
+	}
+	return a.ok, a.status
+}
+
+// getHealth GETs url; an error means no HTTP answer.
+func (d *Driver) getHealth(ctx context.Context, url string) (healthAnswer, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return healthAnswer{}, err
 	}
 	resp, err := d.probe.Do(req)
 	if err != nil {
-		return false, err.Error()
+		return healthAnswer{}, err
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	return resp.StatusCode >= 200 && resp.StatusCode < 300, resp.Status
+	return healthAnswer{ok: resp.StatusCode >= 200 && resp.StatusCode < 300, status: resp.Status}, nil
 }
 
 // Capabilities: Start returns only once the health check passed.

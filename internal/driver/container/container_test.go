@@ -2,9 +2,13 @@ package container
 
 import (
 	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/moby/moby/api/types/container"
@@ -148,5 +152,67 @@ func TestConfigsGPUs(t *testing.T) {
 	}
 	if _, err := New(nil, Options{Host: "unix:///nonexistent.sock", GPUDriver: "amd"}); err == nil {
 		t.Error("GPUDriver amd accepted")
+	}
+}
+
+// A container whose health path answers at once is ready after one GET:
+// the listening check's answer serves as the first health check. One
+// that answers non-2xx at first is probed again until it says 2xx.
+func TestWaitReadyOneGETServesListeningAndHealth(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failures int32 // 503s before the first 200
+		want     int32 // GETs of /health in all
+	}{
+		{"ready at once", 0, 1},
+		{"ready after two 503s", 2, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var gets, others, conns atomic.Int32
+			srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path != "/health" {
+					others.Add(1)
+					return
+				}
+				if gets.Add(1) <= tc.failures {
+					w.WriteHeader(http.StatusServiceUnavailable)
+				}
+			}))
+			srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+				if s == http.StateNew {
+					conns.Add(1)
+				}
+			}
+			srv.Start()
+			defer srv.Close()
+			for _, network := range []string{NetworkHost, NetworkBridge} {
+				gets.Store(0)
+				conns.Store(0)
+				d, err := New(nil, Options{Host: "unix:///nonexistent.sock", Network: network})
+				if err != nil {
+					t.Fatal(err)
+				}
+				inst := &Instance{d: d, addr: srv.Listener.Addr().String(), done: make(chan struct{})}
+				if err := d.waitReady(t.Context(), inst, driver.StartSpec{HealthPath: "health"}); err != nil {
+					t.Fatalf("%s: waitReady = %v", network, err)
+				}
+				if got := gets.Load(); got != tc.want {
+					t.Errorf("%s: GETs of /health = %d, want %d", network, got, tc.want)
+				}
+				if got := conns.Load(); got != tc.want {
+					t.Errorf("%s: connections = %d, want %d (one per GET, no bare connect)", network, got, tc.want)
+				}
+				var names []string
+				for _, p := range inst.Phases() {
+					names = append(names, p.Name)
+				}
+				if want := []string{driver.PhaseListening, driver.PhaseReady}; !slices.Equal(names, want) {
+					t.Errorf("%s: phases = %v, want %v", network, names, want)
+				}
+			}
+			if n := others.Load(); n != 0 {
+				t.Errorf("%d requests to other paths than /health", n)
+			}
+		})
 	}
 }

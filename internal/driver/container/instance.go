@@ -34,7 +34,7 @@ type Instance struct {
 	// it speaks Cog's API to the container at addr. Closed by run.
 	cog *cog.Adapter
 
-	done    chan struct{} // closed by run once the container exited and was removed
+	done chan struct{} // closed by run once the container exited and was removed
 	// follow is closed (once, followOnce) when the start is over, ready or
 	// not, or the container exited: only then does run open the engine's
 	// log stream. Following logs costs the engine (Podman's service) CPU
@@ -42,7 +42,7 @@ type Instance struct {
 	// the output from the container's start, so nothing is lost.
 	follow     chan struct{}
 	followOnce sync.Once
-	stopped atomic.Bool   // Ember asked it to stop or killed it
+	stopped    atomic.Bool // Ember asked it to stop or killed it
 
 	mu     sync.Mutex // guards the following
 	phases []driver.Phase
@@ -99,6 +99,16 @@ func (in *Instance) run() {
 		defer rc.Close()
 		stdcopy.StdCopy(&in.out, &in.out, rc)
 	}()
+	// The wait, too, costs the engine CPU while the container starts
+	// (Podman syncs the container's state with the OCI runtime when it
+	// opens one): it is opened once the start is over or, for a start
+	// that takes longer, after exitWatchDelay, so a container that dies
+	// while starting is still reported within that delay. A wait opened
+	// on an exited container returns at once.
+	select {
+	case <-in.follow:
+	case <-time.After(exitWatchDelay):
+	}
 	wait := cli.ContainerWait(ctx, in.containerID, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	var waitErr error
 	select {
@@ -124,6 +134,10 @@ func (in *Instance) run() {
 	in.mu.Unlock()
 	close(in.done)
 }
+
+// exitWatchDelay is how long after its start a starting container's
+// exit is watched for without asking the engine; see run.
+const exitWatchDelay = 100 * time.Millisecond
 
 // startLogs lets run open the log stream; see follow.
 func (in *Instance) startLogs() { in.followOnce.Do(func() { close(in.follow) }) }
