@@ -411,8 +411,8 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	go inst.run()
 
 	err = d.waitReady(ctx, inst, s)
-	inst.startLogs()
 	if err != nil {
+		inst.startLogs()
 		inst.kill()
 		<-inst.done
 		var se *driver.StartError
@@ -422,6 +422,12 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		logger.Debug("container failed to start", "err", err)
 		return nil, err
 	}
+	// The engine's streams for this container (its log, the exit wait)
+	// open a moment after ready rather than with the first request, which
+	// is usually on its way now: on a small machine the engine serving
+	// them competes with that request for the CPU (bench/container). The
+	// log replays from the container's start, so nothing is lost.
+	time.AfterFunc(engineStreamsDelay, inst.startLogs)
 	if inst.cog != nil {
 		d.startCog(ctx, inst, s.Function, logger)
 	}
@@ -696,6 +702,10 @@ func (d *Driver) reservePort() (int, error) {
 }
 
 func (d *Driver) releasePort(port int) { d.ports.Release(port) }
+
+// engineStreamsDelay is how long after ready the engine's streams for a
+// container open; see Start.
+const engineStreamsDelay = 50 * time.Millisecond
 
 // waitReady probes inst with the shared loop and cadence of every driver
 // (driver.AwaitReady): tight at first, then backing off to the spec's
