@@ -89,6 +89,11 @@ Every flag can also be set with the environment variable shown.`,
 	f.IntVar(&cfg.ContainerPrewarm, "container-prewarm", cfg.ContainerPrewarm, h("container-prewarm"))
 	f.StringVar(&cfg.ContainerGPUDriver, "container-gpu-driver", cfg.ContainerGPUDriver, h("container-gpu-driver"))
 	f.StringVar(&cfg.GPUs, "gpus", cfg.GPUs, h("gpus"))
+	f.StringVar(&cfg.Backend, "backend", cfg.Backend, h("backend"))
+	f.StringVar(&cfg.Kubeconfig, "kubeconfig", cfg.Kubeconfig, h("kubeconfig"))
+	f.StringVar(&cfg.KubeNamespace, "kube-namespace", cfg.KubeNamespace, h("kube-namespace"))
+	f.StringVar(&cfg.KubeNetwork, "kube-network", cfg.KubeNetwork, h("kube-network"))
+	f.StringVar(&cfg.KubeWorkerImage, "kube-worker-image", cfg.KubeWorkerImage, h("kube-worker-image"))
 	return cmd
 }
 

@@ -129,6 +129,22 @@ type Config struct {
 	// ContainerGPUDriver is how containers get their GPUs: nvidia (an
 	// NVIDIA device request, the Container Toolkit) or cdi (CDI names).
 	ContainerGPUDriver string
+	// Backend is where instances run: "local" (processes, the built-in
+	// ONNX runtime and containers on this machine) or "kubernetes" (each
+	// instance a Pod, driver/kube).
+	Backend string
+	// Kubeconfig is the kubeconfig file of the cluster ("" = in-cluster
+	// config, then $KUBECONFIG, then ~/.kube/config).
+	Kubeconfig string
+	// KubeNamespace is where Pods, Secrets and Leases live ("" = the
+	// namespace Ember's own Pod runs in, else "default").
+	KubeNamespace string
+	// KubeNetwork is pod (a Pod's own IP, the function's fixed port) or
+	// host (hostNetwork Pods on Ember-assigned ports).
+	KubeNetwork string
+	// KubeWorkerImage is Ember's own image, run by onnx and process
+	// functions' Pods in worker mode.
+	KubeWorkerImage string
 	// GuardCommand is the argv of the helper that kills instances' whole
 	// process groups if the server dies (process.Guard). The CLI sets it
 	// to `ember worker guard`; empty (in-process embedders, benchmarks)
@@ -171,6 +187,8 @@ func Default() Config {
 		ContainerPrewarm:   16,
 		GPUs:               "auto",
 		ContainerGPUDriver: "nvidia",
+		Backend:            "local",
+		KubeNetwork:        "pod",
 	}
 }
 
@@ -245,6 +263,11 @@ func Knobs() []Knob {
 		{"container-allow-host-path", "EMBER_CONTAINER_ALLOW_HOST_PATH", "host directories container specs may mount as host_path (comma-separated); none by default"},
 		{"container-prewarm", "EMBER_CONTAINER_PREWARM", "most container functions at zero whose next container is created ahead (not started) so a cold start skips the engine's create; 0 = off; GPU functions never"},
 		{"container-gpu-driver", "EMBER_CONTAINER_GPU_DRIVER", "how containers get their GPUs: nvidia (device request to the NVIDIA Container Toolkit) or cdi (CDI names nvidia.com/gpu=<uuid>)"},
+		{"backend", "EMBER_BACKEND", "where instances run: local (processes, ONNX workers and containers on this machine) or kubernetes (one Pod per instance)"},
+		{"kubeconfig", "EMBER_KUBECONFIG", "kubeconfig of the cluster for --backend kubernetes and the gateway/controller roles; default: in-cluster config, then $KUBECONFIG, then ~/.kube/config"},
+		{"kube-namespace", "EMBER_KUBE_NAMESPACE", "namespace of instance Pods, their Secrets and the roles' Leases; default: Ember's own Pod's namespace, else default"},
+		{"kube-network", "EMBER_KUBE_NETWORK", "pod (Pod IP and the function's fixed port) or host (hostNetwork Pods on Ember-assigned ports)"},
+		{"kube-worker-image", "EMBER_KUBE_WORKER_IMAGE", "Ember's own image, run in worker mode by onnx functions' Pods on Kubernetes"},
 		{"gpus", "EMBER_GPUS", "GPU inventory: auto (nvidia-smi; none without it), off (resources.gpu only meters and prices; no GPU is checked or assigned) or file:PATH (nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits output)"},
 	}
 }
@@ -312,6 +335,16 @@ func (c Config) Validate() error {
 	case "bridge", "host":
 	default:
 		return fmt.Errorf("container-network: want bridge or host (got %q)", c.ContainerNetwork)
+	}
+	switch c.Backend {
+	case "local", "kubernetes":
+	default:
+		return fmt.Errorf("backend: want local or kubernetes (got %q)", c.Backend)
+	}
+	switch c.KubeNetwork {
+	case "pod", "host":
+	default:
+		return fmt.Errorf("kube-network: want pod or host (got %q)", c.KubeNetwork)
 	}
 	for _, u := range c.ContainerUlimits {
 		if !ulimitRE.MatchString(u) {
