@@ -545,6 +545,37 @@ func (d *Driver) List(ctx context.Context) ([]driver.Listed, error) {
 	return out, nil
 }
 
+// Cleanup deletes, at once, every Pod and Secret of Ember's in the
+// namespace: what a server killed before it could stop its instances
+// left. For a single server (ember serve) that owns the namespace; a
+// leader that takes over running Pods adopts them instead
+// (driver.Reclaim). It returns how many Pods it deleted.
+func (d *Driver) Cleanup(ctx context.Context) (int, error) {
+	sel := metav1.ListOptions{LabelSelector: LabelManagedBy + "=" + ManagedBy}
+	pods, err := d.cs.CoreV1().Pods(d.opts.Namespace).List(ctx, sel)
+	if err != nil {
+		return 0, fmt.Errorf("list pods in %s: %w", d.opts.Namespace, err)
+	}
+	var errs []error
+	n := 0
+	zero := int64(0)
+	for _, p := range pods.Items {
+		if _, ok := parsePodLabels(p.Labels, p.Annotations); !ok {
+			continue
+		}
+		err := d.cs.CoreV1().Pods(d.opts.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+		if err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("delete pod %s: %w", p.Name, err))
+			continue
+		}
+		n++
+	}
+	if err := d.cs.CoreV1().Secrets(d.opts.Namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, sel); err != nil {
+		errs = append(errs, fmt.Errorf("delete secrets: %w", err))
+	}
+	return n, errors.Join(errs...)
+}
+
 // podPort is the port the Pod's container declared.
 func podPort(p *corev1.Pod) int {
 	for _, c := range p.Spec.Containers {
@@ -568,6 +599,9 @@ func (d *Driver) Adopt(ctx context.Context, l driver.Listed) (driver.Instance, e
 	}
 	inst := d.newInstance(l.Labels.Function, l.Labels.Instance, p.Name, podPort(p), 0, nil, nil)
 	inst.adopted = true
+	if p.Status.PodIP != "" {
+		inst.addr = net.JoinHostPort(p.Status.PodIP, strconv.Itoa(inst.port)) // run confirms it is running
+	}
 	if len(p.Spec.Containers) > 0 {
 		for _, e := range p.Spec.Containers[0].Env {
 			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
