@@ -34,14 +34,14 @@ func TestKubeRuntimesValidate(t *testing.T) {
 			{"process with image", "name: a\ncommand: [/srv/server]\nimage: acme/m:1", ""},
 			{"process without image", "name: a\ncommand: [sh]",
 				`invalid spec for "a": image: runtime process needs image: on --backend kubernetes (an image holding the command, e.g. ghcr.io/acme/server:1.0); a Pod cannot run a host command`},
-			{"onnx task", "name: a\nruntime: onnx\ntask: chat\nmodel: npm:m@1",
-				`invalid spec for "a": task: unsupported task "chat" (supported: ocr, text-classification, embeddings)`},
 		}
 		if worker == "" {
 			tests = append(tests, struct{ name, doc, want string }{"onnx without worker image", "name: a\nruntime: onnx\ntask: ocr\nmodel: npm:m@1",
 				`invalid spec for "a": runtime: onnx functions on --backend kubernetes run Ember's own image in worker mode: start the server with --kube-worker-image (e.g. ghcr.io/ember-run/ember-onnx:<version>)`})
 		} else {
-			tests = append(tests, struct{ name, doc, want string }{"onnx", "name: a\nruntime: onnx\ntask: ocr\nmodel: npm:m@1", ""})
+			tests = append(tests, struct{ name, doc, want string }{"onnx", "name: a\nruntime: onnx\ntask: ocr\nmodel: npm:m@1", ""},
+				struct{ name, doc, want string }{"onnx task", "name: a\nruntime: onnx\ntask: chat\nmodel: npm:m@1",
+					`invalid spec for "a": task: unsupported task "chat" (supported: ocr, text-classification, embeddings)`})
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
