@@ -136,7 +136,7 @@ func (in *Instance) run(first *corev1.Pod) {
 	end := in.observe(first)
 	rv := first.ResourceVersion
 	for end == nil {
-		end, rv = in.watch(rv)
+		rv, end = in.watch(rv)
 	}
 	in.finish(end)
 }
@@ -147,13 +147,13 @@ var errStopped = fmt.Errorf("%w: stopped", driver.ErrExited)
 // watch follows the Pod from resource version rv until it ends (end not
 // nil) or the watch closes (the API server ends watches after a while),
 // returning the version to go on from.
-func (in *Instance) watch(rv string) (end error, next string) {
+func (in *Instance) watch(rv string) (next string, end error) {
 	pods := in.d.cs.CoreV1().Pods(in.d.opts.Namespace)
 	w, err := pods.Watch(in.ctx, metav1.ListOptions{
 		FieldSelector: fields.OneTermEqualSelector("metadata.name", in.pod).String(), ResourceVersion: rv})
 	if err != nil {
 		if in.ctx.Err() != nil {
-			return in.abandoned(), rv
+			return rv, in.abandoned()
 		}
 		in.d.logger.Warn("cannot watch pod; retrying", "pod", in.pod, "err", err)
 		return in.resync(true)
@@ -163,14 +163,14 @@ func (in *Instance) watch(rv string) (end error, next string) {
 	if rv == "" {
 		// No version to start from: read the Pod once, so a change made
 		// before the watch opened is not missed.
-		if end, _ := in.resync(false); end != nil {
-			return end, rv
+		if _, end := in.resync(false); end != nil {
+			return rv, end
 		}
 	}
 	for {
 		select {
 		case <-in.ctx.Done():
-			return in.abandoned(), rv
+			return rv, in.abandoned()
 		case ev, ok := <-w.ResultChan():
 			if !ok {
 				// A watch the server closed at once is not reopened at
@@ -180,7 +180,7 @@ func (in *Instance) watch(rv string) (end error, next string) {
 			switch ev.Type {
 			case watch.Deleted:
 				if p, ok := ev.Object.(*corev1.Pod); ok && p.Name == in.pod {
-					return in.deleted(), rv
+					return rv, in.deleted()
 				}
 			case watch.Added, watch.Modified:
 				p, ok := ev.Object.(*corev1.Pod)
@@ -189,7 +189,7 @@ func (in *Instance) watch(rv string) (end error, next string) {
 				}
 				rv = p.ResourceVersion
 				if end := in.observe(p); end != nil {
-					return end, rv
+					return rv, end
 				}
 			case watch.Error:
 				// Most often 410 Gone: the version is too old. Read the
@@ -202,29 +202,29 @@ func (in *Instance) watch(rv string) (end error, next string) {
 
 // resync reads the Pod (after RewatchDelay when pause is set, and
 // again after each failed read) and returns where to watch from.
-func (in *Instance) resync(pause bool) (error, string) {
+func (in *Instance) resync(pause bool) (string, error) {
 	for {
 		if pause {
 			t := time.NewTimer(in.d.opts.RewatchDelay)
 			select {
 			case <-in.ctx.Done():
 				t.Stop()
-				return in.abandoned(), ""
+				return "", in.abandoned()
 			case <-t.C:
 			}
 		}
 		p, err := in.d.cs.CoreV1().Pods(in.d.opts.Namespace).Get(in.ctx, in.pod, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
-			return in.deleted(), ""
+			return "", in.deleted()
 		case in.ctx.Err() != nil:
-			return in.abandoned(), ""
+			return "", in.abandoned()
 		case err != nil:
 			in.d.logger.Warn("cannot read pod; retrying", "pod", in.pod, "err", err)
 			pause = true
 			continue
 		}
-		return in.observe(p), p.ResourceVersion
+		return p.ResourceVersion, in.observe(p)
 	}
 }
 
