@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"time"
@@ -265,6 +266,19 @@ type Lister interface {
 // Start had returned it (Done, Err and Stop work; Phases may be empty).
 type Adopter interface {
 	Adopt(ctx context.Context, l Listed) (Instance, error)
+}
+
+// ConnHandoff is implemented by instances whose driver's readiness probe
+// kept its connection to the instance open (HTTP keep-alive): the caller
+// may send the first request on it instead of dialing a new one, which
+// saves a connect, an accept and a fresh connection's first-read costs in
+// the instance on every cold start.
+type ConnHandoff interface {
+	// TakeConn returns the probe's connection once, idle and clean (its
+	// last response read to the end, nothing buffered behind it); nil
+	// when there is none or it was taken. The caller owns it: it must
+	// check that the instance has not closed it before writing on it.
+	TakeConn() net.Conn
 }
 
 // LogTailer is implemented by instances that keep their last output lines.

@@ -64,6 +64,11 @@ type Options struct {
 	// Notify is called (without locks) whenever capacity of fn may have
 	// changed: a slot freed, an instance became ready, or a start failed.
 	Notify   func(fn string)
+	// Ready, if set, is called with each instance the driver hands over
+	// ready, before any request is dispatched to it (the server gives the
+	// proxy the readiness probe's connection, driver.ConnHandoff). It
+	// must not block.
+	Ready    func(driver.Instance)
 	Observer Observer
 	// MaxPerFunction caps any function's instances whatever its spec says
 	// (0 = no cap; the server refuses such specs at deploy already).
@@ -233,6 +238,9 @@ func New(drv driver.Driver, logger *slog.Logger, opts Options) *Manager {
 
 // SetNotify sets the capacity callback; call before the first request.
 func (m *Manager) SetNotify(f func(fn string)) { m.opts.Notify = f }
+
+// SetReady sets Options.Ready; call before the first request.
+func (m *Manager) SetReady(f func(driver.Instance)) { m.opts.Ready = f }
 
 // Put installs or updates a function's spec. Ready instances of the
 // previous version keep serving until an instance of this version is ready
@@ -457,6 +465,9 @@ func (m *Manager) start(in *Instance) {
 		return
 	}
 
+	if m.opts.Ready != nil {
+		m.opts.Ready(di)
+	}
 	m.mu.Lock()
 	if in.state.over() || in.state == Stopping {
 		// A stop (which reports the events) caught the start before the
