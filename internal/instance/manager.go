@@ -63,7 +63,7 @@ type Options struct {
 	BackoffBase, BackoffMax time.Duration
 	// Notify is called (without locks) whenever capacity of fn may have
 	// changed: a slot freed, an instance became ready, or a start failed.
-	Notify   func(fn string)
+	Notify func(fn string)
 	// Ready, if set, is called with each instance the driver hands over
 	// ready, before any request is dispatched to it (the server gives the
 	// proxy the readiness probe's connection, driver.ConnHandoff). It
