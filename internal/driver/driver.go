@@ -281,6 +281,23 @@ type ConnHandoff interface {
 	TakeConn() net.Conn
 }
 
+// Parker is implemented by instances that can stay loaded after their
+// function scales to zero (the onnx driver's loaded pool): Park is called
+// instead of Stop, and when it returns true the driver keeps the instance
+// for its function's next start, for at most keep, as a warm state of the
+// function (metered to it, bounded by the driver), and stops it after.
+// The instance counts as stopped to the caller: Done closes at once.
+type Parker interface {
+	Park(keep time.Duration) bool
+}
+
+// Releaser is implemented by drivers that keep parked instances: Release
+// stops those of fn (its budget forces it to zero, it was redeployed or
+// deleted).
+type Releaser interface {
+	Release(fn string)
+}
+
 // LogTailer is implemented by instances that keep their last output lines.
 type LogTailer interface {
 	Tail(n int) []string

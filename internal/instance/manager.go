@@ -199,6 +199,11 @@ type Instance struct {
 	cancelStart context.CancelFunc
 	startCtx    context.Context
 	gone        chan struct{}
+
+	// park, when > 0, is how long the driver may keep this instance
+	// loaded after its stop (driver.Parker): set when it is the last
+	// instance of its function, stopped for idleness, under no budget cap.
+	park time.Duration
 }
 
 // LogValue lets an instance log itself.
@@ -239,6 +244,14 @@ func New(drv driver.Driver, logger *slog.Logger, opts Options) *Manager {
 // SetNotify sets the capacity callback; call before the first request.
 func (m *Manager) SetNotify(f func(fn string)) { m.opts.Notify = f }
 
+// releaseLoaded has the driver stop what it keeps loaded for fn (driver.Releaser).
+// It must not block: drivers stop in the background.
+func (m *Manager) releaseLoaded(fn string) {
+	if r, ok := m.drv.(driver.Releaser); ok {
+		r.Release(fn)
+	}
+}
+
 // SetReady sets Options.Ready; call before the first request.
 func (m *Manager) SetReady(f func(driver.Instance)) { m.opts.Ready = f }
 
@@ -252,6 +265,9 @@ func (m *Manager) Put(fn *spec.Function, version int64) {
 	if !ok {
 		p = &pool{limit: -1, hold: -1}
 		m.pools[fn.Name] = p
+	}
+	if p.version != version {
+		m.releaseLoaded(fn.Name) // loaded for the old spec
 	}
 	p.fn, p.version = fn, version
 	p.limit, p.limitWhy = -1, "" // the controller re-applies a budget cap next tick
@@ -295,6 +311,7 @@ func (m *Manager) Remove(ctx context.Context, name string) {
 	}
 	delete(m.pools, name)
 	m.discardLocked(p)
+	m.releaseLoaded(name)
 	var now, busy []*Instance
 	for _, in := range p.instances {
 		busyNow := (in.state == Ready || in.state == Draining) && in.inFlight > 0
@@ -638,8 +655,11 @@ func (m *Manager) stop(ctx context.Context, in *Instance, why string) {
 		m.setLocked(in, Stopping)
 	}
 	di := in.drv
+	park := in.park
 	m.mu.Unlock()
-	if di != nil {
+	if pk, ok := di.(driver.Parker); ok && park > 0 && pk.Park(park) {
+		// The driver keeps it loaded for the function's next start.
+	} else if di != nil {
 		if err := di.Stop(ctx); err != nil {
 			m.logger.Warn("stop instance", "instance", in.id, "err", err)
 		}
