@@ -77,6 +77,7 @@ type options struct {
 	threads   int
 	verbose   bool
 	inProc    bool
+	loaded    bool
 }
 
 func main() {
@@ -100,6 +101,7 @@ func parseOptions(args []string) (options, error) {
 	fs.IntVar(&o.loadIters, "load", 7, "model load iterations per load mode")
 	fs.DurationVar(&o.warmDur, "warm-duration", 5*time.Second, "closed-loop time per client count for warm latency")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured closed-loop time before each warm measurement")
+	fs.BoolVar(&o.loaded, "loaded", false, "turn the loaded pool on in both servers (--onnx-loaded 2): each mode's first cold start loads the model, the next ones within the keep-warm window (-idle; keep -settle well below it) take the loaded worker back (phase pool_hit)")
 	fs.DurationVar(&o.settle, "settle", time.Second, "pause before a cold start once the function is at zero and the pooled worker is live (the machine quiets)")
 	fs.DurationVar(&o.idle, "idle", time.Second, "the function's idle_timeout (how fast it scales back to zero)")
 	fs.DurationVar(&o.tick, "tick", config.Default().Tick, "Ember's controller tick")
@@ -160,7 +162,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	defer os.RemoveAll(tmp)
 	var srvs [2]*ember
 	for i, pool := range []int{0, 1} {
-		s, err := startEmber(ctx, filepath.Join(tmp, fmt.Sprint("data", pool)), cache, pool, o.tick)
+		s, err := startEmber(ctx, filepath.Join(tmp, fmt.Sprint("data", pool)), cache, pool, o.tick, o.loaded)
 		if err != nil {
 			return err
 		}
@@ -411,6 +413,7 @@ type coldSample struct {
 func benchCold(ctx context.Context, out io.Writer, srvs [2]*ember, hc *http.Client, img []byte, o options) error {
 	samples := map[int][]coldSample{}
 	orders := map[int][]string{}
+	hits := 0 // cold starts that took a loaded worker back (-loaded)
 	for i := 0; i < o.coldIters; i++ {
 		seq := []*ember{srvs[0], srvs[1]}
 		if i%2 == 1 {
@@ -451,7 +454,14 @@ func benchCold(ctx context.Context, out io.Writer, srvs [2]*ember, hc *http.Clie
 			if in == nil {
 				return fmt.Errorf("cold start (pool %d): instance %s not listed", s.pool, hdr.Get(api.HeaderInstance))
 			}
-			if _, pooled := in.Phases["pool_acquired"]; pooled != (s.pool > 0) {
+			_, hit := in.Phases["pool_hit"]
+			if hit && !o.loaded {
+				return fmt.Errorf("cold start (pool %d): phases %v: a loaded worker was taken back with the loaded pool off", s.pool, in.PhaseOrder)
+			}
+			if hit {
+				hits++
+			}
+			if _, pooled := in.Phases["pool_acquired"]; !hit && pooled != (s.pool > 0) {
 				return fmt.Errorf("cold start (pool %d): phases %v: pooled worker used = %v", s.pool, in.PhaseOrder, pooled)
 			}
 			samples[s.pool] = append(samples[s.pool], coldSample{first: d, phases: in.Phases, order: in.PhaseOrder})
@@ -467,6 +477,12 @@ func benchCold(ctx context.Context, out io.Writer, srvs [2]*ember, hc *http.Clie
 					}
 				}
 			}
+		}
+	}
+	if o.loaded {
+		fmt.Fprintf(out, "\nloaded pool: %d of %d cold starts took the loaded worker back (pool_hit)\n", hits, 2*o.coldIters)
+		if hits == 0 && o.coldIters > 1 {
+			return errors.New("-loaded: no cold start took a loaded worker back (raise -idle: a mode's next start must come within its window)")
 		}
 	}
 	fmt.Fprintf(out, "\n(a) Cold start of the OCR function through Ember, %d iterations per mode (ABBA), medians in ms\n", o.coldIters)
@@ -735,12 +751,16 @@ type ember struct {
 	stop func()
 }
 
-func startEmber(ctx context.Context, dataDir, cache string, pool int, tick time.Duration) (*ember, error) {
+func startEmber(ctx context.Context, dataDir, cache string, pool int, tick time.Duration, loaded bool) (*ember, error) {
 	cfg := config.Default()
 	cfg.Addr = "127.0.0.1:0"
 	cfg.DataDir = dataDir
 	cfg.CacheDir = cache
 	cfg.ONNXPool = pool
+	cfg.ONNXLoaded = 0
+	if loaded {
+		cfg.ONNXLoaded = 2
+	}
 	cfg.LogLevel = "warn"
 	cfg.Auth = false
 	cfg.Grace = 5 * time.Second

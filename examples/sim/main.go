@@ -41,7 +41,8 @@
 //	GET  /stream?n=5&interval_ms=100 (any method; async jobs POST here)
 //	                           n SSE events, then "data: [DONE]"; without the query,
 //	                           SIM_STREAM_N and SIM_STREAM_INTERVAL_MS set them (a job's path has none)
-//	GET  /stats                {"max_in_flight":N,"in_flight":n,"served":m}
+//	GET  /stats                {"max_in_flight":N,"in_flight":n,"served":m,"conns":c}
+//	                           (conns: connections accepted, the platform's probes' too)
 //	/whoami (any method)       {"headers":{...},"env":["NAME=value",...]}: what reached
 //	                           the process (tests check that nothing of Ember's leaks)
 //	any other                  echoes method, path, query, headers and body (?sleep_ms=N)
@@ -203,7 +204,12 @@ func run(args []string) error {
 	}
 	s.log.Printf("pid %d listening on %s (load delay %s)", os.Getpid(), ln.Addr(), c.loadDelay)
 
-	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second,
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				s.conns.Add(1)
+			}
+		}}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 
@@ -270,6 +276,7 @@ type server struct {
 	inFlight    atomic.Int64
 	maxInFlight atomic.Int64
 	served      atomic.Int64
+	conns       atomic.Int64 // connections accepted, probes' included
 }
 
 func (s *server) routes() http.Handler {
@@ -335,6 +342,7 @@ func (s *server) stats(w http.ResponseWriter, r *http.Request) {
 		"max_in_flight": s.maxInFlight.Load(),
 		"in_flight":     s.inFlight.Load(),
 		"served":        s.served.Load(),
+		"conns":         s.conns.Load(),
 	})
 }
 

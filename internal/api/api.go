@@ -23,6 +23,10 @@ const (
 	StateReady    = "ready"
 	StateStopping = "stopping"
 	StateFailed   = "failed"
+	// StateLoaded is a function's worker kept loaded after the function
+	// scaled to zero (the onnx loaded pool); reported by the driver under
+	// its own id, metered to the function as idle.
+	StateLoaded = "loaded"
 )
 
 // Function states (FunctionStatus.State): what `ember ls` shows.

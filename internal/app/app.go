@@ -23,6 +23,7 @@ import (
 	"github.com/ember-run/ember/internal/config"
 	"github.com/ember-run/ember/internal/controller"
 	"github.com/ember-run/ember/internal/dashboard"
+	"github.com/ember-run/ember/internal/driver"
 	"github.com/ember-run/ember/internal/gateway"
 	"github.com/ember-run/ember/internal/gateway/replicate"
 	"github.com/ember-run/ember/internal/instance"
@@ -143,6 +144,15 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	}
 	px := proxy.New()
 	defer px.Close()
+	// The first request to a new instance goes on the connection its
+	// readiness probe left open: no second connect and accept.
+	mgr.SetReady(func(di driver.Instance) {
+		if h, ok := di.(driver.ConnHandoff); ok {
+			if c := h.TakeConn(); c != nil {
+				px.Adopt(di.Addr(), c)
+			}
+		}
+	})
 	routeCosts := routing.Costs{Functions: mgr, Meter: meter, Catalogue: prices}
 	routeSvc, err := routing.New(ctx, routing.Options{Store: db, Observer: metrics, Secrets: db,
 		Cost:       routeCosts,

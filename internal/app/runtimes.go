@@ -81,6 +81,10 @@ func (r *runtimes) Start(ctx context.Context, s driver.StartSpec) (driver.Instan
 	return inst, nil
 }
 
+// Release has the drivers that keep loaded instances (the onnx loaded
+// pool) stop fn's (driver.Releaser).
+func (r *runtimes) Release(fn string) { r.onnx.Release(fn) }
+
 // Prewarms: the spec's runtime driver can prepare an instance ahead
 // (containers), and the spec asks for no GPU: its devices are assigned at
 // start, so an instance prepared ahead cannot carry them.
@@ -172,6 +176,7 @@ func specErrors(fn string, err error) error {
 
 var (
 	_ driver.Driver    = (*runtimes)(nil)
+	_ driver.Releaser  = (*runtimes)(nil)
 	_ driver.Validator = (*process.Driver)(nil)
 	_ driver.Validator = (*onnx.Driver)(nil)
 	_ driver.Validator = (*container.Driver)(nil)
@@ -197,7 +202,7 @@ func newRuntimes(cfg config.Config, logger *slog.Logger, guard *process.Guard, s
 	}
 	on := onnx.New(proc, logger.With("component", "onnx"), onnx.Options{
 		Executable: exe, CacheDir: cfg.Cache(), ORTLib: cfg.ORTLib, PoolSize: pool,
-		Threads: cfg.ONNXThreads,
+		Threads: cfg.ONNXThreads, Loaded: cfg.ONNXLoaded,
 	})
 	if cfg.Backend == "kubernetes" {
 		return newKubeRuntimes(cfg, logger, proc, on, secrets)

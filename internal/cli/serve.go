@@ -70,6 +70,7 @@ Every flag can also be set with the environment variable shown.`,
 	_ = f.MarkDeprecated("webhook-block-private", "loopback and private webhooks are refused by default; see --webhook-allow")
 	f.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, h("cache-dir"))
 	f.IntVar(&cfg.ONNXPool, "onnx-pool", cfg.ONNXPool, h("onnx-pool"))
+	f.IntVar(&cfg.ONNXLoaded, "onnx-loaded", cfg.ONNXLoaded, h("onnx-loaded"))
 	f.IntVar(&cfg.ONNXThreads, "onnx-threads", cfg.ONNXThreads, h("onnx-threads"))
 	f.StringVar(&cfg.ORTLib, "ort-lib", cfg.ORTLib, h("ort-lib"))
 	f.StringSliceVar(&cfg.InheritEnv, "inherit-env", cfg.InheritEnv, h("inherit-env"))

@@ -73,6 +73,9 @@ type Config struct {
 	// ONNXPool pre-started ONNX workers (runtime loaded, no model) are kept
 	// once an onnx function is deployed; 0 turns the pool off.
 	ONNXPool int
+	// ONNXLoaded workers with a model loaded are kept after their function
+	// scales to zero, for its next start within its keep-warm window.
+	ONNXLoaded int
 	// ONNXThreads is ONNX Runtime's intra-op threads per session in each
 	// onnx instance (0 = one per core). Lower it when several instances
 	// share a machine.
@@ -170,6 +173,7 @@ func Default() Config {
 		DefaultColdStartWorth: 10 * time.Minute,
 		Auth:                  true,
 		ONNXPool:              1,
+		ONNXLoaded:            2,
 		// One machine: 64 instances of one function and 256 in all keep
 		// processes, threads, ports and pipes well short of what a
 		// machine allows (each instance holds a few of each), where
@@ -245,6 +249,7 @@ func Knobs() []Knob {
 		{"webhook-allow", "EMBER_WEBHOOK_ALLOW", "comma-separated CIDRs or addresses of loopback/private networks webhooks may reach, e.g. 127.0.0.1/32"},
 		{"cache-dir", "EMBER_CACHE_DIR", "model and runtime cache, shared by servers (default <user cache dir>/ember: $XDG_CACHE_HOME/ember or ~/.cache/ember on Linux, ~/Library/Caches/ember on macOS)"},
 		{"onnx-pool", "EMBER_ONNX_POOL", "pre-started ONNX workers (runtime loaded, no model) kept once an onnx function exists; 0 = off"},
+		{"onnx-loaded", "EMBER_ONNX_LOADED", "onnx workers kept with their model loaded after their function scales to zero, for its next cold start within its keep-warm window (metered to the function; the oldest goes first); 0 = off"},
 		{"onnx-threads", "EMBER_ONNX_THREADS", "ONNX Runtime intra-op threads per session in each onnx instance; 0 = one per core"},
 		{"ort-lib", "EMBER_ORT_LIB", "ONNX Runtime shared library (default: fetched from npm onnxruntime-node into the cache)"},
 		{"inherit-env", "EMBER_INHERIT_ENV", "server environment variables instances inherit besides PATH, HOME, LANG and TZ (comma-separated names; EMBER_* never pass)"},
@@ -307,6 +312,9 @@ func (c Config) Validate() error {
 	}
 	if c.ONNXPool < 0 {
 		return fmt.Errorf("onnx-pool: must be ≥ 0 (got %d)", c.ONNXPool)
+	}
+	if c.ONNXLoaded < 0 || c.ONNXLoaded > 64 {
+		return fmt.Errorf("onnx-loaded: must be 0–64 (got %d)", c.ONNXLoaded)
 	}
 	for _, name := range c.InheritEnv {
 		switch {

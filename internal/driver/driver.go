@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"slices"
 	"strconv"
 	"time"
@@ -265,6 +266,36 @@ type Lister interface {
 // Start had returned it (Done, Err and Stop work; Phases may be empty).
 type Adopter interface {
 	Adopt(ctx context.Context, l Listed) (Instance, error)
+}
+
+// ConnHandoff is implemented by instances whose driver's readiness probe
+// kept its connection to the instance open (HTTP keep-alive): the caller
+// may send the first request on it instead of dialing a new one, which
+// saves a connect, an accept and a fresh connection's first-read costs in
+// the instance on every cold start.
+type ConnHandoff interface {
+	// TakeConn returns the probe's connection once, idle and clean (its
+	// last response read to the end, nothing buffered behind it); nil
+	// when there is none or it was taken. The caller owns it: it must
+	// check that the instance has not closed it before writing on it.
+	TakeConn() net.Conn
+}
+
+// Parker is implemented by instances that can stay loaded after their
+// function scales to zero (the onnx driver's loaded pool): Park is called
+// instead of Stop, and when it returns true the driver keeps the instance
+// for its function's next start, for at most keep, as a warm state of the
+// function (metered to it, bounded by the driver), and stops it after.
+// The instance counts as stopped to the caller: Done closes at once.
+type Parker interface {
+	Park(keep time.Duration) bool
+}
+
+// Releaser is implemented by drivers that keep parked instances: Release
+// stops those of fn (its budget forces it to zero, it was redeployed or
+// deleted).
+type Releaser interface {
+	Release(fn string)
 }
 
 // LogTailer is implemented by instances that keep their last output lines.

@@ -104,6 +104,12 @@ func (m *Manager) ReconcileIdle(fn string, desired int, extra, last time.Duratio
 			idle = last
 		}
 		if in.state == Ready && in.inFlight == 0 && !in.idleSince.IsZero() && now.Sub(in.idleSince) >= idle {
+			if alive <= 1 && p.limit != 0 && !in.outdated {
+				// The function goes to zero: a driver that can keep
+				// this instance loaded (driver.Parker) may, for the
+				// same keep-warm window again.
+				in.park = last
+			}
 			m.setLocked(in, Stopping)
 			stop = append(stop, in)
 			excess--
@@ -208,5 +214,8 @@ func (m *Manager) Limit(fn string, n int, why string) {
 	defer m.mu.Unlock()
 	if p := m.pools[fn]; p != nil {
 		p.limit, p.limitWhy = n, why
+		if n == 0 {
+			m.releaseLoaded(fn) // a budget stop ends every warm state
+		}
 	}
 }

@@ -63,7 +63,12 @@ type Options struct {
 	BackoffBase, BackoffMax time.Duration
 	// Notify is called (without locks) whenever capacity of fn may have
 	// changed: a slot freed, an instance became ready, or a start failed.
-	Notify   func(fn string)
+	Notify func(fn string)
+	// Ready, if set, is called with each instance the driver hands over
+	// ready, before any request is dispatched to it (the server gives the
+	// proxy the readiness probe's connection, driver.ConnHandoff). It
+	// must not block.
+	Ready    func(driver.Instance)
 	Observer Observer
 	// MaxPerFunction caps any function's instances whatever its spec says
 	// (0 = no cap; the server refuses such specs at deploy already).
@@ -194,6 +199,11 @@ type Instance struct {
 	cancelStart context.CancelFunc
 	startCtx    context.Context
 	gone        chan struct{}
+
+	// park, when > 0, is how long the driver may keep this instance
+	// loaded after its stop (driver.Parker): set when it is the last
+	// instance of its function, stopped for idleness, under no budget cap.
+	park time.Duration
 }
 
 // LogValue lets an instance log itself.
@@ -234,6 +244,17 @@ func New(drv driver.Driver, logger *slog.Logger, opts Options) *Manager {
 // SetNotify sets the capacity callback; call before the first request.
 func (m *Manager) SetNotify(f func(fn string)) { m.opts.Notify = f }
 
+// releaseLoaded has the driver stop what it keeps loaded for fn (driver.Releaser).
+// It must not block: drivers stop in the background.
+func (m *Manager) releaseLoaded(fn string) {
+	if r, ok := m.drv.(driver.Releaser); ok {
+		r.Release(fn)
+	}
+}
+
+// SetReady sets Options.Ready; call before the first request.
+func (m *Manager) SetReady(f func(driver.Instance)) { m.opts.Ready = f }
+
 // Put installs or updates a function's spec. Ready instances of the
 // previous version keep serving until an instance of this version is ready
 // (see the package doc); those still starting are abandoned.
@@ -244,6 +265,9 @@ func (m *Manager) Put(fn *spec.Function, version int64) {
 	if !ok {
 		p = &pool{limit: -1, hold: -1}
 		m.pools[fn.Name] = p
+	}
+	if p.version != version {
+		m.releaseLoaded(fn.Name) // loaded for the old spec
 	}
 	p.fn, p.version = fn, version
 	p.limit, p.limitWhy = -1, "" // the controller re-applies a budget cap next tick
@@ -287,6 +311,7 @@ func (m *Manager) Remove(ctx context.Context, name string) {
 	}
 	delete(m.pools, name)
 	m.discardLocked(p)
+	m.releaseLoaded(name)
 	var now, busy []*Instance
 	for _, in := range p.instances {
 		busyNow := (in.state == Ready || in.state == Draining) && in.inFlight > 0
@@ -457,6 +482,9 @@ func (m *Manager) start(in *Instance) {
 		return
 	}
 
+	if m.opts.Ready != nil {
+		m.opts.Ready(di)
+	}
 	m.mu.Lock()
 	if in.state.over() || in.state == Stopping {
 		// A stop (which reports the events) caught the start before the
@@ -627,8 +655,11 @@ func (m *Manager) stop(ctx context.Context, in *Instance, why string) {
 		m.setLocked(in, Stopping)
 	}
 	di := in.drv
+	park := in.park
 	m.mu.Unlock()
-	if di != nil {
+	if pk, ok := di.(driver.Parker); ok && park > 0 && pk.Park(park) {
+		// The driver keeps it loaded for the function's next start.
+	} else if di != nil {
 		if err := di.Stop(ctx); err != nil {
 			m.logger.Warn("stop instance", "instance", in.id, "err", err)
 		}

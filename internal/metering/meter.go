@@ -149,7 +149,7 @@ func (m *Meter) Phase(fn, phase string, d time.Duration) {}
 func (m *Meter) StateChange(fn, id, from, to string, at time.Time) {
 	var prof Profile
 	var known bool
-	if from == "" && to == api.StateStarting {
+	if from == "" && (to == api.StateStarting || to == api.StateLoaded) {
 		// Resolve outside the lock: the resolver may take the caller's locks.
 		prof, known = m.profiles.Profile(fn)
 	}
@@ -164,6 +164,14 @@ func (m *Meter) StateChange(fn, id, from, to string, at time.Time) {
 		m.instances[id] = &instance{fn: fn, hw: prof.Hardware, gpus: prof.GPUs, price: prof.PerSecondUSD,
 			state: StateLoading, since: at}
 		m.bucketLocked(fn, prof.Hardware, at).Starts++
+	case from == "" && to == api.StateLoaded:
+		// A worker kept loaded for fn after it scaled to zero: warm
+		// capacity of fn, metered as idle, not a start.
+		if !known {
+			prof = Profile{Hardware: "cpu"}
+		}
+		m.instances[id] = &instance{fn: fn, hw: prof.Hardware, gpus: prof.GPUs, price: prof.PerSecondUSD,
+			state: StateIdle, since: at}
 	case in == nil:
 		// Created before the meter was attached: nothing to account.
 	case to == api.StateReady:

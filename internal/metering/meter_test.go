@@ -182,6 +182,18 @@ func TestAccounting(t *testing.T) {
 			want: Seconds{Loading: 4, Busy: 3, Idle: 3 + 5}, wantStart: 2, wantBusyP: 2, price: 0.0000125,
 		},
 		{
+			name: "a worker kept loaded after scale to zero is the function's idle time, not a start",
+			fn:   "ocr",
+			events: []event{
+				{at: 0, id: "a", to: "starting"},
+				{at: 1, id: "a", from: "starting", to: "ready"},
+				{at: 3, id: "a", from: "stopping", to: ""},
+				{at: 3, id: "ocr~loaded-1", to: "loaded"},
+				{at: 9, id: "ocr~loaded-1", from: "loaded", to: ""},
+			},
+			want: Seconds{Loading: 1, Idle: 2 + 6}, wantStart: 1, price: 0.0000125,
+		},
+		{
 			name: "an instance unknown to the meter is ignored",
 			fn:   "ocr",
 			events: []event{

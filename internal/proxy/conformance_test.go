@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -59,6 +60,10 @@ type rawUpstream struct {
 	reqs  []seen
 	bad   []string // framing violations
 	reply func(c net.Conn, req *http.Request) bool
+	// accepted counts connections; onAccept, if set, sees each (the
+	// count, from 1) and closes it at once when it returns false.
+	accepted atomic.Int64
+	onAccept func(n int64) bool
 }
 
 func newRawUpstream(t testing.TB) *rawUpstream {
@@ -77,6 +82,10 @@ func newRawUpstream(t testing.TB) *rawUpstream {
 			c, err := ln.Accept()
 			if err != nil {
 				return
+			}
+			if n := u.accepted.Add(1); u.onAccept != nil && !u.onAccept(n) {
+				c.Close()
+				continue
 			}
 			wg.Add(1)
 			go func() { defer wg.Done(); defer c.Close(); u.serve(c) }()

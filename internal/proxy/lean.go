@@ -53,6 +53,8 @@ type upConn struct {
 	addr  string
 	pool  *connPool
 	limit limitedReader   // bounds response headers; reset per response
+	sent  sentCounter     // bw's writer: bytes written on nc
+	used  bool            // has carried a request before (or came from a probe)
 	raw   syscall.RawConn // for alive; nil when the conn has no fd
 
 	peekFn   func(fd uintptr) bool // alive's callback, bound once
@@ -125,16 +127,35 @@ func (p *connPool) newConn(ctx context.Context, addr string) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	return p.wrap(nc, addr), nil
+}
+
+// wrap makes nc, a connection to addr, one of the pool's.
+func (p *connPool) wrap(nc net.Conn, addr string) *upConn {
 	c := &upConn{nc: nc, addr: addr, pool: p}
 	if sc, ok := nc.(syscall.Conn); ok {
 		c.raw, _ = sc.SyscallConn()
 	}
 	c.limit.r = nc
 	c.br = bufio.NewReaderSize(&c.limit, 4<<10)
-	c.bw = bufio.NewWriterSize(nc, 4<<10)
+	c.sent.w = nc
+	c.bw = bufio.NewWriterSize(&c.sent, 4<<10)
 	c.idle = time.AfterFunc(p.timeout, c.expire)
 	c.idle.Stop()
-	return c, nil
+	return c
+}
+
+// sentCounter counts the bytes the kernel accepted on a connection, so a
+// failed write can tell whether any of a request left Ember.
+type sentCounter struct {
+	w net.Conn
+	n int64
+}
+
+func (s *sentCounter) Write(b []byte) (int, error) {
+	n, err := s.w.Write(b)
+	s.n += int64(n)
+	return n, err
 }
 
 // put returns c to the pool, or closes it when the pool is full.
@@ -220,7 +241,12 @@ var aLongTimeAgo = time.Unix(1, 0)
 var errBodyShort = errors.New("request body shorter than its Content-Length")
 
 // forwardLean is Forward's fast path (see leanOK). A failure after the
-// request went out is never retried: the instance may have run it.
+// request went out is never retried (the instance may have run it), with
+// one exception that net/http's transport makes too: a reused connection
+// the instance closed just as the request went out is retried once on a
+// new one when none of the request reached the instance (the write
+// failed with nothing sent), or when the method is idempotent and no byte
+// of a response came back.
 func (p *Proxy) forwardLean(w http.ResponseWriter, r *http.Request, addr, path string) error {
 	ctx := r.Context()
 	c := p.pool.get(addr)
@@ -233,7 +259,45 @@ func (p *Proxy) forwardLean(w http.ResponseWriter, r *http.Request, addr, path s
 			return &UpstreamError{Addr: addr, Dial: true, Err: err}
 		}
 	}
-	return p.exchange(ctx, w, r, c, addr, path)
+	err := p.exchange(ctx, w, r, c, addr, path)
+	var rt *retryable
+	if !errors.As(err, &rt) {
+		return err
+	}
+	if r.ContentLength > 0 {
+		body, gerr := r.GetBody() // leanOK saw GetBody set
+		if gerr != nil {
+			return &UpstreamError{Addr: addr, Err: rt.err}
+		}
+		r.Body = body
+	}
+	if c, err = p.pool.newConn(ctx, addr); err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		return &UpstreamError{Addr: addr, Dial: true, Err: err}
+	}
+	err = p.exchange(ctx, w, r, c, addr, path)
+	if errors.As(err, &rt) { // a new connection is never retried
+		return &UpstreamError{Addr: addr, Err: rt.err}
+	}
+	return err
+}
+
+// retryable is exchange's failure on a reused connection that the
+// instance cannot have acted on (see forwardLean).
+type retryable struct{ err error }
+
+func (e *retryable) Error() string { return e.err.Error() }
+
+// Adopt gives the pool nc, an open, idle connection to the instance at
+// addr that carried nothing unread (the readiness probe's, through
+// driver.ConnHandoff), for the next request to addr. Like any idle
+// connection it is checked before use.
+func (p *Proxy) Adopt(addr string, nc net.Conn) {
+	c := p.pool.wrap(nc, addr)
+	c.used = true
+	p.pool.put(c)
 }
 
 // exchange writes r to c and copies the response to w. c is returned to
@@ -250,16 +314,27 @@ func (p *Proxy) exchange(ctx context.Context, w http.ResponseWriter, r *http.Req
 		p.pool.put(c)
 	}()
 
+	reused := c.used
+	c.used = true
+	c.sent.n = 0
 	if err := writeRequest(c.bw, r, addr, path); err != nil {
+		var be *callerBodyError
+		if reused && c.sent.n == 0 && ctx.Err() == nil && !errors.As(err, &be) {
+			return &retryable{err}
+		}
 		return p.failed(ctx, addr, err)
 	}
 	c.req.Method = r.Method
 	var resp *http.Response
-	for {
+	for first := true; ; first = false {
 		c.limit.n = maxResponseHeaderBytes
 		var err error
 		resp, err = http.ReadResponse(c.br, &c.req)
 		if err != nil {
+			if first && reused && ctx.Err() == nil && safeMethod(r.Method) && c.limit.n == maxResponseHeaderBytes &&
+				(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
+				return &retryable{err}
+			}
 			return p.failed(ctx, addr, err)
 		}
 		c.limit.n = 1<<63 - 1
@@ -475,14 +550,27 @@ func writeRequest(bw *bufio.Writer, r *http.Request, addr, path string) error {
 		bw.Write(b[:n])
 		left -= int64(n)
 		if err == io.EOF && left > 0 {
-			return errBodyShort
+			return &callerBodyError{errBodyShort}
 		}
 		if err != nil && err != io.EOF {
-			return err
+			return &callerBodyError{err}
 		}
 	}
 	return bw.Flush()
 }
+
+// safeMethod: a request that changes nothing (RFC 9110 9.2.1), so it may be
+// sent again when no answer came; net/http's transport replays the same.
+func safeMethod(m string) bool {
+	return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE"
+}
+
+// callerBodyError is a failure to read the caller's request body, not the
+// instance's connection: never a reason to retry.
+type callerBodyError struct{ err error }
+
+func (e *callerBodyError) Error() string { return e.err.Error() }
+func (e *callerBodyError) Unwrap() error { return e.err }
 
 func methodHasBody(m string) bool { return m == "POST" || m == "PUT" || m == "PATCH" }
 

@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/driver"
 )
 
@@ -44,6 +45,12 @@ type Options struct {
 	PoolSize int
 	// Threads per ONNX Runtime session (0 = one per core).
 	Threads int
+	// Loaded is how many workers with a model loaded are kept after their
+	// function scaled to zero (the loaded pool; 0 = none): the function's
+	// next start within its keep-warm window takes its worker back and
+	// skips session creation. The oldest is stopped when a new one
+	// would exceed it.
+	Loaded int
 }
 
 // PoolFunction is the name pooled workers are reported under while they
@@ -74,7 +81,22 @@ type Driver struct {
 	pool    []pooled
 	filling int
 	serial  int
+	loaded  []*loadedWorker // oldest parked first
 }
+
+// loadedWorker is a function's worker kept with its model loaded after
+// the function scaled to zero. It is reported to the observer under
+// (fn, id) in state api.StateLoaded, so it is metered to its function.
+type loadedWorker struct {
+	fn, key string
+	id      string
+	w       driver.Instance // the process instance
+	timer   *time.Timer     // ends it when the keep-warm window is over
+}
+
+// PhasePoolHit marks a start that took its function's loaded worker back:
+// no process start, no model load, no session creation.
+const PhasePoolHit = "pool_hit"
 
 // pooled is a waiting worker and the id it is reported under.
 type pooled struct {
@@ -86,9 +108,11 @@ type pooled struct {
 // SetObserver sets the pool's lifecycle observer; call before Warm.
 func (d *Driver) SetObserver(o PoolObserver) { d.obs = o }
 
-func (d *Driver) report(id, from, to string) {
+func (d *Driver) report(id, from, to string) { d.reportFn(PoolFunction, id, from, to) }
+
+func (d *Driver) reportFn(fn, id, from, to string) {
 	if d.obs != nil {
-		d.obs.StateChange(PoolFunction, id, from, to, time.Now())
+		d.obs.StateChange(fn, id, from, to, time.Now())
 	}
 }
 
@@ -122,15 +146,23 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	// A running worker cannot take another environment or directory, so a
 	// function that sets either always gets a fresh one.
 	poolable := len(s.Env) == 0 && len(s.SecretEnv) == 0 && s.Workdir == ""
+	key := s.Task + "\x00" + s.Model + "\x00" + s.TaskOptions
 	var w driver.Instance
 	if poolable {
+		if lw := d.takeLoaded(s.Function, key); lw != nil {
+			if r, ok := lw.(redirector); ok {
+				r.Redirect(s.Output)
+			}
+			phases := []driver.Phase{{Name: PhasePoolHit, At: begin}, {Name: driver.PhaseReady, At: time.Now()}}
+			return d.parkable(&phased{Instance: lw, phases: phases}, s.Function, key), nil
+		}
 		w = d.take()
 	}
 	if w != nil {
 		defer d.refillSoon()
 		in, err := d.specialise(ctx, w, s, begin)
 		if err == nil {
-			return in, nil
+			return d.parkable(in, s.Function, key), nil
 		}
 		d.logger.Warn("pooled worker failed to load; starting a fresh one", "function", s.Function, "err", err)
 		w.Stop(context.WithoutCancel(ctx))
@@ -144,7 +176,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	if err != nil {
 		return nil, err
 	}
-	return d.withWorkerPhases(ctx, in, nil, false), nil
+	return d.parkable(d.withWorkerPhases(ctx, in, nil, false), s.Function, key), nil
 }
 
 // redirector is a process instance whose output can be re-pointed.
@@ -182,9 +214,183 @@ func (d *Driver) specialise(ctx context.Context, w driver.Instance, s driver.Sta
 type phased struct {
 	driver.Instance
 	phases []driver.Phase
+
+	// Set by parkable, for Park: nil d means it cannot be parked.
+	d       *Driver
+	fn, key string
+	parked  chan struct{} // closed by Park
+	done    chan struct{} // closed when the worker exits or is parked
+	endOnce sync.Once     // closes done
 }
 
+func (p *phased) end() { p.endOnce.Do(func() { close(p.done) }) }
+
 func (p *phased) Phases() []driver.Phase { return p.phases }
+
+// Done closes when the worker exits, or when it is parked: to its
+// function's instance manager it has stopped then.
+func (p *phased) Done() <-chan struct{} {
+	if p.done == nil {
+		return p.Instance.Done()
+	}
+	return p.done
+}
+
+// Err is the worker's exit, or, once parked, driver.ErrExited.
+func (p *phased) Err() error {
+	if p.parked != nil {
+		select {
+		case <-p.parked:
+			return fmt.Errorf("%w: kept loaded for the next start", driver.ErrExited)
+		default:
+		}
+	}
+	return p.Instance.Err()
+}
+
+// parkable makes in parkable (driver.Parker) when the loaded pool is on.
+// Its goroutine ends when the worker exits or is parked.
+func (d *Driver) parkable(in driver.Instance, fn, key string) driver.Instance {
+	p, ok := in.(*phased)
+	if !ok || d.opts.Loaded <= 0 {
+		return in
+	}
+	p.d, p.fn, p.key = d, fn, key
+	p.parked, p.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		select {
+		case <-p.Instance.Done():
+			p.end()
+		case <-p.parked:
+		}
+	}()
+	return p
+}
+
+// Park keeps the worker, model loaded, for fn's next start within keep
+// (driver.Parker). The oldest loaded worker is stopped when the pool is
+// full. Park is called once, by the stop of the function's last instance.
+func (p *phased) Park(keep time.Duration) bool {
+	d := p.d
+	if d == nil || keep <= 0 {
+		return false
+	}
+	select {
+	case <-p.Instance.Done():
+		return false
+	case <-p.parked:
+		return false
+	default:
+	}
+	lw := &loadedWorker{fn: p.fn, key: p.key, w: p.Instance}
+	d.mu.Lock()
+	if d.ctx.Err() != nil {
+		d.mu.Unlock()
+		return false
+	}
+	d.serial++
+	lw.id = fmt.Sprintf("%s~loaded-%d", p.fn, d.serial)
+	var evict []*loadedWorker
+	for len(d.loaded) >= d.opts.Loaded {
+		evict = append(evict, d.loaded[0])
+		d.loaded = d.loaded[1:]
+	}
+	d.loaded = append(d.loaded, lw)
+	// Reported under mu, before takeLoaded can report it leaving.
+	d.reportFn(lw.fn, lw.id, "", api.StateLoaded)
+	lw.timer = time.AfterFunc(keep, func() { d.expire(lw) })
+	d.mu.Unlock()
+	close(p.parked)
+	p.end()
+	if r, ok := p.Instance.(redirector); ok {
+		r.Redirect(nil) // the stopped instance's log is closed; keep only the tail
+	}
+	for _, e := range evict {
+		d.stopLoaded(e, "evicted by a newer loaded worker")
+	}
+	return true
+}
+
+// takeLoaded removes fn's live loaded worker for key, or returns nil.
+func (d *Driver) takeLoaded(fn, key string) driver.Instance {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i := len(d.loaded) - 1; i >= 0; i-- {
+		lw := d.loaded[i]
+		if lw.fn != fn || lw.key != key {
+			continue
+		}
+		d.loaded = slices.Delete(d.loaded, i, i+1)
+		lw.timer.Stop() // expire finds it gone if it fired meanwhile
+		d.reportFn(lw.fn, lw.id, api.StateLoaded, "")
+		select {
+		case <-lw.w.Done():
+			continue // died while kept: look for another
+		default:
+		}
+		return lw.w
+	}
+	return nil
+}
+
+// expire stops lw once its keep-warm window is over, unless it was taken.
+func (d *Driver) expire(lw *loadedWorker) {
+	d.mu.Lock()
+	i := slices.Index(d.loaded, lw)
+	if i >= 0 {
+		d.loaded = slices.Delete(d.loaded, i, i+1)
+	}
+	d.mu.Unlock()
+	if i >= 0 {
+		d.stopLoaded(lw, "keep-warm window over")
+	}
+}
+
+// Release stops fn's loaded workers (driver.Releaser): its budget forced
+// it to zero, or it was redeployed or deleted. It does not block.
+func (d *Driver) Release(fn string) {
+	d.mu.Lock()
+	var out []*loadedWorker
+	d.loaded = slices.DeleteFunc(d.loaded, func(lw *loadedWorker) bool {
+		if lw.fn == fn {
+			out = append(out, lw)
+			return true
+		}
+		return false
+	})
+	d.mu.Unlock()
+	for _, lw := range out {
+		d.stopLoaded(lw, "released")
+	}
+}
+
+// stopLoaded stops a loaded worker no longer in d.loaded, in the
+// background, and closes its accounting.
+func (d *Driver) stopLoaded(lw *loadedWorker, why string) {
+	lw.timer.Stop()
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.reportFn(lw.fn, lw.id, api.StateLoaded, "")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		lw.w.Stop(ctx)
+		d.logger.Info("loaded onnx worker stopped", "function", lw.fn, "worker", lw.id, "reason", why)
+	}()
+}
+
+// LoadedFor reports how many loaded workers fn has kept.
+func (d *Driver) LoadedFor(fn string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, lw := range d.loaded {
+		if lw.fn == fn {
+			n++
+		}
+	}
+	return n
+}
 
 // Tail passes through the process instance's log tail.
 func (p *phased) Tail(n int) []string {
@@ -365,6 +571,13 @@ func (d *Driver) startPooled() (pooled, error) {
 // Close stops the pooled workers.
 func (d *Driver) Close(ctx context.Context) {
 	d.cancel()
+	d.mu.Lock()
+	loaded := d.loaded
+	d.loaded = nil
+	d.mu.Unlock()
+	for _, lw := range loaded {
+		d.stopLoaded(lw, "server shutting down")
+	}
 	d.wg.Wait()
 	d.mu.Lock()
 	pool := d.pool
@@ -383,5 +596,9 @@ func (d *Driver) PoolReady() int {
 	return len(d.pool)
 }
 
-var _ driver.Driver = (*Driver)(nil)
+var (
+	_ driver.Driver   = (*Driver)(nil)
+	_ driver.Releaser = (*Driver)(nil)
+	_ driver.Parker   = (*phased)(nil)
+)
 var _ driver.LogTailer = (*phased)(nil)

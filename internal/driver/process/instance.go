@@ -45,6 +45,59 @@ type Instance struct {
 
 	mu     sync.Mutex // guards the following
 	phases []driver.Phase
+	// probeConn is the readiness probe's keep-alive connection, open and
+	// idle, until TakeConn takes it or the instance exits.
+	probeConn net.Conn
+}
+
+// handOver keeps conn, the probe's connection, for TakeConn when err is
+// nil (the instance is ready), and closes it otherwise. It returns err.
+func (i *Instance) handOver(conn net.Conn, err error) error {
+	if conn == nil {
+		return err
+	}
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	i.mu.Lock()
+	gone := i.exited()
+	if !gone {
+		i.probeConn = conn
+	}
+	i.mu.Unlock()
+	if gone {
+		conn.Close()
+	}
+	return nil
+}
+
+// TakeConn returns the readiness probe's connection to the instance, idle
+// and clean (driver.ConnHandoff), once; nil when there is none: the
+// instance asked to close it, the probe was cut mid-exchange, or it has
+// been taken.
+func (i *Instance) TakeConn() net.Conn {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	c := i.probeConn
+	i.probeConn = nil
+	return c
+}
+
+// dropConn closes the probe's connection if nobody took it.
+func (i *Instance) dropConn() {
+	if c := i.TakeConn(); c != nil {
+		c.Close()
+	}
+}
+
+func (i *Instance) exited() bool {
+	select {
+	case <-i.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // Redirect sends the instance's output lines from now on to w (nil: only
@@ -200,6 +253,7 @@ func (i *Instance) run(cmd *exec.Cmd, r, w *os.File, output io.Writer, started c
 
 	i.err = newExitError(waitErr, cmd.ProcessState)
 	close(i.done)
+	i.dropConn()
 }
 
 // exitError reports how an instance's process ended. It wraps

@@ -3,6 +3,7 @@ package process
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"strconv"
 
@@ -87,33 +88,43 @@ func hasReadyLine(b []byte) bool {
 // probe runs throughout, so an instance that never notifies starts as it
 // always has; a notification cancels it. Phases are recorded once each.
 func (d *Driver) awaitReady(ctx context.Context, inst *Instance, healthPath string, cad driver.Cadence, notified <-chan struct{}) error {
-	pctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	probed := make(chan error, 1)
-	go func() { probed <- d.waitReady(pctx, inst, healthPath, cad) }()
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	type probed struct {
+		conn net.Conn
+		err  error
+	}
+	result := make(chan probed, 1)
+	go func() {
+		conn, err := d.waitReady(pctx, inst, healthPath, cad)
+		result <- probed{conn, err}
+	}()
+	var r probed
 	select {
-	case err := <-probed:
-		return err
+	case r = <-result:
+		return inst.handOver(r.conn, r.err)
 	case <-notified:
 	}
-	cancel()
-	err := <-probed // the probe loop has ended; nothing else records phases
+	cancel(errNotified)
+	r = <-result // the probe loop has ended; nothing else records phases
 	switch {
-	case err == nil:
-		return nil // the probe saw it ready first
+	case r.err == nil:
+		return inst.handOver(r.conn, nil) // the probe saw it ready first
 	case ctx.Err() != nil:
-		return err
+		return inst.handOver(r.conn, r.err)
 	}
 	select {
 	case <-inst.done:
-		return err // it exited right after notifying
+		return inst.handOver(r.conn, r.err) // it exited right after notifying
 	default:
 	}
 	if !inst.hasPhase(driver.PhaseListening) {
 		inst.phase(driver.PhaseListening)
 	}
 	inst.phase(driver.PhaseReady)
-	return nil
+	// A connection the cancelled probe left idle and clean is as good as
+	// after a passed check: the instance says it is ready.
+	return inst.handOver(r.conn, nil)
 }
 
 // hasPhase reports whether inst has recorded the phase name.

@@ -22,11 +22,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"slices"
@@ -103,7 +101,6 @@ const tailOnFailure = 20
 type Driver struct {
 	logger *slog.Logger
 	opts   Options
-	probe  *http.Client
 	// listenTable: check a starting instance's port in the kernel's
 	// socket table (Options.ListenTable, Linux); false once that failed.
 	listenTable atomic.Bool
@@ -142,18 +139,6 @@ func New(logger *slog.Logger, opts Options) *Driver {
 	d := &Driver{
 		logger: logger,
 		opts:   opts,
-		// Keep-alives are off: a probe connection would otherwise sit
-		// in the pool of a client that never uses it again, and each
-		// probe must see whether the server accepts new connections.
-		probe: &http.Client{
-			// Each probe's context carries its timeout (ProbeTimeout or
-			// the spec's health.timeout).
-			Transport: &http.Transport{
-				Proxy:             nil, // instances are local; never probe through a proxy
-				DisableKeepAlives: true,
-			},
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
 	}
 	d.listenTable.Store(listenTableSupported && opts.ListenTable)
 	return d
@@ -322,10 +307,16 @@ func (d *Driver) cadence(s driver.StartSpec) driver.Cadence {
 // again at once when the instance writes output: most servers print a line
 // as they start listening, so their start is seen without waiting for the
 // next probe.
-func (d *Driver) waitReady(ctx context.Context, inst *Instance, healthPath string, cad driver.Cadence) error {
+//
+// The listening check's connection is kept and the health GETs go on it
+// (keep-alive); waitReady returns it, idle and clean, whatever the
+// outcome (nil when none is), so the caller can hand it over with a ready
+// instance or close it.
+func (d *Driver) waitReady(ctx context.Context, inst *Instance, healthPath string, cad driver.Cadence) (net.Conn, error) {
 	dialer := net.Dialer{Timeout: cad.Timeout}
 	host, port := d.opts.Host, inst.port()
-	return driver.AwaitReady(ctx, driver.Readiness{
+	var pc probeConn
+	err := driver.AwaitReady(ctx, driver.Readiness{
 		Addr: inst.addr, HealthPath: healthPath, Cadence: cad, Kick: inst.outputSeen,
 		Listening: func(ctx context.Context) (bool, string) {
 			if d.listenTable.Load() {
@@ -341,36 +332,24 @@ func (d *Driver) waitReady(ctx context.Context, inst *Instance, healthPath strin
 				d.listenTable.Store(false)
 				d.logger.Debug("listen check falls back to connect", "err", err)
 			}
-			conn, err := dialer.DialContext(ctx, "tcp", inst.addr)
+			gctx, cancel := graced(ctx)
+			conn, err := dialer.DialContext(gctx, "tcp", inst.addr)
+			cancel()
 			if err != nil {
 				return false, err.Error()
 			}
-			conn.Close()
+			pc.drop()
+			pc.nc = conn
 			return true, ""
 		},
-		Health: func(ctx context.Context, url string) (bool, string) { return d.checkHealth(ctx, url, cad.Timeout) },
+		Health: func(ctx context.Context, url string) (bool, string) {
+			return pc.health(ctx, &dialer, inst.addr, url, cad.Timeout)
+		},
 		Phase:  inst.phase,
 		Exited: inst.done,
 		Err:    inst.Err,
 	})
-}
-
-// checkHealth makes one health request and reports whether it passed and,
-// if not, what it got, for the error a user sees.
-func (d *Driver) checkHealth(ctx context.Context, url string, timeout time.Duration) (bool, string) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return false, err.Error()
-	}
-	resp, err := d.probe.Do(req)
-	if err != nil {
-		return false, err.Error()
-	}
-	defer resp.Body.Close()
-	io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
-	return resp.StatusCode >= 200 && resp.StatusCode < 300, resp.Status
+	return pc.take(), err
 }
 
 func (d *Driver) reservePort() (int, error) {
@@ -385,8 +364,9 @@ func (d *Driver) releasePort(port int) { d.ports.Release(port) }
 
 // Interface guards.
 var (
-	_ driver.Driver    = (*Driver)(nil)
-	_ driver.Instance  = (*Instance)(nil)
-	_ driver.LogTailer = (*Instance)(nil)
-	_ slog.LogValuer   = (*Instance)(nil)
+	_ driver.Driver      = (*Driver)(nil)
+	_ driver.Instance    = (*Instance)(nil)
+	_ driver.LogTailer   = (*Instance)(nil)
+	_ driver.ConnHandoff = (*Instance)(nil)
+	_ slog.LogValuer     = (*Instance)(nil)
 )

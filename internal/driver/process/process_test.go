@@ -36,6 +36,10 @@ const (
 	helperEnv    = "EMBER_PROCESS_TEST_HELPER"
 	helperSimEnv = "EMBER_PROCESS_TEST_SIM"
 	helperPIDTag = "INSTANCE_PID"
+	// serveEnv switches the test binary into a plain HTTP server on
+	// $PORT whose /health answers as the value says ("close": with
+	// Connection: close).
+	serveEnv = "EMBER_PROCESS_TEST_SERVE"
 	// guardEnv switches the test binary into the guard helper.
 	guardEnv = "EMBER_PROCESS_TEST_GUARD"
 )
@@ -43,6 +47,9 @@ const (
 func TestMain(m *testing.M) {
 	if os.Getenv(helperEnv) != "" {
 		os.Exit(helperMain())
+	}
+	if mode := os.Getenv(serveEnv); mode != "" {
+		os.Exit(serveMain(mode))
 	}
 	if os.Getenv(guardEnv) != "" {
 		IgnoreStopSignals()
