@@ -31,7 +31,7 @@ trap 'rm -rf "$stage"' EXIT
 root=$stage/rootfs
 mkdir -p "$root/etc/ssl/certs"
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
-env=(HOME=/data EMBER_DATA_DIR=/data EMBER_CACHE_DIR=/data/cache EMBER_ADDR=0.0.0.0:8080
+env=(HOME=/data EMBER_DATA_DIR=/data/ember EMBER_CACHE_DIR=/data/cache EMBER_ADDR=0.0.0.0:8080
 	SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt)
 
 if [[ $mode == static ]]; then

@@ -156,6 +156,18 @@ func TestManifests(t *testing.T) {
 			t.Errorf("Deployment %s does not run as ServiceAccount %s", name, name)
 		}
 	}
+	// The data dir must be one Ember creates inside a writable volume: an
+	// emptyDir itself is root-owned and open to all, which Ember refuses
+	// (it cannot make it private) under a non-root uid.
+	dataDir := o.configMaps[0].Data["EMBER_DATA_DIR"]
+	for name, d := range o.deployments {
+		c := d.Spec.Template.Spec.Containers[0]
+		if !slices.ContainsFunc(c.VolumeMounts, func(m corev1.VolumeMount) bool {
+			return strings.HasPrefix(dataDir, strings.TrimSuffix(m.MountPath, "/")+"/") && !m.ReadOnly
+		}) {
+			t.Errorf("%s: EMBER_DATA_DIR %q is not a subdirectory of a writable mount", name, dataDir)
+		}
+	}
 	if s := o.configMaps[0].Data["EMBER_KUBE_NETWORK"]; s != "pod" {
 		t.Errorf("EMBER_KUBE_NETWORK = %q, want pod (the default)", s)
 	}

@@ -129,6 +129,17 @@ func TestClusterAndAPIKeysDoNotMix(t *testing.T) {
 		})
 	}
 
+	// The guard in front of the Authenticator (one chain for every
+	// path): the admitted token is not then read as an API key.
+	chained := Cluster(tok)(authn.Middleware(tab))
+	req := httptest.NewRequest("POST", "/internal/v1/report", nil)
+	req.Header.Set("Authorization", "Bearer "+testClusterToken)
+	w := httptest.NewRecorder()
+	chained.ServeHTTP(w, req)
+	if w.Code != 200 {
+		t.Errorf("Cluster → Authenticator → Table with the token = %d %s, want 200", w.Code, w.Body)
+	}
+
 	// A cluster route mounted without the guard (a wiring mistake) stays
 	// shut to API keys too, with or without Enforce.
 	for _, enforce := range []bool{true, false} {

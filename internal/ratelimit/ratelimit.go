@@ -32,7 +32,8 @@ func (l Limit) burst() int {
 // Sharer says how many gateways share every limit: N live gateways each
 // enforce 1/N of a subject's rate, burst and concurrency, so the total
 // across them is the configured limit (the gateway's report to the
-// controller leader provides it; nil or a value below 1 means 1).
+// controller leader provides it; nil or a value below 1 means 1). Share
+// is called on every Acquire: keep it an atomic load.
 type Sharer interface{ Share() int }
 
 // Split returns the part of l one of n gateways enforces: the rate over
