@@ -139,6 +139,24 @@ func startServerEnv(t *testing.T, dataDir string, env []string, extra ...string)
 			t.Logf("server log:\n%s", s.logs.String())
 		}
 	})
+	// With --admin-key-file the server writes no admin.key: the test
+	// holds the key in that file.
+	keyFile := ""
+	for i, a := range extra {
+		if a == "--admin-key-file" && i+1 < len(extra) {
+			keyFile = extra[i+1]
+		}
+	}
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "EMBER_ADMIN_KEY_FILE="); ok && keyFile == "" {
+			keyFile = v
+		}
+	}
+	if keyFile != "" {
+		if b, err := os.ReadFile(keyFile); err == nil {
+			s.key = strings.TrimSpace(string(b))
+		}
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if s.key == "" {

@@ -62,6 +62,11 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// Checked here so a bad token stops every role the same way; the
+	// roles that serve /internal/v1/ mount auth.Cluster with it.
+	if _, err := clusterToken(cfg); err != nil {
+		return err
+	}
 	lock, err := openDataDir(cfg, logger, "ember serve")
 	if err != nil {
 		return err

@@ -18,16 +18,51 @@ import (
 // concurrency limits, mounts the keys API, and makes sure an admin key
 // exists; it also returns the authenticator (nil when auth is off), whose
 // key cache the store watch clears. With auth off both are the identity.
-func secure(ctx context.Context, cfg config.Config, db auth.KeyStore, gw *gateway.Gateway, logger *slog.Logger) (authenticate, limitKeys func(http.Handler) http.Handler, authn *auth.Authenticator, err error) {
+func secure(ctx context.Context, cfg config.Config, db auth.KeyEnsurer, gw *gateway.Gateway, logger *slog.Logger) (authenticate, limitKeys func(http.Handler) http.Handler, authn *auth.Authenticator, err error) {
 	if !cfg.Auth {
 		logger.Warn("authentication is OFF (--auth=false): anyone who can reach " + cfg.Addr + " can deploy and run anything")
 		same := func(h http.Handler) http.Handler { return h }
 		return same, same, nil, nil
 	}
 	a := auth.New(db, auth.Options{Logger: logger.With("component", "auth")})
+	if err := adminKey(ctx, cfg, db, logger); err != nil {
+		return nil, nil, nil, err
+	}
+	keys := a.KeysHandler()
+	for _, p := range auth.KeysPatterns() {
+		gw.Register(p, auth.RightAdmin, keys)
+	}
+	perKey := gw.Limiter().Middleware(time.Now, func(r *http.Request) []ratelimit.Spec {
+		p := auth.FromContext(r.Context())
+		if p == nil || (p.RatePerSec == 0 && p.MaxConcurrency == 0) {
+			return nil
+		}
+		return []ratelimit.Spec{{Key: "key:" + p.KeyID, Name: fmt.Sprintf("API key %q", p.Name),
+			Limit: ratelimit.Limit{Rate: p.RatePerSec, Burst: p.Burst, MaxConcurrency: p.MaxConcurrency}}}
+	})
+	return a.Middleware, perKey, a, nil
+}
+
+// adminKey makes sure an admin key exists. With --admin-key-file (a
+// mounted Secret) that key is stored if absent, on every replica at once
+// without a race, and nothing is written to the data dir. Otherwise the
+// first start writes <data-dir>/admin.key.
+func adminKey(ctx context.Context, cfg config.Config, db auth.KeyEnsurer, logger *slog.Logger) error {
+	if cfg.AdminKeyFile != "" {
+		secret, err := auth.ReadBootstrapKey(cfg.AdminKeyFile)
+		if err != nil {
+			return err
+		}
+		id, created, err := auth.BootstrapAdminKey(ctx, db, secret, time.Now())
+		if err != nil {
+			return fmt.Errorf("%w (from %s)", err, cfg.AdminKeyFile)
+		}
+		logger.Info("admin API key from --admin-key-file", "key_id", id, "stored_now", created, "path", cfg.AdminKeyFile)
+		return nil
+	}
 	path, created, err := auth.EnsureAdminKey(ctx, db, cfg.DataDir, time.Now())
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("admin key: %w", err)
+		return fmt.Errorf("admin key: %w", err)
 	}
 	if created {
 		logger.Info("created an admin API key; the CLI reads it from this file (or set EMBER_API_KEY)", "path", path)
@@ -43,19 +78,29 @@ func secure(ctx context.Context, cfg config.Config, db auth.KeyStore, gw *gatewa
 	} else {
 		logger.Info("admin API key file", "path", path)
 	}
-	keys := a.KeysHandler()
-	for _, p := range auth.KeysPatterns() {
-		gw.Register(p, auth.RightAdmin, keys)
-	}
-	perKey := gw.Limiter().Middleware(time.Now, func(r *http.Request) []ratelimit.Spec {
-		p := auth.FromContext(r.Context())
-		if p == nil || (p.RatePerSec == 0 && p.MaxConcurrency == 0) {
-			return nil
+	return nil
+}
+
+// clusterToken returns the token gateways and controllers present to each
+// other (--cluster-token-file or EMBER_CLUSTER_TOKEN), nil when neither
+// is set; a token that is too short or readable by every user is an
+// error naming the setting. Mount auth.Cluster(token) on /internal/v1/.
+func clusterToken(cfg config.Config) (*auth.ClusterToken, error) {
+	switch {
+	case cfg.ClusterTokenFile != "":
+		t, err := auth.ReadClusterTokenFile(cfg.ClusterTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("cluster-token-file: %w", err)
 		}
-		return []ratelimit.Spec{{Key: "key:" + p.KeyID, Name: fmt.Sprintf("API key %q", p.Name),
-			Limit: ratelimit.Limit{Rate: p.RatePerSec, Burst: p.Burst, MaxConcurrency: p.MaxConcurrency}}}
-	})
-	return a.Middleware, perKey, a, nil
+		return t, nil
+	case cfg.ClusterToken != "":
+		t, err := auth.NewClusterToken(cfg.ClusterToken)
+		if err != nil {
+			return nil, fmt.Errorf("EMBER_CLUSTER_TOKEN: %w", err)
+		}
+		return t, nil
+	}
+	return nil, nil
 }
 
 // streamTokens loads (creating on first start) the key that signs

@@ -28,7 +28,7 @@ type records interface {
 	controller.Store
 	controller.KeepWarmStore
 	routing.Store
-	auth.KeyStore
+	auth.KeyEnsurer
 	gateway.SecretStore
 	gateway.FunctionVersions
 	ChangeHead(ctx context.Context) (int64, error)

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"net/http"
 	"slices"
@@ -31,11 +32,17 @@ const (
 	// dashboard) checks a session cookie opened with a key, and re-checks
 	// that key on every request.
 	RightSession Right = "session"
+	// RightCluster needs the cluster token (--cluster-token-file or
+	// EMBER_CLUSTER_TOKEN): node-to-node calls under /internal/v1/, e.g. a
+	// gateway's reports to the controller leader. The Cluster guard in
+	// front marks the request; no API key passes, admin ones included,
+	// and the check holds even on a server with --auth=false.
+	RightCluster Right = "cluster"
 )
 
 func (r Right) valid() bool {
 	switch r {
-	case RightPublic, RightMetrics, RightInvoke, RightAdmin, RightCapability, RightSession:
+	case RightPublic, RightMetrics, RightInvoke, RightAdmin, RightCapability, RightSession, RightCluster:
 		return true
 	}
 	return false
@@ -99,7 +106,7 @@ func (t *Table) ServeHTTP(w http.ResponseWriter, r *http.Request) { t.mux.ServeH
 
 func (t *Table) guard(right Right, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := t.allow(FromContext(r.Context()), right); err != nil {
+		if err := t.allow(r.Context(), right); err != nil {
 			t.deny(w, r, err)
 			return
 		}
@@ -107,9 +114,21 @@ func (t *Table) guard(right Right, h http.Handler) http.Handler {
 	})
 }
 
-// allow decides whether p may reach a route needing right: nil, or an
-// *Error (401 without a key, 403 with one of the wrong scope).
-func (t *Table) allow(p *Principal, right Right) error {
+// allow decides whether the caller may reach a route needing right: nil,
+// or an *Error (401 without a key, 403 with one of the wrong scope).
+func (t *Table) allow(ctx context.Context, right Right) error {
+	p := FromContext(ctx)
+	if right == RightCluster {
+		// Checked with or without Enforce: a server without API keys
+		// still keeps its internal routes to its own nodes.
+		switch {
+		case IsCluster(ctx):
+			return nil
+		case p != nil:
+			return ErrAPIKeyOnClusterRoute
+		}
+		return ErrMissingClusterToken
+	}
 	if !t.enforce {
 		return nil
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/app"
+	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/config"
 	"github.com/ember-run/ember/internal/route"
 )
@@ -26,10 +27,30 @@ func newKeysCmd(g *globals) *cobra.Command {
 		Long: `Manage API keys. Requests carry a key as 'Authorization: Bearer <key>'.
 An admin key may do everything; an invoke key may only run the functions and
 routes it covers. On first start the server writes an admin key to
-<data-dir>/admin.key.`,
+<data-dir>/admin.key, unless --admin-key-file gives it one (see keys generate).`,
 	}
-	cmd.AddCommand(newKeysCreateCmd(g), newKeysLsCmd(g), newKeysRevokeCmd(g), newKeysResetAdminCmd())
+	cmd.AddCommand(newKeysCreateCmd(g), newKeysLsCmd(g), newKeysRevokeCmd(g), newKeysResetAdminCmd(), newKeysGenerateCmd())
 	return cmd
+}
+
+// newKeysGenerateCmd prints a fresh key string and stores nothing: the
+// content of the Secret that --admin-key-file mounts.
+func newKeysGenerateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "generate",
+		Short: "Print a new random key for --admin-key-file (stores nothing, needs no server)",
+		Example: `  ember keys generate > admin.key
+  kubectl -n ember create secret generic ember-admin-key --from-file=key=admin.key`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			k, err := auth.GenerateKeyString()
+			if err != nil {
+				return err
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), k)
+			return err
+		},
+	}
 }
 
 // newKeysResetAdminCmd is the offline recovery for a lost or corrupt

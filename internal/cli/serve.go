@@ -36,6 +36,7 @@ Every flag can also be set with the environment variable shown.`,
 			defer stop()
 			logger := app.NewLogger(cfg, cmd.ErrOrStderr())
 			cfg.GuardCommand = guardCommand()
+			cfg.ClusterToken = os.Getenv("EMBER_CLUSTER_TOKEN")
 			return app.Serve(ctx, cfg, logger, nil)
 		},
 	}
@@ -95,6 +96,8 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringVar(&cfg.KubeNamespace, "kube-namespace", cfg.KubeNamespace, h("kube-namespace"))
 	f.StringVar(&cfg.KubeNetwork, "kube-network", cfg.KubeNetwork, h("kube-network"))
 	f.StringVar(&cfg.KubeWorkerImage, "kube-worker-image", cfg.KubeWorkerImage, h("kube-worker-image"))
+	f.StringVar(&cfg.AdminKeyFile, "admin-key-file", cfg.AdminKeyFile, h("admin-key-file"))
+	f.StringVar(&cfg.ClusterTokenFile, "cluster-token-file", cfg.ClusterTokenFile, h("cluster-token-file"))
 	return cmd
 }
 

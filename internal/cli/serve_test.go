@@ -20,6 +20,7 @@ func TestServeRejectsBadSettings(t *testing.T) {
 		{[]string{"--max-concurrent-starts", "0"}, "max-concurrent-starts: must be ≥ 1 (got 0)"},
 		{[]string{"--body-preread-bytes", "2048", "--body-buffer-budget", "1024"}, "body-preread-bytes: must be ≤ body-buffer-budget (got 2048 > 1024)"},
 		{[]string{"--min-body-rate", "-1"}, "min-body-rate: must be ≥ 0 (got -1)"},
+		{[]string{"--auth=false", "--admin-key-file", "/run/secrets/key"}, "admin-key-file: needs --auth (it is off)"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -148,6 +148,16 @@ type Config struct {
 	// KubeWorkerImage is Ember's own image, run by onnx and process
 	// functions' Pods in worker mode.
 	KubeWorkerImage string
+	// AdminKeyFile holds an admin key (a mounted Kubernetes Secret): at
+	// start it is made an admin key of the store if it is not one yet, and
+	// no <data-dir>/admin.key is written. "" = the data-dir file.
+	AdminKeyFile string
+	// ClusterTokenFile holds the token Ember's nodes present to each
+	// other on /internal/v1/ routes (≥ 32 bytes). ClusterToken is the
+	// same from EMBER_CLUSTER_TOKEN (no flag: a command line is visible
+	// to every user). At most one of the two.
+	ClusterTokenFile string
+	ClusterToken     string
 	// GuardCommand is the argv of the helper that kills instances' whole
 	// process groups if the server dies (process.Guard). The CLI sets it
 	// to `ember worker guard`; empty (in-process embedders, benchmarks)
@@ -273,6 +283,8 @@ func Knobs() []Knob {
 		{"kube-namespace", "EMBER_KUBE_NAMESPACE", "namespace of instance Pods, their Secrets and the roles' Leases; default: Ember's own Pod's namespace, else default"},
 		{"kube-network", "EMBER_KUBE_NETWORK", "pod (Pod IP and the function's fixed port) or host (hostNetwork Pods on Ember-assigned ports)"},
 		{"kube-worker-image", "EMBER_KUBE_WORKER_IMAGE", "Ember's own image, run in worker mode by onnx functions' Pods on Kubernetes"},
+		{"admin-key-file", "EMBER_ADMIN_KEY_FILE", "file holding an admin key (a mounted Kubernetes Secret, mode 0400/0440; make one with `ember keys generate`): made an admin key of the store at start, idempotently on every replica; no <data-dir>/admin.key is written"},
+		{"cluster-token-file", "EMBER_CLUSTER_TOKEN_FILE", "file holding the cluster token (≥ 32 bytes, e.g. openssl rand -hex 32) that gateways and controllers present to each other on /internal/v1/ routes; or set EMBER_CLUSTER_TOKEN to the token itself"},
 		{"gpus", "EMBER_GPUS", "GPU inventory: auto (nvidia-smi; none without it), off (resources.gpu only meters and prices; no GPU is checked or assigned) or file:PATH (nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits output)"},
 	}
 }
@@ -353,6 +365,12 @@ func (c Config) Validate() error {
 	case "pod", "host":
 	default:
 		return fmt.Errorf("kube-network: want pod or host (got %q)", c.KubeNetwork)
+	}
+	if c.ClusterTokenFile != "" && c.ClusterToken != "" {
+		return fmt.Errorf("cluster-token-file and EMBER_CLUSTER_TOKEN: set one, not both")
+	}
+	if c.AdminKeyFile != "" && !c.Auth {
+		return fmt.Errorf("admin-key-file: needs --auth (it is off)")
 	}
 	for _, u := range c.ContainerUlimits {
 		if !ulimitRE.MatchString(u) {

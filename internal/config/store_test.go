@@ -35,3 +35,15 @@ func TestStoreKind(t *testing.T) {
 		}
 	}
 }
+
+func TestClusterTokenSettings(t *testing.T) {
+	c := Default()
+	c.ClusterTokenFile, c.ClusterToken = "/run/secrets/cluster/token", "x"
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "cluster-token-file and EMBER_CLUSTER_TOKEN: set one, not both") {
+		t.Fatalf("both set: %v", err)
+	}
+	c.ClusterToken = ""
+	if err := c.Validate(); err != nil {
+		t.Fatalf("file only: %v", err)
+	}
+}

@@ -29,6 +29,32 @@ func (l Limit) burst() int {
 	return max(1, int(math.Ceil(l.Rate)))
 }
 
+// Sharer says how many gateways share every limit: N live gateways each
+// enforce 1/N of a subject's rate, burst and concurrency, so the total
+// across them is the configured limit (the gateway's report to the
+// controller leader provides it; nil or a value below 1 means 1). Share
+// is called on every Acquire: keep it an atomic load.
+type Sharer interface{ Share() int }
+
+// Split returns the part of l one of n gateways enforces: the rate over
+// n, and the burst and concurrency cap over n rounded down but at least 1
+// (a bucket of 0 would refuse everything). Rounding down keeps the total
+// at most the configured limit whenever it is at least n.
+func Split(l Limit, n int) Limit {
+	if n <= 1 || l == (Limit{}) {
+		return l
+	}
+	out := Limit{}
+	if l.Rate > 0 {
+		out.Rate = l.Rate / float64(n)
+		out.Burst = max(1, l.burst()/n)
+	}
+	if l.MaxConcurrency > 0 {
+		out.MaxConcurrency = max(1, l.MaxConcurrency/n)
+	}
+	return out
+}
+
 // Spec names a subject and its limit for one request. Key is the bucket's
 // identity ("key:ab12…", "fn:echo"); Name is how messages call it
 // (`API key "ci"`, `function "echo"`).
@@ -64,6 +90,8 @@ const ConcurrencyRetryAfter = time.Second
 // safe for concurrent use. Subjects appear on first use; full, idle buckets
 // are dropped as the map grows, since a full bucket carries no state.
 type Limiter struct {
+	share Sharer // nil: one gateway; set before use (ShareWith)
+
 	mu      sync.Mutex // guards the following
 	entries map[string]*entry
 	sweepAt int // len(entries) at which Acquire next sweeps
@@ -82,12 +110,23 @@ func New() *Limiter {
 	return &Limiter{entries: map[string]*entry{}, sweepAt: minSweep}
 }
 
+// ShareWith makes l enforce its share of every limit (Split by s.Share(),
+// read on each Acquire). Call it before l is used. When the share
+// changes, a subject's bucket keeps the tokens it holds (clamped to the
+// new burst), so neither a gateway joining nor one leaving hands out a
+// fresh burst.
+func (l *Limiter) ShareWith(s Sharer) { l.share = s }
+
 // Acquire decides one request against every spec at now: it is allowed only
 // if all allow it, and then takes a token from each bucket and a slot from
 // each concurrency cap. release, non-nil only when allowed, returns the
 // slots; call it when the request ends (calling it twice is harmless).
 // Specs with a zero Limit are ignored.
 func (l *Limiter) Acquire(now time.Time, specs ...Spec) (d Decision, release func()) {
+	n := 1
+	if l.share != nil {
+		n = l.share.Share()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.entries) >= l.sweepAt {
@@ -104,7 +143,7 @@ func (l *Limiter) Acquire(now time.Time, specs ...Spec) (d Decision, release fun
 		if s.Limit == (Limit{}) {
 			continue
 		}
-		es[i] = l.entryLocked(now, s)
+		es[i] = l.entryLocked(now, s, Split(s.Limit, n))
 	}
 	// Check everything before taking anything, so a refusal by one subject
 	// costs the others nothing.
@@ -151,28 +190,29 @@ func (l *Limiter) Acquire(now time.Time, specs ...Spec) (d Decision, release fun
 	}
 }
 
-// entryLocked returns s's entry, created or updated to s.Limit.
-// pre: l.mu held.
-func (l *Limiter) entryLocked(now time.Time, s Spec) *entry {
+// entryLocked returns s's entry, created or updated to lim (s.Limit or
+// this gateway's share of it). pre: l.mu held.
+func (l *Limiter) entryLocked(now time.Time, s Spec, lim Limit) *entry {
 	e := l.entries[s.Key]
 	if e == nil {
 		e = &entry{}
 		l.entries[s.Key] = e
 	}
-	if e.limit == s.Limit {
+	if e.limit == lim {
 		return e
 	}
-	e.limit = s.Limit
+	e.limit = lim
 	switch {
-	case s.Limit.Rate <= 0:
+	case lim.Rate <= 0:
 		e.bucket = nil
 	case e.bucket == nil:
-		e.bucket = rate.NewLimiter(rate.Limit(s.Limit.Rate), s.Limit.burst())
+		e.bucket = rate.NewLimiter(rate.Limit(lim.Rate), lim.burst())
 	default:
-		// Keep the tokens already spent: a changed limit must not hand out
-		// a fresh burst.
-		e.bucket.SetLimitAt(now, rate.Limit(s.Limit.Rate))
-		e.bucket.SetBurstAt(now, s.Limit.burst())
+		// Keep the tokens already spent: a changed limit (or share) must
+		// not hand out a fresh burst. Tokens above a smaller burst are
+		// clamped at the next reading.
+		e.bucket.SetLimitAt(now, rate.Limit(lim.Rate))
+		e.bucket.SetBurstAt(now, lim.burst())
 	}
 	return e
 }

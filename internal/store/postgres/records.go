@@ -291,7 +291,7 @@ func (db *DB) ListSecrets(ctx context.Context) ([]api.Secret, error) {
 	return out, nil
 }
 
-var _ auth.KeyStore = (*DB)(nil)
+var _ auth.KeyEnsurer = (*DB)(nil)
 
 const keyColumns = `id, name, hash, scope, functions, rate_per_sec, burst, max_concurrency, created_at, expires_at, revoked_at`
 
@@ -314,6 +314,34 @@ func (db *DB) CreateKey(ctx context.Context, k auth.Key) error {
 		}
 		return logChange(ctx, tx, api.ChangeKey, k.ID, false, 0)
 	})
+}
+
+// EnsureKey stores k unless a key with its id exists (auth.KeyEnsurer):
+// ON CONFLICT DO NOTHING, so servers bootstrapping the same key at once
+// neither fail nor duplicate it; only the one that stored it logs a change.
+func (db *DB) EnsureKey(ctx context.Context, k auth.Key) (created bool, err error) {
+	fns := k.Functions
+	if fns == nil {
+		fns = []string{}
+	}
+	fnsJSON, err := json.Marshal(fns)
+	if err != nil {
+		return false, fmt.Errorf("ensure key: %w", err)
+	}
+	err = pgx.BeginFunc(ctx, db.Pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO api_keys(`+keyColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+			ON CONFLICT (id) DO NOTHING`,
+			k.ID, k.Name, k.Hash, string(k.Scope), string(fnsJSON), k.RatePerSec, k.Burst, k.MaxConcurrency,
+			stamp(k.CreatedAt), optTime(k.ExpiresAt), optTime(k.RevokedAt))
+		if err != nil {
+			return fmt.Errorf("ensure key %s: %w", k.ID, err)
+		}
+		if created = tag.RowsAffected() == 1; !created {
+			return nil
+		}
+		return logChange(ctx, tx, api.ChangeKey, k.ID, false, 0)
+	})
+	return created, err
 }
 
 // KeyByID returns the key with id, or auth.ErrNotFound.

@@ -39,6 +39,44 @@ func (s *DB) CreateKey(ctx context.Context, k auth.Key) error {
 	return nil
 }
 
+var _ auth.KeyEnsurer = (*DB)(nil)
+
+// EnsureKey stores k unless a key with its id exists (auth.KeyEnsurer):
+// INSERT … ON CONFLICT DO NOTHING in one statement, so handles
+// bootstrapping the same key at once neither fail nor duplicate it.
+func (s *DB) EnsureKey(ctx context.Context, k auth.Key) (created bool, err error) {
+	fns, err := json.Marshal(keyFunctions(k.Functions))
+	if err != nil {
+		return false, fmt.Errorf("ensure key: %w", err)
+	}
+	tx, err := s.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("ensure key %s: %w", k.ID, err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `INSERT INTO api_keys(id, name, hash, scope, functions, rate_per_sec, burst, max_concurrency, created_at, expires_at, revoked_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		k.ID, k.Name, k.Hash, string(k.Scope), string(fns), k.RatePerSec, k.Burst, k.MaxConcurrency,
+		k.CreatedAt.UTC().Format(timeFormat), keyTimeArg(k.ExpiresAt), keyTimeArg(k.RevokedAt))
+	if err != nil {
+		return false, fmt.Errorf("ensure key %s: %w", k.ID, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("ensure key %s: %w", k.ID, err)
+	}
+	if n == 0 {
+		return false, nil
+	}
+	if err := logChange(ctx, tx, api.ChangeKey, k.ID, false, 0); err != nil {
+		return false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("ensure key %s: %w", k.ID, err)
+	}
+	return true, nil
+}
+
 const keyColumns = `id, name, hash, scope, functions, rate_per_sec, burst, max_concurrency, created_at, expires_at, revoked_at`
 
 // KeyByID returns the key with id, or auth.ErrNotFound.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -275,5 +276,65 @@ func testChanges(t *testing.T, a, b Handle) {
 	}
 	if _, err := a.Watch(ctx(t), -1); err == nil {
 		t.Fatal("Watch(-1) succeeded")
+	}
+}
+
+// testEnsureKeyRace is the admin-key bootstrap of several replicas starting
+// at once: each stores the same key unless present, through two handles.
+func testEnsureKeyRace(t *testing.T, a, b Handle) {
+	k := auth.Key{ID: "0123456789abcdef", Name: "admin (bootstrap)", Hash: "h1", Scope: auth.ScopeAdmin, CreatedAt: t0}
+	head, err := a.Records.ChangeHead(ctx(t))
+	must(t, err)
+	const n = 16
+	created := make(chan bool, n)
+	errs := make(chan error, n)
+	var start sync.WaitGroup
+	start.Add(1)
+	var done sync.WaitGroup
+	for i := range n {
+		s := a.Records
+		if i%2 == 1 {
+			s = b.Records
+		}
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			start.Wait()
+			c, err := s.EnsureKey(ctx(t), k)
+			created <- c
+			errs <- err
+		}()
+	}
+	start.Done()
+	done.Wait()
+	close(created)
+	close(errs)
+	for err := range errs {
+		must(t, err)
+	}
+	stored := 0
+	for c := range created {
+		if c {
+			stored++
+		}
+	}
+	if stored != 1 {
+		t.Fatalf("%d of %d concurrent EnsureKey calls stored the key, want exactly 1", stored, n)
+	}
+	// The same id with another hash changes nothing: the first one stays.
+	c, err := b.Records.EnsureKey(ctx(t), auth.Key{ID: k.ID, Name: "x", Hash: "h2", Scope: auth.ScopeInvoke, CreatedAt: t0})
+	must(t, err)
+	if c {
+		t.Fatal("EnsureKey replaced an existing key")
+	}
+	list, err := a.Records.ListKeys(ctx(t))
+	must(t, err)
+	if len(list) != 1 || list[0].Hash != "h1" || list[0].Scope != auth.ScopeAdmin {
+		t.Fatalf("keys = %+v, want the one first stored", list)
+	}
+	after, err := a.Records.ChangeHead(ctx(t))
+	must(t, err)
+	if after-head != 1 {
+		t.Fatalf("change log grew by %d, want 1 (only the call that stored the key announces it)", after-head)
 	}
 }

@@ -21,7 +21,7 @@ import (
 // controller.KeepWarmStore, routing.Store, gateway.SecretStore and
 // auth.KeyStore, spelled out (only app may import controller and routing).
 type Records interface {
-	auth.KeyStore
+	auth.KeyEnsurer
 	PutFunction(ctx context.Context, name string, specJSON []byte, now time.Time) (api.Function, bool, error)
 	DeleteFunction(ctx context.Context, name string) (bool, error)
 	ListFunctions(ctx context.Context) ([]api.Function, error)
@@ -77,6 +77,7 @@ func Run(t *testing.T, open Open) {
 		{"Routes", testRoutes},
 		{"Secrets", testSecrets},
 		{"Keys", testKeys},
+		{"EnsureKeyRace", testEnsureKeyRace},
 		{"KeepWarm", testKeepWarm},
 		{"Usage", testUsage},
 		{"ChangesAcrossHandles", testChanges},
