@@ -31,11 +31,15 @@ const (
 	// dashboard) checks a session cookie opened with a key, and re-checks
 	// that key on every request.
 	RightSession Right = "session"
+	// RightCluster is node-to-node traffic (gateways' reports to the
+	// leader controller, /internal/v1/): the cluster credential, checked
+	// by the middleware the route is wrapped in, not an API key.
+	RightCluster Right = "cluster"
 )
 
 func (r Right) valid() bool {
 	switch r {
-	case RightPublic, RightMetrics, RightInvoke, RightAdmin, RightCapability, RightSession:
+	case RightPublic, RightMetrics, RightInvoke, RightAdmin, RightCapability, RightSession, RightCluster:
 		return true
 	}
 	return false
@@ -114,7 +118,7 @@ func (t *Table) allow(p *Principal, right Right) error {
 		return nil
 	}
 	switch right {
-	case RightPublic, RightCapability, RightSession:
+	case RightPublic, RightCapability, RightSession, RightCluster:
 		return nil
 	case RightMetrics:
 		if t.openMetrics {

@@ -39,13 +39,14 @@ Every flag can also be set with the environment variable shown.`,
 			return app.Serve(ctx, cfg, logger, nil)
 		},
 	}
-	f := cmd.Flags()
-	help := map[string]string{}
-	env := map[string]string{}
-	for _, k := range config.Knobs() {
-		help[k.Flag], env[k.Flag] = k.Help, k.Env
-	}
-	h := func(flag string) string { return fmt.Sprintf("%s (env %s)", help[flag], env[flag]) }
+	addServerFlags(cmd.Flags(), &cfg)
+	return cmd
+}
+
+// addServerFlags registers the flags `ember serve`, `ember gateway` and
+// `ember controller` share, each with its environment variable.
+func addServerFlags(f *pflag.FlagSet, cfg *config.Config) {
+	h := knobHelp()
 	f.StringVar(&cfg.Addr, "addr", cfg.Addr, h("addr"))
 	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, h("data-dir"))
 	f.DurationVar(&cfg.Grace, "grace", cfg.Grace, h("grace"))
@@ -94,7 +95,28 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringVar(&cfg.KubeNamespace, "kube-namespace", cfg.KubeNamespace, h("kube-namespace"))
 	f.StringVar(&cfg.KubeNetwork, "kube-network", cfg.KubeNetwork, h("kube-network"))
 	f.StringVar(&cfg.KubeWorkerImage, "kube-worker-image", cfg.KubeWorkerImage, h("kube-worker-image"))
-	return cmd
+}
+
+// addRoleFlags registers the flags of the roles: the Lease, this node's
+// name and address, the cluster credential.
+func addRoleFlags(f *pflag.FlagSet, cfg *config.Config) {
+	h := knobHelp()
+	f.StringVar(&cfg.LeaseName, "lease-name", cfg.LeaseName, h("lease-name"))
+	f.DurationVar(&cfg.LeaseDuration, "lease-duration", cfg.LeaseDuration, h("lease-duration"))
+	f.DurationVar(&cfg.LeaseRenewDeadline, "lease-renew-deadline", cfg.LeaseRenewDeadline, h("lease-renew-deadline"))
+	f.DurationVar(&cfg.LeaseRetryPeriod, "lease-retry-period", cfg.LeaseRetryPeriod, h("lease-retry-period"))
+	f.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, h("node-name"))
+	f.StringVar(&cfg.ClusterTokenFile, "cluster-token-file", cfg.ClusterTokenFile, h("cluster-token-file"))
+}
+
+// knobHelp returns a flag's help with its environment variable.
+func knobHelp() func(flag string) string {
+	help := map[string]string{}
+	env := map[string]string{}
+	for _, k := range config.Knobs() {
+		help[k.Flag], env[k.Flag] = k.Help, k.Env
+	}
+	return func(flag string) string { return fmt.Sprintf("%s (env %s)", help[flag], env[flag]) }
 }
 
 // applyEnv sets every flag not given on the command line from its

@@ -363,3 +363,11 @@ func (g *Gateway) forgetLeader(addr string) {
 	}
 	g.mu.Unlock()
 }
+
+// SetSource wires the activator, built after the Gateway (it needs the
+// Gateway as its Capacity and Waker): demand samples it per function (its
+// Sample), functions lists the registry, notify is its Notify. Call it
+// before Run.
+func (g *Gateway) SetSource(demand func(fn string) (average float64, inFlight, queued int), functions func() []string, notify func(fn string)) {
+	g.opts.Demand, g.opts.Functions, g.opts.Notify = demand, functions, notify
+}

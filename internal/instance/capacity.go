@@ -103,7 +103,7 @@ func (m *Manager) ReconcileIdle(fn string, desired int, extra, last time.Duratio
 		if alive <= 1 {
 			idle = last
 		}
-		if in.state == Ready && in.inFlight == 0 && !in.idleSince.IsZero() && now.Sub(in.idleSince) >= idle {
+		if in.state == Ready && in.inFlight == 0 && in.remote == 0 && !in.idleSince.IsZero() && now.Sub(in.idleSince) >= idle {
 			m.setLocked(in, Stopping)
 			stop = append(stop, in)
 			excess--
