@@ -239,9 +239,9 @@ func TestSilentGatewayDropped(t *testing.T) {
 		t.Fatalf("N=%d index=%d, want 2, 1", st.Gateways, st.Index)
 	}
 	now = now.Add(2 * time.Second)
-	l.Apply(Report{Gateway: "b", Applied: st.Version})
+	l.Apply(Report{Gateway: "b", Applied: st.Version, Term: st.Term})
 	now = now.Add(2 * time.Second) // a silent for 4 s > 3 s
-	st = l.Apply(Report{Gateway: "b", Applied: st.Version})
+	st = l.Apply(Report{Gateway: "b", Applied: st.Version, Term: st.Term})
 	if st.Gateways != 1 || st.Index != 0 {
 		t.Fatalf("after a went silent: N=%d index=%d, want 1, 0", st.Gateways, st.Index)
 	}
@@ -269,5 +269,28 @@ func TestTouchSumsGateways(t *testing.T) {
 	l.Apply(Report{Gateway: "b"})
 	if got["i1"] != 0 {
 		t.Errorf("after both went quiet: %d, want 0", got["i1"])
+	}
+}
+
+// TestNewLeaderTermReplacesState: after a failover the new leader counts
+// versions from 1; a gateway that held version 50 of the old term takes
+// the new leader's state anyway (else it would keep dispatching to the
+// dead leader's instances).
+func TestNewLeaderTermReplacesState(t *testing.T) {
+	g := NewGateway(GatewayOptions{ID: "a"})
+	g.apply(State{Term: "old", Version: 50, Functions: map[string]FunctionState{"sim": {Endpoints: []Endpoint{{ID: "dead", Share: 4, Concurrency: 4}}}}})
+	g.apply(State{Term: "old", Version: 49}) // stale within a term: ignored
+	if len(g.Endpoints("sim")) != 1 {
+		t.Fatal("an older version of the same term replaced the state")
+	}
+	g.apply(State{Term: "new", Version: 2, Functions: map[string]FunctionState{"sim": {}}})
+	if eps := g.Endpoints("sim"); len(eps) != 0 {
+		t.Errorf("after the new term: endpoints %v, want none (the dead leader's are gone)", eps)
+	}
+	inst := &fakeInstances{eps: map[string][]api.Endpoint{}}
+	l := NewLeader(LeaderOptions{Instances: inst})
+	st := l.Apply(Report{Gateway: "a", Applied: 99, Term: "old"})
+	if st.Term == "old" || st.Term == "" {
+		t.Errorf("leader term %q, want its own", st.Term)
 	}
 }

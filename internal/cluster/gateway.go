@@ -169,7 +169,7 @@ func (g *Gateway) Applied() uint64 {
 // function whose capacity may have changed.
 func (g *Gateway) apply(st State) {
 	g.mu.Lock()
-	if g.have && st.Version <= g.state.Version {
+	if g.have && st.Term == g.state.Term && st.Version <= g.state.Version {
 		g.mu.Unlock()
 		return
 	}
@@ -194,7 +194,7 @@ func (g *Gateway) report() Report {
 		fns = g.opts.Functions()
 	}
 	g.mu.Lock()
-	rep.Applied = g.state.Version
+	rep.Applied, rep.Term = g.state.Version, g.state.Term
 	since := map[string]map[string]InstanceReport{}
 	for id, fn := range g.fnOf {
 		ir := InstanceReport{InFlight: g.inFlight[id], LastUsed: g.lastUsed[id]}
@@ -280,7 +280,10 @@ func (g *Gateway) send(ctx context.Context) {
 func (g *Gateway) poll(ctx context.Context) {
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
-		q := url.Values{"gateway": {g.opts.ID}, "after": {strconv.FormatUint(g.Applied(), 10)}}
+		g.mu.Lock()
+		term, after := g.state.Term, g.state.Version
+		g.mu.Unlock()
+		q := url.Values{"gateway": {g.opts.ID}, "term": {term}, "after": {strconv.FormatUint(after, 10)}}
 		var st State
 		if err := g.call(ctx, http.MethodGet, PathEndpoints+"?"+q.Encode(), nil, &st); err != nil {
 			select {

@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +50,8 @@ type LeaderOptions struct {
 type Leader struct {
 	opts LeaderOptions
 
+	term string // random, per Leader: versions count within it
+
 	mu       sync.Mutex // guards the following
 	version  uint64
 	changed  chan struct{} // closed and replaced when version moves
@@ -73,7 +77,9 @@ func NewLeader(o LeaderOptions) *Leader {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Leader{opts: o, version: 1, changed: make(chan struct{}), ledger: share.NewLedger(),
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &Leader{opts: o, term: hex.EncodeToString(b[:]), version: 1, changed: make(chan struct{}), ledger: share.NewLedger(),
 		gateways: make(map[string]*gatewayRec), routes: make(map[string]int64), touched: make(map[string]string)}
 }
 
@@ -222,7 +228,11 @@ func (l *Leader) Apply(rep Report) State {
 			flight[id] = in.InFlight
 		}
 	}
-	if l.ledger.Confirm(rep.Gateway, rep.Applied, flight) {
+	applied := rep.Applied
+	if rep.Term != l.term {
+		applied = 0 // a state of another leader's: it confirms nothing of ours
+	}
+	if l.ledger.Confirm(rep.Gateway, applied, flight) {
 		l.bumpLocked() // another gateway's share may grow
 	}
 	for rt, n := range rep.Routes {
@@ -300,7 +310,7 @@ func (l *Leader) totalsLocked(live []string) (map[string]int, map[string]touch) 
 // its shares.
 func (l *Leader) stateLocked(id string, live []string) State {
 	n, i := len(live), slices.Index(live, id)
-	st := State{Version: l.version, Gateways: n, Index: i, Functions: make(map[string]FunctionState)}
+	st := State{Term: l.term, Version: l.version, Gateways: n, Index: i, Functions: make(map[string]FunctionState)}
 	var fns []string
 	if l.opts.Functions != nil {
 		fns = l.opts.Functions()
@@ -346,7 +356,9 @@ func (l *Leader) endpoints(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var after uint64
-	if s := q.Get("after"); s != "" {
+	if q.Get("term") != l.term {
+		// The gateway's version is another leader's: answer now.
+	} else if s := q.Get("after"); s != "" {
 		v, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			http.Error(w, "after: want a state version (an unsigned integer)", http.StatusBadRequest)

@@ -36,7 +36,10 @@ type Report struct {
 	Gateway string `json:"gateway"`
 	// Applied is the state version this gateway dispatches by now; the
 	// leader frees older, larger shares once it is confirmed.
-	Applied   uint64                    `json:"applied"`
+	Applied uint64 `json:"applied"`
+	// Term is the term of the state Applied belongs to: versions count
+	// within one leader's term only.
+	Term      string                    `json:"term,omitempty"`
 	Functions map[string]FunctionReport `json:"functions,omitempty"`
 	// Routes counts calls per route since the previous report.
 	Routes map[string]int64 `json:"routes,omitempty"`
@@ -60,6 +63,9 @@ type InstanceReport struct {
 
 // State is the leader's answer: what one gateway may dispatch to.
 type State struct {
+	// Term names the leader's term; a gateway takes any state of a new
+	// term, whatever its Version (each leader counts from 1).
+	Term      string                   `json:"term"`
 	Version   uint64                   `json:"version"`
 	Gateways  int                      `json:"gateways"` // live gateways, N
 	Index     int                      `json:"index"`    // this gateway's index in [0, N)
