@@ -315,6 +315,8 @@ func (l *Leader) stateLocked(id string, live []string) State {
 	if l.opts.Functions != nil {
 		fns = l.opts.Functions()
 	}
+	seen := make(map[string]bool)
+	defer l.ledger.Retain(seen)
 	for _, fn := range fns {
 		var fs FunctionState
 		live, retryAt, failing := l.opts.Instances.Health(fn)
@@ -326,6 +328,7 @@ func (l *Leader) stateLocked(id string, live []string) State {
 		sh := make([]share.Endpoint, len(eps))
 		for j, e := range eps {
 			sh[j] = share.Endpoint{ID: e.ID, Concurrency: e.Concurrency}
+			seen[e.ID] = true
 		}
 		var shares []int
 		if i >= 0 {

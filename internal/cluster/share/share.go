@@ -139,6 +139,20 @@ func (l *Ledger) Forget(e string) {
 	}
 }
 
+// Retain forgets every endpoint not in live (stopped instances), so the
+// ledger stays as large as the instances that run.
+func (l *Ledger) Retain(live map[string]bool) {
+	for _, g := range l.gws {
+		for _, m := range []map[string]int{g.sent, g.prev, g.inFlight} {
+			for e := range m {
+				if !live[e] {
+					delete(m, e)
+				}
+			}
+		}
+	}
+}
+
 // Held is the sum of what every gateway may hold on endpoint e; it never
 // exceeds e's concurrency when every grant went through Grant.
 func (l *Ledger) Held(e string) int {

@@ -154,13 +154,20 @@ func TestConfirmFreed(t *testing.T) {
 	l := NewLedger()
 	eps := []Endpoint{{ID: "e", Concurrency: 4}}
 	l.Grant("a", 0, 1, eps, 1)
-	if !l.Confirm("a", 1, nil) {
-		// sent 4 at v1, prev empty: held stays 4, nothing freed
-	} else {
-		t.Fatal("confirming the share already held freed nothing, want false")
+	if l.Confirm("a", 1, nil) {
+		t.Fatal("confirming the share already held freed something, want false")
 	}
 	l.Grant("a", 0, 2, eps, 2)
 	if !l.Confirm("a", 2, nil) {
 		t.Fatal("confirming a smaller share frees the difference, want true")
+	}
+}
+
+func TestRetainForgetsStoppedEndpoints(t *testing.T) {
+	l := NewLedger()
+	l.Grant("a", 0, 1, []Endpoint{{ID: "x", Concurrency: 2}, {ID: "y", Concurrency: 2}}, 1)
+	l.Retain(map[string]bool{"y": true})
+	if l.Held("x") != 0 || l.Held("y") != 2 {
+		t.Errorf("held x=%d y=%d, want 0 and 2", l.Held("x"), l.Held("y"))
 	}
 }
