@@ -144,14 +144,30 @@ func TestRolesBurstAndFailover(t *testing.T) {
 	t.Logf("from zero through a gateway: %s (Server-Timing %q); warm: %s",
 		cold.elapsed.Round(time.Millisecond), cold.header.Get("Server-Timing"), warm.elapsed.Round(time.Microsecond))
 
+	// A deploy that waits, through a gateway: the leader proves the
+	// version (starts one instance at min 0) and the rollout the gateway
+	// shows is the leader's.
+	r := g2.call("POST", "/v1/functions?wait=true", simSpec("proved", "{max: 1}"))
+	if r.status != 201 {
+		t.Fatalf("deploy with wait: %d %s", r.status, r.body)
+	}
+	eventually(t, 15*time.Second, "the rollout of proved is ready through gateway 2", func() bool {
+		r := g2.call("GET", "/v1/functions/proved/rollout", "")
+		var ro struct {
+			Ready int `json:"ready"`
+		}
+		json.Unmarshal(r.body, &ro)
+		return r.status == 200 && ro.Ready >= 1
+	})
+
 	var peakProcs atomic.Int64
 	stop := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() { // samples the leader's instances while the burst runs
 		defer close(sampled)
 		for {
-			// The "cold" function's one instance is not the burst's.
-			peakProcs.Store(max(peakProcs.Load(), int64(simProcs(c1.cmd.Process.Pid)-1)))
+			// The instances of "cold" and "proved" are not the burst's.
+			peakProcs.Store(max(peakProcs.Load(), int64(simProcs(c1.cmd.Process.Pid)-2)))
 			select {
 			case <-stop:
 				return

@@ -242,7 +242,11 @@ func runAPI(ctx context.Context, cfg config.Config, r role, logger *slog.Logger,
 		return err
 	}
 	defer routeSvc.Close()
-	gw := gateway.New(gateway.Options{Invoker: act, Registry: registryView{ctl}, Instances: instancesView{mgr},
+	var instances gateway.Instances = instancesView{mgr}
+	if member != nil {
+		instances = gatewayInstances{instancesView{mgr}, member}
+	}
+	gw := gateway.New(gateway.Options{Invoker: act, Registry: registryView{ctl}, Instances: instances,
 		Forwarder: px, Observer: obs, Routes: routeSvc, Secrets: db, Budgets: usage.Budgets{Source: meter},
 		MaxPerFunction: cfg.MaxInstancesPerFunction, Inputs: drv.container, Versions: db,
 		Bodies: gateway.BodyLimits{PreRead: cfg.BodyPreReadBytes, Budget: cfg.BodyBufferBudget,

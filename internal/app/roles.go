@@ -16,12 +16,14 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ember-run/ember/internal/activator"
+	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/cluster"
 	"github.com/ember-run/ember/internal/config"
 	"github.com/ember-run/ember/internal/controller"
 	"github.com/ember-run/ember/internal/driver"
 	"github.com/ember-run/ember/internal/driver/kube"
+	"github.com/ember-run/ember/internal/gateway"
 	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/spec"
 )
@@ -151,6 +153,38 @@ func (c gatewayCapacity) Function(name string) (*spec.Function, bool) { return c
 
 var _ activator.Capacity = gatewayCapacity{}
 
+// gatewayInstances is a gateway's gateway.Instances: its own manager holds
+// no instances, so what a deploy waits on (Prove, Rollout) and a
+// function's counts come from the leader.
+type gatewayInstances struct {
+	instancesView
+	member *cluster.Gateway
+}
+
+func (v gatewayInstances) Prove(fn string, version int64) { v.member.Prove(fn, version) }
+
+func (v gatewayInstances) Rollout(fn string) (api.Rollout, bool) { return v.member.Rollout(fn) }
+
+func (v gatewayInstances) Status(fn string, now time.Time) (api.FunctionStatus, bool) {
+	if _, ok := v.Manager.Function(fn); !ok {
+		return api.FunctionStatus{}, false
+	}
+	ready := len(v.member.Endpoints(fn))
+	live, _, failing := v.member.Health(fn)
+	s := api.FunctionStatus{State: api.FunctionScaledToZero, Ready: ready, Starting: max(live-ready, 0)}
+	switch {
+	case failing != nil:
+		s.State, s.LastError = api.FunctionFailing, failing.Error()
+	case ready > 0:
+		s.State = api.FunctionReady
+	case live > 0:
+		s.State = api.FunctionStarting
+	}
+	return s, true
+}
+
+var _ gateway.Instances = gatewayInstances{}
+
 // sampleDemand adapts the activator's Sample to the gateway's reports.
 func sampleDemand(act *activator.Activator) func(string) (float64, int, int) {
 	return func(fn string) (float64, int, int) {
@@ -222,6 +256,8 @@ func Controller(ctx context.Context, cfg config.Config, logger *slog.Logger, rea
 		},
 		Wake:    c.ctl.Wake,
 		Touch:   c.mgr.Touch,
+		Prove:   c.mgr.Prove,
+		Rollout: c.mgr.Rollout,
 		Leading: func() (bool, string) { return election.Leading() },
 		Logger:  logger.With("component", "cluster"),
 	})

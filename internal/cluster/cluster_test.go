@@ -294,3 +294,31 @@ func TestNewLeaderTermReplacesState(t *testing.T) {
 		t.Errorf("leader term %q, want its own", st.Term)
 	}
 }
+
+// TestProveThroughTheLeader: a deploy that waits, made through a gateway,
+// has the leader prove the version; the gateway repeats the ask until the
+// leader's rollout shows that version starting.
+func TestProveThroughTheLeader(t *testing.T) {
+	inst := &fakeInstances{eps: map[string][]api.Endpoint{}}
+	var proved []int64
+	rollout := api.Rollout{Function: "sim", Version: 1}
+	l := NewLeader(LeaderOptions{Instances: inst, Functions: func() []string { return []string{"sim"} },
+		Prove:   func(fn string, v int64) { proved = append(proved, v) },
+		Rollout: func(string) (api.Rollout, bool) { return rollout, true }})
+	g := NewGateway(GatewayOptions{ID: "a"})
+	g.Prove("sim", 2)
+	g.apply(l.Apply(g.report())) // the leader still has version 1
+	g.apply(l.Apply(g.report()))
+	if len(proved) != 2 {
+		t.Fatalf("proved %v, want the ask repeated while the leader lags", proved)
+	}
+	rollout = api.Rollout{Function: "sim", Version: 2, Starting: 1}
+	g.apply(l.Apply(g.report())) // asked once more; the answer shows it starting
+	g.apply(l.Apply(g.report()))
+	if len(proved) != 3 || proved[2] != 2 {
+		t.Errorf("proved %v, want three asks for version 2, then none", proved)
+	}
+	if r, ok := g.Rollout("sim"); !ok || r.Version != 2 || r.Starting != 1 {
+		t.Errorf("Rollout = %+v, %v; want the leader's", r, ok)
+	}
+}

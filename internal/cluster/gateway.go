@@ -55,6 +55,12 @@ type Gateway struct {
 	fnOf     map[string]string // instance → function, for reports
 	reported map[string]bool   // functions with activity in the last report
 	leader   string            // cached leader address
+	prove    map[string]proof  // deploys waiting for an instance of their version
+}
+
+type proof struct {
+	version int64
+	until   time.Time
 }
 
 // NewGateway returns a Gateway; Run starts its loops.
@@ -75,7 +81,8 @@ func NewGateway(o GatewayOptions) *Gateway {
 		o.Notify = func(string) {}
 	}
 	return &Gateway{opts: o, kick: make(chan struct{}, 1), inFlight: map[string]int{},
-		lastUsed: map[string]time.Time{}, fnOf: map[string]string{}, reported: map[string]bool{}}
+		lastUsed: map[string]time.Time{}, fnOf: map[string]string{}, reported: map[string]bool{},
+		prove: map[string]proof{}}
 }
 
 // Share returns the number of live gateways N (1 before the leader said),
@@ -147,6 +154,28 @@ func (g *Gateway) Acquire(fn, id string) (release func(), ok bool) {
 	}, true
 }
 
+// Prove asks the leader, with the next report (sent now), to start one
+// instance of fn's version if none runs, and again until the leader's
+// rollout shows that version starting or ready (it may learn of the deploy
+// from the store a moment after this gateway wrote it), for up to a minute.
+func (g *Gateway) Prove(fn string, version int64) {
+	g.mu.Lock()
+	g.prove[fn] = proof{version: version, until: g.opts.Now().Add(time.Minute)}
+	g.mu.Unlock()
+	g.Wake(fn, 0)
+}
+
+// Rollout is fn's rollout as the leader last said.
+func (g *Gateway) Rollout(fn string) (api.Rollout, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.state.Functions[fn].Rollout
+	if r == nil {
+		return api.Rollout{}, false
+	}
+	return *r, true
+}
+
 // Health reports fn's live instances as the leader last said.
 func (g *Gateway) Health(fn string) (live int, retryAt time.Time, failing error) {
 	g.mu.Lock()
@@ -169,7 +198,9 @@ func (g *Gateway) Applied() uint64 {
 // function whose capacity may have changed.
 func (g *Gateway) apply(st State) {
 	g.mu.Lock()
-	if g.have && st.Term == g.state.Term && st.Version <= g.state.Version {
+	// The same version may carry newer health and rollout (they move
+	// without a version bump): take it; an older one is stale.
+	if g.have && st.Term == g.state.Term && st.Version < g.state.Version {
 		g.mu.Unlock()
 		return
 	}
@@ -195,6 +226,18 @@ func (g *Gateway) report() Report {
 	}
 	g.mu.Lock()
 	rep.Applied, rep.Term = g.state.Version, g.state.Term
+	now := g.opts.Now()
+	for fn, p := range g.prove {
+		r := g.state.Functions[fn].Rollout
+		if now.After(p.until) || (r != nil && r.Version >= p.version && (r.Ready+r.Starting > 0 || r.Error != "")) {
+			delete(g.prove, fn)
+			continue
+		}
+		if rep.Prove == nil {
+			rep.Prove = map[string]int64{}
+		}
+		rep.Prove[fn] = p.version
+	}
 	since := map[string]map[string]InstanceReport{}
 	for id, fn := range g.fnOf {
 		ir := InstanceReport{InFlight: g.inFlight[id], LastUsed: g.lastUsed[id]}

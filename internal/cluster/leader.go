@@ -38,6 +38,10 @@ type LeaderOptions struct {
 	// Touch tells the instance manager an instance's traffic over every
 	// live gateway, so keep-warm sees it.
 	Touch func(fn, id string, inFlight int, lastUsed time.Time)
+	// Prove starts one instance of fn's version if none runs
+	// (instance.Manager.Prove); Rollout reports fn's rollout.
+	Prove   func(fn string, version int64)
+	Rollout func(fn string) (api.Rollout, bool)
 	// Leading reports whether this controller leads, and else who does.
 	Leading func() (ok bool, holder string)
 	Live    time.Duration // a gateway is live this long after its last report (DefaultLive)
@@ -187,6 +191,9 @@ func (r Report) validate() error {
 	if len(r.Functions) > MaxFunctions {
 		return fmt.Errorf("report: functions: %d over the limit of %d", len(r.Functions), MaxFunctions)
 	}
+	if len(r.Prove) > MaxFunctions {
+		return fmt.Errorf("report: prove: %d over the limit of %d", len(r.Prove), MaxFunctions)
+	}
 	if len(r.Routes) > MaxRoutes {
 		return fmt.Errorf("report: routes: %d over the limit of %d", len(r.Routes), MaxRoutes)
 	}
@@ -260,6 +267,11 @@ func (l *Leader) Apply(rep Report) State {
 			l.opts.Touch(t.fn, id, t.inFlight, t.lastUsed)
 		}
 	}
+	if l.opts.Prove != nil {
+		for fn, v := range rep.Prove {
+			l.opts.Prove(fn, v)
+		}
+	}
 	if l.opts.Wake != nil {
 		for _, fn := range wake {
 			l.opts.Wake(fn, totals[fn])
@@ -323,6 +335,11 @@ func (l *Leader) stateLocked(id string, live []string) State {
 		fs.Live, fs.RetryAt = live, retryAt
 		if failing != nil {
 			fs.Failing = failing.Error()
+		}
+		if l.opts.Rollout != nil {
+			if r, ok := l.opts.Rollout(fn); ok {
+				fs.Rollout = &r
+			}
 		}
 		eps := l.opts.Instances.Endpoints(fn)
 		sh := make([]share.Endpoint, len(eps))

@@ -8,7 +8,11 @@
 // JSON over cluster-internal HTTP under /internal/v1/, every body bounded.
 package cluster
 
-import "time"
+import (
+	"time"
+
+	"github.com/ember-run/ember/internal/api"
+)
 
 // Paths of the leader's routes.
 const (
@@ -41,6 +45,10 @@ type Report struct {
 	// within one leader's term only.
 	Term      string                    `json:"term,omitempty"`
 	Functions map[string]FunctionReport `json:"functions,omitempty"`
+	// Prove asks the leader to start one instance of each function's
+	// version if none of it runs (a deploy through this gateway that
+	// waits for its rollout, at min 0).
+	Prove map[string]int64 `json:"prove,omitempty"`
 	// Routes counts calls per route since the previous report.
 	Routes map[string]int64 `json:"routes,omitempty"`
 }
@@ -80,6 +88,9 @@ type FunctionState struct {
 	Live    int       `json:"live"`
 	Failing string    `json:"failing,omitempty"`
 	RetryAt time.Time `json:"retry_at,omitzero"`
+	// Rollout is how far the current version is from ready (what a
+	// deploy that waits watches).
+	Rollout *api.Rollout `json:"rollout,omitempty"`
 }
 
 // Endpoint is a ready instance and this gateway's share of it.
