@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -85,16 +84,22 @@ func (c *ctlProc) leads(token string) bool {
 	return resp.StatusCode == 200
 }
 
-// simProcs counts the sim instances a controller runs now (its
-// descendants running the sim binary).
-func simProcs(pid int) int {
-	n := 0
-	for _, p := range descendants(pid) {
-		if comm(p) == "sim" {
-			n++
+// peakLive replays a controller's log: the most instances of fn that were
+// live at once (spawned and not yet stopped or failed), in log order.
+func peakLive(ctlLog, fn string) int {
+	spawned := regexp.MustCompile(`msg="instance spawned".*instance\.function=` + fn + ` `)
+	ended := regexp.MustCompile(`msg="instance (stopped|failed)".* function=` + fn + ` `)
+	live, peak := 0, 0
+	for _, line := range strings.Split(ctlLog, "\n") {
+		switch {
+		case spawned.MatchString(line):
+			live++
+			peak = max(peak, live)
+		case ended.MatchString(line):
+			live--
 		}
 	}
-	return n
+	return peak
 }
 
 // TestRolesBurstAndFailover: PostgreSQL, two `ember controller` (leader
@@ -134,7 +139,7 @@ func TestRolesBurstAndFailover(t *testing.T) {
 	// The cold path: a call to a function at zero through a gateway (the
 	// poke reaches the leader at once; the new instance reaches the
 	// gateway by the long poll, not the next report).
-	g2.deploy(simSpec("cold", "{max: 1}"))
+	g2.deploy(simSpec("cold", "{max: 1, idle_timeout: 1s}"))
 	eventually(t, 10*time.Second, "gateway 1 knows cold", func() bool { return g1.call("GET", "/v1/functions/cold", "").status == 200 })
 	cold := g1.call("POST", "/v1/run/cold/predict", `{"sleep_ms":1}`)
 	if cold.status != 200 || cold.header.Get("Ember-Cold-Start") != "true" {
@@ -160,21 +165,6 @@ func TestRolesBurstAndFailover(t *testing.T) {
 		return r.status == 200 && ro.Ready >= 1
 	})
 
-	var peakProcs atomic.Int64
-	stop := make(chan struct{})
-	sampled := make(chan struct{})
-	go func() { // samples the leader's instances while the burst runs
-		defer close(sampled)
-		for {
-			// The instances of "cold" and "proved" are not the burst's.
-			peakProcs.Store(max(peakProcs.Load(), int64(simProcs(c1.cmd.Process.Pid)-2)))
-			select {
-			case <-stop:
-				return
-			case <-time.After(10 * time.Millisecond):
-			}
-		}
-	}()
 	type answer struct {
 		Instance string `json:"instance"`
 		InFlight int    `json:"in_flight"`
@@ -204,8 +194,7 @@ func TestRolesBurstAndFailover(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	close(stop)
-	<-sampled
+	peak := peakLive(c1.logs.String(), "burst")
 	if len(failures) > 0 {
 		t.Fatalf("%d of 100 calls failed:\n%s", len(failures), strings.Join(failures, "\n"))
 	}
@@ -214,11 +203,11 @@ func TestRolesBurstAndFailover(t *testing.T) {
 			t.Errorf("instance %s reported %d in flight, over concurrency 4", id, n)
 		}
 	}
-	if len(perInstance) > 8 || peakProcs.Load() > 8 {
-		t.Errorf("%d instances answered, %d ran at most at once; want ≤ 8", len(perInstance), peakProcs.Load())
+	if len(perInstance) > 8 || peak > 8 {
+		t.Errorf("%d instances answered, %d were live at most at once; want ≤ 8", len(perInstance), peak)
 	}
-	t.Logf("burst: 100/100 ok over %d instances (most at once %d); most in flight on one instance: %v",
-		len(perInstance), peakProcs.Load(), perInstance)
+	t.Logf("burst: 100/100 ok over %d instances (most live at once on the leader: %d); most in flight on one instance: %v",
+		len(perInstance), peak, perInstance)
 
 	// A gateway dies mid-burst: only the calls in flight on it fail; the
 	// other serves all of its own (with half the shares until the leader
@@ -253,6 +242,12 @@ func TestRolesBurstAndFailover(t *testing.T) {
 		return g1.call("POST", "/v1/run/burst/predict", `{"sleep_ms":1}`).status == 200
 	})
 	t.Logf("gateway 2 SIGKILLed mid-burst: %d/%d calls via gateway 1 succeeded", len(viaG1), len(viaG1))
+
+	// Back to zero: the leader stops cold's instance once no gateway has
+	// used it for its idle timeout.
+	eventually(t, 15*time.Second, "cold scaled back to zero on the leader", func() bool {
+		return regexp.MustCompile(`instance stopped.*function=cold .*reason="idle for 1s"`).MatchString(c1.logs.String())
+	})
 
 	// The leader dies without a word: the standby takes the Lease once
 	// it expires, and the gateways find it there.

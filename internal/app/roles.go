@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -276,10 +277,11 @@ func Controller(ctx context.Context, cfg config.Config, logger *slog.Logger, rea
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 
 	leadDone := make(chan error, 1)
+	var led atomic.Bool
 	election, err = cluster.NewElection(cluster.ElectOptions{Client: client, Namespace: ns, Name: cfg.LeaseName,
 		Identity: identity, LeaseDuration: cfg.LeaseDuration, RenewDeadline: cfg.LeaseRenewDeadline,
 		RetryPeriod: cfg.LeaseRetryPeriod, Logger: logger.With("component", "election")},
-		func(lctx context.Context) { leadDone <- c.lead(lctx) })
+		func(lctx context.Context) { led.Store(true); leadDone <- c.lead(lctx) })
 	if err != nil {
 		return err
 	}
@@ -301,12 +303,17 @@ func Controller(ctx context.Context, cfg config.Config, logger *slog.Logger, rea
 	})
 	err = g.Wait()
 	close(draining)
-	select {
-	case lerr := <-leadDone: // it led: wait for its loops to stop
-		if lerr != nil && err == nil {
-			err = lerr
+	if led.Load() {
+		// It led: its term's context has ended; wait for its loops (the
+		// control loop, the store watch) to stop before instances do.
+		select {
+		case lerr := <-leadDone:
+			if lerr != nil && err == nil {
+				err = lerr
+			}
+		case <-time.After(15 * time.Second):
+			logger.Warn("the leader's loops did not stop within 15 s")
 		}
-	default:
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
