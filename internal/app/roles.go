@@ -164,6 +164,14 @@ type gatewayInstances struct {
 
 func (v gatewayInstances) Prove(fn string, version int64) { v.member.Prove(fn, version) }
 
+// Exited is asked after a request could not reach instance id: the
+// gateway cannot see the instance (the leader does), so it stops using it
+// until the leader's next word and reports no exit reason.
+func (v gatewayInstances) Exited(id string, _ time.Duration) (error, bool) {
+	v.member.Suspect(id)
+	return nil, false
+}
+
 func (v gatewayInstances) Rollout(fn string) (api.Rollout, bool) { return v.member.Rollout(fn) }
 
 func (v gatewayInstances) Status(fn string, now time.Time) (api.FunctionStatus, bool) {

@@ -322,3 +322,23 @@ func TestProveThroughTheLeader(t *testing.T) {
 		t.Errorf("Rollout = %+v, %v; want the leader's", r, ok)
 	}
 }
+
+// TestSuspectUntilNextState: an endpoint a request could not reach is not
+// dispatched to until the leader's next state.
+func TestSuspectUntilNextState(t *testing.T) {
+	g := NewGateway(GatewayOptions{ID: "a"})
+	st := State{Term: "t", Version: 3, Functions: map[string]FunctionState{"sim": {Endpoints: []Endpoint{
+		{ID: "x", Concurrency: 4, Share: 4}, {ID: "y", Concurrency: 4, Share: 4}}}}}
+	g.apply(st)
+	g.Suspect("x")
+	if eps := g.Endpoints("sim"); len(eps) != 1 || eps[0].ID != "y" {
+		t.Fatalf("endpoints %v, want only y", eps)
+	}
+	if _, ok := g.Acquire("sim", "x"); ok {
+		t.Fatal("acquired a suspect endpoint")
+	}
+	g.apply(st) // the leader still lists x
+	if len(g.Endpoints("sim")) != 2 {
+		t.Error("x still suspect after the leader's next state")
+	}
+}

@@ -56,6 +56,7 @@ type Gateway struct {
 	reported map[string]bool   // functions with activity in the last report
 	leader   string            // cached leader address
 	prove    map[string]proof  // deploys waiting for an instance of their version
+	suspect  map[string]bool   // endpoints a request could not reach, until the next state
 }
 
 type proof struct {
@@ -82,7 +83,7 @@ func NewGateway(o GatewayOptions) *Gateway {
 	}
 	return &Gateway{opts: o, kick: make(chan struct{}, 1), inFlight: map[string]int{},
 		lastUsed: map[string]time.Time{}, fnOf: map[string]string{}, reported: map[string]bool{},
-		prove: map[string]proof{}}
+		prove: map[string]proof{}, suspect: map[string]bool{}}
 }
 
 // Share returns the number of live gateways N (1 before the leader said),
@@ -117,7 +118,7 @@ func (g *Gateway) Endpoints(fn string) []api.Endpoint {
 			continue
 		}
 		n := g.inFlight[e.ID]
-		if limit > 0 && n >= limit {
+		if g.suspect[e.ID] || (limit > 0 && n >= limit) {
 			continue
 		}
 		out = append(out, api.Endpoint{ID: e.ID, Addr: e.Addr, InFlight: n, Concurrency: limit, ReadyAt: e.ReadyAt})
@@ -134,7 +135,7 @@ func (g *Gateway) Acquire(fn, id string) (release func(), ok bool) {
 		return nil, false
 	}
 	e := g.state.Functions[fn].Endpoints[i]
-	if e.Concurrency > 0 && g.inFlight[id] >= e.Share {
+	if g.suspect[id] || (e.Concurrency > 0 && g.inFlight[id] >= e.Share) {
 		return nil, false
 	}
 	g.inFlight[id]++
@@ -176,6 +177,16 @@ func (g *Gateway) Rollout(fn string) (api.Rollout, bool) {
 	return *r, true
 }
 
+// Suspect stops dispatching to endpoint id until the next state from the
+// leader (at most a report period, or at once when the leader has seen it
+// die): a request could not reach it, so it probably died, and the
+// leader, which watches it, will say.
+func (g *Gateway) Suspect(id string) {
+	g.mu.Lock()
+	g.suspect[id] = true
+	g.mu.Unlock()
+}
+
 // Health reports fn's live instances as the leader last said.
 func (g *Gateway) Health(fn string) (live int, retryAt time.Time, failing error) {
 	g.mu.Lock()
@@ -206,6 +217,7 @@ func (g *Gateway) apply(st State) {
 	}
 	old := g.state
 	g.state, g.have = st, true
+	clear(g.suspect) // the leader's word on every endpoint is newer
 	g.mu.Unlock()
 	for fn := range st.Functions {
 		g.opts.Notify(fn)
