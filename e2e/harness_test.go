@@ -109,12 +109,19 @@ func startServer(t *testing.T, dataDir string, extra ...string) *server {
 // environment (the test's own is inherited too).
 func startServerEnv(t *testing.T, dataDir string, env []string, extra ...string) *server {
 	t.Helper()
+	return startRole(t, "serve", dataDir, env, extra...)
+}
+
+// startRole is startServerEnv for a subcommand that serves the API:
+// serve or gateway.
+func startRole(t *testing.T, role, dataDir string, env []string, extra ...string) *server {
+	t.Helper()
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
 	s := &server{t: t, addr: freeAddr(t), dataDir: dataDir, logs: &syncBuffer{}, done: make(chan struct{})}
 	s.url = "http://" + s.addr
-	args := append([]string{"serve", "--addr", s.addr, "--data-dir", dataDir, "--tick", "100ms", "--grace", "10s", "--log-level", "debug"}, extra...)
+	args := append([]string{role, "--addr", s.addr, "--data-dir", dataDir, "--tick", "100ms", "--grace", "10s", "--log-level", "debug"}, extra...)
 	s.cmd = exec.Command(bins.ember, args...)
 	if env != nil {
 		s.cmd.Env = append(os.Environ(), env...)

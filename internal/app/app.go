@@ -20,8 +20,10 @@ import (
 
 	"github.com/ember-run/ember/internal/activator"
 	"github.com/ember-run/ember/internal/auth"
+	"github.com/ember-run/ember/internal/cluster"
 	"github.com/ember-run/ember/internal/config"
 	"github.com/ember-run/ember/internal/controller"
+	"github.com/ember-run/ember/internal/cost"
 	"github.com/ember-run/ember/internal/dashboard"
 	"github.com/ember-run/ember/internal/driver"
 	"github.com/ember-run/ember/internal/gateway"
@@ -56,22 +58,69 @@ func Serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	return serve(ctx, cfg, logger, ready, nil)
 }
 
-// serve is Serve; routes, if not nil, receives the authorization table
-// (every route with its right) just before ready.
-func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func(addr string), routes func([]auth.Route)) error {
+// role is what a process runs: everything (serve), the API side
+// (gateway), or the scaling side (controller, roles.go).
+type role int
+
+const (
+	roleServe role = iota
+	roleGateway
+	roleController
+)
+
+func (r role) String() string {
+	return [...]string{"ember serve", "ember gateway", "ember controller"}[r]
+}
+
+// core is the wiring every role shares: the store, the drivers, the
+// instance manager with its observers and metering, and the controller's
+// registry of functions. close releases it in order.
+type core struct {
+	cfg     config.Config
+	logger  *slog.Logger
+	st      *stores
+	db      records
+	drv     *runtimes
+	mgr     *instance.Manager
+	metrics *telemetry.Metrics
+	meter   *metering.Meter
+	prices  *cost.Catalogue
+	obs     observers
+	dashRec *dashboard.Recorder
+	demand  *controller.DemandReports
+	ctl     *controller.Controller
+	closers []func()
+}
+
+// close runs the cleanups last-registered first.
+func (c *core) close() {
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		c.closers[i]()
+	}
+}
+
+// newCore opens the data dir, the store and the drivers and builds the
+// manager, metering and controller. On error what was opened is closed.
+func newCore(ctx context.Context, cfg config.Config, r role, logger *slog.Logger) (_ *core, err error) {
 	if err := cfg.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	// Checked here so a bad token stops every role the same way; the
-	// roles that serve /internal/v1/ mount auth.Cluster with it.
+	// roles that serve /internal/v1/ mount the cluster guard with it.
 	if _, err := clusterToken(cfg); err != nil {
-		return err
+		return nil, err
 	}
-	lock, err := openDataDir(cfg, logger, "ember serve")
+	c := &core{cfg: cfg, logger: logger}
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
+	lock, err := openDataDir(cfg, logger, r.String())
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer lock.Release() // after the store closes (deferred later, run earlier)
+	c.closers = append(c.closers, func() { lock.Release() }) // after the store closes
 	if n, err := models.CleanPartial(cfg.Cache()); err != nil {
 		logger.Warn("partial model downloads could not be cleaned", "err", err)
 	} else if n > 0 {
@@ -79,73 +128,114 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	}
 	st, err := openStore(ctx, cfg)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer st.close()
-	db := st.records
+	c.closers = append(c.closers, st.close)
+	c.st, c.db = st, st.records
 
 	guard := startGuard(cfg, logger)
 	if guard != nil {
-		defer guard.Close() // last: every instance is stopped by then
+		c.closers = append(c.closers, func() { guard.Close() }) // last: every instance is stopped by then
 	}
-	drv, err := newRuntimes(cfg, logger, guard, db)
+	drv, err := newRuntimes(cfg, logger, guard, c.db)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer drv.onnx.Close(context.Background())
-	defer drv.container.Close()
-	defer drv.closeKube()
+	c.closers = append(c.closers, func() { drv.onnx.Close(context.Background()) }, func() { drv.container.Close() }, drv.closeKube)
+	c.drv = drv
 	prep := &preparer{cfg: cfg, rt: drv, logger: logger.With("component", "prepare")}
-	var metrics *telemetry.Metrics
-	mgr := instance.New(drv, logger.With("component", "instance"), instance.Options{
+	opts := instance.Options{
 		Logs:           &instance.FileLogs{Dir: filepath.Join(cfg.DataDir, "logs")},
 		MaxPerFunction: cfg.MaxInstancesPerFunction,
 		MaxTotal:       cfg.MaxInstances,
 		MaxStarting:    cfg.MaxConcurrentStarts,
 		MaxPrewarmed:   cfg.ContainerPrewarm,
-	})
-	metrics = telemetry.New(mgr)
-	// --- metering (issue #6): usage accounting beside the metrics ---
-	prices, err := loadPrices(cfg.DataDir)
-	if err != nil {
-		return err
 	}
-	drv.hardware = func(class string) bool { return len(prices.ForHardware(class)) > 0 }
-	meter := metering.New(st.usage, meterProfiles(mgr, prices),
+	if r == roleGateway {
+		opts.MaxPrewarmed = 0 // a gateway's manager only holds specs: the leader starts instances
+	}
+	c.mgr = instance.New(drv, logger.With("component", "instance"), opts)
+	c.metrics = telemetry.New(c.mgr)
+	// --- metering (issue #6): usage accounting beside the metrics ---
+	if c.prices, err = loadPrices(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	drv.hardware = func(class string) bool { return len(c.prices.ForHardware(class)) > 0 }
+	c.meter = metering.New(st.usage, meterProfiles(c.mgr, c.prices),
 		logger.With("component", "metering"), metering.Options{})
 	starts := &coldStarts{}
-	dashRec := dashboard.NewRecorder() // the /ui pages' bounded history
-	obs := observers{metrics: metrics, meter: meter, starts: starts, dash: dashRec}
-	mgr.SetObserver(obs)
-	drv.onnx.SetObserver(obs) // pooled workers are metered while they wait
+	c.dashRec = dashboard.NewRecorder() // the /ui pages' bounded history
+	c.obs = observers{metrics: c.metrics, meter: c.meter, starts: starts, dash: c.dashRec}
+	c.mgr.SetObserver(c.obs)
+	drv.onnx.SetObserver(c.obs) // pooled workers are metered while they wait
 	// --- end metering ---
-	// Demand reaches the controller through reports that can sum several
-	// gateways; this server's activator is the one source so far. The
-	// activator pokes the controller (Wake) when requests wait.
-	demand := controller.NewDemandReports(0)
-	keepWarm, err := keepWarmOptions(cfg, prices, starts, metrics, db)
+	// Demand reaches the controller through reports that sum gateways:
+	// this server's activator in process (serve), or the gateways'
+	// reports (controller; a gateway silent for 3 s stops counting).
+	c.demand = controller.NewDemandReports(cluster.DefaultLive)
+	keepWarm, err := keepWarmOptions(cfg, c.prices, starts, c.metrics, c.db)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	ctl := controller.New(db, mgr, demand, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick, Validate: drv.Validate, Prepare: prep.Prepare, Budgets: meter, KeepWarm: keepWarm})
-	act := activator.New(mgr, ctl)
-	demand.Add(act)
-	mgr.SetNotify(act.Notify)
-	// The change log's head before anything is loaded: the watch started
-	// below reports every write after it, so nothing written while
-	// functions and routes load is missed (what is seen twice is a no-op).
-	changeHead, err := db.ChangeHead(ctx)
+	c.ctl = controller.New(c.db, c.mgr, c.demand, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick, Validate: drv.Validate, Prepare: prep.Prepare, Budgets: c.meter, KeepWarm: keepWarm})
+	return c, nil
+}
+
+// load restores the deployed functions; it returns the change log's head
+// taken before, so the watch started from it misses nothing written while
+// they load (what is seen twice is a no-op).
+func (c *core) load(ctx context.Context, warm bool) (int64, error) {
+	changeHead, err := c.db.ChangeHead(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	if err := ctl.Load(ctx); err != nil {
-		return err
+	if err := c.ctl.Load(ctx); err != nil {
+		return 0, err
 	}
-	for _, f := range ctl.List() {
-		if f.Runtime == "onnx" {
-			drv.onnx.Warm() // restarted with onnx functions: refill the worker pool
-			break
+	if warm {
+		for _, f := range c.ctl.List() {
+			if f.Runtime == "onnx" {
+				c.drv.onnx.Warm() // restarted with onnx functions: refill the worker pool
+				break
+			}
 		}
+	}
+	return changeHead, nil
+}
+
+// serve is Serve; routes, if not nil, receives the authorization table
+// (every route with its right) just before ready.
+func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready func(addr string), routes func([]auth.Route)) error {
+	return runAPI(ctx, cfg, roleServe, logger, ready, routes)
+}
+
+// runAPI runs `ember serve` (r == roleServe: API, activator, controller
+// and instances in one process) or `ember gateway` (the API and the
+// activator over the leader controller's endpoints, cluster.Gateway).
+func runAPI(ctx context.Context, cfg config.Config, r role, logger *slog.Logger, ready func(addr string), routes func([]auth.Route)) error {
+	c, err := newCore(ctx, cfg, r, logger)
+	if err != nil {
+		return err
+	}
+	defer c.close()
+	st, db, drv, mgr, meter, metrics, obs, ctl, prices := c.st, c.db, c.drv, c.mgr, c.meter, c.metrics, c.obs, c.ctl, c.prices
+	var act *activator.Activator
+	var member *cluster.Gateway
+	if r == roleGateway {
+		member, err = newMember(ctx, cfg, logger)
+		if err != nil {
+			return err
+		}
+		act = activator.New(gatewayCapacity{specs: mgr, Gateway: member}, member)
+		member.SetSource(sampleDemand(act), func() []string { return functionNames(ctl) }, act.Notify)
+	} else {
+		act = activator.New(mgr, ctl)
+		c.demand.Add(act)
+		mgr.SetNotify(act.Notify)
+	}
+	changeHead, err := c.load(ctx, r == roleServe)
+	if err != nil {
+		return err
 	}
 	px := proxy.New()
 	defer px.Close()
@@ -167,13 +257,22 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		return err
 	}
 	defer routeSvc.Close()
-	gw := gateway.New(gateway.Options{Invoker: act, Registry: registryView{ctl}, Instances: instancesView{mgr},
+	var instances gateway.Instances = instancesView{mgr}
+	if member != nil {
+		instances = gatewayInstances{instancesView{mgr}, member}
+	}
+	gw := gateway.New(gateway.Options{Invoker: act, Registry: registryView{ctl}, Instances: instances,
 		Forwarder: px, Observer: obs, Routes: routeSvc, Secrets: db, Budgets: usage.Budgets{Source: meter},
 		MaxPerFunction: cfg.MaxInstancesPerFunction, Inputs: drv.container, Versions: db,
 		Bodies: gateway.BodyLimits{PreRead: cfg.BodyPreReadBytes, Budget: cfg.BodyBufferBudget,
 			MinRate: cfg.MinBodyRate, Grace: 10 * time.Second},
 		Auth: cfg.Auth, OpenMetrics: cfg.OpenMetrics,
 		Logger: logger.With("component", "gateway")})
+	if member != nil {
+		// Keys' and functions' limits hold in total across the live
+		// gateways: each enforces its 1/N share (N from the leader).
+		gw.Limiter().ShareWith(member)
+	}
 	gw.Register("GET /metrics", auth.RightMetrics, metrics.Handler())
 	// File outputs of protocol cog functions: the 128-bit id in the link
 	// is the capability, as with Replicate's delivery URLs.
@@ -227,7 +326,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	}
 	predictions.Mount(gw)
 	dashOpts := dashboard.Options{Functions: registryView{ctl}, Instances: instancesView{mgr}, Routes: routeSvc,
-		Jobs: predictionJobs, Usage: usageHandler, Recorder: dashRec, Versions: db, Catalogue: prices,
+		Jobs: predictionJobs, Usage: usageHandler, Recorder: c.dashRec, Versions: db, Catalogue: prices,
 		Prices: routeCosts, Logger: logger.With("component", "dashboard")}
 	if authn != nil {
 		dashOpts.Keys = authn
@@ -249,7 +348,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),
 	}
-	logger.Info("ember serving", "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "store", st.kind, "database", st.where)
+	logger.Info("ember serving", "role", r.String(), "addr", ln.Addr().String(), "data_dir", cfg.DataDir, "store", st.kind, "database", st.where)
 	if routes != nil {
 		routes(gw.Routes())
 	}
@@ -269,6 +368,10 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	ctlDone := make(chan struct{})
 	g.Go(func() error {
 		defer close(ctlDone)
+		if member != nil {
+			// A gateway scales nothing: it reports to the leader.
+			return member.Run(gctx)
+		}
 		return ctl.Run(gctx)
 	})
 	g.Go(func() error { return meter.Run(gctx) }) // metering (issue #6)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/auth"
+	"github.com/ember-run/ember/internal/cluster"
 	"github.com/ember-run/ember/internal/config"
 )
 
@@ -35,6 +36,18 @@ func TestAuthorizationTable(t *testing.T) {
 	}
 	var b strings.Builder
 	for _, r := range routes {
+		fmt.Fprintf(&b, "%-10s %s\n", r.Right, r.Pattern)
+	}
+	// `ember controller` serves its own table: the probes and the
+	// leader's protocol for gateways.
+	ct := auth.NewTable(nil)
+	tok, err := auth.NewClusterToken("a-cluster-token-0123456789abcdef0123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	controllerRoutes(ct, cluster.NewLeader(cluster.LeaderOptions{}), tok, func() bool { return true })
+	fmt.Fprintln(&b, "# ember controller")
+	for _, r := range ct.Routes() {
 		fmt.Fprintf(&b, "%-10s %s\n", r.Right, r.Pattern)
 	}
 	got := b.String()

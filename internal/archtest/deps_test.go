@@ -21,7 +21,7 @@ import (
 const module = "github.com/ember-run/ember"
 
 // pure packages decide from their inputs; time and observations are passed in.
-var pure = []string{"internal/autoscaler", "internal/route", "internal/cost", "internal/keepalive"}
+var pure = []string{"internal/autoscaler", "internal/route", "internal/cost", "internal/keepalive", "internal/cluster/share"}
 
 // forbiddenInPure maps an import (direct or transitive) to why a pure
 // package must not have it.

@@ -20,14 +20,14 @@ var tiers = map[string]int{
 	"internal/gateway": 2, "internal/gateway/openai": 2, "internal/gateway/replicate": 2,
 	"internal/usage": 2, "internal/worker": 2, "internal/dashboard": 2,
 
-	"internal/activator": 3, "internal/jobs": 3, "internal/controller": 3, "internal/routing": 3,
+	"internal/activator": 3, "internal/cluster": 3, "internal/jobs": 3, "internal/controller": 3, "internal/routing": 3,
 	"internal/ocr": 3, "internal/ocr/ocrtest": 3, "internal/textmodel": 3, "internal/textmodel/bertgen": 3,
 
 	"internal/instance": 4, "internal/cost": 4,
 
 	"internal/driver": 5, "internal/autoscaler": 5, "internal/keepalive": 5, "internal/route": 5, "internal/ratelimit": 5,
 	"internal/auth": 5, "internal/proxy": 5, "internal/webhook": 5, "internal/models": 5, "internal/ortcache": 5,
-	"internal/datadir": 5,
+	"internal/datadir": 5, "internal/cluster/share": 5,
 
 	"internal/spec": 6, "internal/api": 6, "internal/metering": 6, "internal/config": 6,
 	"internal/client": 6, "internal/errkind": 6, "internal/problem": 6, "internal/eventually": 6,

@@ -133,7 +133,7 @@ func (t *Table) allow(ctx context.Context, right Right) error {
 		return nil
 	}
 	switch right {
-	case RightPublic, RightCapability, RightSession:
+	case RightPublic, RightCapability, RightSession, RightCluster:
 		return nil
 	case RightMetrics:
 		if t.openMetrics {

@@ -88,7 +88,7 @@ and call it with 'ember run NAME' or HTTP on /v1/run/NAME.`,
 	pf.BoolVar(&g.json, "json", false, "print JSON instead of tables")
 
 	root.AddCommand(
-		newServeCmd(), newDemoCmd(),
+		newServeCmd(), newGatewayCmd(), newControllerCmd(), newDemoCmd(),
 		newDeployCmd(g), newLsCmd(g), newDescribeCmd(g), newVersionsCmd(g), newRmCmd(g), newLogsCmd(g), newRunCmd(g),
 		newLoginCmd(g), newLogoutCmd(g),
 	)

@@ -40,13 +40,14 @@ Every flag can also be set with the environment variable shown.`,
 			return app.Serve(ctx, cfg, logger, nil)
 		},
 	}
-	f := cmd.Flags()
-	help := map[string]string{}
-	env := map[string]string{}
-	for _, k := range config.Knobs() {
-		help[k.Flag], env[k.Flag] = k.Help, k.Env
-	}
-	h := func(flag string) string { return fmt.Sprintf("%s (env %s)", help[flag], env[flag]) }
+	addServerFlags(cmd.Flags(), &cfg)
+	return cmd
+}
+
+// addServerFlags registers the flags `ember serve`, `ember gateway` and
+// `ember controller` share, each with its environment variable.
+func addServerFlags(f *pflag.FlagSet, cfg *config.Config) {
+	h := knobHelp()
 	f.StringVar(&cfg.Addr, "addr", cfg.Addr, h("addr"))
 	f.StringVar(&cfg.DataDir, "data-dir", cfg.DataDir, h("data-dir"))
 	f.DurationVar(&cfg.Grace, "grace", cfg.Grace, h("grace"))
@@ -71,8 +72,8 @@ Every flag can also be set with the environment variable shown.`,
 	_ = f.MarkDeprecated("webhook-block-private", "loopback and private webhooks are refused by default; see --webhook-allow")
 	f.StringVar(&cfg.CacheDir, "cache-dir", cfg.CacheDir, h("cache-dir"))
 	f.IntVar(&cfg.ONNXPool, "onnx-pool", cfg.ONNXPool, h("onnx-pool"))
-	f.IntVar(&cfg.ONNXLoaded, "onnx-loaded", cfg.ONNXLoaded, h("onnx-loaded"))
 	f.IntVar(&cfg.ONNXThreads, "onnx-threads", cfg.ONNXThreads, h("onnx-threads"))
+	f.IntVar(&cfg.ONNXLoaded, "onnx-loaded", cfg.ONNXLoaded, h("onnx-loaded"))
 	f.StringVar(&cfg.ORTLib, "ort-lib", cfg.ORTLib, h("ort-lib"))
 	f.StringSliceVar(&cfg.InheritEnv, "inherit-env", cfg.InheritEnv, h("inherit-env"))
 	f.StringVar(&cfg.TLSCert, "tls-cert", cfg.TLSCert, h("tls-cert"))
@@ -97,8 +98,28 @@ Every flag can also be set with the environment variable shown.`,
 	f.StringVar(&cfg.KubeNetwork, "kube-network", cfg.KubeNetwork, h("kube-network"))
 	f.StringVar(&cfg.KubeWorkerImage, "kube-worker-image", cfg.KubeWorkerImage, h("kube-worker-image"))
 	f.StringVar(&cfg.AdminKeyFile, "admin-key-file", cfg.AdminKeyFile, h("admin-key-file"))
+}
+
+// addRoleFlags registers the flags of the roles: the Lease, this node's
+// name and address, the cluster credential.
+func addRoleFlags(f *pflag.FlagSet, cfg *config.Config) {
+	h := knobHelp()
+	f.StringVar(&cfg.LeaseName, "lease-name", cfg.LeaseName, h("lease-name"))
+	f.DurationVar(&cfg.LeaseDuration, "lease-duration", cfg.LeaseDuration, h("lease-duration"))
+	f.DurationVar(&cfg.LeaseRenewDeadline, "lease-renew-deadline", cfg.LeaseRenewDeadline, h("lease-renew-deadline"))
+	f.DurationVar(&cfg.LeaseRetryPeriod, "lease-retry-period", cfg.LeaseRetryPeriod, h("lease-retry-period"))
+	f.StringVar(&cfg.NodeName, "node-name", cfg.NodeName, h("node-name"))
 	f.StringVar(&cfg.ClusterTokenFile, "cluster-token-file", cfg.ClusterTokenFile, h("cluster-token-file"))
-	return cmd
+}
+
+// knobHelp returns a flag's help with its environment variable.
+func knobHelp() func(flag string) string {
+	help := map[string]string{}
+	env := map[string]string{}
+	for _, k := range config.Knobs() {
+		help[k.Flag], env[k.Flag] = k.Help, k.Env
+	}
+	return func(flag string) string { return fmt.Sprintf("%s (env %s)", help[flag], env[flag]) }
 }
 
 // applyEnv sets every flag not given on the command line from its

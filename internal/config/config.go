@@ -158,6 +158,20 @@ type Config struct {
 	// to every user). At most one of the two.
 	ClusterTokenFile string
 	ClusterToken     string
+	// The roles (`ember controller`, `ember gateway`): the controllers
+	// elect a leader with the coordination.k8s.io Lease LeaseName in
+	// KubeNamespace; the holder identity is NodeName_AdvertiseAddr, which
+	// is how gateways find the leader's internal API.
+	LeaseName          string
+	LeaseDuration      time.Duration
+	LeaseRenewDeadline time.Duration
+	LeaseRetryPeriod   time.Duration
+	// AdvertiseAddr is the host:port other nodes reach this controller on
+	// ("" = $POD_IP with --addr's port, else --addr).
+	AdvertiseAddr string
+	// NodeName names this node in the Lease and in reports ("" = $POD_NAME,
+	// else the host name).
+	NodeName string
 	// GuardCommand is the argv of the helper that kills instances' whole
 	// process groups if the server dies (process.Guard). The CLI sets it
 	// to `ember worker guard`; empty (in-process embedders, benchmarks)
@@ -203,6 +217,10 @@ func Default() Config {
 		ContainerGPUDriver: "nvidia",
 		Backend:            "local",
 		KubeNetwork:        "pod",
+		LeaseName:          "ember-controller",
+		LeaseDuration:      15 * time.Second,
+		LeaseRenewDeadline: 10 * time.Second,
+		LeaseRetryPeriod:   2 * time.Second,
 	}
 }
 
@@ -285,6 +303,12 @@ func Knobs() []Knob {
 		{"kube-worker-image", "EMBER_KUBE_WORKER_IMAGE", "Ember's own image, run in worker mode by onnx functions' Pods on Kubernetes"},
 		{"admin-key-file", "EMBER_ADMIN_KEY_FILE", "file holding an admin key (a mounted Kubernetes Secret, mode 0400/0440; make one with `ember keys generate`): made an admin key of the store at start, idempotently on every replica; no <data-dir>/admin.key is written"},
 		{"cluster-token-file", "EMBER_CLUSTER_TOKEN_FILE", "file holding the cluster token (≥ 32 bytes, e.g. openssl rand -hex 32) that gateways and controllers present to each other on /internal/v1/ routes; or set EMBER_CLUSTER_TOKEN to the token itself"},
+		{"lease-name", "EMBER_LEASE_NAME", "the coordination.k8s.io Lease in --kube-namespace that controllers elect their leader with, and gateways read to find it"},
+		{"lease-duration", "EMBER_LEASE_DURATION", "how long a leader's Lease holds without renewal before another controller may take it (failover time)"},
+		{"lease-renew-deadline", "EMBER_LEASE_RENEW_DEADLINE", "how long the leader keeps retrying a renewal before it stops leading (and exits); below --lease-duration"},
+		{"lease-retry-period", "EMBER_LEASE_RETRY_PERIOD", "how often controllers try to take or renew the Lease"},
+		{"advertise-addr", "EMBER_ADVERTISE_ADDR", "host:port other nodes reach this controller on, written into the Lease; default $POD_IP with --addr's port, else --addr"},
+		{"node-name", "EMBER_NODE_NAME", "this node's name in the Lease and in gateway reports; default $POD_NAME, else the host name"},
 		{"gpus", "EMBER_GPUS", "GPU inventory: auto (nvidia-smi; none without it), off (resources.gpu only meters and prices; no GPU is checked or assigned) or file:PATH (nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits output)"},
 	}
 }
@@ -371,6 +395,11 @@ func (c Config) Validate() error {
 	}
 	if c.AdminKeyFile != "" && !c.Auth {
 		return fmt.Errorf("admin-key-file: needs --auth (it is off)")
+
+	}
+	if c.LeaseDuration <= c.LeaseRenewDeadline || c.LeaseRenewDeadline <= c.LeaseRetryPeriod || c.LeaseRetryPeriod <= 0 {
+		return fmt.Errorf("lease-duration, lease-renew-deadline, lease-retry-period: want duration > renew deadline > retry period > 0 (got %s, %s, %s)",
+			c.LeaseDuration, c.LeaseRenewDeadline, c.LeaseRetryPeriod)
 	}
 	for _, u := range c.ContainerUlimits {
 		if !ulimitRE.MatchString(u) {

@@ -103,7 +103,7 @@ func (m *Manager) ReconcileIdle(fn string, desired int, extra, last time.Duratio
 		if alive <= 1 {
 			idle = last
 		}
-		if in.state == Ready && in.inFlight == 0 && !in.idleSince.IsZero() && now.Sub(in.idleSince) >= idle {
+		if in.state == Ready && in.inFlight == 0 && in.remote == 0 && !in.idleSince.IsZero() && now.Sub(in.idleSince) >= idle {
 			if alive <= 1 && p.limit != 0 && !in.outdated {
 				// The function goes to zero: a driver that can keep
 				// this instance loaded (driver.Parker) may, for the

@@ -182,6 +182,7 @@ type Instance struct {
 	readyAt   time.Time
 	phases    []driver.Phase
 	inFlight  int
+	remote    int // in flight at other gateways, from their reports (Touch)
 	served    int64
 	idleSince time.Time
 	exitErr   error

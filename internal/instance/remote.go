@@ -1,0 +1,64 @@
+package instance
+
+import (
+	"context"
+	"time"
+
+	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/driver"
+)
+
+// Touch records instance id's traffic at gateways in other processes (the
+// leader controller hears it in their reports): inFlight requests over
+// every gateway now, and when one last ended. Keep-warm expiry counts from
+// the later of the local and remote last use, and never stops an instance
+// while remote requests are in flight.
+func (m *Manager) Touch(fn, id string, inFlight int, lastUsed time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	in := m.byID[id]
+	if in == nil || in.fn != fn {
+		return
+	}
+	in.remote = max(inFlight, 0)
+	now := m.now()
+	switch {
+	case in.remote > 0:
+		in.idleSince = now // busy as of this report
+	case in.inFlight == 0 && lastUsed.After(in.idleSince) && !lastUsed.After(now):
+		in.idleSince = lastUsed
+	}
+}
+
+// Adopt registers an instance the driver already runs (driver.Reclaim,
+// when a controller gains leadership) as a ready instance of fn's current
+// version, so a new leader serves and scales what the previous one
+// started instead of starting duplicates. It reports false, adopting
+// nothing, when fn is not deployed at that version or id is known.
+func (m *Manager) Adopt(fn string, version int64, id string, di driver.Instance) bool {
+	m.mu.Lock()
+	p := m.pools[fn]
+	if p == nil || p.version != version || m.byID[id] != nil || m.closed {
+		m.mu.Unlock()
+		return false
+	}
+	now := m.now()
+	in := &Instance{id: id, fn: fn, version: version, state: Ready, startedAt: now, readyAt: now,
+		idleSince: now, drv: di, phases: di.Phases(), gone: make(chan struct{})}
+	in.startCtx, in.cancelStart = context.WithCancel(m.ctx)
+	p.instances = append(p.instances, in)
+	m.byID[id] = in
+	m.mu.Unlock()
+	if o := m.opts.Observer; o != nil {
+		o.StateChange(fn, id, "", api.StateReady, now)
+	}
+	logger := m.logger.With("function", fn, "instance", id)
+	logger.Info("instance adopted")
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		m.watch(in, di, logger)
+	}()
+	m.opts.Notify(fn)
+	return true
+}
