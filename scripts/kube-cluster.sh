@@ -11,18 +11,23 @@
 #   scripts/kube-cluster.sh env DIR     print the env of a started cluster:
 #                                       eval "$(scripts/kube-cluster.sh env DIR)"
 #   scripts/kube-cluster.sh stop DIR    stop everything start started, remove the Pods' containers
+#   scripts/kube-cluster.sh image DIR NAME PKG
+#                                       build the Go package PKG static (CGO_ENABLED=0) and import it
+#                                       into the cluster's containerd as image NAME, e.g.
+#                                       ember-sim:dev ./examples/sim or ember:dev ./cmd/ember
 #
 #   EMBER_KUBE_PORT_BASE  first of the 7 TCP ports used (default: derived from DIR, in 20000-29999,
 #                         so clusters in different directories do not collide)
 #   EMBER_KUBE_BIN        Kubernetes bin dir (default: scripts/kube-binaries.sh's, which builds if needed)
 #   EMBER_KUBE_TIMEOUT    seconds to wait for each component (default 60)
 #
-# Needs root (kubelet, containerd), etcd, containerd, runc, ctr, kubectl,
-# openssl, curl and go. Paths under DIR must stay short (unix sockets).
+# Needs root (kubelet, containerd), etcd, containerd, runc, ctr, openssl,
+# curl and go (kubectl is optional: the KUBECONFIG printed works with it).
+# Paths under DIR must stay short (unix sockets).
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop|env DIR" >&2; exit 2; }
-[[ $# -eq 2 ]] || usage
+usage() { echo "usage: $0 start|stop|env DIR | image DIR NAME PKG" >&2; exit 2; }
+[[ $# -eq 2 || ($# -eq 4 && $1 == image) ]] || usage
 cmd=$1
 mkdir -p "$2"
 dir=$(cd "$2" && pwd)
@@ -154,7 +159,8 @@ EOF
 	touch "$pki/done"
 }
 
-# image NAME ENTRY PKG: builds PKG static and imports it as image NAME.
+# ociimage NAME PKG: builds PKG static and imports it as image NAME, the
+# binary its only file and entrypoint.
 ociimage() {
 	local name=$1 pkg=$2 out=$dir/images/$(basename "$2")
 	mkdir -p "$dir/images"
@@ -248,8 +254,8 @@ start() {
 	for t in kube-apiserver kube-controller-manager kube-scheduler kubelet; do
 		[[ -x $bin/$t ]] || { log "$bin/$t missing (scripts/kube-binaries.sh builds it)"; exit 1; }
 	done
-	for t in etcd containerd runc ctr kubectl openssl curl go; do
-		command -v "$t" >/dev/null || { log "$t not found (apt-get install etcd-server containerd runc kubectl openssl curl)"; exit 1; }
+	for t in etcd containerd runc ctr openssl curl go; do
+		command -v "$t" >/dev/null || { log "$t not found (apt-get install etcd-server containerd runc openssl curl)"; exit 1; }
 	done
 	[[ -x /usr/lib/cni/loopback ]] || { log "/usr/lib/cni/loopback missing (apt-get install containernetworking-plugins)"; exit 1; }
 	mkdir -p "$logs" "$pids"
@@ -280,9 +286,7 @@ start() {
 	if ! ctr --address "$sock" -n k8s.io images ls -q | grep -qx docker.io/library/ember-pause:dev; then
 		ociimage ember-pause:dev ./scripts/pause
 	fi
-	local admin
-	admin=$(awk -F, '$2=="admin"{print $1}' "$pki/tokens.csv")
-	wait_for kube-apiserver curl -fsS --cacert "$pki/ca.crt" -H "Authorization: Bearer $admin" "https://127.0.0.1:$api_port/readyz"
+	wait_for kube-apiserver api /readyz
 
 	run kube-controller-manager "$bin/kube-controller-manager" \
 		--kubeconfig "$pki/controller-manager.kubeconfig" \
@@ -309,15 +313,19 @@ start() {
 	wait_for kubelet node_ready
 	# Pods need the namespace's default ServiceAccount, which the
 	# controller-manager creates.
-	wait_for kube-controller-manager kubectl --kubeconfig "$dir/kubeconfig" -n default get serviceaccount default
+	wait_for kube-controller-manager api /api/v1/namespaces/default/serviceaccounts/default
 	log "cluster in $dir ready in $((($(date +%s%N) - start_ns) / 1000000)) ms (ports $base-$kubelet_health)"
 	print_env
 }
 
-node_ready() {
-	[[ $(kubectl --kubeconfig "$dir/kubeconfig" get node "$node" \
-		-o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]]
+# api PATH: GET PATH from the API server as the admin.
+api() {
+	curl -fsS --cacert "$pki/ca.crt" -H "Authorization: Bearer $(awk -F, '$2=="admin"{print $1}' "$pki/tokens.csv")" \
+		"https://127.0.0.1:$api_port$1"
 }
+
+# The API server writes a condition's fields in order, type before status.
+node_ready() { api "/api/v1/nodes/$node" | grep -q '"type":"Ready","status":"True"'; }
 
 stop_one() {
 	local name=$1
@@ -364,6 +372,11 @@ stop) stop ;;
 env)
 	[[ -f $dir/kubeconfig ]] || { log "no cluster in $dir ($0 start $dir)"; exit 1; }
 	print_env
+	;;
+image)
+	alive containerd || { log "no containerd running in $dir ($0 start $dir)"; exit 1; }
+	ociimage "$3" "$4"
+	log "imported $3 ($4)"
 	;;
 *) usage ;;
 esac
