@@ -108,7 +108,9 @@ var kubeSimImage struct {
 // cluster never replace each other's image.
 func (k *kubeCluster) simImage(t *testing.T) string {
 	t.Helper()
-	kubeSimImage.once.Do(func() { kubeSimImage.name, kubeSimImage.err = importImage(k.containerd, "ember-sim", "../examples/sim") })
+	kubeSimImage.once.Do(func() {
+		kubeSimImage.name, kubeSimImage.err = importImage(k.containerd, "ember-sim", "../examples/sim")
+	})
 	if kubeSimImage.err != nil {
 		t.Fatal(kubeSimImage.err)
 	}
