@@ -278,7 +278,7 @@ func TestKubeScaleFromZero(t *testing.T) {
 	s := startServer(t, "", "--backend", "kubernetes", "--kube-network", "host",
 		"--kubeconfig", k.kubeconfig, "--kube-namespace", ns)
 	const name = "kzero"
-	s.deploy(fmt.Sprintf("name: %s\nruntime: container\nimage: %s\nscaling: {min: 0, max: 1, idle_timeout: 2s}\n", name, image))
+	s.deploy(fmt.Sprintf("name: %s\nruntime: container\nimage: %s\nenv: {SIM_GREETING: hello}\nscaling: {min: 0, max: 1, idle_timeout: 2s}\n", name, image))
 	if pods := k.pods(t, ns); len(pods) != 0 {
 		t.Fatalf("%d Pods before any call, want 0 (scale from zero)", len(pods))
 	}
@@ -301,6 +301,16 @@ func TestKubeScaleFromZero(t *testing.T) {
 	if p.Status.Phase != corev1.PodRunning {
 		t.Errorf("Pod %s phase %s after it answered, want Running", p.Name, p.Status.Phase)
 	}
+	// The function's env reaches the Pod through a Secret, never as a
+	// plain value in the Pod spec.
+	if n := len(k.emberSecrets(t, ns)); n != 1 {
+		t.Errorf("%d Ember Secrets while the Pod runs, want 1 (the function's env)", n)
+	}
+	for _, e := range p.Spec.Containers[0].Env {
+		if e.Name == "SIM_GREETING" && e.Value != "" {
+			t.Errorf("SIM_GREETING is a plain value in the Pod spec, want a secretKeyRef")
+		}
+	}
 	if warm := s.call("POST", "/v1/run/"+name+"/predict", `{"echo":"again"}`); warm.status != 200 {
 		t.Fatalf("warm call = %d %s", warm.status, warm.body)
 	}
@@ -311,11 +321,14 @@ func TestKubeScaleFromZero(t *testing.T) {
 	if created, maxLive := rec.counts(); created != 1 || maxLive != 1 {
 		t.Errorf("the API server saw %d Pods created, at most %d at once; want 1 and 1", created, maxLive)
 	}
-	secrets, err := k.cs.CoreV1().Secrets(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=ember"})
+	eventually(t, 30*time.Second, "the Pod's Secret deleted", func() bool { return len(k.emberSecrets(t, ns)) == 0 })
+}
+
+func (k *kubeCluster) emberSecrets(t *testing.T, ns string) []corev1.Secret {
+	t.Helper()
+	list, err := k.cs.CoreV1().Secrets(ns).List(context.Background(), metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=ember"})
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("list secrets in %s: %v", ns, err)
 	}
-	if len(secrets.Items) != 0 {
-		t.Errorf("%d Ember Secrets left after the Pod went back to zero, want 0", len(secrets.Items))
-	}
+	return list.Items
 }
