@@ -88,6 +88,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger, ready fu
 	}
 	defer drv.onnx.Close(context.Background())
 	defer drv.container.Close()
+	defer drv.closeKube()
 	prep := &preparer{cfg: cfg, rt: drv, logger: logger.With("component", "prepare")}
 	var metrics *telemetry.Metrics
 	mgr := instance.New(drv, logger.With("component", "instance"), instance.Options{

@@ -20,6 +20,7 @@ import (
 	"github.com/ember-run/ember/internal/driver"
 	"github.com/ember-run/ember/internal/driver/container"
 	"github.com/ember-run/ember/internal/driver/gpu"
+	"github.com/ember-run/ember/internal/driver/kube"
 	"github.com/ember-run/ember/internal/driver/onnx"
 	"github.com/ember-run/ember/internal/driver/process"
 	"github.com/ember-run/ember/internal/instance"
@@ -33,6 +34,9 @@ type runtimes struct {
 	process   *process.Driver
 	onnx      *onnx.Driver
 	container *container.Driver
+	// kube runs every runtime's instances as Pods with --backend
+	// kubernetes (nil: local backend).
+	kube *kube.Driver
 	// gpus hands GPUs to process and container instances (nil: --gpus
 	// off, resources.gpu only meters).
 	gpus   *gpu.Allocator
@@ -117,7 +121,7 @@ func (r *runtimes) Validate(f *spec.Function) error {
 			Reason: fmt.Sprintf("unknown runtime %q (supported: %s)", f.Runtime, strings.Join(slices.Sorted(maps.Keys(r.byName)), ", "))}}}
 	}
 	var errs []*spec.FieldError
-	if f.Runtime == spec.RuntimeONNX && !models.ONNXBuilt {
+	if f.Runtime == spec.RuntimeONNX && !models.ONNXBuilt && r.kube == nil { // on Kubernetes the worker image has it
 		errs = append(errs, &spec.FieldError{Field: "runtime", Reason: models.ErrNoONNX.Error()})
 	}
 	if hw := f.HardwareClass(); r.hardware != nil && !r.hardware(hw) {
@@ -171,6 +175,10 @@ var (
 	_ driver.Validator = (*process.Driver)(nil)
 	_ driver.Validator = (*onnx.Driver)(nil)
 	_ driver.Validator = (*container.Driver)(nil)
+	_ driver.Validator = (*kube.Driver)(nil)
+	_ driver.Validator = kubeONNX{}
+	_ driver.Lister    = (*runtimes)(nil)
+	_ driver.Adopter   = (*runtimes)(nil)
 )
 
 // newRuntimes builds the drivers. Instances start from a minimal
@@ -183,10 +191,17 @@ func newRuntimes(cfg config.Config, logger *slog.Logger, guard *process.Guard, s
 	if err != nil {
 		return nil, fmt.Errorf("locate the ember binary for onnx workers: %w", err)
 	}
+	pool := cfg.ONNXPool
+	if cfg.Backend == "kubernetes" {
+		pool = 0 // no local workers: onnx instances are worker Pods
+	}
 	on := onnx.New(proc, logger.With("component", "onnx"), onnx.Options{
-		Executable: exe, CacheDir: cfg.Cache(), ORTLib: cfg.ORTLib, PoolSize: cfg.ONNXPool,
+		Executable: exe, CacheDir: cfg.Cache(), ORTLib: cfg.ORTLib, PoolSize: pool,
 		Threads: cfg.ONNXThreads,
 	})
+	if cfg.Backend == "kubernetes" {
+		return newKubeRuntimes(cfg, logger, proc, on, secrets)
+	}
 	ctr, err := newContainers(cfg, logger.With("component", "container"), secrets)
 	if err != nil {
 		return nil, err
@@ -196,6 +211,87 @@ func newRuntimes(cfg config.Config, logger *slog.Logger, guard *process.Guard, s
 	r.gpus = newGPUs(cfg, logger.With("component", "gpu"))
 	r.byName[spec.RuntimeContainer] = ctr
 	return r, nil
+}
+
+// newKubeRuntimes runs every runtime as Pods (--backend kubernetes):
+// container functions run their image, process functions need one (the
+// kube driver refuses them at deploy without), onnx functions run
+// --kube-worker-image in worker mode. The local GPU allocator is off: the
+// scheduler hands out nvidia.com/gpu. Pods a previous life of this server
+// left are deleted, as the container driver's Cleanup does; a leader
+// that adopts them instead calls driver.Reclaim on the registry.
+func newKubeRuntimes(cfg config.Config, logger *slog.Logger, proc *process.Driver, on *onnx.Driver, secrets process.SecretSource) (*runtimes, error) {
+	cs, _, ns, err := kube.Connect(cfg.Kubeconfig, cfg.KubeNamespace)
+	if err != nil {
+		return nil, fmt.Errorf("backend kubernetes: %w", err)
+	}
+	kd, err := kube.New(logger.With("component", "kube"), kube.Options{Client: cs, Namespace: ns,
+		Network: cfg.KubeNetwork, WorkerImage: cfg.KubeWorkerImage, AllowHostPaths: cfg.ContainerAllowHostPaths, Secrets: secrets})
+	if err != nil {
+		return nil, err
+	}
+	// The container driver stays for what app reaches through it (cog
+	// file links); it starts nothing here and its engine is not asked.
+	ctr, err := container.New(logger.With("component", "container"), container.Options{Host: cfg.ContainerHost, PublicURL: publicURL(cfg)})
+	if err != nil {
+		return nil, err
+	}
+	r := kubeRegistry(kd, proc, on, ctr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := kd.Cleanup(ctx)
+	if err != nil {
+		logger.Warn("cannot delete pods left by an earlier run", "namespace", ns, "err", err)
+	}
+	if n > 0 {
+		logger.Info("deleted pods left by an earlier run", "count", n, "namespace", ns)
+	}
+	logger.Info("instances run as Pods", "namespace", ns, "network", cfg.KubeNetwork)
+	return r, nil
+}
+
+// kubeRegistry maps every runtime to the kube driver.
+func kubeRegistry(kd *kube.Driver, proc *process.Driver, on *onnx.Driver, ctr *container.Driver) *runtimes {
+	return &runtimes{process: proc, onnx: on, container: ctr, kube: kd, byName: map[string]driver.Driver{
+		spec.RuntimeProcess:   kd,
+		spec.RuntimeContainer: kd,
+		spec.RuntimeONNX:      kubeONNX{Driver: kd, onnx: on},
+	}}
+}
+
+// kubeONNX runs onnx functions as worker Pods: the onnx driver says which
+// tasks and models its worker serves, the kube driver what a Pod needs.
+type kubeONNX struct {
+	*kube.Driver
+	onnx *onnx.Driver
+}
+
+func (k kubeONNX) Validate(s driver.StartSpec) error {
+	return errors.Join(k.onnx.Validate(s), k.Driver.Validate(s))
+}
+
+// List and Adopt reach the kube driver's Pods, so that a leader can
+// reclaim them (driver.Reclaim on the registry); the local backend has
+// nothing to list.
+func (r *runtimes) List(ctx context.Context) ([]driver.Listed, error) {
+	if r.kube == nil {
+		return nil, nil
+	}
+	return r.kube.List(ctx)
+}
+
+func (r *runtimes) Adopt(ctx context.Context, l driver.Listed) (driver.Instance, error) {
+	if r.kube == nil {
+		return nil, fmt.Errorf("adopt %s: the local backend adopts nothing", l.Handle)
+	}
+	return r.kube.Adopt(ctx, l)
+}
+
+// closeKube releases the kube driver's watches; its Pods keep running.
+func (r *runtimes) closeKube() {
+	if r.kube != nil {
+		r.kube.Close()
+	}
 }
 
 func newRegistry(proc *process.Driver, on *onnx.Driver) *runtimes {
@@ -288,6 +384,9 @@ type preparer struct {
 }
 
 func (p *preparer) Prepare(ctx context.Context, f *spec.Function) error {
+	if p.rt.kube != nil {
+		return nil // the node's kubelet pulls images, the worker Pod its model
+	}
 	if f.Runtime == spec.RuntimeContainer && p.rt.container != nil {
 		// Pull at deploy, with progress in the server log, so no cold
 		// start waits for a registry.
