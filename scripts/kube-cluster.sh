@@ -283,7 +283,9 @@ start() {
 		--cert-dir "$pki/apiserver-generated" --profiling=false
 	wait_for containerd ctr --address "$sock" version
 	# The sandbox image, built here: no registry to pull one from.
-	if ! ctr --address "$sock" -n k8s.io images ls -q | grep -qx docker.io/library/ember-pause:dev; then
+	local images
+	images=$(ctr --address "$sock" -n k8s.io images ls -q)
+	if ! grep -qx docker.io/library/ember-pause:dev <<<"$images"; then
 		ociimage ember-pause:dev ./scripts/pause
 	fi
 	wait_for kube-apiserver api /readyz
