@@ -181,9 +181,11 @@ func TestKubeHarnessPod(t *testing.T) {
 				Name:            "sim",
 				Image:           image,
 				ImagePullPolicy: corev1.PullNever, // the image exists only in the node's containerd
-				Args:            []string{"--port", fmt.Sprint(port)},
+				// The sim listens on loopback; the kubelet probes it there
+				// (the node's IP is the host's, not 127.0.0.1).
+				Args: []string{"--port", fmt.Sprint(port)},
 				ReadinessProbe: &corev1.Probe{
-					ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/health", Port: intstr.FromInt32(int32(port))}},
+					ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Host: "127.0.0.1", Path: "/health", Port: intstr.FromInt32(int32(port))}},
 					PeriodSeconds: 1,
 				},
 			}},

@@ -308,7 +308,7 @@ start() {
 	setup_kubelet
 	run kubelet "$bin/kubelet" --config "$dir/kubelet/config.yaml" \
 		--kubeconfig "$pki/kubelet.kubeconfig" --root-dir "$dir/kubelet/root" \
-		--cert-dir "$dir/kubelet/pki" --hostname-override "$node" --node-ip 127.0.0.1
+		--cert-dir "$dir/kubelet/pki" --hostname-override "$node"
 	wait_for kube-controller-manager curl -fsSk "https://127.0.0.1:$cm_port/healthz"
 	wait_for kube-scheduler curl -fsSk "https://127.0.0.1:$sched_port/healthz"
 	wait_for kubelet curl -fsS "http://127.0.0.1:$kubelet_health/healthz"
@@ -326,8 +326,9 @@ api() {
 		"https://127.0.0.1:$api_port$1"
 }
 
-# The API server writes a condition's fields in order, type before status.
-node_ready() { api "/api/v1/nodes/$node" | grep -q '"type":"Ready","status":"True"'; }
+# The API server writes a condition's fields in order, type before status
+# (indented: hence the tr).
+node_ready() { api "/api/v1/nodes/$node" | tr -d ' \n' | grep -q '"type":"Ready","status":"True"'; }
 
 stop_one() {
 	local name=$1
