@@ -222,6 +222,7 @@ type podRecorder struct {
 	created map[string]bool // every Pod name ever seen
 	live    map[string]bool
 	maxLive int
+	stopped bool // the test stopped the watch: its closing error is expected
 }
 
 func (k *kubeCluster) recordPods(t *testing.T, ns string) *podRecorder {
@@ -238,6 +239,12 @@ func (k *kubeCluster) recordPods(t *testing.T, ns string) *podRecorder {
 		defer close(done)
 		for ev := range w.ResultChan() {
 			p, ok := ev.Object.(*corev1.Pod)
+			r.mu.Lock()
+			stopped := r.stopped
+			r.mu.Unlock()
+			if !ok && !stopped {
+				t.Errorf("pod watch: %s %v: the Pod count would be incomplete", ev.Type, ev.Object)
+			}
 			if !ok {
 				continue
 			}
@@ -254,6 +261,9 @@ func (k *kubeCluster) recordPods(t *testing.T, ns string) *podRecorder {
 		}
 	}()
 	t.Cleanup(func() {
+		r.mu.Lock()
+		r.stopped = true
+		r.mu.Unlock()
 		w.Stop()
 		cancel()
 		<-done
@@ -280,7 +290,7 @@ func TestKubeScaleFromZero(t *testing.T) {
 	s := startServer(t, "", "--backend", "kubernetes", "--kube-network", "host",
 		"--kubeconfig", k.kubeconfig, "--kube-namespace", ns)
 	const name = "kzero"
-	s.deploy(fmt.Sprintf("name: %s\nruntime: container\nimage: %s\nenv: {SIM_GREETING: hello}\nscaling: {min: 0, max: 1, idle_timeout: 2s}\n", name, image))
+	s.deploy(fmt.Sprintf("name: %s\nruntime: container\nimage: %s\nenv: {SIM_HOST: 0.0.0.0, SIM_GREETING: hello}\nscaling: {min: 0, max: 1, idle_timeout: 2s}\n", name, image))
 	if pods := k.pods(t, ns); len(pods) != 0 {
 		t.Fatalf("%d Pods before any call, want 0 (scale from zero)", len(pods))
 	}

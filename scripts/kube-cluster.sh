@@ -33,7 +33,11 @@ mkdir -p "$2"
 dir=$(cd "$2" && pwd)
 repo=$(cd "$(dirname "$0")/.." && pwd)
 timeout=${EMBER_KUBE_TIMEOUT:-60}
-node=ember-node
+# The node is named localhost: the API server reaches the kubelet (logs,
+# exec) by the node's hostname, which must resolve to where the kubelet
+# listens, 127.0.0.1 (the kubelet refuses a loopback node IP, so the node's
+# InternalIP is the host's).
+node=localhost
 
 if [[ -n ${EMBER_KUBE_PORT_BASE:-} ]]; then
 	base=$EMBER_KUBE_PORT_BASE
@@ -269,6 +273,10 @@ start() {
 	run containerd containerd --config "$dir/containerd/config.toml"
 	wait_for etcd curl -fsS "http://127.0.0.1:$etcd_port/health"
 
+	# --watch-cache=false: with Debian's etcd 3.4 (no watch progress
+	# requests) the watch cache refuses watches and lists at a recent
+	# resourceVersion ("Too large resource version"); served from etcd
+	# directly they work.
 	run kube-apiserver "$bin/kube-apiserver" \
 		--etcd-servers "http://127.0.0.1:$etcd_port" \
 		--bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
@@ -279,8 +287,10 @@ start() {
 		--service-account-issuer https://kubernetes.default.svc.cluster.local \
 		--service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
 		--service-cluster-ip-range 10.96.0.0/16 \
+		--kubelet-preferred-address-types Hostname,InternalIP \
 		--kubelet-client-certificate "$pki/kubelet-client.crt" --kubelet-client-key "$pki/kubelet-client.key" \
-		--cert-dir "$pki/apiserver-generated" --profiling=false
+		--cert-dir "$pki/apiserver-generated" --profiling=false \
+		--watch-cache=false
 	wait_for containerd ctr --address "$sock" version
 	# The sandbox image, built here: no registry to pull one from.
 	local images
