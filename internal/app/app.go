@@ -260,6 +260,9 @@ func runAPI(ctx context.Context, cfg config.Config, r role, logger *slog.Logger,
 	var instances gateway.Instances = instancesView{mgr}
 	if member != nil {
 		instances = gatewayInstances{instancesView{mgr}, member}
+		// Route windows count every gateway's calls (through the
+		// leader), so QPS and cost decisions see the total.
+		member.SetRoutes(routeSvc.Calls, routeSvc.Record)
 	}
 	gw := gateway.New(gateway.Options{Invoker: act, Registry: registryView{ctl}, Instances: instances,
 		Forwarder: px, Observer: obs, Routes: routeSvc, Secrets: db, Budgets: usage.Budgets{Source: meter},

@@ -31,8 +31,11 @@ type GatewayOptions struct {
 	Functions func() []string
 	// Notify tells the activator that fn's capacity changed.
 	Notify func(fn string)
-	// Routes, if set, returns each route's calls since the previous call.
+	// Routes, if set, returns each route's calls since the previous call;
+	// Others receives the other gateways' calls the leader counted since
+	// this gateway's previous report (routing.Service's Calls and Record).
 	Routes   func() map[string]int64
+	Others   func(map[string]int64)
 	Client   *http.Client
 	Interval time.Duration // report period (1 s)
 	Now      func() time.Time
@@ -284,6 +287,12 @@ func (g *Gateway) report() Report {
 	g.reported = active
 	if g.opts.Routes != nil {
 		rep.Routes = g.opts.Routes()
+		for rt := range rep.Routes {
+			if len(rep.Routes) <= MaxRoutes {
+				break
+			}
+			delete(rep.Routes, rt) // the leader refuses a report over the limit
+		}
 	}
 	return rep
 }
@@ -328,6 +337,9 @@ func (g *Gateway) send(ctx context.Context) {
 		return
 	}
 	g.apply(st)
+	if len(st.Routes) > 0 && g.opts.Others != nil {
+		g.opts.Others(st.Routes)
+	}
 }
 
 // poll long-polls GET /endpoints?after= so a new ready instance reaches
@@ -428,4 +440,11 @@ func (g *Gateway) forgetLeader(addr string) {
 // before Run.
 func (g *Gateway) SetSource(demand func(fn string) (average float64, inFlight, queued int), functions func() []string, notify func(fn string)) {
 	g.opts.Demand, g.opts.Functions, g.opts.Notify = demand, functions, notify
+}
+
+// SetRoutes wires the routing service, built after the Gateway: calls
+// returns each route's calls here since its previous call, others records
+// the other gateways' calls in the route windows. Call it before Run.
+func (g *Gateway) SetRoutes(calls func() map[string]int64, others func(map[string]int64)) {
+	g.opts.Routes, g.opts.Others = calls, others
 }

@@ -68,6 +68,9 @@ type Leader struct {
 type gatewayRec struct {
 	last    time.Time
 	reports map[string]FunctionReport
+	// others counts the other gateways' route calls reported since this
+	// gateway's last report, told to it in the answer (each call once).
+	others map[string]int64
 }
 
 // NewLeader returns a Leader.
@@ -242,12 +245,8 @@ func (l *Leader) Apply(rep Report) State {
 	if l.ledger.Confirm(rep.Gateway, applied, flight) {
 		l.bumpLocked() // another gateway's share may grow
 	}
-	for rt, n := range rep.Routes {
-		if n > 0 {
-			l.routes[rt] += n
-		}
-	}
 	live := l.liveLocked(now)
+	l.routeCallsLocked(rep.Gateway, rep.Routes, live)
 	totals, touch := l.totalsLocked(live)
 	for fn, f := range rep.Functions {
 		if f.Queued > 0 {
@@ -255,6 +254,7 @@ func (l *Leader) Apply(rep Report) State {
 		}
 	}
 	st := l.stateLocked(rep.Gateway, live)
+	st.Routes, g.others = g.others, nil
 	l.mu.Unlock()
 
 	for fn, f := range rep.Functions {
@@ -278,6 +278,32 @@ func (l *Leader) Apply(rep Report) State {
 		}
 	}
 	return st
+}
+
+// routeCallsLocked adds gateway from's route calls to the total and to
+// what every other live gateway has yet to be told. A gateway's backlog
+// holds at most MaxRoutes routes: calls of further ones are left out
+// rather than grow it.
+func (l *Leader) routeCallsLocked(from string, calls map[string]int64, live []string) {
+	for rt, n := range calls {
+		if n <= 0 {
+			continue
+		}
+		l.routes[rt] += n
+		for _, id := range live {
+			g := l.gateways[id]
+			if id == from {
+				continue
+			}
+			if _, ok := g.others[rt]; !ok && len(g.others) >= MaxRoutes {
+				continue
+			}
+			if g.others == nil {
+				g.others = make(map[string]int64)
+			}
+			g.others[rt] += n
+		}
+	}
 }
 
 type touch struct {

@@ -78,6 +78,10 @@ type State struct {
 	Gateways  int                      `json:"gateways"` // live gateways, N
 	Index     int                      `json:"index"`    // this gateway's index in [0, N)
 	Functions map[string]FunctionState `json:"functions,omitempty"`
+	// Routes counts calls per route at the other gateways that this
+	// gateway has not been told yet (answers to reports only), so each
+	// gateway's route windows hold the traffic of all of them.
+	Routes map[string]int64 `json:"routes,omitempty"`
 }
 
 // FunctionState is one function's capacity.

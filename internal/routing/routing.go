@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"math"
 	"net/http"
 	"os"
 	"slices"
@@ -70,6 +71,9 @@ type liveRoute struct {
 	reason    route.Reason
 	qps       float64
 	decidedAt time.Time // zero before the first decision
+	// unreported counts calls here not yet taken by Calls (a gateway
+	// reports them to the leader, which tells the other gateways).
+	unreported int64
 }
 
 // pickLocked returns the route's choice at now, deciding again when the
@@ -93,6 +97,7 @@ func (lr *liveRoute) call(now time.Time, obs Observer, cost route.CostComparer) 
 	lr.mu.Lock()
 	defer lr.mu.Unlock()
 	lr.win.Record(now, 1)
+	lr.unreported++
 	c, why := lr.pickLocked(now, obs, cost)
 	return lr.spec, c, why
 }
@@ -321,6 +326,40 @@ func (s *Service) Delete(ctx context.Context, name string) error {
 	s.tab.remove(name)
 	s.logger.Info("route removed", "route", name)
 	return nil
+}
+
+// Calls returns each route's calls since the previous Calls (routes
+// without any are left out). A gateway reports them to the leader.
+func (s *Service) Calls() map[string]int64 {
+	out := map[string]int64{}
+	for _, n := range s.tab.names() {
+		lr := s.tab.get(n)
+		if lr == nil {
+			continue
+		}
+		lr.mu.Lock()
+		if lr.unreported > 0 {
+			out[n] = lr.unreported
+			lr.unreported = 0
+		}
+		lr.mu.Unlock()
+	}
+	return out
+}
+
+// Record counts calls made through other gateways (as the leader tells
+// them) in the routes' windows now, so each route decides on the traffic
+// of every gateway: its threshold is crossed at the same total whatever
+// the number of gateways. Unknown routes and counts ≤ 0 are ignored.
+func (s *Service) Record(calls map[string]int64) {
+	now := s.now()
+	for name, n := range calls {
+		if lr := s.tab.get(name); lr != nil && n > 0 {
+			lr.mu.Lock()
+			lr.win.Record(now, int(min(n, math.MaxInt32)))
+			lr.mu.Unlock()
+		}
+	}
 }
 
 // Split finds the route named by the leading one or two segments of rest
