@@ -258,14 +258,16 @@ func runAPI(ctx context.Context, cfg config.Config, r role, logger *slog.Logger,
 	}
 	defer routeSvc.Close()
 	var instances gateway.Instances = instancesView{mgr}
+	var budgets gateway.Budgets = usage.Budgets{Source: meter}
 	if member != nil {
+		budgets = member // the leader's metering sees every instance
 		instances = gatewayInstances{instancesView{mgr}, member}
 		// Route windows count every gateway's calls (through the
 		// leader), so QPS and cost decisions see the total.
 		member.SetRoutes(routeSvc.Calls, routeSvc.Record)
 	}
 	gw := gateway.New(gateway.Options{Invoker: act, Registry: registryView{ctl}, Instances: instances,
-		Forwarder: px, Observer: obs, Routes: routeSvc, Secrets: db, Budgets: usage.Budgets{Source: meter},
+		Forwarder: px, Observer: obs, Routes: routeSvc, Secrets: db, Budgets: budgets,
 		MaxPerFunction: cfg.MaxInstancesPerFunction, Inputs: drv.container, Versions: db,
 		Bodies: gateway.BodyLimits{PreRead: cfg.BodyPreReadBytes, Budget: cfg.BodyBufferBudget,
 			MinRate: cfg.MinBodyRate, Grace: 10 * time.Second},

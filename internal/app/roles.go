@@ -26,6 +26,7 @@ import (
 	"github.com/ember-run/ember/internal/gateway"
 	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/spec"
+	"github.com/ember-run/ember/internal/usage"
 )
 
 // The roles: `ember gateway` (API, auth, activator, proxy, jobs; N
@@ -254,6 +255,12 @@ func Controller(ctx context.Context, cfg config.Config, logger *slog.Logger, rea
 		Touch:   c.mgr.Touch,
 		Prove:   c.mgr.Prove,
 		Rollout: c.mgr.Rollout,
+		Budget: func(fn string, now time.Time) *api.BudgetStatus {
+			if f, ok := c.mgr.Function(fn); !ok || f.Budget == nil {
+				return nil
+			}
+			return usage.Budgets{Source: c.meter}.Budget(fn, now)
+		},
 		Leading: func() (bool, string) { return election.Leading() },
 		Logger:  logger.With("component", "cluster"),
 	})

@@ -180,6 +180,20 @@ func (g *Gateway) Rollout(fn string) (api.Rollout, bool) {
 	return *r, true
 }
 
+// Budget is fn's spend today against its budget as the leader last said
+// (at most a report period old; nil without a budget): the gateway's own
+// metering sees no instance, the leader's sees them all.
+func (g *Gateway) Budget(fn string, _ time.Time) *api.BudgetStatus {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	b := g.state.Functions[fn].Budget
+	if b == nil {
+		return nil
+	}
+	c := *b
+	return &c
+}
+
 // Suspect stops dispatching to endpoint id until the next state from the
 // leader (at most a report period, or at once when the leader has seen it
 // die): a request could not reach it, so it probably died, and the

@@ -42,6 +42,8 @@ type LeaderOptions struct {
 	// (instance.Manager.Prove); Rollout reports fn's rollout.
 	Prove   func(fn string, version int64)
 	Rollout func(fn string) (api.Rollout, bool)
+	// Budget is fn's spend today against its budget (nil: none).
+	Budget func(fn string, now time.Time) *api.BudgetStatus
 	// Leading reports whether this controller leads, and else who does.
 	Leading func() (ok bool, holder string)
 	Live    time.Duration // a gateway is live this long after its last report (DefaultLive)
@@ -366,6 +368,9 @@ func (l *Leader) stateLocked(id string, live []string) State {
 			if r, ok := l.opts.Rollout(fn); ok {
 				fs.Rollout = &r
 			}
+		}
+		if l.opts.Budget != nil {
+			fs.Budget = l.opts.Budget(fn, l.opts.Now())
 		}
 		eps := l.opts.Instances.Endpoints(fn)
 		sh := make([]share.Endpoint, len(eps))

@@ -95,6 +95,10 @@ type FunctionState struct {
 	// Rollout is how far the current version is from ready (what a
 	// deploy that waits watches).
 	Rollout *api.Rollout `json:"rollout,omitempty"`
+	// Budget is today's spend against the function's budget, as the
+	// leader's metering has it (every instance runs there), so a gateway
+	// shows the cluster's spend; nil without a budget.
+	Budget *api.BudgetStatus `json:"budget,omitempty"`
 }
 
 // Endpoint is a ready instance and this gateway's share of it.

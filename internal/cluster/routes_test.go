@@ -73,3 +73,35 @@ func TestGatewayReportsRouteCalls(t *testing.T) {
 		t.Errorf("others %v, want r:7", others)
 	}
 }
+
+// TestBudgetFromLeader: a gateway shows a function's spend as the
+// leader's metering has it (every instance runs there), at most one
+// report old; a function without a budget has none.
+func TestBudgetFromLeader(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	spent := 1.5
+	l := NewLeader(LeaderOptions{Instances: &fakeInstances{eps: map[string][]api.Endpoint{}},
+		Functions: func() []string { return []string{"sim", "free"} },
+		Budget: func(fn string, now time.Time) *api.BudgetStatus {
+			if fn != "sim" {
+				return nil
+			}
+			return &api.BudgetStatus{SpentUSD: spent, USDPerDay: 2, Over: spent >= 2}
+		},
+		Now: func() time.Time { return t0 }})
+	g := NewGateway(GatewayOptions{ID: "gw-a"})
+	for _, tt := range []struct {
+		spent float64
+		over  bool
+	}{{1.5, false}, {2.5, true}} {
+		spent = tt.spent
+		g.apply(l.Apply(Report{Gateway: "gw-a"}))
+		b := g.Budget("sim", t0)
+		if b == nil || b.SpentUSD != tt.spent || b.Over != tt.over {
+			t.Errorf("spent %g: gateway's budget %+v, want spent %g over %v", tt.spent, b, tt.spent, tt.over)
+		}
+	}
+	if b := g.Budget("free", t0); b != nil {
+		t.Errorf("function without a budget: %+v, want nil", b)
+	}
+}
