@@ -7,6 +7,7 @@ package kubernetes
 import (
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -193,6 +194,9 @@ func TestHostNetworkOverlay(t *testing.T) {
 	}
 }
 
+// inEmber matches a metadata or subject namespace line of namespace ember.
+var inEmber = regexp.MustCompile(`(?m)^  namespace: ember$`)
+
 // TestServerDryRun sends the manifests to a running API server, which
 // validates them against its schemas and admission (Pod Security).
 func TestServerDryRun(t *testing.T) {
@@ -213,7 +217,8 @@ func TestServerDryRun(t *testing.T) {
 			if strings.Contains(doc, "\nkind: Namespace\n") {
 				continue
 			}
-			docs = append(docs, strings.ReplaceAll(doc, "\n  namespace: ember\n", "\n  namespace: default\n"))
+			// (?m): the line may end the document, with no newline after.
+			docs = append(docs, inEmber.ReplaceAllString(doc, "  namespace: default"))
 		}
 		cmd := exec.Command("kubectl", "--kubeconfig", kubeconfig, "apply", "--dry-run=server", "-f", "-")
 		cmd.Stdin = strings.NewReader(strings.Join(docs, "\n---\n"))
