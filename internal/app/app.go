@@ -143,6 +143,9 @@ func newCore(ctx context.Context, cfg config.Config, r role, logger *slog.Logger
 	}
 	c.closers = append(c.closers, func() { drv.onnx.Close(context.Background()) }, func() { drv.container.Close() }, drv.closeKube)
 	c.drv = drv
+	if r == roleServe {
+		drv.cleanupKube(logger)
+	}
 	prep := &preparer{cfg: cfg, rt: drv, logger: logger.With("component", "prepare")}
 	opts := instance.Options{
 		Logs:           &instance.FileLogs{Dir: filepath.Join(cfg.DataDir, "logs")},

@@ -207,15 +207,6 @@ func clusterFront(token *auth.ClusterToken, table http.Handler) http.Handler {
 	})
 }
 
-// adopts reports whether d can hand its instances to a new leader
-// (driver.Lister and driver.Adopter): then a controller that stops leaves
-// them running for the next leader to adopt rather than stopping them.
-func adopts(d driver.Driver) bool {
-	_, l := d.(driver.Lister)
-	_, a := d.(driver.Adopter)
-	return l && a
-}
-
 // Controller runs `ember controller` until ctx ends or, having led, it
 // loses the Lease (cluster.ErrLostLeadership: the process exits, as
 // kube-controller-manager does, so nothing it started acts beside the new
@@ -319,7 +310,7 @@ func Controller(ctx context.Context, cfg config.Config, logger *slog.Logger, rea
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if adopts(c.drv) {
+	if c.drv.adopts() {
 		logger.Info("leaving instances running for the next leader to adopt")
 	} else {
 		c.mgr.Shutdown(stopCtx) // they could not be adopted: do not leak them
@@ -353,10 +344,18 @@ func (c *core) lead(ctx context.Context) error {
 	return g.Wait()
 }
 
+// adoptProbe bounds the probe of one adopted instance: a healthy one
+// answers in milliseconds; one that does not within this is stopped and
+// the autoscaler starts a fresh one if demand wants it.
+const adoptProbe = 10 * time.Second
+
 // reclaim adopts the instances the driver runs for deployed functions'
 // current versions and stops the others (driver.Reclaim), so a new leader
-// starts no duplicates.
+// starts no duplicates. Each kept instance is probed (its Pod running,
+// then its health path) before the manager serves it; one that fails the
+// probe is stopped.
 func (c *core) reclaim(ctx context.Context) {
+	start := time.Now()
 	versions := map[string]int64{}
 	for _, f := range c.ctl.List() {
 		versions[f.Name] = f.Version
@@ -365,14 +364,40 @@ func (c *core) reclaim(ctx context.Context) {
 	if err != nil {
 		c.logger.Warn("reclaim instances", "err", err)
 	}
+	var adopted, failed atomic.Int64
+	var g errgroup.Group
+	g.SetLimit(16) // probes are cheap; the API server's watches are not
 	for _, a := range kept {
-		if !c.mgr.Adopt(a.Labels.Function, a.Labels.Version, a.Labels.Instance, a.Instance) {
-			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			_ = a.Instance.Stop(sctx)
+		g.Go(func() error {
+			logger := c.logger.With("function", a.Labels.Function, "instance", a.Labels.Instance)
+			stop := func() {
+				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+				defer cancel()
+				_ = a.Instance.Stop(sctx)
+			}
+			f, ok := c.mgr.Function(a.Labels.Function)
+			if !ok {
+				stop()
+				return nil
+			}
+			pctx, cancel := context.WithTimeout(ctx, adoptProbe)
+			err := c.drv.awaitAdopted(pctx, a.Instance, instance.StartSpecFor(f, a.Labels.Version, a.Labels.Instance))
 			cancel()
-		}
+			if err != nil {
+				logger.Warn("adopted instance failed its probe; stopping it", "err", err)
+				failed.Add(1)
+				stop()
+				return nil
+			}
+			if !c.mgr.Adopt(a.Labels.Function, a.Labels.Version, a.Labels.Instance, a.Instance) {
+				stop()
+				return nil
+			}
+			adopted.Add(1)
+			return nil
+		})
 	}
-	if len(kept) > 0 {
-		c.logger.Info("adopted running instances", "count", len(kept))
-	}
+	g.Wait()
+	c.logger.Info("adopted running instances", "count", adopted.Load(), "failed_probe", failed.Load(),
+		"listed_current", len(kept), "took", time.Since(start).Round(time.Millisecond))
 }

@@ -222,9 +222,8 @@ func newRuntimes(cfg config.Config, logger *slog.Logger, guard *process.Guard, s
 // container functions run their image, process functions need one (the
 // kube driver refuses them at deploy without), onnx functions run
 // --kube-worker-image in worker mode. The local GPU allocator is off: the
-// scheduler hands out nvidia.com/gpu. Pods a previous life of this server
-// left are deleted, as the container driver's Cleanup does; a leader
-// that adopts them instead calls driver.Reclaim on the registry.
+// scheduler hands out nvidia.com/gpu. What earlier runs left is serve's
+// to delete (cleanupKube) or a new leader's to adopt (reclaim).
 func newKubeRuntimes(cfg config.Config, logger *slog.Logger, proc *process.Driver, on *onnx.Driver, secrets process.SecretSource) (*runtimes, error) {
 	cs, _, ns, err := kube.Connect(cfg.Kubeconfig, cfg.KubeNamespace)
 	if err != nil {
@@ -242,17 +241,44 @@ func newKubeRuntimes(cfg config.Config, logger *slog.Logger, proc *process.Drive
 		return nil, err
 	}
 	r := kubeRegistry(kd, proc, on, ctr)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := kd.Cleanup(ctx)
-	if err != nil {
-		logger.Warn("cannot delete pods left by an earlier run", "namespace", ns, "err", err)
-	}
-	if n > 0 {
-		logger.Info("deleted pods left by an earlier run", "count", n, "namespace", ns)
-	}
 	logger.Info("instances run as Pods", "namespace", ns, "network", cfg.KubeNetwork)
 	return r, nil
+}
+
+// cleanupKube deletes the Pods a previous life of `ember serve` left, as
+// the container driver's Cleanup does: a single server owns its
+// namespace. Only serve calls it: a gateway or a controller starting
+// beside a leader would delete the Pods that leader serves, and a new
+// leader adopts them instead (reclaim).
+func (r *runtimes) cleanupKube(logger *slog.Logger) {
+	if r.kube == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := r.kube.Cleanup(ctx)
+	if err != nil {
+		logger.Warn("cannot delete pods left by an earlier run", "namespace", r.kube.Namespace(), "err", err)
+	}
+	if n > 0 {
+		logger.Info("deleted pods left by an earlier run", "count", n, "namespace", r.kube.Namespace())
+	}
+}
+
+// adopts reports whether the instances can outlive this process and be
+// handed to a next leader (Pods): a controller that stops leaves them
+// running for the next leader to adopt rather than stopping them. The
+// local backend's process and onnx instances die with their server, so
+// they are stopped.
+func (r *runtimes) adopts() bool { return r.kube != nil }
+
+// awaitAdopted probes an adopted instance of s before it is served (the
+// kube driver's own readiness loop); the local backend adopts nothing.
+func (r *runtimes) awaitAdopted(ctx context.Context, in driver.Instance, s driver.StartSpec) error {
+	if r.kube == nil {
+		return fmt.Errorf("adopted %v: the local backend adopts nothing", in)
+	}
+	return r.kube.AwaitAdopted(ctx, in, s)
 }
 
 // kubeRegistry maps every runtime to the kube driver.

@@ -5,8 +5,11 @@ import (
 	"log/slog"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/ember-run/ember/internal/driver"
 	"github.com/ember-run/ember/internal/driver/kube"
 	"github.com/ember-run/ember/internal/driver/onnx"
 	"github.com/ember-run/ember/internal/driver/process"
@@ -59,5 +62,45 @@ func TestKubeRuntimesValidate(t *testing.T) {
 			})
 		}
 		kd.Close()
+	}
+}
+
+// Pods outlive the process that started them: on the Kubernetes backend a
+// controller leaves them for the next leader (adopts; the driver's Close
+// deletes nothing), and only serve deletes what an earlier run left
+// (cleanupKube). The local backend's instances die with their server, so a
+// controller on it stops them.
+func TestKubePodsOutliveRoles(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	proc := process.New(logger, process.Options{})
+	on := onnx.New(proc, logger, onnx.Options{})
+	if newRegistry(proc, on).adopts() {
+		t.Error("the local backend adopts: a controller on it would leak its instances")
+	}
+	pod := func(name string) *corev1.Pod {
+		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default",
+			Labels: map[string]string{kube.LabelManagedBy: kube.ManagedBy, driver.LabelFunction: "fn",
+				driver.LabelVersion: "1", driver.LabelInstance: name}}}
+	}
+	cs := fake.NewClientset(pod("ember-fn-a"))
+	kd, err := kube.New(logger, kube.Options{Client: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt := kubeRegistry(kd, proc, on, nil)
+	if !rt.adopts() {
+		t.Fatal("the kube backend does not adopt: a controller would stop its Pods on exit")
+	}
+	listed, err := rt.List(t.Context())
+	if err != nil || len(listed) != 1 {
+		t.Fatalf("List = %v, %v; want the one Ember Pod (the labels above must be Ember's)", listed, err)
+	}
+	rt.closeKube() // what a controller does on exit
+	if pods, _ := cs.CoreV1().Pods("default").List(t.Context(), metav1.ListOptions{}); len(pods.Items) != 1 {
+		t.Fatalf("%d Pods after the driver closed, want 1 left running", len(pods.Items))
+	}
+	rt.cleanupKube(logger) // what serve does at start
+	if pods, _ := cs.CoreV1().Pods("default").List(t.Context(), metav1.ListOptions{}); len(pods.Items) != 0 {
+		t.Fatalf("%d Pods after serve's cleanup, want 0", len(pods.Items))
 	}
 }

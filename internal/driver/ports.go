@@ -51,6 +51,18 @@ func (p *Ports) Reserve(host string) (int, error) {
 	return 0, fmt.Errorf("no free port on %s after %d attempts", host, portAttempts)
 }
 
+// Hold marks port as handed out (an instance this driver did not start
+// but took over, which already listens on it), so Reserve never offers it
+// until Release.
+func (p *Ports) Hold(port int) {
+	p.mu.Lock()
+	if p.held == nil {
+		p.held = map[int]bool{}
+	}
+	p.held[port] = true
+	p.mu.Unlock()
+}
+
 // Release gives port back (no-op if it is not held).
 func (p *Ports) Release(port int) {
 	p.mu.Lock()

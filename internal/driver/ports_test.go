@@ -48,3 +48,30 @@ func TestPortsAreExclusive(t *testing.T) {
 		t.Error("Reserve on an address this host does not have succeeded")
 	}
 }
+
+// A held port (an adopted instance's) is never handed out until released.
+func TestPortsHold(t *testing.T) {
+	var p Ports
+	port, err := p.Reserve("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Release(port)
+	p.Hold(port)
+	if !p.held[port] {
+		t.Fatalf("port %d not held after Hold", port)
+	}
+	for range 8 {
+		got, err := p.Reserve("127.0.0.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == port {
+			t.Fatalf("held port %d handed out", port)
+		}
+	}
+	p.Release(port)
+	if p.held[port] {
+		t.Errorf("port %d still held after Release", port)
+	}
+}

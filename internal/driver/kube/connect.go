@@ -50,6 +50,13 @@ func Connect(kubeconfig, namespace string) (kubernetes.Interface, *rest.Config, 
 			ns = n
 		}
 	}
+	// client-go's default of 5 requests/s (burst 10) throttles a burst of
+	// cold starts (a start is ~6 requests: Secret, Pod, owner, watch,
+	// log) by seconds; the API server's own priority and fairness is
+	// the limit that matters. kube-controller-manager's defaults.
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 50, 100
+	}
 	if namespace != "" {
 		ns = namespace
 	}

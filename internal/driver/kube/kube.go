@@ -597,7 +597,14 @@ func (d *Driver) Adopt(ctx context.Context, l driver.Listed) (driver.Instance, e
 	if _, ok := parsePodLabels(p.Labels, p.Annotations); !ok {
 		return nil, fmt.Errorf("pod %s is not one of Ember's instances", l.Handle)
 	}
-	inst := d.newInstance(l.Labels.Function, l.Labels.Instance, p.Name, podPort(p), 0, nil, nil)
+	port, hostPort := podPort(p), 0
+	if p.Spec.HostNetwork && port > 0 {
+		// The Pod listens on a host port this driver handed out in an
+		// earlier life: hold it, so no new instance is given it.
+		hostPort = port
+		d.ports.Hold(hostPort)
+	}
+	inst := d.newInstance(l.Labels.Function, l.Labels.Instance, p.Name, port, hostPort, nil, nil)
 	inst.adopted = true
 	if p.Status.PodIP != "" {
 		inst.addr = net.JoinHostPort(p.Status.PodIP, strconv.Itoa(inst.port)) // run confirms it is running
@@ -612,6 +619,27 @@ func (d *Driver) Adopt(ctx context.Context, l driver.Listed) (driver.Instance, e
 	}
 	go inst.run(p)
 	return inst, nil
+}
+
+// AwaitAdopted probes an adopted instance as Start probes a new one:
+// until its Pod runs with an IP, then a TCP connect and s's health path
+// (an onnx worker's /health) until 2xx, or ctx ends. An adopted Pod is
+// served only after this passes: it may have crashed, hung or been
+// replaced while no leader watched it. An error is a *driver.StartError
+// saying which phase it was stuck in; the caller stops the instance.
+func (d *Driver) AwaitAdopted(ctx context.Context, di driver.Instance, s driver.StartSpec) error {
+	inst, ok := di.(*Instance)
+	if !ok || inst.d != d {
+		return fmt.Errorf("%v is not an instance of this driver", di)
+	}
+	if err := d.awaitRunning(ctx, inst); err != nil {
+		return err
+	}
+	health := s.HealthPath
+	if s.Runtime == runtimeONNX {
+		health = "/health" // the worker's, as render probes it
+	}
+	return d.waitReady(ctx, inst, health, s)
 }
 
 var (

@@ -530,3 +530,62 @@ func TestReclaim(t *testing.T) {
 		t.Errorf("adopted pod after Stop: %v", err)
 	}
 }
+
+// An adopted Pod is probed before it is served, as a started one is: a
+// healthy one passes, one whose health path fails or whose port is closed
+// does not (the leader stops it), and a host-network Pod's port is held so
+// no new instance is given it.
+func TestAwaitAdopted(t *testing.T) {
+	host, port := server(t)
+	closed := func() int { // a port nothing listens on
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		return l.Addr().(*net.TCPAddr).Port
+	}()
+	tests := []struct {
+		name   string
+		port   int
+		health string
+		ok     bool
+	}{
+		{"healthy", port, "/health", true},
+		{"health path fails", port, "/missing", false},
+		{"port closed", closed, "/health", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newCluster(t)
+			d := c.driver(t, Options{Network: NetworkHost})
+			s := spec("acme/fn", 1, "acme-fn-a")
+			r, err := d.render(s, nil, tt.port)
+			if err != nil {
+				t.Fatal(err)
+			}
+			runningAt(host)(r.pod)
+			if err := c.cs.Tracker().Add(r.pod); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			in, err := d.Adopt(ctx, driver.Listed{Labels: s.Labels, Handle: r.pod.Name})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if hp := in.(*Instance).hostPort; hp != tt.port {
+				t.Errorf("the adopted Pod holds host port %d, want %d (its own)", hp, tt.port)
+			}
+			s.HealthPath = tt.health
+			err = d.AwaitAdopted(ctx, in, s)
+			if (err == nil) != tt.ok {
+				t.Fatalf("AwaitAdopted = %v, want ok %v", err, tt.ok)
+			}
+			var se *driver.StartError
+			if err != nil && !errors.As(err, &se) {
+				t.Errorf("AwaitAdopted error %T, want a *driver.StartError", err)
+			}
+		})
+	}
+}
