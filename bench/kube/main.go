@@ -681,6 +681,17 @@ func warmPath(ctx context.Context, o options, cs kubernetes.Interface, modes []*
 		fmt.Fprintf(tw, "added (Ember − direct)\t%s\t%s\t%s\t\t×%.2f\t\t\n", ms(pct(e.lat, 50)-pct(d.lat, 50)), ms(pct(e.lat, 90)-pct(d.lat, 90)), ms(pct(e.lat, 99)-pct(d.lat, 99)), e.rate()/d.rate())
 	}
 	tw.Flush()
+	// Pods are counted by the API server, not by Ember: a min 1, max 1
+	// function should have had exactly one.
+	for _, m := range modes {
+		n := 0
+		for _, p := range m.watch.after(time.Time{}) {
+			if p.function == "kwarm" {
+				n++
+			}
+		}
+		fmt.Printf("%s: kwarm (min 1, max 1) had %d Pod(s) created during the run\n", m.name, n)
+	}
 	return nil
 }
 
