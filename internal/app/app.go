@@ -180,7 +180,8 @@ func newCore(ctx context.Context, cfg config.Config, r role, logger *slog.Logger
 	if err != nil {
 		return nil, err
 	}
-	c.ctl = controller.New(c.db, c.mgr, c.demand, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick, Validate: drv.Validate, Prepare: prep.Prepare, Budgets: c.meter, KeepWarm: keepWarm})
+	c.ctl = controller.New(c.db, c.mgr, c.demand, logger.With("component", "controller"), controller.Options{Tick: cfg.Tick, Validate: drv.Validate, Prepare: prep.Prepare, Budgets: c.meter, KeepWarm: keepWarm,
+		Passive: r == roleGateway})
 	return c, nil
 }
 

@@ -76,6 +76,11 @@ type Options struct {
 	Budgets Budgets
 	// KeepWarm wires the learned keep-warm policy (keepwarm.go).
 	KeepWarm KeepWarm
+	// Passive keeps the registry without deciding: Deploy and Sync store
+	// and install specs but never reconcile instances. A gateway's
+	// controller is passive; the leader controller starts and stops
+	// instances, and a second decider would start duplicates.
+	Passive bool
 }
 
 // Budgets reports a function over budget (metering): action is "" within
@@ -294,6 +299,9 @@ func (c *Controller) tick(now time.Time) {
 // tickOne samples, decides and reconciles one function. A panic in one
 // function's decision is logged and does not stop the loop.
 func (c *Controller) tickOne(name string, now time.Time) {
+	if c.opts.Passive {
+		return
+	}
 	defer c.recoverDecide(name)
 	avg, _ := c.demand.Demand(name, now)
 	c.decide(name, now, avg, true, 0)

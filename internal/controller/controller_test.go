@@ -175,3 +175,31 @@ func TestWakeSizesByTheRule(t *testing.T) {
 		})
 	}
 }
+
+// A gateway's controller is passive: a deploy (and a tick, and a sync from
+// the store) installs the spec but never asks for instances, even with
+// scaling.min; only the leader decides, so a min: 1 function gets one
+// instance, not one per gateway.
+func TestPassiveNeverReconciles(t *testing.T) {
+	for _, passive := range []bool{false, true} {
+		db, err := sqlite.Open(context.Background(), ":memory:")
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := &recordingScaler{desired: map[string]int{}, puts: map[string]int64{}, limits: map[string]int{}}
+		c := New(db, sc, &fixedDemand{}, slog.New(slog.NewTextHandler(io.Discard, nil)), Options{Passive: passive})
+		f, _ := spec.Parse([]byte(`{name: warm, command: [x], scaling: {min: 1, max: 1}}`))
+		if _, _, err := c.Deploy(context.Background(), f); err != nil {
+			t.Fatal(err)
+		}
+		c.tickOne("warm", time.Now())
+		_, reconciled := sc.desired["warm"]
+		if reconciled == passive {
+			t.Errorf("passive=%v: reconciled=%v (desired %v)", passive, reconciled, sc.desired)
+		}
+		if sc.puts["warm"] != 1 {
+			t.Errorf("passive=%v: spec not installed (puts %v)", passive, sc.puts)
+		}
+		db.Close()
+	}
+}
