@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -187,8 +188,22 @@ func controllerRoutes(t *auth.Table, l *cluster.Leader, token *auth.ClusterToken
 		}
 		fmt.Fprintln(w, "ok")
 	}))
-	guard := auth.Cluster(token)
-	l.Handle(func(pattern string, h http.Handler) { t.Register(pattern, auth.RightCluster, guard(h)) })
+	l.Handle(func(pattern string, h http.Handler) { t.Register(pattern, auth.RightCluster, h) })
+}
+
+// clusterFront puts the cluster guard in front of the table for
+// /internal/: the guard admits only the cluster token and marks the
+// request, and the table's RightCluster check then finds the mark. Other
+// paths reach the table unmarked, so the token opens nothing else.
+func clusterFront(token *auth.ClusterToken, table http.Handler) http.Handler {
+	guarded := auth.Cluster(token)(table)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/internal/") {
+			guarded.ServeHTTP(w, r)
+			return
+		}
+		table.ServeHTTP(w, r)
+	})
 }
 
 // adopts reports whether d can hand its instances to a new leader
@@ -253,7 +268,7 @@ func Controller(ctx context.Context, cfg config.Config, logger *slog.Logger, rea
 			return true
 		}
 	})
-	srv := &http.Server{Handler: table, ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout,
+	srv := &http.Server{Handler: clusterFront(token, table), ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 
 	leadDone := make(chan error, 1)

@@ -1,8 +1,12 @@
 package app
 
 import (
+	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/ember-run/ember/internal/auth"
+	"github.com/ember-run/ember/internal/cluster"
 
 	"github.com/ember-run/ember/internal/config"
 )
@@ -31,6 +35,47 @@ func TestClusterTokenRequired(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("err = %v, want one naming %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// The controller's front: the cluster token reaches /internal/v1/ routes
+// (through the table's cluster right), an admin-looking bearer does not,
+// and the probes need nothing.
+func TestClusterFront(t *testing.T) {
+	tok, err := auth.NewClusterToken("0123456789abcdef0123456789abcdef-cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := auth.NewTable(nil)
+	controllerRoutes(table, cluster.NewLeader(cluster.LeaderOptions{}), tok, func() bool { return true })
+	h := clusterFront(tok, table)
+	tests := []struct {
+		name, path, header string
+		want               int
+	}{
+		{"token", "/internal/v1/endpoints?gateway=g&wait=0s", "Bearer 0123456789abcdef0123456789abcdef-cluster", 0},
+		{"no token", "/internal/v1/endpoints?gateway=g&wait=0s", "", 401},
+		{"wrong token", "/internal/v1/endpoints?gateway=g&wait=0s", "Bearer 0123456789abcdef0123456789abcdef-clustex", 401},
+		{"probe", "/healthz", "", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", tt.path, nil)
+			if tt.header != "" {
+				r.Header.Set("Authorization", tt.header)
+			}
+			w := httptest.NewRecorder()
+			h.ServeHTTP(w, r)
+			if tt.want == 0 {
+				if w.Code == 401 || w.Code == 403 {
+					t.Fatalf("token refused: %d %s", w.Code, w.Body)
+				}
+				return
+			}
+			if w.Code != tt.want {
+				t.Fatalf("status %d, want %d (%s)", w.Code, tt.want, w.Body)
 			}
 		})
 	}
