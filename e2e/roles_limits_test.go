@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"regexp"
 	"strings"
@@ -136,8 +137,20 @@ func TestRolesDeployVisibleWithin1s(t *testing.T) {
 			}
 			// The sim's /whoami answers with its environment: TAG says
 			// which version's instance served.
-			r := b.call("POST", "/v1/run/vis/whoami", `{}`)
-			ok := r.status == 200 && strings.Contains(string(r.body), "TAG="+tag)
+			// Each call ends with the 1 s, so a call that waits
+			// (for an instance the leader never starts) fails the
+			// test rather than hanging it.
+			ctx, cancel := context.WithDeadline(context.Background(), deployed.Add(time.Second))
+			defer cancel()
+			req, _ := http.NewRequestWithContext(ctx, "POST", b.url+"/v1/run/vis/whoami", strings.NewReader(`{}`))
+			req.Header.Set("Authorization", "Bearer "+b.key)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			ok := resp.StatusCode == 200 && strings.Contains(string(body), "TAG="+tag)
 			if ok {
 				served = time.Since(deployed)
 			}
