@@ -153,6 +153,9 @@ func TestRolesDeployVisibleWithin1s(t *testing.T) {
 			ok := resp.StatusCode == 200 && strings.Contains(string(body), "TAG="+tag)
 			if ok {
 				served = time.Since(deployed)
+				if seen == 0 {
+					seen = served
+				}
 			}
 			return ok
 		})
