@@ -126,7 +126,7 @@ func TestRolesJobsSurviveKills(t *testing.T) {
 				gw := []*server{g1, g2}[i%2]
 				p, err := gw.c.CreatePrediction(context.Background(), api.PredictionRequest{
 					Model:   "kjobs",
-					Input:   json.RawMessage(fmt.Sprintf(`{"id": "job-%d", "echo": %d, "sleep_ms": 400}`, i, i)),
+					Input:   json.RawMessage(fmt.Sprintf(`{"id": "job-%d", "echo": %d, "sleep_ms": 1000}`, i, i)),
 					Webhook: hooks.srv.URL, WebhookEventsFilter: []string{"completed"},
 				}, client.PredictionOptions{})
 				if err != nil {
@@ -143,14 +143,18 @@ func TestRolesJobsSurviveKills(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Kill mid-run: some jobs done, most not.
-	eventually(t, 60*time.Second, "the first 20 completed webhooks", func() bool { return hooks.jobs() >= 20 })
+	// Kill mid-run: some jobs done, most not (200 jobs of 1 s on 32
+	// slots take about 7 s).
+	eventually(t, 60*time.Second, "the first 10 completed webhooks", func() bool { return hooks.jobs() >= 10 })
 	g2.cmd.Process.Kill()
 	c1.cmd.Process.Kill()
 	<-g2.done
 	<-c1.done
 	killedAt := hooks.jobs()
 	t.Logf("gateway 2 and the leader SIGKILLed after %d of %d completed webhooks", killedAt, n)
+	if killedAt > n/2 {
+		t.Fatalf("the kills came after %d of %d jobs completed: not mid-run", killedAt, n)
+	}
 	eventually(t, 15*time.Second, "ctl-2 leads", func() bool { return c2.leads(re.token) })
 
 	// 0 lost: every job terminal, read through the surviving gateway.
