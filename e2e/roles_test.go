@@ -102,6 +102,51 @@ func peakLive(ctlLog, fn string) int {
 	return peak
 }
 
+// rolesEnv is what every role process of one test shares: a database of
+// its own, a fresh cluster token and a Lease of its own on the API
+// server (short timings, so a failover fits in a test).
+type rolesEnv struct {
+	token  string
+	env    []string // EMBER_CLUSTER_TOKEN, EMBER_STORE
+	kube   []string // --kubeconfig, --kube-namespace, --lease-name
+	timing []string // --lease-duration 4s, --lease-renew-deadline 3s, --lease-retry-period 500ms
+}
+
+func newRolesEnv(t *testing.T) rolesEnv {
+	t.Helper()
+	kubeconfig := kubeconfigForRoles(t)
+	dsn := postgresDSN(t)
+	var b [16]byte
+	rand.Read(b[:])
+	token := hex.EncodeToString(b[:])
+	return rolesEnv{
+		token:  token,
+		env:    []string{"EMBER_CLUSTER_TOKEN=" + token, "EMBER_STORE=" + dsn},
+		kube:   []string{"--kubeconfig", kubeconfig, "--kube-namespace", "default", "--lease-name", "ember-e2e-" + token[:8]},
+		timing: []string{"--lease-duration", "4s", "--lease-renew-deadline", "3s", "--lease-retry-period", "500ms"},
+	}
+}
+
+// controllers starts two controllers and waits until the first leads.
+func (r rolesEnv) controllers(t *testing.T) (leader, standby *ctlProc) {
+	t.Helper()
+	c1 := startController(t, "ctl-1", r.env, append(r.kube, r.timing...)...)
+	eventually(t, 30*time.Second, "ctl-1 leads", func() bool { return c1.leads(r.token) })
+	c2 := startController(t, "ctl-2", r.env, append(r.kube, r.timing...)...)
+	if c2.leads(r.token) {
+		t.Fatal("two controllers lead")
+	}
+	return c1, c2
+}
+
+// gateways starts two gateways on one database (the second holds the
+// first's admin key), each with extra flags.
+func (r rolesEnv) gateways(t *testing.T, extra ...string) (*server, *server) {
+	t.Helper()
+	g1 := startRole(t, "gateway", "", r.env, append(r.kube, extra...)...)
+	return g1, startPeerRole(t, g1, r.env, append(r.kube, extra...)...)
+}
+
 // TestRolesBurstAndFailover: PostgreSQL, two `ember controller` (leader
 // elected on a Lease of a real API server) and two `ember gateway`, all
 // real processes with the local process driver. A burst of 100 calls
@@ -111,22 +156,9 @@ func peakLive(ctlLog, fn string) int {
 // SIGKILLed: the standby takes the Lease within 15 s and the gateways
 // serve through it.
 func TestRolesBurstAndFailover(t *testing.T) {
-	kubeconfig := kubeconfigForRoles(t)
-	dsn := postgresDSN(t)
-	var b [16]byte
-	rand.Read(b[:])
-	token := hex.EncodeToString(b[:])
-	lease := "ember-e2e-" + token[:8]
-	env := []string{"EMBER_CLUSTER_TOKEN=" + token, "EMBER_STORE=" + dsn}
-	kube := []string{"--kubeconfig", kubeconfig, "--kube-namespace", "default", "--lease-name", lease}
-	timing := []string{"--lease-duration", "4s", "--lease-renew-deadline", "3s", "--lease-retry-period", "500ms"}
-
-	c1 := startController(t, "ctl-1", env, append(kube, timing...)...)
-	eventually(t, 30*time.Second, "ctl-1 leads", func() bool { return c1.leads(token) })
-	c2 := startController(t, "ctl-2", env, append(kube, timing...)...)
-	if c2.leads(token) {
-		t.Fatal("two controllers lead")
-	}
+	re := newRolesEnv(t)
+	token, env, kube := re.token, re.env, re.kube
+	c1, c2 := re.controllers(t)
 
 	g1 := startRole(t, "gateway", "", env, kube...)
 	g2 := startPeerRole(t, g1, env, kube...)

@@ -27,11 +27,15 @@
 //	                                   simulates a server that mislabels its JSON)
 //	--notify       SIM_NOTIFY          when ready, write "READY=1" to the descriptor in
 //	                                   $EMBER_READY_FD (the runtime contract's readiness notification)
+//	--exec-log     SIM_EXEC_LOG        append "<id> <instance>" to this file when a /predict with
+//	                                   an "id" starts executing: a count of executions per input
+//	                                   that outlives the instance (a crash test's instances die
+//	                                   with the node that ran them; an in-memory count would too)
 //
 // Endpoints:
 //
 //	GET  /health               200 "ok" once loaded, 503 before
-//	POST /predict              {"sleep_ms":N,"echo":any,"fail":bool,"crash":bool}
+//	POST /predict              {"sleep_ms":N,"echo":any,"fail":bool,"crash":bool,"id":string}
 //	                           -> {"output":...,"instance":...,"in_flight":n}
 //	POST /v1/chat/completions  OpenAI-style; "stream":true streams one word per SSE event
 //	                           ("interval_ms" sets the pace)
@@ -91,6 +95,7 @@ type config struct {
 	notify     bool   // write READY=1 to $EMBER_READY_FD when ready
 	host       string
 	allocMB    int
+	execLog    string // file each /predict with an id is appended to
 }
 
 func parseConfig(args []string) (config, error) {
@@ -105,6 +110,7 @@ func parseConfig(args []string) (config, error) {
 	fs.StringVar(&c.jsonType, "json-type", os.Getenv("SIM_JSON_TYPE"), "Content-Type of the OpenAI endpoints' JSON answers (env SIM_JSON_TYPE)")
 	fs.StringVar(&notify, "notify", os.Getenv("SIM_NOTIFY"), "when ready, write READY=1 to the file descriptor in $EMBER_READY_FD (env SIM_NOTIFY)")
 	fs.StringVar(&c.host, "host", os.Getenv("SIM_HOST"), "address to listen on (env SIM_HOST; default 127.0.0.1)")
+	fs.StringVar(&c.execLog, "exec-log", os.Getenv("SIM_EXEC_LOG"), "append \"<id> <instance>\" to this file per /predict with an id (env SIM_EXEC_LOG)")
 	allocMB := fs.String("alloc-mb", os.Getenv("SIM_ALLOC_MB"), "MiB to allocate and touch before listening (env SIM_ALLOC_MB)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -202,6 +208,16 @@ func run(args []string) error {
 		jsonType: c.jsonType,
 		log:      log.New(os.Stdout, "sim: ", log.Ltime|log.Lmicroseconds),
 	}
+	if c.execLog != "" {
+		// O_APPEND: each line is one write at the file's end, so
+		// instances sharing the file never interleave their lines.
+		f, err := os.OpenFile(c.execLog, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			return fmt.Errorf("exec-log: %w", err)
+		}
+		defer f.Close()
+		s.execLog = f
+	}
 	s.log.Printf("pid %d listening on %s (load delay %s)", os.Getpid(), ln.Addr(), c.loadDelay)
 
 	srv := &http.Server{Handler: s.routes(), ReadHeaderTimeout: 10 * time.Second,
@@ -270,6 +286,7 @@ type server struct {
 	jsonType string // Content-Type of the OpenAI endpoints' JSON answers
 	log      *log.Logger
 	ready    atomic.Bool
+	execLog  *os.File // nil: executions are not logged
 
 	// Concurrency accounting, so tests can check that the platform never
 	// sent more concurrent requests than the function allows.
@@ -352,6 +369,7 @@ type predictRequest struct {
 	Echo    json.RawMessage `json:"echo"`
 	Fail    bool            `json:"fail"`
 	Crash   bool            `json:"crash"`
+	ID      string          `json:"id"` // logged to --exec-log when set
 }
 
 func (s *server) predict(w http.ResponseWriter, r *http.Request) {
@@ -365,6 +383,12 @@ func (s *server) predict(w http.ResponseWriter, r *http.Request) {
 		if err := json.Unmarshal(body, &req); err != nil {
 			writeJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid JSON: " + err.Error()})
 			return
+		}
+	}
+	if req.ID != "" && s.execLog != nil {
+		line := strings.NewReplacer("\n", " ", " ", "_").Replace(req.ID) + " " + s.instance + "\n"
+		if _, err := s.execLog.WriteString(line); err != nil {
+			s.log.Printf("exec-log: %v", err)
 		}
 	}
 	if req.Crash {

@@ -318,7 +318,7 @@ func runAPI(ctx context.Context, cfg config.Config, r role, logger *slog.Logger,
 		jobs.Options{BaseURL: scheme + "://" + ln.Addr().String(),
 			WebhookClient: whPolicy.Client(10 * time.Second), CheckWebhookAddr: whPolicy.Check,
 			StreamToken: func(id string) string { return tokens.Sign(id, time.Now()) },
-			WorkerID:    st.workerID},
+			WorkerID:    st.workerID, LeaseDuration: cfg.JobLease},
 		logger.With("component", "jobs"))
 	// A protocol cog function's input is checked against its schema
 	// before a job is queued (422 naming the field).

@@ -236,6 +236,10 @@ func (g *Gateway) apply(st State) {
 	g.state, g.have = st, true
 	clear(g.suspect) // the leader's word on every endpoint is newer
 	g.mu.Unlock()
+	if max(st.Gateways, 1) != max(old.Gateways, 1) {
+		// Every per-key and per-function limit here changes with it.
+		g.opts.Logger.Info("live gateways changed; limits split over them", "gateways", max(st.Gateways, 1), "index", st.Index)
+	}
 	for fn := range st.Functions {
 		g.opts.Notify(fn)
 	}

@@ -166,6 +166,10 @@ type Config struct {
 	LeaseDuration      time.Duration
 	LeaseRenewDeadline time.Duration
 	LeaseRetryPeriod   time.Duration
+	// JobLease is how long a job a worker claimed stays leased without a
+	// heartbeat (renewed every third of it): a gateway that dies holds
+	// its jobs this long before another runs them again. 1s–10m.
+	JobLease time.Duration
 	// AdvertiseAddr is the host:port other nodes reach this controller on
 	// ("" = $POD_IP with --addr's port, else --addr).
 	AdvertiseAddr string
@@ -221,6 +225,7 @@ func Default() Config {
 		LeaseDuration:      15 * time.Second,
 		LeaseRenewDeadline: 10 * time.Second,
 		LeaseRetryPeriod:   2 * time.Second,
+		JobLease:           30 * time.Second,
 	}
 }
 
@@ -307,6 +312,7 @@ func Knobs() []Knob {
 		{"lease-duration", "EMBER_LEASE_DURATION", "how long a leader's Lease holds without renewal before another controller may take it (failover time)"},
 		{"lease-renew-deadline", "EMBER_LEASE_RENEW_DEADLINE", "how long the leader keeps retrying a renewal before it stops leading (and exits); below --lease-duration"},
 		{"lease-retry-period", "EMBER_LEASE_RETRY_PERIOD", "how often controllers try to take or renew the Lease"},
+		{"job-lease", "EMBER_JOB_LEASE", "how long a job a worker claimed stays leased without a heartbeat (renewed every third of it): the jobs of a server that died are run elsewhere after this long; 1s–10m"},
 		{"advertise-addr", "EMBER_ADVERTISE_ADDR", "host:port other nodes reach this controller on, written into the Lease; default $POD_IP with --addr's port, else --addr"},
 		{"node-name", "EMBER_NODE_NAME", "this node's name in the Lease and in gateway reports; default $POD_NAME, else the host name"},
 		{"gpus", "EMBER_GPUS", "GPU inventory: auto (nvidia-smi; none without it), off (resources.gpu only meters and prices; no GPU is checked or assigned) or file:PATH (nvidia-smi --query-gpu=index,uuid,name,memory.total --format=csv,noheader,nounits output)"},
@@ -400,6 +406,9 @@ func (c Config) Validate() error {
 	if c.LeaseDuration <= c.LeaseRenewDeadline || c.LeaseRenewDeadline <= c.LeaseRetryPeriod || c.LeaseRetryPeriod <= 0 {
 		return fmt.Errorf("lease-duration, lease-renew-deadline, lease-retry-period: want duration > renew deadline > retry period > 0 (got %s, %s, %s)",
 			c.LeaseDuration, c.LeaseRenewDeadline, c.LeaseRetryPeriod)
+	}
+	if c.JobLease < time.Second || c.JobLease > 10*time.Minute {
+		return fmt.Errorf("job-lease: want a duration in [1s, 10m] (got %s)", c.JobLease)
 	}
 	for _, u := range c.ContainerUlimits {
 		if !ulimitRE.MatchString(u) {
