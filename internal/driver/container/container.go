@@ -355,7 +355,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		return nil, &driver.StartError{Reason: strings.ReplaceAll(err.Error(), "\n", "; "), Err: err}
 	}
 	inst := &Instance{d: d, function: s.Function, id: s.InstanceID, onPhase: s.OnPhase,
-		done: make(chan struct{}), follow: make(chan struct{}), logs: newRing(200), memory: s.Resources.MemoryBytes}
+		done: make(chan struct{}), follow: make(chan struct{}), logs: driver.NewLogTail(200), memory: s.Resources.MemoryBytes}
 	inst.out = lineWriter{ring: inst.logs, w: s.Output}
 
 	// The image must be present: deploy pulled it. A missing image is a

@@ -28,7 +28,7 @@ type Instance struct {
 	hostPort    int
 	memory      int64
 	onPhase     func(driver.Phase)
-	logs        *ring
+	logs        *driver.LogTail
 	out         lineWriter
 	// cog, for protocol cog, is the adapter Ember's requests go to (Addr);
 	// it speaks Cog's API to the container at addr. Closed by run.
@@ -57,7 +57,7 @@ func (in *Instance) Addr() string {
 	return in.addr
 }
 func (in *Instance) Done() <-chan struct{} { return in.done }
-func (in *Instance) Tail(n int) []string   { return in.logs.last(n) }
+func (in *Instance) Tail(n int) []string   { return in.logs.Last(n) }
 
 func (in *Instance) Err() error {
 	in.mu.Lock()
@@ -221,40 +221,11 @@ func (in *Instance) String() string {
 	return in.function + "/" + in.id + " (container " + shortID(in.containerID) + ")"
 }
 
-// ring keeps the last lines of output.
-type ring struct {
-	mu    sync.Mutex // guards the following
-	lines []string
-	next  int
-	full  bool
-}
-
-func newRing(n int) *ring { return &ring{lines: make([]string, n)} }
-
-func (r *ring) add(line string) {
-	r.mu.Lock()
-	r.lines[r.next] = line
-	r.next = (r.next + 1) % len(r.lines)
-	r.full = r.full || r.next == 0
-	r.mu.Unlock()
-}
-
-func (r *ring) last(n int) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var all []string
-	if r.full {
-		all = append(all, r.lines[r.next:]...)
-	}
-	all = append(all, r.lines[:r.next]...)
-	return append([]string(nil), all[max(0, len(all)-n):]...)
-}
-
 // lineWriter splits the container's output into lines for the ring and
 // passes the bytes on to the instance's log sink. stdout and stderr share
 // it (one goroutine writes).
 type lineWriter struct {
-	ring *ring
+	ring *driver.LogTail
 	w    io.Writer
 	buf  []byte
 }
@@ -271,11 +242,11 @@ func (l *lineWriter) Write(b []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		l.ring.add(strings.TrimRight(string(l.buf[:i]), "\r"))
+		l.ring.Add(strings.TrimRight(string(l.buf[:i]), "\r"))
 		l.buf = l.buf[i+1:]
 	}
 	if len(l.buf) > maxLine {
-		l.ring.add(string(l.buf[:maxLine]))
+		l.ring.Add(string(l.buf[:maxLine]))
 		l.buf = l.buf[:0]
 	}
 	return len(b), nil
@@ -283,7 +254,7 @@ func (l *lineWriter) Write(b []byte) (int, error) {
 
 func (l *lineWriter) flush() {
 	if len(l.buf) > 0 {
-		l.ring.add(string(l.buf))
+		l.ring.Add(string(l.buf))
 		l.buf = nil
 	}
 }

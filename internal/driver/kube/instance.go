@@ -44,7 +44,7 @@ type Instance struct {
 	hostPort int    // held in d.ports (host network), 0 if none
 	adopted  bool   // taken over (Adopt): its log is followed from now on
 	onPhase  func(driver.Phase)
-	logs     *ring
+	logs     *driver.LogTail
 	out      *lineWriter
 
 	ctx    context.Context // the watch's and log stream's; cancelled by finish or Driver.Close
@@ -72,7 +72,7 @@ type waiting struct {
 
 func (d *Driver) newInstance(fn, id, pod string, port, hostPort int, output io.Writer, onPhase func(driver.Phase)) *Instance {
 	ctx, cancel := context.WithCancel(d.ctx)
-	logs := newRing(200)
+	logs := driver.NewLogTail(200)
 	return &Instance{d: d, function: fn, id: id, pod: pod, port: port, hostPort: hostPort, onPhase: onPhase,
 		logs: logs, out: &lineWriter{ring: logs, w: output}, ctx: ctx, cancel: cancel,
 		up: make(chan struct{}), done: make(chan struct{}), waiting: waiting{reason: "pod pending"}}
@@ -88,7 +88,7 @@ func (in *Instance) Addr() string {
 func (in *Instance) Done() <-chan struct{} { return in.done }
 
 // Tail returns the last n lines of the Pod's log.
-func (in *Instance) Tail(n int) []string { return in.logs.last(n) }
+func (in *Instance) Tail(n int) []string { return in.logs.Last(n) }
 
 func (in *Instance) Err() error {
 	in.mu.Lock()
@@ -448,40 +448,11 @@ func (in *Instance) kill() {
 	}
 }
 
-// ring keeps the last lines of output.
-type ring struct {
-	mu    sync.Mutex // guards the following
-	lines []string
-	next  int
-	full  bool
-}
-
-func newRing(n int) *ring { return &ring{lines: make([]string, n)} }
-
-func (r *ring) add(line string) {
-	r.mu.Lock()
-	r.lines[r.next] = line
-	r.next = (r.next + 1) % len(r.lines)
-	r.full = r.full || r.next == 0
-	r.mu.Unlock()
-}
-
-func (r *ring) last(n int) []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var all []string
-	if r.full {
-		all = append(all, r.lines[r.next:]...)
-	}
-	all = append(all, r.lines[:r.next]...)
-	return append([]string(nil), all[max(0, len(all)-n):]...)
-}
-
 // lineWriter splits the Pod's log into lines for the ring and passes the
 // bytes on to the instance's log sink.
 type lineWriter struct {
 	mu   sync.Mutex // guards the following: the stream and a final read may overlap
-	ring *ring
+	ring *driver.LogTail
 	w    io.Writer
 	buf  []byte
 }
@@ -500,11 +471,11 @@ func (l *lineWriter) Write(b []byte) (int, error) {
 		if i < 0 {
 			break
 		}
-		l.ring.add(strings.TrimRight(string(l.buf[:i]), "\r"))
+		l.ring.Add(strings.TrimRight(string(l.buf[:i]), "\r"))
 		l.buf = l.buf[i+1:]
 	}
 	if len(l.buf) > maxLine {
-		l.ring.add(string(l.buf[:maxLine]))
+		l.ring.Add(string(l.buf[:maxLine]))
 		l.buf = l.buf[:0]
 	}
 	return len(b), nil
@@ -514,7 +485,7 @@ func (l *lineWriter) flush() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.buf) > 0 {
-		l.ring.add(string(l.buf))
+		l.ring.Add(string(l.buf))
 		l.buf = nil
 	}
 }
