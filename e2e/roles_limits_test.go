@@ -38,11 +38,7 @@ func TestRolesRateLimitTotal(t *testing.T) {
 	re := newRolesEnv(t)
 	startController(t, "ctl-1", re.env, append(re.kube, re.timing...)...)
 	g1, g2 := re.gateways(t)
-	for _, g := range []*server{g1, g2} {
-		eventually(t, 15*time.Second, "gateway "+g.addr+" splits limits over 2", func() bool {
-			return regexp.MustCompile(`live gateways changed.* gateways=2 `).MatchString(g.logs.String())
-		})
-	}
+	bothJoined(t, g1, g2)
 	g1.deploy(simSpec("rl", "{min: 1, max: 1, concurrency: 64}"))
 	eventually(t, 15*time.Second, "both gateways serve rl", func() bool {
 		return g1.call("POST", "/v1/run/rl/predict", `{}`).status == 200 && g2.call("POST", "/v1/run/rl/predict", `{}`).status == 200
@@ -122,6 +118,9 @@ func TestRolesDeployVisibleWithin1s(t *testing.T) {
 	re := newRolesEnv(t)
 	startController(t, "ctl-1", re.env, append(re.kube, re.timing...)...)
 	a, b := re.gateways(t, "--store-poll", "10s")
+	// The claim is about running gateways: each has its store watch
+	// listening and the leader's state (it logs N = 2 only after both).
+	bothJoined(t, a, b)
 	for i, tag := range []string{"one", "two"} {
 		r := a.call("POST", "/v1/functions?wait=true", simSpec("vis", "{min: 0, max: 1, idle_timeout: 60s}", "env: {TAG: "+tag+"}"))
 		if r.status != 201 && r.status != 200 {
@@ -161,5 +160,17 @@ func TestRolesDeployVisibleWithin1s(t *testing.T) {
 		})
 		t.Logf("deploy %q through A: B had the version after %s, served it after %s (deploy call took %s)",
 			tag, seen.Round(time.Millisecond), served.Round(time.Millisecond), r.elapsed.Round(time.Millisecond))
+	}
+}
+
+// bothJoined waits until each gateway has had the leader's answer counting
+// both: a gateway logs the change of N from its report loop, which starts
+// after its store watch listens.
+func bothJoined(t *testing.T, gs ...*server) {
+	t.Helper()
+	for _, g := range gs {
+		eventually(t, 15*time.Second, "gateway "+g.addr+" splits limits over 2", func() bool {
+			return regexp.MustCompile(`live gateways changed.* gateways=2 `).MatchString(g.logs.String())
+		})
 	}
 }
