@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -361,6 +362,11 @@ func runAPI(ctx context.Context, cfg config.Config, r role, logger *slog.Logger,
 	if routes != nil {
 		routes(gw.Routes())
 	}
+	if member != nil {
+		// A gateway takes traffic once it has the leader's state: before,
+		// it knows no instance and its limits are not split yet.
+		gw.SetReady(false)
+	}
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
@@ -368,6 +374,22 @@ func runAPI(ctx context.Context, cfg config.Config, r role, logger *slog.Logger,
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	g, gctx := errgroup.WithContext(runCtx)
+	var readyMu sync.Mutex // orders the join's ready against the drain's not-ready
+	if member != nil {
+		g.Go(func() error {
+			select {
+			case <-member.Joined():
+				readyMu.Lock()
+				defer readyMu.Unlock()
+				if ctx.Err() == nil {
+					gw.SetReady(true)
+					logger.Info("joined the leader's state; ready")
+				}
+			case <-gctx.Done():
+			}
+			return nil
+		})
+	}
 	// Stores that tell: writes by other handles on the store (functions,
 	// routes, key revocations) apply here.
 	changes, err := st.watch(gctx, changeHead, cfg.StorePoll, logger.With("component", "store"))
@@ -410,7 +432,9 @@ func runAPI(ctx context.Context, cfg config.Config, r role, logger *slog.Logger,
 	case <-gctx.Done(): // a component failed
 	}
 	logger.Info("draining", "grace", cfg.Grace)
+	readyMu.Lock()
 	gw.SetReady(false)
+	readyMu.Unlock()
 	if cfg.DrainDelay > 0 {
 		time.Sleep(cfg.DrainDelay) // let load balancers see /readyz fail
 	}

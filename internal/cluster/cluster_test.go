@@ -89,9 +89,19 @@ func TestColdPath(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
+	select {
+	case <-g.Joined():
+		t.Fatal("joined before any state from a leader")
+	default:
+	}
 	go func() { done <- g.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	<-notified // the first state (no endpoints yet)
+	select {
+	case <-g.Joined(): // the gateway may now report ready
+	case <-time.After(10 * time.Second):
+		t.Fatal("not joined after the first state")
+	}
 
 	mu.Lock()
 	queued = 3

@@ -47,8 +47,9 @@ type GatewayOptions struct {
 // received keeps serving while the leader is unreachable; functions with
 // no known endpoint wait in the activator's queue until one arrives.
 type Gateway struct {
-	opts GatewayOptions
-	kick chan struct{} // a report is wanted now (Wake)
+	opts   GatewayOptions
+	kick   chan struct{} // a report is wanted now (Wake)
+	joined chan struct{} // closed at the first state from a leader
 
 	mu       sync.Mutex // guards the following
 	state    State
@@ -84,7 +85,7 @@ func NewGateway(o GatewayOptions) *Gateway {
 	if o.Notify == nil {
 		o.Notify = func(string) {}
 	}
-	return &Gateway{opts: o, kick: make(chan struct{}, 1), inFlight: map[string]int{},
+	return &Gateway{opts: o, kick: make(chan struct{}, 1), joined: make(chan struct{}), inFlight: map[string]int{},
 		lastUsed: map[string]time.Time{}, fnOf: map[string]string{}, reported: map[string]bool{},
 		prove: map[string]proof{}, suspect: map[string]bool{}}
 }
@@ -215,6 +216,11 @@ func (g *Gateway) Health(fn string) (live int, retryAt time.Time, failing error)
 	return fs.Live, fs.RetryAt, failing
 }
 
+// Joined is closed once a leader's state has arrived: until then the
+// gateway knows no instance and its limits are not yet split, so it should
+// not take traffic from a load balancer (/readyz).
+func (g *Gateway) Joined() <-chan struct{} { return g.joined }
+
 // Applied is the version of the state in use.
 func (g *Gateway) Applied() uint64 {
 	g.mu.Lock()
@@ -232,8 +238,11 @@ func (g *Gateway) apply(st State) {
 		g.mu.Unlock()
 		return
 	}
-	old := g.state
+	old, had := g.state, g.have
 	g.state, g.have = st, true
+	if !had {
+		close(g.joined)
+	}
 	clear(g.suspect) // the leader's word on every endpoint is newer
 	g.mu.Unlock()
 	if max(st.Gateways, 1) != max(old.Gateways, 1) {
