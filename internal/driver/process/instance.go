@@ -84,13 +84,6 @@ func (i *Instance) TakeConn() net.Conn {
 	return c
 }
 
-// dropConn closes the probe's connection if nobody took it.
-func (i *Instance) dropConn() {
-	if c := i.TakeConn(); c != nil {
-		c.Close()
-	}
-}
-
 func (i *Instance) exited() bool {
 	select {
 	case <-i.done:
@@ -252,8 +245,17 @@ func (i *Instance) run(cmd *exec.Cmd, r, w *os.File, output io.Writer, started c
 	<-copied
 
 	i.err = newExitError(waitErr, cmd.ProcessState)
+	// done closes under mu with the probe's connection taken, so whoever
+	// sees the exit (Stop returning, handOver's check) finds no connection
+	// to a process that is gone.
+	i.mu.Lock()
 	close(i.done)
-	i.dropConn()
+	c := i.probeConn
+	i.probeConn = nil
+	i.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
 }
 
 // exitError reports how an instance's process ended. It wraps
