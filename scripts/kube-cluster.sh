@@ -74,7 +74,9 @@ run() {
 	local name=$1
 	shift
 	if alive "$name"; then return; fi
-	setsid "$@" >"$logs/$name.log" 2>&1 </dev/null &
+	# From the cluster directory: a daemon must not keep (or need) the
+	# caller's working directory, which may be a checkout that goes away.
+	(cd "$dir" && exec setsid "$@" >"$logs/$name.log" 2>&1 </dev/null) &
 	echo $! >"$pids/$name.pid"
 }
 
