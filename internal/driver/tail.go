@@ -1,6 +1,11 @@
 package driver
 
-import "sync"
+import (
+	"bytes"
+	"io"
+	"strings"
+	"sync"
+)
 
 // LogTail keeps an instance's last lines of output, so a start that fails
 // can quote them (drivers that read an instance's output share it). Safe
@@ -34,4 +39,53 @@ func (t *LogTail) Last(n int) []string {
 	}
 	all = append(all, t.lines[:t.next]...)
 	return append([]string(nil), all[max(0, len(all)-n):]...)
+}
+
+// maxTailLine caps one kept line: output without newlines cannot grow a
+// line without bound.
+const maxTailLine = 16 << 10
+
+// TailWriter passes an instance's output on to W (may be nil) and keeps
+// its lines in Tail. Safe for concurrent use; Flush keeps a last line
+// that had no newline.
+type TailWriter struct {
+	Tail *LogTail
+	W    io.Writer
+
+	mu  sync.Mutex // guards buf; held across a write so lines never interleave
+	buf []byte
+}
+
+// Write implements io.Writer; it never fails (a failing W is the sink's
+// concern, not the instance's).
+func (l *TailWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.W != nil {
+		l.W.Write(b)
+	}
+	l.buf = append(l.buf, b...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			break
+		}
+		l.Tail.Add(strings.TrimRight(string(l.buf[:i]), "\r"))
+		l.buf = l.buf[i+1:]
+	}
+	if len(l.buf) > maxTailLine {
+		l.Tail.Add(string(l.buf[:maxTailLine]))
+		l.buf = l.buf[:0]
+	}
+	return len(b), nil
+}
+
+// Flush keeps the unterminated last line, if any.
+func (l *TailWriter) Flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.buf) > 0 {
+		l.Tail.Add(string(l.buf))
+		l.buf = nil
+	}
 }

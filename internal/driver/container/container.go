@@ -356,7 +356,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	}
 	inst := &Instance{d: d, function: s.Function, id: s.InstanceID, onPhase: s.OnPhase,
 		done: make(chan struct{}), follow: make(chan struct{}), logs: driver.NewLogTail(200), memory: s.Resources.MemoryBytes}
-	inst.out = lineWriter{ring: inst.logs, w: s.Output}
+	inst.out = &driver.TailWriter{Tail: inst.logs, W: s.Output}
 
 	// The image must be present: deploy pulled it. A missing image is a
 	// start failure, never a pull on the caller's time. An image seen

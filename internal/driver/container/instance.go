@@ -1,11 +1,8 @@
 package container
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,7 +26,7 @@ type Instance struct {
 	memory      int64
 	onPhase     func(driver.Phase)
 	logs        *driver.LogTail
-	out         lineWriter
+	out         *driver.TailWriter
 	// cog, for protocol cog, is the adapter Ember's requests go to (Addr);
 	// it speaks Cog's API to the container at addr. Closed by run.
 	cog *cog.Adapter
@@ -97,7 +94,7 @@ func (in *Instance) run() {
 			return
 		}
 		defer rc.Close()
-		stdcopy.StdCopy(&in.out, &in.out, rc)
+		stdcopy.StdCopy(in.out, in.out, rc)
 	}()
 	// The wait, too, costs the engine CPU while the container starts
 	// (Podman syncs the container's state with the OCI runtime when it
@@ -122,7 +119,7 @@ func (in *Instance) run() {
 	case <-logsDone:
 	case <-time.After(2 * time.Second):
 	}
-	in.out.flush()
+	in.out.Flush()
 	err := in.exitReason(waitErr)
 	in.d.remove(in.containerID)
 	in.d.releasePort(in.hostPort)
@@ -219,44 +216,6 @@ func (in *Instance) kill() {
 // LogValue identifies the instance in log records.
 func (in *Instance) String() string {
 	return in.function + "/" + in.id + " (container " + shortID(in.containerID) + ")"
-}
-
-// lineWriter splits the container's output into lines for the ring and
-// passes the bytes on to the instance's log sink. stdout and stderr share
-// it (one goroutine writes).
-type lineWriter struct {
-	ring *driver.LogTail
-	w    io.Writer
-	buf  []byte
-}
-
-const maxLine = 16 << 10
-
-func (l *lineWriter) Write(b []byte) (int, error) {
-	if l.w != nil {
-		l.w.Write(b)
-	}
-	l.buf = append(l.buf, b...)
-	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			break
-		}
-		l.ring.Add(strings.TrimRight(string(l.buf[:i]), "\r"))
-		l.buf = l.buf[i+1:]
-	}
-	if len(l.buf) > maxLine {
-		l.ring.Add(string(l.buf[:maxLine]))
-		l.buf = l.buf[:0]
-	}
-	return len(b), nil
-}
-
-func (l *lineWriter) flush() {
-	if len(l.buf) > 0 {
-		l.ring.Add(string(l.buf))
-		l.buf = nil
-	}
 }
 
 var (

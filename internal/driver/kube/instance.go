@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -45,7 +44,7 @@ type Instance struct {
 	adopted  bool   // taken over (Adopt): its log is followed from now on
 	onPhase  func(driver.Phase)
 	logs     *driver.LogTail
-	out      *lineWriter
+	out      *driver.TailWriter
 
 	ctx    context.Context // the watch's and log stream's; cancelled by finish or Driver.Close
 	cancel context.CancelFunc
@@ -74,7 +73,7 @@ func (d *Driver) newInstance(fn, id, pod string, port, hostPort int, output io.W
 	ctx, cancel := context.WithCancel(d.ctx)
 	logs := driver.NewLogTail(200)
 	return &Instance{d: d, function: fn, id: id, pod: pod, port: port, hostPort: hostPort, onPhase: onPhase,
-		logs: logs, out: &lineWriter{ring: logs, w: output}, ctx: ctx, cancel: cancel,
+		logs: logs, out: &driver.TailWriter{Tail: logs, W: output}, ctx: ctx, cancel: cancel,
 		up: make(chan struct{}), done: make(chan struct{}), waiting: waiting{reason: "pod pending"}}
 }
 
@@ -373,7 +372,7 @@ func (in *Instance) finish(end error) {
 		}
 	}
 	in.cancel()
-	in.out.flush()
+	in.out.Flush()
 	if !abandoned {
 		if !errors.Is(end, errStopped) && !errors.Is(end, ErrDeleted) {
 			in.stopped.Store(true)
@@ -445,48 +444,6 @@ func (in *Instance) kill() {
 	in.stopped.Store(true)
 	if err := in.d.deletePod(in.pod, 0); err != nil {
 		in.d.logger.Warn("cannot delete pod", "pod", in.pod, "err", err)
-	}
-}
-
-// lineWriter splits the Pod's log into lines for the ring and passes the
-// bytes on to the instance's log sink.
-type lineWriter struct {
-	mu   sync.Mutex // guards the following: the stream and a final read may overlap
-	ring *driver.LogTail
-	w    io.Writer
-	buf  []byte
-}
-
-const maxLine = 16 << 10
-
-func (l *lineWriter) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.w != nil {
-		l.w.Write(b)
-	}
-	l.buf = append(l.buf, b...)
-	for {
-		i := bytes.IndexByte(l.buf, '\n')
-		if i < 0 {
-			break
-		}
-		l.ring.Add(strings.TrimRight(string(l.buf[:i]), "\r"))
-		l.buf = l.buf[i+1:]
-	}
-	if len(l.buf) > maxLine {
-		l.ring.Add(string(l.buf[:maxLine]))
-		l.buf = l.buf[:0]
-	}
-	return len(b), nil
-}
-
-func (l *lineWriter) flush() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.buf) > 0 {
-		l.ring.Add(string(l.buf))
-		l.buf = nil
 	}
 }
 
