@@ -202,10 +202,7 @@ var inEmber = regexp.MustCompile(`(?m)^  namespace: ember$`)
 func TestServerDryRun(t *testing.T) {
 	kubeconfig := os.Getenv("EMBER_TEST_KUBECONFIG")
 	if kubeconfig == "" {
-		kubeconfig = "/tmp/ember-kube-dev/kubeconfig"
-	}
-	if _, err := os.Stat(kubeconfig); err != nil {
-		t.Skipf("no cluster: %s is absent (scripts/kube-cluster.sh start writes one; or set EMBER_TEST_KUBECONFIG)", kubeconfig)
+		t.Skip("EMBER_TEST_KUBECONFIG is unset: start a cluster with scripts/kube-cluster.sh start DIR and eval its env")
 	}
 	for _, dir := range []string{".", "host-network"} {
 		// A server-side dry run creates nothing, so the objects of the
