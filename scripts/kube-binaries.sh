@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control-plane and node binaries the Kubernetes e2e
 # tests run (kube-apiserver, kube-controller-manager, kube-scheduler,
-# kubelet) from the Go module proxy, in a tools module of their own (never
-# Ember's go.mod), and caches them outside the checkout, keyed by version:
+# kubelet), and kubectl for the manifest tests, from the Go module proxy, in a
+# tools module of their own (never Ember's go.mod), and caches them outside
+# the checkout, keyed by version:
 #
 #   $EMBER_KUBE_CACHE/<version>/bin   (default ~/.cache/ember-kube)
 #
@@ -15,7 +16,7 @@ version=${EMBER_KUBE_VERSION:-v1.37.2}
 cache=${EMBER_KUBE_CACHE:-$HOME/.cache/ember-kube}
 dir=$cache/$version
 bin=$dir/bin
-tools="kube-apiserver kube-controller-manager kube-scheduler kubelet"
+tools="kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl"
 
 have=1
 for t in $tools; do [[ -x $bin/$t ]] || have=0; done
@@ -56,6 +57,7 @@ import (
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
 	_ "k8s.io/kubernetes/cmd/kube-scheduler"
 	_ "k8s.io/kubernetes/cmd/kubelet"
+	_ "k8s.io/kubernetes/cmd/kubectl"
 )
 GO
 echo "kube-binaries: resolving k8s.io/kubernetes $version modules" >&2
