@@ -6,6 +6,7 @@
 #   deploy/image/build.sh static TAG --oci OUT.tar [--containerd SOCK]
 #                                               # an OCI tarball (scripts/ociimage), imported
 #                                               # into a node's containerd when SOCK is given
+#   ... --binary PATH                           # package a prebuilt ember (worker: a cgo build)
 #
 # static: CGO_ENABLED=0, so the image is one binary and the CA bundle; it
 # runs `ember serve|gateway|controller` and process/container functions.
@@ -17,11 +18,12 @@ set -euo pipefail
 mode=${1:-}; tag=${2:-}
 [[ ($mode == static || $mode == worker) && -n $tag ]] || { sed -n 2,16p "$0" >&2; exit 2; }
 shift 2
-oci= sock=
+oci= sock= binary=
 while [[ $# -gt 0 ]]; do
 	case $1 in
 	--oci) oci=$2; shift 2 ;;
 	--containerd) sock=$2; shift 2 ;;
+	--binary) binary=$2; shift 2 ;;
 	*) echo "unknown argument $1" >&2; exit 2 ;;
 	esac
 done
@@ -34,10 +36,15 @@ cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
 env=(HOME=/data EMBER_DATA_DIR=/data/ember EMBER_CACHE_DIR=/data/cache EMBER_ADDR=0.0.0.0:8080
 	SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt)
 
-if [[ $mode == static ]]; then
+if [[ -n $binary ]]; then
+	cp "$binary" "$root/ember"
+	chmod 0755 "$root/ember"
+elif [[ $mode == static ]]; then
 	(cd "$repo" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$root/ember" ./cmd/ember)
 else
 	(cd "$repo" && CGO_ENABLED=1 go build -trimpath -ldflags '-s -w' -o "$root/ember" ./cmd/ember)
+fi
+if [[ $mode == worker ]]; then
 	ort=${ORT_LIB:-$(find "${XDG_CACHE_HOME:-$HOME/.cache}/ember/blobs" -path '*linux/x64/libonnxruntime.so*' -type f 2>/dev/null | head -1)}
 	[[ -f $ort ]] || { echo "ONNX Runtime library not found: set ORT_LIB (run any onnx function once to fetch it)" >&2; exit 1; }
 	mkdir -p "$root/lib/ember"

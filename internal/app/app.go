@@ -138,7 +138,12 @@ func newCore(ctx context.Context, cfg config.Config, r role, logger *slog.Logger
 	if guard != nil {
 		c.closers = append(c.closers, func() { guard.Close() }) // last: every instance is stopped by then
 	}
-	drv, err := newRuntimes(cfg, logger, guard, c.db)
+	rcfg := cfg
+	if r == roleGateway {
+		// A gateway starts no instances: the leader keeps the onnx pools.
+		rcfg.ONNXPool, rcfg.ONNXLoaded = 0, 0
+	}
+	drv, err := newRuntimes(rcfg, logger, guard, c.db)
 	if err != nil {
 		return nil, err
 	}

@@ -196,17 +196,13 @@ func newRuntimes(cfg config.Config, logger *slog.Logger, guard *process.Guard, s
 	if err != nil {
 		return nil, fmt.Errorf("locate the ember binary for onnx workers: %w", err)
 	}
-	pool := cfg.ONNXPool
 	if cfg.Backend == "kubernetes" {
-		pool = 0 // no local workers: onnx instances are worker Pods
+		return newKubeRuntimes(cfg, logger, proc, secrets)
 	}
 	on := onnx.New(proc, logger.With("component", "onnx"), onnx.Options{
-		Executable: exe, CacheDir: cfg.Cache(), ORTLib: cfg.ORTLib, PoolSize: pool,
+		Executable: exe, CacheDir: cfg.Cache(), ORTLib: cfg.ORTLib, PoolSize: cfg.ONNXPool,
 		Threads: cfg.ONNXThreads, Loaded: cfg.ONNXLoaded,
 	})
-	if cfg.Backend == "kubernetes" {
-		return newKubeRuntimes(cfg, logger, proc, on, secrets)
-	}
 	ctr, err := newContainers(cfg, logger.With("component", "container"), secrets)
 	if err != nil {
 		return nil, err
@@ -221,19 +217,29 @@ func newRuntimes(cfg config.Config, logger *slog.Logger, guard *process.Guard, s
 // newKubeRuntimes runs every runtime as Pods (--backend kubernetes):
 // container functions run their image, process functions need one (the
 // kube driver refuses them at deploy without), onnx functions run
-// --kube-worker-image in worker mode. The local GPU allocator is off: the
-// scheduler hands out nvidia.com/gpu. What earlier runs left is serve's
-// to delete (cleanupKube) or a new leader's to adopt (reclaim).
-func newKubeRuntimes(cfg config.Config, logger *slog.Logger, proc *process.Driver, on *onnx.Driver, secrets process.SecretSource) (*runtimes, error) {
+// --kube-worker-image in worker mode through the onnx driver, whose
+// pre-started pool is then a set of generic worker Pods that a start
+// specialises (POST /load) and relabels as the function's (Fission's pool
+// manager). The local GPU allocator is off: the scheduler hands out
+// nvidia.com/gpu. What earlier runs left is serve's to delete
+// (cleanupKube) or a new leader's to adopt (reclaim).
+func newKubeRuntimes(cfg config.Config, logger *slog.Logger, proc *process.Driver, secrets process.SecretSource) (*runtimes, error) {
 	cs, _, ns, err := kube.Connect(cfg.Kubeconfig, cfg.KubeNamespace)
 	if err != nil {
 		return nil, fmt.Errorf("backend kubernetes: %w", err)
 	}
 	kd, err := kube.New(logger.With("component", "kube"), kube.Options{Client: cs, Namespace: ns,
-		Network: cfg.KubeNetwork, WorkerImage: cfg.KubeWorkerImage, AllowHostPaths: cfg.ContainerAllowHostPaths, Secrets: secrets})
+		Network: cfg.KubeNetwork, WorkerImage: cfg.KubeWorkerImage, Models: cfg.KubeModels,
+		AllowHostPaths: cfg.ContainerAllowHostPaths, Secrets: secrets})
 	if err != nil {
 		return nil, err
 	}
+	on := onnx.New(kd, logger.With("component", "onnx"), onnx.Options{
+		Executable: kube.WorkerExecutable, CacheDir: kube.WorkerCacheDir, Host: "0.0.0.0",
+		PoolSize: cfg.ONNXPool, Threads: cfg.ONNXThreads, Loaded: cfg.ONNXLoaded,
+		// A pooled Pod has no resources or volumes of its own.
+		Poolable: func(s driver.StartSpec) bool { return s.Resources == (driver.Resources{}) && len(s.Volumes) == 0 },
+	})
 	// The container driver stays for what app reaches through it (cog
 	// file links); it starts nothing here and its engine is not asked.
 	ctr, err := container.New(logger.With("component", "container"), container.Options{Host: cfg.ContainerHost, PublicURL: publicURL(cfg)})
@@ -286,19 +292,20 @@ func kubeRegistry(kd *kube.Driver, proc *process.Driver, on *onnx.Driver, ctr *c
 	return &runtimes{process: proc, onnx: on, container: ctr, kube: kd, byName: map[string]driver.Driver{
 		spec.RuntimeProcess:   kd,
 		spec.RuntimeContainer: kd,
-		spec.RuntimeONNX:      kubeONNX{Driver: kd, onnx: on},
+		spec.RuntimeONNX:      kubeONNX{Driver: on, kube: kd},
 	}}
 }
 
-// kubeONNX runs onnx functions as worker Pods: the onnx driver says which
-// tasks and models its worker serves, the kube driver what a Pod needs.
+// kubeONNX runs onnx functions as worker Pods: the onnx driver (over the
+// kube driver) starts and pools the workers and says which tasks and
+// models they serve, the kube driver what a Pod needs.
 type kubeONNX struct {
-	*kube.Driver
-	onnx *onnx.Driver
+	*onnx.Driver
+	kube *kube.Driver
 }
 
 func (k kubeONNX) Validate(s driver.StartSpec) error {
-	return errors.Join(k.onnx.Validate(s), k.Driver.Validate(s))
+	return errors.Join(k.Driver.Validate(s), k.kube.Validate(s))
 }
 
 // List and Adopt reach the kube driver's Pods, so that a leader can
@@ -416,7 +423,12 @@ type preparer struct {
 
 func (p *preparer) Prepare(ctx context.Context, f *spec.Function) error {
 	if p.rt.kube != nil {
-		return nil // the node's kubelet pulls images, the worker Pod its model
+		// The node's kubelet pulls images, the worker Pod its model; the
+		// pool's generic worker Pods start once an onnx function exists.
+		if f.Runtime == spec.RuntimeONNX {
+			p.rt.onnx.Warm()
+		}
+		return nil
 	}
 	if f.Runtime == spec.RuntimeContainer && p.rt.container != nil {
 		// Pull at deploy, with progress in the server log, so no cold

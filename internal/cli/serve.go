@@ -97,6 +97,7 @@ func addServerFlags(f *pflag.FlagSet, cfg *config.Config) {
 	f.StringVar(&cfg.KubeNamespace, "kube-namespace", cfg.KubeNamespace, h("kube-namespace"))
 	f.StringVar(&cfg.KubeNetwork, "kube-network", cfg.KubeNetwork, h("kube-network"))
 	f.StringVar(&cfg.KubeWorkerImage, "kube-worker-image", cfg.KubeWorkerImage, h("kube-worker-image"))
+	f.StringVar(&cfg.KubeModels, "kube-models", cfg.KubeModels, h("kube-models"))
 	f.StringVar(&cfg.AdminKeyFile, "admin-key-file", cfg.AdminKeyFile, h("admin-key-file"))
 	f.DurationVar(&cfg.JobLease, "job-lease", cfg.JobLease, h("job-lease"))
 }

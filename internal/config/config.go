@@ -148,6 +148,11 @@ type Config struct {
 	// KubeWorkerImage is Ember's own image, run by onnx and process
 	// functions' Pods in worker mode.
 	KubeWorkerImage string
+	// KubeModels is the volume every onnx worker Pod mounts read-only, so
+	// that pooled workers can load any function's model: pvc:<claim>
+	// (mounted at /models) or an absolute host path (at its own path).
+	// "" = none: onnx functions then need npm: models.
+	KubeModels string
 	// AdminKeyFile holds an admin key (a mounted Kubernetes Secret): at
 	// start it is made an admin key of the store if it is not one yet, and
 	// no <data-dir>/admin.key is written. "" = the data-dir file.
@@ -306,6 +311,7 @@ func Knobs() []Knob {
 		{"kube-namespace", "EMBER_KUBE_NAMESPACE", "namespace of instance Pods, their Secrets and the roles' Leases; default: Ember's own Pod's namespace, else default"},
 		{"kube-network", "EMBER_KUBE_NETWORK", "pod (Pod IP and the function's fixed port) or host (hostNetwork Pods on Ember-assigned ports)"},
 		{"kube-worker-image", "EMBER_KUBE_WORKER_IMAGE", "Ember's own image, run in worker mode by onnx functions' Pods on Kubernetes"},
+		{"kube-models", "EMBER_KUBE_MODELS", "volume every onnx worker Pod mounts read-only for its models: pvc:<claim> (at /models) or an absolute host path (at the same path)"},
 		{"admin-key-file", "EMBER_ADMIN_KEY_FILE", "file holding an admin key (a mounted Kubernetes Secret, mode 0400/0440; make one with `ember keys generate`): made an admin key of the store at start, idempotently on every replica; no <data-dir>/admin.key is written"},
 		{"cluster-token-file", "EMBER_CLUSTER_TOKEN_FILE", "file holding the cluster token (≥ 32 bytes, e.g. openssl rand -hex 32) that gateways and controllers present to each other on /internal/v1/ routes; or set EMBER_CLUSTER_TOKEN to the token itself"},
 		{"lease-name", "EMBER_LEASE_NAME", "the coordination.k8s.io Lease in --kube-namespace that controllers elect their leader with, and gateways read to find it"},

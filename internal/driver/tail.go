@@ -56,6 +56,15 @@ type TailWriter struct {
 	buf []byte
 }
 
+// Redirect sends the output from now on to w (nil: only the tail). A
+// pre-started worker is redirected when it is handed to a function, so
+// its lines land in that instance's log.
+func (l *TailWriter) Redirect(w io.Writer) {
+	l.mu.Lock()
+	l.W = w
+	l.mu.Unlock()
+}
+
 // Write implements io.Writer; it never fails (a failing W is the sink's
 // concern, not the instance's).
 func (l *TailWriter) Write(b []byte) (int, error) {

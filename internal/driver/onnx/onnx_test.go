@@ -1,6 +1,7 @@
 package onnx
 
 import (
+	"cmp"
 	"context"
 	"io"
 	"log/slog"
@@ -22,16 +23,20 @@ var _ redirector = (*process.Instance)(nil)
 // e2e), which makes a pooled worker's /load fail and the start fall back
 // to a fresh worker.
 type stubProc struct {
+	addr string // what instances answer on ("": nothing does)
+
 	mu    sync.Mutex
 	insts []*stubInstance
+	specs []driver.StartSpec
 }
 
 type stubInstance struct {
+	addr string
 	done chan struct{}
 	once sync.Once
 }
 
-func (s *stubInstance) Addr() string           { return "127.0.0.1:1" }
+func (s *stubInstance) Addr() string           { return cmp.Or(s.addr, "127.0.0.1:1") }
 func (s *stubInstance) Phases() []driver.Phase { return nil }
 func (s *stubInstance) Done() <-chan struct{}  { return s.done }
 func (s *stubInstance) Err() error             { return nil }
@@ -41,9 +46,10 @@ func (s *stubInstance) Stop(context.Context) error {
 }
 
 func (p *stubProc) Start(ctx context.Context, s driver.StartSpec) (driver.Instance, error) {
-	in := &stubInstance{done: make(chan struct{})}
+	in := &stubInstance{addr: p.addr, done: make(chan struct{})}
 	p.mu.Lock()
 	p.insts = append(p.insts, in)
+	p.specs = append(p.specs, s)
 	p.mu.Unlock()
 	return in, nil
 }
@@ -73,14 +79,15 @@ func TestPoolReportsWaitingWorkers(t *testing.T) {
 	d.SetObserver(rec)
 	d.Warm()
 	waitFor(t, "pool filled", func() bool { return d.PoolReady() == 1 })
+	w1 := PoolFunction + "-" + d.token + "-1"
 	if _, err := d.Start(context.Background(), driver.StartSpec{Function: "ocr", Task: "ocr", Model: "/m"}); err != nil {
 		t.Fatal(err)
 	}
 	d.Close(context.Background())
 	want := []string{
-		PoolFunction + " " + PoolFunction + "-1 →starting",
-		PoolFunction + " " + PoolFunction + "-1 starting→ready",
-		PoolFunction + " " + PoolFunction + "-1 ready→", // taken
+		PoolFunction + " " + w1 + " →starting",
+		PoolFunction + " " + w1 + " starting→ready",
+		PoolFunction + " " + w1 + " ready→", // taken
 	}
 	checkEvents(t, rec.list(), want)
 }
@@ -101,10 +108,11 @@ func TestPoolWorkerDyingWhileWaiting(t *testing.T) {
 		t.Errorf("pool holds %d workers after its only one died, want 0 until the refill", n)
 	}
 	d.Close(context.Background())
+	w1 := PoolFunction + "-" + d.token + "-1"
 	checkEvents(t, rec.list()[:3], []string{
-		PoolFunction + " " + PoolFunction + "-1 →starting",
-		PoolFunction + " " + PoolFunction + "-1 starting→ready",
-		PoolFunction + " " + PoolFunction + "-1 ready→failed",
+		PoolFunction + " " + w1 + " →starting",
+		PoolFunction + " " + w1 + " starting→ready",
+		PoolFunction + " " + w1 + " ready→failed",
 	})
 }
 
