@@ -271,7 +271,7 @@ func runAPI(ctx context.Context, cfg config.Config, r role, logger *slog.Logger,
 	var budgets gateway.Budgets = usage.Budgets{Source: meter}
 	if member != nil {
 		budgets = member // the leader's metering sees every instance
-		instances = gatewayInstances{instancesView{mgr}, member}
+		instances = gatewayInstances{instancesView{mgr}, member, logger.With("component", "cluster")}
 		// Route windows count every gateway's calls (through the
 		// leader), so QPS and cost decisions see the total.
 		member.SetRoutes(routeSvc.Calls, routeSvc.Record)
@@ -296,7 +296,7 @@ func runAPI(ctx context.Context, cfg config.Config, r role, logger *slog.Logger,
 	if err != nil {
 		return err
 	}
-	usageHandler := usage.NewHandler(meter, usageSpecs{mgr, ctl}, prices)
+	usageHandler := usage.NewHandler(meter, usageSpecs{mgr, ctl}, prices).WithBudgets(budgets)
 	gw.Register("GET /v1/usage", auth.RightInvoke, usageHandler)
 
 	ln, err := net.Listen("tcp", cfg.Addr)

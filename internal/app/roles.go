@@ -23,6 +23,7 @@ import (
 	"github.com/ember-run/ember/internal/controller"
 	"github.com/ember-run/ember/internal/driver"
 	"github.com/ember-run/ember/internal/driver/kube"
+	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/gateway"
 	"github.com/ember-run/ember/internal/instance"
 	"github.com/ember-run/ember/internal/spec"
@@ -129,11 +130,54 @@ func (c gatewayCapacity) Function(name string) (*spec.Function, bool) { return c
 var _ activator.Capacity = gatewayCapacity{}
 
 // gatewayInstances is a gateway's gateway.Instances: its own manager holds
-// no instances, so what a deploy waits on (Prove, Rollout) and a
-// function's counts come from the leader.
+// no instances, so what a deploy waits on (Prove, Rollout), a function's
+// counts, and its instances and logs come from the leader.
 type gatewayInstances struct {
 	instancesView
 	member *cluster.Gateway
+	logger *slog.Logger
+}
+
+// leaderRead bounds a user's instance or log read through the leader.
+const leaderRead = 5 * time.Second
+
+func (v gatewayInstances) Instances(fn string) ([]api.Instance, bool) {
+	if _, ok := v.Manager.Function(fn); !ok {
+		return nil, false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), leaderRead)
+	defer cancel()
+	list, err := v.member.Instances(ctx, fn)
+	if err != nil && !errors.Is(err, cluster.ErrNotFound) {
+		// The API shape has no error here: the list reads empty, and the
+		// log says why.
+		v.logger.Warn("list instances from the leader", "function", fn, "err", err)
+	}
+	return list, true
+}
+
+func (v gatewayInstances) Instance(id string) (api.Instance, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), leaderRead)
+	defer cancel()
+	in, err := v.member.Instance(ctx, id)
+	if err != nil {
+		if !errors.Is(err, cluster.ErrNotFound) {
+			v.logger.Warn("read an instance from the leader", "instance", id, "err", err)
+		}
+		return api.Instance{}, false
+	}
+	return in, true
+}
+
+func (v gatewayInstances) Logs(fn string, tail int) ([]api.LogLine, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), leaderRead)
+	defer cancel()
+	lines, err := v.member.Logs(ctx, fn, tail)
+	if err != nil && !errors.Is(err, cluster.ErrNotFound) {
+		return nil, &errkind.Error{Kind: errkind.Unavailable, Code: "leader_unavailable", RetryAfter: time.Second, Err: err,
+			Msg: "cannot read the logs from the leader controller, which runs the instances; retry shortly"}
+	}
+	return lines, nil
 }
 
 func (v gatewayInstances) Prove(fn string, version int64) { v.member.Prove(fn, version) }
@@ -246,6 +290,7 @@ func Controller(ctx context.Context, cfg config.Config, logger *slog.Logger, rea
 		Touch:   c.mgr.Touch,
 		Prove:   c.mgr.Prove,
 		Rollout: c.mgr.Rollout,
+		Views:   instancesView{c.mgr},
 		Budget: func(fn string, now time.Time) *api.BudgetStatus {
 			if f, ok := c.mgr.Function(fn); !ok || f.Budget == nil {
 				return nil

@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/errkind"
 )
 
 // fakeInstances is the manager as the leader reads it.
@@ -350,5 +353,102 @@ func TestSuspectUntilNextState(t *testing.T) {
 	g.apply(st) // the leader still lists x
 	if len(g.Endpoints("sim")) != 2 {
 		t.Error("x still suspect after the leader's next state")
+	}
+}
+
+type fakeViews struct{}
+
+func (fakeViews) Instances(fn string) ([]api.Instance, bool) {
+	if fn != "sim" {
+		return nil, false
+	}
+	return []api.Instance{{ID: "sim-1", Function: "sim", State: "ready"}}, true
+}
+
+func (fakeViews) Instance(id string) (api.Instance, bool) {
+	return api.Instance{ID: id, Function: "sim"}, id == "sim-1"
+}
+
+func (fakeViews) Logs(fn string, tail int) ([]api.LogLine, error) {
+	lines := make([]api.LogLine, tail)
+	for i := range lines {
+		lines[i] = api.LogLine{Instance: "sim-1", Line: fmt.Sprint(i)}
+	}
+	return lines, nil
+}
+
+// TestViewsThroughTheLeader: a gateway reads instances and logs from the
+// leader, where they run; what the leader does not know is ErrNotFound,
+// and the tail is bounded.
+func TestViewsThroughTheLeader(t *testing.T) {
+	l := NewLeader(LeaderOptions{Instances: &fakeInstances{eps: map[string][]api.Endpoint{}}, Views: fakeViews{}})
+	mux := http.NewServeMux()
+	l.Handle(func(p string, h http.Handler) { mux.Handle(p, h) })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	g := NewGateway(GatewayOptions{ID: "a", Client: srv.Client(),
+		Leader: func(context.Context) (string, error) { return strings.TrimPrefix(srv.URL, "http://"), nil }})
+	ctx := context.Background()
+	if list, err := g.Instances(ctx, "sim"); err != nil || len(list) != 1 || list[0].ID != "sim-1" {
+		t.Errorf("Instances(sim) = %+v, %v", list, err)
+	}
+	if _, err := g.Instances(ctx, "nope"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Instances(nope) err = %v, want ErrNotFound", err)
+	}
+	if in, err := g.Instance(ctx, "sim-1"); err != nil || in.Function != "sim" {
+		t.Errorf("Instance(sim-1) = %+v, %v", in, err)
+	}
+	if _, err := g.Instance(ctx, "sim-2"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Instance(sim-2) err = %v, want ErrNotFound", err)
+	}
+	if lines, err := g.Logs(ctx, "sim", 3); err != nil || len(lines) != 3 || lines[2].Line != "2" {
+		t.Errorf("Logs(sim, 3) = %+v, %v", lines, err)
+	}
+	if lines, err := g.Logs(ctx, "sim", MaxLogTail+5); err != nil || len(lines) != MaxLogTail {
+		t.Errorf("Logs past the bound: %d lines, %v; want capped at %d", len(lines), err, MaxLogTail)
+	}
+	resp, err := http.Get(srv.URL + PathLogs + "?function=sim&tail=-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("tail=-1: %d, want 400", resp.StatusCode)
+	}
+}
+
+type failingInstances struct {
+	fakeInstances
+	err error
+}
+
+func (f *failingInstances) Health(string) (int, time.Time, error) { return 0, time.Time{}, f.err }
+
+// TestFailingKeepsItsKind: why a function cannot start crosses to the
+// gateways with its status and code (a budget at zero stays 429
+// budget_exceeded), and a plain reason stays a plain error.
+func TestFailingKeepsItsKind(t *testing.T) {
+	budget := &errkind.Error{Kind: errkind.RateLimited, Code: "budget_exceeded", Msg: "budget exceeded"}
+	for _, tt := range []struct {
+		err        error
+		kind       errkind.Kind
+		code, text string
+	}{
+		{fmt.Errorf("%w: $0.01 of $0.01 today", budget), errkind.RateLimited, "budget_exceeded", "budget exceeded: $0.01 of $0.01 today"},
+		{errors.New("exit status 1"), 0, "", "exit status 1"},
+	} {
+		inst := &failingInstances{fakeInstances: fakeInstances{eps: map[string][]api.Endpoint{}}, err: tt.err}
+		l := NewLeader(LeaderOptions{Instances: inst, Functions: func() []string { return []string{"sim"} }})
+		g := NewGateway(GatewayOptions{ID: "a"})
+		g.apply(l.Apply(g.report()))
+		_, _, failing := g.Health("sim")
+		if failing == nil || failing.Error() != tt.text {
+			t.Fatalf("failing = %v, want %q", failing, tt.text)
+		}
+		var k errkind.Kinded
+		got := errors.As(failing, &k)
+		if got != (tt.code != "") || got && (k.ErrorKind() != tt.kind || k.ErrorCode() != tt.code) {
+			t.Errorf("failing %v: kinded %v, want kind %v code %q", failing, got, tt.kind, tt.code)
+		}
 	}
 }

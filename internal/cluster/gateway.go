@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/errkind"
 )
 
 // GatewayOptions wire a gateway's side of the protocol.
@@ -212,6 +213,9 @@ func (g *Gateway) Health(fn string) (live int, retryAt time.Time, failing error)
 	fs := g.state.Functions[fn]
 	if fs.Failing != "" {
 		failing = errors.New(fs.Failing)
+		if fs.FailingCode != "" {
+			failing = &errkind.Error{Kind: errkind.FromStatus(fs.FailingStatus), Code: fs.FailingCode, Msg: fs.Failing}
+		}
 	}
 	return fs.Live, fs.RetryAt, failing
 }
@@ -396,6 +400,33 @@ func (g *Gateway) poll(ctx context.Context) {
 // ErrNotLeader is returned when the controller called does not lead.
 var ErrNotLeader = errors.New("not the leader")
 
+// ErrNotFound is returned when the leader knows no such function or
+// instance.
+var ErrNotFound = errors.New("not found on the leader")
+
+// Instances reads fn's instances from the leader, which runs them.
+func (g *Gateway) Instances(ctx context.Context, fn string) ([]api.Instance, error) {
+	var out []api.Instance
+	err := g.call(ctx, http.MethodGet, PathInstances+"?"+url.Values{"function": {fn}}.Encode(), nil, &out)
+	return out, err
+}
+
+// Instance reads one instance from the leader.
+func (g *Gateway) Instance(ctx context.Context, id string) (api.Instance, error) {
+	var out api.Instance
+	err := g.call(ctx, http.MethodGet, PathInstances+"?"+url.Values{"id": {id}}.Encode(), nil, &out)
+	return out, err
+}
+
+// Logs reads fn's last tail log lines from the leader (tail is capped at
+// MaxLogTail).
+func (g *Gateway) Logs(ctx context.Context, fn string, tail int) ([]api.LogLine, error) {
+	var out []api.LogLine
+	q := url.Values{"function": {fn}, "tail": {strconv.Itoa(min(max(tail, 0), MaxLogTail))}}
+	err := g.call(ctx, http.MethodGet, PathLogs+"?"+q.Encode(), nil, &out)
+	return out, err
+}
+
 func (g *Gateway) call(ctx context.Context, method, path string, body []byte, out any) error {
 	addr, err := g.leaderAddr(ctx)
 	if err != nil {
@@ -421,6 +452,10 @@ func (g *Gateway) call(ctx context.Context, method, path string, body []byte, ou
 		return fmt.Errorf("leader %s: %w", addr, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("%w: %s", ErrNotFound, bytes.TrimSpace(msg))
+	}
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
 		g.forgetLeader(addr)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/cluster/share"
+	"github.com/ember-run/ember/internal/errkind"
 )
 
 // Instances is what the leader reads of the instance manager.
@@ -25,9 +26,20 @@ type Instances interface {
 	Health(fn string) (live int, retryAt time.Time, failing error)
 }
 
+// Views is what gateways read of the leader's instances for their users
+// (GET /v1/functions/{name}/instances, /logs): the leader's instance
+// manager as the API shows it.
+type Views interface {
+	Instances(fn string) ([]api.Instance, bool)
+	Instance(id string) (api.Instance, bool)
+	Logs(fn string, tail int) ([]api.LogLine, error)
+}
+
 // LeaderOptions wire the leader to the controller and instance manager.
 type LeaderOptions struct {
 	Instances Instances
+	// Views answers gateways' instance and log reads (nil: not served).
+	Views Views
 	// Functions lists the deployed functions.
 	Functions func() []string
 	// Demand receives one gateway's demand for fn (controller.DemandReports).
@@ -148,6 +160,54 @@ func (l *Leader) liveLocked(now time.Time) []string {
 func (l *Leader) Handle(register func(pattern string, h http.Handler)) {
 	register("POST "+PathReport, http.HandlerFunc(l.report))
 	register("GET "+PathEndpoints, http.HandlerFunc(l.endpoints))
+	if l.opts.Views != nil {
+		register("GET "+PathInstances, http.HandlerFunc(l.instances))
+		register("GET "+PathLogs, http.HandlerFunc(l.logs))
+	}
+}
+
+// instances answers GET /internal/v1/instances?function=F (F's
+// instances; 404 for an unknown F) or ?id=I (one instance; 404 if none).
+func (l *Leader) instances(w http.ResponseWriter, r *http.Request) {
+	if !l.leading(w) {
+		return
+	}
+	q := r.URL.Query()
+	if id := q.Get("id"); id != "" {
+		in, ok := l.opts.Views.Instance(id)
+		if !ok {
+			http.Error(w, "no instance "+id, http.StatusNotFound)
+			return
+		}
+		writeJSON(w, in)
+		return
+	}
+	list, ok := l.opts.Views.Instances(q.Get("function"))
+	if !ok {
+		http.Error(w, "no function "+q.Get("function"), http.StatusNotFound)
+		return
+	}
+	writeJSON(w, list)
+}
+
+// logs answers GET /internal/v1/logs?function=F&tail=N (0 ≤ N ≤
+// MaxLogTail).
+func (l *Leader) logs(w http.ResponseWriter, r *http.Request) {
+	if !l.leading(w) {
+		return
+	}
+	q := r.URL.Query()
+	tail, err := strconv.Atoi(q.Get("tail"))
+	if err != nil || tail < 0 || tail > MaxLogTail {
+		http.Error(w, fmt.Sprintf("tail: want an integer 0..%d, got %q", MaxLogTail, q.Get("tail")), http.StatusBadRequest)
+		return
+	}
+	lines, err := l.opts.Views.Logs(q.Get("function"), tail)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	writeJSON(w, lines)
 }
 
 // leading answers 503 with the holder when this controller does not lead.
@@ -363,6 +423,10 @@ func (l *Leader) stateLocked(id string, live []string) State {
 		fs.Live, fs.RetryAt = live, retryAt
 		if failing != nil {
 			fs.Failing = failing.Error()
+			var k errkind.Kinded
+			if errors.As(failing, &k) {
+				fs.FailingStatus, fs.FailingCode = k.ErrorKind().Status(), k.ErrorCode()
+			}
 		}
 		if l.opts.Rollout != nil {
 			if r, ok := l.opts.Rollout(fn); ok {

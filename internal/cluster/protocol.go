@@ -18,6 +18,14 @@ import (
 const (
 	PathReport    = "/internal/v1/report"
 	PathEndpoints = "/internal/v1/endpoints"
+	// PathInstances answers ?function=F with F's instances, or ?id=I with
+	// one; PathLogs ?function=F&tail=N with F's last log lines. Gateways
+	// serve their users' instance and log reads from these: the instances
+	// run on the leader.
+	PathInstances = "/internal/v1/instances"
+	PathLogs      = "/internal/v1/logs"
+	// MaxLogTail bounds PathLogs' tail.
+	MaxLogTail = 10000
 )
 
 // Bounds of the protocol: a report or state larger than these is refused
@@ -92,6 +100,11 @@ type FunctionState struct {
 	Live    int       `json:"live"`
 	Failing string    `json:"failing,omitempty"`
 	RetryAt time.Time `json:"retry_at,omitzero"`
+	// FailingStatus and FailingCode keep a kinded reason's HTTP status
+	// and code (a budget at zero: 429 budget_exceeded), so a gateway
+	// answers as `ember serve` would.
+	FailingStatus int    `json:"failing_status,omitempty"`
+	FailingCode   string `json:"failing_code,omitempty"`
 	// Rollout is how far the current version is from ready (what a
 	// deploy that waits watches).
 	Rollout *api.Rollout `json:"rollout,omitempty"`

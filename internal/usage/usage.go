@@ -43,18 +43,32 @@ type Deployed interface {
 	DeployedAt(name string) (time.Time, bool)
 }
 
+// BudgetReader reports a function's spend today against its budget.
+type BudgetReader interface {
+	Budget(fn string, now time.Time) *api.BudgetStatus
+}
+
 // Handler serves GET /v1/usage.
 type Handler struct {
-	src   Source
-	specs SpecSource
-	cat   *cost.Catalogue
-	now   func() time.Time
+	src     Source
+	budgets BudgetReader
+	specs   SpecSource
+	cat     *cost.Catalogue
+	now     func() time.Time
 }
 
 // NewHandler returns the handler; cat prices the alternatives (nil
-// for none).
+// for none). Budgets are src's until WithBudgets.
 func NewHandler(src Source, specs SpecSource, cat *cost.Catalogue) *Handler {
-	return &Handler{src: src, specs: specs, cat: cat, now: time.Now}
+	return &Handler{src: src, budgets: Budgets{Source: src}, specs: specs, cat: cat, now: time.Now}
+}
+
+// WithBudgets has reports read budgets from b: on a gateway, the
+// leader's, whose metering sees the instances (the gateway's own meter
+// runs none and would say $0 spent). Call before serving.
+func (h *Handler) WithBudgets(b BudgetReader) *Handler {
+	h.budgets = b
+	return h
 }
 
 // ServeHTTP answers GET /v1/usage?function=&from=&to=&by=hour|day.
@@ -167,7 +181,7 @@ func (h *Handler) report(r *http.Request, now time.Time) (*api.UsageReport, erro
 		}
 		fu.Alternatives = alternatives(h.cat, k.hw, f, sum, fnSpan)
 		if f != nil && f.Budget != nil {
-			fu.Budget = budgetStatus(h.src.Budget(k.fn, now))
+			fu.Budget = h.budgets.Budget(k.fn, now)
 		}
 		rep.Functions = append(rep.Functions, fu)
 	}

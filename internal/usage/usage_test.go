@@ -220,3 +220,30 @@ func TestUsageHandlerScopedToKey(t *testing.T) {
 		})
 	}
 }
+
+type leaderBudgets struct{ spent float64 }
+
+func (l leaderBudgets) Budget(string, time.Time) *api.BudgetStatus {
+	return &api.BudgetStatus{SpentUSD: l.spent, USDPerDay: 1, Action: "warn"}
+}
+
+// TestUsageBudgetsFromElsewhere: a gateway's report takes each budget
+// from WithBudgets (the leader's view), not from its own meter, which
+// runs no instance.
+func TestUsageBudgetsFromElsewhere(t *testing.T) {
+	now := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+	src := &fakeUsage{bs: []metering.Bucket{{Function: "llm", Hardware: "cpu", Start: now.Add(-time.Hour), Requests: 3}}}
+	f := &spec.Function{Name: "llm", Command: []string{"x"}, Budget: &spec.Budget{USDPerDay: 1}}
+	f.Default()
+	h := NewHandler(src, fakeSpecs{"llm": f}, nil).WithBudgets(leaderBudgets{spent: 0.42})
+	h.now = func() time.Time { return now }
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/usage", nil))
+	var rep api.UsageReport
+	if err := json.Unmarshal(rec.Body.Bytes(), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Functions) != 1 || rep.Functions[0].Budget == nil || rep.Functions[0].Budget.SpentUSD != 0.42 {
+		t.Fatalf("functions %+v: want the budget WithBudgets reports ($0.42 spent)", rep.Functions)
+	}
+}
