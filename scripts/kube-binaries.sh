@@ -69,7 +69,7 @@ for t in $tools; do
 	[[ -x $bin/$t ]] && continue
 	echo "kube-binaries: building $t $version" >&2
 	start=$(date +%s)
-	GOFLAGS=-mod=mod CGO_ENABLED=0 go build -tags tools -trimpath -ldflags "$ldflags" -o "$bin/$t.tmp" "k8s.io/kubernetes/cmd/$t"
+	GOFLAGS=-mod=mod CGO_ENABLED=0 go build -tags tools -ldflags "$ldflags" -o "$bin/$t.tmp" "k8s.io/kubernetes/cmd/$t"
 	mv "$bin/$t.tmp" "$bin/$t"
 	echo "kube-binaries: $t built in $(($(date +%s) - start)) s" >&2
 done
