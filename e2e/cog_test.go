@@ -14,28 +14,19 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
 )
 
-var cogImage struct {
-	once sync.Once
-	ref  string
-	err  error
-}
+var cogImage builtOnce
 
 // cogImage builds (once per test binary, once per content on the engine)
 // the Cog-protocol fixture of examples/cog as a FROM scratch image.
 func (e *engine) cogImage(t *testing.T) string {
 	t.Helper()
-	cogImage.once.Do(func() { cogImage.ref, cogImage.err = buildCogImage() })
-	if cogImage.err != nil {
-		t.Fatalf("build cog image: %v", cogImage.err)
-	}
-	return cogImage.ref
+	return cogImage.get(t, "build cog image", buildCogImage)
 }
 
 func buildCogImage() (string, error) {

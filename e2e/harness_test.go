@@ -325,3 +325,21 @@ func (s *server) get(path string) (*http.Response, error) {
 	req.Header.Set("Authorization", "Bearer "+s.key)
 	return http.DefaultClient.Do(req)
 }
+
+// builtOnce is what a test binary builds once and its tests share (an
+// image): the first caller builds, every caller gets the name or fails
+// with the build's error.
+type builtOnce struct {
+	once sync.Once
+	name string
+	err  error
+}
+
+func (b *builtOnce) get(t *testing.T, what string, build func() (string, error)) string {
+	t.Helper()
+	b.once.Do(func() { b.name, b.err = build() })
+	if b.err != nil {
+		t.Fatalf("%s: %v", what, b.err)
+	}
+	return b.name
+}

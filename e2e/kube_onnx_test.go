@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,11 +23,7 @@ import (
 	"github.com/ember-run/ember/internal/textmodel/bertgen"
 )
 
-var kubeWorker struct {
-	once sync.Once
-	name string
-	err  error
-}
+var kubeWorker builtOnce
 
 // workerImage packages the test's ember binary (a cgo build) as Ember's
 // ONNX worker image with deploy/image/build.sh and imports it into the
@@ -36,35 +31,30 @@ var kubeWorker struct {
 // so runs of different checkouts on one cluster never share an image.
 func (k *kubeCluster) workerImage(t *testing.T) string {
 	t.Helper()
-	kubeWorker.once.Do(func() {
+	return kubeWorker.get(t, "worker image", func() (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 		defer cancel()
 		var progress bytes.Buffer
 		lib, err := (&models.Client{}).RuntimeLibrary(ctx, ocrtest.CacheDir(t), os.Getenv("EMBER_ORT_LIB"), &progress)
 		if err != nil {
-			kubeWorker.err = fmt.Errorf("onnx runtime: %v\n%s", err, progress.String())
-			return
+			return "", fmt.Errorf("onnx runtime: %v\n%s", err, progress.String())
 		}
 		var b [4]byte
 		rand.Read(b[:])
-		kubeWorker.name = "ember-worker:e2e-" + hex.EncodeToString(b[:])
+		name := "ember-worker:e2e-" + hex.EncodeToString(b[:])
 		dir, err := os.MkdirTemp("", "ember-worker-image-")
 		if err != nil {
-			kubeWorker.err = err
-			return
+			return "", err
 		}
 		defer os.RemoveAll(dir)
-		cmd := exec.CommandContext(ctx, "bash", "../deploy/image/build.sh", "worker", kubeWorker.name,
+		cmd := exec.CommandContext(ctx, "bash", "../deploy/image/build.sh", "worker", name,
 			"--binary", bins.ember, "--oci", filepath.Join(dir, "image.tar"), "--containerd", k.containerd)
 		cmd.Env = append(os.Environ(), "ORT_LIB="+lib)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			kubeWorker.err = fmt.Errorf("deploy/image/build.sh worker: %v\n%s", err, out)
+			return "", fmt.Errorf("deploy/image/build.sh worker: %v\n%s", err, out)
 		}
+		return name, nil
 	})
-	if kubeWorker.err != nil {
-		t.Fatal(kubeWorker.err)
-	}
-	return kubeWorker.name
 }
 
 // poolPods are the namespace's pooled onnx worker Pods (by their

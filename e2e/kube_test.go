@@ -96,11 +96,7 @@ func (k *kubeCluster) pods(t *testing.T, ns string) []corev1.Pod {
 	return list.Items
 }
 
-var kubeSimImage struct {
-	once sync.Once
-	name string
-	err  error
-}
+var kubeSimImage builtOnce
 
 // simImage builds examples/sim static, writes it as an OCI image and
 // imports it into the cluster's containerd, once per test binary. The tag
@@ -108,13 +104,9 @@ var kubeSimImage struct {
 // cluster never replace each other's image.
 func (k *kubeCluster) simImage(t *testing.T) string {
 	t.Helper()
-	kubeSimImage.once.Do(func() {
-		kubeSimImage.name, kubeSimImage.err = importImage(k.containerd, "ember-sim", "../examples/sim")
+	return kubeSimImage.get(t, "sim image", func() (string, error) {
+		return importImage(k.containerd, "ember-sim", "../examples/sim")
 	})
-	if kubeSimImage.err != nil {
-		t.Fatal(kubeSimImage.err)
-	}
-	return kubeSimImage.name
 }
 
 // importImage builds pkg with CGO_ENABLED=0 and imports it, as the image's
