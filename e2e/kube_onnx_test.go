@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -57,6 +58,36 @@ func (k *kubeCluster) workerImage(t *testing.T) string {
 	})
 }
 
+// sentimentModels writes a generated text-classification model into a
+// models directory of the test's own (the --kube-models host path) and
+// returns both.
+func sentimentModels(t *testing.T) (dir, model string) {
+	t.Helper()
+	dir = t.TempDir()
+	c := bertgen.Small()
+	c.TokenTypes, c.Labels = false, []string{"NEGATIVE", "POSITIVE"}
+	model = filepath.Join(dir, "sentiment")
+	if err := bertgen.Write(model, c, bertgen.Options{MaxLength: 512}); err != nil {
+		t.Fatal(err)
+	}
+	// The worker image may run as a non-root user: the models are
+	// world-readable, as on a shared models volume.
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o644)
+		if d.IsDir() {
+			mode = 0o755
+		}
+		return os.Chmod(p, mode)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, model
+}
+
 // poolPods are the namespace's pooled onnx worker Pods (by their
 // annotation, which List reads): running ones only when running is set.
 func (k *kubeCluster) poolPods(t *testing.T, ns string, running bool) []corev1.Pod {
@@ -88,25 +119,7 @@ func TestKubeONNXPool(t *testing.T) {
 	k := kubeTest(t)
 	ns := k.namespace(t)
 	image := k.workerImage(t)
-	modelsDir := t.TempDir()
-	c := bertgen.Small()
-	c.TokenTypes, c.Labels = false, []string{"NEGATIVE", "POSITIVE"}
-	model := filepath.Join(modelsDir, "sentiment")
-	if err := bertgen.Write(model, c, bertgen.Options{MaxLength: 512}); err != nil {
-		t.Fatal(err)
-	}
-	// The worker image may run as a non-root user: the models are
-	// world-readable, as on a shared models volume.
-	filepath.WalkDir(modelsDir, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		mode := os.FileMode(0o644)
-		if d.IsDir() {
-			mode = 0o755
-		}
-		return os.Chmod(p, mode)
-	})
+	modelsDir, model := sentimentModels(t)
 	rec := k.recordPods(t, ns)
 	s := startServer(t, "", "--backend", "kubernetes", "--kube-network", "host",
 		"--kubeconfig", k.kubeconfig, "--kube-namespace", ns,
@@ -202,4 +215,83 @@ func TestKubeONNXPool(t *testing.T) {
 	}
 	t.Logf("cold first response on Kubernetes: from the pooled Pod %v, fresh worker Pod %v (%.1fx)",
 		coldPool.Round(time.Millisecond), coldFresh.Round(time.Millisecond), float64(coldFresh)/float64(coldPool))
+}
+
+// TestKubeONNXPoolFailover: the onnx pool under roles on real Pods. The
+// leader controller keeps the pool's generic Pod; a call through a
+// gateway specialises it into the function's Pod and the pool refills.
+// Then the leader is SIGKILLed: the standby takes the Lease, adopts the
+// specialised Pod as the function's instance (it carries the function's
+// labels), deletes the old leader's waiting pool Pod as a leftover, starts
+// its own, and the function is served warm by the adopted Pod with no
+// Pod created for it.
+func TestKubeONNXPoolFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ONNX Runtime in Pods")
+	}
+	k := kubeTest(t)
+	dsn := postgresDSN(t)
+	ns := k.namespace(t)
+	image := k.workerImage(t)
+	modelsDir, model := sentimentModels(t)
+	rec := k.recordPods(t, ns)
+	var b [16]byte
+	rand.Read(b[:])
+	token := hex.EncodeToString(b[:])
+	env := []string{"EMBER_CLUSTER_TOKEN=" + token, "EMBER_STORE=" + dsn}
+	kube := []string{"--kubeconfig", k.kubeconfig, "--kube-namespace", ns, "--lease-name", "ember-controller",
+		"--backend", "kubernetes", "--kube-network", "host", "--kube-worker-image", image, "--kube-models", modelsDir}
+	ctl := append([]string{"--onnx-pool", "1", "--onnx-loaded", "0",
+		"--lease-duration", "4s", "--lease-renew-deadline", "3s", "--lease-retry-period", "500ms"}, kube...)
+	c1 := startController(t, "ctl-1", env, ctl...)
+	eventually(t, 30*time.Second, "ctl-1 leads", func() bool { return c1.leads(token) })
+	c2 := startController(t, "ctl-2", env, ctl...)
+	g := startRole(t, "gateway", "", env, kube...)
+
+	const name = "ksent"
+	g.deploy(fmt.Sprintf("name: %s\nruntime: onnx\ntask: text-classification\nmodel: %s\nscaling: {min: 0, max: 1, idle_timeout: 120s}\n", name, model))
+	eventually(t, 3*time.Minute, "the leader's pooled worker Pod running", func() bool { return len(k.poolPods(t, ns, true)) == 1 })
+	first := k.poolPods(t, ns, true)[0].Name
+	if r := g.call("POST", "/v1/run/"+name, `{"text": "I love this movie!"}`); r.status != 200 {
+		t.Fatalf("cold call through the gateway: %d %s", r.status, r.body)
+	}
+	ins := g.instances(name)
+	if len(ins) != 1 || !slices.Contains(ins[0].PhaseOrder, "pool_acquired") {
+		t.Fatalf("instances through the gateway %+v: want one, from the pool", ins)
+	}
+	var waiting string
+	eventually(t, 3*time.Minute, "the pool refilled", func() bool {
+		p := k.poolPods(t, ns, true)
+		if len(p) == 1 && p[0].Name != first {
+			waiting = p[0].Name
+			return true
+		}
+		return false
+	})
+
+	killed := time.Now()
+	c1.cmd.Process.Signal(syscall.SIGKILL)
+	<-c1.done
+	eventually(t, 15*time.Second, "ctl-2 leads", func() bool { return c2.leads(token) })
+	eventually(t, 60*time.Second, "the old leader's waiting pool Pod deleted and a new one running", func() bool {
+		p := k.poolPods(t, ns, true)
+		_, live := rec.names(waiting)
+		return len(live) == 0 && len(p) == 1 && p[0].Name != waiting && p[0].Name != first
+	})
+	r := g.call("POST", "/v1/run/"+name, `{"text": "still here"}`)
+	if r.status != 200 || r.header.Get(api.HeaderColdStart) == "true" {
+		t.Fatalf("call after the takeover: %d cold=%q %s", r.status, r.header.Get(api.HeaderColdStart), r.body)
+	}
+	after := g.instances(name)
+	if len(after) != 1 || after[0].ID != ins[0].ID {
+		t.Errorf("instances after the takeover %+v, want the adopted %s", after, ins[0].ID)
+	}
+	if _, live := rec.names(first); len(live) != 1 {
+		t.Errorf("the specialised Pod %s is gone after the takeover; want it adopted", first)
+	}
+	if created, _ := rec.names("ember-" + name); len(created) != 0 {
+		t.Errorf("Pods %v created for the function, want none (its Pod came from the pool and was adopted)", created)
+	}
+	t.Logf("leader SIGKILLed: ctl-2 adopted the specialised Pod %s, replaced the waiting pool Pod %s, served warm %s after the kill",
+		first, waiting, time.Since(killed).Round(time.Millisecond))
 }

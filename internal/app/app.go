@@ -203,14 +203,20 @@ func (c *core) load(ctx context.Context, warm bool) (int64, error) {
 		return 0, err
 	}
 	if warm {
-		for _, f := range c.ctl.List() {
-			if f.Runtime == "onnx" {
-				c.drv.onnx.Warm() // restarted with onnx functions: refill the worker pool
-				break
-			}
-		}
+		c.warm()
 	}
 	return changeHead, nil
+}
+
+// warm fills the onnx worker pool when onnx functions exist (a restart,
+// or a new leader).
+func (c *core) warm() {
+	for _, f := range c.ctl.List() {
+		if f.Runtime == "onnx" {
+			c.drv.onnx.Warm()
+			return
+		}
+	}
 }
 
 // serve is Serve; routes, if not nil, receives the authorization table

@@ -372,11 +372,14 @@ func Controller(ctx context.Context, cfg config.Config, logger *slog.Logger, rea
 // instances, follows the store and runs the control loop and metering,
 // until ctx ends (leadership lost or shutdown).
 func (c *core) lead(ctx context.Context) error {
-	changeHead, err := c.load(ctx, true)
+	changeHead, err := c.load(ctx, false)
 	if err != nil {
 		return err
 	}
 	c.reclaim(ctx)
+	// After reclaim: the pool's Pods an earlier leader left are deleted
+	// there as leftovers, and this leader's own must not be among them.
+	c.warm()
 	g, gctx := errgroup.WithContext(ctx)
 	changes, err := c.st.watch(gctx, changeHead, c.cfg.StorePoll, c.logger.With("component", "store"))
 	if err != nil {
