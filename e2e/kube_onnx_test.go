@@ -235,10 +235,7 @@ func TestKubeONNXPoolFailover(t *testing.T) {
 	image := k.workerImage(t)
 	modelsDir, model := sentimentModels(t)
 	rec := k.recordPods(t, ns)
-	var b [16]byte
-	rand.Read(b[:])
-	token := hex.EncodeToString(b[:])
-	env := []string{"EMBER_CLUSTER_TOKEN=" + token, "EMBER_STORE=" + dsn}
+	token, env := clusterEnv(dsn)
 	kube := []string{"--kubeconfig", k.kubeconfig, "--kube-namespace", ns, "--lease-name", "ember-controller",
 		"--backend", "kubernetes", "--kube-network", "host", "--kube-worker-image", image, "--kube-models", modelsDir}
 	ctl := append([]string{"--onnx-pool", "1", "--onnx-loaded", "0",

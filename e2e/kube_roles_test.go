@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -90,10 +88,7 @@ func TestKubeRolesOnPods(t *testing.T) {
 	ns := k.namespace(t)
 	image := k.simImage(t)
 	rec := k.recordPods(t, ns)
-	var b [16]byte
-	rand.Read(b[:])
-	token := hex.EncodeToString(b[:])
-	env := []string{"EMBER_CLUSTER_TOKEN=" + token, "EMBER_STORE=" + dsn}
+	token, env := clusterEnv(dsn)
 	kube := []string{"--kubeconfig", k.kubeconfig, "--kube-namespace", ns, "--lease-name", "ember-controller",
 		"--backend", "kubernetes", "--kube-network", "host"}
 	timing := []string{"--lease-duration", "4s", "--lease-renew-deadline", "3s", "--lease-retry-period", "500ms"}

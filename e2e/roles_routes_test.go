@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -19,11 +17,7 @@ import (
 // persistent with a reason naming the total rate.
 func TestRolesRouteQPSAcrossGateways(t *testing.T) {
 	kubeconfig := kubeconfigForRoles(t)
-	dsn := postgresDSN(t)
-	var b [16]byte
-	rand.Read(b[:])
-	token := hex.EncodeToString(b[:])
-	env := []string{"EMBER_CLUSTER_TOKEN=" + token, "EMBER_STORE=" + dsn}
+	token, env := clusterEnv(postgresDSN(t))
 	kube := []string{"--kubeconfig", kubeconfig, "--kube-namespace", "default", "--lease-name", "ember-e2e-" + token[:8]}
 	c := startController(t, "ctl-1", env, kube...)
 	eventually(t, 30*time.Second, "ctl-1 leads", func() bool { return c.leads(token) })

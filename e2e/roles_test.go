@@ -115,16 +115,22 @@ type rolesEnv struct {
 func newRolesEnv(t *testing.T) rolesEnv {
 	t.Helper()
 	kubeconfig := kubeconfigForRoles(t)
-	dsn := postgresDSN(t)
-	var b [16]byte
-	rand.Read(b[:])
-	token := hex.EncodeToString(b[:])
+	token, env := clusterEnv(postgresDSN(t))
 	return rolesEnv{
 		token:  token,
-		env:    []string{"EMBER_CLUSTER_TOKEN=" + token, "EMBER_STORE=" + dsn},
+		env:    env,
 		kube:   []string{"--kubeconfig", kubeconfig, "--kube-namespace", "default", "--lease-name", "ember-e2e-" + token[:8]},
 		timing: []string{"--lease-duration", "4s", "--lease-renew-deadline", "3s", "--lease-retry-period", "500ms"},
 	}
+}
+
+// clusterEnv is a fresh cluster token and the environment every role of
+// one test's cluster shares: the token and the PostgreSQL store dsn.
+func clusterEnv(dsn string) (token string, env []string) {
+	var b [16]byte
+	rand.Read(b[:])
+	token = hex.EncodeToString(b[:])
+	return token, []string{"EMBER_CLUSTER_TOKEN=" + token, "EMBER_STORE=" + dsn}
 }
 
 // controllers starts two controllers and waits until the first leads.
