@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"net/http"
 	"regexp"
 	"slices"
 	"strconv"
@@ -40,24 +39,14 @@ func (r *podRecorder) names(prefix string) (created, live []string) {
 // with prefix report themselves (GET /stats on the Pod's address).
 func (k *kubeCluster) simStats(t *testing.T, ns, prefix string) (inFlight int) {
 	t.Helper()
+	var addrs []string
 	for _, p := range k.pods(t, ns) {
 		if !strings.HasPrefix(p.Name, prefix) || p.Status.PodIP == "" || len(p.Spec.Containers) == 0 || len(p.Spec.Containers[0].Ports) == 0 {
 			continue
 		}
-		addr := net.JoinHostPort(p.Status.PodIP, strconv.Itoa(int(p.Spec.Containers[0].Ports[0].ContainerPort)))
-		c := http.Client{Timeout: 2 * time.Second}
-		resp, err := c.Get("http://" + addr + "/stats")
-		if err != nil {
-			continue
-		}
-		var st struct {
-			InFlight int `json:"in_flight"`
-		}
-		json.NewDecoder(resp.Body).Decode(&st)
-		resp.Body.Close()
-		inFlight += st.InFlight
+		addrs = append(addrs, net.JoinHostPort(p.Status.PodIP, strconv.Itoa(int(p.Spec.Containers[0].Ports[0].ContainerPort))))
 	}
-	return inFlight
+	return simStatsAt(addrs)
 }
 
 // simAnswer is the sim's /predict answer: which instance served the call

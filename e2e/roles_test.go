@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -323,14 +324,21 @@ func tryCall(gw *server, path, body string) int {
 // simInFlight sums the in flight the sim instances a controller logged
 // report themselves (GET /stats).
 func simInFlight(ctlLog string) int {
-	n := 0
-	seen := map[string]bool{}
+	var addrs []string
 	for _, m := range regexp.MustCompile(`instance ready.*instance\.addr=(127\.0\.0\.1:\d+)`).FindAllStringSubmatch(ctlLog, -1) {
-		if seen[m[1]] {
-			continue
+		if !slices.Contains(addrs, m[1]) {
+			addrs = append(addrs, m[1])
 		}
-		seen[m[1]] = true
-		resp, err := http.Get("http://" + m[1] + "/stats")
+	}
+	return simStatsAt(addrs)
+}
+
+// simStatsAt sums the in flight that the sims at addrs report themselves
+// (GET /stats); one that does not answer counts none.
+func simStatsAt(addrs []string) (inFlight int) {
+	c := http.Client{Timeout: 2 * time.Second}
+	for _, addr := range addrs {
+		resp, err := c.Get("http://" + addr + "/stats")
 		if err != nil {
 			continue
 		}
@@ -339,9 +347,9 @@ func simInFlight(ctlLog string) int {
 		}
 		json.NewDecoder(resp.Body).Decode(&st)
 		resp.Body.Close()
-		n += st.InFlight
+		inFlight += st.InFlight
 	}
-	return n
+	return inFlight
 }
 
 // startPeerRole is startPeer for `ember gateway`.
