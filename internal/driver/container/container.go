@@ -464,11 +464,27 @@ func (d *Driver) create(ctx context.Context, s driver.StartSpec, secrets []strin
 			}
 		}
 	}
-	res, err := d.cli.ContainerCreate(ctx, client.ContainerCreateOptions{
+	// The create runs to its end even when ctx ends first: an engine that
+	// has the request may still create the container after the caller
+	// gave up, and then nothing would know of it until the next server
+	// start. Waiting for the answer (tens of milliseconds) lets a
+	// cancelled create remove what it made.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	res, err := d.cli.ContainerCreate(cctx, client.ContainerCreateOptions{
 		Config: cfg, HostConfig: hc, Name: containerName(s),
 	})
+	cancel()
+	if err == nil && ctx.Err() != nil {
+		d.remove(res.ID)
+		d.releasePort(hostPort)
+		return nil, &driver.StartError{Reason: "create container: " + ctx.Err().Error(), Err: context.Cause(ctx)}
+	}
 	if err != nil {
 		d.releasePort(hostPort)
+		if cctx.Err() != nil {
+			// No answer in time: the engine may yet create it.
+			d.remove(containerName(s))
+		}
 		if cerrdefs.IsNotFound(err) {
 			d.setImageKnown(s.Image, false)
 			return nil, &driver.StartError{Reason: missingImage(s.Image), Err: err}
@@ -477,6 +493,10 @@ func (d *Driver) create(ctx context.Context, s driver.StartSpec, secrets []strin
 	}
 	return &created{id: res.ID, hostPort: hostPort, cfg: cfg, hc: hc}, nil
 }
+
+// createTimeout bounds the engine's create of one container, which goes
+// on when the caller's context ends (see create).
+const createTimeout = 30 * time.Second
 
 // maxPrewarmed bounds the containers created ahead that the driver keeps
 // (the instance manager keeps far fewer: --prewarm-containers).

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -214,5 +215,60 @@ func TestWaitReadyOneGETServesListeningAndHealth(t *testing.T) {
 				t.Errorf("%d requests to other paths than /health", n)
 			}
 		})
+	}
+}
+
+// TestCreateCancelledRemovesWhatTheEngineMade: a create whose caller gives
+// up while the engine is still creating must not leave the container the
+// engine made after all (it would outlive the server, unknown to it).
+func TestCreateCancelledRemovesWhatTheEngineMade(t *testing.T) {
+	gotCreate, answer := make(chan struct{}), make(chan struct{})
+	removed := make(chan string, 4)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/containers/create"):
+			close(gotCreate)
+			<-answer // the engine finishes whether or not the caller waits
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusCreated)
+			w.Write([]byte(`{"Id":"c0ffee"}`))
+		case r.Method == http.MethodDelete && strings.Contains(r.URL.Path, "/containers/"):
+			removed <- r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			http.Error(w, "unexpected "+r.Method+" "+r.URL.Path, http.StatusTeapot)
+		}
+	}))
+	defer srv.Close()
+	d, err := New(nil, Options{Host: "tcp://" + srv.Listener.Addr().String(), Owner: "/data"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := driver.StartSpec{Function: "f", InstanceID: "f-1", Image: "img", Port: 5000,
+		Labels: driver.Labels{Function: "f", Version: 1, Instance: "f-1"}}
+	ctx, cancel := context.WithCancel(context.Background())
+	type result struct {
+		c   *created
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := d.create(ctx, s, nil)
+		done <- result{c, err}
+	}()
+	<-gotCreate
+	cancel()
+	close(answer)
+	res := <-done
+	if res.c != nil || !errors.Is(res.err, context.Canceled) {
+		t.Fatalf("create after cancel = %+v, %v; want no container and context.Canceled", res.c, res.err)
+	}
+	select {
+	case id := <-removed:
+		if id != "c0ffee" {
+			t.Errorf("removed %q, want the container the engine created (c0ffee)", id)
+		}
+	default:
+		t.Fatal("the container the engine created after the cancel was not removed")
 	}
 }

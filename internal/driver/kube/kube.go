@@ -50,6 +50,10 @@ const (
 // its spec names none.
 const DefaultPort = 8080
 
+// createTimeout bounds the API server's create of an instance's Secret and
+// Pod, which go on when the caller's context ends (see Start).
+const createTimeout = 30 * time.Second
+
 // ContainerName is the name of the one container in an instance's Pod.
 const ContainerName = "function"
 
@@ -434,17 +438,34 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		return nil, &driver.StartError{Reason: err.Error(), Err: err}
 	}
 	inst := d.newInstance(s.Function, s.InstanceID, r.pod.Name, port, hostPort, s.Output, s.OnPhase)
+	// The creates run to their end even when ctx ends first: the API
+	// server may commit an object after the caller gave up, and a Secret
+	// or Pod nothing knows of would outlive the start. A cancelled start
+	// deletes both by name once the answers are in.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
+	defer cancel()
 	if r.secret != nil {
 		inst.secret = r.secret.Name
 		// The Secret goes first: a Pod created before it would wait in
 		// the kubelet's retry backoff (CreateContainerConfigError).
-		if _, err := d.cs.CoreV1().Secrets(d.opts.Namespace).Create(ctx, r.secret, metav1.CreateOptions{}); err != nil {
+		if _, err := d.cs.CoreV1().Secrets(d.opts.Namespace).Create(cctx, r.secret, metav1.CreateOptions{}); err != nil {
 			d.ports.Release(hostPort)
+			if cctx.Err() != nil {
+				d.deleteSecret(inst.secret)
+			}
 			return nil, &driver.StartError{Reason: "create secret " + r.secret.Name + ": " + err.Error(), Err: err}
 		}
 	}
-	created, err := d.cs.CoreV1().Pods(d.opts.Namespace).Create(ctx, r.pod, metav1.CreateOptions{})
+	created, err := d.cs.CoreV1().Pods(d.opts.Namespace).Create(cctx, r.pod, metav1.CreateOptions{})
+	if err == nil && ctx.Err() != nil {
+		err = context.Cause(ctx)
+	}
 	if err != nil {
+		if cctx.Err() != nil || ctx.Err() != nil {
+			if derr := d.deletePod(r.pod.Name, 0); derr != nil {
+				d.logger.Warn("cannot delete the pod of a cancelled start; the leader's next reclaim deletes it", "pod", r.pod.Name, "err", derr)
+			}
+		}
 		d.deleteSecret(inst.secret)
 		d.ports.Release(hostPort)
 		return nil, &driver.StartError{Reason: "create pod " + r.pod.Name + ": " + err.Error(), Err: err}

@@ -685,3 +685,36 @@ func TestAwaitAdopted(t *testing.T) {
 		})
 	}
 }
+
+// TestStartCancelledDuringCreateLeavesNothing: the caller gives up while
+// the API server is creating the Pod, which it commits all the same. The
+// start must delete that Pod and the instance's Secret (which holds the
+// function's env), not leave them for nothing to know of.
+func TestStartCancelledDuringCreateLeavesNothing(t *testing.T) {
+	c := newCluster(t)
+	d := c.driver(t, Options{Secrets: secretMap{"hf": "s3cr3t-token"}})
+	s := spec("acme/chat", 1, "acme-chat-gone")
+	s.SecretEnv = map[string]string{"HF_TOKEN": "hf"}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		// The caller leaves mid-request: the server stores the Pod, the
+		// caller's client sees only its own context's end.
+		cancel()
+		ca := a.(k8stesting.CreateAction)
+		if err := c.cs.Tracker().Create(a.GetResource(), ca.GetObject(), a.GetNamespace()); err != nil {
+			return true, nil, err
+		}
+		return true, nil, context.Canceled
+	})
+	if _, err := d.Start(ctx, s); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Start = %v, want context.Canceled", err)
+	}
+	bg := context.Background()
+	if pods, _ := c.cs.CoreV1().Pods(ns).List(bg, metav1.ListOptions{}); len(pods.Items) != 0 {
+		t.Errorf("pods left after a cancelled start: %d", len(pods.Items))
+	}
+	if secs, _ := c.cs.CoreV1().Secrets(ns).List(bg, metav1.ListOptions{}); len(secs.Items) != 0 {
+		t.Errorf("secrets left after a cancelled start: %d", len(secs.Items))
+	}
+}
