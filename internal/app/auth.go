@@ -37,7 +37,7 @@ func secure(ctx context.Context, cfg config.Config, db auth.KeyEnsurer, gw *gate
 		if p == nil || (p.RatePerSec == 0 && p.MaxConcurrency == 0) {
 			return nil
 		}
-		return []ratelimit.Spec{{Key: "key:" + p.KeyID, Name: fmt.Sprintf("API key %q", p.Name),
+		return []ratelimit.Spec{{Kind: ratelimit.KindAPIKey, Key: p.KeyID, Name: p.Name,
 			Limit: ratelimit.Limit{Rate: p.RatePerSec, Burst: p.Burst, MaxConcurrency: p.MaxConcurrency}}}
 	})
 	return a.Middleware, perKey, a, nil

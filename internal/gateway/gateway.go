@@ -234,7 +234,7 @@ func (g *Gateway) limitFunction(fn string) (release func(), err error) {
 		return func() {}, nil
 	}
 	rate, _ := f.RateLimit.PerSecond() // validated at deploy
-	d, release := g.limiter.Acquire(g.now(), ratelimit.Spec{Key: "fn:" + fn, Name: fmt.Sprintf("function %q", fn),
+	d, release := g.limiter.Acquire(g.now(), ratelimit.Spec{Kind: ratelimit.KindFunction, Key: fn, Name: fn,
 		Limit: ratelimit.Limit{Rate: rate, Burst: f.RateLimit.Burst, MaxConcurrency: f.RateLimit.MaxConcurrency}})
 	if err := d.Err(); err != nil {
 		return nil, err
@@ -358,28 +358,32 @@ func (g *Gateway) list(w http.ResponseWriter, r *http.Request) error {
 // splitFunction finds the deployed function named by the leading one or
 // two segments of rest (names may be owner/name) and returns the remainder.
 func (g *Gateway) splitFunction(rest string) (name, remainder string, ok bool) {
-	parts := strings.SplitN(rest, "/", 3)
-	if len(parts) >= 2 {
-		if _, ok := g.instances.Function(parts[0] + "/" + parts[1]); ok {
-			if len(parts) == 3 {
-				return parts[0] + "/" + parts[1], "/" + parts[2], true
-			}
-			return parts[0] + "/" + parts[1], "", true
-		}
-	}
-	if _, ok := g.instances.Function(parts[0]); ok {
-		return parts[0], strings.TrimPrefix(rest, parts[0]), true
-	}
-	return parts[0], "", false
+	return splitFunction(rest, func(fn string) bool { _, ok := g.instances.Function(fn); return ok })
 }
 
-// firstTwo is the owner/name candidate at the start of rest.
-func firstTwo(rest string) string {
-	parts := strings.SplitN(rest, "/", 3)
-	if len(parts) < 2 {
-		return parts[0]
+// splitFunction splits rest into a function that deployed says exists
+// (owner/name first, then a bare name) and the path after it. It slices
+// rest rather than splitting and joining: this runs on every call.
+func splitFunction(rest string, deployed func(string) bool) (name, remainder string, ok bool) {
+	if two := firstTwo(rest); strings.Contains(two, "/") && deployed(two) {
+		return two, rest[len(two):], true
 	}
-	return parts[0] + "/" + parts[1]
+	owner, _, _ := strings.Cut(rest, "/")
+	if deployed(owner) {
+		return owner, rest[len(owner):], true
+	}
+	return owner, "", false
+}
+
+// firstTwo is the owner/name candidate at the start of rest: up to its
+// second slash (or all of it).
+func firstTwo(rest string) string {
+	owner, after, ok := strings.Cut(rest, "/")
+	if !ok {
+		return owner
+	}
+	name, _, _ := strings.Cut(after, "/")
+	return rest[:len(owner)+1+len(name)]
 }
 
 func unknown(name string) error {
@@ -515,7 +519,8 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 		}
 	}
 	start := g.now()
-	status, queue, cold := 0, time.Duration(0), false
+	status := 0
+	var slot activator.Slot // the slot served from, once there is one
 	defer func() {
 		if g.obs == nil {
 			return
@@ -523,7 +528,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 		if err != nil {
 			status = problem.Classify(err, g.now()).Status
 		}
-		g.obs.Request(name, status, g.now().Sub(start), queue, cold)
+		g.obs.Request(name, status, g.now().Sub(start), slot.Queue, slot.Cold)
 	}()
 	release, err := g.limitFunction(name)
 	if err != nil {
@@ -547,16 +552,19 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 	ctx, cancel := context.WithTimeout(r.Context(), f.Timeout.D())
 	defer cancel()
 	r = r.WithContext(ctx)
-	var instanceID string
 	sw := &statusWriter{ResponseWriter: w}
 	err = g.inv.Try(ctx, name, func(s activator.Slot) error {
-		instanceID, queue, cold = s.Instance, s.Queue, s.Cold
-		h := w.Header()
-		h.Set(api.HeaderColdStart, strconv.FormatBool(s.Cold))
-		h.Set(api.HeaderInstance, s.Instance)
+		slot = s
 		queueMs := strconv.FormatFloat(float64(s.Queue.Microseconds())/1000, 'f', 3, 64)
-		h.Set(api.HeaderQueueMs, queueMs)
-		h.Set(api.HeaderServerTiming, g.serverTiming(s, queueMs))
+		// One array holds the four values (this runs on every call; a
+		// Header.Set each would allocate four slices). The names are
+		// canonical.
+		v := &[4]string{strconv.FormatBool(s.Cold), s.Instance, queueMs, g.serverTiming(s, queueMs)}
+		h := w.Header()
+		h[api.HeaderColdStart] = v[0:1:1]
+		h[api.HeaderInstance] = v[1:2:2]
+		h[api.HeaderQueueMs] = v[2:3:3]
+		h[api.HeaderServerTiming] = v[3:4:4]
 		return g.fwd.Forward(sw, r, s.Addr, path)
 	})
 	if err == nil || sw.status != 0 {
@@ -577,11 +585,11 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 		}
 	}
 	var ue *proxy.UpstreamError
-	if errors.As(err, &ue) && instanceID != "" {
+	if errors.As(err, &ue) && slot.Instance != "" {
 		// Say why the instance failed when it died under us.
-		if exitErr, dead := g.instances.Exited(instanceID, 250*time.Millisecond); dead {
+		if exitErr, dead := g.instances.Exited(slot.Instance, 250*time.Millisecond); dead {
 			err = &errkind.Error{Kind: errkind.Upstream, Code: "instance_exited",
-				Msg: fmt.Sprintf("instance %s exited mid-request: %v; the next request starts a fresh instance", instanceID, exitErr), Err: err}
+				Msg: fmt.Sprintf("instance %s exited mid-request: %v; the next request starts a fresh instance", slot.Instance, exitErr), Err: err}
 		}
 	}
 	return err

@@ -18,6 +18,14 @@ const (
 	HeaderReset     = "RateLimit-Reset"
 )
 
+// The same names as net/http's Header map keys them
+// (http.CanonicalHeaderKey), for setting them without a Set.
+const (
+	canonicalLimit     = "Ratelimit-Limit"
+	canonicalRemaining = "Ratelimit-Remaining"
+	canonicalReset     = "Ratelimit-Reset"
+)
+
 // seconds rounds up to whole seconds: a client told "0" would retry at once
 // and be refused again.
 func seconds(d time.Duration) int {
@@ -28,9 +36,10 @@ func seconds(d time.Duration) int {
 // a refusal, Retry-After (at least 1 second).
 func (d Decision) SetHeaders(h http.Header) {
 	if d.Limit > 0 {
-		h.Set(HeaderLimit, strconv.Itoa(d.Limit))
-		h.Set(HeaderRemaining, strconv.Itoa(d.Remaining))
-		h.Set(HeaderReset, strconv.Itoa(seconds(d.Reset)))
+		// One array for the three values: this runs on every limited
+		// call, and a Set each would allocate three slices.
+		v := &[3]string{strconv.Itoa(d.Limit), strconv.Itoa(d.Remaining), strconv.Itoa(seconds(d.Reset))}
+		h[canonicalLimit], h[canonicalRemaining], h[canonicalReset] = v[0:1:1], v[1:2:2], v[2:3:3]
 	}
 	if !d.Allowed {
 		h.Set("Retry-After", strconv.Itoa(max(1, seconds(d.RetryAfter))))
@@ -46,9 +55,12 @@ func (e *Error) Error() string {
 	if e.Decision.Reason == "concurrency" {
 		what = "concurrency limit"
 	}
-	name := e.Decision.Name
-	if name == "" {
-		name = "request"
+	name := "request"
+	switch d := e.Decision; {
+	case d.Kind != "":
+		name = d.Kind + " " + strconv.Quote(d.Name)
+	case d.Name != "":
+		name = d.Name
 	}
 	return fmt.Sprintf("%s of %s exceeded; retry in %ds", what, name, max(1, seconds(e.Decision.RetryAfter)))
 }

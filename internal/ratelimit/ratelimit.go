@@ -55,21 +55,33 @@ func Split(l Limit, n int) Limit {
 	return out
 }
 
-// Spec names a subject and its limit for one request. Key is the bucket's
-// identity ("key:ab12…", "fn:echo"); Name is how messages call it
-// (`API key "ci"`, `function "echo"`).
+// Spec names a subject and its limit for one request. Kind and Key are
+// the bucket's identity (Kind "API key", Key its id; Kind "function", Key
+// its name); messages call it Kind and Name (`API key "ci"`). They are
+// kept apart, not joined into one string, so a request builds none.
 type Spec struct {
+	Kind  string
 	Key   string
 	Name  string
 	Limit Limit
 }
 
+// The kinds of subject Ember limits.
+const (
+	KindAPIKey   = "API key"
+	KindFunction = "function"
+)
+
+// subject is an entry's identity in the map.
+type subject struct{ kind, key string }
+
 // Decision is the answer for one request.
 type Decision struct {
 	Allowed bool
-	// Name is the subject that refused the request or, when allowed, the
-	// one closest to its limit (whose numbers fill the headers).
-	Name string
+	// Kind and Name are the subject that refused the request or, when
+	// allowed, the one closest to its limit (whose numbers fill the
+	// headers).
+	Kind, Name string
 	// Reason is "rate" or "concurrency" when refused.
 	Reason string
 	// Limit, Remaining and Reset describe the token bucket for the
@@ -93,7 +105,7 @@ type Limiter struct {
 	share Sharer // nil: one gateway; set before use (ShareWith)
 
 	mu      sync.Mutex // guards the following
-	entries map[string]*entry
+	entries map[subject]*entry
 	sweepAt int // len(entries) at which Acquire next sweeps
 }
 
@@ -107,7 +119,7 @@ const minSweep = 1024
 
 // New returns an empty Limiter.
 func New() *Limiter {
-	return &Limiter{entries: map[string]*entry{}, sweepAt: minSweep}
+	return &Limiter{entries: map[subject]*entry{}, sweepAt: minSweep}
 }
 
 // ShareWith makes l enforce its share of every limit (Split by s.Share(),
@@ -147,17 +159,17 @@ func (l *Limiter) Acquire(now time.Time, specs ...Spec) (d Decision, release fun
 	}
 	// Check everything before taking anything, so a refusal by one subject
 	// costs the others nothing.
-	var deny *Decision
+	var deny Decision // deny.Reason != "": refused
 	for i, e := range es {
 		if e == nil {
 			continue
 		}
-		if c := decideLocked(now, e, specs[i].Name); !c.Allowed && (deny == nil || c.RetryAfter > deny.RetryAfter) {
-			deny = &c
+		if c := decideLocked(now, e, specs[i]); !c.Allowed && (deny.Reason == "" || c.RetryAfter > deny.RetryAfter) {
+			deny = c
 		}
 	}
-	if deny != nil {
-		return *deny, nil
+	if deny.Reason != "" {
+		return deny, nil
 	}
 	d = Decision{Allowed: true}
 	var held []*entry
@@ -168,7 +180,7 @@ func (l *Limiter) Acquire(now time.Time, specs ...Spec) (d Decision, release fun
 		if e.bucket != nil {
 			e.bucket.AllowN(now, 1) // cannot fail: checked above under l.mu
 			c := bucketState(now, e)
-			c.Name = specs[i].Name
+			c.Kind, c.Name = specs[i].Kind, specs[i].Name
 			if d.Limit == 0 || c.Remaining < d.Remaining {
 				d = c
 			}
@@ -177,6 +189,9 @@ func (l *Limiter) Acquire(now time.Time, specs ...Spec) (d Decision, release fun
 			e.inFlight++
 			held = append(held, e)
 		}
+	}
+	if len(held) == 0 {
+		return d, noRelease // no slot taken: nothing to give back, nothing to allocate
 	}
 	var once sync.Once
 	return d, func() {
@@ -190,13 +205,16 @@ func (l *Limiter) Acquire(now time.Time, specs ...Spec) (d Decision, release fun
 	}
 }
 
+func noRelease() {}
+
 // entryLocked returns s's entry, created or updated to lim (s.Limit or
 // this gateway's share of it). pre: l.mu held.
 func (l *Limiter) entryLocked(now time.Time, s Spec, lim Limit) *entry {
-	e := l.entries[s.Key]
+	k := subject{s.Kind, s.Key}
+	e := l.entries[k]
 	if e == nil {
 		e = &entry{}
-		l.entries[s.Key] = e
+		l.entries[k] = e
 	}
 	if e.limit == lim {
 		return e
@@ -219,11 +237,11 @@ func (l *Limiter) entryLocked(now time.Time, s Spec, lim Limit) *entry {
 
 // decideLocked says whether e admits one more request at now, without
 // taking anything. pre: l.mu held.
-func decideLocked(now time.Time, e *entry, name string) Decision {
-	d := Decision{Allowed: true, Name: name}
+func decideLocked(now time.Time, e *entry, s Spec) Decision {
+	d := Decision{Allowed: true, Kind: s.Kind, Name: s.Name}
 	if e.bucket != nil {
 		d = bucketState(now, e)
-		d.Name = name
+		d.Kind, d.Name = s.Kind, s.Name
 		if tokens := e.bucket.TokensAt(now); tokens < 1 {
 			// E.g. rate 0.5/s with 0.25 tokens left: (1-0.25)/0.5 = 1.5s.
 			d.Allowed, d.Reason = false, "rate"
@@ -267,8 +285,8 @@ func (l *Limiter) sweepLocked(now time.Time) {
 }
 
 // Forget drops a subject (a deleted key or function).
-func (l *Limiter) Forget(key string) {
+func (l *Limiter) Forget(kind, key string) {
 	l.mu.Lock()
-	delete(l.entries, key)
+	delete(l.entries, subject{kind, key})
 	l.mu.Unlock()
 }

@@ -108,14 +108,17 @@ func TestConcurrencyCap(t *testing.T) {
 func TestAllSpecsMustAllow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		l := New()
-		key := Spec{Key: "key:a", Name: `API key "a"`, Limit: Limit{Rate: 10, Burst: 10}}
-		fn := Spec{Key: "fn:echo", Name: `function "echo"`, Limit: Limit{Rate: 1, Burst: 1}}
-		if d, _ := l.Acquire(time.Now(), key, fn); !d.Allowed || d.Name != fn.Name {
+		key := Spec{Kind: KindAPIKey, Key: "a", Name: "a", Limit: Limit{Rate: 10, Burst: 10}}
+		fn := Spec{Kind: KindFunction, Key: "echo", Name: "echo", Limit: Limit{Rate: 1, Burst: 1}}
+		if d, _ := l.Acquire(time.Now(), key, fn); !d.Allowed || d.Kind != KindFunction || d.Name != fn.Name {
 			t.Fatalf("first: %+v, want allowed, headers from the tighter function bucket", d)
 		}
 		d, _ := l.Acquire(time.Now(), key, fn)
-		if d.Allowed || d.Name != fn.Name {
+		if d.Allowed || d.Kind != KindFunction || d.Name != fn.Name {
 			t.Fatalf("second: %+v, want refused by the function", d)
+		}
+		if got, want := d.Err().Error(), `rate limit of function "echo" exceeded; retry in 1s`; got != want {
+			t.Errorf("message %q, want %q", got, want)
 		}
 		// The function's refusal must not have cost the key a token: 9 left.
 		if d, _ := l.Acquire(time.Now(), key); !d.Allowed || d.Remaining != 8 {
@@ -217,8 +220,65 @@ func TestMiddleware429(t *testing.T) {
 	}
 }
 
+// TestKindsKeepApart: an API key whose id equals a function's name has a
+// bucket of its own; the kind is part of a subject's identity.
+func TestKindsKeepApart(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := New()
+		key := Spec{Kind: KindAPIKey, Key: "echo", Name: "ci", Limit: Limit{Rate: 1, Burst: 1}}
+		fn := Spec{Kind: KindFunction, Key: "echo", Name: "echo", Limit: Limit{Rate: 1, Burst: 1}}
+		if d, _ := l.Acquire(time.Now(), key); !d.Allowed {
+			t.Fatalf("key: %+v, want allowed", d)
+		}
+		if d, _ := l.Acquire(time.Now(), fn); !d.Allowed {
+			t.Fatalf("function of the same key string: %+v, want allowed from its own bucket", d)
+		}
+		l.Forget(KindAPIKey, "echo")
+		if d, _ := l.Acquire(time.Now(), key); !d.Allowed {
+			t.Errorf("key after Forget: %+v, want a fresh bucket", d)
+		}
+		if d, _ := l.Acquire(time.Now(), fn); d.Allowed {
+			t.Errorf("function after the key's Forget: %+v, want its bucket kept (empty)", d)
+		}
+	})
+}
+
+// BenchmarkAcquire: the per-request cost of a key's and a function's
+// limits, rates only (no slot to hold): 0 allocs/op.
+func BenchmarkAcquire(b *testing.B) {
+	l := New()
+	specs := []Spec{
+		{Kind: KindAPIKey, Key: "k1", Name: "ci", Limit: Limit{Rate: 1e9, Burst: 1e9}},
+		{Kind: KindFunction, Key: "echo", Name: "echo", Limit: Limit{Rate: 1e9, Burst: 1e9}},
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		d, release := l.Acquire(now, specs...)
+		if !d.Allowed {
+			b.Fatal(d)
+		}
+		release()
+	}
+}
+
+// TestCanonicalNames: SetHeaders keys the map by these; a name not in
+// canonical form would be missed by Header.Get and duplicated by Set.
+func TestCanonicalNames(t *testing.T) {
+	for name, key := range map[string]string{HeaderLimit: canonicalLimit, HeaderRemaining: canonicalRemaining, HeaderReset: canonicalReset} {
+		if http.CanonicalHeaderKey(name) != key {
+			t.Errorf("canonical %s = %s, want %s", name, key, http.CanonicalHeaderKey(name))
+		}
+	}
+	h := http.Header{}
+	Decision{Allowed: true, Limit: 10, Remaining: 7, Reset: 300 * time.Millisecond}.SetHeaders(h)
+	if h.Get(HeaderLimit) != "10" || h.Get(HeaderRemaining) != "7" || h.Get(HeaderReset) != "1" || len(h) != 3 {
+		t.Errorf("headers = %v, want limit 10, remaining 7, reset 1", h)
+	}
+}
+
 func TestErrorMessage(t *testing.T) {
-	d := Decision{Name: `API key "ci"`, Reason: "rate", RetryAfter: 1500 * time.Millisecond}
+	d := Decision{Kind: KindAPIKey, Name: "ci", Reason: "rate", RetryAfter: 1500 * time.Millisecond}
 	if got, want := d.Err().Error(), `rate limit of API key "ci" exceeded; retry in 2s`; got != want {
 		t.Errorf("Err() = %q, want %q", got, want)
 	}
