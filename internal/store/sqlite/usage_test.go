@@ -101,3 +101,57 @@ func TestUsageRequestRetention(t *testing.T) {
 		t.Errorf("requests after retention = %+v, want only the newest (older than an hour dropped)", got)
 	}
 }
+
+// TestUsageRequestsInChunks: a flush of more records than one multi-row
+// INSERT carries (and a remainder) stores every one, fields intact.
+func TestUsageRequestsInChunks(t *testing.T) {
+	ctx := context.Background()
+	u := NewUsage(openTestDB(t), UsageOptions{KeepRequests: time.Hour})
+	t0 := time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)
+	n := 2*requestsPerInsert + 7
+	reqs := make([]metering.Request, n)
+	for i := range reqs {
+		reqs[i] = metering.Request{Function: "a", Hardware: "cpu", At: t0.Add(time.Duration(i) * time.Millisecond), Status: 200 + i%3,
+			Duration: time.Duration(i) * time.Microsecond, Queue: time.Duration(i), Cold: i%2 == 0, CostUSD: float64(i) / 1e6}
+	}
+	if err := u.AddUsage(ctx, nil, reqs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := u.Requests(ctx, "a", t0, t0.Add(time.Hour), 10*n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("stored %d records, want %d", len(got), n)
+	}
+	for _, g := range got { // newest first
+		i := int(g.At.Sub(t0) / time.Millisecond)
+		if diff := cmp.Diff(reqs[i], g, cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })); diff != "" {
+			t.Fatalf("record %d (-want +got):\n%s", i, diff)
+		}
+	}
+}
+
+// BenchmarkAddUsageRequests: one flush of a second's request records at
+// 7,000 calls/s (the warm path's rate on a 2-core machine).
+func BenchmarkAddUsageRequests(b *testing.B) {
+	ctx := context.Background()
+	db, err := Open(ctx, filepath.Join(b.TempDir(), "ember.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer db.Close()
+	u := NewUsage(db, UsageOptions{KeepRequests: time.Minute})
+	reqs := make([]metering.Request, 7000)
+	t0 := time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		for j := range reqs {
+			reqs[j] = metering.Request{Function: "sim", Hardware: "cpu", At: t0.Add(time.Duration(i)*time.Second + time.Duration(j)*time.Microsecond), Status: 200, Duration: time.Millisecond}
+		}
+		if err := u.AddUsage(ctx, nil, reqs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(reqs)), "ns/record")
+}
