@@ -141,6 +141,24 @@ func TestRecorderIsBounded(t *testing.T) {
 	}
 }
 
+// TestRecentLatenciesKeepTheNewest: once the window is full, each call
+// replaces the oldest, so "p50 now" is over the latest maxLatencies calls.
+func TestRecentLatenciesKeepTheNewest(t *testing.T) {
+	r := NewRecorder()
+	at := time.Unix(1000, 0)
+	r.StateChange("f", "i1", "", "starting", at)
+	for range maxLatencies {
+		r.requestAt("f", 50*time.Millisecond, 0, at)
+	}
+	for i := range maxLatencies + maxLatencies/2 {
+		r.requestAt("f", time.Duration(1+i%2)*time.Millisecond, 0, at.Add(time.Second))
+	}
+	v := r.function("f", at.Add(2*time.Second))
+	if v.Requests != maxLatencies || v.P99 > 2 {
+		t.Errorf("requests %d p99 %.1f ms, want %d calls of at most 2 ms (the 50 ms ones overwritten)", v.Requests, v.P99, maxLatencies)
+	}
+}
+
 func TestSampleForgetsDeletedFunctions(t *testing.T) {
 	r := NewRecorder()
 	at := time.Unix(100, 0)
