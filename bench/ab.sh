@@ -32,7 +32,7 @@ else
 fi
 go build -o "$tmp/sim" ./examples/sim
 
-declare -A tput
+declare -A tput ratio
 for i in $(seq "$rounds"); do
   for which in before after; do
     if [ "$bench" = jobs ]; then
@@ -47,9 +47,17 @@ for i in $(seq "$rounds"); do
       pct=$(grep -o 'throughput through Ember: [0-9]*%' <<<"$out" | head -1 | grep -o '[0-9]*')
       p50=$(awk '$1=="added"{print $5; exit}' <<<"$out")
       nginx=$(awk '$1=="nginx"{print $9; exit}' <<<"$out")
-      cpu=$(awk '/^ *Ember.s own/{print $NF; exit}' <<<"$out")
+      # "Ember's own (ember − direct)  <CPU µs>  <allocs>"
+      cpu=$(awk '/^ *Ember.s own/{print $(NF-1); exit}' <<<"$out")
+      allocs=$(awk '/^ *Ember.s own/{print $NF; exit}' <<<"$out")
       cp50=$(awk '$1=="added" && $2=="(ember"{print $(NF-1); exit} $1=="added" && $2!="(nginx"{print $(NF-1); exit}' <<<"$out")
-      echo "round $i $which: ember closed-loop ${rps} req/s, ${pct}% of direct, added p50 ${p50} (open) ${cp50} (closed), Ember CPU ${cpu}/req; nginx ${nginx:-n/a} req/s"
+      vs=""
+      if [ -n "$nginx" ] && [ -n "$rps" ]; then
+        vs=$(awk -v e="$rps" -v n="$nginx" 'BEGIN{printf "%.2f", e/n}')
+        ratio[$which]+="$vs "
+        vs=" (ember ×${vs})"
+      fi
+      echo "round $i $which: ember closed-loop ${rps} req/s, ${pct}% of direct, added p50 ${p50} (open) ${cp50} (closed), Ember CPU ${cpu}/req, ${allocs} allocs/req; nginx ${nginx:-n/a} req/s${vs}"
       [ -n "${SHOW:-}" ] && echo "$out"
     fi
     tput[$which]+="$pct "
@@ -61,5 +69,9 @@ for which in before after; do
     echo "median, $which: ${med} jobs/s"
   else
     echo "median throughput through Ember, $which: ${med}% of direct"
+    if [ -n "${ratio[$which]:-}" ]; then
+      rmed=$(tr ' ' '\n' <<<"${ratio[$which]}" | grep . | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
+      echo "median closed-loop throughput of Ember over nginx's, $which: ×${rmed}"
+    fi
   fi
 done
