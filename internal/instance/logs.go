@@ -40,8 +40,10 @@ func (l *FileLogs) dir(fn string) string {
 	return filepath.Join(l.Dir, strings.ReplaceAll(fn, "/", "-"))
 }
 
-// Open creates (or appends to) id's log file and prunes the oldest files
-// of fn beyond Keep.
+// Open creates (or appends to) id's log file. Closing it prunes the
+// oldest files of fn beyond Keep: Open runs on every cold start, before
+// the spawn, and the prune (a directory read and a stat per file) is not
+// worth the caller's wait there.
 func (l *FileLogs) Open(fn, id string) (io.WriteCloser, error) {
 	dir := l.dir(fn)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
@@ -55,8 +57,20 @@ func (l *FileLogs) Open(fn, id string) (io.WriteCloser, error) {
 	if keep <= 0 {
 		keep = 50
 	}
-	pruneLogs(dir, keep)
-	return f, nil
+	return &logFile{File: f, dir: dir, keep: keep}, nil
+}
+
+// logFile is an instance's log; Close prunes its directory.
+type logFile struct {
+	*os.File
+	dir  string
+	keep int
+}
+
+func (f *logFile) Close() error {
+	err := f.File.Close()
+	pruneLogs(f.dir, f.keep)
+	return err
 }
 
 // Logs returns up to tail last lines of fn's instance logs, newest
