@@ -47,14 +47,15 @@ for i in $(seq "$rounds"); do
       pct=$(grep -o 'throughput through Ember: [0-9]*%' <<<"$out" | head -1 | grep -o '[0-9]*')
       p50=$(awk '$1=="added"{print $5; exit}' <<<"$out")
       nginx=$(awk '$1=="nginx"{print $9; exit}' <<<"$out")
-      # "Ember's own (ember − direct)  <CPU µs>  <allocs>"
-      cpu=$(awk '/^ *Ember.s own/{print $(NF-1); exit}' <<<"$out")
-      allocs=$(awk '/^ *Ember.s own/{print $NF; exit}' <<<"$out")
+      # "Ember's own (ember − direct)  <CPU>µs  [<allocs>]": older builds
+      # print no allocations column.
+      cpu=$(awk '/^ *Ember.s own/{for(i=1;i<=NF;i++) if($i ~ /µs$/) c=$i; print c; exit}' <<<"$out")
+      allocs=$(awk '/^ *Ember.s own/{print ($NF ~ /^[0-9.]+$/) ? $NF : "n/a"; exit}' <<<"$out")
       cp50=$(awk '$1=="added" && $2=="(ember"{print $(NF-1); exit} $1=="added" && $2!="(nginx"{print $(NF-1); exit}' <<<"$out")
       vs=""
       if [ -n "$nginx" ] && [ -n "$rps" ]; then
-        vs=$(awk -v e="$rps" -v n="$nginx" 'BEGIN{printf "%.2f", e/n}')
-        ratio[$which]+="$vs "
+        vs=$(awk -v e="$rps" -v n="$nginx" 'BEGIN{if (n > 0) printf "%.2f", e/n; else print "n/a"}')
+        [ "$vs" != n/a ] && ratio[$which]+="$vs "
         vs=" (ember ×${vs})"
       fi
       echo "round $i $which: ember closed-loop ${rps} req/s, ${pct}% of direct, added p50 ${p50} (open) ${cp50} (closed), Ember CPU ${cpu}/req, ${allocs} allocs/req; nginx ${nginx:-n/a} req/s${vs}"

@@ -564,7 +564,7 @@ func (m *Manager) fail(in *Instance, err error, now time.Time, logger *slog.Logg
 	m.setLocked(in, Failed)
 	in.exitErr = err
 	in.tail = tail
-	m.closeLogLocked(in)
+	logOut := m.takeLogLocked(in)
 	p := m.pools[in.fn]
 	if p != nil {
 		p.instances = slices.DeleteFunc(p.instances, func(x *Instance) bool { return x == in })
@@ -585,6 +585,7 @@ func (m *Manager) fail(in *Instance, err error, now time.Time, logger *slog.Logg
 		delete(m.byID, in.id)
 	}
 	m.mu.Unlock()
+	closeLog(logOut)
 	logger.Error("instance failed", "state", from, "err", err)
 	if o := m.opts.Observer; o != nil {
 		o.StateChange(in.fn, in.id, from, api.StateFailed, now)
@@ -673,8 +674,9 @@ func (m *Manager) stop(ctx context.Context, in *Instance, why string) {
 		return
 	}
 	m.forgetLocked(in)
-	m.closeLogLocked(in)
+	logOut := m.takeLogLocked(in)
 	m.mu.Unlock()
+	closeLog(logOut)
 	m.logger.Info("instance stopped", "function", in.fn, "instance", in.id, "reason", why)
 	if o := m.opts.Observer; o != nil {
 		now := m.now()
@@ -743,10 +745,21 @@ func (m *Manager) discardLocked(p *pool) {
 	}()
 }
 
-func (m *Manager) closeLogLocked(in *Instance) {
-	if in.logOut != nil {
-		in.logOut.Close()
-		in.logOut = nil
+// takeLogLocked detaches in's log for the caller to close once m.mu is
+// released: closing prunes the function's old logs (a directory read),
+// which must not hold up every call that takes m.mu.
+func (m *Manager) takeLogLocked(in *Instance) io.Closer {
+	w := in.logOut
+	in.logOut = nil
+	if w == nil {
+		return nil // a nil interface, not a typed nil
+	}
+	return w
+}
+
+func closeLog(c io.Closer) {
+	if c != nil {
+		c.Close()
 	}
 }
 

@@ -469,22 +469,28 @@ func (d *Driver) create(ctx context.Context, s driver.StartSpec, secrets []strin
 	// gave up, and then nothing would know of it until the next server
 	// start. Waiting for the answer (tens of milliseconds) lets a
 	// cancelled create remove what it made.
+	if err := ctx.Err(); err != nil {
+		d.releasePort(hostPort)
+		return nil, &driver.StartError{Reason: "not created: " + err.Error(), Err: err}
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
 	res, err := d.cli.ContainerCreate(cctx, client.ContainerCreateOptions{
 		Config: cfg, HostConfig: hc, Name: containerName(s),
 	})
+	unanswered := cctx.Err() != nil // read before cancel, which would set it
 	cancel()
 	if err == nil && ctx.Err() != nil {
 		d.remove(res.ID)
-		d.releasePort(hostPort)
-		return nil, &driver.StartError{Reason: "create container: " + ctx.Err().Error(), Err: context.Cause(ctx)}
+		d.releasePort(hostPort) // after the remove: the port is published until then
+		return nil, &driver.StartError{Reason: "create container: " + ctx.Err().Error(), Err: ctx.Err()}
 	}
 	if err != nil {
-		d.releasePort(hostPort)
-		if cctx.Err() != nil {
-			// No answer in time: the engine may yet create it.
+		if unanswered && !cerrdefs.IsConflict(err) {
+			// No answer in time: the engine may yet create it. (A
+			// conflict names someone else's container: never removed.)
 			d.remove(containerName(s))
 		}
+		d.releasePort(hostPort)
 		if cerrdefs.IsNotFound(err) {
 			d.setImageKnown(s.Image, false)
 			return nil, &driver.StartError{Reason: missingImage(s.Image), Err: err}

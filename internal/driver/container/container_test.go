@@ -272,3 +272,42 @@ func TestCreateCancelledRemovesWhatTheEngineMade(t *testing.T) {
 		t.Fatal("the container the engine created after the cancel was not removed")
 	}
 }
+
+// TestCreateConflictRemovesNothing: a create refused because the name is
+// taken leaves that container alone, even when the caller gave up
+// meanwhile: it is not this create's.
+func TestCreateConflictRemovesNothing(t *testing.T) {
+	var removed atomic.Int32
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/containers/create"):
+			cancel()
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusConflict)
+			w.Write([]byte(`{"message":"the container name is already in use"}`))
+		case r.Method == http.MethodDelete:
+			removed.Add(1)
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			http.Error(w, "unexpected", http.StatusTeapot)
+		}
+	}))
+	defer srv.Close()
+	d, err := New(nil, Options{Host: "tcp://" + srv.Listener.Addr().String(), Owner: "/data"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := driver.StartSpec{Function: "f", InstanceID: "f-1", Image: "img", Port: 5000,
+		Labels: driver.Labels{Function: "f", Version: 1, Instance: "f-1"}}
+	if _, err := d.create(ctx, s, nil); err == nil {
+		t.Fatal("create succeeded, want the conflict")
+	}
+	if n := removed.Load(); n != 0 {
+		t.Errorf("%d removals after a name conflict, want none", n)
+	}
+	if _, err := d.create(ctx, s, nil); !errors.Is(err, context.Canceled) {
+		t.Errorf("create with the caller gone = %v, want context.Canceled without asking the engine", err)
+	}
+}

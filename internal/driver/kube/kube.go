@@ -21,6 +21,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 
@@ -441,31 +442,41 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 	// The creates run to their end even when ctx ends first: the API
 	// server may commit an object after the caller gave up, and a Secret
 	// or Pod nothing knows of would outlive the start. A cancelled start
-	// deletes both by name once the answers are in.
+	// deletes what it made once the answers are in; an object whose
+	// create went unanswered is deleted by name, unless the answer was
+	// that the name was taken (then it is someone else's).
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), createTimeout)
 	defer cancel()
+	unknown := func(err error) bool { return cctx.Err() != nil && !apierrors.IsAlreadyExists(err) }
 	if r.secret != nil {
-		inst.secret = r.secret.Name
 		// The Secret goes first: a Pod created before it would wait in
 		// the kubelet's retry backoff (CreateContainerConfigError).
-		if _, err := d.cs.CoreV1().Secrets(d.opts.Namespace).Create(cctx, r.secret, metav1.CreateOptions{}); err != nil {
+		_, err := d.cs.CoreV1().Secrets(d.opts.Namespace).Create(cctx, r.secret, metav1.CreateOptions{})
+		if err == nil && ctx.Err() != nil {
+			err = ctx.Err()
+			d.deleteSecret(r.secret.Name)
+		} else if err != nil && unknown(err) {
+			d.deleteSecret(r.secret.Name)
+		}
+		if err != nil {
 			d.ports.Release(hostPort)
-			if cctx.Err() != nil {
-				d.deleteSecret(inst.secret)
-			}
 			return nil, &driver.StartError{Reason: "create secret " + r.secret.Name + ": " + err.Error(), Err: err}
 		}
+		inst.secret = r.secret.Name
 	}
 	created, err := d.cs.CoreV1().Pods(d.opts.Namespace).Create(cctx, r.pod, metav1.CreateOptions{})
-	if err == nil && ctx.Err() != nil {
-		err = context.Cause(ctx)
+	switch {
+	case err == nil && ctx.Err() != nil:
+		if derr := d.deletePodUID(created.Name, created.UID); derr != nil {
+			d.logger.Warn("cannot delete the pod of a cancelled start; the leader's next reclaim deletes it", "pod", created.Name, "err", derr)
+		}
+		err = ctx.Err()
+	case err != nil && unknown(err):
+		if derr := d.deletePod(r.pod.Name, 0); derr != nil {
+			d.logger.Warn("cannot delete the pod of an unanswered create; the leader's next reclaim deletes it", "pod", r.pod.Name, "err", derr)
+		}
 	}
 	if err != nil {
-		if cctx.Err() != nil || ctx.Err() != nil {
-			if derr := d.deletePod(r.pod.Name, 0); derr != nil {
-				d.logger.Warn("cannot delete the pod of a cancelled start; the leader's next reclaim deletes it", "pod", r.pod.Name, "err", derr)
-			}
-		}
 		d.deleteSecret(inst.secret)
 		d.ports.Release(hostPort)
 		return nil, &driver.StartError{Reason: "create pod " + r.pod.Name + ": " + err.Error(), Err: err}
@@ -599,6 +610,20 @@ func (d *Driver) deletePod(name string, grace int64) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	err := d.cs.CoreV1().Pods(d.opts.Namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &grace})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("delete pod %s: %w", name, err)
+	}
+	return nil
+}
+
+// deletePodUID deletes the Pod name at once, only if it is still the one
+// with uid (a Pod of that name made since is left alone).
+func (d *Driver) deletePodUID(name string, uid types.UID) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	zero := int64(0)
+	err := d.cs.CoreV1().Pods(d.opts.Namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero,
+		Preconditions: &metav1.Preconditions{UID: &uid}})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("delete pod %s: %w", name, err)
 	}

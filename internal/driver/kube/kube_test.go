@@ -698,14 +698,10 @@ func TestStartCancelledDuringCreateLeavesNothing(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	c.cs.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		// The caller leaves mid-request: the server stores the Pod, the
-		// caller's client sees only its own context's end.
+		// The caller leaves while the server creates the Pod; the
+		// driver's create still gets the answer.
 		cancel()
-		ca := a.(k8stesting.CreateAction)
-		if err := c.cs.Tracker().Create(a.GetResource(), ca.GetObject(), a.GetNamespace()); err != nil {
-			return true, nil, err
-		}
-		return true, nil, context.Canceled
+		return false, nil, nil
 	})
 	if _, err := d.Start(ctx, s); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Start = %v, want context.Canceled", err)
@@ -716,5 +712,30 @@ func TestStartCancelledDuringCreateLeavesNothing(t *testing.T) {
 	}
 	if secs, _ := c.cs.CoreV1().Secrets(ns).List(bg, metav1.ListOptions{}); len(secs.Items) != 0 {
 		t.Errorf("secrets left after a cancelled start: %d", len(secs.Items))
+	}
+}
+
+// TestStartCancelledNameTakenLeavesTheOtherPod: a create refused because
+// the name is taken must not delete that Pod, even when the caller has
+// gone meanwhile: it is someone else's.
+func TestStartCancelledNameTakenLeavesTheOtherPod(t *testing.T) {
+	c := newCluster(t)
+	d := c.driver(t, Options{})
+	s := spec("acme/chat", 1, "acme-chat-taken")
+	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "ember-acme-chat-taken", Namespace: ns, UID: "someone-else"}}
+	if _, err := c.cs.CoreV1().Pods(ns).Create(context.Background(), other, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.cs.PrependReactor("create", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		cancel()
+		return false, nil, nil // the tracker answers AlreadyExists
+	})
+	if _, err := d.Start(ctx, s); err == nil {
+		t.Fatalf("Start = %v, want a create error", err)
+	}
+	if _, err := c.cs.CoreV1().Pods(ns).Get(context.Background(), other.Name, metav1.GetOptions{}); err != nil {
+		t.Errorf("the other Pod of that name: %v, want it left alone", err)
 	}
 }
