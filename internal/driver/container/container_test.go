@@ -218,6 +218,18 @@ func TestWaitReadyOneGETServesListeningAndHealth(t *testing.T) {
 	}
 }
 
+// fakeEngineDriver is a driver on the fake engine srv, and a spec to
+// create with.
+func fakeEngineDriver(t *testing.T, srv *httptest.Server) (*Driver, driver.StartSpec) {
+	t.Helper()
+	d, err := New(nil, Options{Host: "tcp://" + srv.Listener.Addr().String(), Owner: "/data"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d, driver.StartSpec{Function: "f", InstanceID: "f-1", Image: "img", Port: 5000,
+		Labels: driver.Labels{Function: "f", Version: 1, Instance: "f-1"}}
+}
+
 // TestCreateCancelledRemovesWhatTheEngineMade: a create whose caller gives
 // up while the engine is still creating must not leave the container the
 // engine made after all (it would outlive the server, unknown to it).
@@ -240,12 +252,7 @@ func TestCreateCancelledRemovesWhatTheEngineMade(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	d, err := New(nil, Options{Host: "tcp://" + srv.Listener.Addr().String(), Owner: "/data"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := driver.StartSpec{Function: "f", InstanceID: "f-1", Image: "img", Port: 5000,
-		Labels: driver.Labels{Function: "f", Version: 1, Instance: "f-1"}}
+	d, s := fakeEngineDriver(t, srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	type result struct {
 		c   *created
@@ -295,12 +302,7 @@ func TestCreateConflictRemovesNothing(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	d, err := New(nil, Options{Host: "tcp://" + srv.Listener.Addr().String(), Owner: "/data"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := driver.StartSpec{Function: "f", InstanceID: "f-1", Image: "img", Port: 5000,
-		Labels: driver.Labels{Function: "f", Version: 1, Instance: "f-1"}}
+	d, s := fakeEngineDriver(t, srv)
 	if _, err := d.create(ctx, s, nil); err == nil {
 		t.Fatal("create succeeded, want the conflict")
 	}
