@@ -799,34 +799,53 @@ func benchCold(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		r.firstDirect = append(r.firstDirect, first)
 		return nil
 	}
-	viaEmber := func(i int, notify bool) error {
-		name := fmt.Sprintf("cold%d", i)
-		spec := simSpec(name, sim, "{min: 0, max: 1, concurrency: 0, idle_timeout: 1h}")
-		if notify {
-			name += "n"
-			spec = fmt.Appendf(nil, "name: %s\ncommand: [%q, \"--notify=true\"]\nscaling: {min: 0, max: 1, concurrency: 0, idle_timeout: 1h}\n", name, sim)
+	// The notifying sim is one function that scales to zero after each
+	// call (idle_timeout 1s) and starts again: a version whose instances
+	// said READY=1 before is not probed while it starts (the process
+	// driver learns it), which is the steady state of a function that
+	// wakes many times. One untimed start teaches it.
+	const notifyFn = "coldn"
+	notifySpec := fmt.Appendf(nil, "name: %s\ncommand: [%q, \"--notify=true\"]\nscaling: {min: 0, max: 1, concurrency: 0, idle_timeout: 1s}\n", notifyFn, sim)
+	coldCall := func(name string) (time.Duration, http.Header, error) {
+		d, h, err := callKey(ctx, hc, base+"/v1/run/"+name+"/predict", o.adminKey)
+		if err == nil && h.Get(api.HeaderColdStart) != "true" {
+			err = fmt.Errorf("%s: first request was not a cold start", name)
 		}
-		if _, err := ec.Deploy(ctx, spec); err != nil {
+		return d, h, err
+	}
+	viaEmber := func(i int, notify bool) error {
+		if notify {
+			d, _, err := coldCall(notifyFn)
+			if err != nil {
+				return err
+			}
+			r.notified = append(r.notified, d)
+			return waitGone(ctx, ec, notifyFn) // its idle timeout
+		}
+		name := fmt.Sprintf("cold%d", i)
+		if _, err := ec.Deploy(ctx, simSpec(name, sim, "{min: 0, max: 1, concurrency: 0, idle_timeout: 1h}")); err != nil {
 			return err
 		}
-		d, h, err := callKey(ctx, hc, base+"/v1/run/"+name+"/predict", o.adminKey)
+		d, h, err := coldCall(name)
 		if err != nil {
 			return err
 		}
-		if h.Get(api.HeaderColdStart) != "true" {
-			return fmt.Errorf("%s: first request was not a cold start", name)
-		}
-		if notify {
-			r.notified = append(r.notified, d)
-		} else {
-			r.ember = append(r.ember, d)
-			r.recordTiming(h.Get(api.HeaderServerTiming), d)
-			r.timings = append(r.timings, h.Get(api.HeaderServerTiming))
-		}
+		r.ember = append(r.ember, d)
+		r.recordTiming(h.Get(api.HeaderServerTiming), d)
+		r.timings = append(r.timings, h.Get(api.HeaderServerTiming))
 		if err := ec.Delete(ctx, name); err != nil {
 			return err
 		}
 		return waitGone(ctx, ec, name)
+	}
+	if _, err := ec.Deploy(ctx, notifySpec); err != nil {
+		return nil, err
+	}
+	if _, _, err := coldCall(notifyFn); err != nil {
+		return nil, err
+	}
+	if err := waitGone(ctx, ec, notifyFn); err != nil {
+		return nil, err
 	}
 	for i := range o.iterations {
 		steps := []func() error{standalone, func() error { return viaEmber(i, false) }, func() error { return viaEmber(i, true) }}
@@ -910,7 +929,7 @@ func waitGone(ctx context.Context, ec *client.Client, name string) error {
 		}
 		time.Sleep(5 * time.Millisecond) // polling a condition with a deadline
 	}
-	return fmt.Errorf("%s: instances still running 15s after delete", name)
+	return fmt.Errorf("%s: instances still running after 15s", name)
 }
 
 // recordTiming parses "queue;dur=1.2, spawned;dur=0.8, ..." into phases,

@@ -2,7 +2,9 @@ package process
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -83,5 +85,99 @@ func TestHasReadyLine(t *testing.T) {
 		if got := hasReadyLine([]byte(tt.in)); got != tt.want {
 			t.Errorf("hasReadyLine(%q) = %v, want %v", tt.in, got, tt.want)
 		}
+	}
+}
+
+// A version whose instance notified is not probed on its next start until
+// it is late: the instance accepts no connection before it says READY=1,
+// so the first request is its first. A version that stops notifying is
+// still found by the probe after the hold, and forgotten.
+func TestNotifiedVersionNotProbed(t *testing.T) {
+	needSim(t)
+	t.Parallel()
+	d := New(nil, Options{})
+	startWith := func(id, notify string) *Instance {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		di, err := d.Start(ctx, driver.StartSpec{
+			Function: "sim", InstanceID: id, Labels: driver.Labels{Function: "sim", Version: 3, Instance: id},
+			Command: []string{simBin, "--notify=" + notify}, HealthPath: "/health",
+		})
+		if err != nil {
+			t.Fatalf("Start %s: %v (tail %q)", id, err, startTail(err))
+		}
+		inst := di.(*Instance)
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			inst.Stop(ctx)
+		})
+		return inst
+	}
+	key := "sim@3"
+	startWith("sim-1", "true")
+	// READY=1 is learned when it is read, which may be just after the
+	// probe found the instance ready.
+	waitFor(t, "the notified start learned", func() bool { return d.notifiers.hold(key) > 0 })
+	second := startWith("sim-2", "true")
+	if second.TakeConn() != nil {
+		t.Error("a held start handed over a probe connection: it probed")
+	}
+	var names []string
+	for _, p := range second.Phases() {
+		names = append(names, p.Name)
+	}
+	if diff := cmp.Diff([]string{driver.PhaseSpawned, driver.PhaseListening, driver.PhaseReady}, names); diff != "" {
+		t.Errorf("phases (-want +got):\n%s", diff)
+	}
+	resp, err := http.Get("http://" + second.Addr() + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stats struct{ Conns int }
+	err = json.NewDecoder(resp.Body).Decode(&stats)
+	resp.Body.Close()
+	if err != nil || stats.Conns != 1 {
+		t.Errorf("connections the instance accepted = %d (%v), want 1: this request's only", stats.Conns, err)
+	}
+
+	// The same version no longer notifies: the probe finds it after the
+	// hold, and the version is forgotten.
+	startWith("sim-3", "false")
+	if h := d.notifiers.hold(key); h != 0 {
+		t.Errorf("hold after a probed start = %v, want none", h)
+	}
+}
+
+func TestNotifierHold(t *testing.T) {
+	var n notifiers
+	if h := n.hold("f@1"); h != 0 {
+		t.Errorf("unknown version held %v", h)
+	}
+	for _, tc := range []struct {
+		took, want time.Duration
+	}{
+		{time.Millisecond, holdMin},
+		{15 * time.Millisecond, 45 * time.Millisecond},
+		{time.Minute, holdMax},
+	} {
+		n.learn("f@1", tc.took)
+		if h := n.hold("f@1"); h != tc.want {
+			t.Errorf("took %v: hold %v, want %v", tc.took, h, tc.want)
+		}
+	}
+	if h := n.hold("f@2"); h != 0 {
+		t.Errorf("another version held %v", h)
+	}
+	n.forget("f@1")
+	if h := n.hold("f@1"); h != 0 {
+		t.Errorf("after a probed start held %v", h)
+	}
+	for i := range maxNotifierFuncs + 1 {
+		n.learn("g@"+strconv.Itoa(i), time.Millisecond)
+	}
+	if len(n.took) > maxNotifierFuncs {
+		t.Errorf("%d versions remembered, want at most %d", len(n.took), maxNotifierFuncs)
 	}
 }

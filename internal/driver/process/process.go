@@ -106,6 +106,8 @@ type Driver struct {
 	listenTable atomic.Bool
 
 	ports driver.Ports // ports handed to instances that have not exited
+
+	notifiers notifiers // versions whose last instance said READY=1
 }
 
 // New returns a Driver. A nil logger discards logs.
@@ -216,12 +218,23 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		readyR.Close()
 		return nil, &driver.StartError{Reason: "cannot start " + args[0] + ": " + osReason(err), Err: err}
 	}
-	notified := watchReady(readyR, inst.done)
+	version := notifierKey(s)
+	spawned := time.Now()
+	notified := watchReady(readyR, inst.done, func() { d.notifiers.learn(version, time.Since(spawned)) })
 	inst.phase(driver.PhaseSpawned)
 	logger := d.logger.With("instance", inst)
 	logger.Debug("instance spawned")
 
-	if err := d.awaitReady(ctx, inst, s.HealthPath, d.cadence(s), notified); err != nil {
+	hold := d.notifiers.hold(version)
+	byNotice, err := d.awaitReady(ctx, inst, s.HealthPath, d.cadence(s), notified, hold)
+	if err == nil && hold > 0 && !byNotice {
+		select {
+		case <-notified:
+		default:
+			d.notifiers.forget(version) // late and silent: probe it from the start next time
+		}
+	}
+	if err != nil {
 		inst.kill()
 		<-inst.done // the reaper has collected the process and its output
 		var se *driver.StartError
