@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -248,17 +247,13 @@ func TestKubeONNXPoolFailover(t *testing.T) {
 
 	const name = "ksent"
 	g.deploy(fmt.Sprintf("name: %s\nruntime: onnx\ntask: text-classification\nmodel: %s\nscaling: {min: 0, max: 1, idle_timeout: 120s}\n", name, model))
-	// Ready as the leader sees it (its own probe of the Pod), not only
-	// Running: a call between the two gets a fresh Pod, not the pool's.
-	poolReady := regexp.MustCompile(`msg="pod ready" component=kube function=ember:onnx-pool .*? pod=(\S+)`)
-	var first string
+	// Ready as the leader sees it (its own probe of the Pod, in the
+	// leader's /metrics), not only Running: a call between the two gets a
+	// fresh Pod, not the pool's.
 	eventually(t, 3*time.Minute, "the leader's pooled worker Pod ready", func() bool {
-		if m := poolReady.FindStringSubmatch(c1.logs.String()); m != nil {
-			first = m[1]
-			return true
-		}
-		return false
+		return len(k.poolPods(t, ns, true)) == 1 && poolReadyIn(c1.metrics(t, g.key)) >= 1
 	})
+	first := k.poolPods(t, ns, true)[0].Name
 	if r := g.call("POST", "/v1/run/"+name, `{"text": "I love this movie!"}`); r.status != 200 {
 		t.Fatalf("cold call through the gateway: %d %s", r.status, r.body)
 	}

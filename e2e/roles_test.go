@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -83,6 +84,24 @@ func (c *ctlProc) leads(token string) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == 200
+}
+
+// metrics is the controller's GET /metrics with the API key key; it
+// fails the test on anything but 200.
+func (c *ctlProc) metrics(t *testing.T, key string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+c.addr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("controller %s /metrics: %v", c.name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("controller %s /metrics: %d %v %.200s", c.name, resp.StatusCode, err, b)
+	}
+	return b
 }
 
 // peakLive replays a controller's log: the most instances of fn that were

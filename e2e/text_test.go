@@ -44,8 +44,14 @@ func (s *server) poolReady() int {
 	if r.status != 200 {
 		s.t.Fatalf("GET /metrics as admin: %d %s", r.status, r.body)
 	}
+	return poolReadyIn(r.body)
+}
+
+// poolReadyIn reads, from a /metrics body, how many pooled onnx workers
+// became ready.
+func poolReadyIn(metrics []byte) int {
 	re := regexp.MustCompile(`(?m)^ember_instance_transitions_total\{function="ember:onnx-pool",to="ready"\} (\d+)$`)
-	m := re.FindSubmatch(r.body)
+	m := re.FindSubmatch(metrics)
 	if m == nil {
 		return 0
 	}

@@ -220,9 +220,12 @@ func sampleDemand(act *activator.Activator) func(string) (float64, int, int) {
 	}
 }
 
-// controllerRoutes registers a controller's routes on t: the probes and
-// the leader's protocol behind the cluster credential.
-func controllerRoutes(t *auth.Table, l *cluster.Leader, token *auth.ClusterToken, ready func() bool) {
+// controllerRoutes registers a controller's routes on t: the probes,
+// /metrics (the instance manager's: cold starts, instance states; an API
+// key with the metrics scope, as on a gateway) and the leader's protocol
+// behind the cluster credential.
+func controllerRoutes(t *auth.Table, l *cluster.Leader, token *auth.ClusterToken, ready func() bool, metrics http.Handler) {
+	t.Register("GET /metrics", auth.RightMetrics, metrics)
 	t.Register("GET /healthz", auth.RightPublic, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	}))
@@ -239,15 +242,18 @@ func controllerRoutes(t *auth.Table, l *cluster.Leader, token *auth.ClusterToken
 // clusterFront puts the cluster guard in front of the table for
 // /internal/: the guard admits only the cluster token and marks the
 // request, and the table's RightCluster check then finds the mark. Other
-// paths reach the table unmarked, so the token opens nothing else.
-func clusterFront(token *auth.ClusterToken, table http.Handler) http.Handler {
+// paths reach the table through keys (the API-key authenticator, or
+// nothing with --auth=false) and unmarked, so the token opens nothing
+// else and an API key opens no /internal/ route.
+func clusterFront(token *auth.ClusterToken, table http.Handler, keys func(http.Handler) http.Handler) http.Handler {
 	guarded := auth.Cluster(token)(table)
+	public := keys(table)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasPrefix(r.URL.Path, "/internal/") {
 			guarded.ServeHTTP(w, r)
 			return
 		}
-		table.ServeHTTP(w, r)
+		public.ServeHTTP(w, r)
 	})
 }
 
@@ -302,6 +308,11 @@ func Controller(ctx context.Context, cfg config.Config, logger *slog.Logger, rea
 	})
 	c.mgr.SetNotify(leader.Changed)
 	table := auth.NewTable(nil)
+	keys := func(h http.Handler) http.Handler { return h }
+	if cfg.Auth {
+		table.Enforce(cfg.OpenMetrics)
+		keys = auth.New(c.db, auth.Options{Logger: logger.With("component", "auth")}).Middleware
+	}
 	draining := make(chan struct{})
 	controllerRoutes(table, leader, token, func() bool {
 		select {
@@ -310,8 +321,8 @@ func Controller(ctx context.Context, cfg config.Config, logger *slog.Logger, rea
 		default:
 			return true
 		}
-	})
-	srv := &http.Server{Handler: clusterFront(token, table), ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout,
+	}, c.metrics.Handler())
+	srv := &http.Server{Handler: clusterFront(token, table, keys), ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout,
 		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelDebug)}
 
 	leadDone := make(chan error, 1)

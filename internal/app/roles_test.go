@@ -1,12 +1,18 @@
 package app
 
 import (
+	"context"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ember-run/ember/internal/auth"
 	"github.com/ember-run/ember/internal/cluster"
+	"github.com/ember-run/ember/internal/store/sqlite"
 
 	"github.com/ember-run/ember/internal/config"
 )
@@ -41,24 +47,51 @@ func TestClusterTokenRequired(t *testing.T) {
 }
 
 // The controller's front: the cluster token reaches /internal/v1/ routes
-// (through the table's cluster right), an admin-looking bearer does not,
-// and the probes need nothing.
+// (through the table's cluster right), an API key does not; /metrics
+// takes a key with the metrics (or admin) scope, and the cluster token
+// does not open it; the probes need nothing.
 func TestClusterFront(t *testing.T) {
 	tok, err := auth.NewClusterToken("0123456789abcdef0123456789abcdef-cluster")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx := context.Background()
+	db, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "ember.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	secret := map[auth.Scope]string{}
+	for _, scope := range []auth.Scope{auth.ScopeMetrics, auth.ScopeInvoke, auth.ScopeAdmin} {
+		k, sec, err := auth.Generate(auth.NewKey{Name: string(scope), Scope: scope}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := db.CreateKey(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		secret[scope] = sec
+	}
 	table := auth.NewTable(nil)
-	controllerRoutes(table, cluster.NewLeader(cluster.LeaderOptions{}), tok, func() bool { return true })
-	h := clusterFront(tok, table)
+	table.Enforce(false)
+	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ember_up 1\n") })
+	controllerRoutes(table, cluster.NewLeader(cluster.LeaderOptions{}), tok, func() bool { return true }, metrics)
+	h := clusterFront(tok, table, auth.New(db, auth.Options{}).Middleware)
+	const clusterBearer = "Bearer 0123456789abcdef0123456789abcdef-cluster"
 	tests := []struct {
 		name, path, header string
 		want               int
 	}{
-		{"token", "/internal/v1/endpoints?gateway=g&wait=0s", "Bearer 0123456789abcdef0123456789abcdef-cluster", 0},
+		{"token", "/internal/v1/endpoints?gateway=g&wait=0s", clusterBearer, 0},
 		{"no token", "/internal/v1/endpoints?gateway=g&wait=0s", "", 401},
 		{"wrong token", "/internal/v1/endpoints?gateway=g&wait=0s", "Bearer 0123456789abcdef0123456789abcdef-clustex", 401},
+		{"admin key on internal", "/internal/v1/endpoints?gateway=g&wait=0s", "Bearer " + secret[auth.ScopeAdmin], 403},
 		{"probe", "/healthz", "", 200},
+		{"metrics, no key", "/metrics", "", 401},
+		{"metrics, metrics key", "/metrics", "Bearer " + secret[auth.ScopeMetrics], 200},
+		{"metrics, admin key", "/metrics", "Bearer " + secret[auth.ScopeAdmin], 200},
+		{"metrics, invoke key", "/metrics", "Bearer " + secret[auth.ScopeInvoke], 403},
+		{"metrics, cluster token", "/metrics", clusterBearer, 401},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -45,7 +46,7 @@ func TestAuthorizationTable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	controllerRoutes(ct, cluster.NewLeader(cluster.LeaderOptions{}), tok, func() bool { return true })
+	controllerRoutes(ct, cluster.NewLeader(cluster.LeaderOptions{}), tok, func() bool { return true }, http.NotFoundHandler())
 	fmt.Fprintln(&b, "# ember controller")
 	for _, r := range ct.Routes() {
 		fmt.Fprintf(&b, "%-10s %s\n", r.Right, r.Pattern)
