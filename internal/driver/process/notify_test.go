@@ -98,22 +98,10 @@ func TestNotifiedVersionNotProbed(t *testing.T) {
 	d := New(nil, Options{})
 	startWith := func(id, notify string) *Instance {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		di, err := d.Start(ctx, driver.StartSpec{
+		return startOn(t, d, driver.StartSpec{
 			Function: "sim", InstanceID: id, Labels: driver.Labels{Function: "sim", Version: 3, Instance: id},
-			Command: []string{simBin, "--notify=" + notify}, HealthPath: "/health",
+			Command: []string{simBin, "--notify=" + notify},
 		})
-		if err != nil {
-			t.Fatalf("Start %s: %v (tail %q)", id, err, startTail(err))
-		}
-		inst := di.(*Instance)
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			inst.Stop(ctx)
-		})
-		return inst
 	}
 	key := "sim@3"
 	startWith("sim-1", "true")

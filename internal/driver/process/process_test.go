@@ -164,14 +164,21 @@ func (b *syncBuffer) String() string {
 
 func start(t *testing.T, s driver.StartSpec) *Instance {
 	t.Helper()
+	return startOn(t, New(nil, Options{}), s)
+}
+
+// startOn starts s on d (health path /health unless set) and stops the
+// instance when the test ends.
+func startOn(t *testing.T, d *Driver, s driver.StartSpec) *Instance {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if s.HealthPath == "" {
 		s.HealthPath = "/health"
 	}
-	di, err := New(nil, Options{}).Start(ctx, s)
+	di, err := d.Start(ctx, s)
 	if err != nil {
-		t.Fatalf("Start: %v (tail %q)", err, startTail(err))
+		t.Fatalf("Start %s: %v (tail %q)", s.InstanceID, err, startTail(err))
 	}
 	inst := di.(*Instance)
 	t.Cleanup(func() {
