@@ -80,6 +80,7 @@ type options struct {
 	checks     bool   // (a), (b): the main server runs with auth and rate limits on
 	adminKey   string // the main server's, when checks (not a flag)
 	nginx      bool   // (a): nginx as a peer, where installed (nginx.go)
+	floor      bool   // (a): net/http + the lean forwarder alone (floor.go)
 }
 
 func main() {
@@ -109,6 +110,7 @@ func parseOptions(args []string) (options, error) {
 	fs.BoolVar(&o.verbose, "v", false, "print every cold-start iteration")
 	fs.DurationVar(&o.tick, "tick", config.Default().Tick, "Ember's controller tick")
 	fs.BoolVar(&o.nginx, "nginx", true, "in (a), also measure nginx (keep-alive upstream, a worker per core, access log off) in front of the same instance; skipped when nginx is not on PATH")
+	fs.BoolVar(&o.floor, "floor", true, "in (a), also measure the floor: an in-process net/http server with only Ember's forwarder (internal/proxy) in front of the same instance, so the gap to nginx splits into what Ember's features cost and what net/http costs")
 	fs.BoolVar(&o.checks, "checks", true, "run the main server (parts a and b) as in production: API-key auth on, (a) calls with an invoke key that has a rate limit, and the function has a rate_limit (both too generous to refuse); metering and metrics are always on")
 	fs.BoolVar(&o.auth, "auth", false, "also measure (c): the warm path with and without API-key auth + rate limiting (a second in-process Ember with auth on)")
 	if err := fs.Parse(args); err != nil {
@@ -420,7 +422,7 @@ func (s *sample) rps() float64 {
 }
 
 type warmResult struct {
-	open, closed []*sample // per target: 0 Ember, 1 direct, 2 nginx if present
+	open, closed []*sample // per target: 0 Ember, 1 direct, then nginx and floor where measured
 	names        []string
 	nginxNote    string // why nginx is absent, if it is
 	instance     string
@@ -491,6 +493,14 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		}
 	} else {
 		res.nginxNote = "nginx: skipped (-nginx=false)"
+	}
+	if o.floor {
+		fl, err := startFloor(in.Addr)
+		if err != nil {
+			return nil, err
+		}
+		defer fl.stop()
+		targets = append(targets, target{name: "floor", url: fl.url + "/predict"})
 	}
 	for _, t := range targets {
 		res.names = append(res.names, t.name)
@@ -749,12 +759,24 @@ func (r *warmResult) print(out io.Writer, o options) {
 	added := r.open[0].pct(99) - d.pct(99)
 	fmt.Fprintf(out, "\nadded p99 at %d req/s: %s (target ≤ %s): %s\n", o.rate, ms(added), ms(targetAddedP99), verdict(added <= targetAddedP99))
 	fmt.Fprintf(out, "throughput through Ember: %.0f%% of direct\n", 100*r.closed[0].rps()/max(dc.rps(), 1))
-	if len(r.names) > 2 {
-		n, nc := r.closed[2], r.closed[2]
-		ep50, np50 := r.closed[0].pct(50)-dc.pct(50), nc.pct(50)-dc.pct(50)
-		fmt.Fprintf(out, "vs nginx (closed loop, %d workers): added p50 %s vs %s (×%.2f, target ≤ 1.00: %s), throughput ×%.2f (target ≥ 1.00: %s)\n",
-			o.workers, ms(ep50), ms(np50), float64(ep50)/float64(max(np50, 1)), verdict(ep50 <= np50),
-			r.closed[0].rps()/max(n.rps(), 1), verdict(r.closed[0].rps() >= n.rps()))
+	ep50 := r.closed[0].pct(50) - dc.pct(50)
+	n, f := r.index("nginx"), r.index("floor")
+	if n >= 0 {
+		nc := r.closed[n]
+		np50 := nc.pct(50) - dc.pct(50)
+		fmt.Fprintf(out, "vs nginx (closed loop, %d workers): added p50 %s vs %s (×%s, target ≤ 1.00: %s), throughput ×%.2f (target ≥ 1.00: %s)\n",
+			o.workers, ms(ep50), ms(np50), ratio(ep50, np50), verdict(ep50 <= np50),
+			r.closed[0].rps()/max(nc.rps(), 1), verdict(r.closed[0].rps() >= nc.rps()))
+		if f >= 0 {
+			fc := r.closed[f]
+			fmt.Fprintf(out, "floor (net/http + forwarder only) vs nginx: added p50 ×%s, throughput ×%.2f\n",
+				ratio(fc.pct(50)-dc.pct(50), np50), fc.rps()/max(nc.rps(), 1))
+		}
+	}
+	if f >= 0 {
+		fc := r.closed[f]
+		fmt.Fprintf(out, "Ember vs floor (what Ember's features cost): added p50 ×%s, throughput ×%.2f\n",
+			ratio(ep50, fc.pct(50)-dc.pct(50)), r.closed[0].rps()/max(fc.rps(), 1))
 	}
 	fmt.Fprintf(out, "instance served %d predict requests during the run, %d sent in all (every target hits it)\n", r.servedDelta, r.sent)
 	if r.simPID != 0 {
@@ -771,9 +793,28 @@ func (r *warmResult) print(out io.Writer, o options) {
 		e, d := r.closed[0], r.closed[1]
 		fmt.Fprintf(tw, "Ember's own (ember − direct)\t%s\t\t\t\t%.1f\t\n", us(e.cpuPerReq(e.selfCPU)-d.cpuPerReq(d.selfCPU)),
 			e.allocsPerReq()-d.allocsPerReq())
+		if f := r.index("floor"); f >= 0 {
+			fc := r.closed[f]
+			fmt.Fprintf(tw, "Ember's features (ember − floor)\t%s\t\t\t\t%.1f\t\n", us(e.cpuPerReq(e.selfCPU)-fc.cpuPerReq(fc.selfCPU)),
+				e.allocsPerReq()-fc.allocsPerReq())
+		}
 		tw.Flush()
 	}
 	fmt.Fprintln(out)
+}
+
+// ratio is a/b to two decimals, or "n/a" when b is not positive (an added
+// latency at or below the direct one's).
+func ratio(a, b time.Duration) string {
+	if b <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f", float64(a)/float64(b))
+}
+
+// index is the position of the target called name, or -1.
+func (r *warmResult) index(name string) int {
+	return slices.Index(r.names, name)
 }
 
 // ---- cold start ----
@@ -783,6 +824,7 @@ type coldResult struct {
 	firstDirect []time.Duration // first request right after ready, new connection
 	ember       []time.Duration // send → full response, function at zero
 	notified    []time.Duration // the same, sim started with --notify
+	nTimings    []string        // Server-Timing of each notified call
 	phases      map[string][]float64
 	phaseOrder  []string
 	timings     []string // Server-Timing per iteration
@@ -815,11 +857,12 @@ func benchCold(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 	}
 	viaEmber := func(i int, notify bool) error {
 		if notify {
-			d, _, err := coldCall(notifyFn)
+			d, h, err := coldCall(notifyFn)
 			if err != nil {
 				return err
 			}
 			r.notified = append(r.notified, d)
+			r.nTimings = append(r.nTimings, h.Get(api.HeaderServerTiming))
 			return waitGone(ctx, ec, notifyFn) // its idle timeout
 		}
 		name := fmt.Sprintf("cold%d", i)
@@ -979,6 +1022,9 @@ func (r *coldResult) print(out io.Writer, directWarm time.Duration, verbose bool
 		for i := range n {
 			fmt.Fprintf(out, "  #%-2d standalone %s first %s | ember %s  Server-Timing: %s\n",
 				i, ms(r.standalone[i]), ms(r.firstDirect[i]), ms(r.ember[i]), r.timings[i])
+			if i < len(r.notified) {
+				fmt.Fprintf(out, "      --notify %s  Server-Timing: %s\n", ms(r.notified[i]), r.nTimings[i])
+			}
 		}
 		fmt.Fprintln(out)
 	}
