@@ -37,7 +37,13 @@ func TestAuthorizationTable(t *testing.T) {
 	}
 	var b strings.Builder
 	for _, r := range routes {
-		fmt.Fprintf(&b, "%-10s %s\n", r.Right, r.Pattern)
+		// "fast": served by prefix, not the mux's tree walk; the inference
+		// path must stay there (a new route under /v1/run/ knocks it off).
+		fast := ""
+		if r.Fast {
+			fast = "  [fast]"
+		}
+		fmt.Fprintf(&b, "%-10s %s%s\n", r.Right, r.Pattern, fast)
 	}
 	// `ember controller` serves its own table: the probes and the
 	// leader's protocol for gateways.

@@ -504,7 +504,7 @@ func TestTableRegister(t *testing.T) {
 	h := http.NotFoundHandler()
 	tab.Register("GET /b", RightAdmin, h)
 	tab.Register("GET /a", RightPublic, h)
-	want := []Route{{"GET /a", RightPublic}, {"GET /b", RightAdmin}}
+	want := []Route{{Pattern: "GET /a", Right: RightPublic}, {Pattern: "GET /b", Right: RightAdmin}}
 	if got := tab.Routes(); !slices.Equal(got, want) {
 		t.Errorf("Routes() = %v, want %v", got, want)
 	}
@@ -620,5 +620,28 @@ func TestForgetAppliesARevocationMadeElsewhere(t *testing.T) {
 				t.Errorf("after Forget(%q): %d %s, want 401 api_key_revoked", id, a.status, a.body)
 			}
 		})
+	}
+}
+
+// TestMatchesHashForms: the stored hash is read as hex in either case;
+// anything else matches nothing.
+func TestMatchesHashForms(t *testing.T) {
+	secret := "ember_0123456789abcdef_s3cr3t"
+	h := Hash(secret)
+	for _, tc := range []struct {
+		hash string
+		want bool
+	}{
+		{h, true},
+		{strings.ToUpper(h), true},
+		{h[:len(h)-2], false},
+		{h + "00", false},
+		{"zz" + h[2:], false},
+		{Hash("other"), false},
+	} {
+		k := &Key{Hash: tc.hash}
+		if got := k.matches(secret); got != tc.want {
+			t.Errorf("matches with hash %q = %v, want %v", tc.hash, got, tc.want)
+		}
 	}
 }

@@ -74,6 +74,10 @@ func mayOverlap(other, prefix string) bool {
 		}
 		s := segs[i]
 		switch {
+		case strings.Contains(s, "%"):
+			// ServeMux unescapes a pattern's literals ("r%75n" is
+			// "run"); rather than do the same, give the prefix up.
+			return true
 		case s == "":
 			// A trailing slash: a subtree. Under literal segments only,
 			// it is less specific than prefix's route.

@@ -46,6 +46,7 @@ func TestFastLaneAgreesWithMux(t *testing.T) {
 		"literal under prefix": {gatewayLike("POST /v1/run/special"), false},
 		"wildcard over prefix": {gatewayLike("/v1/{kind}/{all...}"), false},
 		"subtree at prefix":    {gatewayLike("GET /v1/run/"), false},
+		"escaped literal":      {gatewayLike("/v1/r%75n/special"), false},
 	}
 	for name, tc := range tables {
 		t.Run(name, func(t *testing.T) {
@@ -121,6 +122,10 @@ func TestMayOverlap(t *testing.T) {
 		{"/v1/{kind}/", true},
 		{"/{all...}", true},
 		{"ember.test/", true},
+		{"/v1/r%75n/special", true}, // the mux reads it as /v1/run/special
+		{"POST /v1/r%75n/{x}", true},
+		{"/%761/run/{x}/y", true},
+		{"/v1/f%75nctions/x", true}, // could match nothing under /v1/run/, but escapes are not worth reading
 	} {
 		if got := mayOverlap(tc.other, "/v1/run/"); got != tc.want {
 			t.Errorf("mayOverlap(%q, /v1/run/) = %v, want %v", tc.other, got, tc.want)

@@ -166,19 +166,43 @@ func ParseID(s string) (string, bool) {
 	if !ok || len(id) != 2*idBytes || secret == "" {
 		return "", false
 	}
-	if _, err := hex.DecodeString(id); err != nil {
-		return "", false
+	for i := 0; i < len(id); i++ {
+		if _, ok := unhex(id[i]); !ok {
+			return "", false
+		}
 	}
 	return id, true
+}
+
+// unhex is one hex digit's value. ParseID and matches run on every call
+// with a key; decoding by hand keeps both free of allocations.
+func unhex(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // matches compares the presented key with the stored hash in constant time,
 // so response timing says nothing about how much of a guess was right.
 func (k *Key) matches(secret string) bool {
-	want, err := hex.DecodeString(k.Hash)
-	if err != nil {
+	var want [sha256.Size]byte
+	if len(k.Hash) != 2*len(want) {
 		return false
 	}
+	for i := range want {
+		hi, ok1 := unhex(k.Hash[2*i])
+		lo, ok2 := unhex(k.Hash[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		want[i] = hi<<4 | lo
+	}
 	got := sha256.Sum256([]byte(secret))
-	return subtle.ConstantTimeCompare(want, got[:]) == 1
+	return subtle.ConstantTimeCompare(want[:], got[:]) == 1
 }

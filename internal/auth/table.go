@@ -52,6 +52,7 @@ func (r Right) valid() bool {
 type Route struct {
 	Pattern string // a net/http.ServeMux pattern
 	Right   Right
+	Fast    bool // found by prefix, without the mux's tree walk (fastlane.go)
 }
 
 // Table is the server's router and its authorization table in one: a
@@ -59,9 +60,11 @@ type Route struct {
 // its right. The Authenticator's middleware in front identifies the caller;
 // the Table decides per route.
 type Table struct {
-	mux  *http.ServeMux
-	rows []Route
-	deny func(w http.ResponseWriter, r *http.Request, err error)
+	mux      *http.ServeMux
+	rows     []Route
+	handlers map[string]http.Handler // by pattern, guarded: for the fast lane
+	fast     []fastRoute             // fastlane.go
+	deny     func(w http.ResponseWriter, r *http.Request, err error)
 	// Set by Enforce before serving; read-only afterwards.
 	enforce     bool
 	openMetrics bool
@@ -74,7 +77,7 @@ func NewTable(deny func(w http.ResponseWriter, r *http.Request, err error)) *Tab
 	if deny == nil {
 		deny = func(w http.ResponseWriter, _ *http.Request, err error) { WriteError(w, err) }
 	}
-	return &Table{mux: http.NewServeMux(), deny: deny}
+	return &Table{mux: http.NewServeMux(), deny: deny, handlers: map[string]http.Handler{}}
 }
 
 // Enforce turns the checks on; openMetrics makes RightMetrics routes
@@ -90,19 +93,30 @@ func (t *Table) Register(pattern string, right Right, h http.Handler) {
 	if !right.valid() {
 		panic(fmt.Sprintf("auth: route %q registered with unknown right %q", pattern, right))
 	}
-	t.mux.Handle(pattern, t.guard(right, h))
+	g := t.guard(right, h)
+	t.mux.Handle(pattern, g)
 	t.rows = append(t.rows, Route{Pattern: pattern, Right: right})
+	t.handlers[pattern] = g
+	t.rebuildFast()
 }
 
 // Routes returns the table's rows sorted by pattern.
 func (t *Table) Routes() []Route {
 	out := slices.Clone(t.rows)
+	for i := range out {
+		out[i].Fast = slices.Contains(t.FastRoutes(), out[i].Pattern)
+	}
 	slices.SortFunc(out, func(a, b Route) int { return cmp.Compare(a.Pattern, b.Pattern) })
 	return out
 }
 
 // ServeHTTP routes r to its handler, through the handler's check.
-func (t *Table) ServeHTTP(w http.ResponseWriter, r *http.Request) { t.mux.ServeHTTP(w, r) }
+func (t *Table) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if t.fastServe(w, r) {
+		return
+	}
+	t.mux.ServeHTTP(w, r)
+}
 
 func (t *Table) guard(right Right, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
