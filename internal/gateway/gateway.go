@@ -555,7 +555,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 	sw := &statusWriter{ResponseWriter: w}
 	err = g.inv.Try(ctx, name, func(s activator.Slot) error {
 		slot = s
-		queueMs := strconv.FormatFloat(float64(s.Queue.Microseconds())/1000, 'f', 3, 64)
+		queueMs := formatQueueMs(s.Queue)
 		// One array holds the four values (this runs on every call; a
 		// Header.Set each would allocate four slices). The names are
 		// canonical.
@@ -595,11 +595,29 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 	return err
 }
 
+// formatQueueMs is the Ember-Queue-Ms value: milliseconds, three
+// decimals. A call that found a free slot waited under a microsecond,
+// and gets a constant (this runs on every request).
+func formatQueueMs(q time.Duration) string {
+	us := q.Microseconds()
+	if us == 0 {
+		return zeroQueueMs
+	}
+	var b [24]byte
+	return string(strconv.AppendFloat(b[:0], float64(us)/1000, 'f', 3, 64))
+}
+
+const zeroQueueMs = "0.000"
+
 // serverTiming is the Server-Timing value for s; queueMs is the queue
 // time as the Ember-Queue-Ms header has it. A warm call's value is one
-// concatenation (this runs on every request).
+// concatenation, or a constant when it did not queue (this runs on every
+// request).
 func (g *Gateway) serverTiming(s activator.Slot, queueMs string) string {
 	if !s.Cold {
+		if queueMs == zeroQueueMs {
+			return "queue;dur=" + zeroQueueMs
+		}
 		return "queue;dur=" + queueMs
 	}
 	var b strings.Builder

@@ -3,6 +3,7 @@ package gateway
 import (
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/ember-run/ember/internal/api"
 )
@@ -43,6 +44,23 @@ func TestSplitFunction(t *testing.T) {
 	for rest, want := range map[string]string{"a": "a", "a/b": "a/b", "a/b/c/d": "a/b", "a/": "a/", "": ""} {
 		if got := firstTwo(rest); got != want {
 			t.Errorf("firstTwo(%q) = %q, want %q", rest, got, want)
+		}
+	}
+}
+
+func TestFormatQueueMs(t *testing.T) {
+	for _, tc := range []struct {
+		d    time.Duration
+		want string
+	}{
+		{0, "0.000"},
+		{999 * time.Nanosecond, "0.000"},
+		{time.Microsecond, "0.001"},
+		{312480 * time.Microsecond, "312.480"},
+		{2 * time.Second, "2000.000"},
+	} {
+		if got := formatQueueMs(tc.d); got != tc.want {
+			t.Errorf("formatQueueMs(%v) = %q, want %q", tc.d, got, tc.want)
 		}
 	}
 }

@@ -330,6 +330,10 @@ type costWriter struct {
 	written bool
 }
 
+// canonicalCost is api.HeaderCost as http.Header keys it, for a direct
+// assignment (Header.Set would canonicalize on every call).
+const canonicalCost = "Ember-Cost-Usd"
+
 func (c *costWriter) WriteHeader(code int) {
 	if !c.written {
 		c.written = true
@@ -340,7 +344,8 @@ func (c *costWriter) WriteHeader(code int) {
 			queueMs, _ := strconv.ParseFloat(h.Get(api.HeaderQueueMs), 64)
 			service := time.Since(c.start) - time.Duration(queueMs*float64(time.Millisecond))
 			if usd, ok := c.costs.RequestCostByInstance(id, max(service, 0)); ok {
-				h.Set(api.HeaderCost, strconv.FormatFloat(usd, 'f', 9, 64))
+				var b [32]byte
+				h[canonicalCost] = []string{string(strconv.AppendFloat(b[:0], usd, 'f', 9, 64))}
 			}
 		}
 	}
