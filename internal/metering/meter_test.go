@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
@@ -402,4 +404,53 @@ func TestRunLoadsTodaysSpend(t *testing.T) {
 	if action, spent := m.OverBudget("llm", now); action != ActionCap || !near(spent, 0.06) {
 		t.Errorf("after restart OverBudget = %q, %g; want cap, 0.06", action, spent)
 	}
+}
+
+// TestRunFlushesFullBatches: a busy server's records go to the store in
+// batches of flushBatch, without waiting for the tick, in call order, with
+// no rollup upserts; a second batch (written through the reused array)
+// loses nothing.
+func TestRunFlushesFullBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := newMemStore()
+		m := New(st, profiles(map[string]Profile{"ocr": {Hardware: "cpu", PerSecondUSD: 0.0000125}}), nil,
+			Options{FlushEvery: time.Hour})
+		ctx, cancel := context.WithCancel(t.Context())
+		done := make(chan error, 1)
+		go func() { done <- m.Run(ctx) }()
+		stored := func() []Request {
+			synctest.Wait() // Run has flushed what it was told to, and waits again
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			return slices.Clone(st.reqs)
+		}
+		for batch := 1; batch <= 2; batch++ {
+			for i := range flushBatch - 1 {
+				m.Request("ocr", 200, time.Duration(i)*time.Microsecond, 0, false)
+			}
+			if got := len(stored()); got != (batch-1)*flushBatch {
+				t.Fatalf("batch %d: %d records stored before the batch filled, want %d", batch, got, (batch-1)*flushBatch)
+			}
+			m.Request("ocr", 200, time.Duration(flushBatch-1)*time.Microsecond, 0, false)
+			got := stored()
+			if len(got) != batch*flushBatch {
+				t.Fatalf("batch %d: %d records stored once it filled, want %d", batch, len(got), batch*flushBatch)
+			}
+			st.mu.Lock()
+			rollups := len(st.rows)
+			st.mu.Unlock()
+			if rollups != 0 {
+				t.Fatalf("batch %d: the early flush wrote %d rollup rows, want none before the tick", batch, rollups)
+			}
+			for i, r := range got[(batch-1)*flushBatch:] {
+				if r.Function != "ocr" || r.Duration != time.Duration(i)*time.Microsecond {
+					t.Fatalf("batch %d record %d = %s %v, want ocr %v", batch, i, r.Function, r.Duration, time.Duration(i)*time.Microsecond)
+				}
+			}
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
 }
