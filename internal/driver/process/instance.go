@@ -39,6 +39,8 @@ type Instance struct {
 	// outputSeen gets a value (never blocking) when the instance writes to
 	// stdout or stderr: a hint for the readiness loop (driver.Readiness.Kick).
 	outputSeen chan struct{}
+	// output is paced once the instance is ready (logs.go).
+	outPace pacer
 
 	done chan struct{} // closed by the reaper once the process has exited
 	err  error         // why it exited; written by the reaper before done is closed
@@ -206,7 +208,7 @@ func (i *Instance) run(cmd *exec.Cmd, r, w *os.File, output io.Writer, started c
 	copied := make(chan struct{})
 	go func() {
 		defer close(copied)
-		copyOutput(r, output, i.logs, i.kickOutput)
+		copyOutput(r, output, i.logs, i.kickOutput, i.outPace.pace)
 	}()
 
 	err := cmd.Start()
@@ -228,6 +230,7 @@ func (i *Instance) run(cmd *exec.Cmd, r, w *os.File, output io.Writer, started c
 	started <- nil
 
 	waitErr := cmd.Wait()
+	close(i.outPace.exited) // the copier stops pacing: what is left, it reads at once
 	// The instance is its process group. Whatever it forked and left
 	// behind would keep holding its port, its memory and the output pipe,
 	// so it goes with the leader.

@@ -206,6 +206,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		onPhase:    s.OnPhase,
 		done:       make(chan struct{}),
 		outputSeen: make(chan struct{}, 1),
+		outPace:    newPacer(),
 		logs:       newRing(ringLines),
 		output:     &switchWriter{w: s.Output},
 		guard:      d.opts.Guard,
@@ -245,6 +246,7 @@ func (d *Driver) Start(ctx context.Context, s driver.StartSpec) (driver.Instance
 		return nil, err
 	}
 	logger.Debug("instance ready", "phases", inst.Phases())
+	inst.outPace.ready.Store(true)
 	return inst, nil
 }
 
