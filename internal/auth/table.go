@@ -103,8 +103,9 @@ func (t *Table) Register(pattern string, right Right, h http.Handler) {
 // Routes returns the table's rows sorted by pattern.
 func (t *Table) Routes() []Route {
 	out := slices.Clone(t.rows)
+	fast := t.FastRoutes()
 	for i := range out {
-		out[i].Fast = slices.Contains(t.FastRoutes(), out[i].Pattern)
+		out[i].Fast = slices.Contains(fast, out[i].Pattern)
 	}
 	slices.SortFunc(out, func(a, b Route) int { return cmp.Compare(a.Pattern, b.Pattern) })
 	return out
