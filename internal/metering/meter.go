@@ -117,6 +117,21 @@ type funcTotals struct {
 	// last instance stopped.
 	lastHW    string
 	lastPrice float64
+
+	// live counts the function's metered instances; liveHW and
+	// livePrice are those of the newest, which price its requests. A
+	// per-function record keeps pricing a call independent of how many
+	// instances the server runs (it scanned them all, on every call).
+	live      int
+	liveHW    string
+	livePrice float64
+}
+
+// opened records in, a new metered instance of its function. m.mu held.
+func (m *Meter) openedLocked(in *instance) {
+	t := m.totalsLocked(in.fn)
+	t.live++
+	t.liveHW, t.livePrice = in.hw, in.price
 }
 
 // New returns a Meter that flushes to store and resolves functions with
@@ -167,6 +182,7 @@ func (m *Meter) StateChange(fn, id, from, to string, at time.Time) {
 		}
 		m.instances[id] = &instance{fn: fn, hw: prof.Hardware, gpus: prof.GPUs, price: prof.PerSecondUSD,
 			state: StateLoading, since: at}
+		m.openedLocked(m.instances[id])
 		m.bucketLocked(fn, prof.Hardware, at).Starts++
 	case from == "" && to == api.StateLoaded:
 		// A worker kept loaded for fn after it scaled to zero: warm
@@ -176,6 +192,7 @@ func (m *Meter) StateChange(fn, id, from, to string, at time.Time) {
 		}
 		m.instances[id] = &instance{fn: fn, hw: prof.Hardware, gpus: prof.GPUs, price: prof.PerSecondUSD,
 			state: StateIdle, since: at}
+		m.openedLocked(m.instances[id])
 	case in == nil:
 		// Created before the meter was attached: nothing to account.
 	case to == api.StateReady:
@@ -188,6 +205,7 @@ func (m *Meter) StateChange(fn, id, from, to string, at time.Time) {
 	case to == "" || to == api.StateFailed:
 		m.accountLocked(id, in, at)
 		delete(m.instances, id)
+		m.totalsLocked(in.fn).live--
 	}
 }
 
@@ -290,13 +308,10 @@ func (m *Meter) RequestCostByInstance(id string, service time.Duration) (usd flo
 func (m *Meter) requestCostLocked(fn string, service time.Duration, record bool) (hw string, usd float64) {
 	var price float64
 	hw = "cpu"
-	for _, in := range m.instances {
-		if in.fn == fn {
-			hw, price = in.hw, in.price
-			break
-		}
-	}
 	t := m.totalsLocked(fn)
+	if t.live > 0 {
+		hw, price = t.liveHW, t.livePrice
+	}
 	s := service.Seconds()
 	if record {
 		t.service += s

@@ -3,6 +3,7 @@ package metering
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sort"
@@ -453,4 +454,57 @@ func TestRunFlushesFullBatches(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestRequestPricedByItsFunction: with instances of several functions
+// live, each call is priced at its own function's hardware; once the last
+// instance of a function is gone, at the hardware it last ran on.
+func TestRequestPricedByItsFunction(t *testing.T) {
+	now := at(10)
+	st := newMemStore()
+	m := newTestMeter(st, &now)
+	for i := range 3 {
+		m.StateChange("ocr", fmt.Sprintf("o%d", i), "", "starting", at(0))
+		m.StateChange("llm", fmt.Sprintf("l%d", i), "", "starting", at(0))
+	}
+	m.Request("ocr", 200, time.Second, 0, false)
+	m.Request("llm", 200, time.Second, 0, false)
+	for i := range 3 {
+		m.StateChange("llm", fmt.Sprintf("l%d", i), "starting", "", at(5))
+	}
+	m.Request("llm", 200, time.Second, 0, false)
+	m.StateChange("unknown", "u", "ready", "", at(6)) // never seen: no count goes negative
+	if err := m.Flush(context.Background(), now); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"cpu", "a100-40gb", "a100-40gb"}
+	if len(st.reqs) != len(want) {
+		t.Fatalf("%d request records, want %d", len(st.reqs), len(want))
+	}
+	for i, r := range st.reqs {
+		if r.Hardware != want[i] {
+			t.Errorf("request %d (%s) priced on %q, want %q", i, r.Function, r.Hardware, want[i])
+		}
+	}
+	if live := m.funcs["llm"].live; live != 0 {
+		t.Errorf("llm live count %d after its instances went, want 0", live)
+	}
+}
+
+// BenchmarkRequestManyInstances: pricing a call does not depend on how
+// many instances the server runs (it scanned them all).
+func BenchmarkRequestManyInstances(b *testing.B) {
+	now := at(10)
+	m := newTestMeter(newMemStore(), &now)
+	for i := range 500 {
+		m.StateChange(fmt.Sprintf("fn%d", i%100), fmt.Sprintf("i%d", i), "", "starting", at(0))
+	}
+	m.StateChange("ocr", "o", "", "starting", at(0))
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Request("ocr", 200, time.Millisecond, 0, false)
+		if len(m.requests) >= flushBatch {
+			m.requests = m.requests[:0]
+		}
+	}
 }
