@@ -76,7 +76,8 @@ func errBodySlow(l BodyLimits) error {
 type bodyReader struct {
 	r       io.Reader
 	closer  io.Closer
-	rc      *http.ResponseController // nil: no read deadline
+	rc      http.ResponseController // when deadline: held by value, one allocation less per call
+	hasRC   bool                    // false: no read deadline
 	start   time.Time
 	minRate int64
 	grace   time.Duration
@@ -100,7 +101,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		b.finishLocked()
 		return n, err
 	}
-	if n > 0 && b.rc != nil && !b.done {
+	if n > 0 && b.hasRC && !b.done {
 		// E.g. MinRate=1 KiB/s, Grace=10s: after 20 KiB the sender has
 		// until start+30s; the deadline moves on as bytes arrive.
 		_ = b.rc.SetReadDeadline(b.deadlineLocked())
@@ -118,7 +119,7 @@ func (b *bodyReader) deadlineLocked() time.Time {
 // connection closes after the answer, and without a deadline net/http
 // would wait for the rest of the body before sending that answer.
 func (b *bodyReader) finishLocked() {
-	if b.rc != nil && !b.done && b.err == nil {
+	if b.hasRC && !b.done && b.err == nil {
 		_ = b.rc.SetReadDeadline(time.Time{})
 	}
 	b.done = true
@@ -162,13 +163,16 @@ func (g *Gateway) prepareBody(w http.ResponseWriter, r *http.Request, maxBytes i
 		return nil, release, nil
 	}
 	l := g.bodies
-	br = &bodyReader{r: http.MaxBytesReader(w, r.Body, maxBytes), closer: r.Body, minRate: l.MinRate, grace: l.Grace, now: g.now}
+	br = &bodyReader{r: r.Body, closer: r.Body, minRate: l.MinRate, grace: l.Grace, now: g.now}
+	if r.ContentLength < 0 {
+		// A body of known length is already cut at it by net/http, and
+		// that length is within maxBytes (checked above).
+		br.r = http.MaxBytesReader(w, r.Body, maxBytes)
+	}
 	if l.MinRate > 0 {
 		br.start = g.now()
-		rc := http.NewResponseController(w)
-		if rc.SetReadDeadline(br.start.Add(l.Grace)) == nil {
-			br.rc = rc
-		}
+		br.rc = *http.NewResponseController(w)
+		br.hasRC = br.rc.SetReadDeadline(br.start.Add(l.Grace)) == nil
 	}
 	r.Body = br
 	// How much to read before the slot: the whole body when its length is
@@ -214,12 +218,16 @@ func (g *Gateway) prepareBody(w http.ResponseWriter, r *http.Request, maxBytes i
 	}
 	// Whole body in hand: the instance gets it with a length, and no
 	// 100-continue dance (the client already sent it).
-	r.Body = io.NopCloser(bytes.NewReader(buf))
+	chunked := r.ContentLength < 0
+	r.Body = newReplay(buf)
 	r.ContentLength = int64(len(buf))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	r.GetBody = func() (io.ReadCloser, error) { return newReplay(buf), nil }
 	r.Header.Del("Transfer-Encoding")
 	r.Header.Del("Expect")
-	r.Header.Set("Content-Length", strconv.Itoa(len(buf)))
+	if chunked {
+		// A known length's header already says it (net/http checked).
+		r.Header.Set("Content-Length", strconv.Itoa(len(buf)))
+	}
 	if used := int64(len(buf)); used < reserve {
 		// Free what a chunked body did not use of its reservation.
 		g.budget.give(reserve - used)
@@ -227,6 +235,18 @@ func (g *Gateway) prepareBody(w http.ResponseWriter, r *http.Request, maxBytes i
 	}
 	return nil, release, nil
 }
+
+// replay is a body read whole before the call, read again from its start:
+// bytes.Reader and its Close in one allocation.
+type replay struct{ bytes.Reader }
+
+func newReplay(buf []byte) *replay {
+	r := &replay{}
+	r.Reset(buf)
+	return r
+}
+
+func (*replay) Close() error { return nil }
 
 // prefixedBody replays the bytes read before the call, then the rest.
 type prefixedBody struct {
