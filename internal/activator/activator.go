@@ -57,6 +57,14 @@ type Capacity interface {
 	Health(fn string) (live int, retryAt time.Time, failing error)
 }
 
+// Picker is an optional fast path of Capacity: Endpoints, pick and
+// Acquire under one lock, so a warm call takes the manager's lock once
+// instead of twice. The instance manager has it; a Capacity without it is
+// served by Endpoints and Acquire.
+type Picker interface {
+	AcquirePicked(fn string, pick func([]api.Endpoint) (api.Endpoint, bool)) (e api.Endpoint, release func(), ok bool)
+}
+
 // Waker is told, at once, that requests of fn wait for a slot (the
 // controller; Knative's poke). demand is fn's in flight + queued count at
 // this instant, so the wake-up is sized right the first time. Wake is called
@@ -79,9 +87,10 @@ type Slot struct {
 
 // Activator dispatches requests to instance slots.
 type Activator struct {
-	cap  Capacity
-	wake Waker
-	now  func() time.Time
+	cap    Capacity
+	picker Picker // cap's fast path, nil if it has none
+	wake   Waker
+	now    func() time.Time
 
 	mu     sync.RWMutex // guards queues
 	queues map[string]*queue
@@ -115,7 +124,9 @@ type grant struct {
 
 // New returns an Activator over cap that pokes wake when requests wait.
 func New(cap Capacity, wake Waker) *Activator {
-	return &Activator{cap: cap, wake: wake, now: time.Now, queues: make(map[string]*queue)}
+	a := &Activator{cap: cap, wake: wake, now: time.Now, queues: make(map[string]*queue)}
+	a.picker, _ = cap.(Picker)
+	return a
 }
 
 func (a *Activator) queue(fn string) *queue {
@@ -202,10 +213,17 @@ func (a *Activator) Try(ctx context.Context, fn string, f func(Slot) error) erro
 	}
 }
 
-// acquire takes a slot on the endpoint of fn that pick chooses. An
-// endpoint can fill or die between the listing and the take (a release of
-// another gateway's request, a crash): then it lists again.
+// acquire takes a slot on the endpoint of fn that pick chooses. Without
+// a Picker, an endpoint can fill or die between the listing and the take
+// (a release of another gateway's request, a crash): then it lists again.
 func (a *Activator) acquire(fn string) (grant, bool) {
+	if a.picker != nil {
+		e, release, ok := a.picker.AcquirePicked(fn, pick)
+		if !ok {
+			return grant{}, false
+		}
+		return grant{id: e.ID, addr: e.Addr, readyAt: e.ReadyAt, release: release}, true
+	}
 	for {
 		e, ok := pick(a.cap.Endpoints(fn))
 		if !ok {

@@ -320,3 +320,55 @@ func TestPick(t *testing.T) {
 		})
 	}
 }
+
+// pickingCapacity is a Capacity with the Picker fast path: the activator
+// must dispatch through it, with its own dispatch rule, and never list.
+type pickingCapacity struct {
+	*fakeCapacity
+	t      *testing.T
+	picked atomic.Int32
+}
+
+func (p *pickingCapacity) Endpoints(string) []api.Endpoint {
+	p.t.Error("Endpoints called on a Capacity that has AcquirePicked")
+	return nil
+}
+
+func (p *pickingCapacity) AcquirePicked(fn string, pickFn func([]api.Endpoint) (api.Endpoint, bool)) (api.Endpoint, func(), bool) {
+	p.picked.Add(1)
+	p.mu.Lock()
+	free := p.free
+	p.mu.Unlock()
+	if free == 0 {
+		return api.Endpoint{}, nil, false
+	}
+	// Two endpoints; the dispatch rule takes the less loaded one.
+	e, ok := pickFn([]api.Endpoint{{ID: "busy", InFlight: 3}, {ID: "i1", Addr: "127.0.0.1:1", InFlight: 1}})
+	if !ok || e.ID != "i1" {
+		p.t.Errorf("pick chose %+v, %v; want i1, the less loaded", e, ok)
+	}
+	release, ok := p.fakeCapacity.Acquire(fn, e.ID)
+	return e, release, ok
+}
+
+func TestTryUsesPicker(t *testing.T) {
+	fn := &spec.Function{Name: "f", Command: []string{"x"}}
+	fn.Default()
+	c := &pickingCapacity{fakeCapacity: &fakeCapacity{fn: fn}, t: t}
+	a := New(c, c)
+	c.notify = a.Notify
+	c.open(1, time.Now())
+	var got string
+	if err := a.Try(context.Background(), "f", func(s Slot) error { got = s.Instance; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if got != "i1" || c.picked.Load() == 0 {
+		t.Fatalf("served by %q after %d picks, want i1 through AcquirePicked", got, c.picked.Load())
+	}
+	c.mu.Lock()
+	free := c.free
+	c.mu.Unlock()
+	if free != 1 {
+		t.Errorf("%d free slots after the call, want the one back", free)
+	}
+}

@@ -1,7 +1,7 @@
 package instance
 
 import (
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
@@ -48,6 +48,40 @@ func (m *Manager) takesLocked(in *Instance, limit int) bool {
 func (m *Manager) Acquire(fn, id string) (release func(), ok bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.acquireLocked(fn, id)
+}
+
+// AcquirePicked is Endpoints, pick and Acquire under one hold of the
+// manager's lock: the activator's dispatch of a warm call (activator.
+// Picker). pick chooses among fn's endpoints that can take a request now,
+// oldest first; its slice is only valid during the call.
+func (m *Manager) AcquirePicked(fn string, pick func([]api.Endpoint) (api.Endpoint, bool)) (e api.Endpoint, release func(), ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.pools[fn]
+	if p == nil {
+		return api.Endpoint{}, nil, false
+	}
+	limit := p.fn.Scaling.Concurrency
+	eps := m.scratch[:0]
+	for _, in := range p.instances {
+		if m.takesLocked(in, limit) {
+			eps = append(eps, api.Endpoint{ID: in.id, Addr: in.drv.Addr(), InFlight: in.inFlight,
+				Concurrency: limit, ReadyAt: in.readyAt})
+		}
+	}
+	m.scratch = eps[:0]
+	if e, ok = pick(eps); !ok {
+		return api.Endpoint{}, nil, false
+	}
+	if release, ok = m.acquireLocked(fn, e.ID); !ok {
+		return api.Endpoint{}, nil, false // not reached: the pick came from what takes a request
+	}
+	return e, release, true
+}
+
+// acquireLocked is Acquire with m.mu held.
+func (m *Manager) acquireLocked(fn, id string) (release func(), ok bool) {
 	p := m.pools[fn]
 	in := m.byID[id]
 	if p == nil || in == nil || in.fn != fn || !m.takesLocked(in, p.fn.Scaling.Concurrency) {
@@ -62,8 +96,22 @@ func (m *Manager) Acquire(fn, id string) (release func(), ok bool) {
 			o.Busy(fn, in.id, true, m.now())
 		}
 	}
-	var once sync.Once
-	return func() { once.Do(func() { m.release(in) }) }, true
+	s := &slot{m: m, in: in}
+	return s.release, true
+}
+
+// slot is one request's hold on an instance; release gives it back once,
+// however often it is called.
+type slot struct {
+	m    *Manager
+	in   *Instance
+	done atomic.Bool
+}
+
+func (s *slot) release() {
+	if s.done.CompareAndSwap(false, true) {
+		s.m.release(s.in)
+	}
 }
 
 func (m *Manager) release(in *Instance) {

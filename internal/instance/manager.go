@@ -115,8 +115,9 @@ type Manager struct {
 	mu        sync.Mutex // guards the following
 	pools     map[string]*pool
 	byID      map[string]*Instance
-	closed    bool // Shutdown has begun: no new starts
-	prewarmed int  // pools whose warm is set (Options.MaxPrewarmed)
+	closed    bool           // Shutdown has begun: no new starts
+	prewarmed int            // pools whose warm is set (Options.MaxPrewarmed)
+	scratch   []api.Endpoint // AcquirePicked's list, reused under mu
 }
 
 // prewarm is the next instance of a function, prepared ahead by the

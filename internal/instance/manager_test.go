@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -516,5 +517,51 @@ func TestRolloutKeepsOldInstanceThroughIdleExpiry(t *testing.T) {
 	m.Reconcile("f", 1, time.Now().Add(time.Hour)) // long idle, new version still starting
 	if in, ok := m.Instance(old[0].ID); !ok || in.State != api.StateReady {
 		t.Errorf("old instance after an idle reconcile during the rollout = %+v, %v; want still ready", in, ok)
+	}
+}
+
+// TestAcquirePicked: pick sees only the instances that can take a request
+// now, oldest first; the slot is taken on its choice under the same lock;
+// release gives it back once however often it is called.
+func TestAcquirePicked(t *testing.T) {
+	m, _ := newManager(t, &fakeDriver{}, "{max: 2, concurrency: 1}")
+	m.grow("f", 2)
+	waitFor(t, "2 ready", func() bool { return m.count(api.StateReady) == 2 })
+	ins, _ := m.Instances("f")
+	var offered [][]string
+	newest := func(eps []api.Endpoint) (api.Endpoint, bool) {
+		var ids []string
+		for _, e := range eps {
+			ids = append(ids, e.ID)
+		}
+		offered = append(offered, ids)
+		if len(eps) == 0 {
+			return api.Endpoint{}, false
+		}
+		return eps[len(eps)-1], true
+	}
+	e1, r1, ok := m.AcquirePicked("f", newest)
+	if !ok || e1.ID != ins[1].ID {
+		t.Fatalf("first AcquirePicked = %s, %v; want the newest, %s", e1.ID, ok, ins[1].ID)
+	}
+	e2, r2, ok := m.AcquirePicked("f", newest)
+	if !ok || e2.ID != ins[0].ID {
+		t.Fatalf("second AcquirePicked = %s, %v; want the other, %s", e2.ID, ok, ins[0].ID)
+	}
+	if _, _, ok := m.AcquirePicked("f", newest); ok {
+		t.Fatal("AcquirePicked succeeded with every instance at its concurrency")
+	}
+	want := [][]string{{ins[0].ID, ins[1].ID}, {ins[0].ID}, nil}
+	if !slices.EqualFunc(offered, want, slices.Equal) {
+		t.Errorf("pick was offered %v, want %v", offered, want)
+	}
+	if _, _, ok := m.AcquirePicked("nope", newest); ok {
+		t.Error("AcquirePicked succeeded for an unknown function")
+	}
+	for _, r := range []func(){r1, r1, r2, r2} {
+		r() // double release is harmless
+	}
+	if ins, _ := m.Instances("f"); ins[0].InFlight != 0 || ins[1].InFlight != 0 {
+		t.Errorf("in flight after releases = %d, %d, want 0, 0", ins[0].InFlight, ins[1].InFlight)
 	}
 }
