@@ -102,8 +102,12 @@ func TestProveAndRollout(t *testing.T) {
 		t.Errorf("state = %q, want ready", s.State)
 	}
 
+	// The new version's start fails, but only once the gate opens: until
+	// then the rollout is under way, whatever the scheduler does.
+	gate := make(chan struct{})
 	d.mu.Lock()
 	d.fail = errors.New("exit status 3")
+	d.gate = gate
 	d.mu.Unlock()
 	f2, err := spec.Parse([]byte("name: f\ncommand: [next]\nscaling: {min: 0, max: 2}"))
 	if err != nil {
@@ -113,6 +117,7 @@ func TestProveAndRollout(t *testing.T) {
 	if s, _ := m.Summary("f", c.now()); s.State != api.FunctionUpdating {
 		t.Errorf("state during the rollout = %q, want updating", s.State)
 	}
+	close(gate)
 	waitFor(t, "rollout failed", func() bool { r, _ := m.Rollout("f"); return r.State == api.RolloutFailed })
 	r, _ := m.Rollout("f")
 	if r.Version != 2 || r.Outdated != 1 || r.Error == "" || len(r.LastLogs) == 0 {
