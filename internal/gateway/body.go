@@ -219,13 +219,16 @@ func (g *Gateway) prepareBody(w http.ResponseWriter, r *http.Request, maxBytes i
 	// Whole body in hand: the instance gets it with a length, and no
 	// 100-continue dance (the client already sent it).
 	chunked := r.ContentLength < 0
-	r.Body = newReplay(buf)
+	// io.NopCloser over a bytes.Reader, which net/http's transport knows
+	// is in memory: it then sends headers and body in one write.
+	r.Body = io.NopCloser(bytes.NewReader(buf))
 	r.ContentLength = int64(len(buf))
-	r.GetBody = func() (io.ReadCloser, error) { return newReplay(buf), nil }
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
 	r.Header.Del("Transfer-Encoding")
 	r.Header.Del("Expect")
 	if chunked {
-		// A known length's header already says it (net/http checked).
+		// A known length came with its header. Nothing sends that header
+		// on: both proxies write Content-Length from r.ContentLength.
 		r.Header.Set("Content-Length", strconv.Itoa(len(buf)))
 	}
 	if used := int64(len(buf)); used < reserve {
@@ -235,18 +238,6 @@ func (g *Gateway) prepareBody(w http.ResponseWriter, r *http.Request, maxBytes i
 	}
 	return nil, release, nil
 }
-
-// replay is a body read whole before the call, read again from its start:
-// bytes.Reader and its Close in one allocation.
-type replay struct{ bytes.Reader }
-
-func newReplay(buf []byte) *replay {
-	r := &replay{}
-	r.Reset(buf)
-	return r
-}
-
-func (*replay) Close() error { return nil }
 
 // prefixedBody replays the bytes read before the call, then the rest.
 type prefixedBody struct {

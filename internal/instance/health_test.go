@@ -117,6 +117,7 @@ func TestProveAndRollout(t *testing.T) {
 	if s, _ := m.Summary("f", c.now()); s.State != api.FunctionUpdating {
 		t.Errorf("state during the rollout = %q, want updating", s.State)
 	}
+	d.waitStarted(t, 2) // the new version's start is at the gate
 	close(gate)
 	waitFor(t, "rollout failed", func() bool { r, _ := m.Rollout("f"); return r.State == api.RolloutFailed })
 	r, _ := m.Rollout("f")
