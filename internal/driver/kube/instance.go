@@ -275,8 +275,10 @@ func (in *Instance) observe(p *corev1.Pod) error {
 			return terminated(st.Terminated)
 		case st.Waiting != nil && contains(imageReasons, st.Waiting.Reason):
 			return fmt.Errorf("%w: %w: image %s: %s: %s", driver.ErrExited, ErrImage, cs.Image, st.Waiting.Reason, st.Waiting.Message)
-		case st.Waiting != nil && contains(configReasons, st.Waiting.Reason):
+		case st.Waiting != nil && contains(configReasons, st.Waiting.Reason) && !cacheLag(st.Waiting.Message):
 			return fmt.Errorf("%w: container cannot start: %s: %s", driver.ErrExited, st.Waiting.Reason, st.Waiting.Message)
+		case st.Waiting != nil && st.Waiting.Message != "":
+			in.setWaiting(waiting{reason: "container " + st.Waiting.Reason + ": " + st.Waiting.Message})
 		case st.Waiting != nil:
 			in.setWaiting(waiting{reason: "container " + st.Waiting.Reason})
 		case st.Running != nil && p.Status.PodIP != "":
@@ -305,6 +307,18 @@ func (in *Instance) running(ip string) {
 	in.phase(PhaseRunning)
 	in.startLogs()
 	close(in.up)
+}
+
+// cacheLag reports whether a CreateContainerConfigError is the kubelet's
+// own cache not yet holding the Pod's Secret or ConfigMap: its watch-based
+// manager waits only a second for a new object's watch to sync and then
+// fails the sync with "failed to sync secret cache: timed out waiting for
+// the condition". A slow API server causes it with a Secret created just
+// before the Pod, and the kubelet's next sync (about 10 s later) starts
+// the container, so the start waits for that instead of failing.
+func cacheLag(msg string) bool {
+	rest, ok := strings.CutPrefix(msg, "failed to sync ")
+	return ok && strings.Contains(rest, " cache")
 }
 
 func terminated(t *corev1.ContainerStateTerminated) error {

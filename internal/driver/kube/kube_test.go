@@ -241,6 +241,10 @@ func TestStartFailures(t *testing.T) {
 	}{
 		{name: "image pull", steps: []func(*corev1.Pod){scheduled, waitingFor("ErrImagePull", `pull access denied for example.com/fn`)},
 			is: ErrImage, want: "image example.com/fn:1: ErrImagePull: pull access denied"},
+		{name: "config error", steps: []func(*corev1.Pod){scheduled, waitingFor("CreateContainerConfigError", `couldn't find key A in Secret e2e/ember-fn-aaaaaa`)},
+			is: driver.ErrExited, want: "container cannot start: CreateContainerConfigError: couldn't find key A"},
+		{name: "config error outlasting the start", steps: []func(*corev1.Pod){scheduled, waitingFor("CreateContainerConfigError", kubeletCacheLag)},
+			timeout: 300 * time.Millisecond, is: context.DeadlineExceeded, want: "CreateContainerConfigError: " + kubeletCacheLag},
 		{name: "crash", steps: []func(*corev1.Pod){scheduled, exited(3)},
 			is: driver.ErrExited, want: "container exited with status 3", tail: true},
 		{name: "unschedulable", steps: []func(*corev1.Pod){unschedulable("0/1 nodes are available: 1 Insufficient nvidia.com/gpu.")},
@@ -279,6 +283,47 @@ func TestStartFailures(t *testing.T) {
 				t.Errorf("%d secrets left after a failed start", len(secrets.Items))
 			}
 		})
+	}
+}
+
+// kubeletCacheLag is the kubelet's message when its watch of a Secret
+// the Pod needs has not synced within its one-second wait.
+const kubeletCacheLag = "failed to sync secret cache: timed out waiting for the condition"
+
+// TestStartOutlastsKubeletCacheLag: a CreateContainerConfigError that
+// is the kubelet's Secret cache lagging behind the API server clears on
+// the kubelet's next sync, so the start waits for the container rather
+// than failing.
+func TestStartOutlastsKubeletCacheLag(t *testing.T) {
+	c := newCluster(t)
+	d := c.driver(t, Options{})
+	host, port := server(t)
+	s := spec("fn", 1, "fn-aaaaaa")
+	s.Port = port
+	s.Env = map[string]string{"A": "b"}
+	go c.kubelet(t, "ember-fn-aaaaaa", scheduled, waitingFor("CreateContainerConfigError", kubeletCacheLag), runningAt(host))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	in, err := d.Start(ctx, s)
+	if err != nil {
+		t.Fatalf("Start through the kubelet's cache lag: %v", err)
+	}
+	if err := in.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCacheLag(t *testing.T) {
+	for msg, want := range map[string]bool{
+		kubeletCacheLag: true,
+		"failed to sync configmap cache: timed out waiting for the condition": true,
+		`couldn't find key A in Secret ns/s`:                                  false,
+		`secret "s" not found`:                                                false,
+		"":                                                                    false,
+	} {
+		if got := cacheLag(msg); got != want {
+			t.Errorf("cacheLag(%q) = %v, want %v", msg, got, want)
+		}
 	}
 }
 
