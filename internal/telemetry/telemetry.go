@@ -6,6 +6,7 @@ package telemetry
 import (
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -34,6 +35,32 @@ type Metrics struct {
 	kwArrivals *prometheus.CounterVec
 	kwAvoided  *prometheus.CounterVec
 	kwIdle     *prometheus.CounterVec
+
+	series sync.Map // function name → *series
+}
+
+// series is one function's request series, looked up once per call (a
+// sync.Map read) rather than by hashing label values four times: Request
+// runs on every call. No series is ever deleted, so a cached one stays
+// the registry's.
+type series struct {
+	ok       prometheus.Counter // ember_requests_total, code 200
+	duration prometheus.Observer
+	queue    prometheus.Observer
+	cold     prometheus.Counter
+}
+
+func (m *Metrics) seriesFor(fn string) *series {
+	if s, ok := m.series.Load(fn); ok {
+		return s.(*series)
+	}
+	s, _ := m.series.LoadOrStore(fn, &series{
+		ok:       m.requests.WithLabelValues(fn, "200"),
+		duration: m.duration.WithLabelValues(fn),
+		queue:    m.queueWait.WithLabelValues(fn),
+		cold:     m.coldReqs.WithLabelValues(fn),
+	})
+	return s.(*series)
 }
 
 // New registers Ember's metrics; instances feeds the ember_instances gauge.
@@ -90,11 +117,16 @@ func (m *Metrics) Handler() http.Handler {
 
 // Request records one invocation (gateway.Observer).
 func (m *Metrics) Request(fn string, status int, d, queue time.Duration, cold bool) {
-	m.requests.WithLabelValues(fn, strconv.Itoa(status)).Inc()
-	m.duration.WithLabelValues(fn).Observe(d.Seconds())
-	m.queueWait.WithLabelValues(fn).Observe(queue.Seconds())
+	s := m.seriesFor(fn)
+	if status == http.StatusOK {
+		s.ok.Inc()
+	} else {
+		m.requests.WithLabelValues(fn, strconv.Itoa(status)).Inc()
+	}
+	s.duration.Observe(d.Seconds())
+	s.queue.Observe(queue.Seconds())
 	if cold {
-		m.coldReqs.WithLabelValues(fn).Inc()
+		s.cold.Inc()
 	}
 }
 
