@@ -403,16 +403,17 @@ func (c *core) lead(ctx context.Context) error {
 	return g.Wait()
 }
 
-// adoptProbe bounds the probe of one adopted instance: a healthy one
-// answers in milliseconds; one that does not within this is stopped and
-// the autoscaler starts a fresh one if demand wants it.
-const adoptProbe = 10 * time.Second
+// adoptProbes bounds the adopted instances probed at once: a probe is
+// cheap, the API server's watch behind each is not.
+const adoptProbes = 16
 
 // reclaim adopts the instances the driver runs for deployed functions'
 // current versions and stops the others (driver.Reclaim), so a new leader
-// starts no duplicates. Each kept instance is probed (its Pod running,
-// then its health path) before the manager serves it; one that fails the
-// probe is stopped.
+// starts no duplicates. A kept instance counts as starting until its
+// probe (its Pod running, then its health path) passes, within the
+// function's start_timeout like any start; one that fails it is stopped.
+// The probes run behind the manager, so the control loop starts without
+// waiting for a Pod still pulling its image.
 func (c *core) reclaim(ctx context.Context) {
 	start := time.Now()
 	versions := map[string]int64{}
@@ -423,40 +424,42 @@ func (c *core) reclaim(ctx context.Context) {
 	if err != nil {
 		c.logger.Warn("reclaim instances", "err", err)
 	}
-	var adopted, failed atomic.Int64
-	var g errgroup.Group
-	g.SetLimit(16) // probes are cheap; the API server's watches are not
+	probes := make(chan struct{}, adoptProbes)
+	adopted := 0
 	for _, a := range kept {
-		g.Go(func() error {
-			logger := c.logger.With("function", a.Labels.Function, "instance", a.Labels.Instance)
-			stop := func() {
-				sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-				defer cancel()
-				_ = a.Instance.Stop(sctx)
+		f, ok := c.mgr.Function(a.Labels.Function)
+		if !ok {
+			stopAdopted(ctx, a.Instance)
+			continue
+		}
+		s := instance.StartSpecFor(f, a.Labels.Version, a.Labels.Instance)
+		await := func(ctx context.Context) error {
+			select {
+			case probes <- struct{}{}:
+				defer func() { <-probes }()
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-			f, ok := c.mgr.Function(a.Labels.Function)
-			if !ok {
-				stop()
-				return nil
+			if err := c.drv.awaitAdopted(ctx, a.Instance, s); err != nil {
+				return fmt.Errorf("adopted instance failed its probe: %w", err)
 			}
-			pctx, cancel := context.WithTimeout(ctx, adoptProbe)
-			err := c.drv.awaitAdopted(pctx, a.Instance, instance.StartSpecFor(f, a.Labels.Version, a.Labels.Instance))
-			cancel()
-			if err != nil {
-				logger.Warn("adopted instance failed its probe; stopping it", "err", err)
-				failed.Add(1)
-				stop()
-				return nil
-			}
-			if !c.mgr.Adopt(a.Labels.Function, a.Labels.Version, a.Labels.Instance, a.Instance) {
-				stop()
-				return nil
-			}
-			adopted.Add(1)
 			return nil
-		})
+		}
+		if !c.mgr.Adopt(a.Labels.Function, a.Labels.Version, a.Labels.Instance, a.Instance, await) {
+			stopAdopted(ctx, a.Instance)
+			continue
+		}
+		adopted++
 	}
-	g.Wait()
-	c.logger.Info("adopted running instances", "count", adopted.Load(), "failed_probe", failed.Load(),
+	// Each is ready (or failed, and stopped) once its probe ends: the
+	// manager logs that per instance.
+	c.logger.Info("adopted running instances", "count", adopted,
 		"listed_current", len(kept), "took", time.Since(start).Round(time.Millisecond))
+}
+
+// stopAdopted stops an instance reclaim lists but does not keep.
+func stopAdopted(ctx context.Context, in driver.Instance) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = in.Stop(sctx)
 }

@@ -195,6 +195,10 @@ type Instance struct {
 	// return before it calls the driver's Start.
 	warm *prewarm
 
+	// adopt, if set, is an instance the driver already runs: start waits
+	// for it to be ready instead of calling the driver's Start (Adopt).
+	adopt *adoption
+
 	// cancelStart abandons the start in progress (stop of a starting
 	// instance); gone is closed once the instance has left its pool,
 	// stopped or failed (a terminal State).
@@ -412,6 +416,9 @@ func (m *Manager) start(in *Instance) {
 		stopped := in.state == Stopping // stop has accounted for it
 		m.forgetLocked(in)
 		m.mu.Unlock()
+		if in.adopt != nil {
+			in.adopt.abandon(in.startCtx)
+		}
 		if o := m.opts.Observer; o != nil && !stopped {
 			o.StateChange(in.fn, in.id, api.StateStarting, "", m.now())
 		}
@@ -420,7 +427,7 @@ func (m *Manager) start(in *Instance) {
 	fn := p.fn
 	m.mu.Unlock()
 
-	if m.starting != nil {
+	if m.starting != nil && in.adopt == nil {
 		select {
 		case m.starting <- struct{}{}:
 			defer func() { <-m.starting }()
@@ -442,7 +449,7 @@ func (m *Manager) start(in *Instance) {
 
 	logger := m.logger.With("function", in.fn, "instance", in.id)
 	var out io.Writer
-	if m.opts.Logs != nil {
+	if m.opts.Logs != nil && in.adopt == nil {
 		if w, err := m.opts.Logs.Open(in.fn, in.id); err != nil {
 			logger.Warn("instance output will not be kept", "err", err)
 		} else {
@@ -469,7 +476,13 @@ func (m *Manager) start(in *Instance) {
 		case <-ctx.Done():
 		}
 	}
-	di, err := m.drv.Start(ctx, ss)
+	var di driver.Instance
+	var err error
+	if in.adopt != nil {
+		di, err = in.adopt.wait(ctx)
+	} else {
+		di, err = m.drv.Start(ctx, ss)
+	}
 	if in.warm != nil {
 		// A no-op when Start took it over; a start that failed before
 		// that leaves it to remove.
@@ -509,8 +522,10 @@ func (m *Manager) start(in *Instance) {
 	if !stopNow {
 		m.setLocked(in, Ready)
 		p.failures, p.lastErr = 0, nil
-		p.coldStarts++
-		p.startSum += now.Sub(in.startedAt)
+		if in.adopt == nil { // an adopted instance's start was another leader's
+			p.coldStarts++
+			p.startSum += now.Sub(in.startedAt)
+		}
 		replaced = m.retireOutdatedLocked(p)
 		next = m.nextRolloutLocked(p)
 	}
@@ -527,14 +542,20 @@ func (m *Manager) start(in *Instance) {
 	// and state records come after the dispatch, not between the
 	// instance's readiness and its first request.
 	m.opts.Notify(in.fn)
-	logger.Info("instance ready", "cold_start", now.Sub(in.startedAt).Round(time.Microsecond))
+	if in.adopt != nil {
+		logger.Info("instance adopted", "waited", now.Sub(in.startedAt).Round(time.Microsecond))
+	} else {
+		logger.Info("instance ready", "cold_start", now.Sub(in.startedAt).Round(time.Microsecond))
+	}
 	if o := m.opts.Observer; o != nil {
-		prev := in.startedAt
-		for _, ph := range in.phases {
-			o.Phase(in.fn, ph.Name, ph.At.Sub(prev))
-			prev = ph.At
+		if in.adopt == nil { // an adopted instance's phases were another leader's start
+			prev := in.startedAt
+			for _, ph := range in.phases {
+				o.Phase(in.fn, ph.Name, ph.At.Sub(prev))
+				prev = ph.At
+			}
+			o.Phase(in.fn, "total", now.Sub(in.startedAt))
 		}
-		o.Phase(in.fn, "total", now.Sub(in.startedAt))
 		o.StateChange(in.fn, in.id, api.StateStarting, api.StateReady, now)
 	}
 	m.wg.Add(1)

@@ -31,11 +31,18 @@ func (m *Manager) Touch(fn, id string, inFlight int, lastUsed time.Time) {
 }
 
 // Adopt registers an instance the driver already runs (driver.Reclaim,
-// when a controller gains leadership) as a ready instance of fn's current
+// when a controller gains leadership) as an instance of fn's current
 // version, so a new leader serves and scales what the previous one
 // started instead of starting duplicates. It reports false, adopting
 // nothing, when fn is not deployed at that version or id is known.
-func (m *Manager) Adopt(fn string, version int64, id string, di driver.Instance) bool {
+//
+// With await nil the instance is ready now. Otherwise it counts as
+// starting, so it holds its place among fn's instances, until await
+// returns: nil makes it ready, an error or fn's start_timeout is a failed
+// start, and the instance is stopped. A Pod the previous leader left
+// pulling a large image is waited for like any start, not stopped for
+// being slow and started again beside its own leftover.
+func (m *Manager) Adopt(fn string, version int64, id string, di driver.Instance, await func(context.Context) error) bool {
 	m.mu.Lock()
 	p := m.pools[fn]
 	if p == nil || p.version != version || m.byID[id] != nil || m.closed {
@@ -43,6 +50,16 @@ func (m *Manager) Adopt(fn string, version int64, id string, di driver.Instance)
 		return false
 	}
 	now := m.now()
+	if await != nil {
+		in := &Instance{id: id, fn: fn, version: version, state: Starting, startedAt: now, gone: make(chan struct{}),
+			adopt: &adoption{di: di, await: await}}
+		in.startCtx, in.cancelStart = context.WithCancel(m.ctx)
+		p.instances = append(p.instances, in)
+		m.byID[id] = in
+		m.mu.Unlock()
+		m.launch([]*Instance{in})
+		return true
+	}
 	in := &Instance{id: id, fn: fn, version: version, state: Ready, startedAt: now, readyAt: now,
 		idleSince: now, drv: di, phases: di.Phases(), gone: make(chan struct{})}
 	in.startCtx, in.cancelStart = context.WithCancel(m.ctx)
@@ -61,4 +78,29 @@ func (m *Manager) Adopt(fn string, version int64, id string, di driver.Instance)
 	}()
 	m.opts.Notify(fn)
 	return true
+}
+
+// adoption is an adopted instance not yet known to be ready: start waits
+// for it instead of starting one.
+type adoption struct {
+	di    driver.Instance
+	await func(context.Context) error
+}
+
+// wait runs await; on failure it stops the instance, which nothing else
+// will, and returns why.
+func (a *adoption) wait(ctx context.Context) (driver.Instance, error) {
+	err := a.await(ctx)
+	if err == nil {
+		return a.di, nil
+	}
+	a.abandon(ctx)
+	return nil, err
+}
+
+// abandon stops the adopted instance.
+func (a *adoption) abandon(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = a.di.Stop(sctx)
 }

@@ -1,6 +1,9 @@
 package instance
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,13 +41,13 @@ func TestAdoptRegistersReadyInstance(t *testing.T) {
 	d := &fakeDriver{}
 	m, notified := newManager(t, d, "{max: 2}")
 	in := &fakeInstance{addr: "10.0.0.7:8080", done: make(chan struct{})}
-	if m.Adopt("f", 0, "old-version", in) {
+	if m.Adopt("f", 0, "old-version", in, nil) {
 		t.Fatal("adopted an instance of another version")
 	}
-	if !m.Adopt("f", 1, "f-adopted", in) {
+	if !m.Adopt("f", 1, "f-adopted", in, nil) {
 		t.Fatal("Adopt refused the current version")
 	}
-	if m.Adopt("f", 1, "f-adopted", in) {
+	if m.Adopt("f", 1, "f-adopted", in, nil) {
 		t.Fatal("adopted the same id twice")
 	}
 	<-notified
@@ -61,4 +64,95 @@ func TestAdoptRegistersReadyInstance(t *testing.T) {
 	}
 	in.Stop(t.Context()) // it dies behind the manager's back
 	waitFor(t, "the adopted instance's exit noticed", func() bool { return len(m.Endpoints("f")) == 0 })
+}
+
+// TestAdoptStartingWaitsForItsProbe: an adopted instance that is not yet
+// ready (a Pod still pulling its image when the previous leader left)
+// holds its place among the function's instances as starting, so no
+// duplicate starts, and serves once its probe passes.
+func TestAdoptStartingWaitsForItsProbe(t *testing.T) {
+	d := &fakeDriver{}
+	m, _ := newManager(t, d, "{max: 1}")
+	in := &fakeInstance{addr: "10.0.0.7:8080", done: make(chan struct{})}
+	probing, pass := make(chan struct{}), make(chan struct{})
+	await := func(ctx context.Context) error {
+		close(probing)
+		select {
+		case <-pass:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if !m.Adopt("f", 1, "f-slow", in, await) {
+		t.Fatal("Adopt refused the current version")
+	}
+	<-probing
+	if n := m.count(api.StateStarting); n != 1 {
+		t.Fatalf("starting = %d while the adopted instance is probed, want 1", n)
+	}
+	if eps := m.Endpoints("f"); len(eps) != 0 {
+		t.Fatalf("endpoints %+v before the probe passed, want none", eps)
+	}
+	m.Reconcile("f", 1, time.Now())
+	d.mu.Lock()
+	started := d.started
+	d.mu.Unlock()
+	if started != 0 {
+		t.Errorf("%d starts beside an adopted instance still starting, desired 1: want 0", started)
+	}
+	close(pass)
+	waitFor(t, "the adopted instance ready", func() bool { return m.count(api.StateReady) == 1 })
+	if eps := m.Endpoints("f"); len(eps) != 1 || eps[0].ID != "f-slow" || eps[0].Addr != "10.0.0.7:8080" {
+		t.Fatalf("endpoints %+v, want the adopted instance", eps)
+	}
+	if in.stopped() {
+		t.Error("the adopted instance was stopped after its probe passed")
+	}
+}
+
+// TestAdoptStartingFailure: an adopted instance whose probe fails, or
+// does not pass within start_timeout, is stopped and recorded as a
+// failed start.
+func TestAdoptStartingFailure(t *testing.T) {
+	tests := []struct {
+		name  string
+		await func(context.Context) error
+		want  string
+	}{
+		{"probe fails", func(context.Context) error { return errors.New("pod failed: ImagePullBackOff") }, "ImagePullBackOff"},
+		{"start_timeout", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }, "not ready within start_timeout 100ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, _ := newManager(t, &fakeDriver{}, "{max: 1}\nstart_timeout: 100ms")
+			in := &fakeInstance{addr: "10.0.0.7:8080", done: make(chan struct{})}
+			if !m.Adopt("f", 1, "f-bad", in, tt.await) {
+				t.Fatal("Adopt refused the current version")
+			}
+			waitFor(t, "the adopted instance failed", func() bool { return m.count(api.StateFailed) == 1 })
+			if !in.stopped() {
+				t.Error("an adopted instance that failed its probe was left running")
+			}
+			ins, _ := m.Instances("f")
+			if len(ins) != 1 || !strings.Contains(ins[0].ExitError, tt.want) {
+				t.Errorf("instances %+v, want one failed saying %q", ins, tt.want)
+			}
+		})
+	}
+}
+
+// TestAdoptStartingStopped: an adopted instance stopped while its probe
+// runs (scaled down, the function removed) is stopped in the driver too.
+func TestAdoptStartingStopped(t *testing.T) {
+	m, _ := newManager(t, &fakeDriver{}, "{max: 1}")
+	in := &fakeInstance{addr: "10.0.0.7:8080", done: make(chan struct{})}
+	probing := make(chan struct{})
+	await := func(ctx context.Context) error { close(probing); <-ctx.Done(); return ctx.Err() }
+	if !m.Adopt("f", 1, "f-slow", in, await) {
+		t.Fatal("Adopt refused the current version")
+	}
+	<-probing
+	m.Remove(t.Context(), "f")
+	waitFor(t, "the adopted instance stopped", in.stopped)
 }
