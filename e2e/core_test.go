@@ -289,6 +289,9 @@ func TestBadInputErrors(t *testing.T) {
 		{"empty spec", "POST", "/v1/functions", "", 400, "empty spec"},
 		{"oversized body", "POST", "/v1/run/small/predict", strings.Repeat("x", 2048), 413, "limit is 1024 bytes"},
 		{"timeout", "POST", "/v1/run/small/predict", `{"sleep_ms": 3000}`, 504, "request timed out"},
+		// The instance is up now: a free slot, and the deadline on the
+		// forwarder's connection rather than on a context.
+		{"timeout, warm", "POST", "/v1/run/small/predict", `{"sleep_ms": 3000}`, 504, "request timed out"},
 		{"no route", "GET", "/v2/nothing", "", 404, "no route for GET /v2/nothing"},
 	}
 	for _, tt := range tests {

@@ -168,13 +168,9 @@ func (a *Activator) Try(ctx context.Context, fn string, f func(Slot) error) erro
 
 	q.mu.Lock()
 	q.requests++
-	if len(q.waiters) == 0 {
-		if g, ok := a.acquire(fn); ok {
-			q.inFlight++
-			q.moveLocked(arrived, +1)
-			q.mu.Unlock()
-			return a.run(q, g, arrived, arrived, f)
-		}
+	if g, ok := a.grabLocked(q, fn, arrived); ok {
+		q.mu.Unlock()
+		return a.run(q, g, arrived, arrived, f)
 	}
 	if len(q.waiters) >= sp.Scaling.Queue {
 		q.mu.Unlock()
@@ -211,6 +207,42 @@ func (a *Activator) Try(ctx context.Context, fn string, f func(Slot) error) erro
 		}
 		return ctx.Err()
 	}
+}
+
+// TryNow runs f as Try does when a slot of fn is free now and no call
+// waits before this one, and reports true; otherwise it does nothing and
+// reports false, and the caller goes on to Try. A caller whose wait needs
+// a context of its own (a deadline, with its timer) makes that context
+// only when it has to wait.
+func (a *Activator) TryNow(fn string, f func(Slot) error) (bool, error) {
+	if _, ok := a.cap.Function(fn); !ok {
+		return true, fmt.Errorf("%w %q", ErrUnknownFunction, fn)
+	}
+	q := a.queue(fn)
+	arrived := a.now()
+	q.mu.Lock()
+	g, ok := a.grabLocked(q, fn, arrived)
+	if !ok {
+		q.mu.Unlock()
+		return false, nil
+	}
+	q.requests++
+	q.mu.Unlock()
+	return true, a.run(q, g, arrived, arrived, f)
+}
+
+// grabLocked takes a free slot of fn for a call that arrived at arrived,
+// unless calls wait before it; q.mu must be held.
+func (a *Activator) grabLocked(q *queue, fn string, arrived time.Time) (grant, bool) {
+	if len(q.waiters) > 0 {
+		return grant{}, false
+	}
+	g, ok := a.acquire(fn)
+	if ok {
+		q.inFlight++
+		q.moveLocked(arrived, +1)
+	}
+	return g, ok
 }
 
 // acquire takes a slot on the endpoint of fn that pick chooses. Without

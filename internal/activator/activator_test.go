@@ -372,3 +372,58 @@ func TestTryUsesPicker(t *testing.T) {
 		t.Errorf("%d free slots after the call, want the one back", free)
 	}
 }
+
+// TestTryNow: a free slot serves the call at once and counts it, as Try
+// would; with no free slot, or calls already waiting, TryNow does
+// nothing (no count, no poke, f not run) and leaves the call to Try.
+func TestTryNow(t *testing.T) {
+	a, c := newTest(t, 10)
+	ran := 0
+	f := func(Slot) error { ran++; return nil }
+
+	done, err := a.TryNow("f", f)
+	if done || err != nil || ran != 0 {
+		t.Fatalf("TryNow with no slot = %v, %v (ran %d), want false, nil, not run", done, err, ran)
+	}
+	c.mu.Lock()
+	pokes := len(c.pokes)
+	c.mu.Unlock()
+	if st := a.Sample("f"); st.Requests != 0 || pokes != 0 {
+		t.Fatalf("TryNow with no slot counted %d requests and %d pokes, want none", st.Requests, pokes)
+	}
+
+	c.open(1, time.Now())
+	done, err = a.TryNow("f", f)
+	if !done || err != nil || ran != 1 {
+		t.Fatalf("TryNow with a free slot = %v, %v (ran %d), want true, nil, run once", done, err, ran)
+	}
+	if st := a.Sample("f"); st.Requests != 1 || st.InFlight != 0 {
+		t.Fatalf("after TryNow: %+v, want 1 request, none in flight", st)
+	}
+
+	// A call waits (the slot is busy); a slot that frees is its, not a
+	// newcomer's through TryNow.
+	c.mu.Lock()
+	c.free = 0
+	c.mu.Unlock()
+	waited := make(chan error, 1)
+	go func() { waited <- a.Try(context.Background(), "f", f) }()
+	waitQueued(t, a, 1)
+	c.mu.Lock()
+	c.free = 1 // free, but not yet announced: the waiter is still queued
+	c.mu.Unlock()
+	if done, _ := a.TryNow("f", f); done {
+		t.Fatal("TryNow took a slot ahead of a waiting call")
+	}
+	c.notify("f")
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	if ran != 2 {
+		t.Fatalf("ran %d times, want 2 (TryNow's and the waiter's)", ran)
+	}
+
+	if done, err := a.TryNow("nope", f); !done || !errors.Is(err, ErrUnknownFunction) {
+		t.Errorf("TryNow of an unknown function = %v, %v, want true, ErrUnknownFunction", done, err)
+	}
+}

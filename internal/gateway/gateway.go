@@ -29,6 +29,8 @@ import (
 // Invoker runs a callback on an instance slot (activator).
 type Invoker interface {
 	Try(ctx context.Context, fn string, f func(activator.Slot) error) error
+	// TryNow is Try when a slot is free now; false: nothing was done.
+	TryNow(fn string, f func(activator.Slot) error) (bool, error)
 	Queued(fn string) int
 }
 
@@ -61,7 +63,9 @@ type Instances interface {
 
 // Forwarder proxies a request to an instance (proxy).
 type Forwarder interface {
-	Forward(w http.ResponseWriter, r *http.Request, addr, path string) error
+	// ForwardUntil ends the exchange at deadline with
+	// context.DeadlineExceeded.
+	ForwardUntil(w http.ResponseWriter, r *http.Request, addr, path string, deadline time.Time) error
 }
 
 // Observer records request metrics.
@@ -549,11 +553,12 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 		return err
 	}
 	defer releaseBody()
-	ctx, cancel := context.WithTimeout(r.Context(), f.Timeout.D())
-	defer cancel()
-	r = r.WithContext(ctx)
+	// The function's timeout bounds the wait for a slot and the exchange
+	// with the instance. A call that finds a free slot (TryNow) needs no
+	// timer context: the forwarder sets the deadline on its connection.
+	deadline := g.now().Add(f.Timeout.D())
 	sw := &statusWriter{ResponseWriter: w}
-	err = g.inv.Try(ctx, name, func(s activator.Slot) error {
+	forward := func(s activator.Slot) error {
 		slot = s
 		queueMs := formatQueueMs(s.Queue)
 		// One array holds the four values (this runs on every call; a
@@ -565,8 +570,14 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 		h[api.HeaderInstance] = v[1:2:2]
 		h[api.HeaderQueueMs] = v[2:3:3]
 		h[api.HeaderServerTiming] = v[3:4:4]
-		return g.fwd.Forward(sw, r, s.Addr, path)
-	})
+		return g.fwd.ForwardUntil(sw, r, s.Addr, path, deadline)
+	}
+	done, err := g.inv.TryNow(name, forward)
+	if !done {
+		ctx, cancel := context.WithDeadline(r.Context(), deadline)
+		defer cancel()
+		err = g.inv.Try(ctx, name, forward)
+	}
 	if err == nil || sw.status != 0 {
 		// Done, or headers already went out and the stream was cut:
 		// nothing more to say.

@@ -97,8 +97,21 @@ func New() *Proxy {
 // caller writes the error), the request context's error when the client
 // went away first, or nil.
 func (p *Proxy) Forward(w http.ResponseWriter, r *http.Request, addr, path string) error {
+	return p.ForwardUntil(w, r, addr, path, time.Time{})
+}
+
+// ForwardUntil is Forward with the exchange bounded by deadline (zero:
+// none): past it, it ends with context.DeadlineExceeded, as if r's context
+// had that deadline. On the lean path that costs a connection deadline
+// instead of a context and a timer per call.
+func (p *Proxy) ForwardUntil(w http.ResponseWriter, r *http.Request, addr, path string, deadline time.Time) error {
 	if leanOK(r) {
-		return p.forwardLean(w, r, addr, path)
+		return p.forwardLean(w, r, addr, path, deadline)
+	}
+	if !deadline.IsZero() {
+		ctx, cancel := context.WithDeadline(r.Context(), deadline)
+		defer cancel()
+		r = r.WithContext(ctx)
 	}
 	t := &target{addr: addr, path: path, rawQuery: r.URL.RawQuery}
 	r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, t))
