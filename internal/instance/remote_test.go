@@ -56,11 +56,8 @@ func TestAdoptRegistersReadyInstance(t *testing.T) {
 		t.Fatalf("endpoints %+v, want the adopted instance", eps)
 	}
 	m.Reconcile("f", 1, time.Now())
-	d.mu.Lock()
-	started := d.started
-	d.mu.Unlock()
-	if started != 0 {
-		t.Errorf("%d starts with one adopted instance and desired 1, want 0", started)
+	if n := d.starts(); n != 0 {
+		t.Errorf("%d starts with one adopted instance and desired 1, want 0", n)
 	}
 	in.Stop(t.Context()) // it dies behind the manager's back
 	waitFor(t, "the adopted instance's exit noticed", func() bool { return len(m.Endpoints("f")) == 0 })
@@ -95,11 +92,8 @@ func TestAdoptStartingWaitsForItsProbe(t *testing.T) {
 		t.Fatalf("endpoints %+v before the probe passed, want none", eps)
 	}
 	m.Reconcile("f", 1, time.Now())
-	d.mu.Lock()
-	started := d.started
-	d.mu.Unlock()
-	if started != 0 {
-		t.Errorf("%d starts beside an adopted instance still starting, desired 1: want 0", started)
+	if n := d.starts(); n != 0 {
+		t.Errorf("%d starts beside an adopted instance still starting, desired 1: want 0", n)
 	}
 	close(pass)
 	waitFor(t, "the adopted instance ready", func() bool { return m.count(api.StateReady) == 1 })
