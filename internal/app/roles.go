@@ -403,17 +403,14 @@ func (c *core) lead(ctx context.Context) error {
 	return g.Wait()
 }
 
-// adoptProbes bounds the adopted instances probed at once: a probe is
-// cheap, the API server's watch behind each is not.
-const adoptProbes = 16
-
 // reclaim adopts the instances the driver runs for deployed functions'
 // current versions and stops the others (driver.Reclaim), so a new leader
 // starts no duplicates. A kept instance counts as starting until its
 // probe (its Pod running, then its health path) passes, within the
 // function's start_timeout like any start; one that fails it is stopped.
 // The probes run behind the manager, so the control loop starts without
-// waiting for a Pod still pulling its image.
+// waiting for a Pod still pulling its image, and each waits only for its
+// own Pod (the driver already watches each since Adopt).
 func (c *core) reclaim(ctx context.Context) {
 	start := time.Now()
 	versions := map[string]int64{}
@@ -424,36 +421,35 @@ func (c *core) reclaim(ctx context.Context) {
 	if err != nil {
 		c.logger.Warn("reclaim instances", "err", err)
 	}
-	probes := make(chan struct{}, adoptProbes)
+	var unwanted []driver.Instance
 	adopted := 0
 	for _, a := range kept {
 		f, ok := c.mgr.Function(a.Labels.Function)
 		if !ok {
-			stopAdopted(ctx, a.Instance)
+			unwanted = append(unwanted, a.Instance)
 			continue
 		}
 		s := instance.StartSpecFor(f, a.Labels.Version, a.Labels.Instance)
 		await := func(ctx context.Context) error {
-			select {
-			case probes <- struct{}{}:
-				defer func() { <-probes }()
-			case <-ctx.Done():
-				return ctx.Err()
-			}
 			if err := c.drv.awaitAdopted(ctx, a.Instance, s); err != nil {
 				return fmt.Errorf("adopted instance failed its probe: %w", err)
 			}
 			return nil
 		}
 		if !c.mgr.Adopt(a.Labels.Function, a.Labels.Version, a.Labels.Instance, a.Instance, await) {
-			stopAdopted(ctx, a.Instance)
+			unwanted = append(unwanted, a.Instance)
 			continue
 		}
 		adopted++
 	}
-	// Each is ready (or failed, and stopped) once its probe ends: the
-	// manager logs that per instance.
-	c.logger.Info("adopted running instances", "count", adopted,
+	var g errgroup.Group
+	for _, in := range unwanted {
+		g.Go(func() error { stopAdopted(ctx, in); return nil })
+	}
+	g.Wait()
+	// Each adopted instance is ready (or failed, and stopped) once its
+	// probe ends: the manager logs that per instance.
+	c.logger.Info("adopted running instances", "count", adopted, "stopped_unwanted", len(unwanted),
 		"listed_current", len(kept), "took", time.Since(start).Round(time.Millisecond))
 }
 

@@ -417,7 +417,7 @@ func (m *Manager) start(in *Instance) {
 		m.forgetLocked(in)
 		m.mu.Unlock()
 		if in.adopt != nil {
-			in.adopt.abandon(in.startCtx)
+			in.adopt.abandon()
 		}
 		if o := m.opts.Observer; o != nil && !stopped {
 			o.StateChange(in.fn, in.id, api.StateStarting, "", m.now())
@@ -494,6 +494,9 @@ func (m *Manager) start(in *Instance) {
 			err = fmt.Errorf("not ready within start_timeout %s: %w", fn.StartTimeout.D(), err)
 		}
 		m.fail(in, err, now, logger)
+		if in.adopt != nil {
+			in.adopt.abandon()
+		}
 		return
 	}
 
@@ -573,6 +576,8 @@ func (m *Manager) fail(in *Instance, err error, now time.Time, logger *slog.Logg
 		tail = se.Tail
 	} else if lt, ok := in.drv.(driver.LogTailer); ok && in.drv != nil {
 		tail = lt.Tail(20)
+	} else if in.adopt != nil {
+		tail = in.adopt.tail()
 	}
 	m.mu.Lock()
 	if in.state.over() || in.state == Stopping {
@@ -597,12 +602,19 @@ func (m *Manager) fail(in *Instance, err error, now time.Time, logger *slog.Logg
 			delete(m.byID, p.failed[0].id)
 			p.failed = p.failed[1:]
 		}
-		if duringStart {
+		// An adopted instance that fails its probe was another leader's
+		// start (often a Pod being deleted at the handover): it is
+		// recorded, but arms no backoff and is not the function's last
+		// start error, or a handover would refuse callers.
+		adopted := duringStart && in.adopt != nil
+		if duringStart && !adopted {
 			p.failures++
 			backoff := m.opts.BackoffBase << min(p.failures-1, 16)
 			p.nextStart = now.Add(min(backoff, m.opts.BackoffMax))
 		}
-		p.lastErr, p.lastErrAt = err, now
+		if !adopted {
+			p.lastErr, p.lastErrAt = err, now
+		}
 	} else {
 		delete(m.byID, in.id)
 	}

@@ -87,20 +87,28 @@ type adoption struct {
 	await func(context.Context) error
 }
 
-// wait runs await; on failure it stops the instance, which nothing else
-// will, and returns why.
+// wait runs await and returns the instance once it passes. On failure
+// the caller records the failure first, then stops the instance (abandon),
+// which nothing else will: a graceful stop takes seconds, and until the
+// failure is recorded the instance would count as starting.
 func (a *adoption) wait(ctx context.Context) (driver.Instance, error) {
-	err := a.await(ctx)
-	if err == nil {
-		return a.di, nil
+	if err := a.await(ctx); err != nil {
+		return nil, err
 	}
-	a.abandon(ctx)
-	return nil, err
+	return a.di, nil
 }
 
 // abandon stops the adopted instance.
-func (a *adoption) abandon(ctx context.Context) {
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+func (a *adoption) abandon() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = a.di.Stop(sctx)
+	_ = a.di.Stop(ctx)
+}
+
+// tail is the adopted instance's last log lines, for a failed adoption.
+func (a *adoption) tail() []string {
+	if lt, ok := a.di.(driver.LogTailer); ok {
+		return lt.Tail(20)
+	}
+	return nil
 }

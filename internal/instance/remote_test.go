@@ -3,6 +3,7 @@ package instance
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -119,19 +120,29 @@ func TestAdoptStartingFailure(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			m, _ := newManager(t, &fakeDriver{}, "{max: 1}\nstart_timeout: 100ms")
-			in := &fakeInstance{addr: "10.0.0.7:8080", done: make(chan struct{})}
+			d := &fakeDriver{}
+			m, _ := newManager(t, d, "{max: 1}\nstart_timeout: 100ms")
+			fi := &fakeInstance{addr: "10.0.0.7:8080", done: make(chan struct{})}
+			in := &tailingInstance{fakeInstance: fi, lines: []string{"loading weights", "killed"}}
 			if !m.Adopt("f", 1, "f-bad", in, tt.await) {
 				t.Fatal("Adopt refused the current version")
 			}
 			waitFor(t, "the adopted instance failed", func() bool { return m.count(api.StateFailed) == 1 })
-			if !in.stopped() {
-				t.Error("an adopted instance that failed its probe was left running")
-			}
+			waitFor(t, "the failed adopted instance stopped", in.stopped)
 			ins, _ := m.Instances("f")
 			if len(ins) != 1 || !strings.Contains(ins[0].ExitError, tt.want) {
 				t.Errorf("instances %+v, want one failed saying %q", ins, tt.want)
 			}
+			if !slices.Equal(ins[0].LastLogs, []string{"loading weights", "killed"}) {
+				t.Errorf("last logs %q, want the adopted instance's", ins[0].LastLogs)
+			}
+			// Another leader's start failed, not this function's: no
+			// backoff, callers are not refused, and a start goes ahead.
+			if live, _, failing := m.Health("f"); failing != nil {
+				t.Errorf("Health = %d, %v after a failed adoption, want no failure", live, failing)
+			}
+			m.Reconcile("f", 1, time.Now())
+			waitFor(t, "a start after the failed adoption (no backoff)", func() bool { return d.starts() == 1 })
 		})
 	}
 }
@@ -150,3 +161,11 @@ func TestAdoptStartingStopped(t *testing.T) {
 	m.Remove(t.Context(), "f")
 	waitFor(t, "the adopted instance stopped", in.stopped)
 }
+
+// tailingInstance is a fakeInstance that keeps log lines (LogTailer).
+type tailingInstance struct {
+	*fakeInstance
+	lines []string
+}
+
+func (t *tailingInstance) Tail(n int) []string { return t.lines[max(len(t.lines)-n, 0):] }

@@ -49,8 +49,7 @@ func TestAdoptedConnectionCarriesFirstRequest(t *testing.T) {
 // An adopted connection the instance closed before the request is found
 // dead before anything is written, and the request goes on a new one.
 func TestAdoptedConnectionClosedByInstanceNotUsed(t *testing.T) {
-	up := newRawUpstream(t)
-	up.onAccept = func(n int64) bool { return n > 1 } // the probe's is closed at once
+	up := newRawUpstreamAccepting(t, func(n int64) bool { return n > 1 }) // the probe's is closed at once
 	p := New()
 	defer p.Close()
 	nc, err := net.Dial("tcp", up.addr())

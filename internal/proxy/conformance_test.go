@@ -68,11 +68,18 @@ type rawUpstream struct {
 
 func newRawUpstream(t testing.TB) *rawUpstream {
 	t.Helper()
+	return newRawUpstreamAccepting(t, nil)
+}
+
+// newRawUpstreamAccepting is newRawUpstream with onAccept set before the
+// accept loop starts (setting it after would race with the loop).
+func newRawUpstreamAccepting(t testing.TB, onAccept func(n int64) bool) *rawUpstream {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := &rawUpstream{ln: ln}
+	u := &rawUpstream{ln: ln, onAccept: onAccept}
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Add(1)

@@ -275,7 +275,7 @@ func (in *Instance) observe(p *corev1.Pod) error {
 			return terminated(st.Terminated)
 		case st.Waiting != nil && contains(imageReasons, st.Waiting.Reason):
 			return fmt.Errorf("%w: %w: image %s: %s: %s", driver.ErrExited, ErrImage, cs.Image, st.Waiting.Reason, st.Waiting.Message)
-		case st.Waiting != nil && contains(configReasons, st.Waiting.Reason) && !cacheLag(st.Waiting.Message):
+		case st.Waiting != nil && contains(configReasons, st.Waiting.Reason) && !cacheLag(st.Waiting.Reason, st.Waiting.Message):
 			return fmt.Errorf("%w: container cannot start: %s: %s", driver.ErrExited, st.Waiting.Reason, st.Waiting.Message)
 		case st.Waiting != nil && st.Waiting.Message != "":
 			in.setWaiting(waiting{reason: "container " + st.Waiting.Reason + ": " + st.Waiting.Message})
@@ -315,10 +315,12 @@ func (in *Instance) running(ip string) {
 // fails the sync with "failed to sync secret cache: timed out waiting for
 // the condition". A slow API server causes it with a Secret created just
 // before the Pod, and the kubelet's next sync (about 10 s later) starts
-// the container, so the start waits for that instead of failing.
-func cacheLag(msg string) bool {
-	rest, ok := strings.CutPrefix(msg, "failed to sync ")
-	return ok && strings.Contains(rest, " cache")
+// the container, so the start waits for that instead of failing. A
+// kubelet that never syncs (it cannot reach the API server) says the same
+// forever: that start fails at its start_timeout.
+func cacheLag(reason, msg string) bool {
+	return reason == "CreateContainerConfigError" &&
+		(strings.HasPrefix(msg, "failed to sync secret cache:") || strings.HasPrefix(msg, "failed to sync configmap cache:"))
 }
 
 func terminated(t *corev1.ContainerStateTerminated) error {

@@ -314,15 +314,21 @@ func TestStartOutlastsKubeletCacheLag(t *testing.T) {
 }
 
 func TestCacheLag(t *testing.T) {
-	for msg, want := range map[string]bool{
-		kubeletCacheLag: true,
-		"failed to sync configmap cache: timed out waiting for the condition": true,
-		`couldn't find key A in Secret ns/s`:                                  false,
-		`secret "s" not found`:                                                false,
-		"":                                                                    false,
+	for _, tt := range []struct {
+		reason, msg string
+		want        bool
+	}{
+		{"CreateContainerConfigError", kubeletCacheLag, true},
+		{"CreateContainerConfigError", "failed to sync configmap cache: timed out waiting for the condition", true},
+		{"CreateContainerConfigError", `couldn't find key A in Secret ns/s`, false},
+		{"CreateContainerConfigError", `secret "s" not found`, false},
+		{"CreateContainerConfigError", "failed to sync volume cache: x", false},
+		{"CreateContainerConfigError", "", false},
+		{"CreateContainerError", kubeletCacheLag, false},
+		{"RunContainerError", kubeletCacheLag, false},
 	} {
-		if got := cacheLag(msg); got != want {
-			t.Errorf("cacheLag(%q) = %v, want %v", msg, got, want)
+		if got := cacheLag(tt.reason, tt.msg); got != tt.want {
+			t.Errorf("cacheLag(%s, %q) = %v, want %v", tt.reason, tt.msg, got, tt.want)
 		}
 	}
 }
