@@ -53,7 +53,7 @@ func TestScaleFromZeroAndBack(t *testing.T) {
 	}
 
 	second := s.call("POST", "/v1/run/sim/predict", `{"echo": "two"}`)
-	if second.status != 200 || second.header.Get(api.HeaderColdStart) != "false" {
+	if second.status != 200 || second.header.Get(api.HeaderColdStart) != "" {
 		t.Fatalf("second call: %d cold=%q, want 200 warm", second.status, second.header.Get(api.HeaderColdStart))
 	}
 	if second.header.Get(api.HeaderInstance) != first.header.Get(api.HeaderInstance) {

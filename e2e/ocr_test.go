@@ -93,7 +93,7 @@ func TestOCRFunction(t *testing.T) {
 		t.Errorf("describe ocr lacks the measured cold-start table: %v\n%s", err, out2)
 	}
 	warm := post(img, "image/png")
-	if warm.status != 200 || warm.header.Get(api.HeaderColdStart) != "false" || warm.header.Get(api.HeaderInstance) != id {
+	if warm.status != 200 || warm.header.Get(api.HeaderColdStart) != "" || warm.header.Get(api.HeaderInstance) != id {
 		t.Errorf("warm OCR after bad input: %d cold=%q on %s, want 200 warm on %s", warm.status, warm.header.Get(api.HeaderColdStart), warm.header.Get(api.HeaderInstance), id)
 	}
 }

@@ -283,7 +283,7 @@ func runAPI(ctx context.Context, cfg config.Config, r role, logger *slog.Logger,
 		member.SetRoutes(routeSvc.Calls, routeSvc.Record)
 	}
 	gw := gateway.New(gateway.Options{Invoker: act, Registry: registryView{ctl}, Instances: instances,
-		Forwarder: px, Observer: obs, Routes: routeSvc, Secrets: db, Budgets: budgets,
+		Forwarder: px, Observer: obs, Costs: meter, Routes: routeSvc, Secrets: db, Budgets: budgets,
 		MaxPerFunction: cfg.MaxInstancesPerFunction, Inputs: drv.container, Versions: db,
 		Bodies: gateway.BodyLimits{PreRead: cfg.BodyPreReadBytes, Budget: cfg.BodyBufferBudget,
 			MinRate: cfg.MinBodyRate, Grace: 10 * time.Second},
@@ -359,12 +359,12 @@ func runAPI(ctx context.Context, cfg config.Config, r role, logger *slog.Logger,
 	jobsDone := make(chan error, 1)
 	go func() { jobsDone <- jobSvc.Run(jobsCtx) }()
 	srv := &http.Server{
-		// The handler chain, outermost first: the Ember-Cost-USD header
-		// (it sees the final status), the authenticator (identifies the
-		// key), per-key limits, then the gateway's router, which checks
-		// each route's right before its handler (function checks,
-		// per-function limits).
-		Handler:           usage.CostHeader(authenticate(limitKeys(gw)), meter),
+		// The handler chain, outermost first: the authenticator
+		// (identifies the key), per-key limits, then the gateway's
+		// router, which checks each route's right before its handler
+		// (function checks, per-function limits; an invocation's
+		// Ember-Cost-USD header is the gateway's).
+		Handler:           authenticate(limitKeys(gw)),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelDebug),

@@ -153,9 +153,7 @@ scaling: {min: 0, max: 8, concurrency: 4, idle_timeout: 3s}
 			return fmt.Errorf("%s: HTTP %d: %s", label, resp.StatusCode, body)
 		}
 		d.say("%s: %s in %s", label, strings.TrimSpace(string(body)), time.Since(start).Round(10*time.Microsecond))
-		d.say("   Ember-Cold-Start: %s  Ember-Instance: %s  Ember-Queue-Ms: %s",
-			resp.Header.Get(api.HeaderColdStart), resp.Header.Get(api.HeaderInstance), resp.Header.Get(api.HeaderQueueMs))
-		d.say("   Server-Timing: %s\n", resp.Header.Get(api.HeaderServerTiming))
+		d.say(" %s\n", slotHeaders(resp.Header))
 	}
 
 	const n = 40

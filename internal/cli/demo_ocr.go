@@ -57,7 +57,7 @@ func demoOCR(ctx context.Context, d *demo) error {
 			return fmt.Errorf("%s: %w: %s", label, err, body)
 		}
 		d.say("%s: recognised %q in %s (inference %.1f ms)", label, out.Text, time.Since(start).Round(100*time.Microsecond), out.Timings["total_ms"])
-		d.say("   Ember-Cold-Start: %s  Ember-Instance: %s", resp.Header.Get(api.HeaderColdStart), resp.Header.Get(api.HeaderInstance))
+		d.say(" %s", slotHeaders(resp.Header))
 		if resp.Header.Get(api.HeaderColdStart) == "true" {
 			ins, err := d.c.Instances(ctx, "ocr")
 			if err != nil {

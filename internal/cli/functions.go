@@ -469,13 +469,7 @@ queue time, Server-Timing) to stderr.`,
 			}
 			defer resp.Body.Close()
 			if verbose || resp.StatusCode >= 300 {
-				fmt.Fprintf(cmd.ErrOrStderr(), "HTTP %d", resp.StatusCode)
-				for _, k := range []string{api.HeaderColdStart, api.HeaderInstance, api.HeaderQueueMs, api.HeaderServerTiming} {
-					if v := resp.Header.Get(k); v != "" {
-						fmt.Fprintf(cmd.ErrOrStderr(), "  %s: %s", k, v)
-					}
-				}
-				fmt.Fprintln(cmd.ErrOrStderr())
+				fmt.Fprintf(cmd.ErrOrStderr(), "HTTP %d%s\n", resp.StatusCode, slotHeaders(resp.Header))
 			}
 			if resp.StatusCode >= 300 && resp.Header.Get(api.HeaderInstance) == "" {
 				return &exitError{code: 1, msg: client.ErrorFrom(resp).Error()}
@@ -650,4 +644,17 @@ func describeInputs(w io.Writer, schema json.RawMessage) {
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", n, typ, strings.Join(notes, ", "), p.Description)
 	}
 	tw.Flush()
+}
+
+// slotHeaders renders what an invocation's response says about its slot,
+// each header that is present as "  Name: value". A warm call that found
+// a free slot has no Ember-Cold-Start or Server-Timing.
+func slotHeaders(h http.Header) string {
+	var b strings.Builder
+	for _, k := range []string{api.HeaderColdStart, api.HeaderInstance, api.HeaderQueueMs, api.HeaderServerTiming} {
+		if v := h.Get(k); v != "" {
+			fmt.Fprintf(&b, "  %s: %s", k, v)
+		}
+	}
+	return b.String()
 }

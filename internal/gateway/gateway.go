@@ -73,6 +73,12 @@ type Observer interface {
 	Request(fn string, status int, d, queue time.Duration, cold bool)
 }
 
+// Coster prices a call's time on an instance for the Ember-Cost-USD
+// header (metering.Meter); ok is false for an instance it does not know.
+type Coster interface {
+	RequestCostByInstance(id string, service time.Duration) (usd float64, ok bool)
+}
+
 // Routes is the hybrid-routing service (internal/routing) as the gateway
 // mounts it: route management, and calls to a route's chosen target.
 type Routes interface {
@@ -108,6 +114,7 @@ type Gateway struct {
 	instances Instances
 	fwd       Forwarder
 	obs       Observer
+	costs     Coster
 	logger    *slog.Logger
 	now       func() time.Time
 	ready     atomic.Bool
@@ -142,6 +149,9 @@ type Options struct {
 	Forwarder Forwarder
 	// Observer records each invocation (nil: none).
 	Observer Observer
+	// Costs prices each call for its Ember-Cost-USD header (nil: no
+	// header).
+	Costs Coster
 	// Routes serves hybrid routes (nil: the route API answers
 	// routes_disabled).
 	Routes Routes
@@ -175,7 +185,7 @@ type FunctionVersions interface {
 // New builds the gateway.
 func New(opts Options) *Gateway {
 	g := &Gateway{inv: opts.Invoker, reg: opts.Registry, instances: opts.Instances, fwd: opts.Forwarder,
-		obs: opts.Observer, routes: opts.Routes, budgets: opts.Budgets, inputs: opts.Inputs, versions: opts.Versions, maxPerFunction: opts.MaxPerFunction,
+		obs: opts.Observer, costs: opts.Costs, routes: opts.Routes, budgets: opts.Budgets, inputs: opts.Inputs, versions: opts.Versions, maxPerFunction: opts.MaxPerFunction,
 		logger: opts.Logger, now: time.Now, limiter: ratelimit.New()}
 	if opts.Secrets != nil {
 		g.secrets = &secrets{store: opts.Secrets, now: g.now}
@@ -557,19 +567,11 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 	// with the instance. A call that finds a free slot (TryNow) needs no
 	// timer context: the forwarder sets the deadline on its connection.
 	deadline := g.now().Add(f.Timeout.D())
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &statusWriter{ResponseWriter: w, costs: g.costs, now: g.now, start: start}
 	forward := func(s activator.Slot) error {
 		slot = s
-		queueMs := formatQueueMs(s.Queue)
-		// One array holds the four values (this runs on every call; a
-		// Header.Set each would allocate four slices). The names are
-		// canonical.
-		v := &[4]string{strconv.FormatBool(s.Cold), s.Instance, queueMs, g.serverTiming(s, queueMs)}
-		h := w.Header()
-		h[api.HeaderColdStart] = v[0:1:1]
-		h[api.HeaderInstance] = v[1:2:2]
-		h[api.HeaderQueueMs] = v[2:3:3]
-		h[api.HeaderServerTiming] = v[3:4:4]
+		sw.slot = s
+		setSlotHeaders(w.Header(), s, g.serverTiming)
 		return g.fwd.ForwardUntil(sw, r, s.Addr, path, deadline)
 	}
 	done, err := g.inv.TryNow(name, forward)
@@ -588,6 +590,11 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 		return nil
 	}
 	w.Header().Del(api.HeaderServerTiming)
+	if slot.Instance != "" {
+		// The instance's time was spent: the error response says what
+		// it cost, as a success would have.
+		sw.setCost()
+	}
 	if body != nil {
 		// A streamed body that broke off (too large, too slow) aborted the
 		// instance's request: say why, not what the proxy saw.
@@ -620,15 +627,37 @@ func formatQueueMs(q time.Duration) string {
 
 const zeroQueueMs = "0.000"
 
-// serverTiming is the Server-Timing value for s; queueMs is the queue
-// time as the Ember-Queue-Ms header has it. A warm call's value is one
-// concatenation, or a constant when it did not queue (this runs on every
-// request).
+// setSlotHeaders sets what the slot says about the call on h, before the
+// instance's own headers: Ember-Instance and Ember-Queue-Ms on every call;
+// Ember-Cold-Start (true) and Server-Timing only on a call that waited for
+// a start or queued. A warm call that found a free slot carries two
+// headers, not four: each header costs Ember and every client parsing
+// work on every call, and past eight, net/http's header map grows (and is
+// cloned) at about twice the cost. Absent Ember-Cold-Start means warm.
+func setSlotHeaders(h http.Header, s activator.Slot, serverTiming func(activator.Slot, string) string) {
+	queueMs := formatQueueMs(s.Queue)
+	if !s.Cold && queueMs == zeroQueueMs {
+		// One array holds both values (a Header.Set each would allocate
+		// a slice each). The names are canonical.
+		v := &[2]string{s.Instance, zeroQueueMs}
+		h[api.HeaderInstance] = v[0:1:1]
+		h[api.HeaderQueueMs] = v[1:2:2]
+		return
+	}
+	v := &[4]string{s.Instance, queueMs, serverTiming(s, queueMs), "true"}
+	h[api.HeaderInstance] = v[0:1:1]
+	h[api.HeaderQueueMs] = v[1:2:2]
+	h[api.HeaderServerTiming] = v[2:3:3]
+	if s.Cold {
+		h[api.HeaderColdStart] = v[3:4:4]
+	}
+}
+
+// serverTiming is the Server-Timing value for s, a call that queued or
+// cold-started; queueMs is the queue time as the Ember-Queue-Ms header
+// has it.
 func (g *Gateway) serverTiming(s activator.Slot, queueMs string) string {
 	if !s.Cold {
-		if queueMs == zeroQueueMs {
-			return "queue;dur=" + zeroQueueMs
-		}
 		return "queue;dur=" + queueMs
 	}
 	var b strings.Builder
@@ -643,10 +672,16 @@ func (g *Gateway) serverTiming(s activator.Slot, queueMs string) string {
 }
 
 // statusWriter remembers the status written, so the gateway knows whether
-// the response has started.
+// the response has started, and adds the call's Ember-Cost-USD header
+// just before the final status goes out.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
+	costs  Coster           // nil: no cost header
+	now    func() time.Time // the gateway's clock
+	start  time.Time        // when the call arrived at invoke
+	slot   activator.Slot   // the slot the call was served from
+	costed bool
 }
 
 func (s *statusWriter) WriteHeader(code int) {
@@ -654,15 +689,34 @@ func (s *statusWriter) WriteHeader(code int) {
 	// do not start the response: its final status is still to come.
 	if s.status == 0 && code >= 200 {
 		s.status = code
+		s.setCost()
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
 func (s *statusWriter) Write(b []byte) (int, error) {
 	if s.status == 0 {
-		s.status = http.StatusOK
+		s.WriteHeader(http.StatusOK)
 	}
 	return s.ResponseWriter.Write(b)
+}
+
+// canonicalCost is api.HeaderCost as http.Header keys it, for a direct
+// assignment (Header.Set would canonicalize it on every call).
+const canonicalCost = "Ember-Cost-Usd"
+
+// setCost sets Ember-Cost-USD, once: the call's time on its instance so
+// far (since it arrived, less its queue wait), as the meter prices it.
+func (s *statusWriter) setCost() {
+	if s.costed || s.costs == nil || s.slot.Instance == "" {
+		return
+	}
+	s.costed = true
+	service := max(s.now().Sub(s.start)-s.slot.Queue, 0)
+	if usd, ok := s.costs.RequestCostByInstance(s.slot.Instance, service); ok {
+		var b [32]byte
+		s.Header()[canonicalCost] = []string{string(strconv.AppendFloat(b[:0], usd, 'f', 9, 64))}
+	}
 }
 
 // Unwrap lets http.ResponseController reach Flush on the real writer.
@@ -670,6 +724,9 @@ func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // Flush flushes the underlying writer (streaming responses).
 func (s *statusWriter) Flush() {
+	if s.status == 0 {
+		s.WriteHeader(http.StatusOK)
+	}
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}

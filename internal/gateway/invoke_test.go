@@ -17,6 +17,9 @@ func TestInvokeHeaderNamesCanonical(t *testing.T) {
 			t.Errorf("%q is not canonical (%q)", name, got)
 		}
 	}
+	if got := http.CanonicalHeaderKey(api.HeaderCost); got != canonicalCost {
+		t.Errorf("canonicalCost = %q, want %q", canonicalCost, got)
+	}
 }
 
 func TestSplitFunction(t *testing.T) {

@@ -11,7 +11,6 @@ import (
 	"math"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -300,76 +299,6 @@ func alternatives(cat *cost.Catalogue, hw string, f *spec.Function, u metering.B
 		}
 	}
 	return out
-}
-
-// CostHeader wraps next (the gateway) so that invocation responses carry
-// Ember-Cost-USD: the cost of the request's time on its instance up to the
-// moment the response headers go out. For a non-streaming model server that
-// is the whole request; a stream's later tokens are not in it (the usage
-// API has the exact figures). It reads the instance and queue wait from the
-// headers the gateway sets (Ember-Instance, Ember-Queue-Ms).
-func CostHeader(next http.Handler, costs RequestCoster) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !strings.HasPrefix(r.URL.Path, "/v1/run/") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		next.ServeHTTP(&costWriter{ResponseWriter: w, costs: costs, start: time.Now()}, r)
-	})
-}
-
-// RequestCoster prices a request's service time on an instance (metering.Meter).
-type RequestCoster interface {
-	RequestCostByInstance(id string, service time.Duration) (usd float64, ok bool)
-}
-
-type costWriter struct {
-	http.ResponseWriter
-	costs   RequestCoster
-	start   time.Time
-	written bool
-}
-
-// canonicalCost is api.HeaderCost as http.Header keys it, for a direct
-// assignment (Header.Set would canonicalize on every call).
-const canonicalCost = "Ember-Cost-Usd"
-
-func (c *costWriter) WriteHeader(code int) {
-	if !c.written {
-		c.written = true
-		h := c.Header()
-		if id := h.Get(api.HeaderInstance); id != "" {
-			// strconv, not fmt: this runs on every warm call, and
-			// Sscanf/Sprintf allocated five times per request.
-			queueMs, _ := strconv.ParseFloat(h.Get(api.HeaderQueueMs), 64)
-			service := time.Since(c.start) - time.Duration(queueMs*float64(time.Millisecond))
-			if usd, ok := c.costs.RequestCostByInstance(id, max(service, 0)); ok {
-				var b [32]byte
-				h[canonicalCost] = []string{string(strconv.AppendFloat(b[:0], usd, 'f', 9, 64))}
-			}
-		}
-	}
-	c.ResponseWriter.WriteHeader(code)
-}
-
-func (c *costWriter) Write(b []byte) (int, error) {
-	if !c.written {
-		c.WriteHeader(http.StatusOK)
-	}
-	return c.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach Flush on the real writer.
-func (c *costWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
-
-// Flush flushes the underlying writer (streaming responses).
-func (c *costWriter) Flush() {
-	if !c.written {
-		c.WriteHeader(http.StatusOK)
-	}
-	if f, ok := c.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
 }
 
 // budgetStatus is the wire form of a function's budget today.

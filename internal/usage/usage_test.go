@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -246,13 +245,5 @@ func TestUsageBudgetsFromElsewhere(t *testing.T) {
 	}
 	if len(rep.Functions) != 1 || rep.Functions[0].Budget == nil || rep.Functions[0].Budget.SpentUSD != 0.42 {
 		t.Fatalf("functions %+v: want the budget WithBudgets reports ($0.42 spent)", rep.Functions)
-	}
-}
-
-// TestCostHeaderKey: costWriter keys the Header map directly; the key must
-// be api.HeaderCost in the form Header.Get looks up.
-func TestCostHeaderKey(t *testing.T) {
-	if got := http.CanonicalHeaderKey(api.HeaderCost); got != canonicalCost {
-		t.Fatalf("canonicalCost = %q, want %q", canonicalCost, got)
 	}
 }
