@@ -296,6 +296,41 @@ func TestConformanceHopByHop(t *testing.T) {
 	}
 }
 
+// The response's Date is the front's own on both paths, not the
+// instance's (as nginx does).
+func TestConformanceDateIsTheFronts(t *testing.T) {
+	const stale = "Mon, 01 Jan 2001 00:00:00 GMT"
+	up := newRawUpstream(t)
+	up.reply = func(c net.Conn, _ *http.Request) bool {
+		_, err := io.WriteString(c, "HTTP/1.1 200 OK\r\nDate: "+stale+"\r\nX-Kept: 1\r\nContent-Length: 2\r\n\r\nok")
+		return err == nil
+	}
+	p := New()
+	defer p.Close()
+	fr := front(t, p, up.addr())
+	for _, tc := range []struct {
+		name string
+		body io.Reader
+	}{
+		{"lean", nil},
+		{"transport (streamed body)", io.MultiReader(strings.NewReader("x"))}, // unknown length
+	} {
+		req, _ := http.NewRequest("POST", fr.URL+"/d", tc.body)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if got := resp.Header.Values("Date"); len(got) != 1 || got[0] == stale {
+			t.Errorf("%s: Date %q, want the front's own, once", tc.name, got)
+		}
+		if resp.Header.Get("X-Kept") != "1" {
+			t.Errorf("%s: lost an end-to-end header: %v", tc.name, resp.Header)
+		}
+	}
+}
+
 // Response trailers reach the client; 103 Early Hints passes on before the
 // final status; a client's Expect: 100-continue is answered by the front
 // and never reaches the instance.

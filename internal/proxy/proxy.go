@@ -81,6 +81,7 @@ func New() *Proxy {
 			FilterHeader(pr.Out.Header)
 			pr.SetXForwarded()
 		},
+		ModifyResponse: dropDate,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			t := r.Context().Value(ctxKey{}).(*target)
 			var op *net.OpError
