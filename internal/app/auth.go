@@ -32,13 +32,13 @@ func secure(ctx context.Context, cfg config.Config, db auth.KeyEnsurer, gw *gate
 	for _, p := range auth.KeysPatterns() {
 		gw.Register(p, auth.RightAdmin, keys)
 	}
-	perKey := gw.Limiter().Middleware(time.Now, func(r *http.Request) []ratelimit.Spec {
+	perKey := gw.Limiter().Middleware(time.Now, func(r *http.Request) (ratelimit.Spec, bool) {
 		p := auth.FromContext(r.Context())
 		if p == nil || (p.RatePerSec == 0 && p.MaxConcurrency == 0) {
-			return nil
+			return ratelimit.Spec{}, false
 		}
-		return []ratelimit.Spec{{Kind: ratelimit.KindAPIKey, Key: p.KeyID, Name: p.Name,
-			Limit: ratelimit.Limit{Rate: p.RatePerSec, Burst: p.Burst, MaxConcurrency: p.MaxConcurrency}}}
+		return ratelimit.Spec{Kind: ratelimit.KindAPIKey, Key: p.KeyID, Name: p.Name,
+			Limit: ratelimit.Limit{Rate: p.RatePerSec, Burst: p.Burst, MaxConcurrency: p.MaxConcurrency}}, true
 	})
 	return a.Middleware, perKey, a, nil
 }

@@ -40,19 +40,23 @@ type Authenticator struct {
 	writeError func(w http.ResponseWriter, r *http.Request, err error)
 
 	mu    sync.Mutex // guards cache
-	cache map[string]cached
+	cache map[string]*cached
 }
 
 type cached struct {
-	key     Key
-	fetched time.Time
+	key Key
+	// principal is principalOf(&key), made once per fetch and shared by
+	// every call the entry serves (read-only): one allocation and two
+	// copies of the key fewer per call.
+	principal *Principal
+	fetched   time.Time
 }
 
 // New returns an Authenticator over store.
 func New(store KeyStore, opts Options) *Authenticator {
 	a := &Authenticator{
 		store: store, ttl: opts.CacheTTL, now: opts.Now,
-		logger: opts.Logger, writeError: opts.WriteError, cache: map[string]cached{},
+		logger: opts.Logger, writeError: opts.WriteError, cache: map[string]*cached{},
 	}
 	if a.ttl == 0 {
 		a.ttl = DefaultCacheTTL
@@ -109,7 +113,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (*Princ
 		return nil, ErrInvalidKey
 	}
 	now := a.now()
-	k, err := a.lookup(ctx, id, now)
+	c, err := a.lookup(ctx, id, now)
 	if errors.Is(err, ErrNotFound) {
 		return nil, ErrInvalidKey
 	}
@@ -119,6 +123,7 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (*Princ
 	}
 	// Compare before saying revoked/expired, so those answers are only
 	// given to holders of the real key.
+	k := &c.key
 	if !k.matches(secret) {
 		return nil, ErrInvalidKey
 	}
@@ -128,38 +133,42 @@ func (a *Authenticator) Authenticate(ctx context.Context, header string) (*Princ
 	case !k.ExpiresAt.IsZero() && !now.Before(k.ExpiresAt):
 		return nil, ErrKeyExpired
 	}
-	return principalOf(&k), nil
+	return c.principal, nil
 }
 
-func (a *Authenticator) lookup(ctx context.Context, id string, now time.Time) (Key, error) {
+// lookup returns key id's record and principal, from the cache while
+// fresh. The entry is shared: callers must not modify it.
+func (a *Authenticator) lookup(ctx context.Context, id string, now time.Time) (*cached, error) {
 	if a.ttl > 0 {
 		a.mu.Lock()
 		c, ok := a.cache[id]
 		a.mu.Unlock()
 		if ok && now.Sub(c.fetched) < a.ttl {
-			return c.key, nil
+			return c, nil
 		}
 	}
 	k, err := a.store.KeyByID(ctx, id)
 	if err != nil {
-		return Key{}, err
+		return nil, err
 	}
+	c := &cached{key: k, fetched: now}
+	c.principal = principalOf(&c.key)
 	if a.ttl > 0 {
 		a.mu.Lock()
-		a.cache[id] = cached{key: k, fetched: now}
+		a.cache[id] = c
 		// Only real key ids enter the cache (unknown ids return above), so
 		// it is bounded by the number of keys; still drop stale entries
 		// now and then so revoked keys do not linger.
 		if len(a.cache) > 1024 {
-			for cid, c := range a.cache {
-				if now.Sub(c.fetched) >= a.ttl {
+			for cid, e := range a.cache {
+				if now.Sub(e.fetched) >= a.ttl {
 					delete(a.cache, cid)
 				}
 			}
 		}
 		a.mu.Unlock()
 	}
-	return k, nil
+	return c, nil
 }
 
 // Create generates a key, stores its hash and returns the record and the

@@ -31,13 +31,18 @@ func BenchmarkMiddleware(b *testing.B) {
 	}
 	trivial := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	rl := ratelimit.New()
-	limited := rl.Middleware(time.Now, func(r *http.Request) []ratelimit.Spec {
+	// The key's limit and the function's, as Ember applies them: the
+	// per-key middleware, then the function's own.
+	byKey := rl.Middleware(time.Now, func(r *http.Request) (ratelimit.Spec, bool) {
 		p := FromContext(r.Context())
-		return []ratelimit.Spec{
-			{Key: "key:" + p.KeyID, Name: p.Name, Limit: ratelimit.Limit{Rate: p.RatePerSec, Burst: p.Burst, MaxConcurrency: p.MaxConcurrency}},
-			{Key: "fn:echo", Name: "echo", Limit: ratelimit.Limit{Rate: 1e9, Burst: 1 << 30}},
-		}
+		return ratelimit.Spec{Kind: ratelimit.KindAPIKey, Key: p.KeyID, Name: p.Name,
+			Limit: ratelimit.Limit{Rate: p.RatePerSec, Burst: p.Burst, MaxConcurrency: p.MaxConcurrency}}, true
 	})
+	byFunction := rl.Middleware(time.Now, func(*http.Request) (ratelimit.Spec, bool) {
+		return ratelimit.Spec{Kind: ratelimit.KindFunction, Key: "echo", Name: "echo",
+			Limit: ratelimit.Limit{Rate: 1e9, Burst: 1 << 30}}, true
+	})
+	limited := func(h http.Handler) http.Handler { return byKey(byFunction(h)) }
 	chains := []struct {
 		name string
 		h    http.Handler

@@ -151,16 +151,16 @@ func (b *bodyReader) failure(l BodyLimits) error {
 // prepareBody bounds r's body by maxBytes and, when it is small enough,
 // reads it whole before the caller takes an instance slot. It returns the
 // body reader to ask after the call why the body failed (nil when none is
-// left to read) and a release for the buffer budget, to call when the call
-// ends. A body already buffered (GetBody set: OpenAI endpoints, routes) is
+// left to read) and the bytes it holds of the buffer budget, for the
+// caller to give back when the call ends (a count, not a release func:
+// that was an allocation per call). A body already buffered (GetBody set: OpenAI endpoints, routes) is
 // left as it is.
-func (g *Gateway) prepareBody(w http.ResponseWriter, r *http.Request, maxBytes int64) (br *bodyReader, release func(), err error) {
-	release = func() {}
+func (g *Gateway) prepareBody(w http.ResponseWriter, r *http.Request, maxBytes int64) (br *bodyReader, held int64, err error) {
 	if r.ContentLength > maxBytes {
-		return nil, release, &http.MaxBytesError{Limit: maxBytes}
+		return nil, 0, &http.MaxBytesError{Limit: maxBytes}
 	}
 	if r.Body == nil || r.Body == http.NoBody || r.GetBody != nil {
-		return nil, release, nil
+		return nil, 0, nil
 	}
 	l := g.bodies
 	br = &bodyReader{r: r.Body, closer: r.Body, minRate: l.MinRate, grace: l.Grace, now: g.now}
@@ -181,21 +181,20 @@ func (g *Gateway) prepareBody(w http.ResponseWriter, r *http.Request, maxBytes i
 	want := min(l.PreRead, maxBytes)
 	if r.ContentLength >= 0 {
 		if r.ContentLength > l.PreRead {
-			return br, release, nil // streams, under the rate deadline
+			return br, 0, nil // streams, under the rate deadline
 		}
 		want = r.ContentLength
 	}
 	if want <= 0 && r.ContentLength != 0 {
-		return br, release, nil
+		return br, 0, nil
 	}
 	reserve := want
 	if r.ContentLength < 0 {
 		reserve = want + 1
 	}
 	if !g.budget.take(reserve) {
-		return nil, release, errBodyBudget(g.budget.max)
+		return nil, 0, errBodyBudget(g.budget.max)
 	}
-	release = func() { g.budget.give(reserve) }
 	var buf []byte
 	if r.ContentLength >= 0 {
 		buf = make([]byte, want)
@@ -204,17 +203,17 @@ func (g *Gateway) prepareBody(w http.ResponseWriter, r *http.Request, maxBytes i
 		buf, err = io.ReadAll(io.LimitReader(br, reserve))
 	}
 	if err != nil {
-		release()
+		g.budget.give(reserve)
 		if f := br.failure(l); f != nil {
-			return nil, func() {}, f
+			return nil, 0, f
 		}
-		return nil, func() {}, badRequest("reading request body: "+err.Error(), err)
+		return nil, 0, badRequest("reading request body: "+err.Error(), err)
 	}
 	if r.ContentLength < 0 && int64(len(buf)) > want {
 		// A chunked body larger than PreRead: what was read goes first,
 		// the rest streams. The reservation holds until the call ends.
 		r.Body = &prefixedBody{Reader: io.MultiReader(bytes.NewReader(buf), br), bodyReader: br}
-		return br, release, nil
+		return br, reserve, nil
 	}
 	// Whole body in hand: the instance gets it with a length, and no
 	// 100-continue dance (the client already sent it).
@@ -234,9 +233,9 @@ func (g *Gateway) prepareBody(w http.ResponseWriter, r *http.Request, maxBytes i
 	if used := int64(len(buf)); used < reserve {
 		// Free what a chunked body did not use of its reservation.
 		g.budget.give(reserve - used)
-		release = func() { g.budget.give(used) }
+		reserve = used
 	}
-	return nil, release, nil
+	return nil, reserve, nil
 }
 
 // prefixedBody replays the bytes read before the call, then the rest.

@@ -558,11 +558,13 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 	}
 	// The body is bounded and, when small, read before a slot is taken, so
 	// a slow sender holds no instance slot.
-	body, releaseBody, err := g.prepareBody(w, r, f.MaxBodyBytes)
+	body, held, err := g.prepareBody(w, r, f.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
-	defer releaseBody()
+	if held > 0 {
+		defer g.budget.give(held)
+	}
 	// The function's timeout bounds the wait for a slot and the exchange
 	// with the instance. A call that finds a free slot (TryNow) needs no
 	// timer context: the forwarder sets the deadline on its connection.

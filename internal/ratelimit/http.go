@@ -89,19 +89,20 @@ func (e *Error) ErrorKind() errkind.Kind  { return errkind.RateLimited }
 func (e *Error) ErrorCode() string        { return "rate_limited" }
 func (e *Error) SetHeaders(h http.Header) { e.Decision.SetHeaders(h) }
 
-// Middleware limits each request by the specs that specs returns for it
-// (nil or none: unlimited). Allowed requests get the RateLimit-* headers
-// and hold their concurrency slots until the handler returns; refused ones
-// get WriteTooMany. now is the clock (time.Now in production).
-func (l *Limiter) Middleware(now func() time.Time, specs func(*http.Request) []Spec) func(http.Handler) http.Handler {
+// Middleware limits each request by the spec that spec returns for it
+// (ok false: unlimited). Allowed requests get the RateLimit-* headers and
+// hold their concurrency slot until the handler returns; refused ones get
+// WriteTooMany. now is the clock (time.Now in production). One spec, not a
+// slice: this runs on every call, and a returned slice is an allocation.
+func (l *Limiter) Middleware(now func() time.Time, spec func(*http.Request) (Spec, bool)) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			ss := specs(r)
-			if len(ss) == 0 {
+			s, ok := spec(r)
+			if !ok {
 				next.ServeHTTP(w, r)
 				return
 			}
-			d, release := l.Acquire(now(), ss...)
+			d, release := l.Acquire(now(), s)
 			if !d.Allowed {
 				WriteTooMany(w, d)
 				return

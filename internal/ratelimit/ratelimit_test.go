@@ -161,12 +161,12 @@ func (c *clock) Add(d time.Duration) {
 func TestMiddleware429(t *testing.T) {
 	c := &clock{now: time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)}
 	l := New()
-	h := l.Middleware(c.Now, func(r *http.Request) []Spec {
+	h := l.Middleware(c.Now, func(r *http.Request) (Spec, bool) {
 		if r.URL.Path == "/free" {
-			return nil
+			return Spec{}, false
 		}
-		return []Spec{{Key: "key:" + r.Header.Get("X-Key"), Name: `API key "` + r.Header.Get("X-Key") + `"`,
-			Limit: Limit{Rate: 0.25, Burst: 2}}}
+		return Spec{Key: "key:" + r.Header.Get("X-Key"), Name: `API key "` + r.Header.Get("X-Key") + `"`,
+			Limit: Limit{Rate: 0.25, Burst: 2}}, true
 	})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }))
 	srv := httptest.NewServer(h)
 	defer srv.Close()
