@@ -23,6 +23,18 @@ type fastRoute struct {
 	wildcard string // "rest"
 	pattern  string // "/v1/run/{rest...}", for r.Pattern
 	h        http.Handler
+	right    Right       // the route's right, checked before rest
+	rest     RestHandler // the unguarded handler, when it takes the value as an argument
+}
+
+// RestHandler is a handler for a pattern that ends in a {name...}
+// wildcard and can take the wildcard's value as an argument. The fast
+// lane then passes the value instead of setting it on the request:
+// Request.SetPathValue on a request no ServeMux matched makes a map, on
+// every call. Served through the mux, ServeHTTP reads r.PathValue.
+type RestHandler interface {
+	http.Handler
+	ServeRest(w http.ResponseWriter, r *http.Request, rest string)
 }
 
 // patternParts splits a ServeMux pattern into method, host and path.
@@ -138,7 +150,8 @@ func (t *Table) rebuildFast() {
 			}
 		}
 		if !clash {
-			t.fast = append(t.fast, fastRoute{prefix: prefix, wildcard: wildcard, pattern: r.Pattern, h: t.handlers[r.Pattern]})
+			t.fast = append(t.fast, fastRoute{prefix: prefix, wildcard: wildcard, pattern: r.Pattern, h: t.handlers[r.Pattern],
+				right: r.Right, rest: t.rest[r.Pattern]})
 		}
 	}
 }
@@ -160,6 +173,15 @@ func (t *Table) fastServe(w http.ResponseWriter, r *http.Request) bool {
 			rest = v // as ServeMux unescapes a {name...} value
 		}
 		r.Pattern = f.pattern
+		if f.rest != nil {
+			// The guard's check, then the handler with the value.
+			if err := t.allow(r.Context(), f.right); err != nil {
+				t.deny(w, r, err)
+				return true
+			}
+			f.rest.ServeRest(w, r, rest)
+			return true
+		}
 		r.SetPathValue(f.wildcard, rest)
 		f.h.ServeHTTP(w, r)
 		return true

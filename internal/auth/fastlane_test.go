@@ -15,16 +15,36 @@ func echo(wildcard string) http.Handler {
 	})
 }
 
+// restEcho is echo("rest") as an auth.RestHandler: the lane passes the
+// value, the mux sets it on the request, and both answer the same.
+type restEcho struct{}
+
+func (restEcho) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	io.WriteString(w, r.Pattern+" | "+r.PathValue("rest"))
+}
+
+func (restEcho) ServeRest(w http.ResponseWriter, r *http.Request, rest string) {
+	if r.PathValue("rest") != "" {
+		panic("the lane set the path value it passes") // it costs a map per call
+	}
+	io.WriteString(w, r.Pattern+" | "+rest)
+}
+
 // gatewayLike is a table shaped like the gateway's: method routes beside
 // the one method-less catch-all under /v1/run/.
 func gatewayLike(extra ...string) *Table {
+	return gatewayWith(echo("rest"), extra...)
+}
+
+// gatewayWith is gatewayLike with run as the /v1/run/{rest...} handler.
+func gatewayWith(run http.Handler, extra ...string) *Table {
 	tab := NewTable(nil)
 	for _, p := range []string{"/", "GET /healthz", "/v1/chat/completions", "GET /v1/functions/{rest...}",
 		"DELETE /v1/functions/{rest...}", "POST /v1/functions/{name}/batch", "GET /v1/models/{id...}",
 		"POST /v1/models/{owner}/{name}/predictions", "GET /ui/{$}", "GET /ui/assets/", "GET /v1/predictions/{id}"} {
 		tab.Register(p, RightPublic, echo("rest"))
 	}
-	tab.Register("/v1/run/{rest...}", RightInvoke, echo("rest"))
+	tab.Register("/v1/run/{rest...}", RightInvoke, run)
 	for _, p := range extra {
 		tab.Register(p, RightPublic, echo("rest"))
 	}
@@ -43,6 +63,8 @@ func TestFastLaneAgreesWithMux(t *testing.T) {
 		wantFast bool
 	}{
 		"gateway":              {gatewayLike(), true},
+		"rest handler":         {gatewayWith(restEcho{}), true},
+		"rest handler, clash":  {gatewayWith(restEcho{}, "POST /v1/run/special"), false},
 		"literal under prefix": {gatewayLike("POST /v1/run/special"), false},
 		"wildcard over prefix": {gatewayLike("/v1/{kind}/{all...}"), false},
 		"subtree at prefix":    {gatewayLike("GET /v1/run/"), false},
@@ -72,12 +94,20 @@ func TestFastLaneAgreesWithMux(t *testing.T) {
 // TestFastLaneKeepsTheGuard: a request the lane serves still passes its
 // route's right check.
 func TestFastLaneKeepsTheGuard(t *testing.T) {
-	tab := gatewayLike()
-	tab.Enforce(false)
-	w := httptest.NewRecorder()
-	tab.ServeHTTP(w, httptest.NewRequest("POST", "/v1/run/sim/predict", nil))
-	if w.Code != http.StatusUnauthorized {
-		t.Fatalf("no key through the lane: %d %s, want 401", w.Code, w.Body)
+	for name, run := range map[string]http.Handler{"handler": echo("rest"), "rest handler": restEcho{}} {
+		tab := gatewayWith(run)
+		tab.Enforce(false)
+		w := httptest.NewRecorder()
+		tab.ServeHTTP(w, httptest.NewRequest("POST", "/v1/run/sim/predict", nil))
+		if w.Code != http.StatusUnauthorized {
+			t.Errorf("%s: no key through the lane: %d %s, want 401", name, w.Code, w.Body)
+		}
+		w = httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/v1/run/sim/predict", nil)
+		tab.ServeHTTP(w, req.WithContext(NewContext(req.Context(), &Principal{Scope: ScopeInvoke})))
+		if w.Code != http.StatusOK || w.Body.String() != "/v1/run/{rest...} | sim/predict" {
+			t.Errorf("%s: with an invoke key through the lane: %d %q", name, w.Code, w.Body)
+		}
 	}
 }
 

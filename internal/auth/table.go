@@ -63,6 +63,7 @@ type Table struct {
 	mux      *http.ServeMux
 	rows     []Route
 	handlers map[string]http.Handler // by pattern, guarded: for the fast lane
+	rest     map[string]RestHandler  // by pattern, unguarded: those that take a wildcard's value
 	fast     []fastRoute             // fastlane.go
 	deny     func(w http.ResponseWriter, r *http.Request, err error)
 	// Set by Enforce before serving; read-only afterwards.
@@ -77,7 +78,7 @@ func NewTable(deny func(w http.ResponseWriter, r *http.Request, err error)) *Tab
 	if deny == nil {
 		deny = func(w http.ResponseWriter, _ *http.Request, err error) { WriteError(w, err) }
 	}
-	return &Table{mux: http.NewServeMux(), deny: deny, handlers: map[string]http.Handler{}}
+	return &Table{mux: http.NewServeMux(), deny: deny, handlers: map[string]http.Handler{}, rest: map[string]RestHandler{}}
 }
 
 // Enforce turns the checks on; openMetrics makes RightMetrics routes
@@ -97,6 +98,9 @@ func (t *Table) Register(pattern string, right Right, h http.Handler) {
 	t.mux.Handle(pattern, g)
 	t.rows = append(t.rows, Route{Pattern: pattern, Right: right})
 	t.handlers[pattern] = g
+	if rh, ok := h.(RestHandler); ok {
+		t.rest[pattern] = rh
+	}
 	t.rebuildFast()
 }
 

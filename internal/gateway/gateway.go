@@ -290,7 +290,7 @@ func (g *Gateway) register() {
 	m.Register("GET /v1/functions", auth.RightAdmin, g.wrap(g.list))
 	m.Register("GET /v1/functions/{rest...}", auth.RightAdmin, g.wrap(g.getFunction))
 	m.Register("DELETE /v1/functions/{rest...}", auth.RightAdmin, g.wrap(g.deleteFunction))
-	m.Register("/v1/run/{rest...}", auth.RightInvoke, http.HandlerFunc(g.run))
+	m.Register("/v1/run/{rest...}", auth.RightInvoke, runHandler{g})
 	// Hybrid routes (internal/routing, mounted in routes.go) and the
 	// OpenAI-compatible endpoints (models.go).
 	m.Register("POST /v1/routes", auth.RightAdmin, g.wrap(g.applyRoute))
@@ -495,10 +495,22 @@ func (g *Gateway) withStatus(rec api.Function) api.Function {
 	return rec
 }
 
-// run forwards any method on /v1/run/{name}/{path...} to an instance, or,
-// when name is a route, to the target the route chooses.
-func (g *Gateway) run(w http.ResponseWriter, r *http.Request) {
-	rest := r.PathValue("rest")
+// runHandler serves /v1/run/{rest...}. The table's fast lane hands it
+// rest as an argument (auth.RestHandler); the mux, as a path value.
+type runHandler struct{ g *Gateway }
+
+func (h runHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.g.run(w, r, r.PathValue("rest"))
+}
+
+func (h runHandler) ServeRest(w http.ResponseWriter, r *http.Request, rest string) {
+	h.g.run(w, r, rest)
+}
+
+// run forwards any method on /v1/run/{name}/{path...} (rest is
+// {name}/{path...}) to an instance, or, when name is a route, to the
+// target the route chooses.
+func (g *Gateway) run(w http.ResponseWriter, r *http.Request, rest string) {
 	name, path, ok := g.splitFunction(rest)
 	var err error
 	switch {
@@ -684,6 +696,7 @@ type statusWriter struct {
 	start  time.Time        // when the call arrived at invoke
 	slot   activator.Slot   // the slot the call was served from
 	costed bool
+	cost   [1]string // Ember-Cost-USD's value, held here: one allocation less per call
 }
 
 func (s *statusWriter) WriteHeader(code int) {
@@ -717,7 +730,8 @@ func (s *statusWriter) setCost() {
 	service := max(s.now().Sub(s.start)-s.slot.Queue, 0)
 	if usd, ok := s.costs.RequestCostByInstance(s.slot.Instance, service); ok {
 		var b [32]byte
-		s.Header()[canonicalCost] = []string{string(strconv.AppendFloat(b[:0], usd, 'f', 9, 64))}
+		s.cost[0] = string(strconv.AppendFloat(b[:0], usd, 'f', 9, 64))
+		s.Header()[canonicalCost] = s.cost[:]
 	}
 }
 
