@@ -546,7 +546,10 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 	}
 	start := g.now()
 	status := 0
-	var slot activator.Slot // the slot served from, once there is one
+	// sw.slot is the slot served from, once there is one. (Kept there
+	// rather than in a variable that forward below assigns: that variable
+	// would move to the heap, one allocation per call.)
+	sw := &statusWriter{ResponseWriter: w, costs: g.costs, now: g.now, start: start}
 	defer func() {
 		if g.obs == nil {
 			return
@@ -554,7 +557,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 		if err != nil {
 			status = problem.Classify(err, g.now()).Status
 		}
-		g.obs.Request(name, status, g.now().Sub(start), slot.Queue, slot.Cold)
+		g.obs.Request(name, status, g.now().Sub(start), sw.slot.Queue, sw.slot.Cold)
 	}()
 	release, err := g.limitFunction(name)
 	if err != nil {
@@ -581,9 +584,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 	// with the instance. A call that finds a free slot (TryNow) needs no
 	// timer context: the forwarder sets the deadline on its connection.
 	deadline := g.now().Add(f.Timeout.D())
-	sw := &statusWriter{ResponseWriter: w, costs: g.costs, now: g.now, start: start}
 	forward := func(s activator.Slot) error {
-		slot = s
 		sw.slot = s
 		setSlotHeaders(w.Header(), s, g.serverTiming)
 		return g.fwd.ForwardUntil(sw, r, s.Addr, path, deadline)
@@ -604,7 +605,7 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 		return nil
 	}
 	w.Header().Del(api.HeaderServerTiming)
-	if slot.Instance != "" {
+	if sw.slot.Instance != "" {
 		// The instance's time was spent: the error response says what
 		// it cost, as a success would have.
 		sw.setCost()
@@ -617,11 +618,11 @@ func (g *Gateway) invoke(w http.ResponseWriter, r *http.Request, name, path stri
 		}
 	}
 	var ue *proxy.UpstreamError
-	if errors.As(err, &ue) && slot.Instance != "" {
+	if errors.As(err, &ue) && sw.slot.Instance != "" {
 		// Say why the instance failed when it died under us.
-		if exitErr, dead := g.instances.Exited(slot.Instance, 250*time.Millisecond); dead {
+		if exitErr, dead := g.instances.Exited(sw.slot.Instance, 250*time.Millisecond); dead {
 			err = &errkind.Error{Kind: errkind.Upstream, Code: "instance_exited",
-				Msg: fmt.Sprintf("instance %s exited mid-request: %v; the next request starts a fresh instance", slot.Instance, exitErr), Err: err}
+				Msg: fmt.Sprintf("instance %s exited mid-request: %v; the next request starts a fresh instance", sw.slot.Instance, exitErr), Err: err}
 		}
 	}
 	return err
