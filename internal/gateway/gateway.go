@@ -648,7 +648,9 @@ const zeroQueueMs = "0.000"
 // a start or queued. A warm call that found a free slot carries two
 // headers, not four: each header costs Ember and every client parsing
 // work on every call, and past eight, net/http's header map grows (and is
-// cloned) at about twice the cost. Absent Ember-Cold-Start means warm.
+// cloned) at about three times the cost. Absent Ember-Cold-Start means
+// warm. Headers an earlier target set are removed (a route that falls
+// back calls invoke again on the same response).
 func setSlotHeaders(h http.Header, s activator.Slot, serverTiming func(activator.Slot, string) string) {
 	queueMs := formatQueueMs(s.Queue)
 	if !s.Cold && queueMs == zeroQueueMs {
@@ -657,6 +659,8 @@ func setSlotHeaders(h http.Header, s activator.Slot, serverTiming func(activator
 		v := &[2]string{s.Instance, zeroQueueMs}
 		h[api.HeaderInstance] = v[0:1:1]
 		h[api.HeaderQueueMs] = v[1:2:2]
+		delete(h, api.HeaderColdStart)
+		delete(h, api.HeaderServerTiming)
 		return
 	}
 	v := &[4]string{s.Instance, queueMs, serverTiming(s, queueMs), "true"}
@@ -665,6 +669,8 @@ func setSlotHeaders(h http.Header, s activator.Slot, serverTiming func(activator
 	h[api.HeaderServerTiming] = v[2:3:3]
 	if s.Cold {
 		h[api.HeaderColdStart] = v[3:4:4]
+	} else {
+		delete(h, api.HeaderColdStart)
 	}
 }
 
@@ -733,6 +739,8 @@ func (s *statusWriter) setCost() {
 		var b [32]byte
 		s.cost[0] = string(strconv.AppendFloat(b[:0], usd, 'f', 9, 64))
 		s.Header()[canonicalCost] = s.cost[:]
+	} else {
+		delete(s.Header(), canonicalCost) // an earlier target's, on a route's fallback
 	}
 }
 

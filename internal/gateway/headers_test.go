@@ -149,3 +149,49 @@ func TestInvokeHeaders(t *testing.T) {
 		})
 	}
 }
+
+// TestInvokeHeadersAfterAFailedTarget: a route that falls back calls
+// invoke again on the same response; what the first target's slot said
+// (a cold start, its timing, its cost) must not stay on the answer of the
+// second.
+func TestInvokeHeadersAfterAFailedTarget(t *testing.T) {
+	cold := activator.Slot{Instance: "sim-1", Addr: "127.0.0.1:1", Cold: true, Queue: 3 * time.Millisecond}
+	warm := activator.Slot{Instance: "sim-2", Addr: "127.0.0.1:2"}
+	failed := forwarderFunc(func(http.ResponseWriter) error {
+		return &proxy.UpstreamError{Addr: "127.0.0.1:1", Err: errors.New("connection reset")}
+	})
+	answer := forwarderFunc(func(w http.ResponseWriter) error {
+		_, err := io.WriteString(w, "ok")
+		return err
+	})
+	newGateway := func(slot activator.Slot, fwd forwarderFunc, known string) *Gateway {
+		return New(Options{
+			Invoker:   slotInvoker{slot: slot, wait: slot.Cold},
+			Instances: oneFunction{fn: &spec.Function{Name: "sim", Timeout: spec.Duration(time.Minute), MaxBodyBytes: 1 << 20}},
+			Forwarder: fwd,
+			Costs:     flatCoster{known: known},
+			Logger:    slog.New(slog.DiscardHandler),
+		})
+	}
+	rec := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodPost, "/v1/run/sim/predict", nil)
+	if err := newGateway(cold, failed, "sim-1").invoke(rec, r, "sim", "/predict", false); err == nil {
+		t.Fatal("the first target's failure was not returned")
+	}
+	if rec.Header().Get(api.HeaderColdStart) != "true" || rec.Header().Get(api.HeaderCost) == "" {
+		t.Fatalf("after the cold failure: %v, want its cold start and cost", rec.Header())
+	}
+	// The second target's meter does not know its instance: no cost.
+	if err := newGateway(warm, answer, "other").invoke(rec, r, "sim", "/predict", false); err != nil {
+		t.Fatal(err)
+	}
+	h := rec.Result().Header
+	for _, name := range []string{api.HeaderColdStart, api.HeaderServerTiming, api.HeaderCost} {
+		if v := h.Get(name); v != "" {
+			t.Errorf("%s = %q on the second target's answer, left from the first", name, v)
+		}
+	}
+	if got := h.Get(api.HeaderInstance); got != "sim-2" {
+		t.Errorf("%s = %q, want sim-2", api.HeaderInstance, got)
+	}
+}
