@@ -711,9 +711,29 @@ func (s *statusWriter) WriteHeader(code int) {
 	// do not start the response: its final status is still to come.
 	if s.status == 0 && code >= 200 {
 		s.status = code
+		s.ownSlotHeaders()
 		s.setCost()
 	}
 	s.ResponseWriter.WriteHeader(code)
+}
+
+// ownSlotHeaders keeps the slot headers Ember's alone: the forwarders add
+// the instance's headers after the gateway's, so an instance could
+// otherwise append to Ember-Instance or Ember-Queue-Ms, or, on a warm
+// call that carries no Ember-Cold-Start, send its own.
+func (s *statusWriter) ownSlotHeaders() {
+	if s.slot.Instance == "" {
+		return // not forwarded: nothing of the instance's here
+	}
+	h := s.Header()
+	for _, k := range [...]string{api.HeaderInstance, api.HeaderQueueMs, api.HeaderColdStart} {
+		if v := h[k]; len(v) > 1 {
+			h[k] = v[:1:1]
+		}
+	}
+	if !s.slot.Cold {
+		delete(h, api.HeaderColdStart)
+	}
 }
 
 func (s *statusWriter) Write(b []byte) (int, error) {

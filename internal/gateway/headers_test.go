@@ -86,6 +86,11 @@ func TestInvokeHeaders(t *testing.T) {
 	cold.Cold = true
 	answer := func(w http.ResponseWriter) error {
 		w.Header().Set("Content-Type", "text/plain")
+		// An instance's own claims, added after the gateway's headers as
+		// the forwarders add them: they never reach the caller.
+		w.Header().Add(api.HeaderColdStart, "true")
+		w.Header().Add(api.HeaderInstance, "forged")
+		w.Header().Add(api.HeaderQueueMs, "9999")
 		w.WriteHeader(http.StatusOK)
 		_, err := io.WriteString(w, "ok")
 		return err
@@ -132,6 +137,11 @@ func TestInvokeHeaders(t *testing.T) {
 			h := rec.Result().Header
 			if rec.Code != tc.status {
 				t.Fatalf("status %d, want %d: %s", rec.Code, tc.status, rec.Body)
+			}
+			for _, name := range []string{api.HeaderInstance, api.HeaderQueueMs, api.HeaderColdStart} {
+				if vv := h.Values(name); len(vv) > 1 {
+					t.Errorf("%s = %q: the instance's value reached the caller", name, vv)
+				}
 			}
 			for name, want := range map[string]string{
 				api.HeaderInstance:     "sim-1",
