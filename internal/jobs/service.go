@@ -333,7 +333,16 @@ func (s *Service) newRecord(req SubmitRequest, now time.Time) (*Record, error) {
 func (s *Service) Get(ctx context.Context, id string) (*api.Prediction, error) {
 	var p *api.Prediction
 	if j := s.liveJob(id); j != nil {
-		p = j.prediction(s)
+		j.mu.Lock()
+		r := j.snapshotLocked()
+		j.mu.Unlock()
+		// A job that has just finished stays live until it leaves the
+		// set, after its waiters were woken: the stored record's
+		// retention rule applies to it too.
+		if err := s.expired(&r, s.clock.Now()); err != nil {
+			return nil, err
+		}
+		p = s.toPrediction(&r)
 	} else {
 		r, err := s.store.Get(ctx, id)
 		if err != nil {
