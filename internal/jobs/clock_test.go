@@ -75,6 +75,21 @@ func (c *fakeClock) Advance(d time.Duration) {
 	}
 }
 
+// armed reports whether a timer is due exactly d from now. A loop that
+// re-arms its timer on its own goroutine after each tick has done so once
+// this is true; an Advance before that would pass with nothing to fire.
+func (c *fakeClock) armed(d time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at := c.now.Add(d)
+	for _, t := range c.timers {
+		if t.at.Equal(at) {
+			return true
+		}
+	}
+	return false
+}
+
 func (t *fakeTimer) fire(now time.Time) {
 	if t.f != nil {
 		go t.f()

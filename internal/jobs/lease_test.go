@@ -196,6 +196,10 @@ func TestLeaseExpiredJobRetriedByAnotherWorker(t *testing.T) {
 
 	// Before the lease ends B leaves the job alone; after, it claims it.
 	clockB.Advance(29 * time.Second)
+	// B's claim loop re-arms its timer (ClaimInterval) on its own
+	// goroutine after that tick; advancing before it has would fire
+	// nothing, and B would never claim.
+	eventually(t, "B's claim timer re-armed", func() bool { return clockB.armed(time.Second) })
 	clockB.Advance(2 * time.Second)
 	<-invB.entered
 	eventually(t, "B's attempt 2 recorded", func() bool {
