@@ -60,7 +60,11 @@ type upConn struct {
 
 	peekFn   func(fd uintptr) bool // alive's callback, bound once
 	peekIdle bool
+	abortFn  func() // exchange's AfterFunc callback, bound once
 }
+
+// abort unblocks whatever an exchange on c waits on: its caller is gone.
+func (c *upConn) abort() { c.nc.SetDeadline(aLongTimeAgo) }
 
 // limitedReader is io.LimitedReader that can be re-armed without allocating.
 type limitedReader struct {
@@ -152,6 +156,7 @@ func (p *connPool) wrap(nc net.Conn, addr string) *upConn {
 	c.bw = bufio.NewWriterSize(&c.sent, 4<<10)
 	c.idle = time.AfterFunc(p.timeout, c.expire)
 	c.idle.Stop()
+	c.abortFn = c.abort
 	return c
 }
 
@@ -357,8 +362,10 @@ func (p *Proxy) exchange(b bound, w http.ResponseWriter, r *http.Request, c *upC
 		}
 		c.until = b.deadline
 	}
-	// Client gone: unblock whatever the exchange is waiting on.
-	stop := context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+	// Client gone: unblock whatever the exchange is waiting on. (The
+	// callback is bound once per connection: a closure here would be an
+	// allocation per call.)
+	stop := context.AfterFunc(ctx, c.abortFn)
 	keep := false
 	defer func() {
 		if !stop() || !keep {
@@ -596,9 +603,10 @@ func writeRequest(bw *bufio.Writer, r *http.Request, addr, path string) error {
 		bw.WriteString("X-Forwarded-Proto: http\r\n")
 	}
 	if r.ContentLength > 0 || methodHasBody(r.Method) {
-		var num [20]byte
 		bw.WriteString("Content-Length: ")
-		bw.Write(strconv.AppendInt(num[:0], r.ContentLength, 10))
+		// Formatted into the writer's own buffer: a local array would
+		// escape through bw.Write, an allocation per call.
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), r.ContentLength, 10))
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("\r\n")

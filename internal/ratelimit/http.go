@@ -38,7 +38,22 @@ func (d Decision) SetHeaders(h http.Header) {
 	if d.Limit > 0 {
 		// One array for the three values: this runs on every limited
 		// call, and a Set each would allocate three slices.
-		v := &[3]string{strconv.Itoa(d.Limit), strconv.Itoa(d.Remaining), strconv.Itoa(seconds(d.Reset))}
+		v := &[3]string{}
+		reset := seconds(d.Reset)
+		if d.Limit < 100 && d.Remaining < 100 && reset < 100 {
+			// strconv keeps these as constants: no allocation.
+			v[0], v[1], v[2] = strconv.Itoa(d.Limit), strconv.Itoa(d.Remaining), strconv.Itoa(reset)
+		} else {
+			// One string holds all three digits runs, each value a
+			// substring of it: one allocation, not one per value.
+			var buf [3 * 20]byte
+			b := strconv.AppendInt(buf[:0], int64(d.Limit), 10)
+			i := len(b)
+			b = strconv.AppendInt(b, int64(d.Remaining), 10)
+			j := len(b)
+			s := string(strconv.AppendInt(b, int64(reset), 10))
+			v[0], v[1], v[2] = s[:i], s[i:j], s[j:]
+		}
 		h[canonicalLimit], h[canonicalRemaining], h[canonicalReset] = v[0:1:1], v[1:2:2], v[2:3:3]
 	}
 	if !d.Allowed {

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -274,6 +275,31 @@ func TestCanonicalNames(t *testing.T) {
 	Decision{Allowed: true, Limit: 10, Remaining: 7, Reset: 300 * time.Millisecond}.SetHeaders(h)
 	if h.Get(HeaderLimit) != "10" || h.Get(HeaderRemaining) != "7" || h.Get(HeaderReset) != "1" || len(h) != 3 {
 		t.Errorf("headers = %v, want limit 10, remaining 7, reset 1", h)
+	}
+}
+
+// TestSetHeadersValues: small values and large ones are formatted by
+// different code (constants, or substrings of one string); both must say
+// the same numbers.
+func TestSetHeadersValues(t *testing.T) {
+	for _, tc := range []struct {
+		limit, remaining int
+		reset            time.Duration
+		want             [3]string
+	}{
+		{10, 7, 300 * time.Millisecond, [3]string{"10", "7", "1"}},
+		{99, 99, 99 * time.Second, [3]string{"99", "99", "99"}},
+		{100, 0, 0, [3]string{"100", "0", "0"}},
+		{1000000, 999999, time.Second, [3]string{"1000000", "999999", "1"}},
+		{5, 4, 100 * time.Second, [3]string{"5", "4", "100"}},
+		{math.MaxInt64, math.MaxInt64 - 1, 3 * time.Hour, [3]string{"9223372036854775807", "9223372036854775806", "10800"}},
+	} {
+		h := http.Header{}
+		Decision{Allowed: true, Limit: tc.limit, Remaining: tc.remaining, Reset: tc.reset}.SetHeaders(h)
+		got := [3]string{h.Get(HeaderLimit), h.Get(HeaderRemaining), h.Get(HeaderReset)}
+		if got != tc.want || len(h) != 3 {
+			t.Errorf("limit %d remaining %d reset %s: headers %v, want %v", tc.limit, tc.remaining, tc.reset, h, tc.want)
+		}
 	}
 }
 
