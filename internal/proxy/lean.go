@@ -61,6 +61,11 @@ type upConn struct {
 	peekFn   func(fd uintptr) bool // alive's callback, bound once
 	peekIdle bool
 	abortFn  func() // exchange's AfterFunc callback, bound once
+
+	// A plain response's parts (readResponse), reused: one exchange at a
+	// time uses a connection.
+	resp http.Response
+	body plainBody
 }
 
 // abort unblocks whatever an exchange on c waits on: its caller is gone.
@@ -390,7 +395,7 @@ func (p *Proxy) exchange(b bound, w http.ResponseWriter, r *http.Request, c *upC
 	for first := true; ; first = false {
 		c.limit.n = maxResponseHeaderBytes
 		var err error
-		resp, err = http.ReadResponse(c.br, &c.req)
+		resp, err = c.readResponse(r.Method)
 		if err != nil {
 			if first && reused && b.err() == nil && safeMethod(r.Method) && c.limit.n == maxResponseHeaderBytes &&
 				(errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)) {
