@@ -379,6 +379,44 @@ func TestConformanceTrailersAnd1xx(t *testing.T) {
 	}
 }
 
+// An instance may send a few informational responses before its answer,
+// as net/http's transport allows, but not an endless run of them (each
+// re-arms the bound on response headers).
+func TestConformance1xxBounded(t *testing.T) {
+	for _, tc := range []struct {
+		hints int
+		want  int
+	}{
+		{max1xxResponses, http.StatusOK},
+		{max1xxResponses + 1, http.StatusBadGateway},
+	} {
+		up := newRawUpstream(t)
+		up.reply = func(c net.Conn, _ *http.Request) bool {
+			_, err := io.WriteString(c, strings.Repeat("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n", tc.hints)+
+				"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+			return err == nil
+		}
+		p := New()
+		fr := front(t, p, up.addr())
+		var early int
+		trace := &httptrace.ClientTrace{Got1xxResponse: func(int, textproto.MIMEHeader) error { early++; return nil }}
+		req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", fr.URL+"/h", nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		p.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("%d hints: status %d (%q), want %d", tc.hints, resp.StatusCode, b, tc.want)
+		}
+		if tc.want == http.StatusOK && (string(b) != "ok" || early != tc.hints) {
+			t.Errorf("%d hints: body %q, client saw %d of them", tc.hints, b, early)
+		}
+	}
+}
+
 // A streamed (SSE) answer reaches the client event by event: the first
 // event arrives while the instance is still holding the second back.
 func TestConformanceStreamingFlush(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -38,6 +39,12 @@ import (
 // transport, which writes and reads concurrently, so an instance that
 // answers before reading everything cannot stall the write.
 const leanMaxBody = 64 << 10
+
+// max1xxResponses bounds the informational responses (103 Early Hints
+// and the like) one exchange passes on before its final status, as
+// net/http's transport does: each re-arms the header bound, so without
+// it an instance could send them until the deadline.
+const max1xxResponses = 5
 
 // maxResponseHeaderBytes bounds an instance's response headers (the
 // transport's default is 1 MiB; the lean path is stricter).
@@ -392,7 +399,11 @@ func (p *Proxy) exchange(b bound, w http.ResponseWriter, r *http.Request, c *upC
 	}
 	c.req.Method = r.Method
 	var resp *http.Response
-	for first := true; ; first = false {
+	for informational := 0; ; informational++ {
+		first := informational == 0
+		if informational > max1xxResponses {
+			return &UpstreamError{Addr: addr, Err: fmt.Errorf("instance sent more than %d informational (1xx) responses", max1xxResponses)}
+		}
 		c.limit.n = maxResponseHeaderBytes
 		var err error
 		resp, err = c.readResponse(r.Method)

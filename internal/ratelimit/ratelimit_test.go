@@ -5,6 +5,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -292,7 +293,7 @@ func TestSetHeadersValues(t *testing.T) {
 		{100, 0, 0, [3]string{"100", "0", "0"}},
 		{1000000, 999999, time.Second, [3]string{"1000000", "999999", "1"}},
 		{5, 4, 100 * time.Second, [3]string{"5", "4", "100"}},
-		{math.MaxInt64, math.MaxInt64 - 1, 3 * time.Hour, [3]string{"9223372036854775807", "9223372036854775806", "10800"}},
+		{math.MaxInt, math.MaxInt - 1, 3 * time.Hour, [3]string{strconv.Itoa(math.MaxInt), strconv.Itoa(math.MaxInt - 1), "10800"}},
 	} {
 		h := http.Header{}
 		Decision{Allowed: true, Limit: tc.limit, Remaining: tc.remaining, Reset: tc.reset}.SetHeaders(h)
