@@ -44,7 +44,7 @@ func (d Decision) SetHeaders(h http.Header) {
 			// strconv keeps these as constants: no allocation.
 			v[0], v[1], v[2] = strconv.Itoa(d.Limit), strconv.Itoa(d.Remaining), strconv.Itoa(reset)
 		} else {
-			// One string holds all three digits runs, each value a
+			// One string holds all three runs of digits, each value a
 			// substring of it: one allocation, not one per value.
 			var buf [3 * 20]byte
 			b := strconv.AppendInt(buf[:0], int64(d.Limit), 10)
