@@ -80,6 +80,7 @@ type options struct {
 	checks     bool   // (a), (b): the main server runs with auth and rate limits on
 	adminKey   string // the main server's, when checks (not a flag)
 	nginx      bool   // (a): nginx as a peer, where installed (nginx.go)
+	nginxCheck bool   // (a): also nginx with per-call checks like Ember's (nginx.go)
 	floor      bool   // (a): net/http + the lean forwarder alone (floor.go)
 }
 
@@ -110,6 +111,7 @@ func parseOptions(args []string) (options, error) {
 	fs.BoolVar(&o.verbose, "v", false, "print every cold-start iteration")
 	fs.DurationVar(&o.tick, "tick", config.Default().Tick, "Ember's controller tick")
 	fs.BoolVar(&o.nginx, "nginx", true, "in (a), also measure nginx (keep-alive upstream, a worker per core, access log off) in front of the same instance; skipped when nginx is not on PATH")
+	fs.BoolVar(&o.nginxCheck, "nginx-checks", false, "in (a), also measure nginx doing per-call work comparable to Ember's checks (the key compared, limit_req per key and per server, a buffered access log); needs -checks and nginx")
 	fs.BoolVar(&o.floor, "floor", true, "in (a), also measure the floor: an in-process net/http server with only Ember's forwarder (internal/proxy) in front of the same instance, so the gap to nginx splits into what Ember's features cost and what net/http costs")
 	fs.BoolVar(&o.checks, "checks", true, "run the main server (parts a and b) as in production: API-key auth on, (a) calls with an invoke key that has a rate limit, and the function has a rate_limit (both too generous to refuse); metering and metrics are always on")
 	fs.BoolVar(&o.auth, "auth", false, "also measure (c): the warm path with and without API-key auth + rate limiting (a second in-process Ember with auth on)")
@@ -422,7 +424,7 @@ func (s *sample) rps() float64 {
 }
 
 type warmResult struct {
-	open, closed []*sample // per target: 0 Ember, 1 direct, then nginx and floor where measured
+	open, closed []*sample // per target: 0 Ember, 1 direct, then nginx, nginx-checks and floor where measured
 	names        []string
 	nginxNote    string // why nginx is absent, if it is
 	instance     string
@@ -475,14 +477,14 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 			return nil, fmt.Errorf("ember without a key: %v, want HTTP 401 (auth is on)", err)
 		}
 	}
-	var ngx *nginx
+	var ngx, ngxChecks *nginx
 	if o.nginx {
 		dir, err := os.MkdirTemp("", "ember-bench-nginx-")
 		if err != nil {
 			return nil, err
 		}
 		defer os.RemoveAll(dir)
-		switch ngx, err = startNginx(ctx, dir, in.Addr); {
+		switch ngx, err = startNginx(ctx, dir, in.Addr, ""); {
 		case errors.Is(err, errNoNginx):
 			res.nginxNote = "nginx: skipped, no nginx on PATH (apt-get install nginx-light; see bench/README.md)"
 		case err != nil:
@@ -490,6 +492,19 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 		default:
 			defer ngx.stop()
 			targets = append(targets, target{name: "nginx", url: ngx.url + "/predict"})
+		}
+		if ngx != nil && o.nginxCheck && o.checks {
+			cdir := filepath.Join(dir, "checks")
+			if ngxChecks, err = startNginx(ctx, cdir, in.Addr, targets[0].key); err != nil {
+				return nil, err
+			}
+			defer ngxChecks.stop()
+			t := target{name: "nginx-checks", url: ngxChecks.url + "/predict", key: targets[0].key}
+			// As for Ember: the checks must be on, so a call without the key is refused.
+			if _, _, err := call(ctx, hc, t.url); err == nil || !strings.Contains(err.Error(), "HTTP 401") {
+				return nil, fmt.Errorf("nginx-checks without a key: %v, want HTTP 401", err)
+			}
+			targets = append(targets, t)
 		}
 	} else {
 		res.nginxNote = "nginx: skipped (-nginx=false)"
@@ -518,16 +533,20 @@ func benchWarm(ctx context.Context, o options, hc *http.Client, ec *client.Clien
 
 	res.open, res.closed = make([]*sample, len(targets)), make([]*sample, len(targets))
 	measure := func(f func() *sample) *sample {
-		var px0 time.Duration
-		if ngx != nil {
-			px0 = ngx.groupCPU()
+		// Both nginx peers' processes: each is idle outside its own slices.
+		proxies := func() (d time.Duration) {
+			for _, n := range []*nginx{ngx, ngxChecks} {
+				if n != nil {
+					d += n.groupCPU()
+				}
+			}
+			return d
 		}
+		px0 := proxies()
 		self0, sim0, m0 := selfCPU(), procCPU(res.simPID), mallocs()
 		s := f()
 		s.selfCPU, s.simCPU, s.mallocs = selfCPU()-self0, procCPU(res.simPID)-sim0, mallocs()-m0
-		if ngx != nil {
-			s.proxyCPU = ngx.groupCPU() - px0
-		}
+		s.proxyCPU = proxies() - px0
 		return s
 	}
 	for i := range targets {
@@ -772,6 +791,11 @@ func (r *warmResult) print(out io.Writer, o options) {
 			fmt.Fprintf(out, "floor (net/http + forwarder only) vs nginx: added p50 ×%s, throughput ×%.2f\n",
 				ratio(fc.pct(50)-dc.pct(50), np50), fc.rps()/max(nc.rps(), 1))
 		}
+	}
+	if c := r.index("nginx-checks"); c >= 0 {
+		cc := r.closed[c]
+		fmt.Fprintf(out, "vs nginx with checks (key compared, limit_req per key and per server, access log): added p50 %s vs %s (×%s), throughput ×%.2f\n",
+			ms(ep50), ms(cc.pct(50)-dc.pct(50)), ratio(ep50, cc.pct(50)-dc.pct(50)), r.closed[0].rps()/max(cc.rps(), 1))
 	}
 	if f >= 0 {
 		fc := r.closed[f]

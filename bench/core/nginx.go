@@ -19,14 +19,22 @@ import (
 // with a worker per core, keep-alive upstream connections and the access
 // log off, from a config generated into a temp dir, pointing at the same
 // sim instance as the other targets.
+//
+// With a key (-nginx-checks), it also does per-call work comparable to
+// Ember's checks: the caller's bearer key compared (a static map, cheaper
+// than Ember's lookup of any key), two limit_req zones (per key and per
+// server, as Ember limits per key and per function, neither refusing), a
+// buffered access log (as Ember meters each call), and the caller's
+// Authorization removed before the instance (as Ember does).
 type nginx struct {
 	url string
 	cmd *exec.Cmd
 }
 
-// startNginx starts nginx in front of upstream (host:port). It returns
-// errNoNginx when no nginx binary is on PATH.
-func startNginx(ctx context.Context, dir, upstream string) (*nginx, error) {
+// startNginx starts nginx in front of upstream (host:port), with the
+// checks above when key is not empty. It returns errNoNginx when no nginx
+// binary is on PATH.
+func startNginx(ctx context.Context, dir, upstream, key string) (*nginx, error) {
 	bin, err := exec.LookPath("nginx")
 	if err != nil {
 		return nil, errNoNginx
@@ -39,13 +47,25 @@ func startNginx(ctx context.Context, dir, upstream string) (*nginx, error) {
 		return nil, err
 	}
 	conf := filepath.Join(dir, "nginx.conf")
+	httpChecks, locationChecks := "access_log off;", ""
+	if key != "" {
+		httpChecks = fmt.Sprintf(`access_log %s/logs/access.log combined buffer=64k flush=1s;
+    limit_req_zone $http_authorization zone=perkey:10m rate=%[2]sr/s;
+    limit_req_zone $server_name zone=perserver:1m rate=%[2]sr/s;
+    map_hash_bucket_size 256;
+    map $http_authorization $key_ok { "Bearer %[3]s" 1; default 0; }`, dir, strings.TrimSuffix(generousRate, "/s"), key)
+		locationChecks = `if ($key_ok = 0) { return 401; }
+            limit_req zone=perkey burst=1000000 nodelay;
+            limit_req zone=perserver burst=1000000 nodelay;
+            proxy_set_header Authorization "";`
+	}
 	cfg := fmt.Sprintf(`worker_processes %d;
 daemon off;
 pid %[2]s/nginx.pid;
 error_log %[2]s/logs/error.log warn;
 events { worker_connections 4096; }
 http {
-    access_log off;
+    %[5]s
     client_body_temp_path %[2]s/body;
     proxy_temp_path %[2]s/proxy;
     fastcgi_temp_path %[2]s/fastcgi;
@@ -58,6 +78,7 @@ http {
     server {
         listen 127.0.0.1:%[4]s;
         location / {
+            %[6]s
             proxy_pass http://sim;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -65,7 +86,7 @@ http {
         }
     }
 }
-`, runtime.NumCPU(), dir, upstream, port)
+`, runtime.NumCPU(), dir, upstream, port, httpChecks, locationChecks)
 	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
