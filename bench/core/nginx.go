@@ -51,7 +51,7 @@ func startNginx(ctx context.Context, dir, upstream, key string) (*nginx, error) 
 	if key != "" {
 		httpChecks = fmt.Sprintf(`access_log %s/logs/access.log combined buffer=64k flush=1s;
     limit_req_zone $http_authorization zone=perkey:10m rate=%[2]sr/s;
-    limit_req_zone $server_name zone=perserver:1m rate=%[2]sr/s;
+    limit_req_zone $host zone=perserver:1m rate=%[2]sr/s;
     map_hash_bucket_size 256;
     map $http_authorization $key_ok { "Bearer %[3]s" 1; default 0; }`, dir, strings.TrimSuffix(generousRate, "/s"), key)
 		locationChecks = `if ($key_ok = 0) { return 401; }
