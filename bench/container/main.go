@@ -88,6 +88,9 @@ type options struct {
 }
 
 func main() {
+	// As cmd/ember does: the in-process server runs with the GC target
+	// `ember` runs with (the whole process does, load generator included).
+	app.SetGCDefault(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {

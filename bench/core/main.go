@@ -35,6 +35,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"strconv"
@@ -85,6 +86,9 @@ type options struct {
 }
 
 func main() {
+	// As cmd/ember does: the in-process server runs with the GC target
+	// `ember` runs with (the whole process does, load generator included).
+	app.SetGCDefault(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
@@ -250,8 +254,8 @@ func printMachine(out io.Writer) {
 			}
 		}
 	}
-	fmt.Fprintf(out, "machine: %d CPUs (nproc), %s, %s %s/%s, GOMAXPROCS=%d\n",
-		runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(out, "machine: %d CPUs (nproc), %s, %s %s/%s, GOMAXPROCS=%d, GC target %s\n",
+		runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0), gcTarget())
 	fmt.Fprintf(out, "load average at the start: %s (other work on the machine skews p99 and throughput)\n", loadavg())
 	fmt.Fprintln(out, "note: load generator, Ember (in-process) and the sim instance share these CPUs")
 	fmt.Fprintln(out)
@@ -1117,4 +1121,18 @@ func verdict(ok bool) string {
 		return "MET"
 	}
 	return "MISSED"
+}
+
+// gcTarget is the GC target the process runs with, for the machine line:
+// SetGCPercent returns the current one (and is set back at once).
+func gcTarget() string {
+	p := debug.SetGCPercent(100)
+	debug.SetGCPercent(p)
+	if p < 0 {
+		return "off"
+	}
+	if os.Getenv("GOGC") != "" {
+		return fmt.Sprintf("GOGC=%d (from the environment)", p)
+	}
+	return fmt.Sprintf("GOGC=%d (ember's default)", p)
 }

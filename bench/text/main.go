@@ -43,6 +43,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ember-run/ember/internal/app"
 	"github.com/ember-run/ember/internal/models"
 	"github.com/ember-run/ember/internal/ocr"
 	"github.com/ember-run/ember/internal/textmodel"
@@ -66,6 +67,9 @@ var sentences = []string{
 }
 
 func main() {
+	// As cmd/ember does: the in-process server runs with the GC target
+	// `ember` runs with (the whole process does, load generator included).
+	app.SetGCDefault(os.Getenv)
 	// The onnx driver runs os.Executable() as `worker onnx`: be that worker
 	// (the cold-start part runs a real Ember server in this process).
 	if len(os.Args) > 2 && os.Args[1] == "worker" && os.Args[2] == "onnx" {

@@ -1,0 +1,30 @@
+package app
+
+import "runtime/debug"
+
+// GCPercent is the garbage collector's target (GOGC) an `ember` process
+// runs with when the environment sets none: a collection starts once the
+// heap has grown by this percentage of what the last one left live.
+//
+// Go's default of 100 suits a program whose live heap is large next to
+// what it allocates. A server's is the opposite: a few MB live (specs,
+// keys, pools) and a small allocation per call, so at 100 the heap
+// reaches its goal every few MB and a busy server collects 15–20 times a
+// second, each cycle stopping the world twice and scanning every
+// goroutine's stack. At 400 it collects a quarter as often for a heap a
+// few tens of MB larger (bench/README.md, "tenth round").
+const GCPercent = 400
+
+// SetGCDefault sets the collector's target to GCPercent unless getenv
+// finds GOGC set, which then wins as it does for any Go program (GOGC=100
+// is Go's default, GOGC=off turns collection off). It reports whether it
+// set the target. The setting is the whole process's, so the process's
+// entry point calls it (cmd/ember, and the benches that host a server),
+// never Serve, which tests run many times in one process.
+func SetGCDefault(getenv func(string) string) bool {
+	if getenv("GOGC") != "" {
+		return false
+	}
+	debug.SetGCPercent(GCPercent)
+	return true
+}
