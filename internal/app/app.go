@@ -171,7 +171,7 @@ func newCore(ctx context.Context, cfg config.Config, r role, logger *slog.Logger
 	}
 	drv.hardware = func(class string) bool { return len(c.prices.ForHardware(class)) > 0 }
 	c.meter = metering.New(st.usage, meterProfiles(c.mgr, c.prices),
-		logger.With("component", "metering"), metering.Options{})
+		logger.With("component", "metering"), metering.Options{NoRequestRecords: cfg.RequestRecords == 0})
 	starts := &coldStarts{}
 	c.dashRec = dashboard.NewRecorder() // the /ui pages' bounded history
 	c.obs = observers{metrics: c.metrics, meter: c.meter, starts: starts, dash: c.dashRec}

@@ -69,7 +69,7 @@ func openStore(ctx context.Context, cfg config.Config) (*stores, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &stores{records: db, jobs: postgres.NewJobs(db), usage: postgres.NewUsage(db, postgres.UsageOptions{}),
+		return &stores{records: db, jobs: postgres.NewJobs(db), usage: postgres.NewUsage(db, postgres.UsageOptions{MaxRequests: maxRequests(cfg)}),
 			watch: func(ctx context.Context, after int64, poll time.Duration, logger *slog.Logger) (<-chan api.Change, error) {
 				return db.Watch(ctx, after, postgres.WatchOptions{Every: poll, Logger: logger})
 			},
@@ -85,7 +85,7 @@ func openStore(ctx context.Context, cfg config.Config) (*stores, error) {
 			db.Close()
 			return nil, err
 		}
-		return &stores{records: db, jobs: js, usage: sqlite.NewUsage(db, sqlite.UsageOptions{}),
+		return &stores{records: db, jobs: js, usage: sqlite.NewUsage(db, sqlite.UsageOptions{MaxRequests: maxRequests(cfg)}),
 			watch: func(ctx context.Context, after int64, poll time.Duration, logger *slog.Logger) (<-chan api.Change, error) {
 				return db.Watch(ctx, after, sqlite.WatchOptions{Every: poll, Logger: logger})
 			},
@@ -109,4 +109,13 @@ func workerID(dataDir string) string {
 	}
 	sum := sha256.Sum256([]byte(abs))
 	return fmt.Sprintf("%s/%s", host, hex.EncodeToString(sum[:4]))
+}
+
+// maxRequests is the usage store's bound on request records: the
+// server's, where 0 keeps none (the stores' own 0 is their default).
+func maxRequests(cfg config.Config) int {
+	if cfg.RequestRecords == 0 {
+		return -1
+	}
+	return cfg.RequestRecords
 }

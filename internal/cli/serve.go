@@ -81,6 +81,7 @@ func addServerFlags(f *pflag.FlagSet, cfg *config.Config) {
 	f.IntVar(&cfg.MaxInstancesPerFunction, "max-instances-per-function", cfg.MaxInstancesPerFunction, h("max-instances-per-function"))
 	f.IntVar(&cfg.MaxInstances, "max-instances", cfg.MaxInstances, h("max-instances"))
 	f.IntVar(&cfg.MaxConcurrentStarts, "max-concurrent-starts", cfg.MaxConcurrentStarts, h("max-concurrent-starts"))
+	f.IntVar(&cfg.RequestRecords, "request-records", cfg.RequestRecords, h("request-records"))
 	f.Int64Var(&cfg.BodyPreReadBytes, "body-preread-bytes", cfg.BodyPreReadBytes, h("body-preread-bytes"))
 	f.Int64Var(&cfg.BodyBufferBudget, "body-buffer-budget", cfg.BodyBufferBudget, h("body-buffer-budget"))
 	f.Int64Var(&cfg.MinBodyRate, "min-body-rate", cfg.MinBodyRate, h("min-body-rate"))

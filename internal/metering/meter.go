@@ -62,6 +62,9 @@ type Options struct {
 	// MaxPendingRequests bounds request records held while the store fails;
 	// older ones are dropped (their counts stay in the rollups). Default 100000.
 	MaxPendingRequests int
+	// NoRequestRecords keeps no per-request records: the rollups still
+	// count every request, its duration, queue wait and attributed cost.
+	NoRequestRecords bool
 }
 
 // Meter accounts usage. It implements the instance manager's and the
@@ -251,6 +254,9 @@ func (m *Meter) Request(fn string, status int, d, queue time.Duration, cold bool
 	b.DurationSeconds += d.Seconds()
 	b.QueueSeconds += queue.Seconds()
 	b.AttributedUSD += r.CostUSD
+	if m.opts.NoRequestRecords {
+		return
+	}
 	if len(m.requests) >= m.opts.MaxPendingRequests {
 		m.requests = m.requests[1:]
 	}

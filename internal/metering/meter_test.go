@@ -508,3 +508,33 @@ func BenchmarkRequestManyInstances(b *testing.B) {
 		}
 	}
 }
+
+// TestNoRequestRecords: with records off the store gets none, and the
+// rollup still counts every request with its times and cost.
+func TestNoRequestRecords(t *testing.T) {
+	for _, off := range []bool{false, true} {
+		t.Run(fmt.Sprintf("off=%v", off), func(t *testing.T) {
+			now := at(10)
+			st := newMemStore()
+			m := New(st, profiles(map[string]Profile{"llm": {Hardware: "a100-40gb", GPUs: 1, PerSecondUSD: a100}}),
+				nil, Options{Now: func() time.Time { return now }, NoRequestRecords: off})
+			m.StateChange("llm", "a", "", "starting", at(0))
+			m.StateChange("llm", "a", "starting", "ready", at(1))
+			m.Busy("llm", "a", true, at(2))
+			m.Busy("llm", "a", false, at(3))
+			m.Request("llm", 200, 1500*time.Millisecond, 500*time.Millisecond, true)
+			m.Request("llm", 503, time.Second, time.Second, false)
+			if err := m.Flush(context.Background(), now); err != nil {
+				t.Fatal(err)
+			}
+			if want := map[bool]int{false: 2, true: 0}[off]; len(st.reqs) != want {
+				t.Errorf("%d request records stored, want %d", len(st.reqs), want)
+			}
+			got := st.total("llm")
+			if got.Requests != 2 || got.Errors != 1 || got.ColdStarts != 1 || !near(got.DurationSeconds, 2.5) ||
+				!near(got.QueueSeconds, 1.5) || !near(got.AttributedUSD, a100) {
+				t.Errorf("rollup = %+v, want 2 requests, 1 error, 1 cold, 2.5 s, 1.5 s queued, $%g attributed", got, a100)
+			}
+		})
+	}
+}

@@ -16,6 +16,12 @@ type UsageOptions struct {
 	// KeepRequests is how long per-request records are kept (default 7
 	// days); the hourly and daily rollups are kept.
 	KeepRequests time.Duration
+	// MaxRequests bounds the per-request records kept: each write drops
+	// those beyond the newest MaxRequests (default 1,000,000), so a busy
+	// function cannot fill the disk within KeepRequests. Below 0 none are
+	// kept: records passed in are not stored, and each write drops any
+	// stored before.
+	MaxRequests int
 }
 
 // Usage is the metering.Store on this database. Every node adds its own
@@ -31,6 +37,9 @@ var _ metering.Store = (*Usage)(nil)
 func NewUsage(db *DB, opts UsageOptions) *Usage {
 	if opts.KeepRequests <= 0 {
 		opts.KeepRequests = 7 * 24 * time.Hour
+	}
+	if opts.MaxRequests == 0 {
+		opts.MaxRequests = 1_000_000
 	}
 	return &Usage{db: db, opts: opts}
 }
@@ -60,7 +69,8 @@ var (
 
 // AddUsage adds hourly deltas to the hourly and daily rollups and appends
 // request records in one transaction (one round trip, batched); then it
-// drops request records older than KeepRequests.
+// drops request records older than KeepRequests and those beyond the
+// newest MaxRequests.
 func (u *Usage) AddUsage(ctx context.Context, buckets []metering.Bucket, reqs []metering.Request) error {
 	err := pgx.BeginFunc(ctx, u.db.Pool, func(tx pgx.Tx) error {
 		var b pgx.Batch
@@ -72,6 +82,10 @@ func (u *Usage) AddUsage(ctx context.Context, buckets []metering.Bucket, reqs []
 			}
 			b.Queue(upsertHourly, args(metering.Truncate(k.Start, metering.ByHour))...)
 			b.Queue(upsertDaily, args(metering.Truncate(k.Start, metering.ByDay))...)
+		}
+		if u.opts.MaxRequests < 0 {
+			reqs = nil
+			b.Queue(`DELETE FROM usage_requests`)
 		}
 		var latest time.Time
 		for _, r := range reqs {
@@ -85,6 +99,10 @@ func (u *Usage) AddUsage(ctx context.Context, buckets []metering.Bucket, reqs []
 		if len(reqs) > 0 {
 			// Retention rides on writes, measured from the newest record.
 			b.Queue(`DELETE FROM usage_requests WHERE at < $1`, latest.Add(-u.opts.KeepRequests).UnixNano())
+			// The count bound, by identity: ids grow with each insert, so
+			// the newest MaxRequests are within MaxRequests of the largest
+			// (fewer where a rolled-back insert left a gap).
+			b.Queue(`DELETE FROM usage_requests WHERE id <= (SELECT max(id) FROM usage_requests) - $1`, int64(u.opts.MaxRequests))
 		}
 		if b.Len() == 0 {
 			return nil

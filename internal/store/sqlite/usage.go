@@ -15,6 +15,12 @@ type UsageOptions struct {
 	// KeepRequests is how long per-request records are kept (default 7
 	// days); the hourly and daily rollups are kept.
 	KeepRequests time.Duration
+	// MaxRequests bounds the per-request records kept: each write drops
+	// those beyond the newest MaxRequests (default 1,000,000), so a busy
+	// function cannot fill the disk within KeepRequests. Below 0 none are
+	// kept: records passed in are not stored, and each write drops any
+	// stored before.
+	MaxRequests int
 }
 
 // Usage is the metering.Store on this database.
@@ -29,6 +35,9 @@ var _ metering.Store = (*Usage)(nil)
 func NewUsage(db *DB, opts UsageOptions) *Usage {
 	if opts.KeepRequests <= 0 {
 		opts.KeepRequests = 7 * 24 * time.Hour
+	}
+	if opts.MaxRequests == 0 {
+		opts.MaxRequests = 1_000_000
 	}
 	return &Usage{db: db, opts: opts}
 }
@@ -55,7 +64,7 @@ var (
 
 // AddUsage adds hourly deltas to the hourly and daily rollups and appends
 // request records, in one transaction; then it drops request records older
-// than KeepRequests.
+// than KeepRequests and those beyond the newest MaxRequests.
 func (u *Usage) AddUsage(ctx context.Context, buckets []metering.Bucket, reqs []metering.Request) error {
 	tx, err := u.db.SQL.BeginTx(ctx, nil)
 	if err != nil {
@@ -85,6 +94,12 @@ func (u *Usage) AddUsage(ctx context.Context, buckets []metering.Bucket, reqs []
 			return fmt.Errorf("usage: daily rollup: %w", err)
 		}
 	}
+	if u.opts.MaxRequests < 0 {
+		reqs = nil
+		if _, err := tx.ExecContext(ctx, `DELETE FROM usage_requests`); err != nil {
+			return fmt.Errorf("usage: request records off: %w", err)
+		}
+	}
 	if len(reqs) > 0 {
 		if err := insertRequests(ctx, tx, reqs); err != nil {
 			return err
@@ -100,6 +115,13 @@ func (u *Usage) AddUsage(ctx context.Context, buckets []metering.Bucket, reqs []
 		if _, err := tx.ExecContext(ctx, `DELETE FROM usage_requests WHERE at < ?`,
 			latest.Add(-u.opts.KeepRequests).UnixNano()); err != nil {
 			return fmt.Errorf("usage: request retention: %w", err)
+		}
+		// The count bound: ids grow with each insert (the rowid is the
+		// largest plus one, and only the oldest are ever deleted), so the
+		// newest MaxRequests are the ids within MaxRequests of the largest.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM usage_requests WHERE id <= (SELECT max(id) FROM usage_requests) - ?`,
+			u.opts.MaxRequests); err != nil {
+			return fmt.Errorf("usage: request bound: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

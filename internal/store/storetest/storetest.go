@@ -52,11 +52,19 @@ type Usage interface {
 	Requests(ctx context.Context, fn string, from, to time.Time, limit int) ([]metering.Request, error)
 }
 
+// UsageMaxRequests is the bound on request records a Handle's Usage must
+// be built with (the adapters' UsageOptions.MaxRequests), so the suite can
+// see the oldest dropped.
+const UsageMaxRequests = 5
+
 // Handle is one open store: what one Ember node holds.
 type Handle struct {
 	Records Records
 	Jobs    Jobs
-	Usage   Usage
+	Usage   Usage // keeping at most UsageMaxRequests request records
+	// UsageWith returns another usage store on the same database, built
+	// with maxRequests as the adapter's UsageOptions.MaxRequests.
+	UsageWith func(maxRequests int) Usage
 	// Watch reports changes after seq after until ctx ends (the
 	// adapter's Watch with a short poll interval for tests).
 	Watch func(ctx context.Context, after int64) (<-chan api.Change, error)

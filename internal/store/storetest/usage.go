@@ -59,6 +59,43 @@ func testUsage(t *testing.T, a, b Handle) {
 		!reqs[0].Cold || reqs[0].Status != 200 || reqs[0].CostUSD != 0.01 {
 		t.Fatalf("requests = %+v", reqs)
 	}
+
+	// The count bound: writes from both nodes, more records than it
+	// allows, leave only the newest (the one above among the dropped).
+	var more []metering.Request
+	for i := range UsageMaxRequests + 2 {
+		r := req
+		r.At = hour.Add(2*time.Minute + time.Duration(i)*time.Second)
+		r.Status = 201 + i
+		more = append(more, r)
+	}
+	must(t, a.Usage.AddUsage(ctx(t), nil, more[:3]))
+	must(t, b.Usage.AddUsage(ctx(t), nil, more[3:]))
+	reqs, err = a.Usage.Requests(ctx(t), "echo", hour, hour.Add(time.Hour), 100)
+	must(t, err)
+	if len(reqs) != UsageMaxRequests {
+		t.Fatalf("%d request records kept, want the bound, %d: %+v", len(reqs), UsageMaxRequests, reqs)
+	}
+	for i, r := range reqs { // newest first
+		if want := more[len(more)-1-i]; !r.At.Equal(want.At) || r.Status != want.Status {
+			t.Fatalf("record %d = %v status %d, want %v status %d (the newest kept)", i, r.At, r.Status, want.At, want.Status)
+		}
+	}
+
+	// Records off (a bound below 0): a write stores none of its records
+	// and drops those stored before; the rollups still add up.
+	off := b.UsageWith(-1)
+	must(t, off.AddUsage(ctx(t), []metering.Bucket{bucket("echo", hour, 1, 1)}, more[:1]))
+	reqs, err = a.Usage.Requests(ctx(t), "echo", hour, hour.Add(time.Hour), 100)
+	must(t, err)
+	if len(reqs) != 0 {
+		t.Fatalf("%d request records kept with records off, want 0: %+v", len(reqs), reqs)
+	}
+	got, err := a.Usage.Usage(ctx(t), metering.Query{By: metering.ByHour, Function: "echo"})
+	must(t, err)
+	if len(got) != 1 || got[0].Requests != 6 {
+		t.Fatalf("rollup with records off = %+v, want one hour of 6 requests", got)
+	}
 }
 
 // sum is b counted from n flushes' worth of the constant fields.
