@@ -84,6 +84,41 @@ func TestAuthzTenantIsolation(t *testing.T) {
 		}
 	})
 
+	t.Run("request records follow the key", func(t *testing.T) {
+		if r := s.callAs(alice, "POST", "/v1/run/mine/predict", `{}`); r.status != 200 {
+			t.Fatalf("alice's call to mine: %d %s", r.status, r.body)
+		}
+		if r := s.call("POST", "/v1/run/other/predict", `{}`); r.status != 200 {
+			t.Fatalf("admin call to other: %d %s", r.status, r.body)
+		}
+		if r := s.callAs(alice, "GET", "/v1/usage/requests?function=other", ""); r.status != 403 {
+			t.Errorf("alice GET /v1/usage/requests?function=other = %d %s, want 403", r.status, r.body)
+		}
+		// The meter flushes before it reads: no wait for the 10 s flush.
+		fns := func(key string) map[string]int {
+			r := s.callAs(key, "GET", "/v1/usage/requests?limit=1000", "")
+			if r.status != 200 {
+				t.Fatalf("GET /v1/usage/requests = %d %s", r.status, r.body)
+			}
+			var out api.UsageRequests
+			decode(t, r.body, &out)
+			seen := map[string]int{}
+			for _, rec := range out.Requests {
+				seen[rec.Function]++
+				if rec.Status == 0 || rec.DurationMs <= 0 || rec.At.IsZero() {
+					t.Errorf("record %+v lacks a status, duration or time", rec)
+				}
+			}
+			return seen
+		}
+		if got := fns(alice); got["mine"] == 0 || len(got) != 1 {
+			t.Errorf("alice's request records by function = %v, want only mine's", got)
+		}
+		if got := fns(s.key); got["mine"] == 0 || got["other"] == 0 {
+			t.Errorf("the admin's request records by function = %v, want mine's and other's", got)
+		}
+	})
+
 	t.Run("metrics need admin or the metrics scope", func(t *testing.T) {
 		if r := s.callAs(alice, "GET", "/metrics", ""); r.status != 403 {
 			t.Errorf("alice GET /metrics = %d, want 403", r.status)

@@ -85,3 +85,30 @@ type BudgetStatus struct {
 	Action string `json:"action"`
 	Over   bool   `json:"over"`
 }
+
+// UsageRequests is the body of GET /v1/usage/requests: the per-request
+// records the server keeps (--request-records), newest first.
+type UsageRequests struct {
+	From     time.Time      `json:"from"`
+	To       time.Time      `json:"to"`
+	Requests []UsageRequest `json:"requests"`
+	// More is set when the window holds more records than the limit let
+	// through; ask again with an earlier to.
+	More  bool     `json:"more"`
+	Notes []string `json:"notes,omitempty"`
+}
+
+// UsageRequest is one invocation as metered.
+type UsageRequest struct {
+	Function string    `json:"function"`
+	Hardware string    `json:"hardware"`
+	At       time.Time `json:"at"` // when the response ended
+	Status   int       `json:"status"`
+	// DurationMs is arrival to the response's end; QueueMs the part spent
+	// waiting for an instance (a cold start's included).
+	DurationMs float64 `json:"duration_ms"`
+	QueueMs    float64 `json:"queue_ms"`
+	Cold       bool    `json:"cold"`
+	// CostUSD is the request's attributed cost (docs/metering.md).
+	CostUSD float64 `json:"cost_usd"`
+}

@@ -304,6 +304,7 @@ func runAPI(ctx context.Context, cfg config.Config, r role, logger *slog.Logger,
 	}
 	usageHandler := usage.NewHandler(meter, usageSpecs{mgr, ctl}, prices).WithBudgets(budgets)
 	gw.Register("GET /v1/usage", auth.RightInvoke, usageHandler)
+	gw.Register("GET /v1/usage/requests", auth.RightInvoke, usage.NewRequestsHandler(meter))
 
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -3,6 +3,7 @@ package cli
 import (
 	"fmt"
 	"io"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -13,7 +14,11 @@ import (
 )
 
 func newUsageCmd(g *globals) *cobra.Command {
-	var q client.UsageQuery
+	var (
+		q        client.UsageQuery
+		requests bool
+		limit    int
+	)
 	cmd := &cobra.Command{
 		Use:   "usage",
 		Short: "Show metered instance-seconds, requests, cold starts and cost, and what always-on or hosted offers would have cost",
@@ -23,6 +28,11 @@ count and share, and cost at the hardware class's price; then what the same
 traffic would have cost on an always-on fleet and on each per-second offer in
 the price catalogue (ember prices).
 
+--requests lists the requests themselves instead, newest first: when each
+ended, its status, duration, queue wait, whether it was a cold start, and its
+attributed cost (the server keeps the newest --request-records of them, for
+at most 7 days).
+
 --from and --to take RFC 3339 times, dates (2006-01-02, UTC) or durations
 before now (24h). The default is the last 24 hours.`,
 		Args: cobra.NoArgs,
@@ -30,6 +40,16 @@ before now (24h). The default is the last 24 hours.`,
 			c, err := g.client()
 			if err != nil {
 				return err
+			}
+			if requests {
+				out, err := c.UsageRequests(cmd.Context(), q, limit)
+				if err != nil {
+					return err
+				}
+				if g.json {
+					return printJSON(cmd.OutOrStdout(), out)
+				}
+				return writeUsageRequests(cmd.OutOrStdout(), out)
 			}
 			rep, err := c.Usage(cmd.Context(), q)
 			if err != nil {
@@ -46,7 +66,47 @@ before now (24h). The default is the last 24 hours.`,
 	fl.StringVar(&q.From, "from", "", "start: RFC 3339, date, or duration before now (default 24h)")
 	fl.StringVar(&q.To, "to", "", "end: RFC 3339, date, or duration before now (default now)")
 	fl.StringVar(&q.By, "by", "hour", "period: hour or day")
+	fl.BoolVar(&requests, "requests", false, "list the requests themselves, newest first")
+	fl.IntVar(&limit, "limit", 0, "with --requests: at most this many (1–1000; default 100)")
 	return cmd
+}
+
+func writeUsageRequests(w io.Writer, out api.UsageRequests) error {
+	for _, n := range out.Notes {
+		fmt.Fprintln(w, "note:", n)
+	}
+	if len(out.Requests) == 0 {
+		if len(out.Notes) == 0 {
+			fmt.Fprintf(w, "No requests recorded from %s to %s.\n", out.From.Local().Format(time.DateTime), out.To.Local().Format(time.DateTime))
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ENDED\tFUNCTION\tHARDWARE\tSTATUS\tDURATION\tQUEUE\tCOLD\tCOST")
+	for _, r := range out.Requests {
+		cold := ""
+		if r.Cold {
+			cold = "cold"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", r.At.Local().Format("2006-01-02 15:04:05.000"),
+			r.Function, r.Hardware, r.Status, msString(r.DurationMs), msString(r.QueueMs), cold, usdString(r.CostUSD))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if out.More {
+		fmt.Fprintf(w, "(more before %s: --to %s, or a larger --limit)\n",
+			out.Requests[len(out.Requests)-1].At.Local().Format(time.DateTime), out.Requests[len(out.Requests)-1].At.Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// msString shows a duration in ms with the digits that matter.
+func msString(ms float64) string {
+	if ms < 10 {
+		return strconv.FormatFloat(ms, 'f', 2, 64) + " ms"
+	}
+	return strconv.FormatFloat(ms, 'f', 0, 64) + " ms"
 }
 
 func writeUsage(w io.Writer, rep api.UsageReport) error {
@@ -116,6 +176,10 @@ func usdString(v float64) string {
 	switch {
 	case v == 0:
 		return "$0"
+	case v < 0.000001:
+		// A CPU function's request costs fractions of a millionth of a
+		// dollar: three significant digits rather than "$0.000000".
+		return fmt.Sprintf("$%.3g", v)
 	case v < 0.01:
 		return fmt.Sprintf("$%.6f", v)
 	case v < 100:

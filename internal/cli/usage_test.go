@@ -30,3 +30,34 @@ func TestWriteUsage(t *testing.T) {
 		}
 	}
 }
+
+func TestWriteUsageRequests(t *testing.T) {
+	at := time.Date(2026, 1, 2, 10, 0, 0, 0, time.UTC)
+	rec := api.UsageRequest{Function: "sim", Hardware: "cpu", At: at, Status: 200, DurationMs: 1.5, QueueMs: 12.25, Cold: true, CostUSD: 0.0001}
+	tests := []struct {
+		name string
+		out  api.UsageRequests
+		want []string
+	}{
+		{"records", api.UsageRequests{Requests: []api.UsageRequest{rec}, More: true},
+			[]string{"ENDED", "sim", "200", "1.50 ms", "12 ms", "cold", "$0.000100", "more before", "--to 2026-01-02T10:00:00Z"}},
+		{"a cost below a millionth", api.UsageRequests{Requests: []api.UsageRequest{{Function: "sim", At: at, Status: 200, CostUSD: 7.81e-8}}},
+			[]string{"$7.81e-08"}},
+		{"none", api.UsageRequests{From: at, To: at.Add(time.Hour), Requests: []api.UsageRequest{}}, []string{"No requests recorded"}},
+		{"records off", api.UsageRequests{Requests: []api.UsageRequest{}, Notes: []string{"this server keeps no request records"}},
+			[]string{"note: this server keeps no request records"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := writeUsageRequests(&b, tt.out); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range tt.want {
+				if !strings.Contains(b.String(), want) {
+					t.Errorf("output lacks %q:\n%s", want, b.String())
+				}
+			}
+		})
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/url"
+	"strconv"
 
 	"github.com/ember-run/ember/internal/api"
 )
@@ -30,6 +31,27 @@ func (c *Client) Usage(ctx context.Context, q UsageQuery) (api.UsageReport, erro
 		path += "?" + v.Encode()
 	}
 	var out api.UsageReport
+	err := c.do(ctx, http.MethodGet, path, nil, &out)
+	return out, err
+}
+
+// UsageRequests returns the request records of q's window (q.By is
+// ignored), newest first, at most limit (0: the server's default, 100).
+func (c *Client) UsageRequests(ctx context.Context, q UsageQuery, limit int) (api.UsageRequests, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"function": q.Function, "from": q.From, "to": q.To} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	if limit > 0 {
+		v.Set("limit", strconv.Itoa(limit))
+	}
+	path := "/v1/usage/requests"
+	if len(v) > 0 {
+		path += "?" + v.Encode()
+	}
+	var out api.UsageRequests
 	err := c.do(ctx, http.MethodGet, path, nil, &out)
 	return out, err
 }

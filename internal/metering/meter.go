@@ -542,3 +542,26 @@ func (m *Meter) loadToday(ctx context.Context, now time.Time) error {
 // Flush must run after the last event; Close is a convenience for callers
 // that do not use Run.
 func (m *Meter) Close(ctx context.Context) error { return m.Flush(ctx, m.opts.Now()) }
+
+// RequestStore is a Store that also reads back the request records it
+// keeps (both of Ember's stores are).
+type RequestStore interface {
+	Requests(ctx context.Context, fn string, from, to time.Time, limit int) ([]Request, error)
+}
+
+// ErrNoRequestRecords is Requests' answer when the meter keeps no request
+// records (Options.NoRequestRecords) or its store cannot read them back.
+var ErrNoRequestRecords = errors.New("metering: no request records are kept")
+
+// Requests flushes, then returns up to limit request records of fn (every
+// function when empty) that ended in [from, to), newest first.
+func (m *Meter) Requests(ctx context.Context, fn string, from, to time.Time, limit int, now time.Time) ([]Request, error) {
+	rs, ok := m.store.(RequestStore)
+	if m.opts.NoRequestRecords || !ok {
+		return nil, ErrNoRequestRecords
+	}
+	if err := m.Flush(ctx, now); err != nil {
+		return nil, err
+	}
+	return rs.Requests(ctx, fn, from, to, limit)
+}

@@ -1,0 +1,120 @@
+package usage
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/ember-run/ember/internal/api"
+	"github.com/ember-run/ember/internal/auth"
+	"github.com/ember-run/ember/internal/errkind"
+	"github.com/ember-run/ember/internal/metering"
+	"github.com/ember-run/ember/internal/problem"
+	"github.com/ember-run/ember/internal/spec"
+)
+
+// RequestSource reads request records (metering.Meter).
+type RequestSource interface {
+	Requests(ctx context.Context, fn string, from, to time.Time, limit int, now time.Time) ([]metering.Request, error)
+}
+
+// Bounds of GET /v1/usage/requests' limit.
+const (
+	DefaultRequestLimit = 100
+	MaxRequestLimit     = 1000
+)
+
+// RequestsHandler serves GET /v1/usage/requests.
+type RequestsHandler struct {
+	src RequestSource
+	now func() time.Time
+}
+
+// NewRequestsHandler returns the handler on src.
+func NewRequestsHandler(src RequestSource) *RequestsHandler {
+	return &RequestsHandler{src: src, now: time.Now}
+}
+
+// ServeHTTP answers GET /v1/usage/requests?function=&from=&to=&limit=:
+// from and to as for GET /v1/usage (default the last 24 hours), limit
+// 1–1000 (default 100).
+func (h *RequestsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	now := h.now()
+	out, err := h.requests(r, now)
+	if err != nil {
+		problem.WriteEmber(w, problem.Classify(err, now))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(out)
+}
+
+func (h *RequestsHandler) requests(r *http.Request, now time.Time) (*api.UsageRequests, error) {
+	q := r.URL.Query()
+	from, err := parseUsageTime(q.Get("from"), now, now.Add(-24*time.Hour))
+	if err != nil {
+		return nil, badRequest("from: "+err.Error(), nil)
+	}
+	to, err := parseUsageTime(q.Get("to"), now, now)
+	if err != nil {
+		return nil, badRequest("to: "+err.Error(), nil)
+	}
+	if !to.After(from) {
+		return nil, badRequest(fmt.Sprintf("to (%s) must be after from (%s)", to.Format(time.RFC3339), from.Format(time.RFC3339)), nil)
+	}
+	limit := DefaultRequestLimit
+	if s := q.Get("limit"); s != "" {
+		if limit, err = strconv.Atoi(s); err != nil || limit < 1 || limit > MaxRequestLimit {
+			return nil, badRequest(fmt.Sprintf("limit: want 1–%d, got %q", MaxRequestLimit, s), nil)
+		}
+	}
+	fn := q.Get("function")
+	if fn != "" && !spec.ValidName(fn) {
+		return nil, badRequest(fmt.Sprintf("function: invalid name %q", fn), nil)
+	}
+	// As GET /v1/usage: an invoke key sees only the functions it covers.
+	// One limited to some functions and asking for all reads each of them.
+	fns := []string{fn}
+	if p := auth.FromContext(r.Context()); p != nil {
+		switch {
+		case fn != "" && !p.MayInvoke(fn):
+			return nil, &errkind.Error{Kind: errkind.Forbidden, Code: "function_not_allowed",
+				Msg: fmt.Sprintf("API key %q does not cover the function asked for", p.Name)}
+		case fn == "" && len(p.Functions) > 0:
+			fns = p.Functions
+		}
+	}
+	out := &api.UsageRequests{From: from.UTC(), To: to.UTC(), Requests: []api.UsageRequest{}}
+	var recs []metering.Request
+	for _, f := range fns {
+		// One more than the limit tells whether there are more.
+		got, err := h.src.Requests(r.Context(), f, from, to, limit+1, now)
+		if errors.Is(err, metering.ErrNoRequestRecords) {
+			out.Notes = append(out.Notes, "this server keeps no request records (--request-records 0); GET /v1/usage has the hourly and daily totals")
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, got...)
+	}
+	if len(fns) > 1 {
+		slices.SortStableFunc(recs, func(a, b metering.Request) int { return b.At.Compare(a.At) })
+	}
+	if len(recs) > limit {
+		recs, out.More = recs[:limit], true
+	}
+	for _, rec := range recs {
+		out.Requests = append(out.Requests, api.UsageRequest{
+			Function: rec.Function, Hardware: rec.Hardware, At: rec.At.UTC(), Status: rec.Status,
+			DurationMs: float64(rec.Duration) / 1e6, QueueMs: float64(rec.Queue) / 1e6,
+			Cold: rec.Cold, CostUSD: rec.CostUSD,
+		})
+	}
+	return out, nil
+}
