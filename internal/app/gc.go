@@ -8,11 +8,11 @@ import "runtime/debug"
 //
 // Go's default of 100 suits a program whose live heap is large next to
 // what it allocates. A server's is the opposite: a few MB live (specs,
-// keys, pools) and a small allocation per call, so at 100 the heap
-// reaches its goal every few MB and a busy server collects 15–20 times a
-// second, each cycle stopping the world twice and scanning every
-// goroutine's stack. At 400 it collects a quarter as often for a heap a
-// few tens of MB larger (bench/README.md, "tenth round").
+// keys, pools) and a small allocation per call, so at 100 its heap
+// reaches its goal every few MB and a busy server collects over ten times
+// a second, each cycle stopping the world twice and scanning every
+// goroutine's stack. At 400 it collects about a third as often for a heap
+// some 20 MB larger (bench/README.md, "tenth round").
 const GCPercent = 400
 
 // SetGCDefault sets the collector's target to GCPercent unless getenv
