@@ -8,14 +8,13 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ember-run/ember/internal/api"
 	"github.com/ember-run/ember/internal/auth"
-	"github.com/ember-run/ember/internal/errkind"
 	"github.com/ember-run/ember/internal/metering"
 	"github.com/ember-run/ember/internal/problem"
-	"github.com/ember-run/ember/internal/spec"
 )
 
 // RequestSource reads request records (metering.Meter).
@@ -56,16 +55,9 @@ func (h *RequestsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *RequestsHandler) requests(r *http.Request, now time.Time) (*api.UsageRequests, error) {
 	q := r.URL.Query()
-	from, err := parseUsageTime(q.Get("from"), now, now.Add(-24*time.Hour))
+	from, to, err := window(q, now)
 	if err != nil {
-		return nil, badRequest("from: "+err.Error(), nil)
-	}
-	to, err := parseUsageTime(q.Get("to"), now, now)
-	if err != nil {
-		return nil, badRequest("to: "+err.Error(), nil)
-	}
-	if !to.After(from) {
-		return nil, badRequest(fmt.Sprintf("to (%s) must be after from (%s)", to.Format(time.RFC3339), from.Format(time.RFC3339)), nil)
+		return nil, err
 	}
 	limit := DefaultRequestLimit
 	if s := q.Get("limit"); s != "" {
@@ -73,21 +65,22 @@ func (h *RequestsHandler) requests(r *http.Request, now time.Time) (*api.UsageRe
 			return nil, badRequest(fmt.Sprintf("limit: want 1–%d, got %q", MaxRequestLimit, s), nil)
 		}
 	}
-	fn := q.Get("function")
-	if fn != "" && !spec.ValidName(fn) {
-		return nil, badRequest(fmt.Sprintf("function: invalid name %q", fn), nil)
+	fn, p, err := function(r, q)
+	if err != nil {
+		return nil, err
 	}
-	// As GET /v1/usage: an invoke key sees only the functions it covers.
-	// One limited to some functions and asking for all reads each of them.
+	// A key limited to some functions and asking for all reads each of
+	// them, so no other function's record is ever read for it. Its list
+	// may hold patterns (team-*), which the stores cannot select by: such
+	// a key names the function it wants.
 	fns := []string{fn}
-	if p := auth.FromContext(r.Context()); p != nil {
-		switch {
-		case fn != "" && !p.MayInvoke(fn):
-			return nil, &errkind.Error{Kind: errkind.Forbidden, Code: "function_not_allowed",
-				Msg: fmt.Sprintf("API key %q does not cover the function asked for", p.Name)}
-		case fn == "" && len(p.Functions) > 0:
-			fns = p.Functions
+	if fn == "" && p != nil && p.Scope != auth.ScopeAdmin && len(p.Functions) > 0 {
+		for _, pat := range p.Functions {
+			if strings.ContainsAny(pat, `*?[\`) {
+				return nil, badRequest(fmt.Sprintf("function: required, because API key %q covers functions by pattern (%s)", p.Name, pat), nil)
+			}
 		}
+		fns = slices.Compact(slices.Sorted(slices.Values(p.Functions)))
 	}
 	out := &api.UsageRequests{From: from.UTC(), To: to.UTC(), Requests: []api.UsageRequest{}}
 	var recs []metering.Request

@@ -43,7 +43,9 @@ func TestRequestsHandler(t *testing.T) {
 		recs = append(recs, metering.Request{Function: fn, Hardware: "cpu", At: now.Add(-time.Duration(i+1) * time.Minute),
 			Status: 200, Duration: 1500 * time.Microsecond, Queue: 250 * time.Microsecond, Cold: i == 0, CostUSD: 0.001})
 	}
-	alice := &auth.Principal{KeyID: "a", Name: "alice", Scope: auth.ScopeInvoke, Functions: []string{"mine", "also"}}
+	alice := &auth.Principal{KeyID: "a", Name: "alice", Scope: auth.ScopeInvoke, Functions: []string{"mine", "also", "mine"}}
+	globber := &auth.Principal{KeyID: "g", Name: "globber", Scope: auth.ScopeInvoke, Functions: []string{"mi*"}}
+	root := &auth.Principal{KeyID: "r", Name: "root", Scope: auth.ScopeAdmin, Functions: []string{"mine"}}
 	tests := []struct {
 		name   string
 		p      *auth.Principal
@@ -63,6 +65,10 @@ func TestRequestsHandler(t *testing.T) {
 		{"limited key, merged then limited", alice, "?limit=3", false, 200, []string{"mine", "mine", "also"}, true, false},
 		{"limited key, its function", alice, "?function=also", false, 200, []string{"also"}, false, false},
 		{"limited key, another function", alice, "?function=other", false, 403, nil, false, false},
+		{"pattern key, all", globber, "", false, 400, nil, false, false},
+		{"pattern key, a function it covers", globber, "?function=mine", false, 200, []string{"mine", "mine", "mine"}, false, false},
+		{"pattern key, another function", globber, "?function=other", false, 403, nil, false, false},
+		{"admin key with a list sees all", root, "?limit=2", false, 200, []string{"mine", "other"}, true, false},
 		{"records off", nil, "", true, 200, nil, false, true},
 		{"limit 0", nil, "?limit=0", false, 400, nil, false, false},
 		{"limit too large", nil, "?limit=1001", false, 400, nil, false, false},

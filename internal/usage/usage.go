@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -97,29 +98,13 @@ func (h *Handler) report(r *http.Request, now time.Time) (*api.UsageReport, erro
 	if err != nil {
 		return nil, badRequest(err.Error(), nil)
 	}
-	from, err := parseUsageTime(q.Get("from"), now, now.Add(-24*time.Hour))
+	from, to, err := window(q, now)
 	if err != nil {
-		return nil, badRequest("from: "+err.Error(), nil)
+		return nil, err
 	}
-	to, err := parseUsageTime(q.Get("to"), now, now)
+	fn, p, err := function(r, q)
 	if err != nil {
-		return nil, badRequest("to: "+err.Error(), nil)
-	}
-	if !to.After(from) {
-		return nil, badRequest(fmt.Sprintf("to (%s) must be after from (%s)", to.Format(time.RFC3339), from.Format(time.RFC3339)), nil)
-	}
-	fn := q.Get("function")
-	if fn != "" && !spec.ValidName(fn) {
-		return nil, badRequest(fmt.Sprintf("function: invalid name %q", fn), nil)
-	}
-	// An invoke key sees only the functions it covers: asking for another
-	// is refused without saying whether it exists, and the full report
-	// leaves the others out. The route's right (invoke) guarantees a
-	// principal when auth is on; none means auth is off.
-	p := auth.FromContext(r.Context())
-	if fn != "" && p != nil && !p.MayInvoke(fn) {
-		return nil, &errkind.Error{Kind: errkind.Forbidden, Code: "function_not_allowed",
-			Msg: fmt.Sprintf("API key %q does not cover the function asked for", p.Name)}
+		return nil, err
 	}
 	buckets, err := h.src.Usage(r.Context(), metering.Query{Function: fn, From: from, To: to, By: by}, now)
 	if err != nil {
@@ -193,6 +178,38 @@ func (h *Handler) report(r *http.Request, now time.Time) (*api.UsageReport, erro
 		}
 	}
 	return rep, nil
+}
+
+// window reads q's from and to, by default the last 24 hours up to now.
+func window(q url.Values, now time.Time) (from, to time.Time, err error) {
+	if from, err = parseUsageTime(q.Get("from"), now, now.Add(-24*time.Hour)); err != nil {
+		return from, to, badRequest("from: "+err.Error(), nil)
+	}
+	if to, err = parseUsageTime(q.Get("to"), now, now); err != nil {
+		return from, to, badRequest("to: "+err.Error(), nil)
+	}
+	if !to.After(from) {
+		return from, to, badRequest(fmt.Sprintf("to (%s) must be after from (%s)", to.Format(time.RFC3339), from.Format(time.RFC3339)), nil)
+	}
+	return from, to, nil
+}
+
+// function reads q's function ("" for all) and the caller's principal.
+// An invoke key sees only the functions it covers: asking for another is
+// refused without saying whether it exists, and answers about all leave
+// the others out. The routes' right (invoke) guarantees a principal when
+// auth is on; none means auth is off.
+func function(r *http.Request, q url.Values) (string, *auth.Principal, error) {
+	fn := q.Get("function")
+	if fn != "" && !spec.ValidName(fn) {
+		return "", nil, badRequest(fmt.Sprintf("function: invalid name %q", fn), nil)
+	}
+	p := auth.FromContext(r.Context())
+	if fn != "" && p != nil && !p.MayInvoke(fn) {
+		return "", nil, &errkind.Error{Kind: errkind.Forbidden, Code: "function_not_allowed",
+			Msg: fmt.Sprintf("API key %q does not cover the function asked for", p.Name)}
+	}
+	return fn, p, nil
 }
 
 // parseUsageTime reads an RFC 3339 time, a date, or a duration before now.
