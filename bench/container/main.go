@@ -88,8 +88,8 @@ type options struct {
 }
 
 func main() {
-	// As cmd/ember does: the in-process server runs with the GC target
-	// `ember` runs with (the whole process does, load generator included).
+	// As `ember serve` does: the in-process server runs with the GC target
+	// the server runs with (the whole process does, load generator included).
 	app.SetGCDefault(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -32,8 +32,8 @@ import (
 )
 
 func main() {
-	// As cmd/ember does: the in-process server runs with the GC target
-	// `ember` runs with (the whole process does, load generator included).
+	// As `ember serve` does: the in-process server runs with the GC target
+	// the server runs with (the whole process does, load generator included).
 	app.SetGCDefault(os.Getenv)
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/jobs:", err)

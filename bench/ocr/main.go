@@ -81,13 +81,13 @@ type options struct {
 }
 
 func main() {
-	// As cmd/ember does: the in-process server runs with the GC target
-	// `ember` runs with (the whole process does, load generator included).
-	app.SetGCDefault(os.Getenv)
 	// The onnx driver runs os.Executable() as `worker onnx`: be that worker.
 	if len(os.Args) > 2 && os.Args[1] == "worker" && os.Args[2] == "onnx" {
 		os.Exit(worker.RunONNX(context.Background(), os.Args[3:], os.Stdout, os.Stderr))
 	}
+	// As `ember serve` does (its onnx workers, above, keep Go's default): the in-process server runs with the GC target
+	// the server runs with (the whole process does, load generator included).
+	app.SetGCDefault(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {

@@ -67,14 +67,14 @@ var sentences = []string{
 }
 
 func main() {
-	// As cmd/ember does: the in-process server runs with the GC target
-	// `ember` runs with (the whole process does, load generator included).
-	app.SetGCDefault(os.Getenv)
 	// The onnx driver runs os.Executable() as `worker onnx`: be that worker
 	// (the cold-start part runs a real Ember server in this process).
 	if len(os.Args) > 2 && os.Args[1] == "worker" && os.Args[2] == "onnx" {
 		os.Exit(worker.RunONNX(context.Background(), os.Args[3:], os.Stdout, os.Stderr))
 	}
+	// As `ember serve` does (its onnx workers, above, keep Go's default): the in-process server runs with the GC target
+	// the server runs with (the whole process does, load generator included).
+	app.SetGCDefault(os.Getenv)
 	modelDir := flag.String("model", "", "model directory (default: generate a DistilBERT-sized one in a temp dir)")
 	dur := flag.Duration("duration", 10*time.Second, "measured time per cell")
 	warm := flag.Duration("warmup", 2*time.Second, "unmeasured load before each cell")

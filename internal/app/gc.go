@@ -18,9 +18,13 @@ const GCPercent = 400
 // SetGCDefault sets the collector's target to GCPercent unless getenv
 // finds GOGC set, which then wins as it does for any Go program (GOGC=100
 // is Go's default, GOGC=off turns collection off). It reports whether it
-// set the target. The setting is the whole process's, so the process's
-// entry point calls it (cmd/ember, and the benches that host a server),
-// never Serve, which tests run many times in one process.
+// set the target. The setting is the whole process's, so the commands
+// that run a server call it (ember serve, gateway, controller and demo,
+// and the benches that host a server in-process), never Serve, which
+// tests run many times in one process. Instances are left alone: `ember
+// worker onnx` keeps Go's default, since its heap holds images and
+// tensors and a function's memory limit counts it, and no instance
+// inherits the server's GOGC (docs/runtime-contract.md).
 func SetGCDefault(getenv func(string) string) bool {
 	if getenv("GOGC") != "" {
 		return false

@@ -49,6 +49,7 @@ example, and read a rendered image cold and warm. ./demo.sh builds the
 binaries and runs this.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			app.SetGCDefault(os.Getenv) // the tour runs a server, as ember serve
 			d.out = cmd.OutOrStdout()
 			if d.simPath == "" {
 				return fmt.Errorf("--sim: path of the sim example binary required (go build -o bin/ ./examples/sim)")

@@ -26,6 +26,7 @@ func roleCmd(use, short, long string, run func(ctx context.Context, cfg config.C
 			if err := applyEnv(cmd.Flags()); err != nil {
 				return err
 			}
+			app.SetGCDefault(os.Getenv)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
 			logger := app.NewLogger(cfg, cmd.ErrOrStderr())

@@ -32,6 +32,7 @@ Every flag can also be set with the environment variable shown.`,
 			if err := applyEnv(cmd.Flags()); err != nil {
 				return err
 			}
+			app.SetGCDefault(os.Getenv)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
 			logger := app.NewLogger(cfg, cmd.ErrOrStderr())
