@@ -37,6 +37,12 @@ at most 7 days).
 before now (24h). The default is the last 24 hours.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case cmd.Flags().Changed("limit") && !requests:
+				return fmt.Errorf("--limit: only with --requests")
+			case limit < 0 || limit > 1000:
+				return fmt.Errorf("--limit: want 1–1000 (got %d)", limit)
+			}
 			c, err := g.client()
 			if err != nil {
 				return err

@@ -61,3 +61,22 @@ func TestWriteUsageRequests(t *testing.T) {
 		})
 	}
 }
+
+func TestUsageLimitFlag(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--limit", "5"}, "--limit: only with --requests"},
+		{[]string{"--requests", "--limit", "-1"}, "--limit: want 1–1000 (got -1)"},
+		{[]string{"--requests", "--limit", "1001"}, "--limit: want 1–1000 (got 1001)"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			_, err := runCmd(t, newUsageCmd(&globals{}), tt.args...)
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

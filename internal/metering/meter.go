@@ -553,15 +553,27 @@ type RequestStore interface {
 // records (Options.NoRequestRecords) or its store cannot read them back.
 var ErrNoRequestRecords = errors.New("metering: no request records are kept")
 
-// Requests flushes, then returns up to limit request records of fn (every
-// function when empty) that ended in [from, to), newest first.
-func (m *Meter) Requests(ctx context.Context, fn string, from, to time.Time, limit int, now time.Time) ([]Request, error) {
+// Requests writes the request records not yet stored, then returns, for
+// each name in fns ("" for every function), up to limit of its records
+// that ended in [from, to), newest first; the lists are concatenated. The
+// write is the records only, as between ticks (the rollups wait for the
+// tick), and none when there are none pending: a caller reading in a loop
+// costs the store reads, not writes.
+func (m *Meter) Requests(ctx context.Context, fns []string, from, to time.Time, limit int, now time.Time) ([]Request, error) {
 	rs, ok := m.store.(RequestStore)
 	if m.opts.NoRequestRecords || !ok {
 		return nil, ErrNoRequestRecords
 	}
-	if err := m.Flush(ctx, now); err != nil {
+	if err := m.flush(ctx, now, false); err != nil {
 		return nil, err
 	}
-	return rs.Requests(ctx, fn, from, to, limit)
+	var out []Request
+	for _, fn := range fns {
+		got, err := rs.Requests(ctx, fn, from, to, limit)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+	}
+	return out, nil
 }

@@ -538,3 +538,49 @@ func TestNoRequestRecords(t *testing.T) {
 		})
 	}
 }
+
+// Requests makes memStore a RequestStore: fn's records (all when empty)
+// in [from, to), newest first, at most limit.
+func (s *memStore) Requests(_ context.Context, fn string, from, to time.Time, limit int) ([]Request, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Request
+	for i := len(s.reqs) - 1; i >= 0 && len(out) < limit; i-- {
+		r := s.reqs[i]
+		if (fn == "" || r.Function == fn) && !r.At.Before(from) && r.At.Before(to) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// TestRequestsReadsWhatIsPending: Requests writes the pending records,
+// and only them (the rollups wait for the tick), then reads each function
+// asked for; with records off it says so.
+func TestRequestsReadsWhatIsPending(t *testing.T) {
+	now := at(10)
+	st := newMemStore()
+	m := newTestMeter(st, &now)
+	m.Request("llm", 200, time.Second, 0, false)
+	m.Request("ocr", 200, time.Second, 0, false)
+	m.Request("llm", 503, time.Second, 0, false)
+	got, err := m.Requests(context.Background(), []string{"ocr", "llm"}, at(0), at(20), 10, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fns []string
+	for _, r := range got {
+		fns = append(fns, fmt.Sprintf("%s %d", r.Function, r.Status))
+	}
+	if want := []string{"ocr 200", "llm 503", "llm 200"}; !slices.Equal(fns, want) {
+		t.Errorf("records = %q, want %q", fns, want)
+	}
+	if len(st.rows) != 0 {
+		t.Errorf("Requests wrote %d rollup rows, want none before the tick", len(st.rows))
+	}
+
+	off := New(st, profiles(nil), nil, Options{Now: func() time.Time { return now }, NoRequestRecords: true})
+	if _, err := off.Requests(context.Background(), []string{""}, at(0), at(20), 10, now); !errors.Is(err, ErrNoRequestRecords) {
+		t.Errorf("records off: err = %v, want ErrNoRequestRecords", err)
+	}
+}

@@ -19,7 +19,7 @@ import (
 
 // RequestSource reads request records (metering.Meter).
 type RequestSource interface {
-	Requests(ctx context.Context, fn string, from, to time.Time, limit int, now time.Time) ([]metering.Request, error)
+	Requests(ctx context.Context, fns []string, from, to time.Time, limit int, now time.Time) ([]metering.Request, error)
 }
 
 // Bounds of GET /v1/usage/requests' limit.
@@ -83,18 +83,14 @@ func (h *RequestsHandler) requests(r *http.Request, now time.Time) (*api.UsageRe
 		fns = slices.Compact(slices.Sorted(slices.Values(p.Functions)))
 	}
 	out := &api.UsageRequests{From: from.UTC(), To: to.UTC(), Requests: []api.UsageRequest{}}
-	var recs []metering.Request
-	for _, f := range fns {
-		// One more than the limit tells whether there are more.
-		got, err := h.src.Requests(r.Context(), f, from, to, limit+1, now)
-		if errors.Is(err, metering.ErrNoRequestRecords) {
-			out.Notes = append(out.Notes, "this server keeps no request records (--request-records 0); GET /v1/usage has the hourly and daily totals")
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		recs = append(recs, got...)
+	// One more than the limit tells whether there are more.
+	recs, err := h.src.Requests(r.Context(), fns, from, to, limit+1, now)
+	if errors.Is(err, metering.ErrNoRequestRecords) {
+		out.Notes = append(out.Notes, "this server keeps no request records (--request-records 0); GET /v1/usage has the hourly and daily totals")
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
 	}
 	if len(fns) > 1 {
 		slices.SortStableFunc(recs, func(a, b metering.Request) int { return b.At.Compare(a.At) })

@@ -20,17 +20,23 @@ type fakeRecords struct {
 	recs []metering.Request // newest first
 	off  bool
 	asks []string // the functions asked for, in order
+	n    int      // calls
 }
 
-func (f *fakeRecords) Requests(_ context.Context, fn string, from, to time.Time, limit int, _ time.Time) ([]metering.Request, error) {
-	f.asks = append(f.asks, fn)
+func (f *fakeRecords) Requests(_ context.Context, fns []string, from, to time.Time, limit int, _ time.Time) ([]metering.Request, error) {
+	f.n++
+	f.asks = append(f.asks, fns...)
 	if f.off {
 		return nil, metering.ErrNoRequestRecords
 	}
 	var out []metering.Request
-	for _, r := range f.recs {
-		if (fn == "" || r.Function == fn) && !r.At.Before(from) && r.At.Before(to) && len(out) < limit {
-			out = append(out, r)
+	for _, fn := range fns {
+		n := 0
+		for _, r := range f.recs {
+			if (fn == "" || r.Function == fn) && !r.At.Before(from) && r.At.Before(to) && n < limit {
+				out = append(out, r)
+				n++
+			}
 		}
 	}
 	return out, nil
@@ -74,6 +80,7 @@ func TestRequestsHandler(t *testing.T) {
 		{"limit too large", nil, "?limit=1001", false, 400, nil, false, false},
 		{"limit not a number", nil, "?limit=ten", false, 400, nil, false, false},
 		{"to before from", nil, "?from=1h&to=2h", false, 400, nil, false, false},
+		{"a time the stores cannot hold", nil, "?to=9999-12-31", false, 400, nil, false, false},
 		{"bad function name", nil, "?function=Not_A_Name", false, 400, nil, false, false},
 	}
 	for _, tc := range tests {
@@ -89,6 +96,9 @@ func TestRequestsHandler(t *testing.T) {
 			h.ServeHTTP(w, req)
 			if w.Code != tc.status {
 				t.Fatalf("status %d %s, want %d", w.Code, w.Body, tc.status)
+			}
+			if tc.status == 200 && src.n != 1 {
+				t.Errorf("%d reads of the meter, want 1 (each flushes)", src.n)
 			}
 			if tc.status != 200 {
 				if len(src.asks) != 0 {

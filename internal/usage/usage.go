@@ -213,21 +213,28 @@ func function(r *http.Request, q url.Values) (string, *auth.Principal, error) {
 }
 
 // parseUsageTime reads an RFC 3339 time, a date, or a duration before now.
+// The stores keep times as Unix nanoseconds, so a time they cannot hold
+// (before 1678 or after 2262) is refused rather than wrapped around.
 func parseUsageTime(s string, now, def time.Time) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
 		return def, nil
 	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t, nil
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t, err = time.Parse(time.DateOnly, s)
 	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
+	if err != nil {
+		d, derr := time.ParseDuration(strings.TrimPrefix(s, "-"))
+		if derr != nil {
+			return time.Time{}, fmt.Errorf("want an RFC 3339 time, a date (2006-01-02) or a duration before now (24h), got %q", s)
+		}
+		t = now.Add(-d)
 	}
-	if d, err := time.ParseDuration(strings.TrimPrefix(s, "-")); err == nil {
-		return now.Add(-d), nil
+	if lo, hi := time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64); t.Before(lo) || t.After(hi) {
+		return time.Time{}, fmt.Errorf("%q is outside %s – %s", s, lo.UTC().Format(time.DateOnly), hi.UTC().Format(time.DateOnly))
 	}
-	return time.Time{}, fmt.Errorf("want an RFC 3339 time, a date (2006-01-02) or a duration before now (24h), got %q", s)
+	return t, nil
 }
 
 func figures(b metering.Bucket) api.UsageFigures {

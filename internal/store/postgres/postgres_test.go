@@ -79,7 +79,9 @@ func open(t *testing.T, dsn string) *DB {
 func handle(t *testing.T, dsn string) storetest.Handle {
 	db := open(t, dsn)
 	return storetest.Handle{Records: db, Jobs: NewJobs(db), Usage: NewUsage(db, UsageOptions{MaxRequests: storetest.UsageMaxRequests}),
-		UsageWith: func(n int) storetest.Usage { return NewUsage(db, UsageOptions{MaxRequests: n}) },
+		UsageWith: func(n, batch int) storetest.Usage {
+			return NewUsage(db, UsageOptions{MaxRequests: n, PruneBatch: batch})
+		},
 		Watch: func(ctx context.Context, after int64) (<-chan api.Change, error) {
 			return db.Watch(ctx, after, WatchOptions{})
 		}}

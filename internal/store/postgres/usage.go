@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,11 +18,17 @@ type UsageOptions struct {
 	// days); the hourly and daily rollups are kept.
 	KeepRequests time.Duration
 	// MaxRequests bounds the per-request records kept: each write drops
-	// those beyond the newest MaxRequests (default 1,000,000), so a busy
-	// function cannot fill the disk within KeepRequests. Below 0 none are
-	// kept: records passed in are not stored, and each write drops any
-	// stored before.
+	// those beyond the newest MaxRequests (default 1,000,000; at most
+	// PruneBatch of them per write), so a busy function cannot fill the
+	// disk within KeepRequests. Below 0 none are kept: records passed in
+	// are not stored, and the first write drops any stored before.
 	MaxRequests int
+	// PruneBatch bounds the records one write drops for MaxRequests
+	// (default 100,000), so that the first write over a large backlog (a
+	// store from before the bound, or a bound lowered) does not hold the
+	// store's locks for minutes; later writes drop the rest. It is far
+	// above what one flush adds, so the table converges to the bound.
+	PruneBatch int
 }
 
 // Usage is the metering.Store on this database. Every node adds its own
@@ -29,6 +36,9 @@ type UsageOptions struct {
 type Usage struct {
 	db   *DB
 	opts UsageOptions
+	// purged is set once a write with MaxRequests below 0 has dropped the
+	// records stored before: later writes need not.
+	purged atomic.Bool
 }
 
 var _ metering.Store = (*Usage)(nil)
@@ -40,6 +50,9 @@ func NewUsage(db *DB, opts UsageOptions) *Usage {
 	}
 	if opts.MaxRequests == 0 {
 		opts.MaxRequests = 1_000_000
+	}
+	if opts.PruneBatch <= 0 {
+		opts.PruneBatch = 100_000
 	}
 	return &Usage{db: db, opts: opts}
 }
@@ -85,7 +98,9 @@ func (u *Usage) AddUsage(ctx context.Context, buckets []metering.Bucket, reqs []
 		}
 		if u.opts.MaxRequests < 0 {
 			reqs = nil
-			b.Queue(`DELETE FROM usage_requests`)
+			if !u.purged.Load() {
+				b.Queue(`DELETE FROM usage_requests`)
+			}
 		}
 		var latest time.Time
 		for _, r := range reqs {
@@ -100,9 +115,14 @@ func (u *Usage) AddUsage(ctx context.Context, buckets []metering.Bucket, reqs []
 			// Retention rides on writes, measured from the newest record.
 			b.Queue(`DELETE FROM usage_requests WHERE at < $1`, latest.Add(-u.opts.KeepRequests).UnixNano())
 			// The count bound, by identity: ids grow with each insert, so
-			// the newest MaxRequests are within MaxRequests of the largest
-			// (fewer where a rolled-back insert left a gap).
-			b.Queue(`DELETE FROM usage_requests WHERE id <= (SELECT max(id) FROM usage_requests) - $1`, int64(u.opts.MaxRequests))
+			// the newest MaxRequests are within MaxRequests of the largest.
+			// A rolled-back insert leaves a gap (PostgreSQL does not reuse
+			// the ids), so fewer are kept until the gap ages out; counting
+			// the rows instead would scan MaxRequests index entries per
+			// write. One write drops at most PruneBatch, the oldest.
+			b.Queue(`DELETE FROM usage_requests WHERE id <= LEAST(
+				(SELECT max(id) FROM usage_requests) - $1, (SELECT min(id) FROM usage_requests) + $2 - 1)`,
+				int64(u.opts.MaxRequests), int64(u.opts.PruneBatch))
 		}
 		if b.Len() == 0 {
 			return nil
@@ -111,6 +131,9 @@ func (u *Usage) AddUsage(ctx context.Context, buckets []metering.Bucket, reqs []
 	})
 	if err != nil {
 		return fmt.Errorf("usage: %w", err)
+	}
+	if u.opts.MaxRequests < 0 {
+		u.purged.Store(true)
 	}
 	return nil
 }

@@ -30,7 +30,9 @@ func handle(t *testing.T, path string) storetest.Handle {
 	}
 	t.Cleanup(func() { j.Close(); db.Close() })
 	return storetest.Handle{Records: db, Jobs: j, Usage: NewUsage(db, UsageOptions{MaxRequests: storetest.UsageMaxRequests}),
-		UsageWith: func(n int) storetest.Usage { return NewUsage(db, UsageOptions{MaxRequests: n}) },
+		UsageWith: func(n, batch int) storetest.Usage {
+			return NewUsage(db, UsageOptions{MaxRequests: n, PruneBatch: batch})
+		},
 		Watch: func(ctx context.Context, after int64) (<-chan api.Change, error) {
 			return db.Watch(ctx, after, WatchOptions{Every: 10 * time.Millisecond})
 		}}

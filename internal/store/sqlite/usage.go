@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ember-run/ember/internal/metering"
@@ -16,17 +17,26 @@ type UsageOptions struct {
 	// days); the hourly and daily rollups are kept.
 	KeepRequests time.Duration
 	// MaxRequests bounds the per-request records kept: each write drops
-	// those beyond the newest MaxRequests (default 1,000,000), so a busy
-	// function cannot fill the disk within KeepRequests. Below 0 none are
-	// kept: records passed in are not stored, and each write drops any
-	// stored before.
+	// those beyond the newest MaxRequests (default 1,000,000; at most
+	// PruneBatch of them per write), so a busy function cannot fill the
+	// disk within KeepRequests. Below 0 none are kept: records passed in
+	// are not stored, and the first write drops any stored before.
 	MaxRequests int
+	// PruneBatch bounds the records one write drops for MaxRequests
+	// (default 100,000), so that the first write over a large backlog (a
+	// store from before the bound, or a bound lowered) does not hold the
+	// store's locks for minutes; later writes drop the rest. It is far
+	// above what one flush adds, so the table converges to the bound.
+	PruneBatch int
 }
 
 // Usage is the metering.Store on this database.
 type Usage struct {
 	db   *DB
 	opts UsageOptions
+	// purged is set once a write with MaxRequests below 0 has dropped the
+	// records stored before: later writes need not.
+	purged atomic.Bool
 }
 
 var _ metering.Store = (*Usage)(nil)
@@ -38,6 +48,9 @@ func NewUsage(db *DB, opts UsageOptions) *Usage {
 	}
 	if opts.MaxRequests == 0 {
 		opts.MaxRequests = 1_000_000
+	}
+	if opts.PruneBatch <= 0 {
+		opts.PruneBatch = 100_000
 	}
 	return &Usage{db: db, opts: opts}
 }
@@ -94,8 +107,11 @@ func (u *Usage) AddUsage(ctx context.Context, buckets []metering.Bucket, reqs []
 			return fmt.Errorf("usage: daily rollup: %w", err)
 		}
 	}
+	purge := u.opts.MaxRequests < 0 && !u.purged.Load()
 	if u.opts.MaxRequests < 0 {
 		reqs = nil
+	}
+	if purge {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM usage_requests`); err != nil {
 			return fmt.Errorf("usage: request records off: %w", err)
 		}
@@ -119,13 +135,18 @@ func (u *Usage) AddUsage(ctx context.Context, buckets []metering.Bucket, reqs []
 		// The count bound: ids grow with each insert (the rowid is the
 		// largest plus one, and only the oldest are ever deleted), so the
 		// newest MaxRequests are the ids within MaxRequests of the largest.
-		if _, err := tx.ExecContext(ctx, `DELETE FROM usage_requests WHERE id <= (SELECT max(id) FROM usage_requests) - ?`,
-			u.opts.MaxRequests); err != nil {
+		// One write drops at most PruneBatch of the rest, the oldest.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM usage_requests WHERE id <= min(
+			(SELECT max(id) FROM usage_requests) - ?, (SELECT min(id) FROM usage_requests) + ? - 1)`,
+			u.opts.MaxRequests, u.opts.PruneBatch); err != nil {
 			return fmt.Errorf("usage: request bound: %w", err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("usage: commit: %w", err)
+	}
+	if purge {
+		u.purged.Store(true)
 	}
 	return nil
 }

@@ -63,8 +63,8 @@ type Handle struct {
 	Jobs    Jobs
 	Usage   Usage // keeping at most UsageMaxRequests request records
 	// UsageWith returns another usage store on the same database, built
-	// with maxRequests as the adapter's UsageOptions.MaxRequests.
-	UsageWith func(maxRequests int) Usage
+	// with the adapter's UsageOptions.MaxRequests and PruneBatch.
+	UsageWith func(maxRequests, pruneBatch int) Usage
 	// Watch reports changes after seq after until ctx ends (the
 	// adapter's Watch with a short poll interval for tests).
 	Watch func(ctx context.Context, after int64) (<-chan api.Change, error)

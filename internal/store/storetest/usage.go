@@ -82,19 +82,47 @@ func testUsage(t *testing.T, a, b Handle) {
 		}
 	}
 
+	// A lowered bound drops the excess a batch at a time, oldest first.
+	count := func() int {
+		reqs, err := a.Usage.Requests(ctx(t), "", hour, hour.Add(time.Hour), 1000)
+		must(t, err)
+		return len(reqs)
+	}
+	var many []metering.Request
+	for i := range 10 {
+		r := req
+		r.At = hour.Add(3*time.Minute + time.Duration(i)*time.Second)
+		many = append(many, r)
+	}
+	low := b.UsageWith(2, 3)
+	must(t, low.AddUsage(ctx(t), nil, many))
+	if n := count(); n != UsageMaxRequests+len(many)-3 {
+		t.Fatalf("%d records after a write over a lowered bound, want %d (one batch of 3 dropped)", n, UsageMaxRequests+len(many)-3)
+	}
+	for range 10 {
+		must(t, low.AddUsage(ctx(t), nil, many[9:]))
+	}
+	if n := count(); n != 2 {
+		t.Fatalf("%d records after more writes, want the bound, 2", n)
+	}
+
 	// Records off (a bound below 0): a write stores none of its records
-	// and drops those stored before; the rollups still add up.
-	off := b.UsageWith(-1)
+	// and the first drops those stored before; the rollups still add up.
+	off := b.UsageWith(-1, 0)
 	must(t, off.AddUsage(ctx(t), []metering.Bucket{bucket("echo", hour, 1, 1)}, more[:1]))
-	reqs, err = a.Usage.Requests(ctx(t), "echo", hour, hour.Add(time.Hour), 100)
-	must(t, err)
-	if len(reqs) != 0 {
-		t.Fatalf("%d request records kept with records off, want 0: %+v", len(reqs), reqs)
+	if n := count(); n != 0 {
+		t.Fatalf("%d request records kept with records off, want 0", n)
 	}
 	got, err := a.Usage.Usage(ctx(t), metering.Query{By: metering.ByHour, Function: "echo"})
 	must(t, err)
 	if len(got) != 1 || got[0].Requests != 6 {
 		t.Fatalf("rollup with records off = %+v, want one hour of 6 requests", got)
+	}
+	// Only the first: another node's records written since stay.
+	must(t, a.Usage.AddUsage(ctx(t), nil, more[:2]))
+	must(t, off.AddUsage(ctx(t), []metering.Bucket{bucket("echo", hour, 1, 1)}, nil))
+	if n := count(); n != 2 {
+		t.Fatalf("%d records after a later write with records off, want the 2 written since", n)
 	}
 }
 
