@@ -19,6 +19,7 @@ func TestServeRejectsBadSettings(t *testing.T) {
 		{[]string{"--max-instances-per-function", "0"}, "max-instances-per-function: must be ≥ 1 (got 0)"},
 		{[]string{"--max-concurrent-starts", "0"}, "max-concurrent-starts: must be ≥ 1 (got 0)"},
 		{[]string{"--request-records", "-1"}, "request-records: must be ≥ 0 (got -1)"},
+		{[]string{"--request-records", "2000000000"}, "request-records: must be ≤ 1000000000 (got 2000000000)"},
 		{[]string{"--body-preread-bytes", "2048", "--body-buffer-budget", "1024"}, "body-preread-bytes: must be ≤ body-buffer-budget (got 2048 > 1024)"},
 		{[]string{"--min-body-rate", "-1"}, "min-body-rate: must be ≥ 0 (got -1)"},
 		{[]string{"--auth=false", "--admin-key-file", "/run/secrets/key"}, "admin-key-file: needs --auth (it is off)"},

@@ -393,6 +393,11 @@ func (c Config) Validate() error {
 			return fmt.Errorf("%s: must be ≥ %d (got %d)", n.name, n.min, n.v)
 		}
 	}
+	// A billion records is about 128 GB of SQLite: past that the bound
+	// no longer bounds anything a machine has.
+	if c.RequestRecords > 1_000_000_000 {
+		return fmt.Errorf("request-records: must be ≤ 1000000000 (got %d)", c.RequestRecords)
+	}
 	if c.BodyPreReadBytes > c.BodyBufferBudget {
 		return fmt.Errorf("body-preread-bytes: must be ≤ body-buffer-budget (got %d > %d)", c.BodyPreReadBytes, c.BodyBufferBudget)
 	}
