@@ -85,8 +85,9 @@ func main() {
 	if len(os.Args) > 2 && os.Args[1] == "worker" && os.Args[2] == "onnx" {
 		os.Exit(worker.RunONNX(context.Background(), os.Args[3:], os.Stdout, os.Stderr))
 	}
-	// As `ember serve` does (its onnx workers, above, keep Go's default): the in-process server runs with the GC target
-	// the server runs with (the whole process does, load generator included).
+	// As `ember serve` does (its onnx workers, above, keep Go's default):
+	// the in-process server runs with the server's GC target (the whole
+	// process does, load generator included).
 	app.SetGCDefault(os.Getenv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

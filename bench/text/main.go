@@ -72,8 +72,9 @@ func main() {
 	if len(os.Args) > 2 && os.Args[1] == "worker" && os.Args[2] == "onnx" {
 		os.Exit(worker.RunONNX(context.Background(), os.Args[3:], os.Stdout, os.Stderr))
 	}
-	// As `ember serve` does (its onnx workers, above, keep Go's default): the in-process server runs with the GC target
-	// the server runs with (the whole process does, load generator included).
+	// As `ember serve` does (its onnx workers, above, keep Go's default):
+	// the in-process server runs with the server's GC target (the whole
+	// process does, load generator included).
 	app.SetGCDefault(os.Getenv)
 	modelDir := flag.String("model", "", "model directory (default: generate a DistilBERT-sized one in a temp dir)")
 	dur := flag.Duration("duration", 10*time.Second, "measured time per cell")

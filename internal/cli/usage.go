@@ -40,7 +40,7 @@ before now (24h). The default is the last 24 hours.`,
 			switch {
 			case cmd.Flags().Changed("limit") && !requests:
 				return fmt.Errorf("--limit: only with --requests")
-			case limit < 0 || limit > 1000:
+			case cmd.Flags().Changed("limit") && (limit < 1 || limit > 1000):
 				return fmt.Errorf("--limit: want 1–1000 (got %d)", limit)
 			}
 			c, err := g.client()

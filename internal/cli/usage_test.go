@@ -69,6 +69,7 @@ func TestUsageLimitFlag(t *testing.T) {
 	}{
 		{[]string{"--limit", "5"}, "--limit: only with --requests"},
 		{[]string{"--requests", "--limit", "-1"}, "--limit: want 1–1000 (got -1)"},
+		{[]string{"--requests", "--limit", "0"}, "--limit: want 1–1000 (got 0)"},
 		{[]string{"--requests", "--limit", "1001"}, "--limit: want 1–1000 (got 1001)"},
 	}
 	for _, tt := range tests {

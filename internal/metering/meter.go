@@ -444,14 +444,17 @@ func (m *Meter) flush(ctx context.Context, now time.Time, buckets bool) error {
 		}
 		m.pending = make(map[bucketKey]*Bucket)
 	}
+	if len(bs) == 0 && len(m.requests) == 0 {
+		// Nothing to write: keep both arrays (a swap here would drop one
+		// each time, and an idle tick or a read of the records comes often).
+		m.mu.Unlock()
+		return nil
+	}
 	reqs := m.requests
 	// The next batch fills the array the last flush wrote out, rather
 	// than growing a new one from nothing (a record per call).
 	m.requests, m.spare = m.spare, nil
 	m.mu.Unlock()
-	if len(bs) == 0 && len(reqs) == 0 {
-		return nil
-	}
 	if err := m.store.AddUsage(ctx, bs, reqs); err != nil {
 		m.mu.Lock()
 		for _, b := range bs {

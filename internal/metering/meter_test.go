@@ -584,3 +584,24 @@ func TestRequestsReadsWhatIsPending(t *testing.T) {
 		t.Errorf("records off: err = %v, want ErrNoRequestRecords", err)
 	}
 }
+
+// TestEmptyFlushKeepsArrays: flushes with nothing to write (idle ticks,
+// reads of the records) keep the record arrays a busy period grew, so
+// the next one does not grow them from nothing.
+func TestEmptyFlushKeepsArrays(t *testing.T) {
+	now := at(10)
+	m := newTestMeter(newMemStore(), &now)
+	for range 3 {
+		m.Request("llm", 200, time.Second, 0, false)
+	}
+	for i := range 4 {
+		if err := m.flush(context.Background(), now, i == 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if got := cap(m.requests) + cap(m.spare); got < 3 {
+		t.Errorf("after empty flushes the record arrays hold %d, want the 3 the busy flush used", got)
+	}
+}

@@ -214,7 +214,8 @@ func function(r *http.Request, q url.Values) (string, *auth.Principal, error) {
 
 // parseUsageTime reads an RFC 3339 time, a date, or a duration before now.
 // The stores keep times as Unix nanoseconds, so a time they cannot hold
-// (before 1678 or after 2262) is refused rather than wrapped around.
+// (before 1677-09-21 or after 2262-04-11) is refused rather than wrapped
+// around.
 func parseUsageTime(s string, now, def time.Time) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {

@@ -25,8 +25,9 @@ type UsageOptions struct {
 	// PruneBatch bounds the records one write drops for MaxRequests
 	// (default 100,000), so that the first write over a large backlog (a
 	// store from before the bound, or a bound lowered) does not hold the
-	// store's locks for minutes; later writes drop the rest. It is far
-	// above what one flush adds, so the table converges to the bound.
+	// store's locks for minutes; later writes that carry records drop the
+	// rest. A flush adds at most as many (MaxPendingRequests, after an
+	// outage) and usually far fewer, so the table converges to the bound.
 	PruneBatch int
 }
 

@@ -102,8 +102,10 @@ func testUsage(t *testing.T, a, b Handle) {
 	for range 10 {
 		must(t, low.AddUsage(ctx(t), nil, many[9:]))
 	}
-	if n := count(); n != 2 {
-		t.Fatalf("%d records after more writes, want the bound, 2", n)
+	kept, err := a.Usage.Requests(ctx(t), "", hour, hour.Add(time.Hour), 1000)
+	must(t, err)
+	if len(kept) != 2 || !kept[0].At.Equal(many[9].At) || !kept[1].At.Equal(many[9].At) {
+		t.Fatalf("records after more writes = %+v, want the bound, 2, both the newest written (%v)", kept, many[9].At)
 	}
 
 	// Records off (a bound below 0): a write stores none of its records
